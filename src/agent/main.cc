@@ -1,0 +1,88 @@
+// warmbox-agent: PID 1 of every sandbox.
+//
+//   warmbox-agent --listen-fd N [--hostname H]
+//       serve on an inherited listening socket (tests, and the vm guest later)
+//   warmbox-agent --listen-fd N --ns-setup --scratch DIR --lower DIR[:DIR]
+//                 --tmpfs-size BYTES --hostname H
+//       first build the namespace sandbox, then serve
+//
+// The listening socket is bound by the host before we exist, so the host can
+// connect at once; setup errors go to fd 2 (a pipe the host reads) and the
+// agent exits 1.
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <string>
+
+#include "agent/server.h"
+#include "agent/setup.h"
+#include "base/strings.h"
+
+namespace {
+
+int Die(const std::string& msg) {
+  std::string line = "warmbox-agent: " + msg + "\n";
+  ssize_t ignored = ::write(2, line.data(), line.size());
+  (void)ignored;
+  return 1;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  wb::agent::ServerOptions opts;
+  wb::agent::NsSetup setup;
+  bool ns_setup = false;
+  for (int i = 1; i < argc; ++i) {
+    std::string a = argv[i];
+    auto value = [&]() -> std::string {
+      if (i + 1 >= argc) {
+        Die("missing value for " + a);
+        std::exit(2);
+      }
+      return argv[++i];
+    };
+    if (a == "--listen-fd") {
+      auto v = wb::ParseUint(value(), "--listen-fd");
+      if (!v.ok()) return Die(v.error().ToString());
+      opts.listen_fd = static_cast<int>(*v);
+    } else if (a == "--hostname") {
+      opts.hostname = setup.hostname = value();
+    } else if (a == "--ns-setup") {
+      ns_setup = true;
+    } else if (a == "--scratch") {
+      setup.scratch_dir = value();
+    } else if (a == "--lower") {
+      setup.lower_dirs = wb::Split(value(), ':');
+    } else if (a == "--tmpfs-size") {
+      auto v = wb::ParseUint(value(), "--tmpfs-size");
+      if (!v.ok()) return Die(v.error().ToString());
+      setup.tmpfs_bytes = *v;
+    } else {
+      return Die("unknown argument " + a);
+    }
+  }
+  if (opts.listen_fd < 0) return Die("--listen-fd is required");
+  opts.pid1 = ::getpid() == 1;
+
+  if (ns_setup) {
+    if (auto r = wb::agent::SetUpNamespaceSandbox(setup); !r.ok()) {
+      return Die("sandbox setup: " + r.error().ToString());
+    }
+  }
+  auto server = wb::agent::CreateServer(opts);
+  if (!server.ok()) return Die(server.error().ToString());
+  // From here on nothing is written to fd 2: the host stops reading it once
+  // the agent is ready, and a full pipe must never block PID 1.
+  int null = ::open("/dev/null", O_RDWR | O_CLOEXEC);
+  if (null >= 0) {
+    ::dup2(null, 2);
+    ::close(null);
+  }
+  auto rc = (*server)->Run();
+  if (!rc.ok()) return 1;
+  return *rc;
+}

@@ -1,0 +1,37 @@
+// The agent's exec server: one thread, one epoll loop.
+//
+// Because the same thread forks exec children and reaps with
+// waitpid(-1, WNOHANG), an exec handler's exit status can never be stolen: a
+// child is entered in the exec table before the loop can run waitpid again,
+// and every reaped pid that is not in the table is an orphan. SIGCHLD arrives
+// through a signalfd (no polling), and one SIGCHLD reaps every exited child,
+// so one exited child never holds up the others.
+#pragma once
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "base/error.h"
+
+namespace wb::agent {
+
+struct ServerOptions {
+  int listen_fd = -1;       // a listening SOCK_STREAM socket, inherited
+  bool pid1 = false;        // PID 1 of a pid namespace: SIGTERM kills all
+  std::string hostname;     // for $HOSTNAME
+  std::string passwd_path = "/etc/passwd";
+  std::string group_path = "/etc/group";
+  int term_grace_ms = 2000;  // SIGTERM -> SIGKILL grace on shutdown
+};
+
+class Server {
+ public:
+  virtual ~Server() = default;
+  // Serves until SIGTERM/SIGINT; returns the agent's exit code.
+  [[nodiscard]] virtual Result<int> Run() = 0;
+};
+
+[[nodiscard]] Result<std::unique_ptr<Server>> CreateServer(const ServerOptions& opts);
+
+}  // namespace wb::agent

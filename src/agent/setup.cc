@@ -1,0 +1,132 @@
+#include "agent/setup.h"
+
+#include <fcntl.h>
+#include <net/if.h>
+#include <sched.h>
+#include <sys/ioctl.h>
+#include <sys/mount.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include <cstring>
+
+#include "base/fd.h"
+#include "base/fs.h"
+
+namespace wb::agent {
+namespace {
+
+Result<void> Mount(const std::string& src, const std::string& target, const char* type,
+                   unsigned long flags, const std::string& data) {
+  if (::mount(src.empty() ? nullptr : src.c_str(), target.c_str(), type, flags,
+              data.empty() ? nullptr : data.c_str()) != 0) {
+    return Errno(std::string("mount ") + (type ? type : "bind"), src + " -> " + target +
+                                                                   (data.empty() ? "" : " [" + data + "]"));
+  }
+  return Ok();
+}
+
+Result<void> MkdirP(const std::string& path, mode_t mode) { return MkdirAll(path, mode); }
+
+Result<void> Touch(const std::string& path) {
+  UniqueFd fd(::open(path.c_str(), O_WRONLY | O_CREAT | O_CLOEXEC, 0600));
+  if (!fd) return Errno("create", path);
+  return Ok();
+}
+
+Result<void> Symlink(const char* target, const std::string& link) {
+  if (::symlink(target, link.c_str()) != 0 && errno != EEXIST) return Errno("symlink", link);
+  return Ok();
+}
+
+// A minimal /dev: the safe character devices bind-mounted from the host
+// (mknod is not permitted in a user namespace, and a tmpfs mounted there is
+// nodev anyway), a private devpts instance and a /dev/shm.
+Result<void> SetUpDev(const std::string& dev) {
+  WB_CHECK(Mount("tmpfs", dev, "tmpfs", MS_NOSUID | MS_NOEXEC, "mode=755,size=64k"));
+  for (const char* name : {"null", "zero", "full", "random", "urandom", "tty"}) {
+    std::string target = dev + "/" + name;
+    WB_CHECK(Touch(target));
+    WB_CHECK(Mount(std::string("/dev/") + name, target, nullptr, MS_BIND, ""));
+  }
+  WB_CHECK(MkdirP(dev + "/pts", 0755));
+  WB_CHECK(Mount("devpts", dev + "/pts", "devpts", MS_NOSUID | MS_NOEXEC,
+                 "newinstance,ptmxmode=0666,mode=620"));
+  WB_CHECK(Symlink("pts/ptmx", dev + "/ptmx"));
+  WB_CHECK(MkdirP(dev + "/shm", 01777));
+  WB_CHECK(Mount("shm", dev + "/shm", "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC,
+                 "mode=1777,size=64m"));
+  WB_CHECK(Symlink("/proc/self/fd", dev + "/fd"));
+  WB_CHECK(Symlink("/proc/self/fd/0", dev + "/stdin"));
+  WB_CHECK(Symlink("/proc/self/fd/1", dev + "/stdout"));
+  WB_CHECK(Symlink("/proc/self/fd/2", dev + "/stderr"));
+  return Ok();
+}
+
+Result<void> LoopbackUp() {
+  UniqueFd s(::socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0));
+  if (!s) return Errno("socket", "AF_INET");
+  ifreq ifr;
+  std::memset(&ifr, 0, sizeof ifr);
+  std::strncpy(ifr.ifr_name, "lo", IFNAMSIZ - 1);
+  if (::ioctl(s.get(), SIOCGIFFLAGS, &ifr) != 0) return Errno("ioctl(SIOCGIFFLAGS)", "lo");
+  ifr.ifr_flags |= IFF_UP | IFF_RUNNING;
+  if (::ioctl(s.get(), SIOCSIFFLAGS, &ifr) != 0) return Errno("ioctl(SIOCSIFFLAGS)", "lo");
+  return Ok();
+}
+
+}  // namespace
+
+Result<void> SetUpNamespaceSandbox(const NsSetup& s) {
+  // The host placed us in our cgroups before releasing us; a cgroup namespace
+  // made now is rooted there, so the sandbox sees "/" as its own cgroup in
+  // every hierarchy (v1 included, which clone3 cannot target).
+  if (::unshare(CLONE_NEWCGROUP) != 0) return Errno("unshare", "CLONE_NEWCGROUP");
+
+  // Nothing we mount may propagate back to the host (or from it).
+  WB_CHECK(Mount("", "/", nullptr, MS_REC | MS_PRIVATE, ""));
+
+  // The writable layer: a size-capped tmpfs that exists only in our mount
+  // namespace, so it (and every byte written in the sandbox) is gone when the
+  // namespace dies, with nothing for the host to unmount.
+  const std::string& top = s.scratch_dir;
+  WB_CHECK(Mount("tmpfs", top, "tmpfs", MS_NOSUID | MS_NODEV,
+                 "mode=0755,size=" + std::to_string(s.tmpfs_bytes)));
+  const std::string upper = top + "/upper", work = top + "/work", root = top + "/root";
+  for (const auto& d : {upper, work, root}) WB_CHECK(MkdirP(d, 0755));
+
+  std::string lower;
+  for (const auto& l : s.lower_dirs) lower += (lower.empty() ? "" : ":") + l;
+  // userxattr: overlay metadata goes to user.overlay.* xattrs, which a user
+  // namespace may set on its own tmpfs.
+  WB_CHECK(Mount("overlay", root, "overlay", MS_NOSUID,
+                 "lowerdir=" + lower + ",upperdir=" + upper + ",workdir=" + work + ",userxattr"));
+
+  for (const char* d : {"/proc", "/dev", "/tmp"}) {
+    WB_CHECK(MkdirP(root + d, 0755));
+  }
+  if (::chmod((root + "/tmp").c_str(), 01777) != 0) return Errno("chmod", root + "/tmp");
+  // proc must be mounted while the host's /proc is still visible in this
+  // mount namespace: the kernel refuses a new proc mount in a user namespace
+  // unless a fully visible one exists (mount_too_revealing).
+  WB_CHECK(Mount("proc", root + "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, ""));
+  WB_CHECK(SetUpDev(root + "/dev"));
+
+  // crun's sequence: pivot_root(".", ".") stacks the old root under the new
+  // one at "/", and the detached unmount drops it, so no path to the host's
+  // filesystem is left.
+  if (::chdir(root.c_str()) != 0) return Errno("chdir", root);
+  if (::syscall(SYS_pivot_root, ".", ".") != 0) return Errno("pivot_root", root);
+  if (::umount2(".", MNT_DETACH) != 0) return Errno("umount2", "old root");
+  if (::chdir("/") != 0) return Errno("chdir", "/");
+
+  if (::sethostname(s.hostname.data(), s.hostname.size()) != 0) {
+    return Errno("sethostname", s.hostname);
+  }
+  WB_CHECK(LoopbackUp());
+  return Ok();
+}
+
+}  // namespace wb::agent

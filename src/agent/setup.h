@@ -1,0 +1,23 @@
+// Turns the fresh namespaces the host cloned us into into a sandbox: the
+// agent runs this as PID 1 before it serves anything. See
+// docs/architecture.md ("life of a sandbox") for the order and its reasons.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "base/error.h"
+
+namespace wb::agent {
+
+struct NsSetup {
+  std::string scratch_dir;  // host dir to mount the sandbox's tmpfs on
+  std::vector<std::string> lower_dirs;  // image layers, top first
+  uint64_t tmpfs_bytes = 0;  // writable-layer cap
+  std::string hostname;
+};
+
+[[nodiscard]] Result<void> SetUpNamespaceSandbox(const NsSetup& s);
+
+}  // namespace wb::agent

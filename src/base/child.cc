@@ -1,0 +1,328 @@
+#include "base/child.h"
+
+#include <fcntl.h>
+#include <linux/close_range.h>
+#include <linux/sched.h>
+#include <sched.h>
+#include <signal.h>
+#include <sys/prctl.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <csignal>
+#include <cstring>
+
+#ifndef P_PIDFD
+#define P_PIDFD 3
+#endif
+
+namespace wb {
+namespace {
+
+// Fds of the handshake pipes are moved at or above this number so the child's
+// fd remapping (targets < 64) can never clobber them.
+constexpr int kHighFd = 64;
+
+enum Step : int {
+  kStepSignals = 1,
+  kStepDupFds,
+  kStepPdeathsig,
+  kStepRelease,
+  kStepSetgroups,
+  kStepSetresgid,
+  kStepSetresuid,
+  kStepExecve,
+};
+
+const char* StepName(int step) {
+  switch (step) {
+    case kStepSignals: return "reset signals";
+    case kStepDupFds: return "set up fds";
+    case kStepPdeathsig: return "prctl(PR_SET_PDEATHSIG)";
+    case kStepRelease: return "wait for release";
+    case kStepSetgroups: return "setgroups";
+    case kStepSetresgid: return "setresgid";
+    case kStepSetresuid: return "setresuid";
+    case kStepExecve: return "execve";
+  }
+  return "spawn";
+}
+
+struct ChildPlan {
+  const char* path;
+  char* const* argv;
+  char* const* envp;
+  const int* src;
+  const int* dst;
+  int nfds;
+  int stdio_mapped[3];
+  int pdeath_signal;
+  bool hold;
+  bool become_root;
+  int release_fd;
+  int error_fd;
+};
+
+[[noreturn]] void ChildFail(const ChildPlan& p, int step) {
+  int msg[2] = {step, errno};
+  // Best effort: if the parent is gone there is nobody to tell.
+  ssize_t ignored = ::write(p.error_fd, msg, sizeof msg);
+  (void)ignored;
+  ::_exit(127);
+}
+
+// Runs in the child between clone3 and execve: raw syscalls only.
+[[noreturn]] void ChildMain(const ChildPlan& p) {
+  // Handlers of the parent must not run here; reset every disposition, then
+  // unblock (the parent blocked all signals around clone3).
+  struct sigaction dfl;
+  std::memset(&dfl, 0, sizeof dfl);
+  dfl.sa_handler = SIG_DFL;
+  for (int sig = 1; sig < NSIG; ++sig) {
+    if (sig == SIGKILL || sig == SIGSTOP) continue;
+    ::sigaction(sig, &dfl, nullptr);  // EINVAL for glibc-reserved signals: fine
+  }
+  if (p.pdeath_signal != 0) {
+    if (::prctl(PR_SET_PDEATHSIG, p.pdeath_signal) != 0) ChildFail(p, kStepPdeathsig);
+  }
+  sigset_t none;
+  sigemptyset(&none);
+  if (::syscall(SYS_rt_sigprocmask, SIG_SETMASK, &none, nullptr, _NSIG / 8) != 0) {
+    ChildFail(p, kStepSignals);
+  }
+
+  // Two passes so a source fd can never be overwritten before it is copied:
+  // first duplicate every source above all targets, then move into place.
+  int tmp[64];
+  for (int i = 0; i < p.nfds; ++i) {
+    tmp[i] = ::fcntl(p.src[i], F_DUPFD_CLOEXEC, kHighFd + 8);
+    if (tmp[i] < 0) ChildFail(p, kStepDupFds);
+  }
+  for (int i = 0; i < p.nfds; ++i) {
+    if (::dup3(tmp[i], p.dst[i], 0) < 0) ChildFail(p, kStepDupFds);
+  }
+  for (int s = 0; s < 3; ++s) {
+    if (p.stdio_mapped[s]) continue;
+    int null = ::open("/dev/null", O_RDWR | O_CLOEXEC);
+    if (null < 0) ChildFail(p, kStepDupFds);
+    if (null == s) {
+      if (::fcntl(null, F_SETFD, 0) < 0) ChildFail(p, kStepDupFds);
+      continue;
+    }
+    if (::dup3(null, s, 0) < 0) ChildFail(p, kStepDupFds);
+    ::close(null);
+  }
+  // Anything else inherited without O_CLOEXEC (from whoever started us) must
+  // not reach the program.
+  int max_dst = 2;
+  for (int i = 0; i < p.nfds; ++i) max_dst = p.dst[i] > max_dst ? p.dst[i] : max_dst;
+  ::syscall(SYS_close_range, max_dst + 1, ~0U, CLOSE_RANGE_CLOEXEC);
+
+  if (p.hold) {
+    char c;
+    ssize_t n;
+    do {
+      n = ::read(p.release_fd, &c, 1);
+    } while (n < 0 && errno == EINTR);
+    if (n != 1) {
+      errno = n == 0 ? EPIPE : errno;  // parent gone or gave up
+      ChildFail(p, kStepRelease);
+    }
+  }
+  if (p.become_root) {
+    // Raw syscalls: glibc's wrappers would try to broadcast the change to
+    // threads that exist only in the parent.
+    if (::syscall(SYS_setgroups, 0, nullptr) != 0) ChildFail(p, kStepSetgroups);
+    if (::syscall(SYS_setresgid, 0, 0, 0) != 0) ChildFail(p, kStepSetresgid);
+    if (::syscall(SYS_setresuid, 0, 0, 0) != 0) ChildFail(p, kStepSetresuid);
+  }
+  ::execve(p.path, p.argv, p.envp);
+  ChildFail(p, kStepExecve);
+}
+
+std::vector<char*> CStrings(const std::vector<std::string>& v) {
+  std::vector<char*> out;
+  out.reserve(v.size() + 1);
+  for (const auto& s : v) out.push_back(const_cast<char*>(s.c_str()));
+  out.push_back(nullptr);
+  return out;
+}
+
+Result<UniqueFd> MoveHigh(UniqueFd fd) {
+  int high = ::fcntl(fd.get(), F_DUPFD_CLOEXEC, kHighFd);
+  if (high < 0) return Errno("fcntl(F_DUPFD_CLOEXEC)", std::to_string(fd.get()));
+  return UniqueFd(high);
+}
+
+}  // namespace
+
+std::string ExitStatus::Describe() const {
+  if (signal) return "killed by signal " + std::to_string(signal) + " (" + strsignal(signal) + ")";
+  return "exited with code " + std::to_string(code);
+}
+
+ChildProcess& ChildProcess::operator=(ChildProcess&& o) noexcept {
+  if (this != &o) {
+    KillAndReap();
+    pid_ = std::exchange(o.pid_, -1);
+    pidfd_ = std::move(o.pidfd_);
+    release_fd_ = std::move(o.release_fd_);
+    error_fd_ = std::move(o.error_fd_);
+    path_ = std::move(o.path_);
+    reaped_ = std::exchange(o.reaped_, false);
+  }
+  return *this;
+}
+
+ChildProcess::~ChildProcess() { KillAndReap(); }
+
+Result<ChildProcess> ChildProcess::Spawn(const SpawnOptions& opts) {
+  if (opts.argv.empty()) return Fail("spawn", opts.path, "empty argv");
+  if (opts.fds.size() > 32) return Fail("spawn", opts.path, "too many fds");
+  std::vector<int> src, dst;
+  ChildPlan plan{};
+  for (auto [s, d] : opts.fds) {
+    if (d < 0 || d >= kHighFd) return Fail("spawn", opts.path, "fd target out of range");
+    src.push_back(s);
+    dst.push_back(d);
+    if (d < 3) plan.stdio_mapped[d] = 1;
+  }
+  auto argv = CStrings(opts.argv);
+  auto envp = CStrings(opts.env);
+
+  Pipe release = WB_TRY(MakePipe());
+  Pipe error = WB_TRY(MakePipe());
+  release.read = WB_TRY(MoveHigh(std::move(release.read)));
+  error.write = WB_TRY(MoveHigh(std::move(error.write)));
+
+  plan.path = opts.path.c_str();
+  plan.argv = argv.data();
+  plan.envp = envp.data();
+  plan.src = src.data();
+  plan.dst = dst.data();
+  plan.nfds = static_cast<int>(src.size());
+  plan.pdeath_signal = opts.pdeath_signal;
+  plan.hold = opts.hold_until_released;
+  plan.become_root = opts.become_userns_root;
+  plan.release_fd = release.read.get();
+  plan.error_fd = error.write.get();
+
+  int pidfd = -1;
+  struct clone_args args;
+  std::memset(&args, 0, sizeof args);
+  args.flags = opts.clone_flags | CLONE_PIDFD;
+  args.pidfd = reinterpret_cast<uint64_t>(&pidfd);
+  args.exit_signal = SIGCHLD;
+  if (opts.cgroup_fd >= 0) {
+    args.flags |= CLONE_INTO_CGROUP;
+    args.cgroup = static_cast<uint64_t>(opts.cgroup_fd);
+  }
+
+  // Block every signal across clone3 so no handler of ours runs in the child
+  // before it has reset the dispositions.
+  sigset_t all, old;
+  sigfillset(&all);
+  pthread_sigmask(SIG_SETMASK, &all, &old);
+  long pid = ::syscall(SYS_clone3, &args, sizeof args);
+  if (pid == 0) ChildMain(plan);
+  int clone_errno = errno;
+  pthread_sigmask(SIG_SETMASK, &old, nullptr);
+  if (pid < 0) {
+    return ErrnoValue(clone_errno, "clone3", opts.path);
+  }
+
+  ChildProcess child;
+  child.pid_ = static_cast<pid_t>(pid);
+  child.pidfd_ = UniqueFd(pidfd);
+  child.path_ = opts.path;
+  child.release_fd_ = std::move(release.write);
+  child.error_fd_ = std::move(error.read);
+  // Our copies of the child's ends must go, or EOF never comes.
+  release.read.reset();
+  error.write.reset();
+  if (!opts.hold_until_released) {
+    child.release_fd_.reset();
+    WB_CHECK(child.AwaitExec());
+  }
+  return child;
+}
+
+Result<void> ChildProcess::Release() {
+  if (!release_fd_) return Fail("release", path_, "child is not held");
+  char c = 1;
+  if (::write(release_fd_.get(), &c, 1) != 1) return Errno("write", "release pipe of " + path_);
+  release_fd_.reset();
+  return AwaitExec();
+}
+
+Result<void> ChildProcess::AwaitExec() {
+  int msg[2];
+  ssize_t n;
+  do {
+    n = ::read(error_fd_.get(), msg, sizeof msg);
+  } while (n < 0 && errno == EINTR);
+  error_fd_.reset();
+  if (n < 0) return Errno("read", "exec status pipe of " + path_);
+  if (n == 0) return Ok();  // closed by execve: the program runs
+  KillAndReap();
+  if (n != sizeof msg) return Fail("spawn", path_, "short status from child");
+  return ErrnoValue(msg[1], StepName(msg[0]), path_);
+}
+
+Result<void> ChildProcess::Signal(int sig) {
+  if (!running()) return Fail("signal", path_, "process already reaped");
+  if (::syscall(SYS_pidfd_send_signal, pidfd_.get(), sig, nullptr, 0) != 0) {
+    return Errno("pidfd_send_signal", std::to_string(pid_));
+  }
+  return Ok();
+}
+
+namespace {
+ExitStatus FromSiginfo(const siginfo_t& info) {
+  ExitStatus st;
+  if (info.si_code == CLD_EXITED) {
+    st.code = info.si_status;
+  } else {
+    st.signal = info.si_status;
+  }
+  return st;
+}
+}  // namespace
+
+Result<ExitStatus> ChildProcess::Wait() {
+  if (reaped_ || pid_ <= 0) return Fail("wait", path_, "no process to wait for");
+  siginfo_t info;
+  std::memset(&info, 0, sizeof info);
+  for (;;) {
+    if (::waitid(static_cast<idtype_t>(P_PIDFD), pidfd_.get(), &info, WEXITED) == 0) break;
+    if (errno != EINTR) return Errno("waitid", std::to_string(pid_));
+  }
+  reaped_ = true;
+  return FromSiginfo(info);
+}
+
+Result<std::optional<ExitStatus>> ChildProcess::TryWait() {
+  if (reaped_ || pid_ <= 0) return Fail("wait", path_, "no process to wait for");
+  siginfo_t info;
+  std::memset(&info, 0, sizeof info);
+  if (::waitid(static_cast<idtype_t>(P_PIDFD), pidfd_.get(), &info, WEXITED | WNOHANG) != 0) {
+    return Errno("waitid", std::to_string(pid_));
+  }
+  if (info.si_pid == 0) return std::optional<ExitStatus>();
+  reaped_ = true;
+  return std::optional<ExitStatus>(FromSiginfo(info));
+}
+
+void ChildProcess::KillAndReap() {
+  if (pid_ <= 0 || reaped_) return;
+  ::syscall(SYS_pidfd_send_signal, pidfd_.get(), SIGKILL, nullptr, 0);
+  siginfo_t info;
+  while (::waitid(static_cast<idtype_t>(P_PIDFD), pidfd_.get(), &info, WEXITED) != 0 &&
+         errno == EINTR) {
+  }
+  reaped_ = true;
+}
+
+}  // namespace wb

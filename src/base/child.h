@@ -1,0 +1,88 @@
+// ChildProcess: the one careful spawn path of warmbox (clone3 + pidfd).
+//
+// The host may be multi-threaded (the pool daemon), so the child between
+// clone3 and execve only makes raw syscalls on data prepared before the clone:
+// no allocation, no locks, no glibc wrappers that touch thread state (setxid
+// broadcasts). Failures before exec are reported through a close-on-exec pipe
+// as (step, errno); a clean EOF on that pipe means execve succeeded.
+//
+// A ChildProcess that is destroyed without having been reaped is killed with
+// SIGKILL and reaped, so no process outlives its owner by accident.
+#pragma once
+
+#include <sys/types.h>
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "base/error.h"
+#include "base/fd.h"
+
+namespace wb {
+
+struct SpawnOptions {
+  std::string path;               // absolute path of the program
+  std::vector<std::string> argv;  // argv[0] included
+  std::vector<std::string> env;   // "K=V"
+  uint64_t clone_flags = 0;       // CLONE_NEW* flags
+  int cgroup_fd = -1;             // CLONE_INTO_CGROUP target (cgroup v2 dir fd)
+  // {fd in parent, fd number in the child}. Child fds 0-2 not listed are
+  // /dev/null; every other fd is closed at exec. Targets must be < 64.
+  std::vector<std::pair<int, int>> fds;
+  int pdeath_signal = 0;           // PR_SET_PDEATHSIG, 0 = none
+  bool hold_until_released = false;  // child waits for Release() before exec
+  // In a new user namespace: setgroups([]), setresgid(0), setresuid(0) so that
+  // execve gives the program the full capability set of that namespace.
+  bool become_userns_root = false;
+};
+
+struct ExitStatus {
+  int code = 0;    // exit code when exited normally
+  int signal = 0;  // terminating signal, 0 if exited
+  // Shell convention: the code, or 128+signal.
+  int ShellCode() const { return signal ? 128 + signal : code; }
+  std::string Describe() const;
+};
+
+class ChildProcess {
+ public:
+  ChildProcess() = default;
+  ChildProcess(ChildProcess&& o) noexcept { *this = std::move(o); }
+  ChildProcess& operator=(ChildProcess&& o) noexcept;
+  ChildProcess(const ChildProcess&) = delete;
+  ChildProcess& operator=(const ChildProcess&) = delete;
+  ~ChildProcess();
+
+  [[nodiscard]] static Result<ChildProcess> Spawn(const SpawnOptions& opts);
+
+  // For hold_until_released: lets the child go on and waits until it has
+  // exec'd (or reports why it could not).
+  [[nodiscard]] Result<void> Release();
+
+  pid_t pid() const { return pid_; }
+  int pidfd() const { return pidfd_.get(); }
+  bool running() const { return pid_ > 0 && !reaped_; }
+
+  [[nodiscard]] Result<void> Signal(int sig);
+  // Blocks until the child exits and reaps it.
+  [[nodiscard]] Result<ExitStatus> Wait();
+  // Reaps the child if it has exited.
+  [[nodiscard]] Result<std::optional<ExitStatus>> TryWait();
+  // SIGKILL and reap (idempotent).
+  void KillAndReap();
+
+ private:
+  [[nodiscard]] Result<void> AwaitExec();
+
+  pid_t pid_ = -1;
+  UniqueFd pidfd_;
+  UniqueFd release_fd_;  // write end: one byte lets a held child go on
+  UniqueFd error_fd_;    // read end: (step, errno) or EOF at exec
+  std::string path_;
+  bool reaped_ = false;
+};
+
+}  // namespace wb

@@ -1,0 +1,84 @@
+// Error and Result<T>: every fallible call returns a Result that names the
+// failing call, its argument and errno, so the place that handles it can log
+// one precise line.
+#pragma once
+
+#include <cerrno>
+#include <string>
+#include <utility>
+#include <variant>
+
+namespace wb {
+
+struct Error {
+  std::string call;    // the syscall or operation, e.g. "mount"
+  std::string arg;     // what it was applied to, e.g. "/var/lib/warmbox/x"
+  int err = 0;         // errno, 0 when not a syscall failure
+  std::string detail;  // free text, e.g. "expected a size like 512m"
+
+  // "mount(/x): Permission denied" or "parse size(abc): expected ...".
+  std::string ToString() const;
+  // Prefixes context: Error{...}.Wrap("create sandbox") -> "create sandbox: mount(...)".
+  Error Wrap(const std::string& context) const;
+};
+
+// An error from the current errno.
+Error Errno(std::string call, std::string arg);
+// An error with an explicit errno value (for calls that return it).
+Error ErrnoValue(int err, std::string call, std::string arg);
+// A logical error without errno.
+Error Fail(std::string call, std::string arg, std::string detail);
+
+template <typename T>
+class [[nodiscard]] Result {
+ public:
+  Result(T value) : v_(std::move(value)) {}  // NOLINT: implicit by design
+  Result(Error error) : v_(std::move(error)) {}  // NOLINT
+
+  bool ok() const { return v_.index() == 0; }
+  T& value() & { return std::get<0>(v_); }
+  const T& value() const& { return std::get<0>(v_); }
+  T&& value() && { return std::get<0>(std::move(v_)); }
+  const Error& error() const& { return std::get<1>(v_); }
+  Error&& error() && { return std::get<1>(std::move(v_)); }
+  T* operator->() { return &value(); }
+  T& operator*() { return value(); }
+
+ private:
+  std::variant<T, Error> v_;
+};
+
+template <>
+class [[nodiscard]] Result<void> {
+ public:
+  Result() = default;
+  Result(Error error) : err_(std::move(error)), ok_(false) {}  // NOLINT
+
+  bool ok() const { return ok_; }
+  const Error& error() const& { return err_; }
+  Error&& error() && { return std::move(err_); }
+
+ private:
+  Error err_;
+  bool ok_ = true;
+};
+
+inline Result<void> Ok() { return Result<void>(); }
+
+}  // namespace wb
+
+// Evaluates a Result<T> expression; returns its error from the enclosing
+// function, or yields the value.
+#define WB_TRY(expr)                                   \
+  ({                                                   \
+    auto wb_try_r_ = (expr);                           \
+    if (!wb_try_r_.ok()) return std::move(wb_try_r_).error(); \
+    std::move(wb_try_r_).value();                      \
+  })
+
+// Same for Result<void>.
+#define WB_CHECK(expr)                                 \
+  do {                                                 \
+    auto wb_check_r_ = (expr);                         \
+    if (!wb_check_r_.ok()) return std::move(wb_check_r_).error(); \
+  } while (0)

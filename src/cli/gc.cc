@@ -1,0 +1,19 @@
+// warmbox gc: remove what crashed warmbox processes left behind.
+#include <cstdio>
+
+#include "cli/verbs.h"
+#include "sandbox/sandbox_dir.h"
+
+namespace wb::cli {
+
+Action AddGc(CLI::App& app) {
+  app.add_subcommand("gc", "remove sandboxes (dirs, cgroups, processes) left by crashed warmbox processes");
+  return [](const GlobalOptions& g) {
+    GcReport rep = CollectGarbage(g.state_dir);
+    std::printf("removed %d leftover sandbox(es); %d in use\n", rep.removed, rep.kept);
+    for (const auto& e : rep.errors) std::fprintf(stderr, "warmbox: gc: %s\n", e.c_str());
+    return rep.errors.empty() ? 0 : kExitWarmboxError;
+  };
+}
+
+}  // namespace wb::cli

@@ -1,0 +1,52 @@
+// warmbox: the command-line interface.
+#include <signal.h>
+#include <unistd.h>
+
+#include <CLI/CLI.hpp>
+#include <cstdio>
+#include <vector>
+
+#include "base/log.h"
+#include "cli/options.h"
+#include "cli/verbs.h"
+
+int main(int argc, char** argv) {
+  using namespace wb::cli;
+  CLI::App app{"warmbox: run untrusted code in isolated sandboxes, fast"};
+  app.set_version_flag("--version", "warmbox 0.1.0");
+  app.require_subcommand(1);
+  GlobalOptions g;
+  app.add_option("--state-dir", g.state_dir, "state directory (default $WARMBOX_STATE_DIR or /var/lib/warmbox)");
+  app.add_option("--userns-base", g.userns_base,
+                 "first host uid/gid of the sandboxes' 65536-id range (default $WARMBOX_USERNS_BASE or 1000000000)");
+  app.add_option("--log-level", g.log_level, "trace|debug|info|warn|error")
+      ->check(CLI::IsMember({"trace", "debug", "info", "warn", "error", "off"}));
+
+  std::vector<std::pair<CLI::App*, Action>> verbs;
+  auto add = [&](Action a) { verbs.emplace_back(app.get_subcommands({}).back(), std::move(a)); };
+  add(AddRun(app));
+  add(AddImage(app));
+  add(AddGc(app));
+
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::CallForHelp& e) {
+    return app.exit(e);
+  } catch (const CLI::CallForAllHelp& e) {
+    return app.exit(e);
+  } catch (const CLI::CallForVersion& e) {
+    return app.exit(e);
+  } catch (const CLI::ParseError& e) {
+    // One line naming what was wrong, and the exit code of warmbox errors.
+    std::fprintf(stderr, "warmbox: %s (see 'warmbox --help')\n", e.what());
+    return kExitWarmboxError;
+  }
+  wb::InitLogging(g.log_level);
+  // A reader that goes away (| head) must not kill us before cleanup.
+  ::signal(SIGPIPE, SIG_IGN);
+  if (auto r = Finish(g); !r.ok()) return ReportError(r.error());
+  for (auto& [sub, action] : verbs) {
+    if (sub->parsed()) return action(g);
+  }
+  return kExitWarmboxError;
+}

@@ -1,0 +1,31 @@
+// Options shared by every verb, and the exit-code contract of the CLI.
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+#include "base/error.h"
+
+namespace wb::cli {
+
+// Docker's convention: warmbox's own failures exit 125, so they never collide
+// with the exit codes of the command that ran in the sandbox.
+inline constexpr int kExitWarmboxError = 125;
+
+struct GlobalOptions {
+  std::string state_dir;   // --state-dir, $WARMBOX_STATE_DIR, /var/lib/warmbox
+  std::string userns_base; // --userns-base, $WARMBOX_USERNS_BASE
+  std::string log_level = "warn";
+  // Resolved by Finish():
+  uint32_t uid_base = 0;
+  std::string agent_path;     // $WARMBOX_AGENT or next to this binary
+  std::string cgroup_parent;  // $WARMBOX_CGROUP_PARENT
+};
+
+// Fills defaults from the environment and validates.
+[[nodiscard]] Result<void> Finish(GlobalOptions& g);
+
+// Prints "warmbox: <error>" and returns kExitWarmboxError.
+int ReportError(const Error& e);
+
+}  // namespace wb::cli

@@ -1,0 +1,18 @@
+// One file per verb. Each registers its subcommand and returns the function
+// that runs it once parsing succeeded.
+#pragma once
+
+#include <CLI/CLI.hpp>
+#include <functional>
+
+#include "cli/options.h"
+
+namespace wb::cli {
+
+using Action = std::function<int(const GlobalOptions&)>;
+
+Action AddRun(CLI::App& app);
+Action AddImage(CLI::App& app);
+Action AddGc(CLI::App& app);
+
+}  // namespace wb::cli

@@ -1,0 +1,93 @@
+// The exec channel between the host and warmbox-agent.
+//
+// A stream of frames: 1-byte type, 4-byte big-endian payload length, payload.
+// Payloads are capped at kMaxFrame; a peer announcing more is cut off before
+// anything is allocated. One exec per connection; heartbeats may repeat.
+//
+//   host -> agent  'H' heartbeat            agent -> host  'h' {"pid":..}
+//                  'E' ExecRequest (JSON)                  'O' stdout bytes
+//                  'I' stdin bytes                         'R' stderr bytes
+//                  'C' close stdin                         'X' ExecExit (JSON)
+//                                                          'F' error text
+// See docs/protocol.md.
+#pragma once
+
+#include <cstdint>
+#include <deque>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "base/error.h"
+
+namespace wb::proto {
+
+inline constexpr uint32_t kMaxFrame = 16u << 20;
+inline constexpr size_t kHeaderSize = 5;
+inline constexpr uint64_t kDefaultOutputCap = 16u << 20;
+
+enum class FrameType : char {
+  kHeartbeat = 'H',
+  kHeartbeatReply = 'h',
+  kExec = 'E',
+  kStdin = 'I',
+  kStdinClose = 'C',
+  kStdout = 'O',
+  kStderr = 'R',
+  kExit = 'X',
+  kFailure = 'F',
+};
+
+bool IsKnownFrameType(char c);
+
+struct Frame {
+  FrameType type;
+  std::string payload;
+};
+
+// Appends one encoded frame to out. payload must be <= kMaxFrame.
+void AppendFrame(std::string& out, FrameType type, std::string_view payload);
+std::string EncodeFrame(FrameType type, std::string_view payload);
+
+// Incremental decoder: Feed bytes as they arrive, then Next() until empty.
+class FrameDecoder {
+ public:
+  // Returns an error (and stays failed) on an unknown type or oversize frame.
+  [[nodiscard]] Result<void> Feed(std::string_view bytes);
+  std::optional<Frame> Next();
+  size_t buffered() const { return buf_.size() - pos_; }
+
+ private:
+  [[nodiscard]] Result<void> Validate();
+  std::string buf_;
+  size_t pos_ = 0;
+  std::deque<Frame> ready_;
+  std::optional<Error> failed_;
+};
+
+struct ExecRequest {
+  std::vector<std::string> argv;
+  std::vector<std::string> env;  // "K=V", applied over the agent's defaults
+  std::string cwd;               // empty: "/"
+  std::string user;              // empty: root; "name", "uid", "uid:gid", "name:group"
+  uint64_t timeout_ms = 0;       // 0: none
+  uint64_t output_cap = kDefaultOutputCap;  // per stream
+  bool stdin = false;            // host will send 'I'/'C'; else stdin is empty
+};
+
+struct ExecExit {
+  int exit_code = 0;  // code, 128+signal, 137 on timeout, 127 when not started
+  int signal = 0;
+  bool timed_out = false;
+  bool stdout_truncated = false;
+  bool stderr_truncated = false;
+  std::string error;  // why the program could not be started
+};
+
+std::string ToJson(const ExecRequest& r);
+std::string ToJson(const ExecExit& e);
+[[nodiscard]] Result<ExecRequest> ParseExecRequest(std::string_view json);
+[[nodiscard]] Result<ExecExit> ParseExecExit(std::string_view json);
+
+}  // namespace wb::proto

@@ -1,0 +1,34 @@
+// Host side of the exec channel (proto/agent_proto.h).
+#pragma once
+
+#include <string>
+
+#include "base/error.h"
+#include "base/fd.h"
+#include "sandbox/driver.h"
+
+namespace wb {
+
+struct AgentEndpoint {
+  std::string socket_path;
+  // A pidfd of the agent (or its VM): readable when it dies, which ends any
+  // wait at once instead of at a timeout. -1: none.
+  int liveness_fd = -1;
+};
+
+[[nodiscard]] Result<UniqueFd> ConnectUnix(const std::string& path);
+
+// One heartbeat on a new connection. Fails when the agent does not answer
+// within timeout_ms or dies.
+[[nodiscard]] Result<void> AgentHeartbeat(const AgentEndpoint& ep, int timeout_ms);
+
+// Readiness: heartbeats with a short per-attempt timeout until one answers,
+// the agent dies (fails at once) or total_ms passes (fails).
+[[nodiscard]] Result<void> WaitAgentReady(const AgentEndpoint& ep, int attempt_ms, int total_ms);
+
+// Runs one command. Output is streamed to io's callbacks or collected.
+// Hanging up (destroying the connection) makes the agent kill the command.
+[[nodiscard]] Result<ExecOutcome> AgentExec(const AgentEndpoint& ep, const proto::ExecRequest& req,
+                                            ExecIo& io);
+
+}  // namespace wb

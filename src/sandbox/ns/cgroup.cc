@@ -1,0 +1,222 @@
+#include "sandbox/ns/cgroup.h"
+
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cmath>
+
+#include "base/fs.h"
+#include "base/strings.h"
+
+namespace wb {
+namespace {
+
+const char* const kV1Controllers[] = {"memory", "pids", "cpu"};
+
+std::string JoinPath(std::string a, std::string_view b) {
+  while (!a.empty() && a.back() == '/') a.pop_back();
+  if (b.empty() || b == "/") return a.empty() ? "/" : a;
+  if (b.front() != '/') a += '/';
+  a += b;
+  return a;
+}
+
+// The path of `self` relative to a mount whose root is `root`.
+std::string RelativeTo(const std::string& self, const std::string& root) {
+  if (root == "/" || root.empty()) return self;
+  if (StartsWith(self, root)) return self.substr(root.size());
+  return "/";  // our cgroup is outside the mount (nested container): use its root
+}
+
+}  // namespace
+
+Result<CgroupLayout> ParseCgroupLayout(std::string_view mountinfo, std::string_view self_cgroup,
+                                       std::string_view v2_controllers) {
+  CgroupLayout l;
+  std::map<std::string, std::string> self_v1;  // controller -> path
+  for (const auto& line : Split(self_cgroup, '\n')) {
+    auto f = Split(line, ':');
+    if (f.size() < 3) continue;
+    std::string path = line.substr(f[0].size() + f[1].size() + 2);
+    if (f[0] == "0" && f[1].empty()) {
+      l.unified_self = path;
+    } else {
+      for (const auto& c : Split(f[1], ',')) self_v1[c] = path;
+    }
+  }
+  for (const auto& line : Split(mountinfo, '\n')) {
+    // id parent major:minor root mountpoint options [optional...] - fstype source superopts
+    size_t dash = line.find(" - ");
+    if (dash == std::string::npos) continue;
+    auto left = Split(line.substr(0, dash), ' ');
+    auto right = Split(line.substr(dash + 3), ' ');
+    if (left.size() < 5 || right.size() < 3) continue;
+    const std::string& root = left[3];
+    const std::string& mnt = left[4];
+    if (right[0] == "cgroup2") {
+      if (l.unified_mount.empty()) {
+        l.unified_mount = mnt;
+        l.unified_self = RelativeTo(l.unified_self.empty() ? "/" : l.unified_self, root);
+      }
+    } else if (right[0] == "cgroup") {
+      for (const auto& opt : Split(right[2], ',')) {
+        for (const char* c : kV1Controllers) {
+          if (opt == c && !l.v1_dir_of_self.count(c)) {
+            auto it = self_v1.find(c);
+            std::string self = it == self_v1.end() ? "/" : it->second;
+            l.v1_dir_of_self[c] = JoinPath(mnt, RelativeTo(self, root));
+          }
+        }
+      }
+    }
+  }
+  // Pure v2 when the v2 hierarchy has the controllers and v1 has none of them.
+  auto ctl = Split(Trim(v2_controllers), ' ');
+  bool has_mem = false;
+  for (const auto& c : ctl) has_mem |= c == "memory";
+  l.unified_has_controllers = !l.unified_mount.empty() && has_mem && l.v1_dir_of_self.empty();
+  if (l.unified_mount.empty() && l.v1_dir_of_self.empty()) {
+    return Fail("cgroups", "/proc/self/mountinfo", "no cgroup hierarchy is mounted");
+  }
+  return l;
+}
+
+CgroupPlan PlanSandboxCgroup(const CgroupLayout& l, const std::string& id, const Limits& lim,
+                             const std::string& parent_override) {
+  CgroupPlan p;
+  const uint64_t period = 100000;
+  uint64_t quota = lim.cpus > 0 ? static_cast<uint64_t>(std::ceil(lim.cpus * period)) : 0;
+  if (!l.unified_mount.empty()) {
+    std::string parent = parent_override.empty()
+                             ? JoinPath(l.unified_has_controllers ? l.unified_mount
+                                                                  : JoinPath(l.unified_mount, l.unified_self),
+                                        "warmbox")
+                             : JoinPath(l.unified_mount, parent_override);
+    p.parents.push_back(parent);
+    p.v2_dir = JoinPath(parent, id);
+    p.dirs.push_back(p.v2_dir);
+    if (l.unified_has_controllers) {
+      // Controllers must be enabled on the way down before a child can use them.
+      p.writes.push_back({JoinPath(l.unified_mount, "cgroup.subtree_control"), "+memory +pids +cpu", true});
+      p.writes.push_back({JoinPath(parent, "cgroup.subtree_control"), "+memory +pids +cpu", false});
+      p.writes.push_back({JoinPath(p.v2_dir, "memory.max"), std::to_string(lim.memory_bytes), false});
+      p.writes.push_back({JoinPath(p.v2_dir, "memory.swap.max"), "0", true});
+      p.writes.push_back({JoinPath(p.v2_dir, "pids.max"), std::to_string(lim.pids), false});
+      if (quota) {
+        p.writes.push_back({JoinPath(p.v2_dir, "cpu.max"),
+                            std::to_string(quota) + " " + std::to_string(period), false});
+      }
+      return p;
+    }
+  }
+  for (const auto& [ctl, self_dir] : l.v1_dir_of_self) {
+    std::string parent;
+    if (parent_override.empty()) {
+      parent = JoinPath(self_dir, "warmbox");
+    } else {
+      // The mount point is self_dir minus our own path; the override is from the root.
+      parent = JoinPath("/sys/fs/cgroup/" + ctl, parent_override);
+    }
+    p.parents.push_back(parent);
+    std::string dir = JoinPath(parent, id);
+    p.dirs.push_back(dir);
+    p.attach.push_back(JoinPath(dir, "cgroup.procs"));
+    if (ctl == "memory") {
+      p.writes.push_back({JoinPath(dir, "memory.limit_in_bytes"), std::to_string(lim.memory_bytes), false});
+      // RAM + swap capped at the same value: no swap use on top of the limit.
+      p.writes.push_back({JoinPath(dir, "memory.memsw.limit_in_bytes"), std::to_string(lim.memory_bytes), true});
+    } else if (ctl == "pids") {
+      p.writes.push_back({JoinPath(dir, "pids.max"), std::to_string(lim.pids), false});
+    } else if (ctl == "cpu" && quota) {
+      p.writes.push_back({JoinPath(dir, "cpu.cfs_period_us"), std::to_string(period), false});
+      p.writes.push_back({JoinPath(dir, "cpu.cfs_quota_us"), std::to_string(quota), false});
+    }
+  }
+  return p;
+}
+
+Result<CgroupLayout> HostCgroupLayout() {
+  std::string mountinfo = WB_TRY(ReadFile("/proc/self/mountinfo"));
+  std::string self = WB_TRY(ReadFile("/proc/self/cgroup"));
+  std::string ctl;
+  for (const char* root : {"/sys/fs/cgroup/cgroup.controllers", "/sys/fs/cgroup/unified/cgroup.controllers"}) {
+    auto r = ReadFile(root);
+    if (r.ok()) {
+      ctl = *r;
+      break;
+    }
+  }
+  return ParseCgroupLayout(mountinfo, self, ctl);
+}
+
+Cgroup::~Cgroup() {
+  if (!removed_) (void)Remove();
+}
+
+Result<Cgroup> Cgroup::Apply(const CgroupPlan& plan) {
+  Cgroup cg;
+  cg.plan_ = plan;
+  for (const auto& d : plan.parents) WB_CHECK(MkdirAll(d, 0755));
+  cg.removed_ = false;  // from here on, the destructor cleans up
+  for (const auto& d : plan.dirs) {
+    if (::mkdir(d.c_str(), 0755) != 0) return Errno("mkdir", d);
+  }
+  for (const auto& w : plan.writes) {
+    if (w.optional && !PathExists(w.file)) continue;
+    auto r = WriteFile(w.file, w.value);
+    if (!r.ok() && !w.optional) return r.error();
+  }
+  if (!plan.v2_dir.empty()) {
+    cg.v2_fd_ = UniqueFd(::open(plan.v2_dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+    if (!cg.v2_fd_) return Errno("open", plan.v2_dir);
+  }
+  return cg;
+}
+
+Result<void> Cgroup::Attach(pid_t pid) {
+  for (const auto& f : plan_.attach) WB_CHECK(WriteFile(f, std::to_string(pid)));
+  return Ok();
+}
+
+Result<void> Cgroup::Remove() {
+  if (removed_) return Ok();
+  removed_ = true;
+  v2_fd_.reset();
+  return RemoveCgroupDirs(plan_.dirs);
+}
+
+Result<void> RemoveCgroupDirs(const std::vector<std::string>& dirs) {
+  // Kill first everywhere (cgroup.kill on v2; each listed pid on v1), then
+  // remove. A dying task leaves its cgroups a moment after it is reaped, so
+  // rmdir may see EBUSY briefly: retry for a bounded time.
+  for (const auto& d : dirs) {
+    if (!PathExists(d)) continue;
+    if (PathExists(d + "/cgroup.kill")) {
+      (void)WriteFile(d + "/cgroup.kill", "1");
+    } else if (auto procs = ReadFile(d + "/cgroup.procs"); procs.ok()) {
+      for (const auto& line : Split(*procs, '\n')) {
+        auto pid = ParseUint(line, "pid");
+        if (pid.ok() && *pid > 0) ::kill(static_cast<pid_t>(*pid), SIGKILL);
+      }
+    }
+  }
+  Result<void> result = Ok();
+  for (const auto& d : dirs) {
+    for (int attempt = 0;; ++attempt) {
+      if (::rmdir(d.c_str()) == 0 || errno == ENOENT) break;
+      if (errno != EBUSY || attempt >= 2000) {
+        if (result.ok()) result = Errno("rmdir", d);
+        break;
+      }
+      timespec ts{0, 1000000};  // 1 ms, up to 2 s in all
+      ::nanosleep(&ts, nullptr);
+    }
+  }
+  return result;
+}
+
+}  // namespace wb

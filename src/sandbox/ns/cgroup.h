@@ -1,0 +1,80 @@
+// Per-sandbox cgroups on cgroup v2, or on the v1/v2 hybrid of hosts like ours
+// (limits in the v1 memory/pids/cpu hierarchies, the process tracked in the
+// controller-less v2 hierarchy for cgroup.kill and clone3(CLONE_INTO_CGROUP)).
+//
+// Planning (which dirs, which files, which values) is pure and unit-tested;
+// Cgroup::Apply makes the syscalls.
+#pragma once
+
+#include <sys/types.h>
+
+#include <map>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "base/error.h"
+#include "base/fd.h"
+#include "sandbox/driver.h"
+
+namespace wb {
+
+struct CgroupLayout {
+  std::string unified_mount;  // cgroup2 mount point, "" if none
+  std::string unified_self;   // our cgroup path in it ("/" ...)
+  bool unified_has_controllers = false;  // pure v2: limits live here
+  // v1: controller ("memory") -> {mount point, our path relative to the mount}.
+  std::map<std::string, std::string> v1_dir_of_self;
+};
+
+// Reads /proc/self/mountinfo and /proc/self/cgroup text.
+[[nodiscard]] Result<CgroupLayout> ParseCgroupLayout(std::string_view mountinfo,
+                                                     std::string_view self_cgroup,
+                                                     std::string_view v2_controllers);
+
+struct CgroupWrite {
+  std::string file;
+  std::string value;
+  bool optional = false;  // skipped if the file does not exist (memsw, swap.max)
+};
+
+struct CgroupPlan {
+  std::vector<std::string> parents;  // created if missing, kept
+  std::vector<std::string> dirs;     // the sandbox's own cgroups, removed at teardown
+  std::vector<CgroupWrite> writes;   // in order
+  std::string v2_dir;                // clone target and cgroup.kill, "" if no cgroup2
+  std::vector<std::string> attach;   // cgroup.procs files to write the pid into (v1)
+};
+
+// parent_override: a delegated parent path relative to each hierarchy root
+// (e.g. "/warmbox.slice"); empty: "<our cgroup>/warmbox" on v1, "/warmbox" on v2.
+CgroupPlan PlanSandboxCgroup(const CgroupLayout& layout, const std::string& id,
+                             const Limits& limits, const std::string& parent_override);
+
+// Lives as long as the sandbox; Remove() kills what is left and removes the dirs.
+class Cgroup {
+ public:
+  Cgroup() = default;
+  Cgroup(Cgroup&&) = default;
+  Cgroup& operator=(Cgroup&&) = default;
+  ~Cgroup();
+
+  [[nodiscard]] static Result<Cgroup> Apply(const CgroupPlan& plan);
+  int clone_fd() const { return v2_fd_.get(); }
+  [[nodiscard]] Result<void> Attach(pid_t pid);
+  [[nodiscard]] Result<void> Remove();
+  const std::vector<std::string>& dirs() const { return plan_.dirs; }
+
+ private:
+  CgroupPlan plan_;
+  UniqueFd v2_fd_;
+  bool removed_ = true;
+};
+
+// Kills every process in the given cgroup dirs and removes them (gc).
+[[nodiscard]] Result<void> RemoveCgroupDirs(const std::vector<std::string>& dirs);
+
+// The layout of this host, read once.
+[[nodiscard]] Result<CgroupLayout> HostCgroupLayout();
+
+}  // namespace wb

@@ -1,0 +1,195 @@
+#include "sandbox/ns/ns_driver.h"
+
+#include <fcntl.h>
+#include <poll.h>
+#include <sched.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <cstring>
+
+#include "base/child.h"
+#include "base/fs.h"
+#include "base/log.h"
+#include "sandbox/agent_client.h"
+#include "sandbox/ns/cgroup.h"
+#include "sandbox/sandbox_dir.h"
+
+namespace wb {
+
+struct NsDriver::CgroupLayoutHolder {
+  CgroupLayout layout;
+};
+
+namespace {
+
+Result<UniqueFd> ListenUnix(const std::string& path) {
+  sockaddr_un addr{};
+  addr.sun_family = AF_UNIX;
+  if (path.size() >= sizeof addr.sun_path) {
+    return Fail("bind", path, "socket path too long (use a shorter --state-dir)");
+  }
+  std::memcpy(addr.sun_path, path.data(), path.size());
+  UniqueFd fd(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  if (!fd) return Errno("socket", "AF_UNIX");
+  if (::bind(fd.get(), reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) return Errno("bind", path);
+  if (::chmod(path.c_str(), 0600) != 0) return Errno("chmod", path);
+  if (::listen(fd.get(), 64) != 0) return Errno("listen", path);
+  return fd;
+}
+
+class NsSandbox : public Sandbox {
+ public:
+  ~NsSandbox() override {
+    if (auto r = Destroy(); !r.ok()) spdlog::debug("destroy {}: {}", id_, r.error().ToString());
+  }
+  const std::string& id() const override { return id_; }
+
+  Result<void> Heartbeat(int timeout_ms) override {
+    if (destroyed_) return Fail("heartbeat", id_, "sandbox destroyed");
+    return AgentHeartbeat(Endpoint(), timeout_ms);
+  }
+
+  Result<ExecOutcome> Exec(const proto::ExecRequest& req_in, ExecIo& io) override {
+    if (destroyed_) return Fail("exec", id_, "sandbox destroyed");
+    proto::ExecRequest req = req_in;
+    // The image's config supplies defaults; the request wins.
+    std::vector<std::string> env = image_.config.env;
+    env.insert(env.end(), req.env.begin(), req.env.end());
+    req.env = std::move(env);
+    if (req.cwd.empty()) req.cwd = image_.config.working_dir;
+    if (req.user.empty()) req.user = image_.config.user;
+    return AgentExec(Endpoint(), req, io);
+  }
+
+  Result<void> Destroy() override {
+    if (destroyed_) return Ok();
+    destroyed_ = true;
+    // SIGKILL to PID 1 of the pid namespace: the kernel kills every process
+    // in it, and reaping PID 1 returns only after they are gone. The mount
+    // namespace (with the tmpfs and overlay) dies with its last process.
+    agent_.KillAndReap();
+    Result<void> result = cgroup_.Remove();
+    auto rm = RemoveTree(dir_);
+    if (result.ok() && !rm.ok()) result = rm.error();
+    return result;
+  }
+
+  AgentEndpoint Endpoint() const { return AgentEndpoint{dir_ + "/agent.sock", agent_.pidfd()}; }
+
+  std::string id_;
+  std::string dir_;
+  Image image_;
+  ChildProcess agent_;
+  Cgroup cgroup_;
+  bool destroyed_ = false;
+};
+
+}  // namespace
+
+Result<std::unique_ptr<NsDriver>> NsDriver::Open(NsDriverOptions opts, ImageStore* store) {
+  if (::geteuid() != 0) {
+    return Fail("ns driver", "uid " + std::to_string(::geteuid()),
+                "needs root (it maps a uid range and manages cgroups); run as root");
+  }
+  if (!PathExists(opts.agent_path)) {
+    return Fail("ns driver", opts.agent_path, "warmbox-agent not found (build it, or set WARMBOX_AGENT)");
+  }
+  WB_CHECK(MkdirAll(opts.state_dir, 0755));
+  // The sandbox's uid range must be able to walk to the image and scratch
+  // dirs: state dirs we own are made searchable (not readable) by others.
+  for (const std::string& d : {opts.state_dir, SandboxesDir(opts.state_dir)}) {
+    WB_CHECK(MkdirAll(d, 0711));
+    struct stat st;
+    if (::stat(d.c_str(), &st) != 0) return Errno("stat", d);
+    if (!(st.st_mode & S_IXOTH) && ::chmod(d.c_str(), (st.st_mode & 07777) | 0011) != 0) {
+      return Errno("chmod", d);
+    }
+  }
+  auto drv = std::unique_ptr<NsDriver>(new NsDriver());
+  drv->opts_ = std::move(opts);
+  drv->store_ = store;
+  drv->layout_ = std::make_shared<CgroupLayoutHolder>();
+  drv->layout_->layout = WB_TRY(HostCgroupLayout());
+  // Leftovers of crashed warmbox processes go first.
+  GcReport gc = CollectGarbage(drv->opts_.state_dir);
+  if (gc.removed) spdlog::debug("removed {} leftover sandbox(es)", gc.removed);
+  return drv;
+}
+
+Result<std::unique_ptr<Sandbox>> NsDriver::Create(const SandboxSpec& spec) {
+  auto sb = std::make_unique<NsSandbox>();
+  sb->image_ = WB_TRY(store_->Get(spec.image));
+  sb->id_ = WB_TRY(RandomHex(6));
+  sb->dir_ = SandboxesDir(opts_.state_dir) + "/" + sb->id_;
+  const uint32_t base = opts_.uid_base;
+
+  if (::mkdir(sb->dir_.c_str(), 0711) != 0) {
+    Error e = Errno("mkdir", sb->dir_);
+    sb->dir_.clear();  // not ours: never remove it
+    return e;
+  }
+  // From here on the sandbox's destructor removes whatever exists.
+  CgroupPlan plan = PlanSandboxCgroup(layout_->layout, sb->id_, spec.limits, opts_.cgroup_parent);
+  SandboxRecord rec{sb->id_, ::getpid(), ProcessStartTime(::getpid()), plan.dirs};
+  WB_CHECK(WriteSandboxRecord(sb->dir_, rec));
+  const std::string scratch = sb->dir_ + "/scratch";
+  if (::mkdir(scratch.c_str(), 0700) != 0) return Errno("mkdir", scratch);
+  if (::chown(scratch.c_str(), base, base) != 0) return Errno("chown", scratch);
+  sb->cgroup_ = WB_TRY(Cgroup::Apply(plan));
+
+  UniqueFd listener = WB_TRY(ListenUnix(sb->dir_ + "/agent.sock"));
+  Pipe errpipe = WB_TRY(MakePipe());
+
+  std::string lower;
+  for (const auto& l : sb->image_.lower_dirs) lower += (lower.empty() ? "" : ":") + l;
+  SpawnOptions o;
+  o.path = opts_.agent_path;
+  o.argv = {"warmbox-agent", "--listen-fd", "3", "--ns-setup", "--scratch", scratch, "--lower", lower,
+            "--tmpfs-size", std::to_string(spec.limits.disk_bytes), "--hostname", sb->id_};
+  // The cgroup namespace is made by the agent once it sits in all its cgroups.
+  o.clone_flags = CLONE_NEWUSER | CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWNET | CLONE_NEWIPC | CLONE_NEWUTS;
+  o.cgroup_fd = sb->cgroup_.clone_fd();
+  o.fds = {{listener.get(), 3}, {errpipe.write.get(), 2}};
+  o.pdeath_signal = SIGKILL;  // the sandbox dies with its host process
+  o.hold_until_released = true;
+  o.become_userns_root = true;
+  sb->agent_ = WB_TRY(ChildProcess::Spawn(o));
+  listener.reset();  // the agent's copy is the only one: connects fail once it dies
+  errpipe.write.reset();
+
+  // The child waits until its uid/gid maps and v1 cgroups are in place.
+  // Writing the maps as host root allows a 65536-id range and setgroups.
+  const std::string proc = "/proc/" + std::to_string(sb->agent_.pid());
+  const std::string map = "0 " + std::to_string(base) + " " + std::to_string(kUidCount) + "\n";
+  WB_CHECK(WriteFile(proc + "/uid_map", map));
+  WB_CHECK(WriteFile(proc + "/gid_map", map));
+  WB_CHECK(sb->cgroup_.Attach(sb->agent_.pid()));
+  WB_CHECK(sb->agent_.Release());
+
+  auto ready = WaitAgentReady(sb->Endpoint(), opts_.ready_attempt_ms, opts_.ready_total_ms);
+  if (!ready.ok()) {
+    // Say why: the agent's own words and its exit status, when it died.
+    (void)SetNonBlocking(errpipe.read.get());
+    char buf[4096];
+    ssize_t n = ::read(errpipe.read.get(), buf, sizeof buf);
+    std::string words = n > 0 ? std::string(buf, static_cast<size_t>(n)) : "";
+    while (!words.empty() && words.back() == '\n') words.pop_back();
+    std::string status;
+    pollfd p{sb->agent_.pidfd(), POLLIN, 0};
+    if (::poll(&p, 1, 0) == 1) {
+      auto st = sb->agent_.Wait();
+      if (st.ok()) status = "agent " + st->Describe();
+    }
+    Error e = ready.error();
+    if (!status.empty()) e.detail += "; " + status;
+    if (!words.empty()) e.detail += ": " + words;
+    return e.Wrap("create sandbox from image " + spec.image);
+  }
+  return std::unique_ptr<Sandbox>(std::move(sb));
+}
+
+}  // namespace wb

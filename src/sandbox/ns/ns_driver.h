@@ -1,0 +1,40 @@
+// The namespace driver: a sandbox is warmbox-agent as PID 1 in new user,
+// mount, pid, net, ipc, uts and cgroup namespaces, on an overlay of the image
+// with a size-capped tmpfs upper, in its own cgroups.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include "image/store.h"
+#include "sandbox/driver.h"
+
+namespace wb {
+
+inline constexpr uint32_t kDefaultUidBase = 1000000000;
+inline constexpr uint32_t kUidCount = 65536;
+
+struct NsDriverOptions {
+  std::string state_dir;
+  std::string agent_path;       // the static warmbox-agent
+  uint32_t uid_base = kDefaultUidBase;  // uid/gid 0 inside = uid_base on the host
+  std::string cgroup_parent;    // "" = default placement (see cgroup.h)
+  int ready_attempt_ms = 1000;  // per heartbeat attempt
+  int ready_total_ms = 10000;   // readiness cap
+};
+
+class NsDriver : public Driver {
+ public:
+  [[nodiscard]] static Result<std::unique_ptr<NsDriver>> Open(NsDriverOptions opts, ImageStore* store);
+  [[nodiscard]] Result<std::unique_ptr<Sandbox>> Create(const SandboxSpec& spec) override;
+
+ private:
+  NsDriver() = default;
+  NsDriverOptions opts_;
+  ImageStore* store_ = nullptr;
+  struct CgroupLayoutHolder;
+  std::shared_ptr<CgroupLayoutHolder> layout_;
+};
+
+}  // namespace wb

@@ -1,6 +1,7 @@
 #include "base/child.h"
 
 #include <fcntl.h>
+#include <poll.h>
 #include <linux/close_range.h>
 #include <linux/sched.h>
 #include <sched.h>
@@ -84,9 +85,6 @@ struct ChildPlan {
     if (sig == SIGKILL || sig == SIGSTOP) continue;
     ::sigaction(sig, &dfl, nullptr);  // EINVAL for glibc-reserved signals: fine
   }
-  if (p.pdeath_signal != 0) {
-    if (::prctl(PR_SET_PDEATHSIG, p.pdeath_signal) != 0) ChildFail(p, kStepPdeathsig);
-  }
   sigset_t none;
   sigemptyset(&none);
   if (::syscall(SYS_rt_sigprocmask, SIG_SETMASK, &none, nullptr, _NSIG / 8) != 0) {
@@ -137,6 +135,19 @@ struct ChildPlan {
     if (::syscall(SYS_setgroups, 0, nullptr) != 0) ChildFail(p, kStepSetgroups);
     if (::syscall(SYS_setresgid, 0, 0, 0) != 0) ChildFail(p, kStepSetresgid);
     if (::syscall(SYS_setresuid, 0, 0, 0) != 0) ChildFail(p, kStepSetresuid);
+  }
+  // After the credential change: changing the euid clears the parent-death
+  // signal. (Set before the release wait too, so a parent that dies while we
+  // wait is noticed: read() returns 0.)
+  if (p.pdeath_signal != 0) {
+    if (::prctl(PR_SET_PDEATHSIG, p.pdeath_signal) != 0) ChildFail(p, kStepPdeathsig);
+    // The parent keeps the write end of the release pipe until we have
+    // exec'd, so a hang-up here means it died before prctl took effect.
+    struct pollfd pfd = {p.release_fd, 0, 0};
+    if (::poll(&pfd, 1, 0) == 1 && (pfd.revents & POLLHUP)) {
+      errno = ESRCH;
+      ChildFail(p, kStepPdeathsig);
+    }
   }
   ::execve(p.path, p.argv, p.envp);
   ChildFail(p, kStepExecve);
@@ -243,8 +254,8 @@ Result<ChildProcess> ChildProcess::Spawn(const SpawnOptions& opts) {
   release.read.reset();
   error.write.reset();
   if (!opts.hold_until_released) {
-    child.release_fd_.reset();
     WB_CHECK(child.AwaitExec());
+    child.release_fd_.reset();
   }
   return child;
 }
@@ -253,8 +264,9 @@ Result<void> ChildProcess::Release() {
   if (!release_fd_) return Fail("release", path_, "child is not held");
   char c = 1;
   if (::write(release_fd_.get(), &c, 1) != 1) return Errno("write", "release pipe of " + path_);
+  auto r = AwaitExec();
   release_fd_.reset();
-  return AwaitExec();
+  return r;
 }
 
 Result<void> ChildProcess::AwaitExec() {

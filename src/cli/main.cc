@@ -4,11 +4,31 @@
 
 #include <CLI/CLI.hpp>
 #include <cstdio>
+#include <string>
 #include <vector>
 
 #include "base/log.h"
 #include "cli/options.h"
 #include "cli/verbs.h"
+
+namespace {
+
+// The first argument that is not a global option or its value: the verb.
+std::string FirstPositional(int argc, char** argv) {
+  for (int i = 1; i < argc; ++i) {
+    std::string a = argv[i];
+    if (a == "--") return "";
+    if (a == "--state-dir" || a == "--userns-base" || a == "--log-level") {
+      ++i;
+      continue;
+    }
+    if (!a.empty() && a[0] == '-') continue;
+    return a;
+  }
+  return "";
+}
+
+}  // namespace
 
 int main(int argc, char** argv) {
   using namespace wb::cli;
@@ -38,7 +58,13 @@ int main(int argc, char** argv) {
     return app.exit(e);
   } catch (const CLI::ParseError& e) {
     // One line naming what was wrong, and the exit code of warmbox errors.
-    std::fprintf(stderr, "warmbox: %s (see 'warmbox --help')\n", e.what());
+    std::string what = e.what();
+    if (std::string verb = FirstPositional(argc, argv); !verb.empty()) {
+      bool known = false;
+      for (auto* sub : app.get_subcommands({})) known |= sub->get_name() == verb;
+      if (!known) what = "unknown command '" + verb + "'";
+    }
+    std::fprintf(stderr, "warmbox: %s (see 'warmbox --help')\n", what.c_str());
     return kExitWarmboxError;
   }
   wb::InitLogging(g.log_level);

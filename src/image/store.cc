@@ -9,6 +9,7 @@
 #include <nlohmann/json.hpp>
 
 #include "base/fs.h"
+#include "base/strings.h"
 #include "image/default_image.h"
 #include "image/tree_copy.h"
 
@@ -48,7 +49,12 @@ Result<void> ImageStore::ValidateName(const std::string& name) {
       return Fail("image name", name, "may contain only letters, digits and . _ - / : @");
     }
   }
-  if (name == "." || name == "..") return Fail("image name", name, "reserved");
+  std::string path = name.substr(0, name.find_first_of(":@"));
+  for (const auto& part : Split(path, '/')) {
+    if (part.empty() || part == "." || part == "..") {
+      return Fail("image name", name, "path components must be non-empty and not . or ..");
+    }
+  }
   return Ok();
 }
 

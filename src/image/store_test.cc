@@ -1,0 +1,142 @@
+// The image store: default image, import-dir with ownership shifted into the
+// sandbox range. Needs root (chown).
+#include "image/store.h"
+
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <fstream>
+
+#include <gtest/gtest.h>
+
+#include "base/fs.h"
+#include "tests/test_util.h"
+
+namespace wb {
+namespace {
+
+constexpr uint32_t kBase = 1000000000;
+
+class StoreTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    if (::geteuid() != 0) GTEST_SKIP() << "needs root (chown into the sandbox uid range)";
+    state_ = wb::testing::MakeTempDir("wb-store-test");
+    src_ = wb::testing::MakeTempDir("wb-store-src");
+    ASSERT_FALSE(state_.empty());
+    ASSERT_FALSE(src_.empty());
+  }
+  void TearDown() override {
+    if (!state_.empty()) (void)RemoveTree(state_);
+    if (!src_.empty()) (void)RemoveTree(src_);
+  }
+  std::string state_, src_;
+};
+
+struct stat Lstat(const std::string& p) {
+  struct stat st {};
+  EXPECT_EQ(::lstat(p.c_str(), &st), 0) << p;
+  return st;
+}
+
+TEST_F(StoreTest, DefaultImageIsBuiltOnFirstUse) {
+  if (!PathExists("/bin/busybox")) GTEST_SKIP() << "/bin/busybox missing (run scripts/setup)";
+  ImageStore store(state_, kBase);
+  auto list = store.List();
+  ASSERT_TRUE(list.ok());
+  EXPECT_TRUE(list->empty());
+  auto img = store.Get("busybox");
+  ASSERT_TRUE(img.ok()) << img.error().ToString();
+  ASSERT_EQ(img->lower_dirs.size(), 1u);
+  const std::string& root = img->lower_dirs[0];
+  EXPECT_TRUE(S_ISLNK(Lstat(root + "/bin/sh").st_mode));
+  EXPECT_EQ(Lstat(root + "/bin/busybox").st_uid, kBase);
+  EXPECT_EQ(Lstat(root + "/etc/passwd").st_uid, kBase);
+  EXPECT_EQ(Lstat(root + "/home/user").st_uid, kBase + 1000);
+  EXPECT_EQ(Lstat(root + "/tmp").st_mode & 07777, 01777u);
+  EXPECT_NE(ReadFile(root + "/etc/passwd").value().find("root:x:0:0:"), std::string::npos);
+  EXPECT_NE(ReadFile(root + "/etc/group").value().find("root:x:0:"), std::string::npos);
+  list = store.List();
+  ASSERT_TRUE(list.ok());
+  ASSERT_EQ(list->size(), 1u);
+  EXPECT_EQ((*list)[0].name, "busybox");
+  // A second Get reuses it.
+  auto again = store.Get("busybox");
+  ASSERT_TRUE(again.ok());
+  EXPECT_EQ(again->created, img->created);
+}
+
+TEST_F(StoreTest, ImportDirShiftsOwnersAndKeepsLinks) {
+  ASSERT_TRUE(MkdirAll(src_ + "/bin").ok());
+  ASSERT_TRUE(MkdirAll(src_ + "/home/alice").ok());
+  { std::ofstream(src_ + "/bin/tool") << "#!/bin/sh\necho tool\n"; }
+  ASSERT_EQ(::chmod((src_ + "/bin/tool").c_str(), 0755), 0);
+  ASSERT_EQ(::link((src_ + "/bin/tool").c_str(), (src_ + "/bin/tool2").c_str()), 0);
+  ASSERT_EQ(::symlink("/bin/tool", (src_ + "/bin/link").c_str()), 0);
+  ASSERT_EQ(::chown((src_ + "/home/alice").c_str(), 1001, 1002), 0);
+  ASSERT_EQ(::mkfifo((src_ + "/fifo").c_str(), 0600), 0);
+
+  ImageStore store(state_, kBase);
+  auto img = store.ImportDir("team/tool:1.0", src_);
+  ASSERT_TRUE(img.ok()) << img.error().ToString();
+  const std::string root = img->lower_dirs[0];
+  auto tool = Lstat(root + "/bin/tool");
+  EXPECT_EQ(tool.st_uid, kBase);
+  EXPECT_EQ(tool.st_mode & 0777, 0755u);
+  EXPECT_EQ(Lstat(root + "/bin/tool2").st_ino, tool.st_ino) << "hard link kept";
+  EXPECT_EQ(ReadFile(root + "/bin/tool").value(), "#!/bin/sh\necho tool\n");
+  auto link = Lstat(root + "/bin/link");
+  EXPECT_TRUE(S_ISLNK(link.st_mode));
+  EXPECT_EQ(link.st_uid, kBase);
+  auto alice = Lstat(root + "/home/alice");
+  EXPECT_EQ(alice.st_uid, kBase + 1001);
+  EXPECT_EQ(alice.st_gid, kBase + 1002);
+  EXPECT_FALSE(PathExists(root + "/fifo")) << "fifos are skipped";
+
+  auto got = store.Get("team/tool:1.0");
+  ASSERT_TRUE(got.ok());
+  EXPECT_EQ(got->source, "dir:" + src_);
+  // Importing the same name again is refused.
+  auto dup = store.ImportDir("team/tool:1.0", src_);
+  ASSERT_FALSE(dup.ok());
+  EXPECT_NE(dup.error().ToString().find("exists"), std::string::npos);
+}
+
+TEST_F(StoreTest, BadInputIsRefusedWithoutLeftovers) {
+  ImageStore store(state_, kBase);
+  for (const char* bad : {"", "a b", "../x", "x;rm", "."}) {
+    auto r = store.ImportDir(bad, src_);
+    EXPECT_FALSE(r.ok()) << bad;
+  }
+  auto missing = store.ImportDir("ok", "/no/such/dir");
+  ASSERT_FALSE(missing.ok());
+  EXPECT_NE(missing.error().ToString().find("/no/such/dir"), std::string::npos);
+  { std::ofstream(src_ + "/file") << "x"; }
+  auto notdir = store.ImportDir("ok", src_ + "/file");
+  ASSERT_FALSE(notdir.ok());
+  EXPECT_NE(notdir.error().ToString().find("not a directory"), std::string::npos);
+  // Owners outside the 65536 ids cannot be mapped.
+  ASSERT_TRUE(MkdirAll(src_ + "/d").ok());
+  ASSERT_EQ(::chown((src_ + "/d").c_str(), 70000, 0), 0);
+  auto wide = store.ImportDir("wide", src_);
+  ASSERT_FALSE(wide.ok());
+  EXPECT_NE(wide.error().ToString().find("70000"), std::string::npos);
+  // Nothing half-made is left behind.
+  EXPECT_TRUE(wb::testing::DirsBelow(state_ + "/images").empty());
+  auto unknown = store.Get("nope");
+  ASSERT_FALSE(unknown.ok());
+  EXPECT_NE(unknown.error().ToString().find("no such image"), std::string::npos);
+}
+
+TEST_F(StoreTest, UidBaseMismatchIsExplained) {
+  ASSERT_TRUE(MkdirAll(src_ + "/bin").ok());
+  ImageStore a(state_, kBase);
+  ASSERT_TRUE(a.ImportDir("img", src_).ok());
+  ImageStore b(state_, kBase + 65536);
+  auto r = b.Get("img");
+  ASSERT_FALSE(r.ok());
+  EXPECT_NE(r.error().ToString().find("--userns-base"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace wb

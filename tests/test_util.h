@@ -1,0 +1,50 @@
+// Helpers shared by the tests that run warmbox for real.
+#pragma once
+
+#include <sys/types.h>
+
+#include <chrono>
+#include <set>
+#include <string>
+#include <thread>
+#include <vector>
+
+namespace wb::testing {
+
+struct ProcResult {
+  int code = -1;  // exit code or 128+signal
+  std::string out, err;
+};
+
+// Runs argv (argv[0] an absolute path) with extra env "K=V", feeding stdin_data
+// (or /dev/null), draining stdout and stderr concurrently.
+ProcResult RunProcess(const std::vector<std::string>& argv, const std::vector<std::string>& env = {},
+                      const std::string* stdin_data = nullptr);
+
+std::string BuildDir();
+// A fresh state dir under /tmp, removed by the caller.
+std::string MakeTempDir(const std::string& prefix);
+
+// Host pids whose real uid is in [lo, hi).
+std::set<pid_t> PidsWithUidIn(uint32_t lo, uint32_t hi);
+// Number of open fds of this process.
+int CountOpenFds();
+// Mount points in /proc/self/mountinfo.
+std::multiset<std::string> MountPoints();
+// Every directory below root (recursive, root excluded); empty if absent.
+std::set<std::string> DirsBelow(const std::string& root);
+
+// Probes: an empty string when usable, else the reason to skip.
+std::string SandboxProbe();
+
+template <typename Pred>
+bool Eventually(Pred pred, int ms = 5000) {
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(ms);
+  while (std::chrono::steady_clock::now() < deadline) {
+    if (pred()) return true;
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+  return pred();
+}
+
+}  // namespace wb::testing

@@ -20,7 +20,7 @@ build: setup configure
 
 # Builds, then runs every test (unit, root, slow) with ctest.
 test: build
-	cd $(BUILD) && ctest --output-on-failure $(CTEST_FLAGS)
+	cd $(BUILD) && ctest --output-on-failure -j$$(nproc) $(CTEST_FLAGS)
 
 # The tests that need neither root nor kernel features.
 test-unit: build

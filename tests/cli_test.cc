@@ -18,6 +18,8 @@ namespace {
 using wb::testing::Eventually;
 using wb::testing::ProcResult;
 
+constexpr uint32_t kOwnBase = 1100000000;
+
 class CliTest : public ::testing::Test {
  protected:
   void SetUp() override {
@@ -117,10 +119,11 @@ TEST_F(CliTest, ImageImportDirAndRunIt) {
 TEST_F(CliTest, KilledWarmboxLeavesNothingAfterGc) {
   SpawnOptions o;
   o.path = wb::testing::BuildDir() + "/warmbox";
-  o.argv = {"warmbox", "--state-dir", state_, "run", "--", "sleep", "1000"};
+  // A uid range of its own, so sandboxes of tests running in parallel do not count.
+  o.argv = {"warmbox", "--state-dir", state_, "--userns-base", std::to_string(kOwnBase), "run", "--", "sleep", "1000"};
   auto child = ChildProcess::Spawn(o);
   ASSERT_TRUE(child.ok());
-  const uint32_t lo = kDefaultUidBase, hi = kDefaultUidBase + kUidCount;
+  const uint32_t lo = kOwnBase, hi = kOwnBase + kUidCount;
   // The sleep runs once a process of the sandbox range exists twice (agent + sleep).
   ASSERT_TRUE(Eventually([&] { return wb::testing::PidsWithUidIn(lo, hi).size() >= 2; }, 10000));
   std::string sandboxes = state_ + "/sandboxes";
@@ -129,7 +132,7 @@ TEST_F(CliTest, KilledWarmboxLeavesNothingAfterGc) {
   ASSERT_TRUE(child->Wait().ok());
   EXPECT_TRUE(Eventually([&] { return wb::testing::PidsWithUidIn(lo, hi).empty(); }, 2000))
       << "sandbox processes outlived warmbox";
-  auto gc = Warmbox({"gc"});
+  auto gc = Warmbox({"--userns-base", std::to_string(kOwnBase), "gc"});
   EXPECT_EQ(gc.code, 0) << gc.err;
   EXPECT_NE(gc.out.find("removed 1 "), std::string::npos) << gc.out;
   EXPECT_TRUE(wb::testing::DirsBelow(sandboxes).empty());
@@ -138,10 +141,11 @@ TEST_F(CliTest, KilledWarmboxLeavesNothingAfterGc) {
 TEST_F(CliTest, InterruptedRunCleansUp) {
   SpawnOptions o;
   o.path = wb::testing::BuildDir() + "/warmbox";
-  o.argv = {"warmbox", "--state-dir", state_, "run", "--", "sleep", "1000"};
+  // A uid range of its own, so sandboxes of tests running in parallel do not count.
+  o.argv = {"warmbox", "--state-dir", state_, "--userns-base", std::to_string(kOwnBase), "run", "--", "sleep", "1000"};
   auto child = ChildProcess::Spawn(o);
   ASSERT_TRUE(child.ok());
-  const uint32_t lo = kDefaultUidBase, hi = kDefaultUidBase + kUidCount;
+  const uint32_t lo = kOwnBase, hi = kOwnBase + kUidCount;
   ASSERT_TRUE(Eventually([&] { return wb::testing::PidsWithUidIn(lo, hi).size() >= 2; }, 10000));
   ASSERT_TRUE(child->Signal(SIGINT).ok());
   auto st = child->Wait();

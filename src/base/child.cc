@@ -98,6 +98,10 @@ struct ChildPlan {
     tmp[i] = ::fcntl(p.src[i], F_DUPFD_CLOEXEC, kHighFd + 8);
     if (tmp[i] < 0) ChildFail(p, kStepDupFds);
   }
+  // Everything inherited without O_CLOEXEC (from whoever started us) must not
+  // reach the program: mark all fds from 3 up close-on-exec, then create the
+  // targets, which dup3(..., 0) makes inheritable.
+  ::syscall(SYS_close_range, 3, ~0U, CLOSE_RANGE_CLOEXEC);
   for (int i = 0; i < p.nfds; ++i) {
     if (::dup3(tmp[i], p.dst[i], 0) < 0) ChildFail(p, kStepDupFds);
   }
@@ -112,11 +116,6 @@ struct ChildPlan {
     if (::dup3(null, s, 0) < 0) ChildFail(p, kStepDupFds);
     ::close(null);
   }
-  // Anything else inherited without O_CLOEXEC (from whoever started us) must
-  // not reach the program.
-  int max_dst = 2;
-  for (int i = 0; i < p.nfds; ++i) max_dst = p.dst[i] > max_dst ? p.dst[i] : max_dst;
-  ::syscall(SYS_close_range, max_dst + 1, ~0U, CLOSE_RANGE_CLOEXEC);
 
   if (p.hold) {
     char c;

@@ -67,6 +67,10 @@ Result<uint64_t> ParseSize(std::string_view text, std::string_view what) {
 
 Result<double> ParseSeconds(std::string_view text, std::string_view what) {
   std::string t(Trim(text));
+  // Plain decimals only: strtod would also take hex, exponents and "inf".
+  if (t.find_first_not_of("0123456789.") != std::string::npos) {
+    return Fail(std::string(what), std::string(text), "expected a positive number of seconds");
+  }
   char* end = nullptr;
   double v = t.empty() ? 0 : std::strtod(t.c_str(), &end);
   if (t.empty() || end != t.c_str() + t.size() || !(v > 0) || !std::isfinite(v)) {

@@ -1,5 +1,6 @@
 #include "proto/agent_proto.h"
 
+#include <cstdint>
 #include <nlohmann/json.hpp>
 
 namespace wb::proto {
@@ -119,7 +120,9 @@ Result<int> Int(const json& j, const char* key, const char* what) {
   auto it = j.find(key);
   if (it == j.end() || it->is_null()) return 0;
   if (!it->is_number_integer()) return Fail("parse " + std::string(what), key, "expected an integer");
-  return it->get<int>();
+  int64_t v = it->get<int64_t>();
+  if (v < INT32_MIN || v > INT32_MAX) return Fail("parse " + std::string(what), key, "out of range");
+  return static_cast<int>(v);
 }
 
 }  // namespace

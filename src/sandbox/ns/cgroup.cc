@@ -28,7 +28,8 @@ std::string JoinPath(std::string a, std::string_view b) {
 // The path of `self` relative to a mount whose root is `root`.
 std::string RelativeTo(const std::string& self, const std::string& root) {
   if (root == "/" || root.empty()) return self;
-  if (StartsWith(self, root)) return self.substr(root.size());
+  if (self == root) return "/";
+  if (StartsWith(self, root) && self[root.size()] == '/') return self.substr(root.size());
   return "/";  // our cgroup is outside the mount (nested container): use its root
 }
 
@@ -69,15 +70,19 @@ Result<CgroupLayout> ParseCgroupLayout(std::string_view mountinfo, std::string_v
             auto it = self_v1.find(c);
             std::string self = it == self_v1.end() ? "/" : it->second;
             l.v1_dir_of_self[c] = JoinPath(mnt, RelativeTo(self, root));
+            l.v1_mount[c] = mnt;
           }
         }
       }
     }
   }
   // Pure v2 when the v2 hierarchy has the controllers and v1 has none of them.
-  auto ctl = Split(Trim(v2_controllers), ' ');
   bool has_mem = false;
-  for (const auto& c : ctl) has_mem |= c == "memory";
+  for (const auto& c : Split(Trim(v2_controllers), ' ')) {
+    if (c.empty()) continue;
+    l.unified_controllers.push_back(c);
+    has_mem |= c == "memory";
+  }
   l.unified_has_controllers = !l.unified_mount.empty() && has_mem && l.v1_dir_of_self.empty();
   if (l.unified_mount.empty() && l.v1_dir_of_self.empty()) {
     return Fail("cgroups", "/proc/self/mountinfo", "no cgroup hierarchy is mounted");
@@ -90,6 +95,7 @@ CgroupPlan PlanSandboxCgroup(const CgroupLayout& l, const std::string& id, const
   CgroupPlan p;
   const uint64_t period = 100000;
   uint64_t quota = lim.cpus > 0 ? static_cast<uint64_t>(std::ceil(lim.cpus * period)) : 0;
+  if (quota && quota < 1000) quota = 1000;  // the kernel's minimum quota (1 ms)
   if (!l.unified_mount.empty()) {
     std::string parent = parent_override.empty()
                              ? JoinPath(l.unified_has_controllers ? l.unified_mount
@@ -101,12 +107,20 @@ CgroupPlan PlanSandboxCgroup(const CgroupLayout& l, const std::string& id, const
     p.dirs.push_back(p.v2_dir);
     if (l.unified_has_controllers) {
       // Controllers must be enabled on the way down before a child can use them.
-      p.writes.push_back({JoinPath(l.unified_mount, "cgroup.subtree_control"), "+memory +pids +cpu", true});
-      p.writes.push_back({JoinPath(parent, "cgroup.subtree_control"), "+memory +pids +cpu", false});
+      // Enable what the host offers of memory, pids and cpu.
+      std::string enable;
+      bool has_pids = false, has_cpu = false;
+      for (const auto& c : l.unified_controllers) {
+        if (c == "memory" || c == "pids" || c == "cpu") enable += (enable.empty() ? "+" : " +") + c;
+        has_pids |= c == "pids";
+        has_cpu |= c == "cpu";
+      }
+      p.writes.push_back({JoinPath(l.unified_mount, "cgroup.subtree_control"), enable, true});
+      p.writes.push_back({JoinPath(parent, "cgroup.subtree_control"), enable, false});
       p.writes.push_back({JoinPath(p.v2_dir, "memory.max"), std::to_string(lim.memory_bytes), false});
       p.writes.push_back({JoinPath(p.v2_dir, "memory.swap.max"), "0", true});
-      p.writes.push_back({JoinPath(p.v2_dir, "pids.max"), std::to_string(lim.pids), false});
-      if (quota) {
+      if (has_pids) p.writes.push_back({JoinPath(p.v2_dir, "pids.max"), std::to_string(lim.pids), false});
+      if (quota && has_cpu) {
         p.writes.push_back({JoinPath(p.v2_dir, "cpu.max"),
                             std::to_string(quota) + " " + std::to_string(period), false});
       }
@@ -118,8 +132,9 @@ CgroupPlan PlanSandboxCgroup(const CgroupLayout& l, const std::string& id, const
     if (parent_override.empty()) {
       parent = JoinPath(self_dir, "warmbox");
     } else {
-      // The mount point is self_dir minus our own path; the override is from the root.
-      parent = JoinPath("/sys/fs/cgroup/" + ctl, parent_override);
+      // The override is relative to the hierarchy's mount point.
+      auto m = l.v1_mount.find(ctl);
+      parent = JoinPath(m != l.v1_mount.end() ? m->second : "/sys/fs/cgroup/" + ctl, parent_override);
     }
     p.parents.push_back(parent);
     std::string dir = JoinPath(parent, id);

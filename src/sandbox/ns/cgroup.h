@@ -23,8 +23,11 @@ struct CgroupLayout {
   std::string unified_mount;  // cgroup2 mount point, "" if none
   std::string unified_self;   // our cgroup path in it ("/" ...)
   bool unified_has_controllers = false;  // pure v2: limits live here
-  // v1: controller ("memory") -> {mount point, our path relative to the mount}.
+  std::vector<std::string> unified_controllers;  // cgroup.controllers of the v2 root
+  // v1: controller ("memory") -> our own cgroup dir in its hierarchy.
   std::map<std::string, std::string> v1_dir_of_self;
+  // v1: controller -> its mount point.
+  std::map<std::string, std::string> v1_mount;
 };
 
 // Reads /proc/self/mountinfo and /proc/self/cgroup text.

@@ -1,0 +1,458 @@
+#include "base/child.h"
+
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <unistd.h>
+
+#include <gtest/gtest.h>
+
+#include <cerrno>
+#include <cstdlib>
+#include <set>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "base/fd.h"
+#include "base/strings.h"
+
+namespace wb {
+namespace {
+
+SpawnOptions Shell(const std::string& script) {
+  SpawnOptions o;
+  o.path = "/bin/sh";
+  o.argv = {"sh", "-c", script};
+  return o;
+}
+
+SpawnOptions Sleeper() {
+  SpawnOptions o;
+  o.path = "/bin/sleep";
+  o.argv = {"sleep", "1000"};
+  return o;
+}
+
+std::string ReadLink(const std::string& path) {
+  char buf[4096];
+  ssize_t n = ::readlink(path.c_str(), buf, sizeof buf);
+  if (n < 0) return "<readlink " + path + " failed: errno " + std::to_string(errno) + ">";
+  return std::string(buf, static_cast<size_t>(n));
+}
+
+// Spawns opts with the child's stdout on a pipe, reads it to EOF and waits.
+struct Captured {
+  std::string out;
+  ExitStatus status;
+};
+Captured SpawnAndCapture(SpawnOptions opts) {
+  Captured run;
+  auto pipe = MakePipe();
+  EXPECT_TRUE(pipe.ok()) << pipe.error().ToString();
+  if (!pipe.ok()) return run;
+  opts.fds.push_back({pipe->write.get(), 1});
+  auto child = ChildProcess::Spawn(opts);
+  EXPECT_TRUE(child.ok()) << child.error().ToString();
+  if (!child.ok()) return run;
+  pipe->write.reset();  // the child holds the only write end now
+  auto out = ReadAll(pipe->read.get());
+  EXPECT_TRUE(out.ok()) << out.error().ToString();
+  if (out.ok()) run.out = *out;
+  auto st = child->Wait();
+  EXPECT_TRUE(st.ok()) << st.error().ToString();
+  if (st.ok()) run.status = *st;
+  return run;
+}
+
+// --- exit status ---------------------------------------------------------------
+
+TEST(ChildProcessTest, WaitReportsExitCode) {
+  auto child = ChildProcess::Spawn(Shell("exit 7"));
+  ASSERT_TRUE(child.ok()) << child.error().ToString();
+  EXPECT_GT(child->pid(), 0);
+  EXPECT_GE(child->pidfd(), 0);
+  auto st = child->Wait();
+  ASSERT_TRUE(st.ok()) << st.error().ToString();
+  EXPECT_EQ(st->code, 7);
+  EXPECT_EQ(st->signal, 0);
+  EXPECT_EQ(st->ShellCode(), 7);
+  EXPECT_EQ(st->Describe(), "exited with code 7");
+  EXPECT_FALSE(child->running());
+}
+
+TEST(ChildProcessTest, KilledChildReportsSignal) {
+  auto child = ChildProcess::Spawn(Sleeper());
+  ASSERT_TRUE(child.ok()) << child.error().ToString();
+  ASSERT_TRUE(child->Signal(SIGKILL).ok());
+  auto st = child->Wait();
+  ASSERT_TRUE(st.ok()) << st.error().ToString();
+  EXPECT_EQ(st->signal, SIGKILL);
+  EXPECT_EQ(st->ShellCode(), 137);
+  EXPECT_NE(st->Describe().find("signal 9"), std::string::npos) << st->Describe();
+}
+
+TEST(ChildProcessTest, SelfKilledShellReportsSignal) {
+  auto child = ChildProcess::Spawn(Shell("kill -TERM $$"));
+  ASSERT_TRUE(child.ok()) << child.error().ToString();
+  auto st = child->Wait();
+  ASSERT_TRUE(st.ok()) << st.error().ToString();
+  EXPECT_EQ(st->signal, SIGTERM);
+  EXPECT_EQ(st->ShellCode(), 128 + SIGTERM);
+}
+
+TEST(ChildProcessTest, WaitTwiceFails) {
+  auto child = ChildProcess::Spawn(Shell("exit 0"));
+  ASSERT_TRUE(child.ok()) << child.error().ToString();
+  ASSERT_TRUE(child->Wait().ok());
+  EXPECT_FALSE(child->Wait().ok());
+  EXPECT_FALSE(child->TryWait().ok());
+  EXPECT_FALSE(child->Signal(SIGTERM).ok());
+}
+
+TEST(ChildProcessTest, TryWaitIsEmptyWhileRunning) {
+  auto child = ChildProcess::Spawn(Sleeper());
+  ASSERT_TRUE(child.ok()) << child.error().ToString();
+  auto r = child->TryWait();
+  ASSERT_TRUE(r.ok()) << r.error().ToString();
+  EXPECT_FALSE(r->has_value());
+  EXPECT_TRUE(child->running());
+  EXPECT_EQ(::kill(child->pid(), 0), 0);
+}
+
+TEST(ChildProcessTest, TryWaitReapsExitedChild) {
+  auto child = ChildProcess::Spawn(Sleeper());
+  ASSERT_TRUE(child.ok()) << child.error().ToString();
+  ASSERT_TRUE(child->Signal(SIGTERM).ok());
+  // A pidfd becomes readable once the process has exited.
+  pollfd pfd{child->pidfd(), POLLIN, 0};
+  ASSERT_EQ(::poll(&pfd, 1, 10000), 1);
+  auto r = child->TryWait();
+  ASSERT_TRUE(r.ok()) << r.error().ToString();
+  ASSERT_TRUE(r->has_value());
+  EXPECT_EQ((*r)->signal, SIGTERM);
+  EXPECT_FALSE(child->running());
+}
+
+// --- fds -----------------------------------------------------------------------
+
+TEST(ChildProcessTest, MappedPipeBecomesStdout) {
+  SpawnOptions o;
+  o.path = "/bin/echo";
+  o.argv = {"echo", "hello"};
+  Captured run = SpawnAndCapture(o);
+  EXPECT_EQ(run.out, "hello\n");
+  EXPECT_EQ(run.status.code, 0);
+}
+
+TEST(ChildProcessTest, OnePipeCanBeMappedToStdoutAndStderr) {
+  auto pipe = MakePipe();
+  ASSERT_TRUE(pipe.ok()) << pipe.error().ToString();
+  SpawnOptions o = Shell("echo out; echo err >&2");
+  o.fds = {{pipe->write.get(), 1}, {pipe->write.get(), 2}};
+  auto child = ChildProcess::Spawn(o);
+  ASSERT_TRUE(child.ok()) << child.error().ToString();
+  pipe->write.reset();
+  auto out = ReadAll(pipe->read.get());
+  ASSERT_TRUE(out.ok()) << out.error().ToString();
+  EXPECT_EQ(*out, "out\nerr\n");
+  ASSERT_TRUE(child->Wait().ok());
+}
+
+TEST(ChildProcessTest, UnmappedStdioIsDevNull) {
+  Captured run = SpawnAndCapture(Shell("readlink /proc/self/fd/0; readlink /proc/self/fd/2"));
+  EXPECT_EQ(run.out, "/dev/null\n/dev/null\n");
+  EXPECT_EQ(run.status.code, 0);
+}
+
+TEST(ChildProcessTest, SwappedFdMappingsDoNotClobberEachOther) {
+  // Parent fds 8 and 9 are mapped crosswise to child fds 9 and 8: a naive
+  // dup2 loop would overwrite one source before copying it.
+  auto a = MakePipe();
+  auto b = MakePipe();
+  ASSERT_TRUE(a.ok() && b.ok());
+  UniqueFd a8(::fcntl(a->write.get(), F_DUPFD_CLOEXEC, 8));
+  UniqueFd b9(::fcntl(b->write.get(), F_DUPFD_CLOEXEC, 9));
+  if (a8.get() != 8 || b9.get() != 9) GTEST_SKIP() << "fds 8 and 9 are not free in this process";
+  a->write.reset();
+  b->write.reset();
+  SpawnOptions o = Shell("echo to8 >&8; echo to9 >&9");
+  o.fds = {{8, 9}, {9, 8}};
+  auto child = ChildProcess::Spawn(o);
+  ASSERT_TRUE(child.ok()) << child.error().ToString();
+  a8.reset();
+  b9.reset();
+  auto from_a = ReadAll(a->read.get());
+  auto from_b = ReadAll(b->read.get());
+  ASSERT_TRUE(from_a.ok() && from_b.ok());
+  EXPECT_EQ(*from_a, "to9\n");  // parent 8 is child 9
+  EXPECT_EQ(*from_b, "to8\n");  // parent 9 is child 8
+  auto st = child->Wait();
+  ASSERT_TRUE(st.ok());
+  EXPECT_EQ(st->code, 0);
+}
+
+// ls itself, not through a shell: a shell may hold fds of its own.
+SpawnOptions ListOwnFds() {
+  SpawnOptions o;
+  o.path = "/bin/ls";
+  o.argv = {"ls", "/proc/self/fd"};
+  return o;
+}
+
+std::set<int> FdsOf(const std::string& ls_output) {
+  std::set<int> fds;
+  for (const auto& line : Split(ls_output, '\n')) {
+    if (Trim(line).empty()) continue;
+    auto n = ParseUint(line, "fd");
+    EXPECT_TRUE(n.ok()) << "unexpected ls line: " << line;
+    if (n.ok()) fds.insert(static_cast<int>(*n));
+  }
+  return fds;
+}
+
+TEST(ChildProcessTest, UnlistedFdsAreNotInherited) {
+  // An fd deliberately left without FD_CLOEXEC: exec alone would pass it on.
+  UniqueFd devnull(::open("/dev/null", O_RDONLY | O_CLOEXEC));
+  ASSERT_TRUE(devnull.valid());
+  UniqueFd leaked(::fcntl(devnull.get(), F_DUPFD, 40));
+  ASSERT_TRUE(leaked.valid());
+  ASSERT_EQ(::fcntl(leaked.get(), F_GETFD), 0) << "test fd must be inheritable";
+
+  Captured run = SpawnAndCapture(ListOwnFds());
+  ASSERT_EQ(run.status.code, 0);
+  std::set<int> fds = FdsOf(run.out);
+  EXPECT_EQ(fds.count(0), 1u);
+  EXPECT_EQ(fds.count(1), 1u);
+  EXPECT_EQ(fds.count(2), 1u);
+  EXPECT_EQ(fds.count(leaked.get()), 0u) << "fd " << leaked.get() << " leaked into the child:\n"
+                                         << run.out;
+  // 0, 1, 2 and the directory ls itself has open on /proc/self/fd.
+  EXPECT_LE(fds.size(), 4u) << run.out;
+}
+
+// Disabled: documents a bug in child.cc. ChildMain closes inherited fds only
+// from max(target)+1 upwards (close_range(max_dst + 1, ...)), so an inheritable
+// fd whose number lies between 3 and the highest mapped target, and that is
+// not itself a target, survives execve, contrary to "every other fd is closed
+// at exec" in child.h.
+TEST(ChildProcessTest, UnlistedFdsBelowHighestTargetAreNotInherited) {
+  UniqueFd devnull(::open("/dev/null", O_RDONLY | O_CLOEXEC));
+  ASSERT_TRUE(devnull.valid());
+  UniqueFd leaked(::fcntl(devnull.get(), F_DUPFD, 3));
+  ASSERT_TRUE(leaked.valid());
+  ASSERT_LT(leaked.get(), 63);
+  ASSERT_EQ(::fcntl(leaked.get(), F_GETFD), 0);
+
+  SpawnOptions o = ListOwnFds();
+  o.fds.push_back({devnull.get(), 63});  // highest allowed target
+  Captured run = SpawnAndCapture(o);
+  ASSERT_EQ(run.status.code, 0);
+  std::set<int> fds = FdsOf(run.out);
+  EXPECT_EQ(fds.count(63), 1u) << run.out;
+  EXPECT_EQ(fds.count(leaked.get()), 0u) << "fd " << leaked.get() << " leaked into the child:\n"
+                                         << run.out;
+}
+
+TEST(ChildProcessTest, FdTargetOutOfRangeIsRejected) {
+  SpawnOptions o = Shell("exit 0");
+  o.fds = {{0, 64}};
+  auto child = ChildProcess::Spawn(o);
+  ASSERT_FALSE(child.ok());
+  EXPECT_EQ(child.error().call, "spawn");
+}
+
+TEST(ChildProcessTest, EmptyArgvIsRejected) {
+  SpawnOptions o;
+  o.path = "/bin/true";
+  auto child = ChildProcess::Spawn(o);
+  ASSERT_FALSE(child.ok());
+  EXPECT_EQ(child.error().call, "spawn");
+}
+
+// --- exec failures -------------------------------------------------------------
+
+TEST(ChildProcessTest, ExecOfMissingProgramFailsInSpawn) {
+  SpawnOptions o;
+  o.path = "/nonexistent/warmbox-test-program";
+  o.argv = {"prog"};
+  auto child = ChildProcess::Spawn(o);
+  ASSERT_FALSE(child.ok());
+  EXPECT_EQ(child.error().call, "execve");
+  EXPECT_EQ(child.error().err, ENOENT);
+  EXPECT_EQ(child.error().arg, "/nonexistent/warmbox-test-program");
+}
+
+TEST(ChildProcessTest, ExecOfNonExecutableFailsWithEacces) {
+  SpawnOptions o;
+  o.path = "/proc/self/status";  // exists, not executable
+  o.argv = {"status"};
+  auto child = ChildProcess::Spawn(o);
+  ASSERT_FALSE(child.ok());
+  EXPECT_EQ(child.error().call, "execve");
+  EXPECT_EQ(child.error().err, EACCES);
+}
+
+// --- hold_until_released -------------------------------------------------------
+
+TEST(ChildProcessTest, HeldChildDoesNotRunUntilReleased) {
+  auto pipe = MakePipe();
+  ASSERT_TRUE(pipe.ok()) << pipe.error().ToString();
+  SpawnOptions o;
+  o.path = "/bin/echo";
+  o.argv = {"echo", "go"};
+  o.fds = {{pipe->write.get(), 1}};
+  o.hold_until_released = true;
+  auto child = ChildProcess::Spawn(o);
+  ASSERT_TRUE(child.ok()) << child.error().ToString();
+  pipe->write.reset();
+
+  pollfd pfd{pipe->read.get(), POLLIN, 0};
+  EXPECT_EQ(::poll(&pfd, 1, 0), 0) << "held child produced output";
+  // Not exec'd yet: the child is still a copy of this test binary.
+  EXPECT_EQ(ReadLink("/proc/" + std::to_string(child->pid()) + "/exe"), ReadLink("/proc/self/exe"));
+  EXPECT_TRUE(child->running());
+
+  auto released = child->Release();
+  ASSERT_TRUE(released.ok()) << released.error().ToString();
+  auto out = ReadAll(pipe->read.get());
+  ASSERT_TRUE(out.ok()) << out.error().ToString();
+  EXPECT_EQ(*out, "go\n");
+  auto st = child->Wait();
+  ASSERT_TRUE(st.ok()) << st.error().ToString();
+  EXPECT_EQ(st->code, 0);
+}
+
+TEST(ChildProcessTest, ReleaseReportsExecFailureOfHeldChild) {
+  SpawnOptions o;
+  o.path = "/nonexistent/warmbox-test-program";
+  o.argv = {"prog"};
+  o.hold_until_released = true;
+  auto child = ChildProcess::Spawn(o);
+  ASSERT_TRUE(child.ok()) << "a held child has not tried execve yet: " << child.error().ToString();
+  auto released = child->Release();
+  ASSERT_FALSE(released.ok());
+  EXPECT_EQ(released.error().call, "execve");
+  EXPECT_EQ(released.error().err, ENOENT);
+  EXPECT_FALSE(child->running());
+}
+
+TEST(ChildProcessTest, ReleaseOfChildNotHeldFails) {
+  auto child = ChildProcess::Spawn(Sleeper());
+  ASSERT_TRUE(child.ok()) << child.error().ToString();
+  EXPECT_FALSE(child->Release().ok());
+}
+
+TEST(ChildProcessTest, ReleaseTwiceFails) {
+  SpawnOptions o = Shell("exit 0");
+  o.hold_until_released = true;
+  auto child = ChildProcess::Spawn(o);
+  ASSERT_TRUE(child.ok()) << child.error().ToString();
+  ASSERT_TRUE(child->Release().ok());
+  EXPECT_FALSE(child->Release().ok());
+  ASSERT_TRUE(child->Wait().ok());
+}
+
+// --- lifetime ------------------------------------------------------------------
+
+TEST(ChildProcessTest, DestructorKillsAndReaps) {
+  pid_t pid;
+  {
+    auto child = ChildProcess::Spawn(Sleeper());
+    ASSERT_TRUE(child.ok()) << child.error().ToString();
+    pid = child->pid();
+    ASSERT_EQ(::kill(pid, 0), 0);
+  }
+  // Killed and reaped: not even a zombie is left under that pid.
+  errno = 0;
+  EXPECT_EQ(::kill(pid, 0), -1);
+  EXPECT_EQ(errno, ESRCH);
+}
+
+TEST(ChildProcessTest, DestructorOfHeldChildKillsAndReaps) {
+  pid_t pid;
+  {
+    SpawnOptions o = Sleeper();
+    o.hold_until_released = true;
+    auto child = ChildProcess::Spawn(o);
+    ASSERT_TRUE(child.ok()) << child.error().ToString();
+    pid = child->pid();
+  }
+  errno = 0;
+  EXPECT_EQ(::kill(pid, 0), -1);
+  EXPECT_EQ(errno, ESRCH);
+}
+
+TEST(ChildProcessTest, KillAndReapIsIdempotent) {
+  auto child = ChildProcess::Spawn(Sleeper());
+  ASSERT_TRUE(child.ok()) << child.error().ToString();
+  pid_t pid = child->pid();
+  child->KillAndReap();
+  EXPECT_FALSE(child->running());
+  child->KillAndReap();
+  EXPECT_FALSE(child->running());
+  errno = 0;
+  EXPECT_EQ(::kill(pid, 0), -1);
+  EXPECT_EQ(errno, ESRCH);
+}
+
+TEST(ChildProcessTest, MoveTransfersOwnership) {
+  auto spawned = ChildProcess::Spawn(Sleeper());
+  ASSERT_TRUE(spawned.ok()) << spawned.error().ToString();
+  pid_t pid = spawned->pid();
+  ChildProcess moved = std::move(spawned).value();
+  {
+    ChildProcess owner = std::move(moved);
+    EXPECT_FALSE(moved.running());  // NOLINT(bugprone-use-after-move): checking moved-from state
+    EXPECT_TRUE(owner.running());
+    EXPECT_EQ(owner.pid(), pid);
+    EXPECT_EQ(::kill(pid, 0), 0) << "moving must not kill the child";
+  }
+  errno = 0;
+  EXPECT_EQ(::kill(pid, 0), -1);
+  EXPECT_EQ(errno, ESRCH);
+}
+
+TEST(ChildProcessTest, MoveAssignKillsPreviousChild) {
+  auto first = ChildProcess::Spawn(Sleeper());
+  ASSERT_TRUE(first.ok()) << first.error().ToString();
+  pid_t first_pid = first->pid();
+  auto second = ChildProcess::Spawn(Sleeper());
+  ASSERT_TRUE(second.ok()) << second.error().ToString();
+  pid_t second_pid = second->pid();
+  *first = std::move(second).value();
+  errno = 0;
+  EXPECT_EQ(::kill(first_pid, 0), -1);
+  EXPECT_EQ(errno, ESRCH);
+  EXPECT_EQ(first->pid(), second_pid);
+  EXPECT_EQ(::kill(second_pid, 0), 0);
+}
+
+// --- environment ---------------------------------------------------------------
+
+TEST(ChildProcessTest, EnvIsPassedThrough) {
+  SpawnOptions o = Shell("echo $FOO");
+  o.env = {"FOO=bar"};
+  Captured run = SpawnAndCapture(o);
+  EXPECT_EQ(run.out, "bar\n");
+}
+
+TEST(ChildProcessTest, ParentEnvIsNotInherited) {
+  ASSERT_EQ(::setenv("WB_CHILD_TEST_SECRET", "leak", 1), 0);
+  SpawnOptions o = Shell("echo \"[$WB_CHILD_TEST_SECRET]\"");
+  o.env = {"FOO=bar"};
+  Captured run = SpawnAndCapture(o);
+  ::unsetenv("WB_CHILD_TEST_SECRET");
+  EXPECT_EQ(run.out, "[]\n");
+}
+
+TEST(ChildProcessTest, ArgvIsPassedVerbatim) {
+  SpawnOptions o;
+  o.path = "/bin/sh";
+  o.argv = {"sh", "-c", "printf '%s|' \"$0\" \"$@\"", "zero", "a b", "", "*"};
+  Captured run = SpawnAndCapture(o);
+  EXPECT_EQ(run.out, "zero|a b||*|");
+}
+
+}  // namespace
+}  // namespace wb

@@ -510,7 +510,9 @@ void ServerImpl::StartExec(uint64_t conn_id, Conn& c, const proto::ExecRequest& 
   int child_in = in->read.get(), child_out = out->write.get(), child_err = err->write.get();
   int status_w = status->write.get();
 
-  pid_t pid = ::fork();
+  // vfork: the child shares our memory until it execs (no page-table copy),
+  // which is safe because it only makes syscalls on data prepared above.
+  pid_t pid = ::vfork();
   if (pid == 0) {
     auto die = [&](int step) {
       int msg[2] = {step, errno};

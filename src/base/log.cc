@@ -6,7 +6,8 @@ namespace wb {
 
 void InitLogging(const std::string& level) {
   auto logger = spdlog::stderr_logger_st("warmbox");
-  logger->set_pattern("warmbox: %l: %v");
+  logger->set_pattern(level == "debug" || level == "trace" ? "warmbox: %H:%M:%S.%f %l: %v"
+                                                            : "warmbox: %l: %v");
   logger->set_level(spdlog::level::from_str(level));
   spdlog::set_default_logger(logger);
 }

@@ -78,7 +78,9 @@ Result<int> DoRun(const GlobalOptions& g, const RunOptions& o) {
   dopts.agent_path = g.agent_path;
   dopts.uid_base = g.uid_base;
   dopts.cgroup_parent = g.cgroup_parent;
+  spdlog::debug("run: start");
   auto driver = WB_TRY(NsDriver::Open(dopts, &store));
+  spdlog::debug("run: driver open");
   auto sandbox = WB_TRY(driver->Create(spec));
 
   ExecIo io;
@@ -88,6 +90,7 @@ Result<int> DoRun(const GlobalOptions& g, const RunOptions& o) {
   io.on_stdout = [&](std::string_view d) { stdout_ok = stdout_ok && WriteAll(1, d).ok(); };
   io.on_stderr = [&](std::string_view d) { stderr_ok = stderr_ok && WriteAll(2, d).ok(); };
   auto outcome = sandbox->Exec(req, io);
+  spdlog::debug("run: command done");
   auto destroyed = sandbox->Destroy();
   if (!outcome.ok()) {
     signalfd_siginfo si;

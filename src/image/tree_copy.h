@@ -7,8 +7,8 @@
 
 namespace wb {
 
-// Copies the tree at src to dst (which must not exist) with libarchive,
-// keeping modes, times, xattrs, hard and symbolic links, and shifting every
+// Copies the tree at src to dst (which must not exist), keeping modes, times,
+// user.* xattrs, hard and symbolic links, and shifting every
 // owner by uid_base (uid u -> uid_base+u; ids >= 65536 are refused). Device
 // nodes, sockets and fifos are skipped: a user namespace cannot use them.
 [[nodiscard]] Result<void> CopyTreeShifted(const std::string& src, const std::string& dst,

@@ -72,8 +72,11 @@ class NsSandbox : public Sandbox {
     // in it, and reaping PID 1 returns only after they are gone. The mount
     // namespace (with the tmpfs and overlay) dies with its last process.
     agent_.KillAndReap();
+    spdlog::debug("{}: agent reaped", id_);
     Result<void> result = cgroup_.Remove();
+    spdlog::debug("{}: cgroups removed", id_);
     auto rm = RemoveTree(dir_);
+    spdlog::debug("{}: dir removed", id_);
     if (result.ok() && !rm.ok()) result = rm.error();
     return result;
   }
@@ -139,7 +142,9 @@ Result<std::unique_ptr<Sandbox>> NsDriver::Create(const SandboxSpec& spec) {
   const std::string scratch = sb->dir_ + "/scratch";
   if (::mkdir(scratch.c_str(), 0700) != 0) return Errno("mkdir", scratch);
   if (::chown(scratch.c_str(), base, base) != 0) return Errno("chown", scratch);
+  spdlog::debug("{}: dir ready", sb->id_);
   sb->cgroup_ = WB_TRY(Cgroup::Apply(plan));
+  spdlog::debug("{}: cgroups made", sb->id_);
 
   UniqueFd listener = WB_TRY(ListenUnix(sb->dir_ + "/agent.sock"));
   Pipe errpipe = WB_TRY(MakePipe());
@@ -158,6 +163,7 @@ Result<std::unique_ptr<Sandbox>> NsDriver::Create(const SandboxSpec& spec) {
   o.hold_until_released = true;
   o.become_userns_root = true;
   sb->agent_ = WB_TRY(ChildProcess::Spawn(o));
+  spdlog::debug("{}: cloned", sb->id_);
   listener.reset();  // the agent's copy is the only one: connects fail once it dies
   errpipe.write.reset();
 
@@ -167,8 +173,11 @@ Result<std::unique_ptr<Sandbox>> NsDriver::Create(const SandboxSpec& spec) {
   const std::string map = "0 " + std::to_string(base) + " " + std::to_string(kUidCount) + "\n";
   WB_CHECK(WriteFile(proc + "/uid_map", map));
   WB_CHECK(WriteFile(proc + "/gid_map", map));
+  spdlog::debug("{}: id maps written", sb->id_);
   WB_CHECK(sb->cgroup_.Attach(sb->agent_.pid()));
+  spdlog::debug("{}: attached to v1 cgroups", sb->id_);
   WB_CHECK(sb->agent_.Release());
+  spdlog::debug("{}: agent exec'd", sb->id_);
 
   auto ready = WaitAgentReady(sb->Endpoint(), opts_.ready_attempt_ms, opts_.ready_total_ms);
   if (!ready.ok()) {
@@ -189,6 +198,7 @@ Result<std::unique_ptr<Sandbox>> NsDriver::Create(const SandboxSpec& spec) {
     if (!words.empty()) e.detail += ": " + words;
     return e.Wrap("create sandbox from image " + spec.image);
   }
+  spdlog::debug("{}: ready", sb->id_);
   return std::unique_ptr<Sandbox>(std::move(sb));
 }
 

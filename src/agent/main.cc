@@ -10,6 +10,7 @@
 // connect at once; setup errors go to fd 2 (a pipe the host reads) and the
 // agent exits 1.
 #include <fcntl.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <cstdio>
@@ -68,11 +69,15 @@ int main(int argc, char** argv) {
   if (opts.listen_fd < 0) return Die("--listen-fd is required");
   opts.pid1 = ::getpid() == 1;
 
+  timespec t0, t1;
+  ::clock_gettime(CLOCK_MONOTONIC, &t0);
   if (ns_setup) {
     if (auto r = wb::agent::SetUpNamespaceSandbox(setup); !r.ok()) {
       return Die("sandbox setup: " + r.error().ToString());
     }
   }
+  ::clock_gettime(CLOCK_MONOTONIC, &t1);
+  opts.setup_us = static_cast<uint64_t>((t1.tv_sec - t0.tv_sec) * 1000000 + (t1.tv_nsec - t0.tv_nsec) / 1000);
   auto server = wb::agent::CreateServer(opts);
   if (!server.ok()) return Die(server.error().ToString());
   // From here on nothing is written to fd 2: the host stops reading it once

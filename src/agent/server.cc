@@ -319,7 +319,8 @@ void ServerImpl::OnFrame(uint64_t id, Conn& c, proto::Frame f) {
   switch (f.type) {
     case FrameType::kHeartbeat:
       Send(id, FrameType::kHeartbeatReply,
-           "{\"pid\":" + std::to_string(::getpid()) + ",\"ready\":true}");
+           "{\"pid\":" + std::to_string(::getpid()) + ",\"ready\":true,\"setup_us\":" +
+               std::to_string(opts_.setup_us) + "}");
       return;
     case FrameType::kExec: {
       if (c.exec || terminating_) {

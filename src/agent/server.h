@@ -8,6 +8,7 @@
 // so one exited child never holds up the others.
 #pragma once
 
+#include <cstdint>
 #include <memory>
 #include <string>
 #include <vector>
@@ -23,6 +24,7 @@ struct ServerOptions {
   std::string passwd_path = "/etc/passwd";
   std::string group_path = "/etc/group";
   int term_grace_ms = 2000;  // SIGTERM -> SIGKILL grace on shutdown
+  uint64_t setup_us = 0;     // how long sandbox setup took, for heartbeats
 };
 
 class Server {

@@ -10,6 +10,8 @@
 #include <cerrno>
 #include <cstring>
 
+#include "base/log.h"
+
 namespace wb {
 namespace {
 
@@ -137,7 +139,10 @@ Result<void> AgentHeartbeat(const AgentEndpoint& ep, int timeout_ms) {
     }
     WB_CHECK(ch.Pump(static_cast<int>(left), -1, nullptr));
     while (auto f = ch.Next()) {
-      if (f->type == proto::FrameType::kHeartbeatReply) return Ok();
+      if (f->type == proto::FrameType::kHeartbeatReply) {
+        spdlog::debug("heartbeat from {}: {}", ep.socket_path, f->payload);
+        return Ok();
+      }
       return Fail("heartbeat", ep.socket_path, "unexpected reply: " + f->payload);
     }
     if (ch.eof()) return Fail("heartbeat", ep.socket_path, "agent closed the connection");

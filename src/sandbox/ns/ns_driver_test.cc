@@ -93,6 +93,20 @@ TEST_F(NsDriverTest, FalseReportsOneWhilePid1ReapsOrphans) {
   }
 }
 
+TEST_F(NsDriverTest, DoubleForkedOrphanIsReapedByPid1) {
+  auto sb = NewSandbox();
+  ASSERT_TRUE(sb);
+  // The grandchild outlives its parent and is reparented to PID 1 (the agent).
+  ASSERT_EQ(Sh(*sb, "sh -c 'sleep 0.05 & exit 0'").exit.exit_code, 0);
+  // Once it has exited, PID 1's only child is the shell that asks; a zombie
+  // left unreaped would still be listed.
+  auto only_me = [&] {
+    auto r = Sh(*sb, "set -- $(cat /proc/1/task/1/children); [ \"$*\" = \"$$\" ]");
+    return r.exit.exit_code == 0;
+  };
+  EXPECT_TRUE(Eventually(only_me)) << Sh(*sb, "cat /proc/1/task/1/children; ps -o pid,stat,args").stdout_data;
+}
+
 TEST_F(NsDriverTest, OutputSizesAndStdin) {
   auto sb = NewSandbox();
   ASSERT_TRUE(sb);

@@ -36,17 +36,19 @@ int main(int argc, char** argv) {
   app.set_version_flag("--version", "warmbox 0.1.0");
   app.require_subcommand(1);
   GlobalOptions g;
+  g.log_level = "";
   app.add_option("--state-dir", g.state_dir, "state directory (default $WARMBOX_STATE_DIR or /var/lib/warmbox)");
   app.add_option("--userns-base", g.userns_base,
                  "first host uid/gid of the sandboxes' 65536-id range (default $WARMBOX_USERNS_BASE or 1000000000)");
   app.add_option("--log-level", g.log_level, "trace|debug|info|warn|error")
-      ->check(CLI::IsMember({"trace", "debug", "info", "warn", "error", "off"}));
+      ->check(CLI::IsMember({"", "trace", "debug", "info", "warn", "error", "off"}));
 
   std::vector<std::pair<CLI::App*, Action>> verbs;
   auto add = [&](Action a) { verbs.emplace_back(app.get_subcommands({}).back(), std::move(a)); };
   add(AddRun(app));
   add(AddImage(app));
   add(AddGc(app));
+  add(AddPool(app));
 
   try {
     app.parse(argc, argv);
@@ -66,6 +68,12 @@ int main(int argc, char** argv) {
     }
     std::fprintf(stderr, "warmbox: %s (see 'warmbox --help')\n", what.c_str());
     return kExitWarmboxError;
+  }
+  if (g.log_level.empty()) {
+    // The daemon reports each run at info; one-shot commands stay quiet.
+    auto* pool = app.get_subcommand("pool");
+    bool daemon = pool->parsed() && pool->get_subcommand("start")->parsed();
+    g.log_level = daemon ? "info" : "warn";
   }
   wb::InitLogging(g.log_level);
   // A reader that goes away (| head) must not kill us before cleanup.

@@ -14,5 +14,6 @@ using Action = std::function<int(const GlobalOptions&)>;
 Action AddRun(CLI::App& app);
 Action AddImage(CLI::App& app);
 Action AddGc(CLI::App& app);
+Action AddPool(CLI::App& app);
 
 }  // namespace wb::cli

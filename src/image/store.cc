@@ -84,6 +84,10 @@ Result<Image> ImageStore::Load(const std::string& dir) {
   return img;
 }
 
+bool ImageStore::Exists(const std::string& name) const {
+  return name == kDefaultImage || PathExists(state_dir_ + "/images/" + Escape(name) + "/image.json");
+}
+
 Result<Image> ImageStore::Get(const std::string& name) {
   WB_CHECK(ValidateName(name));
   std::string dir = ImagesDir() + "/" + Escape(name);
@@ -92,6 +96,8 @@ Result<Image> ImageStore::Get(const std::string& name) {
       return Fail("image", name, "no such image (see 'warmbox image ls'; import one with "
                                  "'warmbox image import-dir NAME DIR')");
     }
+    std::lock_guard<std::mutex> lock(build_mu_);
+    if (PathExists(dir + "/image.json")) return Load(dir);  // built while we waited
     WB_CHECK(MkdirAll(ImagesDir(), 0755));
     std::string tmp = ImagesDir() + "/.tmp-" + WB_TRY(RandomHex(6));
     auto built = BuildDefaultImage(tmp + "/rootfs", uid_base_);

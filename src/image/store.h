@@ -12,6 +12,7 @@
 #pragma once
 
 #include <cstdint>
+#include <mutex>
 #include <string>
 #include <vector>
 
@@ -44,6 +45,8 @@ class ImageStore {
   // The built-in default image is created on first use.
   [[nodiscard]] Result<Image> Get(const std::string& name);
   [[nodiscard]] Result<std::vector<Image>> List();
+  // Cheap: the default image always "exists" (it is built on first use).
+  bool Exists(const std::string& name) const;
   // Copies DIR into the store (ownership shifted into the sandbox range).
   [[nodiscard]] Result<Image> ImportDir(const std::string& name, const std::string& dir);
 
@@ -58,6 +61,7 @@ class ImageStore {
 
   std::string state_dir_;
   uint32_t uid_base_;
+  std::mutex build_mu_;  // one build of the default image at a time in this process
 };
 
 }  // namespace wb

@@ -9,13 +9,6 @@
 
 namespace wb {
 
-struct AgentEndpoint {
-  std::string socket_path;
-  // A pidfd of the agent (or its VM): readable when it dies, which ends any
-  // wait at once instead of at a timeout. -1: none.
-  int liveness_fd = -1;
-};
-
 [[nodiscard]] Result<UniqueFd> ConnectUnix(const std::string& path);
 
 // One heartbeat on a new connection. Fails when the agent does not answer

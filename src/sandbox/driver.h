@@ -13,6 +13,14 @@
 
 namespace wb {
 
+// Where the host reaches a sandbox's agent.
+struct AgentEndpoint {
+  std::string socket_path;
+  // A pidfd of the agent (or its VM): readable when it dies, which ends any
+  // wait at once instead of at a timeout. -1: none.
+  int liveness_fd = -1;
+};
+
 struct Limits {
   uint64_t memory_bytes = 512ull << 20;  // RAM (and no swap beyond it)
   uint64_t pids = 1024;
@@ -46,6 +54,10 @@ class Sandbox {
  public:
   virtual ~Sandbox() = default;  // destroys the sandbox if still up
   virtual const std::string& id() const = 0;
+  // For asynchronous clients (the pool daemon) that speak the protocol themselves.
+  virtual AgentEndpoint endpoint() const = 0;
+  // Image config defaults (env, workdir, user) applied to a request.
+  virtual proto::ExecRequest WithImageDefaults(const proto::ExecRequest& req) const = 0;
   [[nodiscard]] virtual Result<void> Heartbeat(int timeout_ms) = 0;
   [[nodiscard]] virtual Result<ExecOutcome> Exec(const proto::ExecRequest& req, ExecIo& io) = 0;
   // Kills everything inside and removes every trace on the host.

@@ -53,17 +53,23 @@ class NsSandbox : public Sandbox {
     return AgentHeartbeat(Endpoint(), timeout_ms);
   }
 
-  Result<ExecOutcome> Exec(const proto::ExecRequest& req_in, ExecIo& io) override {
-    if (destroyed_) return Fail("exec", id_, "sandbox destroyed");
-    proto::ExecRequest req = req_in;
+  proto::ExecRequest WithImageDefaults(const proto::ExecRequest& in) const override {
+    proto::ExecRequest req = in;
     // The image's config supplies defaults; the request wins.
     std::vector<std::string> env = image_.config.env;
     env.insert(env.end(), req.env.begin(), req.env.end());
     req.env = std::move(env);
     if (req.cwd.empty()) req.cwd = image_.config.working_dir;
     if (req.user.empty()) req.user = image_.config.user;
-    return AgentExec(Endpoint(), req, io);
+    return req;
   }
+
+  Result<ExecOutcome> Exec(const proto::ExecRequest& req, ExecIo& io) override {
+    if (destroyed_) return Fail("exec", id_, "sandbox destroyed");
+    return AgentExec(Endpoint(), WithImageDefaults(req), io);
+  }
+
+  AgentEndpoint endpoint() const override { return Endpoint(); }
 
   Result<void> Destroy() override {
     if (destroyed_) return Ok();

@@ -1,0 +1,226 @@
+// warmbox pool start | run | status | stop
+#include <grp.h>
+#include <unistd.h>
+
+#include <cmath>
+#include <cstdio>
+#include <nlohmann/json.hpp>
+
+#include "base/fd.h"
+#include "base/fs.h"
+#include "base/log.h"
+#include "base/strings.h"
+#include "cli/verbs.h"
+#include "daemon/client.h"
+#include "daemon/server.h"
+#include "pool/warm_spec.h"
+
+namespace wb::cli {
+namespace {
+
+struct StartOpts {
+  std::string image = kDefaultImage;
+  size_t size = 2, max = 8;
+  uint64_t ttl = 300;
+  std::vector<std::string> warm;
+  std::string socket, driver = "ns", socket_group;
+  std::string queue_timeout = "30", memory, pids, cpus, disk;
+  size_t creation_cap = 0;
+};
+
+Result<int> DoStart(const GlobalOptions& g, const StartOpts& o) {
+  if (o.driver != "ns") {
+    return Fail("--driver", o.driver,
+                o.driver == "vm" ? "the vm driver is not available yet; use --driver ns"
+                                 : "expected ns or vm");
+  }
+  if (o.size == 0) return Fail("--size", "", "--size must be greater than 0");
+  if (o.size > o.max) {
+    return Fail("--size", "", "--size (" + std::to_string(o.size) + ") cannot exceed --max (" +
+                                  std::to_string(o.max) + ")");
+  }
+  daemon::DaemonOptions d;
+  d.socket_path = o.socket.empty() ? daemon::DefaultSocketPath() : o.socket;
+  d.default_image = std::string(Trim(o.image));
+  if (!d.default_image.empty()) WB_CHECK(ImageStore::ValidateName(d.default_image));
+  d.warm = WB_TRY(ParseWarmSpecs(o.warm, o.size));
+  for (const auto& w : d.warm) WB_CHECK(ImageStore::ValidateName(w.image));
+  d.pool.size = o.size;
+  d.pool.max = o.max;
+  d.pool.ttl_s = o.ttl;
+  double qt = WB_TRY(ParseSeconds(o.queue_timeout, "--queue-timeout"));
+  d.pool.queue_timeout = std::chrono::milliseconds(static_cast<int64_t>(std::ceil(qt * 1000)));
+  if (!o.memory.empty()) d.pool.limits.memory_bytes = WB_TRY(ParseSize(o.memory, "--memory"));
+  if (!o.disk.empty()) d.pool.limits.disk_bytes = WB_TRY(ParseSize(o.disk, "--disk"));
+  if (!o.pids.empty()) d.pool.limits.pids = WB_TRY(ParseUint(o.pids, "--pids"));
+  if (!o.cpus.empty()) {
+    char* end = nullptr;
+    double c = std::strtod(o.cpus.c_str(), &end);
+    if (end != o.cpus.c_str() + o.cpus.size() || !(c > 0)) return Fail("--cpus", o.cpus, "expected a positive number");
+    d.pool.limits.cpus = c;
+  }
+  if (!o.socket_group.empty()) {
+    // A numeric gid, or a name from /etc/group (read directly: static binary, no NSS).
+    auto gid = ParseUint(o.socket_group, "--socket-group");
+    if (gid.ok()) {
+      d.socket_group = static_cast<gid_t>(*gid);
+    } else {
+      auto groups = ReadFile("/etc/group");
+      if (groups.ok()) {
+        for (const auto& line : Split(*groups, '\n')) {
+          auto f = Split(line, ':');
+          if (f.size() >= 3 && f[0] == o.socket_group) {
+            auto v = ParseUint(f[2], "gid");
+            if (v.ok()) d.socket_group = static_cast<gid_t>(*v);
+          }
+        }
+      }
+      if (!d.socket_group) return Fail("--socket-group", o.socket_group, "no such group in /etc/group");
+    }
+  }
+  long ncpu = ::sysconf(_SC_NPROCESSORS_ONLN);
+  d.creation_cap = o.creation_cap ? o.creation_cap : static_cast<size_t>(std::max(2L, ncpu));
+  d.driver.state_dir = g.state_dir;
+  d.driver.agent_path = g.agent_path;
+  d.driver.uid_base = g.uid_base;
+  d.driver.cgroup_parent = g.cgroup_parent;
+  return daemon::RunDaemon(d);
+}
+
+struct RunOpts {
+  std::string socket, image, timeout, workdir, user;
+  std::vector<std::string> env, cmd;
+};
+
+Result<int> DoRun(const RunOpts& o) {
+  if (o.cmd.empty()) return Fail("pool run", "", "missing command: warmbox pool run [OPTIONS] -- CMD [ARG...]");
+  proto::RunRequest r;
+  if (!o.image.empty()) r.image = o.image;
+  r.cmd = o.cmd;
+  r.workdir = o.workdir;
+  r.user = o.user;
+  for (const auto& kv : o.env) {
+    if (kv.empty() || kv.front() == '=') return Fail("-e", kv, "expected KEY=VALUE");
+    if (kv.find('=') == std::string::npos) {
+      if (const char* v = std::getenv(kv.c_str())) r.env.push_back(kv + "=" + v);
+      continue;
+    }
+    r.env.push_back(kv);
+  }
+  if (!o.timeout.empty()) {
+    r.timeout_ms = static_cast<uint64_t>(std::ceil(WB_TRY(ParseSeconds(o.timeout, "--timeout")) * 1000));
+  }
+  if (!::isatty(0)) {
+    std::string in = WB_TRY(ReadAll(0));
+    if (in.size() > (4u << 20)) {
+      return Fail("pool run", "stdin", "more than 4 MiB of stdin; use 'warmbox run' for large input");
+    }
+    if (!in.empty()) r.stdin_data = std::move(in);
+  }
+  daemon::PoolClient client(o.socket.empty() ? daemon::DefaultSocketPath() : o.socket);
+  bool out_ok = true, err_ok = true;
+  auto resp = WB_TRY(client.Run(std::move(r), [&](bool is_err, std::string_view d) {
+    bool& ok = is_err ? err_ok : out_ok;
+    ok = ok && WriteAll(is_err ? 2 : 1, d).ok();
+  }));
+  if (resp.error) return Fail("pool", "", *resp.error);
+  if (resp.stdout_truncated || resp.stderr_truncated) {
+    std::fprintf(stderr, "warmbox: output truncated at the daemon's cap\n");
+  }
+  return resp.exit_code;
+}
+
+int DoStatus(const std::string& socket, bool json) {
+  daemon::PoolClient client(socket.empty() ? daemon::DefaultSocketPath() : socket);
+  if (json) {
+    auto body = client.RoundTrip(R"({"op":"status"})");
+    if (!body.ok()) return ReportError(body.error());
+    auto j = nlohmann::json::parse(*body, nullptr, false);
+    if (j.is_discarded() || !j.contains("images")) return ReportError(Fail("pool status", "", "bad reply"));
+    std::printf("%s\n", j["images"].dump(2).c_str());
+    return 0;
+  }
+  auto st = client.Status();
+  if (!st.ok()) return ReportError(st.error());
+  if (st->empty()) {
+    std::printf("No warm pools yet\n");
+    return 0;
+  }
+  std::printf("%-24s %5s %6s %6s %8s %8s %8s %5s\n", "IMAGE", "IDLE", "ACTIVE", "QUEUED", "CREATED",
+              "ACQUIRED", "EVICTED", "HIT%");
+  for (const auto& s : *st) {
+    double hit = s.total_acquired ? 100.0 * static_cast<double>(s.hits) / static_cast<double>(s.total_acquired) : 0;
+    std::printf("%-24s %5llu %6llu %6llu %8llu %8llu %8llu %5.1f\n", s.image.c_str(),
+                static_cast<unsigned long long>(s.idle), static_cast<unsigned long long>(s.active),
+                static_cast<unsigned long long>(s.queued), static_cast<unsigned long long>(s.total_created),
+                static_cast<unsigned long long>(s.total_acquired),
+                static_cast<unsigned long long>(s.total_evicted), hit);
+  }
+  return 0;
+}
+
+}  // namespace
+
+Action AddPool(CLI::App& app) {
+  auto so = std::make_shared<StartOpts>();
+  auto ro = std::make_shared<RunOpts>();
+  auto socket = std::make_shared<std::string>();
+  auto json = std::make_shared<bool>(false);
+  CLI::App* pool = app.add_subcommand("pool", "the warm-pool daemon and its client");
+  pool->require_subcommand(1);
+
+  CLI::App* start = pool->add_subcommand("start", "start the daemon (in the foreground)");
+  start->add_option("--image", so->image, "default image (default: busybox; '' for none)");
+  start->add_option("--size", so->size, "idle sandboxes kept per image (default 2)");
+  start->add_option("--max", so->max, "concurrent runs per image (default 8)");
+  start->add_option("--ttl", so->ttl, "seconds an idle sandbox may wait before it is replaced (0: forever)");
+  start->add_option("--warm", so->warm, "IMG[=COUNT],...: images to pre-warm (repeatable)");
+  start->add_option("--socket", so->socket, "socket path (default /run/warmbox/pool.sock for root)");
+  start->add_option("--driver", so->driver, "ns (default) or vm");
+  start->add_option("--socket-group", so->socket_group, "group (name or gid) allowed to use the socket");
+  start->add_option("--queue-timeout", so->queue_timeout, "seconds a run may wait for a slot (default 30)");
+  start->add_option("--memory", so->memory, "memory limit per sandbox (default 512m)");
+  start->add_option("--pids", so->pids, "process limit per sandbox (default 1024)");
+  start->add_option("--cpus", so->cpus, "CPU quota per sandbox in cores");
+  start->add_option("--disk", so->disk, "writable layer per sandbox (default 1g)");
+  start->add_option("--creation-cap", so->creation_cap, "sandboxes created at once, daemon-wide (default: #cpus, at least 2)");
+
+  CLI::App* run = pool->add_subcommand("run", "run a command in a warm sandbox");
+  run->add_option("--socket", ro->socket, "daemon socket");
+  run->add_option("--image", ro->image, "image (default: the daemon's)");
+  run->add_option("-e,--env", ro->env, "KEY=VALUE (repeatable)");
+  run->add_option("-w,--workdir", ro->workdir, "working directory");
+  run->add_option("-u,--user", ro->user, "user[:group]");
+  run->add_option("--timeout", ro->timeout, "seconds before the command is killed (exit 137)");
+  run->add_option("cmd", ro->cmd, "command and arguments (after --)");
+
+  CLI::App* status = pool->add_subcommand("status", "show the pools of a running daemon");
+  status->add_option("--socket", *socket, "daemon socket");
+  status->add_flag("--json", *json, "print the images as JSON");
+
+  CLI::App* stop = pool->add_subcommand("stop", "stop the daemon (in-flight runs finish first)");
+  stop->add_option("--socket", *socket, "daemon socket");
+
+  return [=](const GlobalOptions& g) -> int {
+    if (start->parsed()) {
+      auto r = DoStart(g, *so);
+      if (!r.ok()) return ReportError(r.error());
+      return *r;
+    }
+    if (run->parsed()) {
+      auto r = DoRun(*ro);
+      if (!r.ok()) return ReportError(r.error());
+      return *r;
+    }
+    if (status->parsed()) return DoStatus(*socket, *json);
+    if (stop->parsed()) {
+      daemon::PoolClient client(socket->empty() ? daemon::DefaultSocketPath() : *socket);
+      auto r = client.Stop();
+      if (!r.ok()) return ReportError(r.error());
+      return 0;
+    }
+    return kExitWarmboxError;
+  };
+}
+
+}  // namespace wb::cli

@@ -1,0 +1,86 @@
+#include "daemon/client.h"
+
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "base/fd.h"
+#include "sandbox/agent_client.h"
+
+namespace wb::daemon {
+namespace {
+
+Result<std::string> ReadFrame(int fd, const std::string& what) {
+  unsigned char hdr[4];
+  size_t got = 0;
+  while (got < sizeof hdr) {
+    ssize_t n = ::read(fd, hdr + got, sizeof hdr - got);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) return Errno("read", what);
+    if (n == 0) return Fail("read", what, "the daemon closed the connection");
+    got += static_cast<size_t>(n);
+  }
+  uint32_t len = WB_TRY(proto::DecodePoolLength(hdr, proto::kMaxResponse));
+  std::string body(len, '\0');
+  got = 0;
+  while (got < len) {
+    ssize_t n = ::read(fd, body.data() + got, len - got);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) return Errno("read", what);
+    if (n == 0) return Fail("read", what, "the daemon closed the connection mid-response");
+    got += static_cast<size_t>(n);
+  }
+  return body;
+}
+
+}  // namespace
+
+Result<int> PoolClient::Connect() {
+  auto fd = ConnectUnix(socket_);
+  if (!fd.ok()) {
+    if (fd.error().err == ENOENT || fd.error().err == ECONNREFUSED) {
+      return Fail("pool", socket_, "no daemon is serving this socket (start one with 'warmbox pool start')");
+    }
+    if (fd.error().err == EACCES) {
+      return Fail("pool", socket_, "permission denied (the socket is for root or its --socket-group)");
+    }
+    return fd.error();
+  }
+  return fd->release();
+}
+
+Result<std::string> PoolClient::RoundTrip(std::string_view request_json) {
+  UniqueFd fd(WB_TRY(Connect()));
+  WB_CHECK(WriteAll(fd.get(), proto::EncodePoolFrame(request_json)));
+  return ReadFrame(fd.get(), socket_);
+}
+
+Result<proto::RunResponse> PoolClient::Run(proto::RunRequest req,
+                                           const std::function<void(bool, std::string_view)>& on_chunk) {
+  req.stream = static_cast<bool>(on_chunk);
+  proto::PoolRequest pr;
+  pr.op = proto::Op::kRun;
+  pr.run = std::move(req);
+  UniqueFd fd(WB_TRY(Connect()));
+  WB_CHECK(WriteAll(fd.get(), proto::EncodePoolFrame(proto::ToJson(pr))));
+  for (;;) {
+    std::string body = WB_TRY(ReadFrame(fd.get(), socket_));
+    auto f = WB_TRY(proto::ParseStreamFrame(body));
+    if (f.kind == proto::StreamFrame::kFinal) return f.final;
+    if (on_chunk) on_chunk(f.kind == proto::StreamFrame::kStderr, f.data);
+  }
+}
+
+Result<std::vector<proto::ImageStat>> PoolClient::Status() {
+  std::string body = WB_TRY(RoundTrip(R"({"op":"status"})"));
+  return proto::ParseStatus(body);
+}
+
+Result<void> PoolClient::Stop() {
+  std::string body = WB_TRY(RoundTrip(R"({"op":"stop"})"));
+  if (body.find("\"error\":null") == std::string::npos && body.find("\"ok\":true") == std::string::npos) {
+    return Fail("pool stop", socket_, body);
+  }
+  return Ok();
+}
+
+}  // namespace wb::daemon

@@ -1,0 +1,33 @@
+// A blocking client of the pool socket (the CLI, tests, benchmarks).
+#pragma once
+
+#include <functional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "base/error.h"
+#include "proto/pool_proto.h"
+
+namespace wb::daemon {
+
+class PoolClient {
+ public:
+  explicit PoolClient(std::string socket_path) : socket_(std::move(socket_path)) {}
+
+  // Runs a command. With on_chunk set the run is streamed and chunks arrive as
+  // produced (the response then has empty outputs); otherwise the response
+  // holds the outputs.
+  [[nodiscard]] Result<proto::RunResponse> Run(
+      proto::RunRequest req, const std::function<void(bool is_stderr, std::string_view)>& on_chunk = {});
+  [[nodiscard]] Result<std::vector<proto::ImageStat>> Status();
+  [[nodiscard]] Result<void> Stop();
+  // One request, one raw response body (for tests of the wire format).
+  [[nodiscard]] Result<std::string> RoundTrip(std::string_view request_json);
+
+ private:
+  Result<int> Connect();
+  std::string socket_;
+};
+
+}  // namespace wb::daemon

@@ -1,0 +1,36 @@
+// The warm-pool daemon: `warmbox pool start`.
+#pragma once
+
+#include <sys/types.h>
+
+#include <chrono>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "base/error.h"
+#include "pool/settings.h"
+#include "pool/warm_spec.h"
+#include "sandbox/ns/ns_driver.h"
+
+namespace wb::daemon {
+
+struct DaemonOptions {
+  std::string socket_path;
+  std::string default_image;     // "" = none: requests must name an image
+  std::vector<WarmEntry> warm;   // pre-warmed at start, beside the default image
+  pool::PoolSettings pool;
+  std::optional<gid_t> socket_group;  // 0660 and this group may connect
+  size_t creation_cap = 4;            // concurrent sandbox creations, daemon-wide
+  std::chrono::milliseconds drain_grace{10000};  // in-flight runs at stop
+  std::chrono::milliseconds request_timeout{10000};  // to receive a request
+  NsDriverOptions driver;
+};
+
+// Serves until stopped (SIGINT, SIGTERM or a stop request); returns the exit code.
+[[nodiscard]] Result<int> RunDaemon(const DaemonOptions& opts);
+
+// /run/warmbox/pool.sock for root, $XDG_RUNTIME_DIR/warmbox/pool.sock otherwise.
+std::string DefaultSocketPath();
+
+}  // namespace wb::daemon

@@ -1,0 +1,52 @@
+// An asynchronous connection to a sandbox's agent (the daemon's side of
+// proto/agent_proto.h), on the daemon's Asio event loop.
+#pragma once
+
+#include <boost/asio/any_io_executor.hpp>
+#include <boost/asio/awaitable.hpp>
+#include <boost/asio/local/stream_protocol.hpp>
+#include <chrono>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+
+#include "base/error.h"
+#include "proto/agent_proto.h"
+#include "sandbox/driver.h"
+
+namespace wb::pool {
+
+namespace asio = boost::asio;
+
+class AgentConn {
+ public:
+  // Chunks of output as they arrive; awaited, so a slow client slows the read.
+  using ChunkFn = std::function<asio::awaitable<void>(bool is_stderr, std::string data)>;
+
+  explicit AgentConn(asio::any_io_executor ex) : sock_(ex) {}
+
+  [[nodiscard]] static asio::awaitable<Result<std::unique_ptr<AgentConn>>> Connect(
+      asio::any_io_executor ex, const AgentEndpoint& ep);
+
+  // One heartbeat; fails after timeout.
+  [[nodiscard]] asio::awaitable<Result<void>> Heartbeat(std::chrono::milliseconds timeout);
+
+  // Runs req; streams output to on_chunk; returns the exit. stdin_data, when
+  // set, is written concurrently with reading the output (no deadlock at any
+  // size). backstop: the daemon's own deadline over the agent's timeout.
+  [[nodiscard]] asio::awaitable<Result<proto::ExecExit>> Exec(const proto::ExecRequest& req,
+                                                              std::optional<std::string> stdin_data,
+                                                              ChunkFn on_chunk);
+
+  // Aborts whatever is pending; the agent kills a running command on hang-up.
+  void Close();
+
+ private:
+  asio::awaitable<Result<proto::Frame>> ReadFrame();
+
+  asio::local::stream_protocol::socket sock_;
+  std::string path_;
+};
+
+}  // namespace wb::pool

@@ -1,0 +1,137 @@
+// WarmPool and PoolRegistry: the daemon's sandboxes, per image.
+//
+// Everything here runs on the daemon's single event-loop thread, so pool
+// state needs no lock at all; the slow, blocking driver calls (create,
+// destroy) run on two small thread pools and resume on the loop. No lock of
+// any kind is held while a sandbox is created.
+#pragma once
+
+#include <boost/asio/awaitable.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/thread_pool.hpp>
+#include <chrono>
+#include <deque>
+#include <map>
+#include <memory>
+#include <string>
+
+#include "base/error.h"
+#include "image/store.h"
+#include "pool/agent_conn.h"
+#include "pool/settings.h"
+#include "proto/pool_proto.h"
+#include "sandbox/driver.h"
+
+namespace wb::pool {
+
+namespace asio = boost::asio;
+using Clock = std::chrono::steady_clock;
+
+// Shared services of all pools.
+struct PoolRuntime {
+  PoolRuntime(asio::io_context& io, Driver& driver, ImageStore& store, size_t creation_cap)
+      : io(io), driver(driver), store(store), create(creation_cap), destroy(2) {}
+  asio::io_context& io;
+  Driver& driver;
+  ImageStore& store;
+  asio::thread_pool create;   // its size is the global cap on concurrent creations
+  asio::thread_pool destroy;
+  bool stopping = false;
+  size_t in_flight = 0;       // creations + destructions, for shutdown
+};
+
+class WarmPool;
+
+// A run slot of one image. Returned (and handed to the next waiter) when
+// destroyed; the pool's Retire keeps it until the used sandbox is torn down.
+class Permit {
+ public:
+  Permit() = default;
+  explicit Permit(WarmPool* p) : pool_(p) {}
+  Permit(Permit&& o) noexcept : pool_(std::exchange(o.pool_, nullptr)) {}
+  Permit& operator=(Permit&& o) noexcept;
+  ~Permit();
+  explicit operator bool() const { return pool_ != nullptr; }
+
+ private:
+  WarmPool* pool_ = nullptr;
+};
+
+// A sandbox handed out for one run, with a connection whose heartbeat just
+// answered. Giving it back (Release) destroys the sandbox in the background
+// and returns the permit after the teardown.
+struct Lease {
+  std::unique_ptr<Sandbox> sandbox;
+  std::unique_ptr<AgentConn> conn;
+  bool hit = false;  // came from the idle pool
+};
+
+class WarmPool {
+ public:
+  WarmPool(PoolRuntime& rt, std::string image, size_t target, size_t permits, const PoolSettings& s);
+  ~WarmPool();
+
+  const std::string& image() const { return image_; }
+
+  // Waits (bounded) for a run slot; "busy" error at the queue limit or timeout.
+  [[nodiscard]] asio::awaitable<Result<Permit>> TakePermit();
+  // The oldest healthy idle sandbox, or a new one on a miss. Starts a refill.
+  [[nodiscard]] asio::awaitable<Result<Lease>> Acquire();
+  // Destroys the used sandbox in the background, then drops the permit.
+  void Release(Lease lease, Permit permit);
+
+  // Tops the idle set up to the target (bounded parallelism); no-op when stopping.
+  void Refill();
+  proto::ImageStat Stat() const;
+  // Stops refilling and destroys every idle sandbox.
+  void Shutdown();
+
+ private:
+  friend class Permit;
+  struct Idle {
+    std::unique_ptr<Sandbox> sandbox;
+    Clock::time_point created;
+  };
+  struct Waiter;
+
+  void ReturnPermit();
+  void Destroy(std::unique_ptr<Sandbox> sb, Permit permit = Permit());
+  asio::awaitable<Result<std::unique_ptr<Sandbox>>> CreateOne();
+  asio::awaitable<void> RefillOne();
+  void ArmTtl();
+  void EvictExpired();
+
+  PoolRuntime& rt_;
+  std::string image_;
+  PoolSettings settings_;
+  size_t target_;
+  size_t permits_;
+  size_t permits_used_ = 0;
+  size_t creating_ = 0;       // refill creations in flight
+  size_t on_demand_ = 0;      // miss creations in flight
+  int refill_failures_ = 0;   // consecutive, for backoff
+  bool backing_off_ = false;
+  std::deque<Idle> idle_;
+  std::deque<std::shared_ptr<Waiter>> waiters_;
+  asio::steady_timer ttl_timer_;
+  asio::steady_timer backoff_timer_;
+  proto::ImageStat stats_;
+  uint64_t peak_active_ = 0;
+};
+
+class PoolRegistry {
+ public:
+  PoolRegistry(PoolRuntime& rt, PoolSettings defaults) : rt_(rt), defaults_(std::move(defaults)) {}
+  // The pool of image, created (and warmed) on first use. warm_count 0: --size.
+  WarmPool& Get(const std::string& image, size_t warm_count = 0);
+  std::vector<proto::ImageStat> Stats() const;  // sorted by image
+  void Shutdown();
+
+ private:
+  PoolRuntime& rt_;
+  PoolSettings defaults_;
+  std::map<std::string, std::unique_ptr<WarmPool>> pools_;
+};
+
+}  // namespace wb::pool

@@ -1,0 +1,279 @@
+#include "proto/pool_proto.h"
+
+#include <nlohmann/json.hpp>
+
+namespace wb::proto {
+
+using nlohmann::json;
+
+namespace {
+
+std::string Dump(const json& j) { return j.dump(-1, ' ', false, json::error_handler_t::replace); }
+
+Error Bad(const std::string& field, const std::string& why) {
+  return Fail("bad request", field, why);
+}
+
+Result<std::vector<std::string>> Strings(const json& j, const char* key, bool required) {
+  std::vector<std::string> out;
+  auto it = j.find(key);
+  if (it == j.end() || it->is_null()) {
+    if (required) return Bad(key, "missing");
+    return out;
+  }
+  if (!it->is_array()) return Bad(key, "expected an array of strings");
+  for (const auto& v : *it) {
+    if (!v.is_string()) return Bad(key, "expected an array of strings");
+    out.push_back(v.get<std::string>());
+  }
+  return out;
+}
+
+Result<std::string> OptString(const json& j, const char* key) {
+  auto it = j.find(key);
+  if (it == j.end() || it->is_null()) return std::string();
+  if (!it->is_string()) return Bad(key, "expected a string");
+  return it->get<std::string>();
+}
+
+// A byte array: JSON numbers 0-255, or (for convenience) a string.
+Result<std::string> Bytes(const json& v, const char* key) {
+  if (v.is_string()) return v.get<std::string>();
+  if (!v.is_array()) return Bad(key, "expected an array of bytes");
+  std::string out;
+  out.reserve(v.size());
+  for (const auto& b : v) {
+    if (!b.is_number_unsigned() || b.get<uint64_t>() > 255) return Bad(key, "expected bytes 0-255");
+    out.push_back(static_cast<char>(b.get<uint64_t>()));
+  }
+  return out;
+}
+
+Result<uint64_t> U64(const json& j, const char* key) {
+  auto it = j.find(key);
+  if (it == j.end() || it->is_null()) return uint64_t{0};
+  if (!it->is_number_unsigned()) return Bad(key, "expected a non-negative integer");
+  return it->get<uint64_t>();
+}
+
+}  // namespace
+
+void AppendByteArray(std::string& out, std::string_view data) {
+  out.reserve(out.size() + data.size() * 4 + 2);
+  out += '[';
+  bool first = true;
+  for (unsigned char c : data) {
+    if (!first) out += ',';
+    first = false;
+    if (c >= 100) out += static_cast<char>('0' + c / 100);
+    if (c >= 10) out += static_cast<char>('0' + (c / 10) % 10);
+    out += static_cast<char>('0' + c % 10);
+  }
+  out += ']';
+}
+
+Result<PoolRequest> ParsePoolRequest(std::string_view text) {
+  json j = json::parse(text, nullptr, false);
+  if (j.is_discarded()) return Bad("request", "invalid JSON");
+  if (!j.is_object()) return Bad("request", "expected a JSON object");
+  auto op = j.find("op");
+  if (op == j.end() || !op->is_string()) return Bad("op", "missing or not a string");
+  PoolRequest r;
+  const std::string name = op->get<std::string>();
+  if (name == "status") {
+    r.op = Op::kStatus;
+    return r;
+  }
+  if (name == "stop") {
+    r.op = Op::kStop;
+    return r;
+  }
+  if (name != "run") return Bad("op", "unknown op '" + name + "' (expected run, status or stop)");
+  r.op = Op::kRun;
+  RunRequest& run = r.run;
+  auto img = j.find("image");
+  if (img != j.end() && !img->is_null()) {
+    if (!img->is_string()) return Bad("image", "expected a string or null");
+    if (img->get<std::string>().empty()) return Bad("image", "empty");
+    run.image = img->get<std::string>();
+  }
+  run.cmd = WB_TRY(Strings(j, "cmd", true));
+  if (run.cmd.empty()) return Bad("cmd", "empty command");
+  run.env = WB_TRY(Strings(j, "env", false));
+  for (const auto& kv : run.env) {
+    if (kv.empty() || kv.front() == '=' || kv.find('=') == std::string::npos) {
+      return Bad("env", "expected KEY=VALUE, got '" + kv + "'");
+    }
+  }
+  run.workdir = WB_TRY(OptString(j, "workdir"));
+  run.user = WB_TRY(OptString(j, "user"));
+  auto in = j.find("stdin");
+  if (in != j.end() && !in->is_null()) run.stdin_data = WB_TRY(Bytes(*in, "stdin"));
+  run.timeout_ms = WB_TRY(U64(j, "timeout_ms"));
+  auto st = j.find("stream");
+  if (st != j.end() && !st->is_null()) {
+    if (!st->is_boolean()) return Bad("stream", "expected a boolean");
+    run.stream = st->get<bool>();
+  }
+  return r;
+}
+
+std::string ToJson(const PoolRequest& r) {
+  switch (r.op) {
+    case Op::kStatus: return R"({"op":"status"})";
+    case Op::kStop: return R"({"op":"stop"})";
+    case Op::kRun: break;
+  }
+  const RunRequest& run = r.run;
+  json j = {{"op", "run"}};
+  j["image"] = run.image ? json(*run.image) : json(nullptr);
+  j["cmd"] = run.cmd;
+  if (!run.env.empty()) j["env"] = run.env;
+  if (!run.workdir.empty()) j["workdir"] = run.workdir;
+  if (!run.user.empty()) j["user"] = run.user;
+  if (run.timeout_ms) j["timeout_ms"] = run.timeout_ms;
+  if (run.stream) j["stream"] = true;
+  std::string out = Dump(j);
+  if (run.stdin_data) {
+    // Bytes go as a number array, appended by hand (they may be large).
+    out.pop_back();
+    out += ",\"stdin\":";
+    AppendByteArray(out, *run.stdin_data);
+    out += '}';
+  }
+  return out;
+}
+
+std::string ToJson(const RunResponse& r) {
+  std::string out = "{\"stdout\":";
+  AppendByteArray(out, r.stdout_data);
+  out += ",\"stderr\":";
+  AppendByteArray(out, r.stderr_data);
+  json rest = {{"exit_code", r.exit_code}, {"error", r.error ? json(*r.error) : json(nullptr)}};
+  if (r.timed_out) rest["timed_out"] = true;
+  if (r.stdout_truncated) rest["stdout_truncated"] = true;
+  if (r.stderr_truncated) rest["stderr_truncated"] = true;
+  if (!r.sandbox.empty()) rest["sandbox"] = r.sandbox;
+  std::string tail = Dump(rest);
+  out += ',';
+  out.append(tail, 1, std::string::npos);  // drop the '{'
+  return out;
+}
+
+RunResponse ErrorResponse(std::string message) {
+  RunResponse r;
+  r.exit_code = -1;
+  r.error = std::move(message);
+  return r;
+}
+
+std::string StreamChunkJson(bool is_stderr, std::string_view data) {
+  std::string out = is_stderr ? "{\"stream\":\"stderr\",\"data\":" : "{\"stream\":\"stdout\",\"data\":";
+  AppendByteArray(out, data);
+  out += '}';
+  return out;
+}
+
+Result<StreamFrame> ParseStreamFrame(std::string_view text) {
+  json j = json::parse(text, nullptr, false);
+  if (j.is_discarded() || !j.is_object()) return Fail("parse response", "", "invalid JSON");
+  StreamFrame f{StreamFrame::kFinal, {}, {}};
+  auto st = j.find("stream");
+  if (st != j.end() && st->is_string()) {
+    std::string which = st->get<std::string>();
+    if (which != "stdout" && which != "stderr") return Fail("parse response", which, "unknown stream");
+    f.kind = which == "stdout" ? StreamFrame::kStdout : StreamFrame::kStderr;
+    auto d = j.find("data");
+    if (d == j.end()) return Fail("parse response", "data", "missing");
+    f.data = WB_TRY(Bytes(*d, "data"));
+    return f;
+  }
+  RunResponse& r = f.final;
+  if (auto it = j.find("stdout"); it != j.end() && !it->is_null()) r.stdout_data = WB_TRY(Bytes(*it, "stdout"));
+  if (auto it = j.find("stderr"); it != j.end() && !it->is_null()) r.stderr_data = WB_TRY(Bytes(*it, "stderr"));
+  auto code = j.find("exit_code");
+  if (code == j.end() || !code->is_number_integer()) return Fail("parse response", "exit_code", "missing");
+  r.exit_code = code->get<int>();
+  if (auto it = j.find("error"); it != j.end() && it->is_string()) r.error = it->get<std::string>();
+  r.timed_out = j.value("timed_out", false);
+  r.stdout_truncated = j.value("stdout_truncated", false);
+  r.stderr_truncated = j.value("stderr_truncated", false);
+  if (auto it = j.find("sandbox"); it != j.end() && it->is_string()) r.sandbox = it->get<std::string>();
+  return f;
+}
+
+std::string StatusJson(const std::vector<ImageStat>& images) {
+  json arr = json::array();
+  for (const auto& s : images) {
+    double hit_rate = s.total_acquired ? static_cast<double>(s.hits) / static_cast<double>(s.total_acquired) : 0.0;
+    arr.push_back({{"image", s.image},
+                   {"idle", s.idle},
+                   {"total_created", s.total_created},
+                   {"total_acquired", s.total_acquired},
+                   {"total_evicted", s.total_evicted},
+                   {"active", s.active},
+                   {"queued", s.queued},
+                   {"max", s.max},
+                   {"creating", s.creating},
+                   {"hits", s.hits},
+                   {"misses", s.misses},
+                   {"hit_rate", hit_rate},
+                   {"failed_creations", s.failed_creations},
+                   {"rejected_busy", s.rejected_busy},
+                   {"peak_active", s.peak_active}});
+  }
+  return Dump(json{{"images", arr}});
+}
+
+Result<std::vector<ImageStat>> ParseStatus(std::string_view text) {
+  json j = json::parse(text, nullptr, false);
+  if (j.is_discarded() || !j.is_object() || !j.contains("images") || !j["images"].is_array()) {
+    return Fail("parse status", "", "expected {\"images\":[...]}");
+  }
+  std::vector<ImageStat> out;
+  for (const auto& e : j["images"]) {
+    if (!e.is_object() || !e.contains("image") || !e["image"].is_string()) {
+      return Fail("parse status", "", "image entry without a name");
+    }
+    ImageStat s;
+    s.image = e["image"].get<std::string>();
+    auto num = [&](const char* k) { return e.contains(k) && e[k].is_number_unsigned() ? e[k].get<uint64_t>() : 0; };
+    s.idle = num("idle");
+    s.active = num("active");
+    s.queued = num("queued");
+    s.max = num("max");
+    s.creating = num("creating");
+    s.total_created = num("total_created");
+    s.total_acquired = num("total_acquired");
+    s.total_evicted = num("total_evicted");
+    s.hits = num("hits");
+    s.misses = num("misses");
+    s.failed_creations = num("failed_creations");
+    s.rejected_busy = num("rejected_busy");
+    s.peak_active = num("peak_active");
+    out.push_back(std::move(s));
+  }
+  return out;
+}
+
+std::string EncodePoolFrame(std::string_view json_text) {
+  uint32_t n = static_cast<uint32_t>(json_text.size());
+  std::string out;
+  out.reserve(4 + json_text.size());
+  out += static_cast<char>(n & 0xff);
+  out += static_cast<char>((n >> 8) & 0xff);
+  out += static_cast<char>((n >> 16) & 0xff);
+  out += static_cast<char>((n >> 24) & 0xff);
+  out += json_text;
+  return out;
+}
+
+Result<uint32_t> DecodePoolLength(const unsigned char hdr[4], uint32_t cap) {
+  uint32_t n = uint32_t{hdr[0]} | (uint32_t{hdr[1]} << 8) | (uint32_t{hdr[2]} << 16) | (uint32_t{hdr[3]} << 24);
+  if (n > cap) {
+    return Fail("frame", std::to_string(n) + " bytes", "exceeds the " + std::to_string(cap) + "-byte limit");
+  }
+  return n;
+}
+
+}  // namespace wb::proto

@@ -1,0 +1,87 @@
+// The pool socket protocol, wire-compatible with the A3S Box pool:
+// one request and one response per connection; each message is a frame of a
+// 4-byte little-endian length and that many bytes of UTF-8 JSON. Requests are
+// capped at kMaxRequest bytes: a larger length is refused before anything is
+// allocated. See docs/protocol.md.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "base/error.h"
+
+namespace wb::proto {
+
+inline constexpr uint32_t kMaxRequest = 8u << 20;
+// Responses carry up to two capped output streams as number arrays.
+inline constexpr uint32_t kMaxResponse = 256u << 20;
+
+struct RunRequest {
+  std::optional<std::string> image;  // absent or null: the daemon's default
+  std::vector<std::string> cmd;
+  std::vector<std::string> env;      // "K=V"
+  std::string workdir;
+  std::string user;
+  std::optional<std::string> stdin_data;
+  uint64_t timeout_ms = 0;
+  bool stream = false;  // output as frames while the command runs
+};
+
+enum class Op { kRun, kStatus, kStop };
+
+struct PoolRequest {
+  Op op = Op::kStatus;
+  RunRequest run;
+};
+
+[[nodiscard]] Result<PoolRequest> ParsePoolRequest(std::string_view json);
+std::string ToJson(const PoolRequest& r);
+
+struct RunResponse {
+  std::string stdout_data, stderr_data;
+  int exit_code = -1;
+  std::optional<std::string> error;
+  // Extensions (upstream clients ignore unknown fields):
+  bool timed_out = false;
+  bool stdout_truncated = false;
+  bool stderr_truncated = false;
+  std::string sandbox;  // id of the sandbox that ran it
+};
+
+// {"stdout":[..],"stderr":[..],"exit_code":N,"error":null|"..."} plus the extensions.
+std::string ToJson(const RunResponse& r);
+RunResponse ErrorResponse(std::string message);
+
+// A streamed run's frames: chunks, then one RunResponse with empty outputs.
+//   {"stream":"stdout","data":[..]} / {"stream":"stderr","data":[..]}
+std::string StreamChunkJson(bool is_stderr, std::string_view data);
+
+struct StreamFrame {
+  enum Kind { kStdout, kStderr, kFinal } kind;
+  std::string data;      // chunk bytes
+  RunResponse final;     // when kFinal
+};
+[[nodiscard]] Result<StreamFrame> ParseStreamFrame(std::string_view json);
+
+struct ImageStat {
+  std::string image;
+  uint64_t idle = 0, active = 0, queued = 0, max = 0;
+  uint64_t total_created = 0, total_acquired = 0, total_evicted = 0;
+  uint64_t hits = 0, misses = 0, failed_creations = 0, rejected_busy = 0, creating = 0;
+  uint64_t peak_active = 0;  // most runs in flight at once
+};
+std::string StatusJson(const std::vector<ImageStat>& images);
+[[nodiscard]] Result<std::vector<ImageStat>> ParseStatus(std::string_view json);
+
+std::string EncodePoolFrame(std::string_view json);
+// Length from a 4-byte little-endian header; error above cap.
+[[nodiscard]] Result<uint32_t> DecodePoolLength(const unsigned char hdr[4], uint32_t cap);
+
+// Appends data as a JSON array of numbers ("[104,105]") without building a
+// JSON tree: outputs run to many MiB.
+void AppendByteArray(std::string& out, std::string_view data);
+
+}  // namespace wb::proto

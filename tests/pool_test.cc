@@ -1,0 +1,355 @@
+// End-to-end tests of the warm-pool daemon with real sandboxes, mirroring the
+// upstream's e2e test and going beyond it (hang-ups, garbage, drain, limits).
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <fstream>
+#include <thread>
+
+#include <gtest/gtest.h>
+
+#include "base/child.h"
+#include "base/fs.h"
+#include "base/strings.h"
+#include "daemon/client.h"
+#include "sandbox/agent_client.h"
+#include "sandbox/ns/ns_driver.h"
+#include "tests/test_util.h"
+
+namespace wb {
+namespace {
+
+using daemon::PoolClient;
+using wb::testing::Eventually;
+
+// Each test uses its own uid range so host-wide process counts are its own.
+constexpr uint32_t kBase = 1200000000;
+
+class PoolTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    std::string why = wb::testing::SandboxProbe();
+    if (!why.empty()) GTEST_SKIP() << why;
+    state_ = wb::testing::MakeTempDir("wb-pool-test");
+    ASSERT_FALSE(state_.empty());
+    sock_ = state_ + "/pool.sock";
+  }
+  void TearDown() override {
+    if (daemon_.running()) {
+      (void)daemon_.Signal(SIGTERM);
+      (void)daemon_.Wait();
+    }
+    if (!state_.empty()) (void)RemoveTree(state_);
+  }
+
+  std::vector<std::string> Cli(std::vector<std::string> args) {
+    std::vector<std::string> full = {wb::testing::BuildDir() + "/warmbox", "--state-dir", state_,
+                                     "--userns-base", std::to_string(kBase)};
+    full.insert(full.end(), args.begin(), args.end());
+    return full;
+  }
+
+  // Starts the daemon and waits until it answers status.
+  void StartDaemon(std::vector<std::string> extra) {
+    std::vector<std::string> args = {"pool", "start", "--socket", sock_};
+    args.insert(args.end(), extra.begin(), extra.end());
+    SpawnOptions o;
+    auto argv = Cli(args);
+    o.path = argv[0];
+    o.argv = argv;
+    log_ = UniqueFd(::open((state_ + "/daemon.log").c_str(), O_WRONLY | O_CREAT | O_CLOEXEC, 0600));
+    o.fds = {{log_.get(), 2}};
+    auto c = ChildProcess::Spawn(o);
+    ASSERT_TRUE(c.ok()) << c.error().ToString();
+    daemon_ = std::move(*c);
+    ASSERT_TRUE(Eventually([&] { return PoolClient(sock_).Status().ok(); }, 10000)) << DaemonLog();
+  }
+
+  std::string DaemonLog() { return ReadFile(state_ + "/daemon.log").ok() ? *ReadFile(state_ + "/daemon.log") : ""; }
+
+  std::optional<proto::ImageStat> Stat(const std::string& image) {
+    auto st = PoolClient(sock_).Status();
+    if (!st.ok()) return std::nullopt;
+    for (const auto& s : *st) {
+      if (s.image == image) return s;
+    }
+    return std::nullopt;
+  }
+
+  bool IdleIs(const std::string& image, uint64_t n, int ms = 10000) {
+    return Eventually([&] {
+      auto s = Stat(image);
+      return s && s->idle == n && s->creating == 0;
+    }, ms);
+  }
+
+  proto::RunResponse Run(std::vector<std::string> cmd, std::optional<std::string> image = std::nullopt) {
+    proto::RunRequest r;
+    r.cmd = std::move(cmd);
+    r.image = std::move(image);
+    auto resp = PoolClient(sock_).Run(r);
+    EXPECT_TRUE(resp.ok()) << resp.error().ToString();
+    return resp.ok() ? *resp : proto::ErrorResponse("client failed");
+  }
+
+  // A second image: a minimal tree with busybox and sh.
+  void ImportSecondImage() {
+    std::string src = state_ + "/second-src";
+    ASSERT_TRUE(MkdirAll(src + "/bin").ok());
+    {
+      std::ifstream in("/bin/busybox", std::ios::binary);
+      std::ofstream out(src + "/bin/busybox", std::ios::binary);
+      out << in.rdbuf();
+    }
+    ASSERT_EQ(::chmod((src + "/bin/busybox").c_str(), 0755), 0);
+    ASSERT_EQ(::symlink("busybox", (src + "/bin/sh").c_str()), 0);
+    ASSERT_EQ(::symlink("busybox", (src + "/bin/cat").c_str()), 0);
+    { std::ofstream(src + "/which") << "second\n"; }
+    auto r = wb::testing::RunProcess(Cli({"image", "import-dir", "second", src}));
+    ASSERT_EQ(r.code, 0) << r.err;
+  }
+
+  size_t SandboxProcesses() { return wb::testing::PidsWithUidIn(kBase, kBase + kUidCount).size(); }
+
+  std::string state_, sock_;
+  UniqueFd log_;
+  ChildProcess daemon_;
+};
+
+TEST_F(PoolTest, UpstreamScenario) {
+  ImportSecondImage();
+  StartDaemon({"--size", "3", "--max", "6", "--warm", "second=2"});
+  ASSERT_TRUE(IdleIs("busybox", 3)) << DaemonLog();
+  ASSERT_TRUE(IdleIs("second", 2)) << DaemonLog();
+
+  auto one = Run({"sh", "-c", "echo warm; exit 4"});
+  EXPECT_EQ(one.exit_code, 4);
+  EXPECT_EQ(one.stdout_data, "warm\n");
+  EXPECT_FALSE(one.error);
+
+  std::vector<std::thread> threads;
+  std::atomic<int> ok{0};
+  for (int i = 0; i < 3; ++i) {
+    threads.emplace_back([&, i] {
+      auto r = PoolClient(sock_).Run(proto::RunRequest{std::nullopt, {"sh", "-c", "echo " + std::to_string(i)}});
+      if (r.ok() && r->exit_code == 0 && r->stdout_data == std::to_string(i) + "\n") ++ok;
+    });
+  }
+  for (auto& t : threads) t.join();
+  EXPECT_EQ(ok, 3);
+
+  auto second = Run({"cat", "/which"}, "second");
+  EXPECT_EQ(second.exit_code, 0) << (second.error ? *second.error : "");
+  EXPECT_EQ(second.stdout_data, "second\n");
+
+  auto st = PoolClient(sock_).Status();
+  ASSERT_TRUE(st.ok());
+  ASSERT_EQ(st->size(), 2u);
+  EXPECT_EQ((*st)[0].image, "busybox");  // sorted
+  EXPECT_EQ((*st)[1].image, "second");
+  EXPECT_EQ((*st)[0].total_acquired, 4u);
+  EXPECT_EQ((*st)[1].total_acquired, 1u);
+  EXPECT_GE((*st)[0].total_created, 4u);
+  // Pools refill to their targets after the runs.
+  EXPECT_TRUE(IdleIs("busybox", 3));
+  EXPECT_TRUE(IdleIs("second", 2));
+
+  // The CLI's table and JSON.
+  auto table = wb::testing::RunProcess(Cli({"pool", "status", "--socket", sock_}));
+  EXPECT_EQ(table.code, 0);
+  EXPECT_NE(table.out.find("IMAGE"), std::string::npos);
+  EXPECT_NE(table.out.find("HIT%"), std::string::npos);
+  EXPECT_NE(table.out.find("second"), std::string::npos);
+  auto json = wb::testing::RunProcess(Cli({"pool", "status", "--socket", sock_, "--json"}));
+  EXPECT_EQ(json.code, 0);
+  EXPECT_EQ(json.out.front(), '[');
+}
+
+TEST_F(PoolTest, CliRunIsByteExactWithExitCodesAndStdin) {
+  StartDaemon({"--size", "1"});
+  std::string input("a\0b\n", 4);
+  auto r = wb::testing::RunProcess(
+      Cli({"pool", "run", "--socket", sock_, "-e", "X=1", "-w", "/tmp", "--", "sh", "-c",
+           "cat; printf '\\000\\377'; echo $X $(pwd) >&2; exit 9"}),
+      {}, &input);
+  EXPECT_EQ(r.code, 9);
+  EXPECT_EQ(r.out, input + std::string("\0\xff", 2));
+  EXPECT_EQ(r.err, "1 /tmp\n");
+  auto t = wb::testing::RunProcess(Cli({"pool", "run", "--socket", sock_, "--timeout", "0.2", "--", "sleep", "10"}));
+  EXPECT_EQ(t.code, 137);
+  EXPECT_NE(t.err.find("timed out"), std::string::npos);
+  auto missing = wb::testing::RunProcess(Cli({"pool", "run", "--socket", sock_, "--image", "nope", "--", "true"}));
+  EXPECT_EQ(missing.code, 125);
+  EXPECT_NE(missing.err.find("no such image"), std::string::npos);
+  auto notfound = wb::testing::RunProcess(Cli({"pool", "run", "--socket", sock_, "--", "no-such-prog"}));
+  EXPECT_EQ(notfound.code, 127);
+}
+
+TEST_F(PoolTest, NoDaemonAndBadOptionsExit125) {
+  auto r = wb::testing::RunProcess(Cli({"pool", "run", "--socket", sock_, "--", "true"}));
+  EXPECT_EQ(r.code, 125);
+  EXPECT_NE(r.err.find(sock_), std::string::npos);
+  EXPECT_NE(r.err.find("warmbox pool start"), std::string::npos);
+  struct Case {
+    std::vector<std::string> args;
+    std::string needle;
+  };
+  for (const Case& c : std::vector<Case>{
+           {{"--size", "0"}, "--size must be greater than 0"},
+           {{"--size", "5", "--max", "2"}, "--size (5) cannot exceed --max (2)"},
+           {{"--warm", "img=0"}, "count must be > 0 (in 'img=0')"},
+           {{"--warm", "=3"}, "missing image in '=3'"},
+           {{"--warm", "img=x"}, "invalid warm count in 'img=x'"},
+           {{"--driver", "xen"}, "--driver"},
+       }) {
+    std::vector<std::string> args = {"pool", "start", "--socket", sock_};
+    args.insert(args.end(), c.args.begin(), c.args.end());
+    auto s = wb::testing::RunProcess(Cli(args));
+    EXPECT_EQ(s.code, 125) << c.needle;
+    EXPECT_NE(s.err.find(c.needle), std::string::npos) << s.err;
+  }
+  EXPECT_FALSE(PathExists(sock_));
+}
+
+TEST_F(PoolTest, SocketIsPrivateAndSingleInstance) {
+  // A stale socket file (nobody listening) is replaced.
+  {
+    UniqueFd fd(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
+    sockaddr_un addr{};
+    addr.sun_family = AF_UNIX;
+    std::snprintf(addr.sun_path, sizeof addr.sun_path, "%s", sock_.c_str());
+    ASSERT_EQ(::bind(fd.get(), reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
+  }
+  StartDaemon({"--size", "1"});
+  struct stat st;
+  ASSERT_EQ(::stat(sock_.c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 0777, 0600u);
+  auto second = wb::testing::RunProcess(Cli({"pool", "start", "--socket", sock_}));
+  EXPECT_EQ(second.code, 125);
+  EXPECT_NE(second.err.find("already serving"), std::string::npos) << second.err;
+  EXPECT_TRUE(PoolClient(sock_).Status().ok()) << "the first daemon must keep serving";
+}
+
+TEST_F(PoolTest, GarbageDoesNotDisturbARun) {
+  StartDaemon({"--size", "1"});
+  std::thread runner([&] {
+    auto r = Run({"sh", "-c", "sleep 0.3; echo survived"});
+    EXPECT_EQ(r.stdout_data, "survived\n");
+    EXPECT_EQ(r.exit_code, 0);
+  });
+  PoolClient c(sock_);
+  for (const char* bad : {"not json", "[]", R"({"op":"fly"})", R"({"op":"run"})", R"({"op":"run","cmd":[]})",
+                          R"({"op":"run","cmd":[1]})", R"({"op":"run","cmd":["x"],"image":5})"}) {
+    auto body = c.RoundTrip(bad);
+    ASSERT_TRUE(body.ok()) << bad;
+    EXPECT_NE(body->find("\"exit_code\":-1"), std::string::npos) << *body;
+    EXPECT_EQ(body->find("\"error\":null"), std::string::npos) << *body;
+  }
+  auto unknown = c.RoundTrip(R"({"op":"fly"})");
+  EXPECT_NE(unknown->find("fly"), std::string::npos);
+  // An announced 4 GiB request: refused before reading it.
+  auto fd = ConnectUnix(sock_);
+  ASSERT_TRUE(fd.ok());
+  ASSERT_TRUE(WriteAll(fd->get(), std::string("\xff\xff\xff\xff", 4)).ok());
+  std::string reply = ReadAll(fd->get()).value();
+  EXPECT_NE(reply.find("limit"), std::string::npos) << reply;
+  // A client that connects and sends nothing does not block anyone either.
+  auto idle = ConnectUnix(sock_);
+  ASSERT_TRUE(idle.ok());
+  runner.join();
+  EXPECT_TRUE(c.Status().ok());
+}
+
+TEST_F(PoolTest, ClientKilledMidRunFreesItsSlot) {
+  StartDaemon({"--size", "1", "--max", "1"});
+  ASSERT_TRUE(IdleIs("busybox", 1));
+  SpawnOptions o;
+  auto argv = Cli({"pool", "run", "--socket", sock_, "--", "sleep", "1000"});
+  o.path = argv[0];
+  o.argv = argv;
+  auto client = ChildProcess::Spawn(o);
+  ASSERT_TRUE(client.ok());
+  ASSERT_TRUE(Eventually([&] {
+    auto s = Stat("busybox");
+    return s && s->active == 1 && s->total_acquired == 1;
+  }));
+  ASSERT_TRUE(client->Signal(SIGKILL).ok());
+  ASSERT_TRUE(client->Wait().ok());
+  // The slot comes back (only after the sandbox is torn down), and with
+  // --max 1 the next run proves it.
+  EXPECT_TRUE(Eventually([&] {
+    auto s = Stat("busybox");
+    return s && s->active == 0;
+  }, 3000)) << DaemonLog();
+  auto r = Run({"echo", "next"});
+  EXPECT_EQ(r.stdout_data, "next\n");
+  EXPECT_NE(DaemonLog().find("client-gone"), std::string::npos);
+}
+
+TEST_F(PoolTest, BackpressureBoundsSandboxesAndSaysBusy) {
+  StartDaemon({"--size", "1", "--max", "2", "--queue-timeout", "0.6"});
+  std::atomic<int> ok{0}, busy{0}, other{0};
+  std::vector<std::thread> threads;
+  for (int i = 0; i < 50; ++i) {
+    threads.emplace_back([&] {
+      auto r = PoolClient(sock_).Run(proto::RunRequest{std::nullopt, {"sleep", "0.2"}});
+      if (r.ok() && r->exit_code == 0) ++ok;
+      else if (r.ok() && r->error && r->error->find("busy") != std::string::npos) ++busy;
+      else ++other;
+    });
+  }
+  for (auto& t : threads) t.join();
+  auto s = Stat("busybox");
+  ASSERT_TRUE(s);
+  EXPECT_LE(s->peak_active, 2u) << "permits exceeded";
+  EXPECT_GT(ok, 0);
+  EXPECT_GT(busy, 0) << "the queue timeout must end in busy";
+  EXPECT_EQ(other, 0);
+  EXPECT_EQ(ok + busy, 50);
+  EXPECT_EQ(s->rejected_busy, static_cast<uint64_t>(busy.load()));
+}
+
+TEST_F(PoolTest, StopDrainsInFlightRunsAndLeavesNothing) {
+  StartDaemon({"--size", "2"});
+  ASSERT_TRUE(IdleIs("busybox", 2));
+  std::thread runner([&] {
+    auto r = Run({"sh", "-c", "sleep 0.3; echo drained"});
+    EXPECT_EQ(r.stdout_data, "drained\n");
+  });
+  ASSERT_TRUE(Eventually([&] {
+    auto s = Stat("busybox");
+    return s && s->active == 1;
+  }));
+  auto stop = wb::testing::RunProcess(Cli({"pool", "stop", "--socket", sock_}));
+  EXPECT_EQ(stop.code, 0) << stop.err;
+  runner.join();
+  auto st = daemon_.Wait();
+  ASSERT_TRUE(st.ok());
+  EXPECT_EQ(st->code, 0);
+  EXPECT_FALSE(PathExists(sock_));
+  EXPECT_EQ(SandboxProcesses(), 0u);
+  EXPECT_TRUE(wb::testing::DirsBelow(state_ + "/sandboxes").empty());
+}
+
+TEST_F(PoolTest, KilledDaemonTakesItsSandboxesAlongAndNextStartCleansUp) {
+  StartDaemon({"--size", "3"});
+  ASSERT_TRUE(IdleIs("busybox", 3));
+  EXPECT_GE(SandboxProcesses(), 3u);
+  ASSERT_TRUE(daemon_.Signal(SIGKILL).ok());
+  ASSERT_TRUE(daemon_.Wait().ok());
+  EXPECT_TRUE(Eventually([&] { return SandboxProcesses() == 0; }, 2000)) << "sandboxes outlived the daemon";
+  EXPECT_FALSE(wb::testing::DirsBelow(state_ + "/sandboxes").empty());
+  StartDaemon({"--size", "1"});  // replaces the stale socket, removes leftovers
+  ASSERT_TRUE(IdleIs("busybox", 1));
+  EXPECT_EQ(Run({"echo", "back"}).stdout_data, "back\n");
+  // Only the new daemon's sandboxes remain: its idle one (and maybe a refill).
+  EXPECT_LE(wb::testing::DirsBelow(state_ + "/sandboxes").size(), 2u * 2);
+}
+
+}  // namespace
+}  // namespace wb

@@ -1,5 +1,6 @@
 #include "proto/pool_proto.h"
 
+#include <cstdint>
 #include <nlohmann/json.hpp>
 
 namespace wb::proto {
@@ -149,14 +150,14 @@ std::string ToJson(const RunResponse& r) {
   AppendByteArray(out, r.stdout_data);
   out += ",\"stderr\":";
   AppendByteArray(out, r.stderr_data);
-  json rest = {{"exit_code", r.exit_code}, {"error", r.error ? json(*r.error) : json(nullptr)}};
-  if (r.timed_out) rest["timed_out"] = true;
-  if (r.stdout_truncated) rest["stdout_truncated"] = true;
-  if (r.stderr_truncated) rest["stderr_truncated"] = true;
-  if (!r.sandbox.empty()) rest["sandbox"] = r.sandbox;
-  std::string tail = Dump(rest);
-  out += ',';
-  out.append(tail, 1, std::string::npos);  // drop the '{'
+  // Field order as upstream: stdout, stderr, exit_code, error, then ours.
+  out += ",\"exit_code\":" + std::to_string(r.exit_code);
+  out += ",\"error\":" + (r.error ? Dump(json(*r.error)) : std::string("null"));
+  if (r.timed_out) out += ",\"timed_out\":true";
+  if (r.stdout_truncated) out += ",\"stdout_truncated\":true";
+  if (r.stderr_truncated) out += ",\"stderr_truncated\":true";
+  if (!r.sandbox.empty()) out += ",\"sandbox\":" + Dump(json(r.sandbox));
+  out += '}';
   return out;
 }
 
@@ -193,11 +194,18 @@ Result<StreamFrame> ParseStreamFrame(std::string_view text) {
   if (auto it = j.find("stderr"); it != j.end() && !it->is_null()) r.stderr_data = WB_TRY(Bytes(*it, "stderr"));
   auto code = j.find("exit_code");
   if (code == j.end() || !code->is_number_integer()) return Fail("parse response", "exit_code", "missing");
-  r.exit_code = code->get<int>();
+  int64_t c = code->get<int64_t>();
+  if (c < INT32_MIN || c > INT32_MAX) return Fail("parse response", "exit_code", "out of range");
+  r.exit_code = static_cast<int>(c);
   if (auto it = j.find("error"); it != j.end() && it->is_string()) r.error = it->get<std::string>();
-  r.timed_out = j.value("timed_out", false);
-  r.stdout_truncated = j.value("stdout_truncated", false);
-  r.stderr_truncated = j.value("stderr_truncated", false);
+  // Extensions: true only when present and true; anything else reads as false.
+  auto flag = [&](const char* k) {
+    auto it = j.find(k);
+    return it != j.end() && it->is_boolean() && it->get<bool>();
+  };
+  r.timed_out = flag("timed_out");
+  r.stdout_truncated = flag("stdout_truncated");
+  r.stderr_truncated = flag("stderr_truncated");
   if (auto it = j.find("sandbox"); it != j.end() && it->is_string()) r.sandbox = it->get<std::string>();
   return f;
 }

@@ -64,6 +64,8 @@ class Cgroup {
 
   [[nodiscard]] static Result<Cgroup> Apply(const CgroupPlan& plan);
   int clone_fd() const { return v2_fd_.get(); }
+  // The clone is done: the directory fd is not needed any more.
+  void CloseCloneFd() { v2_fd_.reset(); }
   [[nodiscard]] Result<void> Attach(pid_t pid);
   [[nodiscard]] Result<void> Remove();
   const std::vector<std::string>& dirs() const { return plan_.dirs; }

@@ -171,6 +171,7 @@ Result<std::unique_ptr<Sandbox>> NsDriver::Create(const SandboxSpec& spec) {
   sb->agent_ = WB_TRY(ChildProcess::Spawn(o));
   spdlog::debug("{}: cloned", sb->id_);
   listener.reset();  // the agent's copy is the only one: connects fail once it dies
+  sb->cgroup_.CloseCloneFd();
   errpipe.write.reset();
 
   // The child waits until its uid/gid maps and v1 cgroups are in place.

@@ -21,6 +21,10 @@ namespace {
 using proto::ExecRequest;
 using wb::testing::Eventually;
 
+// A uid range of this test's own: a warmbox daemon running on the same host
+// (with the default range) must not count as ours.
+constexpr uint32_t kBase = 1400000000;
+
 class NsDriverTest : public ::testing::Test {
  protected:
   void SetUp() override {
@@ -28,8 +32,11 @@ class NsDriverTest : public ::testing::Test {
     if (!why.empty()) GTEST_SKIP() << why;
     state_ = wb::testing::MakeTempDir("wb-ns-test");
     ASSERT_FALSE(state_.empty());
-    store_ = std::make_unique<ImageStore>(state_, kDefaultUidBase);
+    store_ = std::make_unique<ImageStore>(state_, kBase);
     NsDriverOptions o;
+    o.uid_base = kBase;
+    // Cgroups of our own too, for the same reason.
+    o.cgroup_parent = cgroup_parent_;
     o.state_dir = state_;
     o.agent_path = wb::testing::BuildDir() + "/warmbox-agent";
     auto d = NsDriver::Open(o, store_.get());
@@ -39,6 +46,10 @@ class NsDriverTest : public ::testing::Test {
   void TearDown() override {
     driver_.reset();
     if (!state_.empty()) (void)RemoveTree(state_);
+    // The (empty) parents of our cgroups.
+    if (auto layout = HostCgroupLayout(); layout.ok()) {
+      for (const auto& p : PlanSandboxCgroup(*layout, "x", Limits{}, cgroup_parent_).parents) ::rmdir(p.c_str());
+    }
   }
 
   std::unique_ptr<Sandbox> NewSandbox(SandboxSpec spec = {}) {
@@ -61,6 +72,7 @@ class NsDriverTest : public ::testing::Test {
   std::string SandboxDir(const Sandbox& sb) const { return SandboxesDir(state_) + "/" + sb.id(); }
 
   std::string state_;
+  const std::string cgroup_parent_ = "/warmbox-test-" + std::to_string(::getpid());
   std::unique_ptr<ImageStore> store_;
   std::unique_ptr<NsDriver> driver_;
 };
@@ -155,9 +167,9 @@ TEST_F(NsDriverTest, TheInsideIsIsolated) {
   // Root inside is the base of the range outside.
   EXPECT_EQ(Sh(*sb, "id -u").stdout_data, "0\n");
   EXPECT_EQ(Sh(*sb, "cat /proc/self/uid_map | tr -s ' '").stdout_data,
-            " 0 " + std::to_string(kDefaultUidBase) + " 65536\n");
-  auto host = wb::testing::PidsWithUidIn(kDefaultUidBase, kDefaultUidBase + kUidCount);
-  EXPECT_FALSE(host.empty()) << "the agent should run as host uid " << kDefaultUidBase;
+            " 0 " + std::to_string(kBase) + " 65536\n");
+  auto host = wb::testing::PidsWithUidIn(kBase, kBase + kUidCount);
+  EXPECT_FALSE(host.empty()) << "the agent should run as host uid " << kBase;
   EXPECT_TRUE(wb::testing::PidsWithUidIn(0, 1).size() > 0);  // sanity of the scan
 }
 
@@ -242,7 +254,7 @@ TEST_F(NsDriverTest, TeardownLeavesNothing) {
   { auto warm = NewSandbox(); }
   auto layout = HostCgroupLayout();
   ASSERT_TRUE(layout.ok());
-  auto plan = PlanSandboxCgroup(*layout, "x", Limits{}, "");
+  auto plan = PlanSandboxCgroup(*layout, "x", Limits{}, cgroup_parent_);
   auto cgroups_before = std::set<std::string>();
   for (const auto& p : plan.parents) {
     for (const auto& d : wb::testing::DirsBelow(p)) cgroups_before.insert(d);
@@ -267,7 +279,7 @@ TEST_F(NsDriverTest, TeardownLeavesNothing) {
   EXPECT_EQ(wb::testing::MountPoints(), mounts_before);
   EXPECT_EQ(wb::testing::DirsBelow(state_), dirs_before);
   EXPECT_EQ(wb::testing::CountOpenFds(), fds_before);
-  EXPECT_TRUE(wb::testing::PidsWithUidIn(kDefaultUidBase, kDefaultUidBase + kUidCount).empty());
+  EXPECT_TRUE(wb::testing::PidsWithUidIn(kBase, kBase + kUidCount).empty());
 }
 
 TEST_F(NsDriverTest, AgentSetupFailureIsReportedClearly) {

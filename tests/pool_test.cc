@@ -291,6 +291,33 @@ TEST_F(PoolTest, ClientKilledMidRunFreesItsSlot) {
   EXPECT_NE(DaemonLog().find("client-gone"), std::string::npos);
 }
 
+// The agents of idle sandboxes: PID 1 inside, root of the range outside.
+std::vector<pid_t> IdleAgents() {
+  auto pids = wb::testing::PidsWithUidIn(kBase, kBase + 1);
+  return {pids.begin(), pids.end()};
+}
+
+TEST_F(PoolTest, DeadOrHungIdleSandboxesAreEvictedAndTheRunStillServed) {
+  StartDaemon({"--size", "2"});
+  ASSERT_TRUE(IdleIs("busybox", 2));
+  auto agents = IdleAgents();
+  ASSERT_EQ(agents.size(), 2u);
+  // One dies, one hangs (stopped: its socket accepts, but nobody answers).
+  ASSERT_EQ(::kill(agents[0], SIGKILL), 0);
+  ASSERT_EQ(::kill(agents[1], SIGSTOP), 0);
+  auto r = Run({"echo", "served"});
+  EXPECT_EQ(r.stdout_data, "served\n");
+  EXPECT_EQ(r.exit_code, 0);
+  EXPECT_FALSE(r.error);
+  auto s = Stat("busybox");
+  ASSERT_TRUE(s);
+  EXPECT_EQ(s->total_evicted, 2u) << DaemonLog();
+  EXPECT_EQ(s->total_acquired, 1u);
+  EXPECT_NE(DaemonLog().find("failed its health check"), std::string::npos);
+  // Replaced: the pool is back at its size.
+  EXPECT_TRUE(IdleIs("busybox", 2));
+}
+
 TEST_F(PoolTest, BackpressureBoundsSandboxesAndSaysBusy) {
   StartDaemon({"--size", "1", "--max", "2", "--queue-timeout", "0.6"});
   std::atomic<int> ok{0}, busy{0}, other{0};

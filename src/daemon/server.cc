@@ -204,14 +204,25 @@ class Daemon {
       co_await Send(s, proto::ToJson(proto::ErrorResponse(permit.error().ToString())));
       co_return;
     }
-    const auto t_permit = Clock::now();
-    auto lease = co_await pool.Acquire();
-    if (!lease.ok()) {
-      co_await Send(s, proto::ToJson(proto::ErrorResponse(lease.error().ToString())));
-      co_return;
-    }
-    const auto t_acquired = Clock::now();
     ++active_runs_;
+    co_await RunInPool(s, pool, run, Clock::now() - t0, std::move(*permit));
+    --active_runs_;
+    if (stopping_ && active_runs_ == 0) FinishStop();
+  }
+
+  // Acquires a sandbox (another one if an idle one fails its health check),
+  // runs the command, replies, and gives the sandbox back.
+  asio::awaitable<void> RunInPool(Socket& s, pool::WarmPool& pool, proto::RunRequest& run,
+                                  Clock::duration queued, pool::Permit permit) {
+    const std::string& image = pool.image();
+    for (int attempt = 0;; ++attempt) {
+      const auto t_permit = Clock::now();
+      auto lease = co_await pool.Acquire();
+      if (!lease.ok()) {
+        co_await Send(s, proto::ToJson(proto::ErrorResponse(lease.error().ToString())));
+        co_return;
+      }
+      const auto t_acquired = Clock::now();
 
     // A client that hangs up cancels its run: the agent connection is closed,
     // and the agent kills the command.
@@ -241,10 +252,17 @@ class Daemon {
         (is_err ? resp.stderr_data : resp.stdout_data) += data;
       }
     };
-    auto exit = co_await lease->conn->Exec(er, std::move(run.stdin_data), on_chunk);
+    bool unhealthy = false;
+    std::optional<std::chrono::milliseconds> health;
+    if (lease->hit) health = opts_.pool.health_timeout;
+    auto exit = co_await lease->conn->Exec(er, run.stdin_data, on_chunk, health, &unhealthy);
     *done = true;
     error_code ignored;
     s.cancel(ignored);  // ends the hang-up watch
+    if (unhealthy && !*gone && attempt < 2) {
+      pool.Evict(std::move(*lease), exit.error());
+      continue;  // the command did not start: another sandbox takes it
+    }
     if (exit.ok()) {
       resp.exit_code = exit->exit_code;
       resp.timed_out = exit->timed_out;
@@ -257,13 +275,13 @@ class Daemon {
     const auto t_exec = Clock::now();
     std::string sandbox_id = lease->sandbox->id();
     const bool hit = lease->hit;
-    pool.Release(std::move(*lease), std::move(*permit));
-    --active_runs_;
-    if (stopping_ && active_runs_ == 0) FinishStop();
+    pool.Release(std::move(*lease), std::move(permit));
     spdlog::info("run image={} sandbox={} exit={} {} queue={:.2f}ms acquire={:.2f}ms exec={:.2f}ms{}", image,
-                 sandbox_id, resp.exit_code, hit ? "warm" : "cold", Ms(t_permit - t0),
-                 Ms(t_acquired - t_permit), Ms(t_exec - t_acquired), *gone ? " client-gone" : "");
+                 sandbox_id, resp.exit_code, hit ? "warm" : "cold", Ms(queued), Ms(t_acquired - t_permit),
+                 Ms(t_exec - t_acquired), *gone ? " client-gone" : "");
     if (!*gone) co_await Send(s, proto::ToJson(resp));
+    co_return;
+    }
   }
 
   void Stop() {

@@ -100,14 +100,31 @@ asio::awaitable<Result<void>> AgentConn::Heartbeat(std::chrono::milliseconds tim
 }
 
 asio::awaitable<Result<proto::ExecExit>> AgentConn::Exec(const proto::ExecRequest& req_in,
-                                                         std::optional<std::string> stdin_data,
-                                                         ChunkFn on_chunk) {
+                                                         const std::optional<std::string>& stdin_data,
+                                                         ChunkFn on_chunk,
+                                                         std::optional<std::chrono::milliseconds> health_check,
+                                                         bool* unhealthy) {
   proto::ExecRequest req = req_in;
   req.stdin = stdin_data.has_value();
-  std::string head = proto::EncodeFrame(proto::FrameType::kExec, proto::ToJson(req));
+  std::string head;
+  if (health_check) proto::AppendFrame(head, proto::FrameType::kHeartbeat, "");
+  proto::AppendFrame(head, proto::FrameType::kExec, proto::ToJson(req));
   error_code ec;
-  co_await asio::async_write(sock_, asio::buffer(head), redirect_error(use_awaitable, ec));
-  if (ec) co_return Fail("exec", path_, "send request: " + ec.message());
+  if (health_check) {
+    Watchdog dog(sock_.get_executor(), *health_check, this);
+    co_await asio::async_write(sock_, asio::buffer(head), redirect_error(use_awaitable, ec));
+    Result<proto::Frame> h = Fail("health check", path_, ec ? ec.message() : "");
+    if (!ec) h = co_await ReadFrame();
+    if (!h.ok() || h->type != proto::FrameType::kHeartbeatReply) {
+      if (unhealthy) *unhealthy = true;
+      co_return Fail("health check", path_,
+                     dog.fired() ? "no answer within " + std::to_string(health_check->count()) + " ms"
+                                 : (h.ok() ? std::string("unexpected reply") : h.error().ToString()));
+    }
+  } else {
+    co_await asio::async_write(sock_, asio::buffer(head), redirect_error(use_awaitable, ec));
+    if (ec) co_return Fail("exec", path_, "send request: " + ec.message());
+  }
   if (stdin_data) {
     // Written by its own coroutine so that output keeps flowing meanwhile.
     auto buf = std::make_shared<std::string>();

@@ -34,10 +34,16 @@ class AgentConn {
 
   // Runs req; streams output to on_chunk; returns the exit. stdin_data, when
   // set, is written concurrently with reading the output (no deadlock at any
-  // size). backstop: the daemon's own deadline over the agent's timeout.
-  [[nodiscard]] asio::awaitable<Result<proto::ExecExit>> Exec(const proto::ExecRequest& req,
-                                                              std::optional<std::string> stdin_data,
-                                                              ChunkFn on_chunk);
+  // size). The daemon keeps its own deadline over the agent's timeout.
+  //
+  // health_check: a heartbeat goes in the same write, ahead of the request.
+  // The agent handles frames in order, so its answer arrives before the
+  // command starts; if it does not come within the timeout, *unhealthy is set
+  // and the command has not run: the caller may use another sandbox. This is
+  // the health check of an idle sandbox without a round trip of its own.
+  [[nodiscard]] asio::awaitable<Result<proto::ExecExit>> Exec(
+      const proto::ExecRequest& req, const std::optional<std::string>& stdin_data, ChunkFn on_chunk,
+      std::optional<std::chrono::milliseconds> health_check = std::nullopt, bool* unhealthy = nullptr);
 
   // Aborts whatever is pending; the agent kills a running command on hang-up.
   void Close();

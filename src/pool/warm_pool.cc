@@ -122,18 +122,11 @@ asio::awaitable<Result<Lease>> WarmPool::Acquire() {
       Destroy(std::move(it.sandbox));
       continue;
     }
+    // A dead agent refuses the connection at once (its listener died with
+    // it); a hung one is caught by the heartbeat that leads the request.
     auto conn = co_await AgentConn::Connect(ex, it.sandbox->endpoint());
-    Result<void> health = Ok();
-    if (conn.ok()) {
-      health = co_await (*conn)->Heartbeat(settings_.health_timeout);
-    } else {
-      health = conn.error();
-    }
-    if (!health.ok()) {
-      spdlog::warn("pool {}: idle sandbox {} failed its health check ({}); evicted",
-                   image_, it.sandbox->id(), health.error().ToString());
-      ++stats_.total_evicted;
-      Destroy(std::move(it.sandbox));
+    if (!conn.ok()) {
+      Evict(Lease{std::move(it.sandbox), nullptr, true}, conn.error());
       continue;
     }
     ++stats_.total_acquired;
@@ -157,6 +150,19 @@ asio::awaitable<Result<Lease>> WarmPool::Acquire() {
   }
   ++stats_.total_acquired;
   co_return Lease{std::move(*sb), std::move(*conn), false};
+}
+
+void WarmPool::Evict(Lease lease, const Error& why) {
+  spdlog::warn("pool {}: idle sandbox {} failed its health check ({}); evicted", image_,
+               lease.sandbox->id(), why.ToString());
+  ++stats_.total_evicted;
+  // It was counted as acquired (and a hit) when handed out: it served nothing.
+  if (lease.conn) {
+    --stats_.total_acquired;
+    --stats_.hits;
+  }
+  lease.conn.reset();
+  Destroy(std::move(lease.sandbox));
 }
 
 void WarmPool::Release(Lease lease, Permit permit) {

@@ -58,13 +58,13 @@ class Permit {
   WarmPool* pool_ = nullptr;
 };
 
-// A sandbox handed out for one run, with a connection whose heartbeat just
-// answered. Giving it back (Release) destroys the sandbox in the background
-// and returns the permit after the teardown.
+// A sandbox handed out for one run, with a connection to its agent. Giving it
+// back (Release) destroys the sandbox in the background and returns the
+// permit after the teardown.
 struct Lease {
   std::unique_ptr<Sandbox> sandbox;
   std::unique_ptr<AgentConn> conn;
-  bool hit = false;  // came from the idle pool
+  bool hit = false;  // came from the idle pool: health-check it (see AgentConn::Exec)
 };
 
 class WarmPool {
@@ -80,6 +80,8 @@ class WarmPool {
   [[nodiscard]] asio::awaitable<Result<Lease>> Acquire();
   // Destroys the used sandbox in the background, then drops the permit.
   void Release(Lease lease, Permit permit);
+  // An idle sandbox that failed its health check: counted, destroyed, replaced.
+  void Evict(Lease lease, const Error& why);
 
   // Tops the idle set up to the target (bounded parallelism); no-op when stopping.
   void Refill();

@@ -4,7 +4,9 @@
 #include <signal.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <grp.h>
 #include <sys/un.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -233,6 +235,31 @@ TEST_F(PoolTest, SocketIsPrivateAndSingleInstance) {
   EXPECT_EQ(second.code, 125);
   EXPECT_NE(second.err.find("already serving"), std::string::npos) << second.err;
   EXPECT_TRUE(PoolClient(sock_).Status().ok()) << "the first daemon must keep serving";
+}
+
+// Runs PoolClient::Status in a child with the given credentials.
+bool StatusAs(const std::string& sock, uid_t uid, gid_t gid) {
+  pid_t pid = ::fork();
+  if (pid == 0) {
+    if (::setgroups(0, nullptr) != 0 || ::setresgid(gid, gid, gid) != 0 || ::setresuid(uid, uid, uid) != 0) {
+      ::_exit(2);
+    }
+    ::_exit(PoolClient(sock).Status().ok() ? 0 : 1);
+  }
+  int status = 0;
+  ::waitpid(pid, &status, 0);
+  return WIFEXITED(status) && WEXITSTATUS(status) == 0;
+}
+
+TEST_F(PoolTest, SocketGroupOpensTheSocketToItsMembersOnly) {
+  ASSERT_EQ(::chmod(state_.c_str(), 0755), 0);  // let other uids reach the socket dir
+  StartDaemon({"--size", "1", "--socket-group", "4242"});
+  struct stat st;
+  ASSERT_EQ(::stat(sock_.c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 0777, 0660u);
+  EXPECT_EQ(st.st_gid, 4242u);
+  EXPECT_TRUE(StatusAs(sock_, 65534, 4242)) << "a member of the group may connect";
+  EXPECT_FALSE(StatusAs(sock_, 65534, 65534)) << "others may not";
 }
 
 TEST_F(PoolTest, GarbageDoesNotDisturbARun) {

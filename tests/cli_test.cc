@@ -58,6 +58,17 @@ TEST_F(CliTest, OptionsReachTheCommand) {
                     "128m", "--pids", "64", "--", "sh", "-c", "echo \"$A|$B|$(pwd)|$(id -u)\""});
   EXPECT_EQ(r.code, 0) << r.err;
   EXPECT_EQ(r.out, "1|two words|/tmp|1000\n");
+  // A repeatable option right before "--" takes one value, not the command.
+  auto e = Warmbox({"run", "-e", "A=1", "--", "sh", "-c", "echo $A"});
+  EXPECT_EQ(e.code, 0) << e.err;
+  EXPECT_EQ(e.out, "1\n");
+  auto n = Warmbox({"run", "--nofile", "64", "--security-opt", "seccomp=unconfined", "--", "sh", "-c",
+                    "ulimit -n; grep Seccomp: /proc/self/status"});
+  EXPECT_EQ(n.code, 0) << n.err;
+  EXPECT_EQ(n.out, "64\nSeccomp:\t0\n");
+  auto oom = Warmbox({"run", "--memory", "32m", "--", "dd", "if=/dev/zero", "of=/dev/null", "bs=64M", "count=1"});
+  EXPECT_EQ(oom.code, 137);
+  EXPECT_NE(oom.err.find("ran out of memory"), std::string::npos) << oom.err;
   auto t = Warmbox({"run", "--timeout", "0.2", "--", "sleep", "100"});
   EXPECT_EQ(t.code, 137);
   EXPECT_NE(t.err.find("timed out"), std::string::npos) << t.err;
@@ -73,6 +84,9 @@ TEST_F(CliTest, OwnErrorsExit125WithOneClearLine) {
       {{"run", "--memory", "lots", "--", "true"}, "--memory(lots)"},
       {{"run", "--pids", "-3", "--", "true"}, "--pids"},
       {{"run", "--timeout", "soon", "--", "true"}, "--timeout(soon)"},
+      {{"run", "--security-opt", "seccomp=/no/such.json", "--", "true"}, "no such seccomp profile"},
+      {{"run", "--security-opt", "apparmor=x", "--", "true"}, "seccomp="},
+      {{"run", "--nofile", "0", "--", "true"}, "--nofile"},
       {{"run"}, "missing command"},
       {{"run", "--no-such-flag", "--", "true"}, "no-such-flag"},
       {{"frobnicate"}, "frobnicate"},

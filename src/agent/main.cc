@@ -10,6 +10,7 @@
 // connect at once; setup errors go to fd 2 (a pipe the host reads) and the
 // agent exits 1.
 #include <fcntl.h>
+#include <sys/prctl.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -19,7 +20,10 @@
 #include <string>
 
 #include "agent/server.h"
+#include "agent/caps.h"
+#include "agent/seccomp.h"
 #include "agent/setup.h"
+#include "base/fs.h"
 #include "base/strings.h"
 
 namespace {
@@ -37,6 +41,7 @@ int main(int argc, char** argv) {
   wb::agent::ServerOptions opts;
   wb::agent::NsSetup setup;
   bool ns_setup = false;
+  std::string seccomp_option = "default";
   for (int i = 1; i < argc; ++i) {
     std::string a = argv[i];
     auto value = [&]() -> std::string {
@@ -58,6 +63,12 @@ int main(int argc, char** argv) {
       setup.scratch_dir = value();
     } else if (a == "--lower") {
       setup.lower_dirs = wb::Split(value(), ':');
+    } else if (a == "--seccomp") {
+      seccomp_option = value();
+    } else if (a == "--nofile") {
+      auto v = wb::ParseUint(value(), "--nofile");
+      if (!v.ok() || *v == 0) return Die("--nofile: expected a positive integer");
+      opts.nofile = *v;
     } else if (a == "--tmpfs-size") {
       auto v = wb::ParseUint(value(), "--tmpfs-size");
       if (!v.ok()) return Die(v.error().ToString());
@@ -69,6 +80,19 @@ int main(int argc, char** argv) {
   if (opts.listen_fd < 0) return Die("--listen-fd is required");
   opts.pid1 = ::getpid() == 1;
 
+  // A profile file is read now, while the host's filesystem is still visible.
+  std::string profile;
+  if (seccomp_option != "default" && seccomp_option != "unconfined") {
+    auto text = wb::ReadFile(seccomp_option);
+    if (!text.ok()) return Die("--seccomp: " + text.error().ToString());
+    profile = *text;
+  }
+  auto policy = wb::agent::SeccompPolicyFromOption(seccomp_option, profile);
+  if (!policy.ok()) return Die(policy.error().ToString());
+  auto prog = wb::agent::CompileSeccomp(*policy);
+  if (!prog.ok()) return Die(prog.error().ToString());
+  opts.seccomp = std::move(*prog);
+
   timespec t0, t1;
   ::clock_gettime(CLOCK_MONOTONIC, &t0);
   if (ns_setup) {
@@ -76,6 +100,16 @@ int main(int argc, char** argv) {
       return Die("sandbox setup: " + r.error().ToString());
     }
   }
+  // Setup is done: keep only the capabilities commands may have (and that
+  // the agent needs to start them), so no exec can regain the rest; and make
+  // PID 1 non-dumpable, so the sandbox's root cannot ptrace or read the
+  // agent that holds the host's socket.
+  if (wb::agent::CanDropCaps()) {
+    if (auto r = wb::agent::DropCapsTo(wb::agent::DefaultKeepCaps()); !r.ok()) {
+      return Die("drop capabilities: " + r.error().ToString());
+    }
+  }
+  if (::prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) != 0) return Die("prctl(PR_SET_DUMPABLE)");
   ::clock_gettime(CLOCK_MONOTONIC, &t1);
   opts.setup_us = static_cast<uint64_t>((t1.tv_sec - t0.tv_sec) * 1000000 + (t1.tv_nsec - t0.tv_nsec) / 1000);
   auto server = wb::agent::CreateServer(opts);

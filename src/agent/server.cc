@@ -4,7 +4,9 @@
 #include <signal.h>
 #include <grp.h>
 #include <sys/epoll.h>
+#include <linux/seccomp.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -441,7 +443,10 @@ Result<std::string> ResolveProgram(const std::string& name, const std::vector<st
   return Fail("exec", name, "executable file not found in $PATH");
 }
 
-enum ChildStep : int { kCStepSetsid = 1, kCStepFds, kCStepGroups, kCStepGid, kCStepUid, kCStepChdir, kCStepExec };
+enum ChildStep : int {
+  kCStepSetsid = 1, kCStepFds, kCStepRlimit, kCStepGroups, kCStepGid, kCStepUid, kCStepChdir, kCStepNnp,
+  kCStepSeccomp, kCStepExec
+};
 
 const char* ChildStepName(int s) {
   switch (s) {
@@ -451,6 +456,9 @@ const char* ChildStepName(int s) {
     case kCStepGid: return "setresgid";
     case kCStepUid: return "setresuid";
     case kCStepChdir: return "chdir";
+    case kCStepRlimit: return "setrlimit(RLIMIT_NOFILE)";
+    case kCStepNnp: return "prctl(PR_SET_NO_NEW_PRIVS)";
+    case kCStepSeccomp: return "seccomp(SECCOMP_SET_MODE_FILTER)";
     case kCStepExec: return "execve";
   }
   return "start";
@@ -510,6 +518,11 @@ void ServerImpl::StartExec(uint64_t conn_id, Conn& c, const proto::ExecRequest& 
   const Credentials& cr = *cred;
   int child_in = in->read.get(), child_out = out->write.get(), child_err = err->write.get();
   int status_w = status->write.get();
+  rlimit cur{};
+  ::getrlimit(RLIMIT_NOFILE, &cur);
+  rlimit nofile{std::min<rlim_t>(opts_.nofile, cur.rlim_max), std::min<rlim_t>(opts_.nofile, cur.rlim_max)};
+  sock_fprog filter{static_cast<unsigned short>(opts_.seccomp.size()),
+                    const_cast<sock_filter*>(opts_.seccomp.data())};
 
   // vfork: the child shares our memory until it execs (no page-table copy),
   // which is safe because it only makes syscalls on data prepared above.
@@ -528,10 +541,23 @@ void ServerImpl::StartExec(uint64_t conn_id, Conn& c, const proto::ExecRequest& 
     // Own session and process group: a timeout or hang-up kills the whole group.
     if (::setsid() < 0) die(kCStepSetsid);
     if (::dup2(child_in, 0) < 0 || ::dup2(child_out, 1) < 0 || ::dup2(child_err, 2) < 0) die(kCStepFds);
+    // The agent is shielded from the OOM killer by the host; its commands are
+    // not (best effort: a sandbox without /proc keeps the agent's value).
+    int oom = ::open("/proc/self/oom_score_adj", O_WRONLY | O_CLOEXEC);
+    if (oom >= 0) {
+      ssize_t ignored = ::write(oom, "0", 1);
+      (void)ignored;
+      ::close(oom);
+    }
+    if (::setrlimit(RLIMIT_NOFILE, &nofile) != 0) die(kCStepRlimit);
     if (::setgroups(cr.groups.size(), cr.groups.data()) != 0) die(kCStepGroups);
     if (::setresgid(cr.gid, cr.gid, cr.gid) != 0) die(kCStepGid);
     if (::setresuid(cr.uid, cr.uid, cr.uid) != 0) die(kCStepUid);
     if (::chdir(dir) != 0) die(kCStepChdir);
+    // No set-id or file-capability gains from here on; required by seccomp.
+    if (::prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0) die(kCStepNnp);
+    // The filter goes last: from here the command's own policy applies.
+    if (filter.len && ::syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, 0, &filter) != 0) die(kCStepSeccomp);
     ::execve(path, argv.data(), envp.data());
     die(kCStepExec);
   }

@@ -8,6 +8,8 @@
 // so one exited child never holds up the others.
 #pragma once
 
+#include <linux/filter.h>
+
 #include <cstdint>
 #include <memory>
 #include <string>
@@ -25,6 +27,10 @@ struct ServerOptions {
   std::string group_path = "/etc/group";
   int term_grace_ms = 2000;  // SIGTERM -> SIGKILL grace on shutdown
   uint64_t setup_us = 0;     // how long sandbox setup took, for heartbeats
+  // Loaded in each command just before execve (empty: none), after
+  // no_new_privs, which every command gets.
+  std::vector<sock_filter> seccomp;
+  uint64_t nofile = 1024;    // RLIMIT_NOFILE of commands (soft and hard)
 };
 
 class Server {

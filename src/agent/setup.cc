@@ -79,6 +79,31 @@ Result<void> LoopbackUp() {
 
 }  // namespace
 
+// Docker's masks: kernel memory, keys and timers hidden behind /dev/null or an
+// empty read-only tmpfs; kernel knobs read-only. Most of these are already
+// closed to a user namespace, but a mistake in one kernel check should not be
+// all that stands in the way. The command cannot undo them: it has no
+// CAP_SYS_ADMIN and its seccomp filter denies mount and umount.
+Result<void> MaskProc(const std::string& proc) {
+  for (const char* f : {"kcore", "keys", "latency_stats", "timer_list", "timer_stats", "sched_debug"}) {
+    std::string p = proc + "/" + f;
+    if (!PathExists(p)) continue;
+    WB_CHECK(Mount("/dev/null", p, nullptr, MS_BIND, ""));
+  }
+  for (const char* d : {"acpi", "asound", "scsi"}) {
+    std::string p = proc + "/" + d;
+    if (!PathExists(p)) continue;
+    WB_CHECK(Mount("tmpfs", p, "tmpfs", MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC, "size=0"));
+  }
+  for (const char* r : {"sys", "sysrq-trigger", "irq", "bus", "fs"}) {
+    std::string p = proc + "/" + r;
+    if (!PathExists(p)) continue;
+    WB_CHECK(Mount(p, p, nullptr, MS_BIND | MS_REC, ""));
+    WB_CHECK(Mount(p, p, nullptr, MS_BIND | MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC, ""));
+  }
+  return Ok();
+}
+
 Result<void> SetUpNamespaceSandbox(const NsSetup& s) {
   // The host placed us in our cgroups before releasing us; a cgroup namespace
   // made now is rooted there, so the sandbox sees "/" as its own cgroup in
@@ -104,7 +129,7 @@ Result<void> SetUpNamespaceSandbox(const NsSetup& s) {
   WB_CHECK(Mount("overlay", root, "overlay", MS_NOSUID,
                  "lowerdir=" + lower + ",upperdir=" + upper + ",workdir=" + work + ",userxattr"));
 
-  for (const char* d : {"/proc", "/dev", "/tmp"}) {
+  for (const char* d : {"/proc", "/dev", "/tmp", "/sys"}) {
     WB_CHECK(MkdirP(root + d, 0755));
   }
   if (::chmod((root + "/tmp").c_str(), 01777) != 0) return Errno("chmod", root + "/tmp");
@@ -112,7 +137,12 @@ Result<void> SetUpNamespaceSandbox(const NsSetup& s) {
   // mount namespace: the kernel refuses a new proc mount in a user namespace
   // unless a fully visible one exists (mount_too_revealing).
   WB_CHECK(Mount("proc", root + "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, ""));
+  WB_CHECK(MaskProc(root + "/proc"));
   WB_CHECK(SetUpDev(root + "/dev"));
+  // No sysfs: an empty read-only tmpfs, so nothing of the host's shows and
+  // nothing can be written there.
+  WB_CHECK(Mount("sysfs-none", root + "/sys", "tmpfs", MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC,
+                 "size=0,mode=0555"));
 
   // crun's sequence: pivot_root(".", ".") stacks the old root under the new
   // one at "/", and the detached unmount drops it, so no path to the host's

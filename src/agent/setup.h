@@ -19,5 +19,7 @@ struct NsSetup {
 };
 
 [[nodiscard]] Result<void> SetUpNamespaceSandbox(const NsSetup& s);
+// Masks and read-only binds inside a freshly mounted proc (part of the setup).
+[[nodiscard]] Result<void> MaskProc(const std::string& proc);
 
 }  // namespace wb::agent

@@ -36,6 +36,26 @@ Result<void> Finish(GlobalOptions& g) {
   return Ok();
 }
 
+Result<SecurityOptions> ParseSecurityOptions(const std::vector<std::string>& opts, const std::string& nofile) {
+  SecurityOptions s;
+  for (const auto& o : opts) {
+    if (!StartsWith(o, "seccomp=")) return Fail("--security-opt", o, "expected seccomp=default|unconfined|PATH");
+    std::string v = o.substr(8);
+    if (v.empty()) return Fail("--security-opt", o, "empty seccomp value");
+    if (v != "default" && v != "unconfined") {
+      // The agent reads the file; check it here for a clear error.
+      if (v.front() != '/') return Fail("--security-opt", o, "a profile path must be absolute");
+      if (!PathExists(v)) return Fail("--security-opt", v, "no such seccomp profile");
+    }
+    s.seccomp = v;
+  }
+  if (!nofile.empty()) {
+    s.nofile = WB_TRY(ParseUint(nofile, "--nofile"));
+    if (s.nofile == 0) return Fail("--nofile", nofile, "must be at least 1");
+  }
+  return s;
+}
+
 int ReportError(const Error& e) {
   std::fprintf(stderr, "warmbox: %s\n", e.ToString().c_str());
   return kExitWarmboxError;

@@ -3,8 +3,10 @@
 
 #include <cstdint>
 #include <string>
+#include <vector>
 
 #include "base/error.h"
+#include "sandbox/driver.h"
 
 namespace wb::cli {
 
@@ -24,6 +26,10 @@ struct GlobalOptions {
 
 // Fills defaults from the environment and validates.
 [[nodiscard]] Result<void> Finish(GlobalOptions& g);
+
+// --security-opt values ("seccomp=default|unconfined|PATH") and --nofile.
+[[nodiscard]] Result<SecurityOptions> ParseSecurityOptions(const std::vector<std::string>& opts,
+                                                           const std::string& nofile);
 
 // Prints "warmbox: <error>" and returns kExitWarmboxError.
 int ReportError(const Error& e);

@@ -24,7 +24,8 @@ struct StartOpts {
   uint64_t ttl = 300;
   std::vector<std::string> warm;
   std::string socket, driver = "ns", socket_group;
-  std::string queue_timeout = "30", memory, pids, cpus, disk;
+  std::string queue_timeout = "30", memory, pids, cpus, disk, nofile;
+  std::vector<std::string> security_opts;
   size_t creation_cap = 0;
 };
 
@@ -59,6 +60,7 @@ Result<int> DoStart(const GlobalOptions& g, const StartOpts& o) {
     if (end != o.cpus.c_str() + o.cpus.size() || !(c > 0)) return Fail("--cpus", o.cpus, "expected a positive number");
     d.pool.limits.cpus = c;
   }
+  d.pool.security = WB_TRY(ParseSecurityOptions(o.security_opts, o.nofile));
   if (!o.socket_group.empty()) {
     // A numeric gid, or a name from /etc/group (read directly: static binary, no NSS).
     auto gid = ParseUint(o.socket_group, "--socket-group");
@@ -124,6 +126,7 @@ Result<int> DoRun(const RunOpts& o) {
     ok = ok && WriteAll(is_err ? 2 : 1, d).ok();
   }));
   if (resp.error) return Fail("pool", "", *resp.error);
+  if (resp.oom_killed) std::fprintf(stderr, "warmbox: the command ran out of memory and was killed\n");
   if (resp.stdout_truncated || resp.stderr_truncated) {
     std::fprintf(stderr, "warmbox: output truncated at the daemon's cap\n");
   }
@@ -174,7 +177,7 @@ Action AddPool(CLI::App& app) {
   start->add_option("--size", so->size, "idle sandboxes kept per image (default 2)");
   start->add_option("--max", so->max, "concurrent runs per image (default 8)");
   start->add_option("--ttl", so->ttl, "seconds an idle sandbox may wait before it is replaced (0: forever)");
-  start->add_option("--warm", so->warm, "IMG[=COUNT],...: images to pre-warm (repeatable)");
+  start->add_option("--warm", so->warm, "IMG[=COUNT],...: images to pre-warm (repeatable)")->allow_extra_args(false);
   start->add_option("--socket", so->socket, "socket path (default /run/warmbox/pool.sock for root)");
   start->add_option("--driver", so->driver, "ns (default) or vm");
   start->add_option("--socket-group", so->socket_group, "group (name or gid) allowed to use the socket");
@@ -183,12 +186,14 @@ Action AddPool(CLI::App& app) {
   start->add_option("--pids", so->pids, "process limit per sandbox (default 1024)");
   start->add_option("--cpus", so->cpus, "CPU quota per sandbox in cores");
   start->add_option("--disk", so->disk, "writable layer per sandbox (default 1g)");
+  start->add_option("--nofile", so->nofile, "open-file limit of commands (default 1024)");
+  start->add_option("--security-opt", so->security_opts, "seccomp=default|unconfined|PROFILE.json")->allow_extra_args(false);
   start->add_option("--creation-cap", so->creation_cap, "sandboxes created at once, daemon-wide (default: #cpus, at least 2)");
 
   CLI::App* run = pool->add_subcommand("run", "run a command in a warm sandbox");
   run->add_option("--socket", ro->socket, "daemon socket");
   run->add_option("--image", ro->image, "image (default: the daemon's)");
-  run->add_option("-e,--env", ro->env, "KEY=VALUE (repeatable)");
+  run->add_option("-e,--env", ro->env, "KEY=VALUE (repeatable)")->allow_extra_args(false);
   run->add_option("-w,--workdir", ro->workdir, "working directory");
   run->add_option("-u,--user", ro->user, "user[:group]");
   run->add_option("--timeout", ro->timeout, "seconds before the command is killed (exit 137)");

@@ -255,6 +255,7 @@ class Daemon {
     bool unhealthy = false;
     std::optional<std::chrono::milliseconds> health;
     if (lease->hit) health = opts_.pool.health_timeout;
+    const uint64_t ooms = lease->sandbox->OomKills();
     auto exit = co_await lease->conn->Exec(er, run.stdin_data, on_chunk, health, &unhealthy);
     *done = true;
     error_code ignored;
@@ -268,6 +269,7 @@ class Daemon {
       resp.timed_out = exit->timed_out;
       resp.stdout_truncated = exit->stdout_truncated;
       resp.stderr_truncated = exit->stderr_truncated;
+      resp.oom_killed = lease->sandbox->OomKills() > ooms;
     } else {
       resp.exit_code = -1;
       resp.error = *gone ? "the client went away; the command was killed" : exit.error().ToString();

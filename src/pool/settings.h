@@ -18,6 +18,7 @@ struct PoolSettings {
   std::chrono::milliseconds health_timeout{500};
   size_t refill_parallel = 2;  // creations in flight per pool for refill
   Limits limits;
+  SecurityOptions security;
 };
 
 }  // namespace wb::pool

@@ -91,7 +91,7 @@ void WarmPool::ReturnPermit() {
 asio::awaitable<Result<std::unique_ptr<Sandbox>>> WarmPool::CreateOne() {
   ++rt_.in_flight;
   std::optional<Result<std::unique_ptr<Sandbox>>> out;
-  SandboxSpec spec{image_, settings_.limits};
+  SandboxSpec spec{image_, settings_.limits, settings_.security};
   // The driver blocks (clone, mounts, readiness): run it on the creation
   // pool, whose size caps concurrent creations daemon-wide.
   co_await asio::co_spawn(

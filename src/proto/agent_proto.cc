@@ -140,7 +140,8 @@ std::string ToJson(const ExecExit& e) {
             {"timed_out", e.timed_out},
             {"stdout_truncated", e.stdout_truncated},
             {"stderr_truncated", e.stderr_truncated},
-            {"error", e.error}};
+            {"error", e.error},
+            {"oom_killed", e.oom_killed}};
   return j.dump(-1, ' ', false, json::error_handler_t::replace);
 }
 
@@ -178,6 +179,7 @@ Result<ExecExit> ParseExecExit(std::string_view text) {
   e.stdout_truncated = WB_TRY(Bool(j, "stdout_truncated", what));
   e.stderr_truncated = WB_TRY(Bool(j, "stderr_truncated", what));
   e.error = WB_TRY(String(j, "error", what));
+  e.oom_killed = WB_TRY(Bool(j, "oom_killed", what));
   return e;
 }
 

@@ -83,6 +83,9 @@ struct ExecExit {
   bool stdout_truncated = false;
   bool stderr_truncated = false;
   std::string error;  // why the program could not be started
+  // Filled by the host, not the agent: the sandbox's cgroup counted an OOM
+  // kill during the command.
+  bool oom_killed = false;
 };
 
 std::string ToJson(const ExecRequest& r);

@@ -156,6 +156,7 @@ std::string ToJson(const RunResponse& r) {
   if (r.timed_out) out += ",\"timed_out\":true";
   if (r.stdout_truncated) out += ",\"stdout_truncated\":true";
   if (r.stderr_truncated) out += ",\"stderr_truncated\":true";
+  if (r.oom_killed) out += ",\"oom_killed\":true";
   if (!r.sandbox.empty()) out += ",\"sandbox\":" + Dump(json(r.sandbox));
   out += '}';
   return out;
@@ -206,6 +207,7 @@ Result<StreamFrame> ParseStreamFrame(std::string_view text) {
   r.timed_out = flag("timed_out");
   r.stdout_truncated = flag("stdout_truncated");
   r.stderr_truncated = flag("stderr_truncated");
+  r.oom_killed = flag("oom_killed");
   if (auto it = j.find("sandbox"); it != j.end() && it->is_string()) r.sandbox = it->get<std::string>();
   return f;
 }

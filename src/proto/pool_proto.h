@@ -48,6 +48,7 @@ struct RunResponse {
   bool timed_out = false;
   bool stdout_truncated = false;
   bool stderr_truncated = false;
+  bool oom_killed = false;
   std::string sandbox;  // id of the sandbox that ran it
 };
 

@@ -28,9 +28,15 @@ struct Limits {
   uint64_t disk_bytes = 1ull << 30;      // writable layer (tmpfs upper)
 };
 
+struct SecurityOptions {
+  std::string seccomp = "default";  // "default", "unconfined" or a profile file
+  uint64_t nofile = 1024;           // RLIMIT_NOFILE of commands
+};
+
 struct SandboxSpec {
   std::string image = "busybox";
   Limits limits;
+  SecurityOptions security;
 };
 
 // Where a command's stdin comes from and where its output goes.
@@ -60,6 +66,8 @@ class Sandbox {
   virtual proto::ExecRequest WithImageDefaults(const proto::ExecRequest& req) const = 0;
   [[nodiscard]] virtual Result<void> Heartbeat(int timeout_ms) = 0;
   [[nodiscard]] virtual Result<ExecOutcome> Exec(const proto::ExecRequest& req, ExecIo& io) = 0;
+  // OOM kills counted by the sandbox's memory cgroup so far.
+  virtual uint64_t OomKills() const { return 0; }
   // Kills everything inside and removes every trace on the host.
   [[nodiscard]] virtual Result<void> Destroy() = 0;
 };

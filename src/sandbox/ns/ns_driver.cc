@@ -14,6 +14,7 @@
 #include "base/child.h"
 #include "base/fs.h"
 #include "base/log.h"
+#include "base/strings.h"
 #include "sandbox/agent_client.h"
 #include "sandbox/ns/cgroup.h"
 #include "sandbox/sandbox_dir.h"
@@ -66,7 +67,27 @@ class NsSandbox : public Sandbox {
 
   Result<ExecOutcome> Exec(const proto::ExecRequest& req, ExecIo& io) override {
     if (destroyed_) return Fail("exec", id_, "sandbox destroyed");
-    return AgentExec(Endpoint(), WithImageDefaults(req), io);
+    const uint64_t ooms = OomKills();
+    auto out = AgentExec(Endpoint(), WithImageDefaults(req), io);
+    if (out.ok() && OomKills() > ooms) out->exit.oom_killed = true;
+    return out;
+  }
+
+  uint64_t OomKills() const override {
+    uint64_t n = 0;
+    for (const auto& d : cgroup_.dirs()) {
+      // v1: memory.oom_control; v2: memory.events. Both have "oom_kill N".
+      for (const char* f : {"/memory.oom_control", "/memory.events"}) {
+        auto text = ReadFile(d + f);
+        if (!text.ok()) continue;
+        for (const auto& line : Split(*text, '\n')) {
+          if (!StartsWith(line, "oom_kill ")) continue;
+          auto v = ParseUint(line.substr(9), "oom_kill");
+          if (v.ok()) n += *v;
+        }
+      }
+    }
+    return n;
   }
 
   AgentEndpoint endpoint() const override { return Endpoint(); }
@@ -160,7 +181,8 @@ Result<std::unique_ptr<Sandbox>> NsDriver::Create(const SandboxSpec& spec) {
   SpawnOptions o;
   o.path = opts_.agent_path;
   o.argv = {"warmbox-agent", "--listen-fd", "3", "--ns-setup", "--scratch", scratch, "--lower", lower,
-            "--tmpfs-size", std::to_string(spec.limits.disk_bytes), "--hostname", sb->id_};
+            "--tmpfs-size", std::to_string(spec.limits.disk_bytes), "--hostname", sb->id_,
+            "--seccomp", spec.security.seccomp, "--nofile", std::to_string(spec.security.nofile)};
   // The cgroup namespace is made by the agent once it sits in all its cgroups.
   o.clone_flags = CLONE_NEWUSER | CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWNET | CLONE_NEWIPC | CLONE_NEWUTS;
   o.cgroup_fd = sb->cgroup_.clone_fd();
@@ -180,6 +202,12 @@ Result<std::unique_ptr<Sandbox>> NsDriver::Create(const SandboxSpec& spec) {
   const std::string map = "0 " + std::to_string(base) + " " + std::to_string(kUidCount) + "\n";
   WB_CHECK(WriteFile(proc + "/uid_map", map));
   WB_CHECK(WriteFile(proc + "/gid_map", map));
+  // The OOM killer should take the command that ran out of memory, not the
+  // agent (its commands reset theirs to 0 before they exec). Best effort: it
+  // needs CAP_SYS_RESOURCE, which some hosts (containers) do not grant.
+  if (auto r = WriteFile(proc + "/oom_score_adj", "-998"); !r.ok()) {
+    spdlog::debug("{}: {}", sb->id_, r.error().ToString());
+  }
   spdlog::debug("{}: id maps written", sb->id_);
   WB_CHECK(sb->cgroup_.Attach(sb->agent_.pid()));
   spdlog::debug("{}: attached to v1 cgroups", sb->id_);

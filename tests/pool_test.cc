@@ -192,6 +192,32 @@ TEST_F(PoolTest, CliRunIsByteExactWithExitCodesAndStdin) {
   EXPECT_EQ(notfound.code, 127);
 }
 
+TEST_F(PoolTest, PerRunLimitsApplyToThePrebootedSandbox) {
+  StartDaemon({"--size", "1"});
+  ASSERT_TRUE(IdleIs("busybox", 1));
+  proto::RunRequest r;
+  r.cmd = {"dd", "if=/dev/zero", "of=/dev/null", "bs=64M", "count=1"};
+  r.memory_bytes = 32u << 20;
+  auto oom = PoolClient(sock_).Run(r);
+  ASSERT_TRUE(oom.ok());
+  EXPECT_EQ(oom->exit_code, 137);
+  EXPECT_TRUE(oom->oom_killed);
+  // Control: the daemon's default (512m) lets the same command through.
+  r.memory_bytes.reset();
+  auto fine = PoolClient(sock_).Run(r);
+  ASSERT_TRUE(fine.ok());
+  EXPECT_EQ(fine->exit_code, 0);
+  EXPECT_FALSE(fine->oom_killed);
+  proto::RunRequest caps;
+  caps.cmd = {"sh", "-c", "ulimit -n; echo 1234567890"};
+  caps.nofile = 77;
+  caps.output_cap = 7;
+  auto c = PoolClient(sock_).Run(caps);
+  ASSERT_TRUE(c.ok());
+  EXPECT_EQ(c->stdout_data, "77\n1234");
+  EXPECT_TRUE(c->stdout_truncated);
+}
+
 TEST_F(PoolTest, NoDaemonAndBadOptionsExit125) {
   auto r = wb::testing::RunProcess(Cli({"pool", "run", "--socket", sock_, "--", "true"}));
   EXPECT_EQ(r.code, 125);

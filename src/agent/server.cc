@@ -520,7 +520,8 @@ void ServerImpl::StartExec(uint64_t conn_id, Conn& c, const proto::ExecRequest& 
   int status_w = status->write.get();
   rlimit cur{};
   ::getrlimit(RLIMIT_NOFILE, &cur);
-  rlimit nofile{std::min<rlim_t>(opts_.nofile, cur.rlim_max), std::min<rlim_t>(opts_.nofile, cur.rlim_max)};
+  const uint64_t want = req.nofile ? req.nofile : opts_.nofile;
+  rlimit nofile{std::min<rlim_t>(want, cur.rlim_max), std::min<rlim_t>(want, cur.rlim_max)};
   sock_fprog filter{static_cast<unsigned short>(opts_.seccomp.size()),
                     const_cast<sock_filter*>(opts_.seccomp.data())};
 

@@ -76,6 +76,8 @@ Result<double> ParseSeconds(std::string_view text, std::string_view what) {
   if (t.empty() || end != t.c_str() + t.size() || !(v > 0) || !std::isfinite(v)) {
     return Fail(std::string(what), std::string(text), "expected a positive number of seconds");
   }
+  // Callers turn seconds into int64/uint64 milliseconds and nanoseconds.
+  if (v > 1e9) return Fail(std::string(what), std::string(text), "too large (at most 1000000000 seconds)");
   return v;
 }
 

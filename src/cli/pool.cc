@@ -90,7 +90,7 @@ Result<int> DoStart(const GlobalOptions& g, const StartOpts& o) {
 }
 
 struct RunOpts {
-  std::string socket, image, timeout, workdir, user;
+  std::string socket, image, timeout, workdir, user, memory, pids, cpus, output_cap, nofile;
   std::vector<std::string> env, cmd;
 };
 
@@ -111,6 +111,25 @@ Result<int> DoRun(const RunOpts& o) {
   }
   if (!o.timeout.empty()) {
     r.timeout_ms = static_cast<uint64_t>(std::ceil(WB_TRY(ParseSeconds(o.timeout, "--timeout")) * 1000));
+  }
+  if (!o.memory.empty()) {
+    r.memory_bytes = WB_TRY(ParseSize(o.memory, "--memory"));
+    if (*r.memory_bytes < (4u << 20)) return Fail("--memory", o.memory, "must be at least 4m");
+  }
+  if (!o.pids.empty()) {
+    r.pids = WB_TRY(ParseUint(o.pids, "--pids"));
+    if (*r.pids == 0) return Fail("--pids", o.pids, "must be at least 1");
+  }
+  if (!o.output_cap.empty()) r.output_cap = WB_TRY(ParseSize(o.output_cap, "--output-cap"));
+  if (!o.nofile.empty()) {
+    r.nofile = WB_TRY(ParseUint(o.nofile, "--nofile"));
+    if (*r.nofile == 0) return Fail("--nofile", o.nofile, "must be at least 1");
+  }
+  if (!o.cpus.empty()) {
+    char* end = nullptr;
+    double c = std::strtod(o.cpus.c_str(), &end);
+    if (end != o.cpus.c_str() + o.cpus.size() || !(c > 0)) return Fail("--cpus", o.cpus, "expected a positive number");
+    r.cpus = c;
   }
   if (!::isatty(0)) {
     std::string in = WB_TRY(ReadAll(0));
@@ -197,6 +216,11 @@ Action AddPool(CLI::App& app) {
   run->add_option("-w,--workdir", ro->workdir, "working directory");
   run->add_option("-u,--user", ro->user, "user[:group]");
   run->add_option("--timeout", ro->timeout, "seconds before the command is killed (exit 137)");
+  run->add_option("--memory", ro->memory, "this run's memory limit (default: the daemon's)");
+  run->add_option("--pids", ro->pids, "this run's process limit");
+  run->add_option("--cpus", ro->cpus, "this run's CPU quota in cores");
+  run->add_option("--output-cap", ro->output_cap, "cap per output stream (default 16m)");
+  run->add_option("--nofile", ro->nofile, "open-file limit of the command");
   run->add_option("cmd", ro->cmd, "command and arguments (after --)");
 
   CLI::App* status = pool->add_subcommand("status", "show the pools of a running daemon");

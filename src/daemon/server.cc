@@ -241,7 +241,24 @@ class Daemon {
     er.cwd = run.workdir;
     er.user = run.user;
     er.timeout_ms = run.timeout_ms;
+    if (run.output_cap) er.output_cap = *run.output_cap;
+    if (run.nofile) er.nofile = *run.nofile;
     er = lease->sandbox->WithImageDefaults(er);
+    if (run.memory_bytes || run.pids || run.cpus) {
+      // This run's own limits, on the pre-booted sandbox, before it starts.
+      Limits l = opts_.pool.limits;
+      if (run.memory_bytes) l.memory_bytes = *run.memory_bytes;
+      if (run.pids) l.pids = *run.pids;
+      if (run.cpus) l.cpus = *run.cpus;
+      if (auto r = lease->sandbox->SetLimits(l); !r.ok()) {
+        *done = true;
+        error_code ignored;
+        s.cancel(ignored);
+        pool.Release(std::move(*lease), std::move(permit));
+        co_await Send(s, proto::ToJson(proto::ErrorResponse(r.error().ToString())));
+        co_return;
+      }
+    }
     proto::RunResponse resp;
     resp.sandbox = lease->sandbox->id();
     const bool stream = run.stream;

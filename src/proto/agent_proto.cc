@@ -130,7 +130,7 @@ Result<int> Int(const json& j, const char* key, const char* what) {
 std::string ToJson(const ExecRequest& r) {
   json j = {{"argv", r.argv}, {"env", r.env},         {"cwd", r.cwd},
             {"user", r.user}, {"timeout_ms", r.timeout_ms}, {"output_cap", r.output_cap},
-            {"stdin", r.stdin}};
+            {"stdin", r.stdin}, {"nofile", r.nofile}};
   return j.dump(-1, ' ', false, json::error_handler_t::replace);
 }
 
@@ -166,6 +166,7 @@ Result<ExecRequest> ParseExecRequest(std::string_view text) {
   r.timeout_ms = WB_TRY(Uint(j, "timeout_ms", what, 0));
   r.output_cap = WB_TRY(Uint(j, "output_cap", what, kDefaultOutputCap));
   r.stdin = WB_TRY(Bool(j, "stdin", what));
+  r.nofile = WB_TRY(Uint(j, "nofile", what, 0));
   return r;
 }
 

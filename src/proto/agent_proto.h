@@ -74,6 +74,7 @@ struct ExecRequest {
   uint64_t timeout_ms = 0;       // 0: none
   uint64_t output_cap = kDefaultOutputCap;  // per stream
   bool stdin = false;            // host will send 'I'/'C'; else stdin is empty
+  uint64_t nofile = 0;           // RLIMIT_NOFILE; 0: the sandbox's default
 };
 
 struct ExecExit {

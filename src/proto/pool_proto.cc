@@ -111,6 +111,17 @@ Result<PoolRequest> ParsePoolRequest(std::string_view text) {
   auto in = j.find("stdin");
   if (in != j.end() && !in->is_null()) run.stdin_data = WB_TRY(Bytes(*in, "stdin"));
   run.timeout_ms = WB_TRY(U64(j, "timeout_ms"));
+  for (auto [key, field] : {std::pair{"memory", &run.memory_bytes}, std::pair{"pids", &run.pids},
+                            std::pair{"output_cap", &run.output_cap}, std::pair{"nofile", &run.nofile}}) {
+    auto it = j.find(key);
+    if (it == j.end() || it->is_null()) continue;
+    if (!it->is_number_unsigned() || it->get<uint64_t>() == 0) return Bad(key, "expected a positive integer");
+    *field = it->get<uint64_t>();
+  }
+  if (auto it = j.find("cpus"); it != j.end() && !it->is_null()) {
+    if (!it->is_number() || !(it->get<double>() > 0)) return Bad("cpus", "expected a positive number");
+    run.cpus = it->get<double>();
+  }
   auto st = j.find("stream");
   if (st != j.end() && !st->is_null()) {
     if (!st->is_boolean()) return Bad("stream", "expected a boolean");
@@ -134,6 +145,11 @@ std::string ToJson(const PoolRequest& r) {
   if (!run.user.empty()) j["user"] = run.user;
   if (run.timeout_ms) j["timeout_ms"] = run.timeout_ms;
   if (run.stream) j["stream"] = true;
+  if (run.memory_bytes) j["memory"] = *run.memory_bytes;
+  if (run.pids) j["pids"] = *run.pids;
+  if (run.output_cap) j["output_cap"] = *run.output_cap;
+  if (run.nofile) j["nofile"] = *run.nofile;
+  if (run.cpus) j["cpus"] = *run.cpus;
   std::string out = Dump(j);
   if (run.stdin_data) {
     // Bytes go as a number array, appended by hand (they may be large).

@@ -28,6 +28,10 @@ struct RunRequest {
   std::optional<std::string> stdin_data;
   uint64_t timeout_ms = 0;
   bool stream = false;  // output as frames while the command runs
+  // This run's limits, applied to the sandbox before the command starts
+  // (default: the daemon's).
+  std::optional<uint64_t> memory_bytes, pids, output_cap, nofile;
+  std::optional<double> cpus;
 };
 
 enum class Op { kRun, kStatus, kStop };

@@ -66,6 +66,9 @@ class Sandbox {
   virtual proto::ExecRequest WithImageDefaults(const proto::ExecRequest& req) const = 0;
   [[nodiscard]] virtual Result<void> Heartbeat(int timeout_ms) = 0;
   [[nodiscard]] virtual Result<ExecOutcome> Exec(const proto::ExecRequest& req, ExecIo& io) = 0;
+  // Changes the memory, pids and CPU limits of a running sandbox (a run's own
+  // limits on a pre-booted sandbox). The disk limit is fixed at creation.
+  [[nodiscard]] virtual Result<void> SetLimits(const Limits& limits) = 0;
   // OOM kills counted by the sandbox's memory cgroup so far.
   virtual uint64_t OomKills() const { return 0; }
   // Kills everything inside and removes every trace on the host.

@@ -73,6 +73,28 @@ class NsSandbox : public Sandbox {
     return out;
   }
 
+  Result<void> SetLimits(const Limits& limits) override {
+    if (destroyed_) return Fail("set limits", id_, "sandbox destroyed");
+    // The creation plan with other values; only the files of our own cgroup
+    // dirs are written (the parents' controller switches are already on).
+    CgroupPlan plan = PlanSandboxCgroup(layout_, id_, limits, cgroup_parent_);
+    for (const auto& w : plan.writes) {
+      bool ours = false;
+      for (const auto& d : plan.dirs) ours |= StartsWith(w.file, d + "/");
+      if (!ours || (w.optional && !PathExists(w.file))) continue;
+      auto r = WriteFile(w.file, w.value);
+      if (!r.ok() && !w.optional) return r.error().Wrap("set limits of " + id_);
+    }
+    // Unlimited CPU is no write in the plan: lift a quota set before.
+    if (limits.cpus <= 0) {
+      for (const auto& d : plan.dirs) {
+        if (PathExists(d + "/cpu.max")) (void)WriteFile(d + "/cpu.max", "max");
+        if (PathExists(d + "/cpu.cfs_quota_us")) (void)WriteFile(d + "/cpu.cfs_quota_us", "-1");
+      }
+    }
+    return Ok();
+  }
+
   uint64_t OomKills() const override {
     uint64_t n = 0;
     for (const auto& d : cgroup_.dirs()) {
@@ -112,6 +134,8 @@ class NsSandbox : public Sandbox {
 
   std::string id_;
   std::string dir_;
+  CgroupLayout layout_;
+  std::string cgroup_parent_;
   Image image_;
   ChildProcess agent_;
   Cgroup cgroup_;
@@ -163,6 +187,8 @@ Result<std::unique_ptr<Sandbox>> NsDriver::Create(const SandboxSpec& spec) {
     return e;
   }
   // From here on the sandbox's destructor removes whatever exists.
+  sb->layout_ = layout_->layout;
+  sb->cgroup_parent_ = opts_.cgroup_parent;
   CgroupPlan plan = PlanSandboxCgroup(layout_->layout, sb->id_, spec.limits, opts_.cgroup_parent);
   SandboxRecord rec{sb->id_, ::getpid(), ProcessStartTime(::getpid()), plan.dirs};
   WB_CHECK(WriteSandboxRecord(sb->dir_, rec));

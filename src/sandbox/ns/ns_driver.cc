@@ -163,6 +163,16 @@ Result<std::unique_ptr<NsDriver>> NsDriver::Open(NsDriverOptions opts, ImageStor
       return Errno("chmod", d);
     }
   }
+  // ...and every directory above it must let them through.
+  for (size_t pos = opts.state_dir.find('/', 1); pos != std::string::npos; pos = opts.state_dir.find('/', pos + 1)) {
+    std::string up = opts.state_dir.substr(0, pos);
+    struct stat st;
+    if (::stat(up.c_str(), &st) == 0 && !(st.st_mode & S_IXOTH)) {
+      return Fail("state dir", opts.state_dir,
+                  "the sandboxes' uid range cannot reach it: " + up +
+                      " is not searchable by others (chmod o+x it, or choose another --state-dir)");
+    }
+  }
   auto drv = std::unique_ptr<NsDriver>(new NsDriver());
   drv->opts_ = std::move(opts);
   drv->store_ = store;

@@ -1,0 +1,280 @@
+// Faults injected into a running pool daemon: it keeps serving, says clearly
+// what happened, and loses or leaks nothing.
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/mount.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <chrono>
+#include <fstream>
+#include <thread>
+
+#include <gtest/gtest.h>
+
+#include "base/child.h"
+#include "base/fs.h"
+#include "base/strings.h"
+#include "daemon/client.h"
+#include "sandbox/ns/ns_driver.h"
+#include "tests/test_util.h"
+
+namespace wb {
+namespace {
+
+using daemon::PoolClient;
+using wb::testing::Eventually;
+
+constexpr uint32_t kBase = 1600000000;
+
+class PoolFaultTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    std::string why = wb::testing::SandboxProbe();
+    if (!why.empty()) GTEST_SKIP() << why;
+    state_ = wb::testing::MakeTempDir("wb-fault-test");
+    ASSERT_FALSE(state_.empty());
+    sock_ = state_ + "/pool.sock";
+  }
+  void TearDown() override {
+    if (daemon_.running()) {
+      (void)daemon_.Signal(SIGTERM);
+      (void)daemon_.Wait();
+    }
+    if (!mounted_.empty()) ::umount2(mounted_.c_str(), MNT_DETACH);
+    if (!state_.empty()) (void)RemoveTree(state_);
+  }
+
+  std::vector<std::string> Cli(const std::string& state, std::vector<std::string> args) {
+    std::vector<std::string> full = {wb::testing::BuildDir() + "/warmbox", "--state-dir", state, "--userns-base",
+                                     std::to_string(kBase)};
+    full.insert(full.end(), args.begin(), args.end());
+    return full;
+  }
+
+  void StartDaemon(std::vector<std::string> extra, std::string state = "") {
+    if (state.empty()) state = state_;
+    std::vector<std::string> args = {"pool", "start", "--socket", sock_};
+    args.insert(args.end(), extra.begin(), extra.end());
+    SpawnOptions o;
+    auto argv = Cli(state, args);
+    o.path = argv[0];
+    o.argv = argv;
+    log_ = UniqueFd(::open((state_ + "/daemon.log").c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600));
+    o.fds = {{log_.get(), 2}};
+    auto c = ChildProcess::Spawn(o);
+    ASSERT_TRUE(c.ok()) << c.error().ToString();
+    daemon_ = std::move(*c);
+    ASSERT_TRUE(Eventually([&] { return PoolClient(sock_).Status().ok(); }, 10000)) << Log();
+  }
+  std::string Log() { return ReadFile(state_ + "/daemon.log").ok() ? *ReadFile(state_ + "/daemon.log") : ""; }
+
+  std::optional<proto::ImageStat> Stat(const std::string& image = "busybox") {
+    auto st = PoolClient(sock_).Status();
+    if (!st.ok()) return std::nullopt;
+    for (const auto& s : *st) {
+      if (s.image == image) return s;
+    }
+    return std::nullopt;
+  }
+  bool Settled(uint64_t idle, const std::string& image = "busybox", int ms = 10000) {
+    return Eventually([&] {
+      auto s = Stat(image);
+      return s && s->idle == idle && s->creating == 0 && s->active == 0;
+    }, ms);
+  }
+  proto::RunResponse Run(std::vector<std::string> cmd, std::optional<std::string> image = std::nullopt,
+                         uint64_t timeout_ms = 0) {
+    proto::RunRequest r;
+    r.cmd = std::move(cmd);
+    r.image = std::move(image);
+    r.timeout_ms = timeout_ms;
+    auto resp = PoolClient(sock_).Run(r);
+    EXPECT_TRUE(resp.ok()) << resp.error().ToString();
+    return resp.ok() ? *resp : proto::ErrorResponse("client failed");
+  }
+  std::set<pid_t> Agents() { return wb::testing::PidsWithUidIn(kBase, kBase + 1); }
+  size_t SandboxProcesses() { return wb::testing::PidsWithUidIn(kBase, kBase + kUidCount).size(); }
+
+  std::string state_, sock_, mounted_;
+  UniqueFd log_;
+  ChildProcess daemon_;
+};
+
+TEST_F(PoolFaultTest, AgentKilledMidRunGivesAClearErrorAndThePoolRecovers) {
+  StartDaemon({"--size", "1", "--max", "2"});
+  ASSERT_TRUE(Settled(1));
+  auto idle = Agents();
+  ASSERT_EQ(idle.size(), 1u);
+  proto::RunResponse resp;
+  std::thread t([&] { resp = Run({"sh", "-c", "echo started; sleep 100"}); });
+  // The run's sandbox is the one that was idle; wait until it runs the command.
+  ASSERT_TRUE(Eventually([&] { return SandboxProcesses() >= 3; }));  // its agent, sh, sleep (+ refill)
+  ASSERT_EQ(::kill(*idle.begin(), SIGKILL), 0);
+  t.join();
+  EXPECT_EQ(resp.exit_code, -1);
+  ASSERT_TRUE(resp.error);
+  EXPECT_NE(resp.error->find("agent"), std::string::npos) << *resp.error;
+  // The permit came back, the pool refilled, the next run is served.
+  EXPECT_TRUE(Settled(1)) << Log();
+  EXPECT_EQ(Run({"echo", "next"}).stdout_data, "next\n");
+}
+
+TEST_F(PoolFaultTest, ClientKilledMidRunKillsTheCommandWithinASecond) {
+  StartDaemon({"--size", "1"});
+  ASSERT_TRUE(Settled(1));
+  SpawnOptions o;
+  auto argv = Cli(state_, {"pool", "run", "--socket", sock_, "--", "sh", "-c", "trap '' TERM; sleep 1000"});
+  o.path = argv[0];
+  o.argv = argv;
+  auto client = ChildProcess::Spawn(o);
+  ASSERT_TRUE(client.ok());
+  ASSERT_TRUE(Eventually([&] {
+    auto s = Stat();
+    return s && s->active == 1;
+  }));
+  ASSERT_TRUE(Eventually([&] { return SandboxProcesses() >= 3; }));
+  ASSERT_TRUE(client->Signal(SIGKILL).ok());
+  ASSERT_TRUE(client->Wait().ok());
+  auto t0 = std::chrono::steady_clock::now();
+  // Everything of that run is gone; only the refilled idle sandbox's agent remains.
+  ASSERT_TRUE(Eventually([&] { return SandboxProcesses() == 1 && Agents().size() == 1; }, 1000))
+      << SandboxProcesses();
+  EXPECT_LT(std::chrono::steady_clock::now() - t0, std::chrono::seconds(1));
+  EXPECT_TRUE(Settled(1));
+}
+
+TEST_F(PoolFaultTest, DaemonKilledWithSandboxesUpAndRunsInFlight) {
+  StartDaemon({"--size", "4", "--max", "8"});
+  ASSERT_TRUE(Settled(4));
+  std::vector<std::thread> runs;
+  std::atomic<int> answered{0};
+  for (int i = 0; i < 4; ++i) {
+    runs.emplace_back([&] {
+      proto::RunRequest r;
+      r.cmd = {"sleep", "1000"};
+      auto resp = PoolClient(sock_).Run(r);
+      // The daemon dies: the client must get an error, not hang.
+      if (!resp.ok() || resp->error) ++answered;
+    });
+  }
+  // 4 running commands, and the pool refilling towards 4 idle: 8 sandboxes.
+  ASSERT_TRUE(Eventually([&] {
+    auto s = Stat();
+    return s && s->active == 4 && s->idle == 4;
+  })) << Log();
+  ASSERT_GE(Agents().size(), 8u);
+  ASSERT_TRUE(daemon_.Signal(SIGKILL).ok());
+  ASSERT_TRUE(daemon_.Wait().ok());
+  auto t0 = std::chrono::steady_clock::now();
+  EXPECT_TRUE(Eventually([&] { return SandboxProcesses() == 0; }, 2000)) << SandboxProcesses() << " left";
+  EXPECT_LT(std::chrono::steady_clock::now() - t0, std::chrono::seconds(2));
+  for (auto& t : runs) t.join();
+  EXPECT_EQ(answered, 4);
+  // A new daemon removes every leftover (dirs, cgroups, stale socket) and serves.
+  ASSERT_FALSE(wb::testing::DirsBelow(state_ + "/sandboxes").empty());
+  StartDaemon({"--size", "1"});
+  ASSERT_TRUE(Settled(1));
+  EXPECT_EQ(Run({"echo", "back"}).stdout_data, "back\n");
+  EXPECT_TRUE(Settled(1));
+  // Only the new idle sandbox's dir remains (its <id> and <id>/scratch).
+  EXPECT_EQ(wb::testing::DirsBelow(state_ + "/sandboxes").size(), 2u);
+}
+
+TEST_F(PoolFaultTest, ImageRemovedWhileThePoolRunsGivesClearErrors) {
+  // A second image, warmed, then removed from the store under the daemon.
+  std::string src = state_ + "/src";
+  ASSERT_TRUE(MkdirAll(src + "/bin").ok());
+  {
+    std::ifstream in("/bin/busybox", std::ios::binary);
+    std::ofstream out(src + "/bin/busybox", std::ios::binary);
+    out << in.rdbuf();
+  }
+  ASSERT_EQ(::chmod((src + "/bin/busybox").c_str(), 0755), 0);
+  ASSERT_EQ(::symlink("busybox", (src + "/bin/sh").c_str()), 0);
+  ASSERT_EQ(wb::testing::RunProcess(Cli(state_, {"image", "import-dir", "doomed", src})).code, 0);
+  StartDaemon({"--size", "1", "--warm", "doomed=1"});
+  ASSERT_TRUE(Settled(1, "doomed"));
+  ASSERT_TRUE(RemoveTree(state_ + "/images/doomed").ok());
+  // Runs on it fail at once, naming the image; nothing is created for it.
+  for (int i = 0; i < 2; ++i) {
+    auto r = Run({"true"}, "doomed");
+    EXPECT_EQ(r.exit_code, -1);
+    ASSERT_TRUE(r.error);
+    EXPECT_NE(r.error->find("doomed"), std::string::npos) << *r.error;
+    EXPECT_NE(r.error->find("no such image"), std::string::npos) << *r.error;
+  }
+  // The daemon stays up and serves other images.
+  EXPECT_EQ(Run({"echo", "alive"}).stdout_data, "alive\n");
+  EXPECT_TRUE(PoolClient(sock_).Status().ok());
+}
+
+TEST_F(PoolFaultTest, FullDiskGivesClearErrorsAndServiceResumes) {
+  // The state dir on a small tmpfs that the test fills up.
+  std::string state = state_ + "/small";
+  ASSERT_EQ(::chmod(state_.c_str(), 0711), 0);  // the sandbox range must reach it
+  ASSERT_TRUE(MkdirAll(state).ok());
+  ASSERT_EQ(::mount("tmpfs", state.c_str(), "tmpfs", 0, "size=8m,mode=0755"), 0);
+  mounted_ = state;
+  StartDaemon({"--size", "1", "--max", "4"}, state);
+  ASSERT_TRUE(Settled(1)) << Log();
+  // Fill the disk.
+  {
+    std::ofstream fill(state + "/filler", std::ios::binary);
+    std::string chunk(1 << 20, 'x');
+    for (int i = 0; i < 16 && fill; ++i) fill << chunk;
+  }
+  // The idle sandbox serves; the next one must be created on a full disk.
+  EXPECT_EQ(Run({"echo", "one"}).stdout_data, "one\n");
+  auto r = Run({"echo", "two"});
+  if (!r.error) {
+    // A refill may have won the race for the last bytes; the next cannot.
+    r = Run({"echo", "three"});
+  }
+  ASSERT_TRUE(r.error);
+  EXPECT_NE(r.error->find("No space left"), std::string::npos) << *r.error;
+  EXPECT_TRUE(PoolClient(sock_).Status().ok()) << "the daemon stays up";
+  EXPECT_TRUE(Eventually([&] { return Log().find("retrying in") != std::string::npos; }))
+      << "refill backs off instead of spinning\n" << Log();
+  // Room again: service resumes.
+  ASSERT_EQ(::unlink((state + "/filler").c_str()), 0);
+  EXPECT_TRUE(Eventually([&] {
+    proto::RunRequest rr;
+    rr.cmd = {"echo", "back"};
+    auto b = PoolClient(sock_).Run(rr);
+    return b.ok() && b->stdout_data == "back\n";
+  }, 10000));
+  (void)daemon_.Signal(SIGTERM);
+  (void)daemon_.Wait();
+}
+
+TEST_F(PoolFaultTest, HostileCommandsMeetTheirLimits) {
+  StartDaemon({"--size", "1"});
+  ASSERT_TRUE(Settled(1));
+  // Ignores SIGTERM: the timeout kills with SIGKILL anyway.
+  auto stubborn = Run({"sh", "-c", "trap '' TERM; sleep 100"}, std::nullopt, 300);
+  EXPECT_EQ(stubborn.exit_code, 137);
+  EXPECT_TRUE(stubborn.timed_out);
+  // Closes its stdout early and keeps going.
+  auto closer = Run({"sh", "-c", "echo before; exec >&-; sleep 0.1; echo after >&2"});
+  EXPECT_EQ(closer.stdout_data, "before\n");
+  EXPECT_EQ(closer.stderr_data, "after\n");
+  EXPECT_EQ(closer.exit_code, 0);
+  // Writes forever: capped, then stopped by its timeout.
+  proto::RunRequest r;
+  r.cmd = {"yes"};
+  r.timeout_ms = 1000;
+  r.output_cap = 1 << 20;
+  auto flood = PoolClient(sock_).Run(r);
+  ASSERT_TRUE(flood.ok());
+  EXPECT_EQ(flood->stdout_data.size(), 1u << 20);
+  EXPECT_TRUE(flood->stdout_truncated);
+  EXPECT_TRUE(flood->timed_out);
+  // Every used sandbox is destroyed: only the idle one is left.
+  EXPECT_TRUE(Settled(1));
+  EXPECT_TRUE(Eventually([&] { return SandboxProcesses() == 1; }));
+}
+
+}  // namespace
+}  // namespace wb

@@ -26,6 +26,7 @@
 #include "base/fs.h"
 #include "base/strings.h"
 #include "daemon/client.h"
+#include "sandbox/ns/cgroup.h"
 
 namespace {
 
@@ -34,19 +35,30 @@ using Clock = std::chrono::steady_clock;
 struct Sample {
   size_t fds = 0, threads = 0;
   uint64_t rss_kib = 0;
+  size_t host_mounts = 0, cgroups = 0;  // host-wide: mountinfo lines, sandbox cgroup dirs
 };
 
-size_t Count(const std::string& dir) {
+size_t Count(const std::string& dir, bool dirs_only = false) {
   size_t n = 0;
   if (DIR* d = ::opendir(dir.c_str())) {
-    while (dirent* e = ::readdir(d)) n += e->d_name[0] != '.';
+    while (dirent* e = ::readdir(d)) n += e->d_name[0] != '.' && (!dirs_only || e->d_type == DT_DIR);
     ::closedir(d);
   }
   return n;
 }
 
-Sample Measure(pid_t pid) {
+size_t CountCgroups() {
+  auto layout = wb::HostCgroupLayout();
+  if (!layout.ok()) return 0;
+  size_t n = 0;
+  for (const auto& p : wb::PlanSandboxCgroup(*layout, "x", wb::Limits{}, "").parents) n += Count(p, true);
+  return n;
+}
+
+Sample MeasureOnce(pid_t pid) {
   Sample s;
+  if (auto mi = wb::ReadFile("/proc/self/mountinfo"); mi.ok()) s.host_mounts = wb::Split(*mi, '\n').size();
+  s.cgroups = CountCgroups();
   std::string base = "/proc/" + std::to_string(pid);
   s.fds = Count(base + "/fd");
   s.threads = Count(base + "/task");
@@ -59,6 +71,19 @@ Sample Measure(pid_t pid) {
     }
   }
   return s;
+}
+
+// A client's connection closes a moment after its reply: measure until two
+// readings 20 ms apart agree.
+Sample Measure(pid_t pid) {
+  Sample a = MeasureOnce(pid);
+  for (int i = 0; i < 50; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    Sample b = MeasureOnce(pid);
+    if (b.fds == a.fds && b.threads == a.threads && b.cgroups == a.cgroups && b.host_mounts == a.host_mounts) return b;
+    a = b;
+  }
+  return a;
 }
 
 double Pct(std::vector<double> v, double p) {
@@ -149,6 +174,7 @@ int main(int argc, char** argv) {
   };
   settle();
   Sample before = Measure(daemon_pid);
+  std::vector<Sample> samples{before};
   std::vector<Level> results;
   for (const auto& lv : wb::Split(levels_arg, ',')) {
     Level level;
@@ -170,11 +196,16 @@ int main(int argc, char** argv) {
     level.seconds = std::chrono::duration<double>(Clock::now() - t0).count();
     results.push_back(std::move(level));
     settle();
+    samples.push_back(Measure(daemon_pid));
   }
   settle();
   // The last client connections close a moment after their replies.
   Sample after = Measure(daemon_pid);
-  for (int i = 0; i < 2000 && (after.fds != before.fds || after.threads != before.threads); ++i) {
+  auto same = [&] {
+    return after.fds == before.fds && after.threads == before.threads && after.host_mounts == before.host_mounts &&
+           after.cgroups == before.cgroups;
+  };
+  for (int i = 0; i < 2000 && !same(); ++i) {
     std::this_thread::sleep_for(std::chrono::milliseconds(1));
     after = Measure(daemon_pid);
   }
@@ -199,16 +230,21 @@ int main(int argc, char** argv) {
                   Pct(l.ms, 0.99), mx);
     json += buf;
   }
-  char tail[512];
-  std::snprintf(tail, sizeof tail,
-                "],\"daemon_before\":{\"fds\":%zu,\"threads\":%zu,\"rss_kib\":%llu},"
-                "\"daemon_after\":{\"fds\":%zu,\"threads\":%zu,\"rss_kib\":%llu}}\n",
-                before.fds, before.threads, static_cast<unsigned long long>(before.rss_kib), after.fds,
-                after.threads, static_cast<unsigned long long>(after.rss_kib));
-  json += tail;
-  std::printf("\ndaemon before: %zu fds, %zu threads, %llu KiB RSS; after: %zu fds, %zu threads, %llu KiB RSS\n",
-              before.fds, before.threads, static_cast<unsigned long long>(before.rss_kib), after.fds, after.threads,
-              static_cast<unsigned long long>(after.rss_kib));
+  json += "],\"samples\":[";
+  std::printf("\n| sample | daemon fds | threads | RSS KiB | host mounts | sandbox cgroups |\n|---|---:|---:|---:|---:|---:|\n");
+  samples.back() = after;
+  for (size_t i = 0; i < samples.size(); ++i) {
+    const Sample& m = samples[i];
+    std::string name = i == 0 ? "start" : i + 1 == samples.size() ? "end" : "after level " + std::to_string(i);
+    std::printf("| %s | %zu | %zu | %llu | %zu | %zu |\n", name.c_str(), m.fds, m.threads,
+                static_cast<unsigned long long>(m.rss_kib), m.host_mounts, m.cgroups);
+    char buf[256];
+    std::snprintf(buf, sizeof buf, "%s{\"at\":\"%s\",\"fds\":%zu,\"threads\":%zu,\"rss_kib\":%llu,\"host_mounts\":%zu,\"cgroups\":%zu}",
+                  i ? "," : "", name.c_str(), m.fds, m.threads, static_cast<unsigned long long>(m.rss_kib),
+                  m.host_mounts, m.cgroups);
+    json += buf;
+  }
+  json += "]}\n";
   if (!out.empty()) (void)wb::WriteFileAtomic(out, json);
-  return total_failed == 0 && after.fds == before.fds && after.threads == before.threads ? 0 : 1;
+  return total_failed == 0 && same() ? 0 : 1;
 }

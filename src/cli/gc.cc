@@ -2,6 +2,7 @@
 #include <cstdio>
 
 #include "cli/verbs.h"
+#include "sandbox/ns/cgroup.h"
 #include "sandbox/sandbox_dir.h"
 
 namespace wb::cli {
@@ -10,7 +11,10 @@ Action AddGc(CLI::App& app) {
   app.add_subcommand("gc", "remove sandboxes (dirs, cgroups, processes) left by crashed warmbox processes");
   return [](const GlobalOptions& g) {
     GcReport rep = CollectGarbage(g.state_dir);
-    std::printf("removed %d leftover sandbox(es); %d in use\n", rep.removed, rep.kept);
+    size_t cgroups = 0;
+    if (auto layout = HostCgroupLayout(); layout.ok()) cgroups = SweepOrphanCgroups(*layout, g.cgroup_parent);
+    std::printf("removed %d leftover sandbox(es) and %zu orphaned cgroup(s); %d in use\n", rep.removed, cgroups,
+                rep.kept);
     for (const auto& e : rep.errors) std::fprintf(stderr, "warmbox: gc: %s\n", e.c_str());
     return rep.errors.empty() ? 0 : kExitWarmboxError;
   };

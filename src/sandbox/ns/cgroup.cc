@@ -1,5 +1,6 @@
 #include "sandbox/ns/cgroup.h"
 
+#include <dirent.h>
 #include <fcntl.h>
 #include <signal.h>
 #include <sys/stat.h>
@@ -152,6 +153,29 @@ CgroupPlan PlanSandboxCgroup(const CgroupLayout& l, const std::string& id, const
     }
   }
   return p;
+}
+
+size_t SweepOrphanCgroups(const CgroupLayout& layout, const std::string& parent_override, int min_age_s) {
+  size_t removed = 0;
+  const time_t now = ::time(nullptr);
+  for (const auto& parent : PlanSandboxCgroup(layout, "x", Limits{}, parent_override).parents) {
+    DIR* d = ::opendir(parent.c_str());
+    if (!d) continue;
+    std::vector<std::string> names;
+    while (dirent* e = ::readdir(d)) {
+      if (e->d_type == DT_DIR && e->d_name[0] != '.') names.push_back(e->d_name);
+    }
+    ::closedir(d);
+    for (const auto& n : names) {
+      std::string dir = parent + "/" + n;
+      struct stat st;
+      if (::stat(dir.c_str(), &st) != 0 || now - st.st_mtime < min_age_s) continue;
+      auto procs = ReadFile(dir + "/cgroup.procs");
+      if (!procs.ok() || !Trim(*procs).empty()) continue;
+      if (::rmdir(dir.c_str()) == 0) ++removed;
+    }
+  }
+  return removed;
 }
 
 Result<CgroupLayout> HostCgroupLayout() {

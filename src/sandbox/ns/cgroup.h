@@ -79,6 +79,13 @@ class Cgroup {
 // Kills every process in the given cgroup dirs and removes them (gc).
 [[nodiscard]] Result<void> RemoveCgroupDirs(const std::vector<std::string>& dirs);
 
+// Removes sandbox cgroups (children of warmbox's parents) that hold no
+// process and are older than min_age_s: leftovers whose state dir is gone
+// (removed by hand, say). Live sandboxes always hold their agent; a sandbox
+// being created holds nothing for a few microseconds, hence the age. Returns
+// how many were removed.
+size_t SweepOrphanCgroups(const CgroupLayout& layout, const std::string& parent_override, int min_age_s = 60);
+
 // The layout of this host, read once.
 [[nodiscard]] Result<CgroupLayout> HostCgroupLayout();
 

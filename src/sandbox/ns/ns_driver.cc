@@ -181,6 +181,9 @@ Result<std::unique_ptr<NsDriver>> NsDriver::Open(NsDriverOptions opts, ImageStor
   // Leftovers of crashed warmbox processes go first.
   GcReport gc = CollectGarbage(drv->opts_.state_dir);
   if (gc.removed) spdlog::debug("removed {} leftover sandbox(es)", gc.removed);
+  if (size_t n = SweepOrphanCgroups(drv->layout_->layout, drv->opts_.cgroup_parent)) {
+    spdlog::debug("removed {} orphaned sandbox cgroup(s)", n);
+  }
   return drv;
 }
 

@@ -296,6 +296,22 @@ TEST_F(NsDriverTest, AgentSetupFailureIsReportedClearly) {
   EXPECT_EQ(wb::testing::DirsBelow(SandboxesDir(state_)), dirs_before);
 }
 
+TEST_F(NsDriverTest, OrphanedCgroupsAreSweptButLiveOnesKept) {
+  auto layout = HostCgroupLayout();
+  ASSERT_TRUE(layout.ok());
+  auto live = NewSandbox();  // its cgroups hold its agent
+  ASSERT_TRUE(live);
+  // An orphan: made like a sandbox's, with nothing in it and no state dir.
+  auto orphan = PlanSandboxCgroup(*layout, "orphan0000", Limits{}, cgroup_parent_);
+  for (const auto& d : orphan.dirs) ASSERT_EQ(::mkdir(d.c_str(), 0755), 0) << d;
+  EXPECT_EQ(SweepOrphanCgroups(*layout, cgroup_parent_, /*min_age_s=*/3600), 0u) << "too young to be an orphan";
+  EXPECT_EQ(SweepOrphanCgroups(*layout, cgroup_parent_, 0), orphan.dirs.size());
+  for (const auto& d : orphan.dirs) EXPECT_FALSE(PathExists(d));
+  auto mine = PlanSandboxCgroup(*layout, live->id(), Limits{}, cgroup_parent_);
+  for (const auto& d : mine.dirs) EXPECT_TRUE(PathExists(d)) << d;
+  EXPECT_EQ(Sh(*live, "echo alive").stdout_data, "alive\n");
+}
+
 TEST_F(NsDriverTest, UnknownImageIsAClearError) {
   auto sb = driver_->Create(SandboxSpec{"no-such-image", {}});
   ASSERT_FALSE(sb.ok());

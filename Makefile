@@ -31,6 +31,7 @@ demo: build
 
 bench: build
 	./bench/cold_run.sh $(BUILD)
+	./bench/pool_run.sh $(BUILD)
 
 clean:
 	rm -rf $(BUILD)

@@ -5,12 +5,13 @@
 // Usage:
 //   pool_bench --socket SOCK [--runs N] [--concurrency 1,4,16] [--per-level N]
 //              [--refill-rounds N] [--size N] [--image NAME] [--daemon-log FILE]
-//              [--warmup N] [--out FILE.json]
+//              [--warmup N] [--settle-timeout SECONDS] [--out FILE.json]
 //
 // Phases, in this order (the pool is settled before each: nothing creating,
 // nothing active, idle back at --size):
 //   bare        N x posix_spawn(/bin/true) + waitpid
 //   sequential  N x Run({"/bin/true"}), one at a time
+//   streamed    the same with streamed output (what `warmbox pool run` asks for)
 //   throughput  for each concurrency C: --per-level runs split over C threads
 //   refill      --refill-rounds x: a burst of `size` concurrent runs, then
 //               status polled every 1 ms until idle is back at size
@@ -132,7 +133,7 @@ void Usage(FILE* f) {
   std::fprintf(f,
                "usage: pool_bench --socket SOCK [--runs N] [--concurrency 1,4,16] [--per-level N]\n"
                "                  [--refill-rounds N] [--size N] [--image NAME] [--daemon-log FILE]\n"
-               "                  [--warmup N] [--out FILE.json]\n");
+               "                  [--warmup N] [--settle-timeout SECONDS] [--out FILE.json]\n");
 }
 
 Args ParseArgs(int argc, char** argv) {
@@ -192,12 +193,13 @@ class Daemon {
   explicit Daemon(const Args& a) : args_(a) {}
 
   // One run of /bin/true; dies on any failure (a benchmark of errors is useless).
-  double RunTrue(wb::daemon::PoolClient& c) const {
+  // stream: output as frames, the way `warmbox pool run` asks for it.
+  double RunTrue(wb::daemon::PoolClient& c, bool stream = false) const {
     wb::proto::RunRequest req;
     req.cmd = {"/bin/true"};
     if (!args_.image.empty()) req.image = args_.image;
     auto t0 = Clock::now();
-    auto r = c.Run(std::move(req));
+    auto r = stream ? c.Run(std::move(req), [](bool, std::string_view) {}) : c.Run(std::move(req));
     auto t1 = Clock::now();
     if (!r.ok()) Die("pool run: " + r.error().ToString());
     if (r->error) Die("pool run: daemon error: " + *r->error);
@@ -492,6 +494,22 @@ int main(int argc, char** argv) {
     out["sequential"] = j;
   }
 
+  // --- a'. the same, streamed (what the CLI does): the CLI's extra cost
+  // beyond this is its own process start.
+  {
+    auto before = d.Settle(client, a.size);
+    uint64_t off = log.Offset();
+    Note("sequential, streamed: " + std::to_string(a.runs) + " runs of /bin/true");
+    std::vector<double> ms;
+    ms.reserve(a.runs);
+    for (size_t i = 0; i < a.runs; ++i) ms.push_back(d.RunTrue(client, /*stream=*/true));
+    auto after = d.Settle(client, a.size);
+    json j = Summary(ms);
+    j["pool"] = Delta(before, after);
+    if (log.enabled()) j["daemon"] = DaemonLog::RunSplit(log.Lines(off, log.Offset()));
+    out["sequential_streamed"] = j;
+  }
+
   // --- b. throughput per concurrency level.
   out["throughput"] = json::array();
   for (size_t c : a.concurrency) {
@@ -617,6 +635,10 @@ int main(int argc, char** argv) {
   std::printf("| in-process PoolClient::Run /bin/true, sequential | %zu | %s | %s | %s | %.0f | %s |\n", a.runs,
               Fmt(seq, "p50_ms", 3).c_str(), Fmt(seq, "p90_ms", 3).c_str(), Fmt(seq, "p99_ms", 3).c_str(),
               1000.0 / seq["mean_ms"].get<double>(), hc(seq).c_str());
+  const json& sst = out["sequential_streamed"];
+  std::printf("| in-process, sequential, streamed (as the CLI) | %zu | %s | %s | %s | %.0f | %s |\n", a.runs,
+              Fmt(sst, "p50_ms", 3).c_str(), Fmt(sst, "p90_ms", 3).c_str(), Fmt(sst, "p99_ms", 3).c_str(),
+              1000.0 / sst["mean_ms"].get<double>(), hc(sst).c_str());
   for (const auto& j : out["throughput"]) {
     std::printf("| concurrency %zu (%zu runs) | %zu | %s | %s | %s | %.0f | %s |\n",
                 j["concurrency"].get<size_t>(), a.per_level, j["n"].get<size_t>(), Fmt(j, "p50_ms", 3).c_str(),
@@ -648,6 +670,7 @@ int main(int argc, char** argv) {
                   Fmt(dj["total_ms"], "p50_ms").c_str(), Fmt(dj["total_ms"], "p99_ms").c_str());
     };
     split("sequential", seq["daemon"]);
+    if (sst.contains("daemon")) split("sequential, streamed", sst["daemon"]);
     for (const auto& j : out["throughput"]) {
       if (j.contains("daemon")) split("concurrency " + std::to_string(j["concurrency"].get<size_t>()), j["daemon"]);
     }

@@ -204,6 +204,21 @@ TEST_F(AgentTest, StdinIsDelivered) {
   EXPECT_EQ(out.stdout_data, big.stdin_data);
 }
 
+// The command exits without reading its stdin: the agent reports the exit
+// and closes while the host is still sending. That is a normal end, not an
+// error (the regression: a broken pipe on send failed the run).
+TEST_F(AgentTest, UnreadStdinIsNotAnError) {
+  for (int i = 0; i < 20; ++i) {
+    ExecRequest req;
+    req.argv = {"/bin/true"};
+    ExecIo io;
+    io.has_stdin_data = true;
+    io.stdin_data.assign(4 << 20, 'x');
+    auto out = Run(req, io);
+    ASSERT_EQ(out.exit.exit_code, 0) << "iteration " << i;
+  }
+}
+
 TEST_F(AgentTest, NoStdinMeansEof) {
   ExecRequest req;
   req.argv = {"/bin/sh", "-c", "cat; echo ok"};

@@ -89,6 +89,14 @@ class Channel {
                          MSG_NOSIGNAL | MSG_DONTWAIT);
       if (n < 0) {
         if (errno == EAGAIN || errno == EINTR) return Ok();
+        if (errno == EPIPE || errno == ECONNRESET) {
+          // The agent has closed its side, normally right after the exit
+          // frame (a command that did not read all its stdin, say): what we
+          // still had to send is moot; what it sent is still to be read.
+          out_.clear();
+          out_off_ = 0;
+          return Ok();
+        }
         return Errno("send", ep_.socket_path);
       }
       out_off_ += static_cast<size_t>(n);

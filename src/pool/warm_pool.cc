@@ -6,6 +6,8 @@
 #include <boost/asio/use_awaitable.hpp>
 #include <optional>
 
+#include <sys/resource.h>
+
 #include "base/log.h"
 
 namespace wb::pool {
@@ -97,6 +99,12 @@ asio::awaitable<Result<std::unique_ptr<Sandbox>>> WarmPool::CreateOne() {
   co_await asio::co_spawn(
       rt_.create,
       [&]() -> asio::awaitable<void> {
+        // Creations yield the CPU to runs in flight (on small hosts a refill
+        // competes with the run that triggered it): this thread, and the
+        // agent it spawns while that sets up, run at nice 10; the driver puts
+        // the agent back to 0 once it is ready.
+        static thread_local bool niced = ::setpriority(PRIO_PROCESS, 0, 10) == 0;
+        (void)niced;
         out.emplace(rt_.driver.Create(spec));
         co_return;
       },

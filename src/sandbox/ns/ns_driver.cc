@@ -4,6 +4,7 @@
 #include <poll.h>
 #include <sched.h>
 #include <signal.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -271,6 +272,12 @@ Result<std::unique_ptr<Sandbox>> NsDriver::Create(const SandboxSpec& spec) {
     if (!status.empty()) e.detail += "; " + status;
     if (!words.empty()) e.detail += ": " + words;
     return e.Wrap("create sandbox from image " + spec.image);
+  }
+  // A creation at a lower priority (the pool's refills) hands the agent,
+  // and so every command it starts, back the normal priority.
+  if (::getpriority(PRIO_PROCESS, static_cast<id_t>(sb->agent_.pid())) != 0 &&
+      ::setpriority(PRIO_PROCESS, static_cast<id_t>(sb->agent_.pid()), 0) != 0) {
+    spdlog::debug("{}: setpriority: {}", sb->id_, std::strerror(errno));
   }
   spdlog::debug("{}: ready", sb->id_);
   return std::unique_ptr<Sandbox>(std::move(sb));

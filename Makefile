@@ -3,7 +3,7 @@ BUILD ?= build
 CMAKE_FLAGS ?=
 CTEST_FLAGS ?=
 
-.PHONY: all setup configure build demo test test-unit bench clean
+.PHONY: all setup configure build demo test test-unit bench load soak clean
 
 all: build
 
@@ -33,5 +33,77 @@ bench: build
 	./bench/cold_run.sh $(BUILD)
 	./bench/pool_run.sh $(BUILD)
 
+# 1 to 1000 concurrent clients against one daemon (docs/reliability.md).
+load: build
+	./bench/load_run.sh $(BUILD)
+
+# 20,000 runs at concurrency 8; fails on any failed run or any growth in the
+# daemon's fds or threads, host mounts or cgroups.
+soak: build
+	LEVELS=8,8 RUNS=1250 OUT=bench-soak ./bench/load_run.sh $(BUILD)
+
 clean:
 	rm -rf $(BUILD)
+
+# --- Sanitizers and fuzzing (README.md, "Fuzzing and sanitizers") ------------
+ASAN_BUILD ?= build-asan
+FUZZ_BUILD ?= build-fuzz
+FUZZ_SECONDS ?= 60
+# Reports of every sanitized process, the daemon included (its stderr is not
+# the test's), are written here; any report fails test-asan.
+SAN_REPORTS = $(abspath $(ASAN_BUILD))/sanitizer-reports
+
+.PHONY: test-asan test-tsan fuzz fuzz-ci fuzz-merge
+
+$(ASAN_BUILD)/build.ninja:
+	cmake -S . -B $(ASAN_BUILD) -G Ninja -DWB_SANITIZE=address,undefined $(CMAKE_FLAGS)
+
+# Everything but the static agent and probe built with ASan+UBSan; runs the
+# unit tests and the daemon e2e tests (PoolTest) under them.
+test-asan: setup $(ASAN_BUILD)/build.ninja
+	cmake --build $(ASAN_BUILD)
+	rm -rf $(SAN_REPORTS) && mkdir -p $(SAN_REPORTS)
+	cd $(ASAN_BUILD) || exit 1; \
+	  export ASAN_OPTIONS=log_path=$(SAN_REPORTS)/asan:detect_leaks=1 \
+	         UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1; \
+	  rc=0; \
+	  ctest --output-on-failure -j$$(nproc) -L unit $(CTEST_FLAGS) || rc=1; \
+	  ctest --output-on-failure -R '^PoolTest\.' $(CTEST_FLAGS) || rc=1; \
+	  if [ -n "$$(ls -A $(SAN_REPORTS))" ]; then \
+	    echo "test-asan: sanitizer reports in $(SAN_REPORTS):"; cat $(SAN_REPORTS)/*; rc=1; \
+	  fi; \
+	  exit $$rc
+
+# The daemon's concurrency tests (the e2e tests and the soak test) under
+# ThreadSanitizer, in a build of its own.
+TSAN_BUILD ?= build-tsan
+TSAN_REPORTS = $(abspath $(TSAN_BUILD))/sanitizer-reports
+
+$(TSAN_BUILD)/build.ninja:
+	cmake -S . -B $(TSAN_BUILD) -G Ninja -DWB_SANITIZE=thread $(CMAKE_FLAGS)
+
+test-tsan: setup $(TSAN_BUILD)/build.ninja
+	cmake --build $(TSAN_BUILD)
+	rm -rf $(TSAN_REPORTS) && mkdir -p $(TSAN_REPORTS)
+	cd $(TSAN_BUILD) || exit 1; \
+	  export TSAN_OPTIONS=log_path=$(TSAN_REPORTS)/tsan:second_deadlock_stack=1; \
+	  rc=0; \
+	  ctest --output-on-failure -R '^(PoolTest|PoolSoakTest)\.' $(CTEST_FLAGS) || rc=1; \
+	  if [ -n "$$(ls -A $(TSAN_REPORTS))" ]; then \
+	    echo "test-tsan: sanitizer reports in $(TSAN_REPORTS):"; cat $(TSAN_REPORTS)/*; rc=1; \
+	  fi; \
+	  exit $$rc
+
+# libFuzzer targets (fuzz/), built with clang in $(FUZZ_BUILD); each runs
+# FUZZ_SECONDS on its seed corpus. A crash fails the run; see fuzz/run.
+fuzz: setup
+	./fuzz/run --build $(FUZZ_BUILD) --seconds $(FUZZ_SECONDS)
+
+# What CI runs: the same, 30 s per target.
+fuzz-ci: setup
+	./fuzz/run --build $(FUZZ_BUILD) --seconds 30
+
+# Adds to fuzz/corpus/ the inputs found by earlier runs that reach new
+# coverage (review and commit them, or not).
+fuzz-merge:
+	./fuzz/run --build $(FUZZ_BUILD) --merge

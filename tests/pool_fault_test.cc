@@ -28,6 +28,18 @@ using wb::testing::Eventually;
 
 constexpr uint32_t kBase = 1600000000;
 
+pid_t ParentOf(pid_t pid) {
+  auto st = ReadFile("/proc/" + std::to_string(pid) + "/status");
+  if (!st.ok()) return 0;
+  for (const auto& line : Split(*st, '\n')) {
+    if (StartsWith(line, "PPid:")) {
+      auto v = ParseUint(Trim(std::string_view(line).substr(5)), "ppid");
+      return v.ok() ? static_cast<pid_t>(*v) : 0;
+    }
+  }
+  return 0;
+}
+
 class PoolFaultTest : public ::testing::Test {
  protected:
   void SetUp() override {
@@ -105,13 +117,28 @@ class PoolFaultTest : public ::testing::Test {
 TEST_F(PoolFaultTest, AgentKilledMidRunGivesAClearErrorAndThePoolRecovers) {
   StartDaemon({"--size", "1", "--max", "2"});
   ASSERT_TRUE(Settled(1));
-  auto idle = Agents();
-  ASSERT_EQ(idle.size(), 1u);
   proto::RunResponse resp;
   std::thread t([&] { resp = Run({"sh", "-c", "echo started; sleep 100"}); });
-  // The run's sandbox is the one that was idle; wait until it runs the command.
-  ASSERT_TRUE(Eventually([&] { return SandboxProcesses() >= 3; }));  // its agent, sh, sleep (+ refill)
-  ASSERT_EQ(::kill(*idle.begin(), SIGKILL), 0);
+  // Wait until the command runs, then kill the agent of its sandbox: the
+  // first warmbox-agent among sleep's ancestors.
+  auto comm = [](pid_t p) {
+    auto c = ReadFile("/proc/" + std::to_string(p) + "/comm");
+    return c.ok() ? std::string(Trim(*c)) : std::string();
+  };
+  pid_t agent = 0;
+  ASSERT_TRUE(Eventually([&] {
+    for (pid_t p : wb::testing::PidsWithUidIn(kBase, kBase + kUidCount)) {
+      if (comm(p) != "sleep") continue;
+      for (pid_t a = ParentOf(p); a > 1; a = ParentOf(a)) {
+        if (comm(a) == "warmbox-agent") {
+          agent = a;
+          return true;
+        }
+      }
+    }
+    return false;
+  }));
+  ASSERT_EQ(::kill(agent, SIGKILL), 0);
   t.join();
   EXPECT_EQ(resp.exit_code, -1);
   ASSERT_TRUE(resp.error);

@@ -64,6 +64,11 @@ struct ChildPlan {
   bool become_root;
   int release_fd;
   int error_fd;
+  // The parent's ends of the two pipes, copied into the child by the clone:
+  // closed first, or a parent that dies would never be noticed (the child
+  // itself would hold the write end it waits on).
+  int parent_release_fd;
+  int parent_error_fd;
 };
 
 [[noreturn]] void ChildFail(const ChildPlan& p, int step) {
@@ -76,6 +81,8 @@ struct ChildPlan {
 
 // Runs in the child between clone3 and execve: raw syscalls only.
 [[noreturn]] void ChildMain(const ChildPlan& p) {
+  ::close(p.parent_release_fd);
+  ::close(p.parent_error_fd);
   // Handlers of the parent must not run here; reset every disposition, then
   // unblock (the parent blocked all signals around clone3).
   struct sigaction dfl;
@@ -218,6 +225,8 @@ Result<ChildProcess> ChildProcess::Spawn(const SpawnOptions& opts) {
   plan.become_root = opts.become_userns_root;
   plan.release_fd = release.read.get();
   plan.error_fd = error.write.get();
+  plan.parent_release_fd = release.write.get();
+  plan.parent_error_fd = error.read.get();
 
   int pidfd = -1;
   struct clone_args args;

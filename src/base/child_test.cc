@@ -3,11 +3,14 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <gtest/gtest.h>
 
 #include <cerrno>
+#include <chrono>
+#include <thread>
 #include <cstdlib>
 #include <set>
 #include <string>
@@ -15,6 +18,7 @@
 #include <vector>
 
 #include "base/fd.h"
+#include "base/fs.h"
 #include "base/strings.h"
 
 namespace wb {
@@ -452,6 +456,46 @@ TEST(ChildProcessTest, ArgvIsPassedVerbatim) {
   o.argv = {"sh", "-c", "printf '%s|' \"$0\" \"$@\"", "zero", "a b", "", "*"};
   Captured run = SpawnAndCapture(o);
   EXPECT_EQ(run.out, "zero|a b||*|");
+}
+
+}  // namespace
+}  // namespace wb
+
+namespace wb {
+namespace {
+
+// A held child whose parent dies before releasing it must not wait forever:
+// it notices the parent is gone (the regression: it held a copy of the
+// release pipe's write end itself, so its read never saw EOF).
+TEST(ChildProcessTest, HeldChildExitsWhenItsParentDies) {
+  int fds[2];
+  ASSERT_EQ(::pipe2(fds, O_CLOEXEC), 0);
+  pid_t helper = ::fork();
+  if (helper == 0) {
+    SpawnOptions o;
+    o.path = "/bin/sleep";
+    o.argv = {"sleep", "1000"};
+    o.hold_until_released = true;
+    auto c = ChildProcess::Spawn(o);
+    pid_t pid = c.ok() ? c->pid() : -1;
+    ssize_t ignored = ::write(fds[1], &pid, sizeof pid);
+    (void)ignored;
+    ::_exit(0);  // without releasing (and without destructors)
+  }
+  ::close(fds[1]);
+  pid_t child = -1;
+  ASSERT_EQ(::read(fds[0], &child, sizeof child), static_cast<ssize_t>(sizeof child));
+  ::close(fds[0]);
+  ::waitpid(helper, nullptr, 0);
+  ASSERT_GT(child, 0);
+  auto gone = [&] {
+    auto st = ReadFile("/proc/" + std::to_string(child) + "/stat");
+    return !st.ok() || st->find(") Z") != std::string::npos;
+  };
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(5);
+  while (!gone() && std::chrono::steady_clock::now() < deadline) std::this_thread::yield();
+  EXPECT_TRUE(gone()) << "the held child of a dead parent is still waiting";
+  ::kill(child, SIGKILL);
 }
 
 }  // namespace

@@ -273,3 +273,16 @@ TEST(StartsWithTest, RejectsNonPrefix) {
 
 }  // namespace
 }  // namespace wb
+
+namespace wb {
+namespace {
+
+TEST(ParseSecondsLimitTest, FoundByTheFuzzerTooLargeForMilliseconds) {
+  auto r = ParseSeconds("18446744073709551616", "--timeout");
+  ASSERT_FALSE(r.ok());
+  EXPECT_NE(r.error().ToString().find("too large"), std::string::npos);
+  EXPECT_TRUE(ParseSeconds("1000000000", "--timeout").ok());
+}
+
+}  // namespace
+}  // namespace wb

@@ -57,7 +57,9 @@ Result<int> DoStart(const GlobalOptions& g, const StartOpts& o) {
   if (!o.cpus.empty()) {
     char* end = nullptr;
     double c = std::strtod(o.cpus.c_str(), &end);
-    if (end != o.cpus.c_str() + o.cpus.size() || !(c > 0)) return Fail("--cpus", o.cpus, "expected a positive number");
+    if (end != o.cpus.c_str() + o.cpus.size() || !(c > 0) || c > 1024) {
+      return Fail("--cpus", o.cpus, "expected a positive number of CPUs up to 1024");
+    }
     d.pool.limits.cpus = c;
   }
   d.pool.security = WB_TRY(ParseSecurityOptions(o.security_opts, o.nofile));
@@ -128,7 +130,9 @@ Result<int> DoRun(const RunOpts& o) {
   if (!o.cpus.empty()) {
     char* end = nullptr;
     double c = std::strtod(o.cpus.c_str(), &end);
-    if (end != o.cpus.c_str() + o.cpus.size() || !(c > 0)) return Fail("--cpus", o.cpus, "expected a positive number");
+    if (end != o.cpus.c_str() + o.cpus.size() || !(c > 0) || c > 1024) {
+      return Fail("--cpus", o.cpus, "expected a positive number of CPUs up to 1024");
+    }
     r.cpus = c;
   }
   if (!::isatty(0)) {

@@ -111,6 +111,8 @@ Result<PoolRequest> ParsePoolRequest(std::string_view text) {
   auto in = j.find("stdin");
   if (in != j.end() && !in->is_null()) run.stdin_data = WB_TRY(Bytes(*in, "stdin"));
   run.timeout_ms = WB_TRY(U64(j, "timeout_ms"));
+  // The daemon adds a margin and hands it to timers in nanoseconds (int64).
+  if (run.timeout_ms > 1000000000000) return Bad("timeout_ms", "at most 1000000000000 (1e9 seconds)");
   for (auto [key, field] : {std::pair{"memory", &run.memory_bytes}, std::pair{"pids", &run.pids},
                             std::pair{"output_cap", &run.output_cap}, std::pair{"nofile", &run.nofile}}) {
     auto it = j.find(key);
@@ -120,6 +122,8 @@ Result<PoolRequest> ParsePoolRequest(std::string_view text) {
   }
   if (auto it = j.find("cpus"); it != j.end() && !it->is_null()) {
     if (!it->is_number() || !(it->get<double>() > 0)) return Bad("cpus", "expected a positive number");
+    // As `warmbox run --cpus`; the quota is an integer number of microseconds.
+    if (it->get<double>() > 1024) return Bad("cpus", "at most 1024");
     run.cpus = it->get<double>();
   }
   auto st = j.find("stream");

@@ -841,3 +841,21 @@ TEST(AppendByteArrayTest, AllBytesMatchNlohmann) {
 
 }  // namespace
 }  // namespace wb::proto
+
+namespace wb::proto {
+namespace {
+
+// Found by the fuzzer: values the daemon's timers and cgroup quota cannot
+// hold are refused by the parser, naming the field.
+TEST(PoolRequestLimitsTest, HugeTimeoutAndCpusAreRefused) {
+  auto t = ParsePoolRequest(R"({"op":"run","cmd":["x"],"timeout_ms":9223372036854775807})");
+  ASSERT_FALSE(t.ok());
+  EXPECT_NE(t.error().ToString().find("timeout_ms"), std::string::npos);
+  auto c = ParsePoolRequest(R"({"op":"run","cmd":["x"],"cpus":2e18})");
+  ASSERT_FALSE(c.ok());
+  EXPECT_NE(c.error().ToString().find("cpus"), std::string::npos);
+  EXPECT_TRUE(ParsePoolRequest(R"({"op":"run","cmd":["x"],"timeout_ms":1000000000000,"cpus":1024})").ok());
+}
+
+}  // namespace
+}  // namespace wb::proto

@@ -65,6 +65,18 @@ Result<uint64_t> ParseSize(std::string_view text, std::string_view what) {
   return static_cast<uint64_t>(bytes);
 }
 
+Result<double> ParseCpus(std::string_view text, std::string_view what) {
+  std::string t(Trim(text));
+  const std::string hint = "expected a positive number of CPUs up to 1024, like 0.5 or 2";
+  if (t.empty() || t.find_first_not_of("0123456789.") != std::string::npos) {
+    return Fail(std::string(what), std::string(text), hint);
+  }
+  char* end = nullptr;
+  double v = std::strtod(t.c_str(), &end);
+  if (end != t.c_str() + t.size() || !(v > 0) || v > 1024) return Fail(std::string(what), std::string(text), hint);
+  return v;
+}
+
 Result<double> ParseSeconds(std::string_view text, std::string_view what) {
   std::string t(Trim(text));
   // Plain decimals only: strtod would also take hex, exponents and "inf".

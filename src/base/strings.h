@@ -19,6 +19,8 @@ bool StartsWith(std::string_view s, std::string_view prefix);
 Result<uint64_t> ParseSize(std::string_view text, std::string_view what);
 // A positive number of seconds ("2", "0.5").
 Result<double> ParseSeconds(std::string_view text, std::string_view what);
+// A CPU quota in cores: a positive decimal up to 1024 ("0.5", "2").
+Result<double> ParseCpus(std::string_view text, std::string_view what);
 // An unsigned integer in full.
 Result<uint64_t> ParseUint(std::string_view text, std::string_view what);
 

@@ -286,3 +286,20 @@ TEST(ParseSecondsLimitTest, FoundByTheFuzzerTooLargeForMilliseconds) {
 
 }  // namespace
 }  // namespace wb
+
+namespace wb {
+namespace {
+
+TEST(ParseCpusTest, AcceptsPositiveDecimalsUpTo1024) {
+  EXPECT_DOUBLE_EQ(*ParseCpus("0.5", "--cpus"), 0.5);
+  EXPECT_DOUBLE_EQ(*ParseCpus(" 2 ", "--cpus"), 2.0);
+  EXPECT_DOUBLE_EQ(*ParseCpus("1024", "--cpus"), 1024.0);
+  for (const char* bad : {"", "0", "-1", "1025", "1e3", "0x10", "inf", "nan", "two"}) {
+    auto r = ParseCpus(bad, "--cpus");
+    ASSERT_FALSE(r.ok()) << bad;
+    EXPECT_NE(r.error().ToString().find("--cpus"), std::string::npos);
+  }
+}
+
+}  // namespace
+}  // namespace wb

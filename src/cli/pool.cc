@@ -54,14 +54,7 @@ Result<int> DoStart(const GlobalOptions& g, const StartOpts& o) {
   if (!o.memory.empty()) d.pool.limits.memory_bytes = WB_TRY(ParseSize(o.memory, "--memory"));
   if (!o.disk.empty()) d.pool.limits.disk_bytes = WB_TRY(ParseSize(o.disk, "--disk"));
   if (!o.pids.empty()) d.pool.limits.pids = WB_TRY(ParseUint(o.pids, "--pids"));
-  if (!o.cpus.empty()) {
-    char* end = nullptr;
-    double c = std::strtod(o.cpus.c_str(), &end);
-    if (end != o.cpus.c_str() + o.cpus.size() || !(c > 0) || c > 1024) {
-      return Fail("--cpus", o.cpus, "expected a positive number of CPUs up to 1024");
-    }
-    d.pool.limits.cpus = c;
-  }
+  if (!o.cpus.empty()) d.pool.limits.cpus = WB_TRY(ParseCpus(o.cpus, "--cpus"));
   d.pool.security = WB_TRY(ParseSecurityOptions(o.security_opts, o.nofile));
   if (!o.socket_group.empty()) {
     // A numeric gid, or a name from /etc/group (read directly: static binary, no NSS).
@@ -127,14 +120,7 @@ Result<int> DoRun(const RunOpts& o) {
     r.nofile = WB_TRY(ParseUint(o.nofile, "--nofile"));
     if (*r.nofile == 0) return Fail("--nofile", o.nofile, "must be at least 1");
   }
-  if (!o.cpus.empty()) {
-    char* end = nullptr;
-    double c = std::strtod(o.cpus.c_str(), &end);
-    if (end != o.cpus.c_str() + o.cpus.size() || !(c > 0) || c > 1024) {
-      return Fail("--cpus", o.cpus, "expected a positive number of CPUs up to 1024");
-    }
-    r.cpus = c;
-  }
+  if (!o.cpus.empty()) r.cpus = WB_TRY(ParseCpus(o.cpus, "--cpus"));
   if (!::isatty(0)) {
     std::string in = WB_TRY(ReadAll(0));
     if (in.size() > (4u << 20)) {

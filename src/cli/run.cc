@@ -53,14 +53,7 @@ Result<int> DoRun(const GlobalOptions& g, const RunOptions& o) {
     spec.limits.pids = WB_TRY(ParseUint(o.pids, "--pids"));
     if (spec.limits.pids == 0) return Fail("--pids", o.pids, "must be at least 1");
   }
-  if (!o.cpus.empty()) {
-    char* end = nullptr;
-    double c = std::strtod(o.cpus.c_str(), &end);
-    if (end != o.cpus.c_str() + o.cpus.size() || !(c > 0) || c > 1024) {
-      return Fail("--cpus", o.cpus, "expected a positive number of CPUs, like 0.5 or 2");
-    }
-    spec.limits.cpus = c;
-  }
+  if (!o.cpus.empty()) spec.limits.cpus = WB_TRY(ParseCpus(o.cpus, "--cpus"));
   spec.security = WB_TRY(ParseSecurityOptions(o.security_opts, o.nofile));
   if (spec.limits.memory_bytes < (4u << 20)) return Fail("--memory", o.memory, "must be at least 4m");
   if (spec.limits.disk_bytes < (1u << 20)) return Fail("--disk", o.disk, "must be at least 1m");

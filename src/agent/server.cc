@@ -165,6 +165,17 @@ void ServerImpl::Unwatch(Watched& w) {
 }
 
 void ServerImpl::UpdateInterest() {
+  // Connections that are done, their last frame already written (Send may
+  // have written it at once, so no EPOLLOUT event will come to close them).
+  for (auto it = conns_.begin(); it != conns_.end();) {
+    Conn& c = it->second;
+    if (c.close_after_flush && !c.pending() && !c.exec) {
+      Unwatch(c.sock);
+      it = conns_.erase(it);
+    } else {
+      ++it;
+    }
+  }
   for (auto& [id, c] : conns_) {
     uint32_t ev = 0;
     bool stdin_full = false;
@@ -395,7 +406,20 @@ void ServerImpl::OnConnWritable(uint64_t id) {
 void ServerImpl::Send(uint64_t conn_id, FrameType t, std::string_view payload) {
   auto it = conns_.find(conn_id);
   if (it == conns_.end()) return;
-  proto::AppendFrame(it->second.out, t, payload);
+  Conn& c = it->second;
+  const bool idle = c.pending() == 0;
+  proto::AppendFrame(c.out, t, payload);
+  // Write at once when nothing is queued (the usual case): a heartbeat's
+  // answer must not wait behind the fork of the command it precedes, and
+  // every frame saves a trip through epoll. Errors and short writes are left
+  // to the EPOLLOUT path, which owns closing the connection.
+  if (!idle) return;
+  ssize_t n = ::send(c.sock.fd.get(), c.out.data() + c.out_off, c.pending(), MSG_NOSIGNAL | MSG_DONTWAIT);
+  if (n > 0) c.out_off += static_cast<size_t>(n);
+  if (c.out_off == c.out.size()) {
+    c.out.clear();
+    c.out_off = 0;
+  }
 }
 
 void ServerImpl::CloseConn(uint64_t id) {

@@ -15,7 +15,9 @@ struct PoolSettings {
   uint64_t ttl_s = 300;   // idle TTL, 0 = none
   std::chrono::milliseconds queue_timeout{30000};  // wait for a permit, then "busy"
   size_t queue_limit = 256;                        // waiters per image, then "busy" at once
-  std::chrono::milliseconds health_timeout{500};
+  // A hung idle agent is caught after this long; generous, so that a busy
+  // host does not evict healthy sandboxes.
+  std::chrono::milliseconds health_timeout{2000};
   size_t refill_parallel = 2;  // creations in flight per pool for refill
   Limits limits;
   SecurityOptions security;

@@ -85,6 +85,23 @@ class AgentTest : public ::testing::Test {
     EXPECT_TRUE(r.ok()) << r.error().ToString();
     return r.ok() ? std::move(*r) : ExecOutcome{};
   }
+  // Starts `sleep 100` on a new connection and returns once it runs: frames
+  // are handled in order, so the heartbeat's reply after the request proves
+  // the command started.
+  void StartSleeper(UniqueFd& out) {
+    auto fd = ConnectUnix(sock_);
+    ASSERT_TRUE(fd.ok());
+    ExecRequest req;
+    req.argv = {"/bin/sh", "-c", "sleep 100"};
+    std::string msg = proto::EncodeFrame(proto::FrameType::kExec, proto::ToJson(req)) +
+                      proto::EncodeFrame(proto::FrameType::kHeartbeat, "");
+    ASSERT_TRUE(WriteAll(fd->get(), msg).ok());
+    char hdr[proto::kHeaderSize];
+    ASSERT_EQ(::recv(fd->get(), hdr, sizeof hdr, MSG_WAITALL), static_cast<ssize_t>(sizeof hdr));
+    ASSERT_EQ(hdr[0], 'h');
+    out = std::move(*fd);
+  }
+
   ExecOutcome Sh(const std::string& script) {
     ExecRequest req;
     req.argv = {"/bin/sh", "-c", script};
@@ -246,19 +263,10 @@ TEST_F(AgentTest, OrphansAreReaped) {
 }
 
 TEST_F(AgentTest, HangingUpKillsTheCommand) {
-  auto fd = ConnectUnix(sock_);
-  ASSERT_TRUE(fd.ok());
-  ExecRequest req;
-  req.argv = {"/bin/sh", "-c", "sleep 100"};
-  // Frames are handled in order: the heartbeat reply proves the command started.
-  std::string msg = proto::EncodeFrame(proto::FrameType::kExec, proto::ToJson(req)) +
-                    proto::EncodeFrame(proto::FrameType::kHeartbeat, "");
-  ASSERT_TRUE(WriteAll(fd->get(), msg).ok());
-  char hdr[proto::kHeaderSize];
-  ASSERT_EQ(::recv(fd->get(), hdr, sizeof hdr, MSG_WAITALL), static_cast<ssize_t>(sizeof hdr));
-  EXPECT_EQ(hdr[0], 'h');
+  UniqueFd fd;
+  ASSERT_NO_FATAL_FAILURE(StartSleeper(fd));
   EXPECT_FALSE(ChildrenOf(agent_.pid()).empty());
-  fd->reset();
+  fd.reset();
   EXPECT_TRUE(Eventually([&] { return ChildrenOf(agent_.pid()).empty(); }))
       << "the command outlived its connection";
 }
@@ -277,15 +285,8 @@ TEST_F(AgentTest, GarbageGetsAFailureFrame) {
 }
 
 TEST_F(AgentTest, SigtermEndsCommandsAndTheAgent) {
-  auto fd = ConnectUnix(sock_);
-  ASSERT_TRUE(fd.ok());
-  ExecRequest req;
-  req.argv = {"/bin/sh", "-c", "sleep 100"};
-  std::string msg = proto::EncodeFrame(proto::FrameType::kExec, proto::ToJson(req)) +
-                    proto::EncodeFrame(proto::FrameType::kHeartbeat, "");
-  ASSERT_TRUE(WriteAll(fd->get(), msg).ok());
-  char hdr[proto::kHeaderSize];
-  ASSERT_EQ(::recv(fd->get(), hdr, sizeof hdr, MSG_WAITALL), static_cast<ssize_t>(sizeof hdr));
+  UniqueFd fd;
+  ASSERT_NO_FATAL_FAILURE(StartSleeper(fd));
   ASSERT_TRUE(agent_.Signal(SIGTERM).ok());
   auto st = agent_.Wait();
   ASSERT_TRUE(st.ok());

@@ -341,7 +341,7 @@ TEST_F(PoolTest, ClientKilledMidRunFreesItsSlot) {
   }, 3000)) << DaemonLog();
   auto r = Run({"echo", "next"});
   EXPECT_EQ(r.stdout_data, "next\n");
-  EXPECT_NE(DaemonLog().find("client-gone"), std::string::npos);
+  EXPECT_NE(DaemonLog().find("outcome=client_gone"), std::string::npos) << DaemonLog();
 }
 
 // The agents of idle sandboxes: PID 1 inside, root of the range outside.

@@ -18,7 +18,7 @@ std::string FirstPositional(int argc, char** argv) {
   for (int i = 1; i < argc; ++i) {
     std::string a = argv[i];
     if (a == "--") return "";
-    if (a == "--state-dir" || a == "--userns-base" || a == "--log-level") {
+    if (a == "--state-dir" || a == "--userns-base" || a == "--log-level" || a == "--log-format") {
       ++i;
       continue;
     }
@@ -42,6 +42,9 @@ int main(int argc, char** argv) {
                  "first host uid/gid of the sandboxes' 65536-id range (default $WARMBOX_USERNS_BASE or 1000000000)");
   app.add_option("--log-level", g.log_level, "trace|debug|info|warn|error")
       ->check(CLI::IsMember({"", "trace", "debug", "info", "warn", "error", "off"}));
+  std::string log_format = "text";
+  app.add_option("--log-format", log_format, "text (default) or json (one object per line)")
+      ->check(CLI::IsMember({"text", "json"}));
 
   std::vector<std::pair<CLI::App*, Action>> verbs;
   auto add = [&](Action a) { verbs.emplace_back(app.get_subcommands({}).back(), std::move(a)); };
@@ -75,7 +78,7 @@ int main(int argc, char** argv) {
     bool daemon = pool->parsed() && pool->get_subcommand("start")->parsed();
     g.log_level = daemon ? "info" : "warn";
   }
-  wb::InitLogging(g.log_level);
+  wb::InitLogging(g.log_level, log_format == "json" ? wb::LogFormat::kJson : wb::LogFormat::kText);
   // A reader that goes away (| head) must not kill us before cleanup.
   ::signal(SIGPIPE, SIG_IGN);
   if (auto r = Finish(g); !r.ok()) return ReportError(r.error());

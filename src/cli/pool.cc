@@ -27,6 +27,7 @@ struct StartOpts {
   std::string queue_timeout = "30", memory, pids, cpus, disk, nofile;
   std::vector<std::string> security_opts;
   size_t creation_cap = 0;
+  std::string http, http_token_file;
 };
 
 Result<int> DoStart(const GlobalOptions& g, const StartOpts& o) {
@@ -81,6 +82,11 @@ Result<int> DoStart(const GlobalOptions& g, const StartOpts& o) {
   d.driver.agent_path = g.agent_path;
   d.driver.uid_base = g.uid_base;
   d.driver.cgroup_parent = g.cgroup_parent;
+  d.http = o.http;
+  d.http_token_file = o.http_token_file;
+  if (!d.http_token_file.empty() && d.http.empty() && !std::getenv("LISTEN_FDS")) {
+    return Fail("--http-token-file", d.http_token_file, "given without --http ADDR:PORT");
+  }
   return daemon::RunDaemon(d);
 }
 
@@ -142,8 +148,22 @@ Result<int> DoRun(const RunOpts& o) {
   return resp.exit_code;
 }
 
-int DoStatus(const std::string& socket, bool json) {
+int DoStatus(const std::string& socket, bool json, const std::string& format) {
   daemon::PoolClient client(socket.empty() ? daemon::DefaultSocketPath() : socket);
+  if (format == "prometheus") {
+    auto body = client.RoundTrip(R"({"op":"status","format":"prometheus"})");
+    if (!body.ok()) return ReportError(body.error());
+    auto j = nlohmann::json::parse(*body, nullptr, false);
+    if (j.is_discarded() || !j.contains("metrics") || !j["metrics"].is_string()) {
+      std::string why = !j.is_discarded() && j.contains("error") && j["error"].is_string()
+                            ? j["error"].get<std::string>()
+                            : "bad reply (is the daemon older than this client?)";
+      return ReportError(Fail("pool status", "--format prometheus", why));
+    }
+    std::fputs(j["metrics"].get_ref<const std::string&>().c_str(), stdout);
+    return 0;
+  }
+  if (format == "json") json = true;
   if (json) {
     auto body = client.RoundTrip(R"({"op":"status"})");
     if (!body.ok()) return ReportError(body.error());
@@ -198,6 +218,10 @@ Action AddPool(CLI::App& app) {
   start->add_option("--nofile", so->nofile, "open-file limit of commands (default 1024)");
   start->add_option("--security-opt", so->security_opts, "seccomp=default|unconfined|PROFILE.json")->allow_extra_args(false);
   start->add_option("--creation-cap", so->creation_cap, "sandboxes created at once, daemon-wide (default: #cpus, at least 2)");
+  start->add_option("--http", so->http,
+                    "serve the HTTP API on ADDR:PORT (off by default; see docs/openapi.yaml)");
+  start->add_option("--http-token-file", so->http_token_file,
+                    "file holding the API's bearer token (mode 0600; required unless ADDR is loopback)");
 
   CLI::App* run = pool->add_subcommand("run", "run a command in a warm sandbox");
   run->add_option("--socket", ro->socket, "daemon socket");
@@ -216,6 +240,9 @@ Action AddPool(CLI::App& app) {
   CLI::App* status = pool->add_subcommand("status", "show the pools of a running daemon");
   status->add_option("--socket", *socket, "daemon socket");
   status->add_flag("--json", *json, "print the images as JSON");
+  auto format = std::make_shared<std::string>("table");
+  status->add_option("--format", *format, "table (default), json, or prometheus (the metrics text)")
+      ->check(CLI::IsMember({"table", "json", "prometheus"}));
 
   CLI::App* stop = pool->add_subcommand("stop", "stop the daemon (in-flight runs finish first)");
   stop->add_option("--socket", *socket, "daemon socket");
@@ -231,7 +258,7 @@ Action AddPool(CLI::App& app) {
       if (!r.ok()) return ReportError(r.error());
       return *r;
     }
-    if (status->parsed()) return DoStatus(*socket, *json);
+    if (status->parsed()) return DoStatus(*socket, *json, *format);
     if (stop->parsed()) {
       daemon::PoolClient client(socket->empty() ? daemon::DefaultSocketPath() : *socket);
       auto r = client.Stop();

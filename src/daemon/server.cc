@@ -1,5 +1,7 @@
 #include "daemon/server.h"
 
+#include "daemon/http_server.h"
+#include "daemon/systemd.h"
 #include "pool/warm_pool.h"
 #include "proto/pool_proto.h"
 
@@ -21,6 +23,8 @@
 #include <boost/asio/write.hpp>
 #include <cstdlib>
 #include <cstring>
+#include <map>
+#include <nlohmann/json.hpp>
 
 #include "base/fs.h"
 #include "base/log.h"
@@ -45,7 +49,9 @@ std::string DefaultSocketPath() {
 
 namespace {
 
-double Ms(Clock::duration d) { return std::chrono::duration<double, std::milli>(d).count(); }
+std::string FormatMs(Clock::duration d) {
+  return fmt::format("{:.2f}", std::chrono::duration<double, std::milli>(d).count());
+}
 
 // Whether the peer may use the daemon: root, our own uid, or a member of the
 // socket group (primary or supplementary, read from /proc: no NSS here).
@@ -68,7 +74,43 @@ bool PeerAllowed(int fd, const std::optional<gid_t>& group) {
   return false;
 }
 
-class Daemon {
+// The Unix socket's side of a run: output frames as they come, hang-up seen
+// as the socket turning readable (a client sends nothing after its request).
+class SocketSink : public RunSink {
+ public:
+  explicit SocketSink(Socket& s) : s_(s) {}
+  asio::awaitable<void> Chunk(bool is_stderr, std::string data) override;
+  void WatchHangup(std::function<void()> on_gone) override {
+    auto armed = std::make_shared<bool>(true);
+    armed_ = armed;
+    s_.async_wait(Socket::wait_read, [armed, on_gone = std::move(on_gone)](error_code ec) {
+      if (ec || !*armed) return;
+      *armed = false;
+      on_gone();
+    });
+  }
+  void Disarm() override {
+    if (armed_) *armed_ = false;
+    error_code ignored;
+    s_.cancel(ignored);  // ends the hang-up watch
+  }
+
+ private:
+  Socket& s_;
+  std::shared_ptr<bool> armed_;
+};
+
+asio::awaitable<void> SendFrame(Socket& s, std::string_view json) {
+  std::string frame = proto::EncodePoolFrame(json);
+  error_code ec;
+  co_await asio::async_write(s, asio::buffer(frame), redirect_error(use_awaitable, ec));
+}
+
+asio::awaitable<void> SocketSink::Chunk(bool is_stderr, std::string data) {
+  co_await SendFrame(s_, proto::StreamChunkJson(is_stderr, data));
+}
+
+class Daemon : public RunService {
  public:
   Daemon(const DaemonOptions& opts, Driver& driver, ImageStore& store)
       : opts_(opts),
@@ -85,6 +127,12 @@ class Daemon {
     return Ok();
   }
 
+  Result<void> BindHttp(HttpOptions o) {
+    http_ = std::make_unique<HttpServer>(io_, *this, std::move(o));
+    return http_->Open();
+  }
+  std::string http_address() const { return http_ ? http_->local_address() : ""; }
+
   int Run() {
     signals_.async_wait([this](error_code ec, int sig) {
       if (ec) return;
@@ -92,17 +140,72 @@ class Daemon {
       Stop();
     });
     asio::co_spawn(io_, Accept(), asio::detached);
+    if (http_) http_->Start();
     // Warm the default image and every --warm image, in parallel; the socket
     // already serves (status answers at once, runs are served cold meanwhile).
     if (!opts_.default_image.empty()) registry_.Get(opts_.default_image, 0);
     for (const auto& w : opts_.warm) registry_.Get(w.image, w.count);
+    // Both listeners are bound and the loop is about to serve them.
+    Notify("READY=1\nSTATUS=serving");
     io_.run();
     rt_.create.join();
     rt_.destroy.join();
     return 0;
   }
 
+  // --- RunService ---------------------------------------------------------
+  asio::awaitable<RunOutcome> Run(proto::RunRequest run, RunSink& sink) override {
+    const auto t0 = Clock::now();
+    RunOutcome out;
+    std::string image = run.image.value_or(opts_.default_image);
+    if (stopping_) {
+      Refuse(out, RunErrorKind::kDraining, "the daemon is shutting down");
+    } else if (image.empty()) {
+      Refuse(out, RunErrorKind::kBadRequest, "no image: pass --image or start the daemon with --image");
+    } else if (auto v = ImageStore::ValidateName(image); !v.ok()) {
+      Refuse(out, RunErrorKind::kBadRequest, v.error().ToString());
+    } else if (!rt_.store.Exists(image)) {
+      Refuse(out, RunErrorKind::kNoImage, "image " + image + ": no such image (see 'warmbox image ls')");
+    }
+    if (out.kind != RunErrorKind::kNone) co_return out;
+    pool::WarmPool& pool = registry_.Get(image);
+    auto permit = co_await pool.TakePermit();
+    if (!permit.ok()) {
+      Refuse(out, KindOfError(permit.error()), permit.error().ToString());
+      co_return out;
+    }
+    ++active_runs_;
+    out = co_await RunInPool(sink, pool, run, t0, std::move(*permit));
+    --active_runs_;
+    if (out.kind != RunErrorKind::kNone) ++errors_[out.kind];
+    if (stopping_ && active_runs_ == 0) FinishStop();
+    co_return out;
+  }
+
+  void CountError(RunErrorKind kind) override { ++errors_[kind]; }
+
+  std::string StatusJson() const override { return proto::StatusJson(registry_.Stats()); }
+
+  std::string Metrics() const override {
+    MetricsSnapshot m;
+    m.pools = registry_.Stats();
+    for (const pool::WarmPool* p : registry_.Pools()) m.creation[p->image()] = &p->creation_seconds();
+    for (const auto& [image, r] : run_metrics_) m.runs[image] = &r;
+    m.errors = errors_;
+    m.http_requests = http_ ? http_->requests() : 0;
+    m.draining = stopping_;
+    return RenderPrometheus(m);
+  }
+
+  bool draining() const override { return stopping_; }
+
  private:
+  void Refuse(RunOutcome& out, RunErrorKind kind, std::string msg) {
+    out.kind = kind;
+    out.resp = proto::ErrorResponse(std::move(msg));
+    ++errors_[kind];
+  }
+
   asio::awaitable<void> Accept() {
     for (;;) {
       error_code ec;
@@ -116,16 +219,10 @@ class Daemon {
     }
   }
 
-  static asio::awaitable<void> Send(Socket& s, std::string_view json) {
-    std::string frame = proto::EncodePoolFrame(json);
-    error_code ec;
-    co_await asio::async_write(s, asio::buffer(frame), redirect_error(use_awaitable, ec));
-  }
-
   asio::awaitable<void> Session(Socket s) {
     if (!PeerAllowed(s.native_handle(), opts_.socket_group)) {
       spdlog::warn("refused a client: its uid is neither root, ours, nor in the socket group");
-      co_await Send(s, proto::ToJson(proto::ErrorResponse("permission denied")));
+      co_await SendFrame(s, proto::ToJson(proto::ErrorResponse("permission denied")));
       co_return;
     }
     // A client gets a bounded time to send its request (no slow-loris).
@@ -150,7 +247,8 @@ class Daemon {
       *armed = false;
       timer->cancel();
       // Refused before reading (or allocating) the body.
-      co_await Send(s, proto::ToJson(proto::ErrorResponse(len.error().ToString())));
+      CountError(RunErrorKind::kBadRequest);
+      co_await SendFrame(s, proto::ToJson(proto::ErrorResponse(len.error().ToString())));
       co_return;
     }
     std::string body(*len, '\0');
@@ -160,155 +258,149 @@ class Daemon {
     if (ec) co_return;
     auto req = proto::ParsePoolRequest(body);
     if (!req.ok()) {
-      co_await Send(s, proto::ToJson(proto::ErrorResponse(req.error().ToString())));
+      CountError(RunErrorKind::kBadRequest);
+      co_await SendFrame(s, proto::ToJson(proto::ErrorResponse(req.error().ToString())));
       co_return;
     }
     switch (req->op) {
       case proto::Op::kStatus:
-        co_await Send(s, proto::StatusJson(registry_.Stats()));
+        if (req->format == "prometheus") {
+          nlohmann::json j{{"format", "prometheus"}, {"metrics", Metrics()}};
+          co_await SendFrame(s, j.dump());
+        } else {
+          co_await SendFrame(s, StatusJson());
+        }
         co_return;
       case proto::Op::kStop:
-        co_await Send(s, R"({"ok":true,"error":null})");
+        co_await SendFrame(s, R"({"ok":true,"error":null})");
         Stop();
         co_return;
-      case proto::Op::kRun:
-        co_await HandleRun(s, std::move(req->run));
+      case proto::Op::kRun: {
+        SocketSink sink(s);
+        RunOutcome out = co_await Run(std::move(req->run), sink);
+        if (out.kind != RunErrorKind::kClientGone) co_await SendFrame(s, proto::ToJson(out.resp));
         co_return;
+      }
     }
-  }
-
-  asio::awaitable<void> HandleRun(Socket& s, proto::RunRequest run) {
-    const auto t0 = Clock::now();
-    if (stopping_) {
-      co_await Send(s, proto::ToJson(proto::ErrorResponse("the daemon is shutting down")));
-      co_return;
-    }
-    std::string image = run.image.value_or(opts_.default_image);
-    if (image.empty()) {
-      co_await Send(s, proto::ToJson(proto::ErrorResponse(
-                           "no image: pass --image or start the daemon with --image")));
-      co_return;
-    }
-    if (auto v = ImageStore::ValidateName(image); !v.ok()) {
-      co_await Send(s, proto::ToJson(proto::ErrorResponse(v.error().ToString())));
-      co_return;
-    }
-    if (!rt_.store.Exists(image)) {
-      co_await Send(s, proto::ToJson(proto::ErrorResponse(
-                           "image " + image + ": no such image (see 'warmbox image ls')")));
-      co_return;
-    }
-    pool::WarmPool& pool = registry_.Get(image);
-    auto permit = co_await pool.TakePermit();
-    if (!permit.ok()) {
-      co_await Send(s, proto::ToJson(proto::ErrorResponse(permit.error().ToString())));
-      co_return;
-    }
-    ++active_runs_;
-    co_await RunInPool(s, pool, run, Clock::now() - t0, std::move(*permit));
-    --active_runs_;
-    if (stopping_ && active_runs_ == 0) FinishStop();
   }
 
   // Acquires a sandbox (another one if an idle one fails its health check),
-  // runs the command, replies, and gives the sandbox back.
-  asio::awaitable<void> RunInPool(Socket& s, pool::WarmPool& pool, proto::RunRequest& run,
-                                  Clock::duration queued, pool::Permit permit) {
+  // runs the command and gives the sandbox back. The caller replies.
+  asio::awaitable<RunOutcome> RunInPool(RunSink& sink, pool::WarmPool& pool, proto::RunRequest& run,
+                                        Clock::time_point t0, pool::Permit permit) {
     const std::string& image = pool.image();
+    RunOutcome out;
+    ImageRunMetrics& metrics = run_metrics_[image];
     for (int attempt = 0;; ++attempt) {
       const auto t_permit = Clock::now();
       auto lease = co_await pool.Acquire();
       if (!lease.ok()) {
-        co_await Send(s, proto::ToJson(proto::ErrorResponse(lease.error().ToString())));
-        co_return;
+        out.kind = KindOfError(lease.error());
+        out.resp = proto::ErrorResponse(lease.error().ToString());
+        spdlog::warn("run image={} failed: {}", image, lease.error().ToString());
+        co_return out;
       }
       const auto t_acquired = Clock::now();
 
-    // A client that hangs up cancels its run: the agent connection is closed,
-    // and the agent kills the command.
-    auto done = std::make_shared<bool>(false);
-    auto gone = std::make_shared<bool>(false);
-    pool::AgentConn* conn = lease->conn.get();
-    s.async_wait(Socket::wait_read, [done, gone, conn](error_code ec) {
-      if (ec || *done) return;
-      *gone = true;
-      conn->Close();
-    });
+      // A client that hangs up cancels its run: the agent connection is
+      // closed, and the agent kills the command.
+      auto gone = std::make_shared<bool>(false);
+      pool::AgentConn* conn = lease->conn.get();
+      sink.WatchHangup([gone, conn] {
+        *gone = true;
+        conn->Close();
+      });
 
-    proto::ExecRequest er;
-    er.argv = run.cmd;
-    er.env = run.env;
-    er.cwd = run.workdir;
-    er.user = run.user;
-    er.timeout_ms = run.timeout_ms;
-    if (run.output_cap) er.output_cap = *run.output_cap;
-    if (run.nofile) er.nofile = *run.nofile;
-    er = lease->sandbox->WithImageDefaults(er);
-    if (run.memory_bytes || run.pids || run.cpus) {
-      // This run's own limits, on the pre-booted sandbox, before it starts.
-      Limits l = opts_.pool.limits;
-      if (run.memory_bytes) l.memory_bytes = *run.memory_bytes;
-      if (run.pids) l.pids = *run.pids;
-      if (run.cpus) l.cpus = *run.cpus;
-      if (auto r = lease->sandbox->SetLimits(l); !r.ok()) {
-        *done = true;
-        error_code ignored;
-        s.cancel(ignored);
-        pool.Release(std::move(*lease), std::move(permit));
-        co_await Send(s, proto::ToJson(proto::ErrorResponse(r.error().ToString())));
-        co_return;
+      proto::ExecRequest er;
+      er.argv = run.cmd;
+      er.env = run.env;
+      er.cwd = run.workdir;
+      er.user = run.user;
+      er.timeout_ms = run.timeout_ms;
+      if (run.output_cap) er.output_cap = *run.output_cap;
+      if (run.nofile) er.nofile = *run.nofile;
+      er = lease->sandbox->WithImageDefaults(er);
+      if (run.memory_bytes || run.pids || run.cpus) {
+        // This run's own limits, on the pre-booted sandbox, before it starts.
+        Limits l = opts_.pool.limits;
+        if (run.memory_bytes) l.memory_bytes = *run.memory_bytes;
+        if (run.pids) l.pids = *run.pids;
+        if (run.cpus) l.cpus = *run.cpus;
+        if (auto r = lease->sandbox->SetLimits(l); !r.ok()) {
+          sink.Disarm();
+          pool.Release(std::move(*lease), std::move(permit));
+          out.kind = RunErrorKind::kInternal;
+          out.resp = proto::ErrorResponse(r.error().ToString());
+          co_return out;
+        }
       }
-    }
-    proto::RunResponse resp;
-    resp.sandbox = lease->sandbox->id();
-    const bool stream = run.stream;
-    auto on_chunk = [&](bool is_err, std::string data) -> asio::awaitable<void> {
-      if (stream) {
-        if (!*gone) co_await Send(s, proto::StreamChunkJson(is_err, data));
+      out.resp = proto::RunResponse{};
+      out.resp.sandbox = lease->sandbox->id();
+      const bool stream = run.stream;
+      auto on_chunk = [&](bool is_err, std::string data) -> asio::awaitable<void> {
+        if (stream) {
+          if (!*gone) co_await sink.Chunk(is_err, std::move(data));
+        } else {
+          (is_err ? out.resp.stderr_data : out.resp.stdout_data) += data;
+        }
+      };
+      bool unhealthy = false;
+      std::optional<std::chrono::milliseconds> health;
+      if (lease->hit) health = opts_.pool.health_timeout;
+      const uint64_t ooms = lease->sandbox->OomKills();
+      auto exit = co_await lease->conn->Exec(er, run.stdin_data, on_chunk, health, &unhealthy);
+      sink.Disarm();
+      if (unhealthy && !*gone && attempt < 2) {
+        pool.Evict(std::move(*lease), exit.error());
+        continue;  // the command did not start: another sandbox takes it
+      }
+      if (exit.ok()) {
+        out.resp.exit_code = exit->exit_code;
+        out.resp.timed_out = exit->timed_out;
+        out.resp.stdout_truncated = exit->stdout_truncated;
+        out.resp.stderr_truncated = exit->stderr_truncated;
+        out.resp.oom_killed = lease->sandbox->OomKills() > ooms;
+      } else if (*gone) {
+        out.kind = RunErrorKind::kClientGone;
+        out.resp.exit_code = -1;
+        out.resp.error = "the client went away; the command was killed";
       } else {
-        (is_err ? resp.stderr_data : resp.stdout_data) += data;
+        out.kind = RunErrorKind::kInternal;
+        out.resp.exit_code = -1;
+        out.resp.error = exit.error().ToString();
       }
-    };
-    bool unhealthy = false;
-    std::optional<std::chrono::milliseconds> health;
-    if (lease->hit) health = opts_.pool.health_timeout;
-    const uint64_t ooms = lease->sandbox->OomKills();
-    auto exit = co_await lease->conn->Exec(er, run.stdin_data, on_chunk, health, &unhealthy);
-    *done = true;
-    error_code ignored;
-    s.cancel(ignored);  // ends the hang-up watch
-    if (unhealthy && !*gone && attempt < 2) {
-      pool.Evict(std::move(*lease), exit.error());
-      continue;  // the command did not start: another sandbox takes it
-    }
-    if (exit.ok()) {
-      resp.exit_code = exit->exit_code;
-      resp.timed_out = exit->timed_out;
-      resp.stdout_truncated = exit->stdout_truncated;
-      resp.stderr_truncated = exit->stderr_truncated;
-      resp.oom_killed = lease->sandbox->OomKills() > ooms;
-    } else {
-      resp.exit_code = -1;
-      resp.error = *gone ? "the client went away; the command was killed" : exit.error().ToString();
-    }
-    const auto t_exec = Clock::now();
-    std::string sandbox_id = lease->sandbox->id();
-    const bool hit = lease->hit;
-    pool.Release(std::move(*lease), std::move(permit));
-    spdlog::info("run image={} sandbox={} exit={} {} queue={:.2f}ms acquire={:.2f}ms exec={:.2f}ms{}", image,
-                 sandbox_id, resp.exit_code, hit ? "warm" : "cold", Ms(queued), Ms(t_acquired - t_permit),
-                 Ms(t_exec - t_acquired), *gone ? " client-gone" : "");
-    if (!*gone) co_await Send(s, proto::ToJson(resp));
-    co_return;
+      if (*gone) out.kind = RunErrorKind::kClientGone;
+      const auto t_exec = Clock::now();
+      std::string sandbox_id = lease->sandbox->id();
+      const bool hit = lease->hit;
+      pool.Release(std::move(*lease), std::move(permit));
+      metrics.acquire_wait.Observe(std::chrono::duration<double>(t_acquired - t0).count());
+      if (exit.ok()) {
+        ++metrics.runs;
+        metrics.run_duration.Observe(std::chrono::duration<double>(t_exec - t_acquired).count());
+      }
+      // One line per run; never the command's output.
+      LogEvent(spdlog::level::info, "run",
+               {{"image", image},
+                {"sandbox", sandbox_id},
+                {"exit", std::to_string(out.resp.exit_code)},
+                {"pool", hit ? "warm" : "cold"},
+                {"queue_ms", FormatMs(t_permit - t0)},
+                {"acquire_ms", FormatMs(t_acquired - t_permit)},
+                {"exec_ms", FormatMs(t_exec - t_acquired)},
+                {"outcome", out.kind == RunErrorKind::kNone ? (out.resp.timed_out ? "timeout" : "exited")
+                                                            : RunErrorKindName(out.kind)}});
+      co_return out;
     }
   }
 
   void Stop() {
     if (stopping_) return;
     stopping_ = true;
+    Notify("STOPPING=1\nSTATUS=draining");
     error_code ec;
     acceptor_.close(ec);
-    ::unlink(opts_.socket_path.c_str());
+    if (opts_.unlink_socket) ::unlink(opts_.socket_path.c_str());
     signals_.cancel(ec);
     if (active_runs_ == 0) {
       FinishStop();
@@ -325,6 +417,8 @@ class Daemon {
     if (finishing_) return;
     finishing_ = true;
     drain_timer_.cancel();
+    // The HTTP API answered 503 (and /healthz "draining") during the grace.
+    if (http_) http_->Close();
     registry_.Shutdown();
     // Runs still in flight (past the grace) end when io_ stops: their agents
     // are killed by the sandboxes' teardown below.
@@ -348,6 +442,9 @@ class Daemon {
   asio::local::stream_protocol::acceptor acceptor_;
   asio::signal_set signals_;
   asio::steady_timer drain_timer_;
+  std::unique_ptr<HttpServer> http_;
+  std::map<std::string, ImageRunMetrics> run_metrics_;
+  std::map<RunErrorKind, uint64_t> errors_;
   size_t active_runs_ = 0;
   bool stopping_ = false;
   bool finishing_ = false;
@@ -392,22 +489,75 @@ Result<int> BindSocket(const DaemonOptions& opts) {
 
 }  // namespace
 
-Result<int> RunDaemon(const DaemonOptions& opts) {
+Result<int> RunDaemon(const DaemonOptions& options) {
+  DaemonOptions opts = options;
   ImageStore store(opts.driver.state_dir, opts.driver.uid_base);
-  // Socket first: clients can connect (and queue) while everything else starts.
-  UniqueFd listen_fd(WB_TRY(BindSocket(opts)));
+  // Sockets first: clients can connect (and queue) while everything else
+  // starts. Under systemd socket activation they are inherited instead.
+  ListenFds activated = WB_TRY(TakeActivationFds());
+  UniqueFd listen_fd, http_fd(activated.http);
+  if (activated.pool >= 0) {
+    listen_fd = UniqueFd(activated.pool);
+    // systemd owns the socket file: it stays for the next activation.
+    opts.unlink_socket = false;
+    sockaddr_un addr{};
+    socklen_t len = sizeof addr;
+    if (::getsockname(listen_fd.get(), reinterpret_cast<sockaddr*>(&addr), &len) == 0 && addr.sun_path[0]) {
+      opts.socket_path = addr.sun_path;
+    }
+  } else {
+    listen_fd = UniqueFd(WB_TRY(BindSocket(opts)));
+  }
+  auto cleanup_socket = [&] {
+    if (opts.unlink_socket) ::unlink(opts.socket_path.c_str());
+  };
+  std::optional<HttpOptions> http;
+  if (!opts.http.empty() || http_fd) {
+    HttpOptions h;
+    if (!opts.http.empty()) {
+      auto addr = ParseListenAddress(opts.http);
+      if (!addr.ok()) {
+        cleanup_socket();
+        return addr.error();
+      }
+      h.addr = *addr;
+    }
+    if (!opts.http_token_file.empty()) {
+      auto token = ReadTokenFile(opts.http_token_file);
+      if (!token.ok()) {
+        cleanup_socket();
+        return token.error();
+      }
+      h.token = *token;
+    } else if (http_fd || !h.addr.loopback) {
+      // Anyone who can reach a non-loopback port could run code: a token is
+      // mandatory there (and for inherited sockets, whose address systemd chose).
+      cleanup_socket();
+      return Fail("--http", opts.http.empty() ? "socket activation" : opts.http,
+                  "a non-loopback address needs --http-token-file (bearer-token authentication)");
+    }
+    h.request_timeout = opts.request_timeout;
+    h.listen_fd = http_fd.release();
+    http = std::move(h);
+  }
   auto driver = NsDriver::Open(opts.driver, &store);
   if (!driver.ok()) {
-    ::unlink(opts.socket_path.c_str());
+    cleanup_socket();
     return driver.error();
   }
   Daemon d(opts, **driver, store);
   WB_CHECK(d.Bind(listen_fd.release()));
-  spdlog::info("serving on {} (default image {}, size {}, max {}, ttl {}s)", opts.socket_path,
-               opts.default_image.empty() ? "none" : opts.default_image, opts.pool.size, opts.pool.max,
-               opts.pool.ttl_s);
+  if (http) {
+    if (auto r = d.BindHttp(std::move(*http)); !r.ok()) {
+      cleanup_socket();
+      return r.error();
+    }
+  }
+  spdlog::info("serving on {}{}{} (default image {}, size {}, max {}, ttl {}s)", opts.socket_path,
+               http ? " and http://" : "", d.http_address(), opts.default_image.empty() ? "none" : opts.default_image,
+               opts.pool.size, opts.pool.max, opts.pool.ttl_s);
   int rc = d.Run();
-  ::unlink(opts.socket_path.c_str());
+  cleanup_socket();
   spdlog::info("stopped");
   return rc;
 }

@@ -25,6 +25,12 @@ struct DaemonOptions {
   std::chrono::milliseconds drain_grace{10000};  // in-flight runs at stop
   std::chrono::milliseconds request_timeout{10000};  // to receive a request
   NsDriverOptions driver;
+  // The HTTP API: "ADDR:PORT" ("" = off), and the bearer token's file
+  // (required unless ADDR is loopback).
+  std::string http;
+  std::string http_token_file;
+  // Whether to remove socket_path at exit (not when systemd passed the socket).
+  bool unlink_socket = true;
 };
 
 // Serves until stopped (SIGINT, SIGTERM or a stop request); returns the exit code.

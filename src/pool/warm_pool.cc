@@ -94,6 +94,7 @@ asio::awaitable<Result<std::unique_ptr<Sandbox>>> WarmPool::CreateOne() {
   ++rt_.in_flight;
   std::optional<Result<std::unique_ptr<Sandbox>>> out;
   SandboxSpec spec{image_, settings_.limits, settings_.security};
+  double seconds = 0;  // the driver's own time, not the wait for a creation thread
   // The driver blocks (clone, mounts, readiness): run it on the creation
   // pool, whose size caps concurrent creations daemon-wide.
   co_await asio::co_spawn(
@@ -105,13 +106,16 @@ asio::awaitable<Result<std::unique_ptr<Sandbox>>> WarmPool::CreateOne() {
         // the agent back to 0 once it is ready.
         static thread_local bool niced = ::setpriority(PRIO_PROCESS, 0, 10) == 0;
         (void)niced;
+        const auto t0 = Clock::now();
         out.emplace(rt_.driver.Create(spec));
+        seconds = std::chrono::duration<double>(Clock::now() - t0).count();
         co_return;
       },
       use_awaitable);
   --rt_.in_flight;
   if (out->ok()) {
     ++stats_.total_created;
+    creation_seconds_.Observe(seconds);
   } else {
     ++stats_.failed_creations;
   }
@@ -298,6 +302,12 @@ WarmPool& PoolRegistry::Get(const std::string& image, size_t warm_count) {
 std::vector<proto::ImageStat> PoolRegistry::Stats() const {
   std::vector<proto::ImageStat> out;
   for (const auto& [name, pool] : pools_) out.push_back(pool->Stat());  // std::map: sorted
+  return out;
+}
+
+std::vector<const WarmPool*> PoolRegistry::Pools() const {
+  std::vector<const WarmPool*> out;
+  for (const auto& [name, pool] : pools_) out.push_back(pool.get());
   return out;
 }
 

@@ -17,6 +17,7 @@
 #include <string>
 
 #include "base/error.h"
+#include "base/histogram.h"
 #include "image/store.h"
 #include "pool/agent_conn.h"
 #include "pool/settings.h"
@@ -86,6 +87,8 @@ class WarmPool {
   // Tops the idle set up to the target (bounded parallelism); no-op when stopping.
   void Refill();
   proto::ImageStat Stat() const;
+  // Seconds to create each sandbox of this pool (successful creations).
+  const Histogram& creation_seconds() const { return creation_seconds_; }
   // Stops refilling and destroys every idle sandbox.
   void Shutdown();
 
@@ -119,6 +122,7 @@ class WarmPool {
   asio::steady_timer ttl_timer_;
   asio::steady_timer backoff_timer_;
   proto::ImageStat stats_;
+  Histogram creation_seconds_;
   uint64_t peak_active_ = 0;
 };
 
@@ -128,6 +132,7 @@ class PoolRegistry {
   // The pool of image, created (and warmed) on first use. warm_count 0: --size.
   WarmPool& Get(const std::string& image, size_t warm_count = 0);
   std::vector<proto::ImageStat> Stats() const;  // sorted by image
+  std::vector<const WarmPool*> Pools() const;   // sorted by image
   void Shutdown();
 
  private:

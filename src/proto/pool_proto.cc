@@ -83,6 +83,13 @@ Result<PoolRequest> ParsePoolRequest(std::string_view text) {
   const std::string name = op->get<std::string>();
   if (name == "status") {
     r.op = Op::kStatus;
+    auto f = j.find("format");
+    if (f != j.end() && !f->is_null()) {
+      if (!f->is_string() || (*f != "json" && *f != "prometheus")) {
+        return Bad("format", "expected \"json\" or \"prometheus\"");
+      }
+      r.format = f->get<std::string>();
+    }
     return r;
   }
   if (name == "stop") {
@@ -136,7 +143,9 @@ Result<PoolRequest> ParsePoolRequest(std::string_view text) {
 
 std::string ToJson(const PoolRequest& r) {
   switch (r.op) {
-    case Op::kStatus: return R"({"op":"status"})";
+    case Op::kStatus:
+      return r.format.empty() || r.format == "json" ? R"({"op":"status"})"
+                                                     : R"({"op":"status","format":")" + r.format + "\"}";
     case Op::kStop: return R"({"op":"stop"})";
     case Op::kRun: break;
   }

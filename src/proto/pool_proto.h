@@ -39,6 +39,8 @@ enum class Op { kRun, kStatus, kStop };
 struct PoolRequest {
   Op op = Op::kStatus;
   RunRequest run;
+  // status: "" or "json" (the pools), "prometheus" ({"format":"prometheus","metrics":"<text>"}).
+  std::string format;
 };
 
 [[nodiscard]] Result<PoolRequest> ParsePoolRequest(std::string_view json);

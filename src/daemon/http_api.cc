@@ -1,0 +1,192 @@
+#include "daemon/http_api.h"
+
+#include <arpa/inet.h>
+#include <sys/stat.h>
+
+#include <boost/beast/core/detail/base64.hpp>
+#include <nlohmann/json.hpp>
+
+#include "base/fs.h"
+#include "base/strings.h"
+
+namespace wb::daemon {
+
+using nlohmann::json;
+namespace b64 = boost::beast::detail::base64;
+
+namespace {
+std::string Dump(const json& j) { return j.dump(-1, ' ', false, json::error_handler_t::replace); }
+}  // namespace
+
+std::string Base64Encode(std::string_view data) {
+  std::string out(b64::encoded_size(data.size()), '\0');
+  out.resize(b64::encode(out.data(), data.data(), data.size()));
+  return out;
+}
+
+Result<std::string> Base64Decode(std::string_view text, const char* field) {
+  // Beast's decoder stops at the first byte outside the alphabet; padding
+  // ends the input. Anything left unread means the input was not base64.
+  std::string out(b64::decoded_size(text.size()), '\0');
+  auto [written, read] = b64::decode(out.data(), text.data(), text.size());
+  size_t rest = read;
+  while (rest < text.size() && text[rest] == '=') ++rest;
+  if (rest != text.size() || (text.size() % 4) != 0) {
+    return Fail("bad request", field, "not valid base64 (standard alphabet, padded)");
+  }
+  out.resize(written);
+  return out;
+}
+
+Result<proto::RunRequest> ParseHttpRunRequest(std::string_view body) {
+  json j = json::parse(body, nullptr, /*allow_exceptions=*/false);
+  if (j.is_discarded()) return Fail("bad request", "body", "not valid JSON");
+  if (!j.is_object()) return Fail("bad request", "body", "expected a JSON object");
+  if (j.contains("op")) return Fail("bad request", "op", "not used over HTTP: POST /v1/run runs a command");
+  if (j.contains("stream")) {
+    return Fail("bad request", "stream", "not used over HTTP: send 'Accept: application/x-ndjson' to stream");
+  }
+  // env may be an object: {"K":"V"} becomes ["K=V"] (sorted by key, as JSON objects are here).
+  if (auto it = j.find("env"); it != j.end() && it->is_object()) {
+    json arr = json::array();
+    for (const auto& [k, v] : it->items()) {
+      if (k.empty() || k.find('=') != std::string::npos) return Fail("bad request", "env", "bad name '" + k + "'");
+      if (!v.is_string()) return Fail("bad request", "env", "the value of " + k + " must be a string");
+      arr.push_back(k + "=" + v.get<std::string>());
+    }
+    *it = std::move(arr);
+  }
+  if (auto it = j.find("stdin_base64"); it != j.end()) {
+    if (j.contains("stdin")) return Fail("bad request", "stdin_base64", "give stdin or stdin_base64, not both");
+    if (!it->is_string()) return Fail("bad request", "stdin_base64", "expected a base64 string");
+    std::string bytes = WB_TRY(Base64Decode(it->get_ref<const std::string&>(), "stdin_base64"));
+    j.erase(it);
+    // The socket form takes stdin as a string of raw bytes; nlohmann keeps
+    // strings as bytes, and the replace handler only matters for dumping
+    // invalid UTF-8, so carry it as an array instead.
+    json arr = json::array();
+    for (unsigned char c : bytes) arr.push_back(c);
+    j["stdin"] = std::move(arr);
+  } else if (auto in = j.find("stdin"); in != j.end() && !in->is_null() && !in->is_string()) {
+    return Fail("bad request", "stdin", "expected a string (or use stdin_base64 for bytes)");
+  }
+  j["op"] = "run";
+  auto req = WB_TRY(proto::ParsePoolRequest(Dump(j)));
+  return std::move(req.run);
+}
+
+std::string HttpRunResponseJson(const proto::RunResponse& r) {
+  // Field order as on the socket; outputs as base64 strings.
+  std::string out = "{\"stdout\":\"" + Base64Encode(r.stdout_data) + "\",\"stderr\":\"" +
+                    Base64Encode(r.stderr_data) + "\",\"exit_code\":" + std::to_string(r.exit_code) +
+                    ",\"error\":" + (r.error ? Dump(json(*r.error)) : "null");
+  auto flag = [&](const char* k, bool v) { out += std::string(",\"") + k + "\":" + (v ? "true" : "false"); };
+  flag("timed_out", r.timed_out);
+  flag("stdout_truncated", r.stdout_truncated);
+  flag("stderr_truncated", r.stderr_truncated);
+  flag("oom_killed", r.oom_killed);
+  out += ",\"sandbox\":" + Dump(json(r.sandbox)) + "}";
+  return out;
+}
+
+std::string HttpChunkJson(bool is_stderr, std::string_view data) {
+  return std::string("{\"stream\":\"") + (is_stderr ? "stderr" : "stdout") + "\",\"data\":\"" +
+         Base64Encode(data) + "\"}";
+}
+
+std::string HttpErrorJson(const std::string& message, std::string_view kind) {
+  return Dump(json{{"error", message}, {"kind", kind}});
+}
+
+unsigned HttpStatusFor(RunErrorKind kind) {
+  switch (kind) {
+    case RunErrorKind::kNone: return 200;
+    case RunErrorKind::kBadRequest: return 400;
+    case RunErrorKind::kNoImage: return 404;
+    case RunErrorKind::kBusy: return 429;
+    case RunErrorKind::kDraining: return 503;
+    case RunErrorKind::kClientGone: return 499;  // nginx's "client closed request"; never sent
+    case RunErrorKind::kInternal: return 500;
+  }
+  return 500;
+}
+
+RunErrorKind KindOfError(const Error& e) {
+  if (e.call == "busy") return RunErrorKind::kBusy;
+  if (e.call == "bad request" || e.call == "frame") return RunErrorKind::kBadRequest;
+  if (e.detail.find("shutting down") != std::string::npos) return RunErrorKind::kDraining;
+  return RunErrorKind::kInternal;
+}
+
+Result<ListenAddress> ParseListenAddress(std::string_view text) {
+  ListenAddress a;
+  std::string_view host, port;
+  if (!text.empty() && text.front() == '[') {
+    size_t close = text.find(']');
+    if (close == std::string_view::npos || close + 1 >= text.size() || text[close + 1] != ':') {
+      return Fail("--http", std::string(text), "expected [IPV6]:PORT");
+    }
+    host = text.substr(1, close - 1);
+    port = text.substr(close + 2);
+  } else {
+    size_t colon = text.rfind(':');
+    if (colon == std::string_view::npos) return Fail("--http", std::string(text), "expected ADDR:PORT");
+    host = text.substr(0, colon);
+    port = text.substr(colon + 1);
+  }
+  auto p = ParseUint(port, "--http port");
+  if (!p.ok() || *p == 0 || *p > 65535) return Fail("--http", std::string(text), "port must be 1-65535");
+  a.port = static_cast<uint16_t>(*p);
+  a.host = host == "localhost" ? "127.0.0.1" : std::string(host);
+  in_addr v4{};
+  in6_addr v6{};
+  if (::inet_pton(AF_INET, a.host.c_str(), &v4) == 1) {
+    a.loopback = (ntohl(v4.s_addr) >> 24) == 127;
+  } else if (::inet_pton(AF_INET6, a.host.c_str(), &v6) == 1) {
+    a.loopback = IN6_IS_ADDR_LOOPBACK(&v6);
+  } else {
+    return Fail("--http", std::string(text), "the address must be a numeric IPv4 or IPv6 address, or localhost");
+  }
+  return a;
+}
+
+std::optional<std::string_view> BearerToken(std::string_view authorization) {
+  constexpr std::string_view kScheme = "bearer ";
+  if (authorization.size() <= kScheme.size()) return std::nullopt;
+  for (size_t i = 0; i < kScheme.size(); ++i) {
+    if (std::tolower(static_cast<unsigned char>(authorization[i])) != kScheme[i]) return std::nullopt;
+  }
+  std::string_view t = Trim(authorization.substr(kScheme.size()));
+  if (t.empty()) return std::nullopt;
+  return t;
+}
+
+bool TokenEquals(std::string_view given, std::string_view expected) {
+  // Every byte of the expected token is looked at whatever the input, and
+  // the difference is accumulated without branching, so the time says
+  // nothing about how much of a guess was right. (A short static helper
+  // instead of OpenSSL's CRYPTO_memcmp: the CLI is linked statically.)
+  volatile unsigned char diff = given.size() == expected.size() ? 0 : 1;
+  for (size_t i = 0; i < expected.size(); ++i) {
+    unsigned char g = i < given.size() ? static_cast<unsigned char>(given[i]) : 0;
+    diff = static_cast<unsigned char>(diff | (g ^ static_cast<unsigned char>(expected[i])));
+  }
+  return diff == 0;
+}
+
+Result<std::string> ReadTokenFile(const std::string& path) {
+  struct stat st{};
+  if (::stat(path.c_str(), &st) != 0) return Errno("stat", path);
+  if (st.st_mode & 077) {
+    return Fail("--http-token-file", path, "is readable or writable by group or others; chmod 600 it");
+  }
+  std::string t(Trim(WB_TRY(ReadFile(path))));
+  if (t.empty()) return Fail("--http-token-file", path, "is empty");
+  if (t.find_first_of(" \t\r\n") != std::string::npos) {
+    return Fail("--http-token-file", path, "must hold one token on one line");
+  }
+  if (t.size() < 16) return Fail("--http-token-file", path, "token too short (at least 16 characters)");
+  return t;
+}
+
+}  // namespace wb::daemon

@@ -1,0 +1,52 @@
+// The HTTP API's pure parts: request parsing, response encoding, status codes,
+// listen addresses and bearer tokens. The server (http_server.cc) applies them
+// on the daemon's Asio loop. See docs/openapi.yaml.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+
+#include "base/error.h"
+#include "daemon/metrics.h"
+#include "proto/pool_proto.h"
+
+namespace wb::daemon {
+
+// POST /v1/run's body: the socket's run fields (docs/protocol.md) without
+// "op", plus `env` as an object and `stdin_base64`. Errors read like the
+// socket's: "bad request(env): ...".
+[[nodiscard]] Result<proto::RunRequest> ParseHttpRunRequest(std::string_view body);
+
+// {"stdout":"<base64>","stderr":"<base64>","exit_code":N,"error":null,...}
+std::string HttpRunResponseJson(const proto::RunResponse& r);
+// {"stream":"stdout","data":"<base64>"}
+std::string HttpChunkJson(bool is_stderr, std::string_view data);
+// {"error":"...","kind":"busy"}; kind is RunErrorKindName or an HTTP-only kind
+// ("unauthorized", "not_found", "method_not_allowed", "too_large").
+std::string HttpErrorJson(const std::string& message, std::string_view kind);
+// 400, 404, 429, 503, 500 ... (200 for kNone).
+unsigned HttpStatusFor(RunErrorKind kind);
+// The kind of a daemon-side failure, from the error that caused it.
+RunErrorKind KindOfError(const Error& e);
+
+std::string Base64Encode(std::string_view data);
+[[nodiscard]] Result<std::string> Base64Decode(std::string_view text, const char* field);
+
+struct ListenAddress {
+  std::string host;  // numeric IPv4/IPv6, as given ("localhost" becomes 127.0.0.1)
+  uint16_t port = 0;
+  bool loopback = false;
+};
+// "127.0.0.1:8080", "[::1]:8080", "0.0.0.0:8080", "localhost:8080".
+[[nodiscard]] Result<ListenAddress> ParseListenAddress(std::string_view text);
+
+// The token of "Bearer TOKEN" (scheme case-insensitive), or nullopt.
+std::optional<std::string_view> BearerToken(std::string_view authorization);
+// Compares in time that depends only on the lengths, not on where they differ.
+bool TokenEquals(std::string_view given, std::string_view expected);
+// Reads a token file: one line, not empty, not readable by group or others.
+[[nodiscard]] Result<std::string> ReadTokenFile(const std::string& path);
+
+}  // namespace wb::daemon

@@ -1,0 +1,353 @@
+#include "daemon/http_server.h"
+
+#include <sys/socket.h>
+
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/redirect_error.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/asio/write.hpp>
+#include <boost/beast/core.hpp>
+#include <boost/beast/http.hpp>
+
+#include "base/log.h"
+
+namespace wb::daemon {
+
+namespace asio = boost::asio;
+namespace beast = boost::beast;
+namespace http = beast::http;
+using asio::redirect_error;
+using asio::use_awaitable;
+using boost::system::error_code;
+using tcp = asio::ip::tcp;
+using Request = http::request<http::string_body>;
+
+namespace {
+
+constexpr const char* kJson = "application/json";
+constexpr const char* kNdjson = "application/x-ndjson";
+
+// Streams a run's output as NDJSON in a chunked response. The head goes out
+// with the first chunk, so a run refused before any output (busy, bad
+// image) still gets its own status code.
+class HttpSink : public RunSink {
+ public:
+  HttpSink(beast::tcp_stream& s, unsigned version) : s_(s), version_(version) {}
+
+  asio::awaitable<void> Chunk(bool is_stderr, std::string data) override {
+    co_await WriteLine(HttpChunkJson(is_stderr, data));
+  }
+
+  asio::awaitable<void> WriteLine(std::string line) {
+    if (failed_) co_return;
+    error_code ec;
+    if (!started_) {
+      started_ = true;
+      http::response<http::empty_body> res{http::status::ok, version_};
+      res.set(http::field::content_type, kNdjson);
+      res.set(http::field::cache_control, "no-store");
+      res.chunked(true);
+      http::response_serializer<http::empty_body> sr{res};
+      co_await http::async_write_header(s_, sr, redirect_error(use_awaitable, ec));
+      if (ec) co_return Failed();
+    }
+    line += '\n';
+    co_await asio::async_write(s_, http::make_chunk(asio::buffer(line)), redirect_error(use_awaitable, ec));
+    if (ec) Failed();
+  }
+
+  asio::awaitable<bool> Finish(std::string final_line) {
+    co_await WriteLine(std::move(final_line));
+    if (failed_) co_return false;
+    error_code ec;
+    co_await asio::async_write(s_, http::make_chunk_last(), redirect_error(use_awaitable, ec));
+    co_return !ec;
+  }
+
+  // A readable socket during a run is either a hang-up (EOF) or a pipelined
+  // request; only EOF or an error cancels the run.
+  void WatchHangup(std::function<void()> on_gone) override {
+    watch_ = std::make_shared<Watch>();
+    watch_->on_gone = std::move(on_gone);
+    auto w = watch_;
+    int fd = s_.socket().native_handle();
+    s_.socket().async_wait(tcp::socket::wait_read, [w, fd](error_code ec) {
+      if (ec || !w->armed) return;
+      char c;
+      ssize_t n = ::recv(fd, &c, 1, MSG_PEEK | MSG_DONTWAIT);
+      if (n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK)) w->Fire();
+    });
+  }
+  void Disarm() override {
+    if (!watch_) return;
+    watch_->armed = false;
+    error_code ignored;
+    s_.socket().cancel(ignored);
+  }
+
+  bool started() const { return started_; }
+
+ private:
+  struct Watch {
+    bool armed = true;
+    std::function<void()> on_gone;
+    void Fire() {
+      if (!armed) return;
+      armed = false;
+      if (on_gone) on_gone();
+    }
+  };
+  void Failed() {
+    failed_ = true;
+    if (watch_) watch_->Fire();  // the client is gone: cancel the command
+  }
+
+  beast::tcp_stream& s_;
+  unsigned version_;
+  bool started_ = false;
+  bool failed_ = false;
+  std::shared_ptr<Watch> watch_;
+};
+
+}  // namespace
+
+struct HttpServer::Impl {
+  Impl(asio::io_context& io, RunService& svc, HttpOptions opts)
+      : io(io), svc(svc), opts(std::move(opts)), acceptor(io) {}
+
+  asio::awaitable<void> Accept() {
+    for (;;) {
+      error_code ec;
+      tcp::socket s = co_await acceptor.async_accept(redirect_error(use_awaitable, ec));
+      if (ec) {
+        if (ec == asio::error::operation_aborted || !acceptor.is_open()) co_return;
+        spdlog::warn("http accept: {}", ec.message());
+        continue;
+      }
+      s.set_option(tcp::no_delay(true), ec);
+      asio::co_spawn(io, Session(std::move(s)), asio::detached);
+    }
+  }
+
+  static asio::awaitable<void> Send(beast::tcp_stream& s, unsigned version, http::status status,
+                                    std::string body, const char* type, bool keep,
+                                    const std::vector<std::pair<http::field, std::string>>& extra = {}) {
+    http::response<http::string_body> res{status, version};
+    res.set(http::field::content_type, type);
+    res.set(http::field::cache_control, "no-store");
+    for (const auto& [f, v] : extra) res.set(f, v);
+    res.keep_alive(keep);
+    res.body() = std::move(body);
+    res.prepare_payload();
+    error_code ec;
+    co_await http::async_write(s, res, redirect_error(use_awaitable, ec));
+  }
+
+  static asio::awaitable<void> SendError(beast::tcp_stream& s, unsigned version, http::status status,
+                                         const std::string& msg, const char* kind, bool keep,
+                                         const std::vector<std::pair<http::field, std::string>>& extra = {}) {
+    co_await Send(s, version, status, HttpErrorJson(msg, kind), kJson, keep, extra);
+  }
+
+  asio::awaitable<void> Session(tcp::socket sock) {
+    beast::tcp_stream stream(std::move(sock));
+    beast::flat_buffer buf;
+    for (;;) {
+      http::request_parser<http::string_body> parser;
+      parser.header_limit(16 * 1024);
+      // The same cap as the socket's requests; a larger Content-Length is
+      // refused when the head arrives, before the body is read.
+      parser.body_limit(proto::kMaxRequest);
+      stream.expires_after(opts.request_timeout);
+      error_code ec;
+      co_await http::async_read(stream, buf, parser, redirect_error(use_awaitable, ec));
+      stream.expires_never();
+      if (ec == http::error::body_limit) {
+        ++requests;
+        svc.CountError(RunErrorKind::kBadRequest);
+        co_await SendError(stream, 11, http::status::payload_too_large,
+                           "request body exceeds " + std::to_string(proto::kMaxRequest) + " bytes", "too_large",
+                           false);
+        co_return;
+      }
+      if (ec) {
+        if (ec.category() == http::make_error_code(http::error::bad_target).category() &&
+            ec != http::error::end_of_stream && ec != http::error::partial_message) {
+          ++requests;
+          co_await SendError(stream, 11, http::status::bad_request, "malformed HTTP request: " + ec.message(),
+                             "bad_request", false);
+        }
+        co_return;  // EOF, timeout or reset
+      }
+      ++requests;
+      Request req = parser.release();
+      bool keep = co_await Handle(stream, req);
+      if (!keep) {
+        stream.socket().shutdown(tcp::socket::shutdown_send, ec);
+        co_return;
+      }
+    }
+  }
+
+  bool Authorized(const Request& req) const {
+    if (opts.token.empty()) return true;
+    auto it = req.find(http::field::authorization);
+    if (it == req.end()) return false;
+    auto tok = BearerToken(std::string_view(it->value().data(), it->value().size()));
+    return tok && TokenEquals(*tok, opts.token);
+  }
+
+  static asio::awaitable<bool> MethodNotAllowed(beast::tcp_stream& s, const Request& req, const std::string& target,
+                                                const char* allow, bool keep) {
+    std::vector<std::pair<http::field, std::string>> extra;
+    extra.emplace_back(http::field::allow, allow);
+    co_await SendError(s, req.version(), http::status::method_not_allowed,
+                       std::string(req.method_string()) + " " + target + ": use " + allow, "method_not_allowed", keep,
+                       extra);
+    co_return keep;
+  }
+
+  // Returns whether the connection may serve another request.
+  asio::awaitable<bool> Handle(beast::tcp_stream& s, Request& req) {
+    const unsigned v = req.version();
+    bool keep = req.keep_alive();
+    std::string target(req.target());
+    if (size_t q = target.find('?'); q != std::string::npos) target.resize(q);
+    const bool get = req.method() == http::verb::get;
+
+    // Health probes need no token (load balancers and kubelets rarely carry one).
+    if (target == "/healthz") {
+      if (!get) co_return co_await MethodNotAllowed(s, req, target, "GET", keep);
+      // (No ?: on string literals in coroutines: GCC 12 miscompiles them.)
+      std::string body = R"({"ok":true,"draining":false})";
+      http::status status = http::status::ok;
+      if (svc.draining()) {
+        body = R"({"ok":false,"draining":true})";
+        status = http::status::service_unavailable;
+      }
+      co_await Send(s, v, status, std::move(body), kJson, keep);
+      co_return keep;
+    }
+    if (!Authorized(req)) {
+      std::string msg = "authentication required: send 'Authorization: Bearer TOKEN'";
+      std::string challenge = R"(Bearer realm="warmbox")";
+      if (req.find(http::field::authorization) != req.end()) {
+        msg = "invalid bearer token";
+        challenge = R"(Bearer realm="warmbox", error="invalid_token")";
+      }
+      std::vector<std::pair<http::field, std::string>> extra;
+      extra.emplace_back(http::field::www_authenticate, std::move(challenge));
+      co_await SendError(s, v, http::status::unauthorized, msg, "unauthorized", keep, extra);
+      co_return keep;
+    }
+    if (target == "/metrics") {
+      if (!get) co_return co_await MethodNotAllowed(s, req, target, "GET", keep);
+      co_await Send(s, v, http::status::ok, svc.Metrics(), "text/plain; version=0.0.4; charset=utf-8", keep);
+      co_return keep;
+    }
+    if (target == "/v1/pools") {
+      if (!get) co_return co_await MethodNotAllowed(s, req, target, "GET", keep);
+      co_await Send(s, v, http::status::ok, svc.StatusJson(), kJson, keep);
+      co_return keep;
+    }
+    if (target == "/v1/run") {
+      if (req.method() != http::verb::post) co_return co_await MethodNotAllowed(s, req, target, "POST", keep);
+      co_return co_await HandleRun(s, req, keep);
+    }
+    co_await SendError(s, v, http::status::not_found, "no such endpoint: " + target, "not_found", keep);
+    co_return keep;
+  }
+
+  asio::awaitable<bool> HandleRun(beast::tcp_stream& s, Request& req, bool keep) {
+    const unsigned v = req.version();
+    auto run = ParseHttpRunRequest(req.body());
+    if (!run.ok()) {
+      svc.CountError(RunErrorKind::kBadRequest);
+      co_await SendError(s, v, http::status::bad_request, run.error().ToString(), "bad_request", keep);
+      co_return keep;
+    }
+    auto accept = req.find(http::field::accept);
+    run->stream = accept != req.end() && accept->value().find(kNdjson) != beast::string_view::npos;
+    HttpSink sink(s, v);
+    RunOutcome out = co_await svc.Run(std::move(*run), sink);
+    if (out.kind == RunErrorKind::kClientGone) co_return false;
+    if (sink.started()) {
+      // Mid-stream failures end the stream with a final line carrying the error.
+      co_return co_await sink.Finish(HttpRunResponseJson(out.resp)) && keep;
+    }
+    if (out.kind == RunErrorKind::kNone) {
+      if (run->stream) {
+        // No output at all: still an NDJSON stream, of one final line.
+        co_return co_await sink.Finish(HttpRunResponseJson(out.resp)) && keep;
+      }
+      co_await Send(s, v, http::status::ok, HttpRunResponseJson(out.resp), kJson, keep);
+      co_return keep;
+    }
+    std::vector<std::pair<http::field, std::string>> extra;
+    if (out.kind == RunErrorKind::kBusy) extra.emplace_back(http::field::retry_after, "1");
+    co_await SendError(s, v, static_cast<http::status>(HttpStatusFor(out.kind)), out.resp.error.value_or("error"),
+                       RunErrorKindName(out.kind), keep, extra);
+    co_return keep;
+  }
+
+  asio::io_context& io;
+  RunService& svc;
+  HttpOptions opts;
+  tcp::acceptor acceptor;
+  uint64_t requests = 0;
+};
+
+HttpServer::HttpServer(asio::io_context& io, RunService& service, HttpOptions opts)
+    : impl_(std::make_unique<Impl>(io, service, std::move(opts))) {}
+HttpServer::~HttpServer() = default;
+
+Result<void> HttpServer::Open() {
+  auto& a = impl_->acceptor;
+  error_code ec;
+  if (impl_->opts.listen_fd >= 0) {
+    // An inherited socket (systemd): its family decides the protocol.
+    sockaddr_storage ss{};
+    socklen_t len = sizeof ss;
+    if (::getsockname(impl_->opts.listen_fd, reinterpret_cast<sockaddr*>(&ss), &len) != 0) {
+      return Errno("getsockname", "http listen fd");
+    }
+    a.assign(ss.ss_family == AF_INET6 ? tcp::v6() : tcp::v4(), impl_->opts.listen_fd, ec);
+    if (ec) return ErrnoValue(ec.value(), "assign", "http listen fd");
+    return Ok();
+  }
+  const auto& addr = impl_->opts.addr;
+  tcp::endpoint ep(asio::ip::make_address(addr.host, ec), addr.port);
+  if (ec) return Fail("--http", addr.host, ec.message());
+  a.open(ep.protocol(), ec);
+  if (!ec) a.set_option(tcp::acceptor::reuse_address(true), ec);
+  if (!ec) a.bind(ep, ec);
+  if (!ec) a.listen(1024, ec);
+  if (ec) {
+    error_code ignored;
+    a.close(ignored);
+    return ErrnoValue(ec.value(), "bind", addr.host + ":" + std::to_string(addr.port));
+  }
+  return Ok();
+}
+
+void HttpServer::Start() { asio::co_spawn(impl_->io, impl_->Accept(), asio::detached); }
+
+void HttpServer::Close() {
+  error_code ec;
+  impl_->acceptor.close(ec);
+}
+
+std::string HttpServer::local_address() const {
+  error_code ec;
+  auto ep = impl_->acceptor.local_endpoint(ec);
+  if (ec) return "?";
+  std::string host = ep.address().to_string();
+  if (ep.address().is_v6()) host = "[" + host + "]";
+  return host + ":" + std::to_string(ep.port());
+}
+
+uint64_t HttpServer::requests() const { return impl_->requests; }
+
+}  // namespace wb::daemon

@@ -1,0 +1,40 @@
+// The HTTP API (Boost.Beast on the daemon's own Asio loop): POST /v1/run,
+// GET /v1/pools, GET /healthz, GET /metrics. See docs/openapi.yaml.
+#pragma once
+
+#include <boost/asio/io_context.hpp>
+#include <chrono>
+#include <memory>
+#include <string>
+
+#include "base/error.h"
+#include "daemon/http_api.h"
+#include "daemon/run_service.h"
+
+namespace wb::daemon {
+
+struct HttpOptions {
+  ListenAddress addr;
+  std::string token;  // "" = no authentication (loopback only; checked by the caller)
+  std::chrono::milliseconds request_timeout{10000};  // to receive a request's head and body
+  int listen_fd = -1;  // an inherited listening socket (systemd), instead of binding addr
+};
+
+class HttpServer {
+ public:
+  HttpServer(boost::asio::io_context& io, RunService& service, HttpOptions opts);
+  ~HttpServer();
+  // Binds and listens (or adopts opts.listen_fd).
+  [[nodiscard]] Result<void> Open();
+  // Accepts connections until Close.
+  void Start();
+  void Close();
+  std::string local_address() const;  // "127.0.0.1:8080"
+  uint64_t requests() const;
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace wb::daemon

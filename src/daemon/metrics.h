@@ -1,0 +1,50 @@
+// The daemon's Prometheus metrics (text exposition format 0.0.4), served on
+// GET /metrics and on the socket's status op with "format":"prometheus".
+// Pure: the daemon fills a MetricsSnapshot, Render turns it into text.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "base/histogram.h"
+#include "proto/pool_proto.h"
+
+namespace wb::daemon {
+
+// Why a run did not produce an exit code (or was refused): the label of
+// warmbox_run_errors_total, and the HTTP status class.
+enum class RunErrorKind {
+  kNone,
+  kBadRequest,   // malformed request, bad field (400)
+  kNoImage,      // no such image (404)
+  kBusy,         // no run slot within the queue timeout, or the queue is full (429)
+  kDraining,     // the daemon is stopping (503)
+  kClientGone,   // the client hung up; the command was killed
+  kInternal,     // the sandbox could not be created or failed (500)
+};
+const char* RunErrorKindName(RunErrorKind k);
+
+// Per image, kept by the daemon (the pool keeps its own creation histogram).
+struct ImageRunMetrics {
+  uint64_t runs = 0;          // runs that produced an exit code
+  Histogram acquire_wait;     // permit + sandbox, seconds
+  Histogram run_duration;     // command in the sandbox, seconds
+};
+
+struct MetricsSnapshot {
+  std::vector<proto::ImageStat> pools;              // sorted by image
+  std::map<std::string, const Histogram*> creation;  // per image
+  std::map<std::string, const ImageRunMetrics*> runs;
+  std::map<RunErrorKind, uint64_t> errors;
+  uint64_t http_requests = 0;
+  bool draining = false;
+};
+
+std::string RenderPrometheus(const MetricsSnapshot& s);
+
+// A label value escaped for the exposition format (\\, \", \n).
+std::string EscapeLabel(const std::string& v);
+
+}  // namespace wb::daemon

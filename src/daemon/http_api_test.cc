@@ -1,0 +1,191 @@
+#include "daemon/http_api.h"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+
+#include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
+
+#include "base/fs.h"
+
+namespace wb::daemon {
+namespace {
+
+TEST(HttpApiTest, ParsesTheSocketFieldsAndTheHttpForms) {
+  auto r = ParseHttpRunRequest(
+      R"({"cmd":["sh","-c","cat"],"image":"busybox","env":{"B":"2","A":"1"},"workdir":"/tmp",)"
+      R"("user":"nobody","stdin":"hi\n","timeout_ms":5000,"memory":67108864,"pids":10,"cpus":0.5})");
+  ASSERT_TRUE(r.ok()) << r.error().ToString();
+  EXPECT_EQ(r->cmd, (std::vector<std::string>{"sh", "-c", "cat"}));
+  EXPECT_EQ(*r->image, "busybox");
+  EXPECT_EQ(r->env, (std::vector<std::string>{"A=1", "B=2"}));
+  EXPECT_EQ(r->workdir, "/tmp");
+  EXPECT_EQ(r->user, "nobody");
+  EXPECT_EQ(*r->stdin_data, "hi\n");
+  EXPECT_EQ(r->timeout_ms, 5000u);
+  EXPECT_EQ(*r->memory_bytes, 64u << 20);
+  EXPECT_EQ(*r->pids, 10u);
+  EXPECT_DOUBLE_EQ(*r->cpus, 0.5);
+  EXPECT_FALSE(r->stream);
+
+  auto arr = ParseHttpRunRequest(R"({"cmd":["env"],"env":["K=V"]})");
+  ASSERT_TRUE(arr.ok());
+  EXPECT_EQ(arr->env, (std::vector<std::string>{"K=V"}));
+}
+
+TEST(HttpApiTest, StdinBase64CarriesArbitraryBytes) {
+  std::string bytes("\x00\xff\x80\n", 4);
+  auto r = ParseHttpRunRequest(R"({"cmd":["cat"],"stdin_base64":")" + Base64Encode(bytes) + "\"}");
+  ASSERT_TRUE(r.ok()) << r.error().ToString();
+  EXPECT_EQ(*r->stdin_data, bytes);
+}
+
+TEST(HttpApiTest, BadRequestsNameTheField) {
+  struct Case {
+    const char* body;
+    const char* want;
+  };
+  for (const Case& c : std::initializer_list<Case>{
+           {"{bad", "bad request(body): not valid JSON"},
+           {"[1]", "bad request(body): expected a JSON object"},
+           {"{}", "bad request(cmd): missing"},
+           {R"({"cmd":[]})", "bad request(cmd): empty command"},
+           {R"({"cmd":["x"],"op":"stop"})", "bad request(op)"},
+           {R"({"cmd":["x"],"stream":true})", "bad request(stream)"},
+           {R"({"cmd":["x"],"env":{"A=B":"1"}})", "bad request(env): bad name 'A=B'"},
+           {R"({"cmd":["x"],"env":{"A":1}})", "bad request(env): the value of A must be a string"},
+           {R"({"cmd":["x"],"stdin_base64":"!!!!"})", "bad request(stdin_base64): not valid base64"},
+           {R"({"cmd":["x"],"stdin_base64":"YQ"})", "bad request(stdin_base64): not valid base64"},
+           {R"({"cmd":["x"],"stdin":"a","stdin_base64":"YQ=="})", "bad request(stdin_base64): give stdin"},
+           {R"({"cmd":["x"],"stdin":[1,2]})", "bad request(stdin): expected a string"},
+           {R"({"cmd":["x"],"timeout_ms":-1})", "bad request(timeout_ms)"},
+           {R"({"cmd":["x"],"cpus":2000})", "bad request(cpus): at most 1024"},
+       }) {
+    auto r = ParseHttpRunRequest(c.body);
+    ASSERT_FALSE(r.ok()) << c.body;
+    EXPECT_NE(r.error().ToString().find(c.want), std::string::npos) << c.body << " -> " << r.error().ToString();
+  }
+}
+
+TEST(HttpApiTest, ResponsesCarryOutputAsBase64) {
+  proto::RunResponse r;
+  r.stdout_data = std::string("hi\n\x00\xff", 5);
+  r.stderr_data = "oops";
+  r.exit_code = 3;
+  r.timed_out = true;
+  r.sandbox = "abc";
+  auto j = nlohmann::json::parse(HttpRunResponseJson(r));
+  EXPECT_EQ(*Base64Decode(j["stdout"].get<std::string>(), "x"), r.stdout_data);
+  EXPECT_EQ(*Base64Decode(j["stderr"].get<std::string>(), "x"), "oops");
+  EXPECT_EQ(j["exit_code"], 3);
+  EXPECT_TRUE(j["error"].is_null());
+  EXPECT_EQ(j["timed_out"], true);
+  EXPECT_EQ(j["sandbox"], "abc");
+
+  auto e = nlohmann::json::parse(HttpRunResponseJson(proto::ErrorResponse("bad \"thing\"")));
+  EXPECT_EQ(e["error"], "bad \"thing\"");
+  EXPECT_EQ(e["exit_code"], -1);
+
+  auto c = nlohmann::json::parse(HttpChunkJson(true, "x"));
+  EXPECT_EQ(c["stream"], "stderr");
+  EXPECT_EQ(c["data"], "eA==");
+}
+
+TEST(HttpApiTest, ErrorKindsMapToStatusCodes) {
+  EXPECT_EQ(HttpStatusFor(RunErrorKind::kNone), 200u);
+  EXPECT_EQ(HttpStatusFor(RunErrorKind::kBadRequest), 400u);
+  EXPECT_EQ(HttpStatusFor(RunErrorKind::kNoImage), 404u);
+  EXPECT_EQ(HttpStatusFor(RunErrorKind::kBusy), 429u);
+  EXPECT_EQ(HttpStatusFor(RunErrorKind::kDraining), 503u);
+  EXPECT_EQ(HttpStatusFor(RunErrorKind::kInternal), 500u);
+  EXPECT_EQ(KindOfError(Fail("busy", "busybox", "queue full")), RunErrorKind::kBusy);
+  EXPECT_EQ(KindOfError(Fail("pool", "busybox", "the daemon is shutting down")), RunErrorKind::kDraining);
+  EXPECT_EQ(KindOfError(Fail("create sandbox", "x", "agent died")), RunErrorKind::kInternal);
+  auto j = nlohmann::json::parse(HttpErrorJson("no slot", RunErrorKindName(RunErrorKind::kBusy)));
+  EXPECT_EQ(j["kind"], "busy");
+  EXPECT_EQ(j["error"], "no slot");
+}
+
+TEST(HttpApiTest, Base64RoundTripsEveryLength) {
+  std::string all;
+  for (int i = 0; i < 256; ++i) all.push_back(static_cast<char>(i));
+  for (size_t n = 0; n <= all.size(); n += 7) {
+    auto d = Base64Decode(Base64Encode(all.substr(0, n)), "x");
+    ASSERT_TRUE(d.ok()) << n;
+    EXPECT_EQ(*d, all.substr(0, n));
+  }
+  EXPECT_EQ(Base64Encode("hi\n"), "aGkK");
+}
+
+TEST(HttpApiTest, ListenAddresses) {
+  auto a = ParseListenAddress("127.0.0.1:8080");
+  ASSERT_TRUE(a.ok());
+  EXPECT_EQ(a->host, "127.0.0.1");
+  EXPECT_EQ(a->port, 8080);
+  EXPECT_TRUE(a->loopback);
+  EXPECT_TRUE(ParseListenAddress("127.1.2.3:1")->loopback);
+  EXPECT_TRUE(ParseListenAddress("localhost:80")->loopback);
+  auto v6 = ParseListenAddress("[::1]:9000");
+  ASSERT_TRUE(v6.ok());
+  EXPECT_EQ(v6->host, "::1");
+  EXPECT_TRUE(v6->loopback);
+  EXPECT_FALSE(ParseListenAddress("0.0.0.0:8080")->loopback);
+  EXPECT_FALSE(ParseListenAddress("[::]:8080")->loopback);
+  EXPECT_FALSE(ParseListenAddress("10.1.2.3:8080")->loopback);
+  for (const char* bad : {"8080", "127.0.0.1", "127.0.0.1:0", "127.0.0.1:65536", "127.0.0.1:x", "example.com:80",
+                          "[::1]8080", ":80"}) {
+    auto r = ParseListenAddress(bad);
+    ASSERT_FALSE(r.ok()) << bad;
+    EXPECT_NE(r.error().ToString().find("--http"), std::string::npos) << r.error().ToString();
+  }
+}
+
+TEST(HttpApiTest, BearerTokens) {
+  EXPECT_EQ(*BearerToken("Bearer abc"), "abc");
+  EXPECT_EQ(*BearerToken("bearer  abc "), "abc");
+  EXPECT_FALSE(BearerToken("Basic abc"));
+  EXPECT_FALSE(BearerToken("Bearer "));
+  EXPECT_FALSE(BearerToken(""));
+  EXPECT_TRUE(TokenEquals("s3cret-token", "s3cret-token"));
+  EXPECT_FALSE(TokenEquals("s3cret-tokem", "s3cret-token"));
+  EXPECT_FALSE(TokenEquals("s3cret", "s3cret-token"));
+  EXPECT_FALSE(TokenEquals("s3cret-token-and-more", "s3cret-token"));
+  EXPECT_FALSE(TokenEquals("", "s3cret-token"));
+}
+
+class TokenFileTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    char tmpl[] = "/tmp/wb-token-XXXXXX";
+    ASSERT_NE(::mkdtemp(tmpl), nullptr);
+    dir_ = tmpl;
+  }
+  void TearDown() override { (void)RemoveTree(dir_); }
+  std::string Write(const std::string& content, mode_t mode) {
+    std::string p = dir_ + "/t" + std::to_string(n_++);
+    EXPECT_TRUE(WriteFileAtomic(p, content, mode).ok());
+    EXPECT_EQ(::chmod(p.c_str(), mode), 0);
+    return p;
+  }
+  std::string dir_;
+  int n_ = 0;
+};
+
+TEST_F(TokenFileTest, AcceptsOnePrivateLine) {
+  auto t = ReadTokenFile(Write("0123456789abcdef0123\n", 0600));
+  ASSERT_TRUE(t.ok()) << t.error().ToString();
+  EXPECT_EQ(*t, "0123456789abcdef0123");
+}
+
+TEST_F(TokenFileTest, RefusesOpenModesEmptyShortAndMissingFiles) {
+  EXPECT_NE(ReadTokenFile(Write("0123456789abcdef0123", 0644)).error().ToString().find("chmod 600"),
+            std::string::npos);
+  EXPECT_NE(ReadTokenFile(Write("\n", 0600)).error().ToString().find("is empty"), std::string::npos);
+  EXPECT_NE(ReadTokenFile(Write("short", 0600)).error().ToString().find("too short"), std::string::npos);
+  EXPECT_NE(ReadTokenFile(Write("0123456789abcdef 0123", 0600)).error().ToString().find("one token"),
+            std::string::npos);
+  EXPECT_NE(ReadTokenFile(dir_ + "/missing").error().ToString().find("No such file"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace wb::daemon

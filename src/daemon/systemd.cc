@@ -53,19 +53,21 @@ Result<ListenFds> TakeActivationFds() {
     if (::getsockname(a.fd, reinterpret_cast<sockaddr*>(&ss), &len) != 0) {
       return Errno("getsockname", "activation fd " + std::to_string(a.fd));
     }
-    int& slot = a.name == "pool"   ? out.pool
-                : a.name == "http" ? out.http
-                : ss.ss_family == AF_UNIX ? out.pool
-                                          : out.http;
+    // The family decides (one .socket unit gives all its sockets one name);
+    // an explicit name must agree with it.
+    const bool unix_socket = ss.ss_family == AF_UNIX;
+    if (!unix_socket && ss.ss_family != AF_INET && ss.ss_family != AF_INET6) {
+      return Fail("socket activation", "fd " + std::to_string(a.fd),
+                  "expected a Unix socket (the pool) or a TCP socket (the HTTP API)");
+    }
+    if ((a.name == "pool" && !unix_socket) || (a.name == "http" && unix_socket)) {
+      return Fail("socket activation", a.name,
+                  "the pool socket must be a Unix stream socket, the http socket a TCP one");
+    }
+    int& slot = unix_socket ? out.pool : out.http;
     if (slot >= 0) {
-      return Fail("socket activation", a.name.empty() ? "fd " + std::to_string(a.fd) : a.name,
-                  "two sockets for the same purpose; name them pool and http (FileDescriptorName=)");
-    }
-    if (&slot == &out.pool && ss.ss_family != AF_UNIX) {
-      return Fail("socket activation", "pool", "the pool socket must be a Unix stream socket (ListenStream=/path)");
-    }
-    if (&slot == &out.http && ss.ss_family != AF_INET && ss.ss_family != AF_INET6) {
-      return Fail("socket activation", "http", "the HTTP socket must be TCP (ListenStream=ADDR:PORT)");
+      return Fail("socket activation", "fd " + std::to_string(a.fd),
+                  std::string("two ") + (unix_socket ? "Unix" : "TCP") + " sockets; pass one of each at most");
     }
     slot = a.fd;
   }

@@ -27,8 +27,8 @@ struct ListenFds {
   int http = -1;  // the HTTP API's TCP socket
 };
 
-// Takes the sockets systemd passed (named "pool" and "http", or told apart by
-// family: AF_UNIX is the pool, AF_INET/AF_INET6 the HTTP API), marks them
+// Takes the sockets systemd passed (told apart by family: AF_UNIX is the
+// pool, AF_INET/AF_INET6 the HTTP API; names "pool"/"http" must agree), marks them
 // close-on-exec and unsets the variables so that no child inherits them.
 [[nodiscard]] Result<ListenFds> TakeActivationFds();
 

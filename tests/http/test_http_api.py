@@ -76,6 +76,14 @@ def eventually(pred, timeout=15.0, interval=0.02):
         time.sleep(interval)
 
 
+def die_with_parent():
+    """In a child before exec: SIGTERM (the daemon's drain) when the test
+    process dies, so that a crashed test leaves no daemon behind."""
+    import ctypes
+    PR_SET_PDEATHSIG = 1
+    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, 15)
+
+
 def pids_with_uid_in(lo, hi):
     out = []
     for name in os.listdir("/proc"):
@@ -334,7 +342,8 @@ class Daemon:
             if self.token_file:
                 argv += ["--http-token-file", self.token_file]
             with open(self.log_path, "ab") as log:
-                self.proc = subprocess.Popen(argv, env=self.env, stdin=subprocess.DEVNULL, stdout=log, stderr=log)
+                self.proc = subprocess.Popen(argv, env=self.env, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
+                                             preexec_fn=die_with_parent)
             if eventually(self._healthy_or_dead, timeout=20) and self.proc.poll() is None:
                 return self
             if self.proc.poll() is None:
@@ -383,8 +392,12 @@ class Daemon:
         sandboxes' processes is left, removes the tmp dir. Returns problems."""
         problems = []
         if self.proc is not None and self.proc.poll() is None:
-            r = self.run_cli("pool", "stop", "--socket", self.socket)
-            if r.returncode != 0 and self.proc.poll() is None:
+            try:
+                stopped = self.run_cli("pool", "stop", "--socket", self.socket).returncode == 0
+            except (OSError, subprocess.SubprocessError) as e:
+                problems.append("pool stop: %s" % e)
+                stopped = False
+            if not stopped and self.proc.poll() is None:
                 # Already draining (a test stopped it) or not answering: SIGTERM drains too.
                 self.proc.terminate()
             try:
@@ -728,6 +741,23 @@ class ApiTest(DaemonTestCase):
         self.assertEqual(r.status, 200)
         self.assertRegex(r.parsed, r'(?m)^warmbox_runs_total\{image="busybox"\} [1-9][0-9]*$')
         self.assertRegex(r.parsed, r'(?m)^warmbox_pool_max\{image="busybox"\} 4$')
+
+    @unittest.expectedFailure
+    def test_expect_100_continue_is_answered(self):
+        # Known bug (reported): curl (and libcurl clients) send
+        # "Expect: 100-continue" with bodies over 1 MiB and wait for
+        # "100 Continue" before sending the body; the daemon never sends it,
+        # so every such run stalls for curl's 1 s expect timeout.
+        body = json.dumps({"cmd": ["wc", "-c"], "stdin": "x" * (2 << 20)})
+        with tempfile.NamedTemporaryFile("w", prefix="wb-curl-", suffix=".json") as f:
+            f.write(body)
+            f.flush()
+            p = subprocess.run(["curl", "-sS", "-v", "-o", "/dev/null", "-H", "Expect: 100-continue",
+                                "--expect100-timeout", "2", "--max-time", "60", "-X", "POST",
+                                "--data-binary", "@" + f.name, self.daemon.url + "/v1/run"],
+                               capture_output=True, text=True, timeout=90)
+        self.assertEqual(p.returncode, 0, p.stderr)
+        self.assertIn("< HTTP/1.1 100 Continue", p.stderr)
 
     @unittest.expectedFailure
     def test_head_response_has_no_body(self):

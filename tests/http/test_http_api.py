@@ -673,6 +673,15 @@ class ApiTest(DaemonTestCase):
             with self.subTest(req=req):
                 self.run_json(req)
 
+    def test_failure_before_the_command_is_a_json_error(self):
+        # A limit the sandbox cannot take: refused before the command runs,
+        # with an error body as the spec says (500 today, 400 once fixed:
+        # see the next test).
+        r = self.request("POST", "/v1/run", body=json.dumps({"cmd": ["true"], "memory": 1}))
+        self.assertIn(r.status, (400, 500), r)
+        self.assertIn("memory", r.parsed["error"])
+        self.run_json({"cmd": ["true"]})  # the daemon still serves
+
     @unittest.expectedFailure
     def test_tiny_memory_limit_is_a_bad_request(self):
         # Known bug (reported): the daemon passes memory=1 to the cgroup,

@@ -172,6 +172,11 @@ class PrometheusTest(DaemonTestCase):
         self.scraped("warmbox_pool_max", {image: 4})
         self.scraped('up{job="warmbox"}', {frozenset(): 1})
 
+    def test_token_required_on_loopback_when_given(self):
+        r = self.request("GET", "/metrics", auth=False)
+        self.assertEqual(r.status, 401)
+        self.assertEqual(r.parsed["kind"], "unauthorized")
+
     def test_socket_status_has_the_same_families(self):
         r = self.daemon.run_cli("pool", "status", "--socket", self.daemon.socket, "--format", "prometheus")
         self.assertEqual(r.returncode, 0, r.stderr)

@@ -161,7 +161,8 @@ TEST(ActivationTest, SocketActivatedDaemonNotifiesServesOverBothSocketsAndDrains
     if (j["msg"] == "run") {
       run_line = true;
       EXPECT_EQ(j["image"], "busybox");
-      EXPECT_EQ(j["exit"], "0");
+      EXPECT_EQ(j["exit"], 0);
+      EXPECT_TRUE(j["exec_ms"].is_number()) << line;
       EXPECT_EQ(j["sandbox"], resp->sandbox);
       EXPECT_TRUE(j.contains("exec_ms") && j.contains("acquire_ms")) << line;
     }

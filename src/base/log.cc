@@ -24,7 +24,7 @@ class JsonMessageFlag : public spdlog::custom_flag_formatter {
   void format(const spdlog::details::log_msg& msg, const std::tm&, spdlog::memory_buf_t& dest) override {
     std::string out = "\"msg\":" + JsonString(std::string_view(msg.payload.data(), msg.payload.size()));
     if (t_fields) {
-      for (const auto& f : *t_fields) out += "," + JsonString(f.key) + ":" + JsonString(f.value);
+      for (const auto& f : *t_fields) out += "," + JsonString(f.key) + ":" + (f.number ? f.value : JsonString(f.value));
     }
     dest.append(out.data(), out.data() + out.size());
   }

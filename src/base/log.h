@@ -20,6 +20,7 @@ void InitLogging(const std::string& level, LogFormat format = LogFormat::kText);
 struct LogField {
   std::string_view key;
   std::string value;
+  bool number = false;  // a JSON number (value is its text), not a string
 };
 
 // An event with fields: "msg k=v k=v" in text, separate keys in JSON.

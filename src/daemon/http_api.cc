@@ -45,6 +45,16 @@ Result<proto::RunRequest> ParseHttpRunRequest(std::string_view body) {
   json j = json::parse(body, nullptr, /*allow_exceptions=*/false);
   if (j.is_discarded()) return Fail("bad request", "body", "not valid JSON");
   if (!j.is_object()) return Fail("bad request", "body", "expected a JSON object");
+  // Strict, unlike the socket (whose upstream clients may send fields of
+  // their own): a misspelt "timeoutms" must not silently run without a timeout.
+  static const char* const kFields[] = {"cmd",  "image",    "env",   "workdir", "user",       "stdin",
+                                        "stdin_base64", "timeout_ms", "memory", "pids", "cpus",
+                                        "output_cap",   "nofile",     "op",     "stream"};
+  for (const auto& [key, value] : j.items()) {
+    bool known = false;
+    for (const char* f : kFields) known |= key == f;
+    if (!known) return Fail("bad request", key, "unknown field");
+  }
   if (j.contains("op")) return Fail("bad request", "op", "not used over HTTP: POST /v1/run runs a command");
   if (j.contains("stream")) {
     return Fail("bad request", "stream", "not used over HTTP: send 'Accept: application/x-ndjson' to stream");

@@ -60,6 +60,8 @@ TEST(HttpApiTest, BadRequestsNameTheField) {
            {R"({"cmd":["x"],"stdin":[1,2]})", "bad request(stdin): expected a string"},
            {R"({"cmd":["x"],"timeout_ms":-1})", "bad request(timeout_ms)"},
            {R"({"cmd":["x"],"cpus":2000})", "bad request(cpus): at most 1024"},
+           {R"({"cmd":["x"],"timeoutms":5})", "bad request(timeoutms): unknown field"},
+           {R"({"cmd":["x"],"memory":1})", "bad request(memory): at least 4194304 bytes"},
        }) {
     auto r = ParseHttpRunRequest(c.body);
     ASSERT_FALSE(r.ok()) << c.body;

@@ -28,6 +28,9 @@ namespace {
 
 constexpr const char* kJson = "application/json";
 constexpr const char* kNdjson = "application/x-ndjson";
+// A client that stops reading its response for this long is dropped (and
+// its command, if streaming, is killed): it cannot hold a run slot forever.
+constexpr std::chrono::seconds kWriteTimeout{30};
 
 // Streams a run's output as NDJSON in a chunked response. The head goes out
 // with the first chunk, so a run refused before any output (busy, bad
@@ -50,11 +53,15 @@ class HttpSink : public RunSink {
       res.set(http::field::cache_control, "no-store");
       res.chunked(true);
       http::response_serializer<http::empty_body> sr{res};
+      s_.expires_after(kWriteTimeout);
       co_await http::async_write_header(s_, sr, redirect_error(use_awaitable, ec));
+      s_.expires_never();
       if (ec) co_return Failed();
     }
     line += '\n';
+    s_.expires_after(kWriteTimeout);
     co_await asio::async_write(s_, http::make_chunk(asio::buffer(line)), redirect_error(use_awaitable, ec));
+    s_.expires_never();
     if (ec) Failed();
   }
 
@@ -62,7 +69,9 @@ class HttpSink : public RunSink {
     co_await WriteLine(std::move(final_line));
     if (failed_) co_return false;
     error_code ec;
+    s_.expires_after(kWriteTimeout);
     co_await asio::async_write(s_, http::make_chunk_last(), redirect_error(use_awaitable, ec));
+    s_.expires_never();
     co_return !ec;
   }
 
@@ -131,7 +140,8 @@ struct HttpServer::Impl {
     }
   }
 
-  static asio::awaitable<void> Send(beast::tcp_stream& s, unsigned version, http::status status,
+  // A HEAD request gets the head GET would get, without the body.
+  static asio::awaitable<void> Send(beast::tcp_stream& s, unsigned version, bool head, http::status status,
                                     std::string body, const char* type, bool keep,
                                     const std::vector<std::pair<http::field, std::string>>& extra = {}) {
     http::response<http::string_body> res{status, version};
@@ -142,13 +152,21 @@ struct HttpServer::Impl {
     res.body() = std::move(body);
     res.prepare_payload();
     error_code ec;
-    co_await http::async_write(s, res, redirect_error(use_awaitable, ec));
+    // A client that does not read its response cannot hold the connection.
+    s.expires_after(kWriteTimeout);
+    if (head) {
+      http::response_serializer<http::string_body> sr{res};
+      co_await http::async_write_header(s, sr, redirect_error(use_awaitable, ec));
+    } else {
+      co_await http::async_write(s, res, redirect_error(use_awaitable, ec));
+    }
+    s.expires_never();
   }
 
-  static asio::awaitable<void> SendError(beast::tcp_stream& s, unsigned version, http::status status,
+  static asio::awaitable<void> SendError(beast::tcp_stream& s, unsigned version, bool head, http::status status,
                                          const std::string& msg, const char* kind, bool keep,
                                          const std::vector<std::pair<http::field, std::string>>& extra = {}) {
-    co_await Send(s, version, status, HttpErrorJson(msg, kind), kJson, keep, extra);
+    co_await Send(s, version, head, status, HttpErrorJson(msg, kind), kJson, keep, extra);
   }
 
   asio::awaitable<void> Session(tcp::socket sock) {
@@ -162,12 +180,23 @@ struct HttpServer::Impl {
       parser.body_limit(proto::kMaxRequest);
       stream.expires_after(opts.request_timeout);
       error_code ec;
-      co_await http::async_read(stream, buf, parser, redirect_error(use_awaitable, ec));
+      // The head first: a client that sent "Expect: 100-continue" (curl does
+      // for bodies over 1 MiB) waits for our go-ahead before the body. The
+      // body limit is checked against Content-Length before it is sent.
+      co_await http::async_read_header(stream, buf, parser, redirect_error(use_awaitable, ec));
+      if (!ec && !parser.is_done()) {
+        auto expect = parser.get().find(http::field::expect);
+        if (expect != parser.get().end() && beast::iequals(expect->value(), "100-continue")) {
+          http::response<http::empty_body> cont{http::status::continue_, parser.get().version()};
+          co_await http::async_write(stream, cont, redirect_error(use_awaitable, ec));
+        }
+        if (!ec) co_await http::async_read(stream, buf, parser, redirect_error(use_awaitable, ec));
+      }
       stream.expires_never();
       if (ec == http::error::body_limit) {
         ++requests;
         svc.CountError(RunErrorKind::kBadRequest);
-        co_await SendError(stream, 11, http::status::payload_too_large,
+        co_await SendError(stream, 11, false, http::status::payload_too_large,
                            "request body exceeds " + std::to_string(proto::kMaxRequest) + " bytes", "too_large",
                            false);
         co_return;
@@ -176,7 +205,7 @@ struct HttpServer::Impl {
         if (ec.category() == http::make_error_code(http::error::bad_target).category() &&
             ec != http::error::end_of_stream && ec != http::error::partial_message) {
           ++requests;
-          co_await SendError(stream, 11, http::status::bad_request, "malformed HTTP request: " + ec.message(),
+          co_await SendError(stream, 11, false, http::status::bad_request, "malformed HTTP request: " + ec.message(),
                              "bad_request", false);
         }
         co_return;  // EOF, timeout or reset
@@ -203,7 +232,7 @@ struct HttpServer::Impl {
                                                 const char* allow, bool keep) {
     std::vector<std::pair<http::field, std::string>> extra;
     extra.emplace_back(http::field::allow, allow);
-    co_await SendError(s, req.version(), http::status::method_not_allowed,
+    co_await SendError(s, req.version(), req.method() == http::verb::head, http::status::method_not_allowed,
                        std::string(req.method_string()) + " " + target + ": use " + allow, "method_not_allowed", keep,
                        extra);
     co_return keep;
@@ -212,10 +241,11 @@ struct HttpServer::Impl {
   // Returns whether the connection may serve another request.
   asio::awaitable<bool> Handle(beast::tcp_stream& s, Request& req) {
     const unsigned v = req.version();
+    const bool head = req.method() == http::verb::head;
     bool keep = req.keep_alive();
     std::string target(req.target());
     if (size_t q = target.find('?'); q != std::string::npos) target.resize(q);
-    const bool get = req.method() == http::verb::get;
+    const bool get = req.method() == http::verb::get || head;
 
     // Health probes need no token (load balancers and kubelets rarely carry one).
     if (target == "/healthz") {
@@ -227,7 +257,7 @@ struct HttpServer::Impl {
         body = R"({"ok":false,"draining":true})";
         status = http::status::service_unavailable;
       }
-      co_await Send(s, v, status, std::move(body), kJson, keep);
+      co_await Send(s, v, head, status, std::move(body), kJson, keep);
       co_return keep;
     }
     if (!Authorized(req)) {
@@ -239,24 +269,24 @@ struct HttpServer::Impl {
       }
       std::vector<std::pair<http::field, std::string>> extra;
       extra.emplace_back(http::field::www_authenticate, std::move(challenge));
-      co_await SendError(s, v, http::status::unauthorized, msg, "unauthorized", keep, extra);
+      co_await SendError(s, v, head, http::status::unauthorized, msg, "unauthorized", keep, extra);
       co_return keep;
     }
     if (target == "/metrics") {
       if (!get) co_return co_await MethodNotAllowed(s, req, target, "GET", keep);
-      co_await Send(s, v, http::status::ok, svc.Metrics(), "text/plain; version=0.0.4; charset=utf-8", keep);
+      co_await Send(s, v, head, http::status::ok, svc.Metrics(), "text/plain; version=0.0.4; charset=utf-8", keep);
       co_return keep;
     }
     if (target == "/v1/pools") {
       if (!get) co_return co_await MethodNotAllowed(s, req, target, "GET", keep);
-      co_await Send(s, v, http::status::ok, svc.StatusJson(), kJson, keep);
+      co_await Send(s, v, head, http::status::ok, svc.StatusJson(), kJson, keep);
       co_return keep;
     }
     if (target == "/v1/run") {
       if (req.method() != http::verb::post) co_return co_await MethodNotAllowed(s, req, target, "POST", keep);
       co_return co_await HandleRun(s, req, keep);
     }
-    co_await SendError(s, v, http::status::not_found, "no such endpoint: " + target, "not_found", keep);
+    co_await SendError(s, v, head, http::status::not_found, "no such endpoint: " + target, "not_found", keep);
     co_return keep;
   }
 
@@ -265,7 +295,7 @@ struct HttpServer::Impl {
     auto run = ParseHttpRunRequest(req.body());
     if (!run.ok()) {
       svc.CountError(RunErrorKind::kBadRequest);
-      co_await SendError(s, v, http::status::bad_request, run.error().ToString(), "bad_request", keep);
+      co_await SendError(s, v, false, http::status::bad_request, run.error().ToString(), "bad_request", keep);
       co_return keep;
     }
     auto accept = req.find(http::field::accept);
@@ -282,12 +312,12 @@ struct HttpServer::Impl {
         // No output at all: still an NDJSON stream, of one final line.
         co_return co_await sink.Finish(HttpRunResponseJson(out.resp)) && keep;
       }
-      co_await Send(s, v, http::status::ok, HttpRunResponseJson(out.resp), kJson, keep);
+      co_await Send(s, v, false, http::status::ok, HttpRunResponseJson(out.resp), kJson, keep);
       co_return keep;
     }
     std::vector<std::pair<http::field, std::string>> extra;
     if (out.kind == RunErrorKind::kBusy) extra.emplace_back(http::field::retry_after, "1");
-    co_await SendError(s, v, static_cast<http::status>(HttpStatusFor(out.kind)), out.resp.error.value_or("error"),
+    co_await SendError(s, v, false, static_cast<http::status>(HttpStatusFor(out.kind)), out.resp.error.value_or("error"),
                        RunErrorKindName(out.kind), keep, extra);
     co_return keep;
   }

@@ -383,11 +383,11 @@ class Daemon : public RunService {
       LogEvent(spdlog::level::info, "run",
                {{"image", image},
                 {"sandbox", sandbox_id},
-                {"exit", std::to_string(out.resp.exit_code)},
+                {"exit", std::to_string(out.resp.exit_code), true},
                 {"pool", hit ? "warm" : "cold"},
-                {"queue_ms", FormatMs(t_permit - t0)},
-                {"acquire_ms", FormatMs(t_acquired - t_permit)},
-                {"exec_ms", FormatMs(t_exec - t_acquired)},
+                {"queue_ms", FormatMs(t_permit - t0), true},
+                {"acquire_ms", FormatMs(t_acquired - t_permit), true},
+                {"exec_ms", FormatMs(t_exec - t_acquired), true},
                 {"outcome", out.kind == RunErrorKind::kNone ? (out.resp.timed_out ? "timeout" : "exited")
                                                             : RunErrorKindName(out.kind)}});
       co_return out;

@@ -127,6 +127,11 @@ Result<PoolRequest> ParsePoolRequest(std::string_view text) {
     if (!it->is_number_unsigned() || it->get<uint64_t>() == 0) return Bad(key, "expected a positive integer");
     *field = it->get<uint64_t>();
   }
+  // As `pool run --memory`: below this a sandbox cannot even start its
+  // command, and the cgroup refuses a limit under what it already uses.
+  if (run.memory_bytes && *run.memory_bytes < kMinMemory) {
+    return Bad("memory", "at least " + std::to_string(kMinMemory) + " bytes (4 MiB)");
+  }
   if (auto it = j.find("cpus"); it != j.end() && !it->is_null()) {
     if (!it->is_number() || !(it->get<double>() > 0)) return Bad("cpus", "expected a positive number");
     // As `warmbox run --cpus`; the quota is an integer number of microseconds.

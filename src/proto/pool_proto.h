@@ -16,6 +16,8 @@
 namespace wb::proto {
 
 inline constexpr uint32_t kMaxRequest = 8u << 20;
+// The smallest memory limit a run may ask for.
+inline constexpr uint64_t kMinMemory = 4u << 20;
 // Responses carry up to two capped output streams as number arrays.
 inline constexpr uint32_t kMaxResponse = 256u << 20;
 

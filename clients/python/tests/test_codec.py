@@ -80,6 +80,10 @@ class RequestTest(unittest.TestCase):
         obj = json.loads(_codec.socket_run_body(_codec.build_run(["x"]), stream=False))
         self.assertEqual(obj, {"op": "run", "cmd": ["x"]})
 
+    def test_byte_array_json_matches_json(self) -> None:
+        for data in (b"", bytes(range(256)), b"\x00" * 3):
+            self.assertEqual(_codec.byte_array_json(data), json.dumps(list(data), separators=(",", ":")))
+
     def test_http_body(self) -> None:
         req = _codec.build_run(["cat"], stdin=b"\x00\xff", timeout=2)
         obj = json.loads(_codec.http_run_body(req))

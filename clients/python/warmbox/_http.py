@@ -7,6 +7,7 @@ as on the Unix socket.
 
 from __future__ import annotations
 
+import dataclasses
 import http.client
 import json
 import socket
@@ -168,7 +169,7 @@ class HttpStream:
             self._pending.append(Output("stdout", r.stdout))
         if r.stderr:
             self._pending.append(Output("stderr", r.stderr))
-        self._pending.append(Result(**{**r.__dict__, "stdout": b"", "stderr": b""}))
+        self._pending.append(dataclasses.replace(r, stdout=b"", stderr=b""))
 
     def next(self) -> Union[Output, Result]:
         if self._pending:

@@ -130,6 +130,16 @@ class Daemon:
         self.log = open(os.path.join(self.state, "daemon.log"), "wb")
         self.proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=self.log, stderr=self.log, env=env,
                                      preexec_fn=_die_with_parent)
+        try:
+            self._wait_serving()
+        except BaseException:
+            problems = self.stop()
+            if problems:
+                sys.stderr.write("\n".join(problems) + "\n")
+            raise
+        return self
+
+    def _wait_serving(self) -> None:
         client = warmbox.Client(socket=self.sock, timeout=5)
 
         def serving() -> bool:
@@ -142,7 +152,6 @@ class Daemon:
                 return False
 
         if not eventually(serving, 30):
-            self.stop()
             raise AssertionError("daemon did not serve within 30 s:\n" + self.log_text())
         if self.http:
             hc = warmbox.Client(url=self.url, token=self.token, timeout=5)
@@ -155,9 +164,7 @@ class Daemon:
                     return False
 
             if not eventually(http_serving, 30):
-                self.stop()
                 raise AssertionError("daemon's HTTP API did not serve within 30 s:\n" + self.log_text())
-        return self
 
     def client(self, **kw: object) -> warmbox.Client:
         return warmbox.Client(socket=self.sock, **kw)  # type: ignore[arg-type]

@@ -67,7 +67,7 @@ class RequestTest(unittest.TestCase):
         self.assertEqual(_codec.build_run(["true"], timeout=0.0001)["timeout_ms"], 1)
 
     def test_build_run_rejects_bad_values(self) -> None:
-        bad_values = [dict(timeout=0), dict(timeout=-1), dict(timeout="1"), dict(cpus=0), dict(pids=0),
+        bad_values = [dict(timeout=0), dict(timeout=-1), dict(timeout=float("inf")), dict(timeout=float("nan")), dict(timeout="1"), dict(cpus=0), dict(pids=0),
                       dict(pids=1.5), dict(nofile=True), dict(image=""), dict(stdin=1)]
         for kw in bad_values:
             with self.assertRaises((ValueError, TypeError), msg=repr(kw)):
@@ -94,6 +94,9 @@ class RequestTest(unittest.TestCase):
         with self.assertRaises(warmbox.BadRequest) as cm:
             _codec.socket_run_body(req, stream=False)
         self.assertIn("byte array", str(cm.exception))
+        with self.assertRaises(warmbox.BadRequest) as cm:
+            _codec.socket_run_body(_codec.build_run(["cat"], stdin=bytes(5 << 20)), stream=False)
+        self.assertIn("at least 10485760 bytes", str(cm.exception))
         # The same stdin fits in base64 over HTTP.
         self.assertLess(len(_codec.http_run_body(req)), _codec.MAX_REQUEST)
         with self.assertRaises(warmbox.BadRequest):

@@ -3,7 +3,9 @@ whose `pool start` has --http; skipped otherwise)."""
 
 from __future__ import annotations
 
+import os
 import unittest
+from unittest import mock
 
 from _support import DaemonTestCase, eventually
 
@@ -53,10 +55,14 @@ class HttpRunTest(DaemonTestCase):
         self.assertTrue(eventually(lambda: self.daemon.pool().active == 0, 20), self.daemon.pool())
 
     def test_wrong_or_missing_token_is_auth_error(self) -> None:
-        for token in ("wrong", ""):
-            with self.assertRaises(warmbox.AuthError) as cm:
-                warmbox.Client(url=self.daemon.url, token=token or None).run(["true"])
-            self.assertEqual(cm.exception.status, 401)
+        env = {k: v for k, v in os.environ.items() if k != "WARMBOX_TOKEN"}
+        with mock.patch.dict(os.environ, env, clear=True):
+            for token in ("wrong", None):
+                c = warmbox.Client(url=self.daemon.url, token=token)
+                for call in (lambda: c.run(["true"]), lambda: c.stream(["true"]), c.status):
+                    with self.assertRaises(warmbox.AuthError, msg=token) as cm:
+                        call()
+                    self.assertEqual(cm.exception.status, 401)
 
     def test_bad_field_is_bad_request(self) -> None:
         with self.assertRaises(warmbox.BadRequest) as cm:
@@ -79,8 +85,6 @@ class HttpRunTest(DaemonTestCase):
         self.assertRegex(m, r'(?m)^warmbox_pool_max\{[^}]*image="busybox"[^}]*\} 4(\.0)?$')
 
     def test_env_default_url_and_token(self) -> None:
-        import os
-        from unittest import mock
         with mock.patch.dict(os.environ, {"WARMBOX_URL": self.daemon.url or "", "WARMBOX_TOKEN": self.TOKEN}):
             c = warmbox.Client()
             self.assertEqual(c.transport, "http")

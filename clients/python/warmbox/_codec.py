@@ -153,7 +153,8 @@ def build_run(
         else:
             raise TypeError(f"stdin: expected bytes or str, got {type(stdin).__name__}")
     if timeout is not None:
-        if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not timeout > 0:
+        if (isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not timeout > 0
+                or not math.isfinite(timeout)):
             raise ValueError(f"timeout: expected positive seconds, got {timeout!r}")
         req["timeout_ms"] = int(math.ceil(timeout * 1000))
     if memory is not None:
@@ -175,10 +176,12 @@ def _dumps(obj: Any) -> bytes:
     return json.dumps(obj, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
 
 
-def _check_size(body: bytes, hint: str) -> bytes:
-    if len(body) > MAX_REQUEST:
+def _check_size(body: bytes, hint: str, size: Optional[int] = None) -> bytes:
+    n = len(body) if size is None else size
+    if n > MAX_REQUEST:
+        what = f"request of {n} bytes" if size is None else f"request of at least {n} bytes"
         raise BadRequest(
-            f"request of {len(body)} bytes exceeds the daemon's {MAX_REQUEST}-byte limit{hint}",
+            f"{what} exceeds the daemon's {MAX_REQUEST}-byte limit{hint}",
             kind="too_large",
         )
     return body
@@ -204,9 +207,11 @@ def socket_run_body(run: Mapping[str, Any], stream: bool) -> bytes:
     text = json.dumps(obj, separators=(",", ":"), ensure_ascii=False)
     hint = ""
     if "stdin" in run:
+        hint = " (stdin goes as a JSON byte array on the socket, up to 4 bytes per byte)"
+        # At least 2 bytes per byte ("0,"): refuse a hopeless stdin before encoding it.
+        _check_size(b"", hint, len(run["stdin"]) * 2)
         # Spliced in as text: the object above always ends with "}".
         text = text[:-1] + ',"stdin":' + byte_array_json(run["stdin"]) + "}"
-        hint = " (stdin goes as a JSON byte array on the socket, up to 4 bytes per byte)"
     return _check_size(text.encode("utf-8"), hint)
 
 

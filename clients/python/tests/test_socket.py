@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 import unittest
 
-from _support import DaemonTestCase, eventually
+from _support import DaemonTestCase, daemon_has_http, eventually
 
 import warmbox
 
@@ -136,6 +136,15 @@ class SocketRunTest(DaemonTestCase):
 
     def test_healthz(self) -> None:
         self.assertTrue(self.c.healthz())
+
+    def test_metrics_on_the_socket(self) -> None:
+        # Metrics came with the HTTP API (issue 8): --http tells this build has them.
+        if not daemon_has_http():
+            self.skipTest("this build's daemon predates metrics (no --http)")
+        self.c.run(["true"])
+        m = self.c.metrics()
+        self.assertRegex(m, r'(?m)^warmbox_pool_max\{[^}]*image="busybox"[^}]*\} 4(\.0)?$')
+        self.assertRegex(m, r'(?m)^# TYPE warmbox_pool_idle gauge$')
 
     def test_one_client_shared_by_threads(self) -> None:
         results = {}

@@ -116,6 +116,23 @@ class UnixTransportTest(unittest.TestCase):
         self.assertEqual([(p.image, p.idle, p.max) for p in pools], [("a", 1, 0), ("b", 0, 3)])
         self.assertEqual(peer.request, b'\x0f\x00\x00\x00{"op":"status"}')
 
+    def test_metrics_through_the_status_op(self) -> None:
+        peer = ScriptedUnixPeer(_frame({"format": "prometheus", "metrics": "warmbox_pool_idle{image=\"a\"} 1\n"}))
+        try:
+            text = warmbox.Client(socket=peer.path).metrics()
+        finally:
+            peer.close()
+        self.assertEqual(text, 'warmbox_pool_idle{image="a"} 1\n')
+        self.assertEqual(peer.request, b'\x25\x00\x00\x00{"op":"status","format":"prometheus"}')
+        # A daemon without metrics refuses the field.
+        peer = ScriptedUnixPeer(_frame({"stdout": [], "stderr": [], "exit_code": -1,
+                                        "error": "bad request(format): unknown field"}))
+        try:
+            with self.assertRaises(warmbox.BadRequest):
+                warmbox.Client(socket=peer.path).metrics()
+        finally:
+            peer.close()
+
     def test_closed_without_answer_or_mid_frame(self) -> None:
         for reply, what in ((b"", "without answering"), (_frame({"exit_code": 0})[:-3], "mid-response")):
             peer = ScriptedUnixPeer(reply)

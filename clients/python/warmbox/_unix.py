@@ -116,11 +116,13 @@ class UnixTransport:
         return True
 
     def metrics(self) -> str:
-        obj = self._round_trip(b'{"op":"status"}', self.timeout)
+        obj = self._round_trip(b'{"op":"status","format":"prometheus"}', self.timeout)
+        if isinstance(obj, dict) and isinstance(obj.get("error"), str) and obj["error"]:
+            # A daemon older than the metrics: "bad request(format): ...".
+            raise _codec.error_from_text(obj["error"])
         text = obj.get("metrics") if isinstance(obj, dict) else None
         if not isinstance(text, str):
-            raise ProtocolError(
-                f"the daemon at {self.path} does not serve metrics on its socket's status op; use its HTTP API")
+            raise ProtocolError(f"{self.path}: the status op's answer has no metrics text")
         return text
 
 

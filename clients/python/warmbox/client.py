@@ -253,7 +253,7 @@ class Client:
 
     def metrics(self) -> str:
         """The daemon's Prometheus metrics in the text exposition format
-        (HTTP ``/metrics``; on the socket, the status op's ``metrics`` field
-        when the daemon provides it, else :class:`ProtocolError`)."""
+        (HTTP ``GET /metrics``; on the socket, the status op with
+        ``"format":"prometheus"``)."""
         return self._t.metrics()
 

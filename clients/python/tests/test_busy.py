@@ -20,6 +20,11 @@ class BusyTest(DaemonTestCase):
         cls.HTTP = daemon_skip_reason() is None and daemon_has_http()
         super().setUpClass()
 
+    def setUp(self) -> None:
+        # A run's slot is returned once its sandbox is torn down, a little
+        # after the run's answer: start each test with the slot free.
+        self.wait_slot_free()
+
     def hold_the_slot(self) -> warmbox.RunStream:
         s = self.daemon.client().stream(["sh", "-c", "echo holding; sleep 60"])
         # The first output proves the command runs, so the slot is taken.

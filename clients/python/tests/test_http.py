@@ -34,6 +34,12 @@ class HttpRunTest(DaemonTestCase):
         r = self.c.run(["cat"], stdin=data)
         self.assertEqual(r.stdout, data)
 
+    def test_stdin_too_large_for_the_socket_fits_over_http(self) -> None:
+        data = b"\xff" * (3 << 20)
+        with self.assertRaises(warmbox.BadRequest):
+            self.daemon.client().run(["wc", "-c"], stdin=data)
+        self.assertEqual(self.c.run(["wc", "-c"], stdin=data).stdout.strip(), str(len(data)).encode())
+
     def test_env_workdir_user_timeout(self) -> None:
         r = self.c.run(["sh", "-c", 'echo "$K"; pwd; id -u'], env={"K": "v"}, workdir="/tmp", user="nobody")
         self.assertEqual(r.stdout, b"v\n/tmp\n65534\n", r.stderr)

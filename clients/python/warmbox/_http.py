@@ -118,10 +118,10 @@ class HttpTransport:
             if resp.status != 200:
                 data = self._read(resp, self.url + "/v1/run")
                 raise _codec.http_error(resp.status, data, resp.getheader("Retry-After"))
+            return HttpStream(self.url + "/v1/run", conn, resp)
         except BaseException:
             conn.close()
             raise
-        return HttpStream(self.url + "/v1/run", conn, resp)
 
     def status(self) -> List[PoolStatus]:
         return _codec.pools_from(self._ok_json("GET", "/v1/pools", None, self.timeout), self.url + "/v1/pools")
@@ -162,7 +162,6 @@ class HttpStream:
         try:
             data = self._resp.read()
         except (http.client.HTTPException, OSError) as e:
-            self.close()
             raise DaemonUnavailable(f"reading {self._where}: {e}") from None
         r = _codec.result_from(_codec.loads(data, self._where), _codec.b64, self._where)
         if r.stdout:

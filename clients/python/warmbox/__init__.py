@@ -1,0 +1,38 @@
+"""Python client of warmbox: run commands in pre-booted sandboxes in milliseconds.
+
+Standard library only, Python >= 3.9::
+
+    import warmbox
+
+    client = warmbox.Client()                 # the local daemon's Unix socket
+    r = client.run(["echo", "hi"])
+    assert r.stdout == b"hi\\n" and r.exit_code == 0
+
+See :class:`Client` and the README.
+"""
+
+from .client import Client, RunStream, default_socket
+from .errors import (AuthError, BadRequest, Busy, CommandFailed, DaemonUnavailable, ProtocolError, RunError,
+                     WarmboxError)
+from .types import Event, Exit, Output, PoolStatus, Result
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Client",
+    "RunStream",
+    "default_socket",
+    "Result",
+    "Output",
+    "Exit",
+    "Event",
+    "PoolStatus",
+    "WarmboxError",
+    "DaemonUnavailable",
+    "Busy",
+    "RunError",
+    "AuthError",
+    "BadRequest",
+    "ProtocolError",
+    "CommandFailed",
+]

@@ -69,22 +69,24 @@ Result<proto::RunRequest> ParseHttpRunRequest(std::string_view body) {
     }
     *it = std::move(arr);
   }
+  // stdin is taken out before the rest goes through the socket's parser:
+  // re-encoding megabytes of input as JSON would cost more than the run.
+  std::optional<std::string> stdin_data;
   if (auto it = j.find("stdin_base64"); it != j.end()) {
     if (j.contains("stdin")) return Fail("bad request", "stdin_base64", "give stdin or stdin_base64, not both");
     if (!it->is_string()) return Fail("bad request", "stdin_base64", "expected a base64 string");
-    std::string bytes = WB_TRY(Base64Decode(it->get_ref<const std::string&>(), "stdin_base64"));
+    stdin_data = WB_TRY(Base64Decode(it->get_ref<const std::string&>(), "stdin_base64"));
     j.erase(it);
-    // The socket form takes stdin as a string of raw bytes; nlohmann keeps
-    // strings as bytes, and the replace handler only matters for dumping
-    // invalid UTF-8, so carry it as an array instead.
-    json arr = json::array();
-    for (unsigned char c : bytes) arr.push_back(c);
-    j["stdin"] = std::move(arr);
-  } else if (auto in = j.find("stdin"); in != j.end() && !in->is_null() && !in->is_string()) {
-    return Fail("bad request", "stdin", "expected a string (or use stdin_base64 for bytes)");
+  } else if (auto in = j.find("stdin"); in != j.end()) {
+    if (!in->is_null() && !in->is_string()) {
+      return Fail("bad request", "stdin", "expected a string (or use stdin_base64 for bytes)");
+    }
+    if (in->is_string()) stdin_data = std::move(in->get_ref<std::string&>());
+    j.erase(in);
   }
   j["op"] = "run";
   auto req = WB_TRY(proto::ParsePoolRequest(Dump(j)));
+  req.run.stdin_data = std::move(stdin_data);
   return std::move(req.run);
 }
 

@@ -59,7 +59,8 @@ $(ASAN_BUILD)/build.ninja:
 	cmake -S . -B $(ASAN_BUILD) -G Ninja -DWB_SANITIZE=address,undefined $(CMAKE_FLAGS)
 
 # Everything but the static agent and probe built with ASan+UBSan; runs the
-# unit tests and the daemon e2e tests (PoolTest) under them.
+# unit tests and the daemon e2e tests (PoolTest, socket activation, the HTTP
+# API through curl) under them.
 test-asan: setup $(ASAN_BUILD)/build.ninja
 	cmake --build $(ASAN_BUILD)
 	rm -rf $(SAN_REPORTS) && mkdir -p $(SAN_REPORTS)
@@ -68,7 +69,7 @@ test-asan: setup $(ASAN_BUILD)/build.ninja
 	         UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1; \
 	  rc=0; \
 	  ctest --output-on-failure -j$$(nproc) -L unit $(CTEST_FLAGS) || rc=1; \
-	  ctest --output-on-failure -R '^PoolTest\.' $(CTEST_FLAGS) || rc=1; \
+	  ctest --output-on-failure -R '^(PoolTest\.|ActivationTest\.|http_api_test$$)' $(CTEST_FLAGS) || rc=1; \
 	  if [ -n "$$(ls -A $(SAN_REPORTS))" ]; then \
 	    echo "test-asan: sanitizer reports in $(SAN_REPORTS):"; cat $(SAN_REPORTS)/*; rc=1; \
 	  fi; \

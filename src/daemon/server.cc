@@ -1,5 +1,6 @@
 #include "daemon/server.h"
 
+#include "daemon/image_puller.h"
 #include "pool/warm_pool.h"
 #include "proto/pool_proto.h"
 
@@ -74,6 +75,7 @@ class Daemon {
       : opts_(opts),
         rt_(io_, driver, store, opts.creation_cap),
         registry_(rt_, opts.pool),
+        puller_(io_, ImageToolCall{opts.image_tool_path, opts.driver.state_dir, opts.driver.uid_base, {}}),
         acceptor_(io_),
         signals_(io_, SIGINT, SIGTERM),
         drain_timer_(io_) {}
@@ -97,6 +99,7 @@ class Daemon {
     if (!opts_.default_image.empty()) registry_.Get(opts_.default_image, 0);
     for (const auto& w : opts_.warm) registry_.Get(w.image, w.count);
     io_.run();
+    puller_.Join();
     rt_.create.join();
     rt_.destroy.join();
     return 0;
@@ -194,9 +197,13 @@ class Daemon {
       co_return;
     }
     if (!rt_.store.Exists(image)) {
-      co_await Send(s, proto::ToJson(proto::ErrorResponse(
-                           "image " + image + ": no such image (see 'warmbox image ls')")));
-      co_return;
+      // A missing image is pulled first (once, whoever else waits for it).
+      auto pulled = co_await puller_.Pull(image);
+      if (!pulled.ok()) {
+        co_await Send(s, proto::ToJson(proto::ErrorResponse(
+                             "image " + image + ": no such image, and pulling it failed: " + pulled.error().ToString())));
+        co_return;
+      }
     }
     pool::WarmPool& pool = registry_.Get(image);
     auto permit = co_await pool.TakePermit();
@@ -345,6 +352,7 @@ class Daemon {
   asio::io_context io_;
   pool::PoolRuntime rt_;
   pool::PoolRegistry registry_;
+  ImagePuller puller_;
   asio::local::stream_protocol::acceptor acceptor_;
   asio::signal_set signals_;
   asio::steady_timer drain_timer_;
@@ -400,6 +408,19 @@ Result<int> RunDaemon(const DaemonOptions& opts) {
   if (!driver.ok()) {
     ::unlink(opts.socket_path.c_str());
     return driver.error();
+  }
+  // `pool start --warm` (and --image) pull what they need before warming.
+  std::vector<std::string> needed;
+  if (!opts.default_image.empty()) needed.push_back(opts.default_image);
+  for (const auto& w : opts.warm) needed.push_back(w.image);
+  for (const auto& image : needed) {
+    if (store.Exists(image)) continue;
+    spdlog::info("pulling image {}", image);
+    auto pulled = RunImageTool({opts.image_tool_path, opts.driver.state_dir, opts.driver.uid_base, {"pull", image}});
+    if (!pulled.ok()) {
+      ::unlink(opts.socket_path.c_str());
+      return pulled.error().Wrap("image " + image + " is missing");
+    }
   }
   Daemon d(opts, **driver, store);
   WB_CHECK(d.Bind(listen_fd.release()));

@@ -25,6 +25,7 @@ struct DaemonOptions {
   std::chrono::milliseconds drain_grace{10000};  // in-flight runs at stop
   std::chrono::milliseconds request_timeout{10000};  // to receive a request
   NsDriverOptions driver;
+  std::string image_tool_path;  // warmbox-image: pulls images the pools need
 };
 
 // Serves until stopped (SIGINT, SIGTERM or a stop request); returns the exit code.

@@ -60,6 +60,8 @@ size_t OnBody(char* data, size_t size, size_t n, void* user) {
 
 }  // namespace
 
+bool IsTransportError(const Error& e) { return e.call == kTransportCall; }
+
 Http::Http() : curl_(curl_easy_init()) {}
 Http::~Http() { curl_easy_cleanup(static_cast<CURL*>(curl_)); }
 
@@ -97,9 +99,7 @@ Result<HttpResponse> Http::Get(const std::string& url, const std::vector<std::st
   curl_slist_free_all(hl);
   if (t.failed) return t.sink_error;
   if (rc != CURLE_OK) {
-    Error e = Fail("http get", url, errbuf[0] ? errbuf : curl_easy_strerror(rc));
-    e.err = kTransportError;
-    return e;
+    return Fail(kTransportCall, url, errbuf[0] ? errbuf : curl_easy_strerror(rc));
   }
   curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &resp.status);
   return resp;

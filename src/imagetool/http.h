@@ -21,10 +21,6 @@ struct HttpResponse {
 // Receives body bytes; an error aborts the transfer and is returned.
 using BodySink = std::function<Result<void>(std::string_view)>;
 
-struct HttpError {
-  bool transport = false;  // the request did not complete (no HTTP status)
-};
-
 class Http {
  public:
   Http();
@@ -32,8 +28,9 @@ class Http {
   Http(const Http&) = delete;
   Http& operator=(const Http&) = delete;
 
-  // GET url. A transport failure returns an Error whose call is "http get"
-  // and whose err is -1 (so callers can tell it from a body-sink error).
+  // GET url. A transport failure (no complete HTTP response) returns an
+  // Error whose call is kTransportCall, so callers can tell it from an
+  // error of the body sink.
   [[nodiscard]] Result<HttpResponse> Get(const std::string& url, const std::vector<std::string>& headers,
                                          const BodySink& sink = nullptr);
 
@@ -41,6 +38,7 @@ class Http {
   void* curl_;
 };
 
-inline constexpr int kTransportError = -1;
+inline constexpr const char* kTransportCall = "http transfer";
+bool IsTransportError(const Error& e);
 
 }  // namespace wb::imagetool

@@ -62,9 +62,13 @@ Result<Image> Pull(ImageStore& store, const std::string& text, const PullOptions
   }
   small.emplace_back(DescriptorOf(man), man.body);
   oci::Manifest m = WB_TRY(oci::ParseManifest(man.body));
-  std::string config = WB_TRY(reg.GetBlob(m.config, kMaxConfig));
+  // The config goes through the store like a layer: fetched once however
+  // many pulls want it, verified, then read back.
+  if (m.config.size > kMaxConfig) return Fail("pull", m.config.digest, "image config larger than 16 MiB");
+  (void)WB_TRY(EnsureBlob(store, m.config, [&](const std::string& tmp) { return reg.DownloadBlob(m.config, tmp, nullptr); }));
+  std::string config = WB_TRY(ReadFile(store.BlobPath(m.config.digest)));
   oci::RuntimeConfig rc = WB_TRY(oci::ParseImageConfig(config));
-  small.emplace_back(m.config, config);
+  img.blobs.push_back(m.config.digest);
   for (const auto& [d, bytes] : small) {
     WB_CHECK(EnsureBlobBytes(store, d, bytes));
     img.blobs.push_back(d.digest);

@@ -21,7 +21,7 @@ void SleepMs(int ms) {
 }
 
 bool Retryable(const Result<HttpResponse>& r) {
-  if (!r.ok()) return r.error().err == kTransportError;
+  if (!r.ok()) return IsTransportError(r.error());
   return r.value().status >= 500 || r.value().status == 429 || r.value().status == 408;
 }
 
@@ -48,12 +48,12 @@ Result<void> Registry::Connect() {
   // The version check tells HTTPS from plain HTTP on loopback registries
   // (docker's rule: they may be plain HTTP) and brings the first challenge.
   auto r = http_.Get(Url(""), {});
-  if (!r.ok() && r.error().err == kTransportError && scheme_ == "https" && oci::IsLoopbackRegistry(ref_.registry)) {
+  if (!r.ok() && IsTransportError(r.error()) && scheme_ == "https" && oci::IsLoopbackRegistry(ref_.registry)) {
     spdlog::debug("{}: https failed ({}); trying plain http", ref_.registry, r.error().ToString());
     scheme_ = "http";
     r = http_.Get(Url(""), {});
   }
-  for (int attempt = 1; !r.ok() && r.error().err == kTransportError && attempt < opts_.attempts; ++attempt) {
+  for (int attempt = 1; !r.ok() && IsTransportError(r.error()) && attempt < opts_.attempts; ++attempt) {
     SleepMs(opts_.backoff_ms << (attempt - 1));
     r = http_.Get(Url(""), {});
   }
@@ -191,7 +191,13 @@ Result<void> Registry::DownloadBlob(const oci::Descriptor& d, const std::string&
       return Ok();
     };
   };
-  HttpResponse r = WB_TRY(Request(ref_.repository + "/blobs/" + d.digest, "", factory));
+  auto res = Request(ref_.repository + "/blobs/" + d.digest, "", factory);
+  if (!res.ok() && IsTransportError(res.error()) && got < d.size) {
+    return Fail("verify blob", d.digest,
+                "truncated: got " + std::to_string(got) + " of " + std::to_string(d.size) + " bytes (" +
+                    res.error().detail + ")");
+  }
+  HttpResponse r = WB_TRY(std::move(res));
   if (r.status != 200) return Fail("GET blob", d.digest, "HTTP " + std::to_string(r.status) + ": " + Snippet(r.body));
   if (got != d.size) {
     return Fail("verify blob", d.digest,

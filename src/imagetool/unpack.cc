@@ -200,9 +200,12 @@ Result<UnpackStats> Unpack(const std::string& path, const std::string& dest, boo
 }
 
 uint32_t g_claim_base = 0;
+bool InRange(uint32_t id) { return id >= g_claim_base && id - g_claim_base < 65536; }
 int ClaimOne(const char* p, const struct stat* st, int, FTW*) {
-  if (st->st_uid >= g_claim_base && st->st_uid - g_claim_base < 65536) return 0;
-  return ::lchown(p, g_claim_base, g_claim_base) == 0 ? 0 : errno;
+  if (InRange(st->st_uid) && InRange(st->st_gid)) return 0;
+  uid_t uid = InRange(st->st_uid) ? st->st_uid : g_claim_base;
+  gid_t gid = InRange(st->st_gid) ? st->st_gid : g_claim_base;
+  return ::lchown(p, uid, gid) == 0 ? 0 : errno;
 }
 
 }  // namespace

@@ -7,6 +7,7 @@
 #include <netinet/in.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/xattr.h>
 #include <unistd.h>
 
 #include <fstream>
@@ -385,6 +386,31 @@ TEST_F(OciTest, HostileArchivesAreRejected) {
   EXPECT_EQ(Images(), 0u);
   EXPECT_EQ(Tmp(), 0u);
   EXPECT_FALSE(PathExists(state_ + "/blobs/sha256/" + top.substr(7)));
+}
+
+// What a layer may carry, unpacked as the user namespace allows (zstd).
+TEST_F(OciTest, LayerFeaturesUnpackAsTheSandboxAllows) {
+  MakeTrees();
+  const std::string tar = work_ + "/features.tar";
+  ASSERT_EQ(Py({kScripts + "/make_hostile.py", "features", tar, "/unused"}).code, 0);
+  auto r = Py({kScripts + "/make_layout.py", work_ + "/layout", "--tag", "v1", "--compress", "zstd", "--layer",
+               work_ + "/base", "--raw-layer", tar});
+  ASSERT_EQ(r.code, 0) << r.err;
+  auto i = Wb({"image", "import", work_ + "/layout", "--name", "features:v1"});
+  ASSERT_EQ(i.code, 0) << i.err;
+  auto run = Wb({"run", "--image", "features:v1", "--", "sh", "-c",
+                 "cd /f; [ $(stat -c %i data) = $(stat -c %i hard) ] && echo hardlink; test -p fifo && echo fifo; "
+                 "test -e null || echo no-device; stat -c '%a %u' suid; cat abs-link; "
+                 "stat -c '%u %g' /implicit /implicit/dir /implicit/dir/file"});
+  ASSERT_EQ(run.code, 0) << run.err;
+  EXPECT_EQ(run.out, "hardlink\nfifo\nno-device\n4755 1000\nkeep\n0 0\n0 0\n5 5\n");
+  auto in = nlohmann::json::parse(Wb({"image", "inspect", "features:v1"}).out);
+  const std::string top = in["lower_dirs"][0];
+  char buf[64];
+  ssize_t n = ::lgetxattr((top + "/f/x").c_str(), "user.note", buf, sizeof buf);
+  EXPECT_EQ(std::string(buf, n > 0 ? static_cast<size_t>(n) : 0), "hi");
+  EXPECT_LT(::lgetxattr((top + "/f/x").c_str(), "security.capability", buf, sizeof buf), 0);
+  EXPECT_EQ(errno, ENODATA);
 }
 
 TEST_F(OciTest, ImagesShareLayersAndPruneKeepsWhatIsUsed) {

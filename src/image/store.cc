@@ -308,6 +308,13 @@ Result<PruneReport> ImageStore::Prune() {
     WB_CHECK(RemoveTree(TmpDir() + "/" + n));
     ++rep.tmp;
   }
+  // Per-blob and per-layer lock files: every process that takes one holds
+  // the store lock shared first, so none is in use now.
+  for (const auto& n : entries(LocksDir())) {
+    if (n != "store.lock" && ::unlink((LocksDir() + "/" + n).c_str()) != 0 && errno != ENOENT) {
+      return Errno("unlink", LocksDir() + "/" + n);
+    }
+  }
   return rep;
 }
 

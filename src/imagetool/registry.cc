@@ -82,7 +82,14 @@ Result<void> Registry::Authenticate(const std::string& header) {
   }
   std::string url = WB_TRY(oci::TokenUrl(c, ref_.repository));
   std::vector<std::string> headers;
-  if (opts_.credentials) headers.push_back("Authorization: " + opts_.credentials->BasicHeader());
+  if (opts_.credentials) {
+    // Credentials never travel in clear text to a realm named by an HTTPS
+    // registry.
+    if (scheme_ == "https" && url.rfind("http://", 0) == 0) {
+      return Fail("get a token", c.params["realm"], "refusing to send credentials to a plain-HTTP token realm");
+    }
+    headers.push_back("Authorization: " + opts_.credentials->BasicHeader());
+  }
   auto r = http_.Get(url, headers);
   for (int attempt = 1; Retryable(r) && attempt < opts_.attempts; ++attempt) {
     SleepMs(opts_.backoff_ms << (attempt - 1));
@@ -152,20 +159,6 @@ Result<FetchedManifest> Registry::GetManifest(const std::string& tag_or_digest) 
     return Fail("verify manifest", tag_or_digest, "digest mismatch: the registry sent " + m.digest);
   }
   return m;
-}
-
-Result<std::string> Registry::GetBlob(const oci::Descriptor& d, uint64_t max_size) {
-  if (d.size > max_size) return Fail("blob", d.digest, "larger than " + std::to_string(max_size) + " bytes");
-  HttpResponse r = WB_TRY(Request(ref_.repository + "/blobs/" + d.digest, "", nullptr));
-  if (r.status != 200) return Fail("GET blob", d.digest, "HTTP " + std::to_string(r.status) + ": " + Snippet(r.body));
-  if (r.body.size() != d.size) {
-    return Fail("verify blob", d.digest,
-                "size mismatch: expected " + std::to_string(d.size) + " bytes, got " + std::to_string(r.body.size()));
-  }
-  if (std::string got = Sha256Of(r.body); got != d.digest) {
-    return Fail("verify blob", d.digest, "digest mismatch: the content hashes to " + got);
-  }
-  return std::move(r.body);
 }
 
 Result<void> Registry::DownloadBlob(const oci::Descriptor& d, const std::string& path, const ProgressFn& progress) {

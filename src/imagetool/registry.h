@@ -36,8 +36,6 @@ class Registry {
   Registry(oci::Reference ref, RegistryOptions opts);
 
   [[nodiscard]] Result<FetchedManifest> GetManifest(const std::string& tag_or_digest);
-  // A small blob (a config) in memory, verified.
-  [[nodiscard]] Result<std::string> GetBlob(const oci::Descriptor& d, uint64_t max_size);
   // A blob streamed to path (created or truncated), its size and digest
   // verified while it streams; a mismatch is an error.
   [[nodiscard]] Result<void> DownloadBlob(const oci::Descriptor& d, const std::string& path,

@@ -227,6 +227,13 @@ Result<std::unique_ptr<Sandbox>> NsDriver::Create(const SandboxSpec& spec) {
 
   std::string lower;
   for (const auto& l : sb->image_.lower_dirs) lower += (lower.empty() ? "" : ":") + l;
+  // mount(2) takes at most a page of options (lowerdir=...,upperdir=...).
+  if (lower.size() > 3800) {
+    return Fail("create sandbox", spec.image,
+                std::to_string(sb->image_.lower_dirs.size()) +
+                    " layers do not fit in one overlay mount's options (a page); use a shorter --state-dir "
+                    "or an image with fewer layers");
+  }
   SpawnOptions o;
   o.path = opts_.agent_path;
   o.argv = {"warmbox-agent", "--listen-fd", "3", "--ns-setup", "--scratch", scratch, "--lower", lower,

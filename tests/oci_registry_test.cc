@@ -4,6 +4,7 @@
 // flow and misbehaving registries (a small server in tests/oci/); imports of
 // docker-archive and OCI layouts; hostile layers; layer sharing; concurrent
 // pulls; the pool daemon pulling what it needs.
+#include <gtest/gtest.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -11,10 +12,8 @@
 #include <unistd.h>
 
 #include <fstream>
-#include <thread>
-
-#include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
+#include <thread>
 
 #include "base/child.h"
 #include "base/fs.h"
@@ -31,9 +30,7 @@ using wb::testing::RunProcess;
 constexpr uint32_t kBase = 1200000000;
 const std::string kScripts = std::string(WB_SOURCE_DIR) + "/tests/oci";
 
-void WriteText(const std::string& path, const std::string& text) {
-  std::ofstream(path) << text;
-}
+void WriteText(const std::string& path, const std::string& text) { std::ofstream(path) << text; }
 
 int FreePort() {
   UniqueFd fd(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
@@ -65,7 +62,8 @@ class OciTest : public ::testing::Test {
   void SetUp() override {
     std::string why = wb::testing::SandboxProbe();
     if (!why.empty()) GTEST_SKIP() << why;
-    for (const char* tool : {"/usr/bin/docker-registry", "/usr/bin/skopeo", "/usr/bin/python3", "/usr/bin/htpasswd"}) {
+    for (const char* tool :
+         {"/usr/bin/docker-registry", "/usr/bin/skopeo", "/usr/bin/python3", "/usr/bin/htpasswd"}) {
       if (!PathExists(tool)) GTEST_SKIP() << tool << " missing (run scripts/setup)";
     }
     state_ = wb::testing::MakeTempDir("wb-oci-state");
@@ -82,7 +80,8 @@ class OciTest : public ::testing::Test {
   }
 
   std::vector<std::string> Env() const {
-    return {"WARMBOX_STATE_DIR=" + state_, "WARMBOX_USERNS_BASE=" + std::to_string(kBase), "HOME=" + work_};
+    return {"WARMBOX_STATE_DIR=" + state_, "WARMBOX_USERNS_BASE=" + std::to_string(kBase),
+            "HOME=" + work_};
   }
   ProcResult Wb(std::vector<std::string> args, std::vector<std::string> extra_env = {}) {
     args.insert(args.begin(), wb::testing::BuildDir() + "/warmbox");
@@ -99,7 +98,8 @@ class OciTest : public ::testing::Test {
   // top (whites out /etc/motd, makes /opt/app opaque with new.txt).
   void MakeTrees() {
     const std::string b = work_ + "/base", t = work_ + "/top";
-    for (const auto& d : {b + "/bin", b + "/etc", b + "/opt/app", b + "/home", t + "/etc", t + "/opt/app"}) {
+    for (const auto& d :
+         {b + "/bin", b + "/etc", b + "/opt/app", b + "/home", t + "/etc", t + "/opt/app"}) {
       ASSERT_TRUE(MkdirAll(d).ok());
     }
     ASSERT_EQ(RunProcess({"/bin/cp", "/bin/busybox", b + "/bin/busybox"}).code, 0);
@@ -115,10 +115,13 @@ class OciTest : public ::testing::Test {
     WriteText(t + "/opt/app/new.txt", "new\n");
   }
   // An OCI layout at work_/NAME holding tag from the given trees.
-  std::string Layout(const std::string& name, const std::string& tag, const std::vector<std::string>& trees,
-                     const std::string& config = R"({"Cmd":["sh","-c","echo from-cmd $FOO"],"Env":["FOO=bar"],"WorkingDir":"/opt"})",
-                     const std::vector<std::string>& raw_layers = {}) {
-    std::vector<std::string> args = {kScripts + "/make_layout.py", work_ + "/" + name, "--tag", tag, "--config", config};
+  std::string Layout(
+      const std::string& name, const std::string& tag, const std::vector<std::string>& trees,
+      const std::string& config =
+          R"({"Cmd":["sh","-c","echo from-cmd $FOO"],"Env":["FOO=bar"],"WorkingDir":"/opt"})",
+      const std::vector<std::string>& raw_layers = {}) {
+    std::vector<std::string> args = {
+        kScripts + "/make_layout.py", work_ + "/" + name, "--tag", tag, "--config", config};
     for (const auto& t : trees) args.insert(args.end(), {"--layer", work_ + "/" + t});
     for (const auto& r : raw_layers) args.insert(args.end(), {"--raw-layer", r});
     auto r = Py(args);
@@ -131,8 +134,10 @@ class OciTest : public ::testing::Test {
     int port = FreePort();
     const std::string dir = work_ + "/registry-" + std::to_string(port);
     EXPECT_TRUE(MkdirAll(dir + "/data").ok());
-    std::string cfg = "version: 0.1\nlog:\n  level: error\n  accesslog:\n    disabled: true\nstorage:\n  filesystem:\n    rootdirectory: " +
-                      dir + "/data\nhttp:\n  addr: 127.0.0.1:" + std::to_string(port) + "\n";
+    std::string cfg =
+        "version: 0.1\nlog:\n  level: error\n  accesslog:\n    disabled: true\nstorage:\n  "
+        "filesystem:\n    rootdirectory: " +
+        dir + "/data\nhttp:\n  addr: 127.0.0.1:" + std::to_string(port) + "\n";
     if (auth) {
       auto h = RunProcess({"/usr/bin/htpasswd", "-Bbn", "tester", "s3cret"});
       EXPECT_EQ(h.code, 0);
@@ -161,13 +166,15 @@ class OciTest : public ::testing::Test {
     auto c = ChildProcess::Spawn(o);
     EXPECT_TRUE(c.ok());
     if (c.ok()) children_.push_back(std::move(*c));
-    EXPECT_TRUE(Eventually([&] { return PathExists(port_file); }, 10000)) << "fake registry did not start";
+    EXPECT_TRUE(Eventually([&] { return PathExists(port_file); }, 10000))
+        << "fake registry did not start";
     auto text = ReadFile(port_file);
     return text.ok() ? std::stoi(*text) : -1;
   }
   void Push(const std::string& layout, const std::string& tag, int port, const std::string& repo,
             const std::string& creds = "") {
-    std::vector<std::string> args = {"/usr/bin/skopeo", "copy", "--quiet", "--dest-tls-verify=false"};
+    std::vector<std::string> args = {"/usr/bin/skopeo", "copy", "--quiet",
+                                     "--dest-tls-verify=false"};
     if (!creds.empty()) args.insert(args.end(), {"--dest-creds", creds});
     args.push_back("oci:" + layout + ":" + tag);
     args.push_back("docker://127.0.0.1:" + std::to_string(port) + "/" + repo);
@@ -195,9 +202,11 @@ TEST_F(OciTest, PullFromRegistryAndRunMergedFilesystem) {
   ASSERT_EQ(p.code, 0) << p.err;
   EXPECT_EQ(p.out, ref + "\n");
   EXPECT_EQ(p.err, "");  // quiet when not on a terminal
-  auto r = Wb({"run", "--image", ref, "--", "sh", "-c",
-               "ls /etc /opt/app; cat /etc/keep /opt/app/new.txt; test -e /etc/motd || echo motd-gone; "
-               "test -e /opt/app/old.txt || echo old-gone; echo $FOO $(pwd); stat -c '%u %n' /home/owned-1000 /bin/busybox"});
+  auto r =
+      Wb({"run", "--image", ref, "--", "sh", "-c",
+          "ls /etc /opt/app; cat /etc/keep /opt/app/new.txt; test -e /etc/motd || echo motd-gone; "
+          "test -e /opt/app/old.txt || echo old-gone; echo $FOO $(pwd); stat -c '%u %n' "
+          "/home/owned-1000 /bin/busybox"});
   ASSERT_EQ(r.code, 0) << r.err;
   EXPECT_EQ(r.out,
             "/etc:\nkeep\n\n/opt/app:\nnew.txt\nkeep\nnew\nmotd-gone\nold-gone\nbar /opt\n"
@@ -236,13 +245,15 @@ TEST_F(OciTest, BasicAuthFromDockerConfig) {
   EXPECT_NE(anon.err.find("requires a login"), std::string::npos) << anon.err;
   EXPECT_EQ(Images(), 0u);
   const std::string auth_file = work_ + "/auth.json";
-  WriteText(auth_file, R"({"auths":{")" + reg + R"(":{"auth":"dGVzdGVyOndyb25n"}}})");  // tester:wrong
+  WriteText(auth_file,
+            R"({"auths":{")" + reg + R"(":{"auth":"dGVzdGVyOndyb25n"}}})");  // tester:wrong
   auto wrong = Wb({"image", "pull", reg + "/private/img:v1"}, {"REGISTRY_AUTH_FILE=" + auth_file});
   EXPECT_EQ(wrong.code, 125);
   EXPECT_NE(wrong.err.find("access denied"), std::string::npos) << wrong.err;
   // ~/.docker/config.json
   ASSERT_TRUE(MkdirAll(work_ + "/.docker").ok());
-  WriteText(work_ + "/.docker/config.json", R"({"auths":{")" + reg + R"(":{"auth":"dGVzdGVyOnMzY3JldA=="}}})");
+  WriteText(work_ + "/.docker/config.json",
+            R"({"auths":{")" + reg + R"(":{"auth":"dGVzdGVyOnMzY3JldA=="}}})");
   auto ok = Wb({"image", "pull", reg + "/private/img:v1"});
   ASSERT_EQ(ok.code, 0) << ok.err;
   auto r = Wb({"run", "--image", reg + "/private/img:v1", "--", "cat", "/etc/motd"});
@@ -262,7 +273,8 @@ TEST_F(OciTest, BearerTokenFlowAndSharedConcurrentDownloads) {
   for (auto& t : pulls) t.join();
   for (const auto& r : results) EXPECT_EQ(r.code, 0) << r.err;
   // Each blob crossed the wire once.
-  auto stats = RunProcess({"/usr/bin/curl", "-s", "http://127.0.0.1:" + std::to_string(port) + "/stats"});
+  auto stats =
+      RunProcess({"/usr/bin/curl", "-s", "http://127.0.0.1:" + std::to_string(port) + "/stats"});
   auto j = nlohmann::json::parse(stats.out, nullptr, false);
   ASSERT_TRUE(j.is_object()) << stats.out;
   EXPECT_EQ(j.size(), 3u);  // config + 2 layers
@@ -286,15 +298,17 @@ TEST_F(OciTest, CorruptAndTruncatedBlobsAreRejected) {
   MakeTrees();
   std::string layout = Layout("layout", "v1", {"base", "top"});
   auto m = nlohmann::json::parse(*ReadFile(layout + "/index.json"));
-  auto manifest = nlohmann::json::parse(
-      *ReadFile(layout + "/blobs/sha256/" + m["manifests"][0]["digest"].get<std::string>().substr(7)));
+  auto manifest = nlohmann::json::parse(*ReadFile(
+      layout + "/blobs/sha256/" + m["manifests"][0]["digest"].get<std::string>().substr(7)));
   const std::string layer = manifest["layers"][0]["digest"];
   for (const std::string mode : {"--corrupt-blob", "--truncate-blob"}) {
     int port = StartFake(layout, {mode, layer});
     auto p = Wb({"image", "pull", "127.0.0.1:" + std::to_string(port) + "/team/img:v1"});
     EXPECT_EQ(p.code, 125) << mode;
     EXPECT_NE(p.err.find(layer), std::string::npos) << p.err;
-    EXPECT_NE(p.err.find(mode == "--corrupt-blob" ? "digest mismatch" : "truncated"), std::string::npos) << p.err;
+    EXPECT_NE(p.err.find(mode == "--corrupt-blob" ? "digest mismatch" : "truncated"),
+              std::string::npos)
+        << p.err;
     EXPECT_EQ(Images(), 0u);
     EXPECT_EQ(Layers(), 0u);
     EXPECT_EQ(Tmp(), 0u);
@@ -314,7 +328,8 @@ TEST_F(OciTest, ImportDockerArchiveAndOciLayouts) {
   auto i = Wb({"image", "import", archive});
   ASSERT_EQ(i.code, 0) << i.err;
   EXPECT_EQ(i.out, "example.com/team/archived:v2\n");
-  auto r = Wb({"run", "--image", "example.com/team/archived:v2", "--", "sh", "-c", "cat /opt/app/new.txt; ls /etc"});
+  auto r = Wb({"run", "--image", "example.com/team/archived:v2", "--", "sh", "-c",
+               "cat /opt/app/new.txt; ls /etc"});
   EXPECT_EQ(r.out, "new\nkeep\n") << r.err;
   // An OCI layout directory names only a tag: --name is required.
   auto noname = Wb({"image", "import", layout});
@@ -368,8 +383,8 @@ TEST_F(OciTest, HostileArchivesAreRejected) {
   // A blob whose content does not match its digest, and a short one.
   std::string layout = Layout("layout", "v1", {"base", "top"});
   auto idx = nlohmann::json::parse(*ReadFile(layout + "/index.json"));
-  auto manifest = nlohmann::json::parse(
-      *ReadFile(layout + "/blobs/sha256/" + idx["manifests"][0]["digest"].get<std::string>().substr(7)));
+  auto manifest = nlohmann::json::parse(*ReadFile(
+      layout + "/blobs/sha256/" + idx["manifests"][0]["digest"].get<std::string>().substr(7)));
   const std::string top = manifest["layers"][1]["digest"];
   const std::string blob = layout + "/blobs/sha256/" + top.substr(7);
   std::string good = *ReadFile(blob);
@@ -393,13 +408,14 @@ TEST_F(OciTest, LayerFeaturesUnpackAsTheSandboxAllows) {
   MakeTrees();
   const std::string tar = work_ + "/features.tar";
   ASSERT_EQ(Py({kScripts + "/make_hostile.py", "features", tar, "/unused"}).code, 0);
-  auto r = Py({kScripts + "/make_layout.py", work_ + "/layout", "--tag", "v1", "--compress", "zstd", "--layer",
-               work_ + "/base", "--raw-layer", tar});
+  auto r = Py({kScripts + "/make_layout.py", work_ + "/layout", "--tag", "v1", "--compress", "zstd",
+               "--layer", work_ + "/base", "--raw-layer", tar});
   ASSERT_EQ(r.code, 0) << r.err;
   auto i = Wb({"image", "import", work_ + "/layout", "--name", "features:v1"});
   ASSERT_EQ(i.code, 0) << i.err;
   auto run = Wb({"run", "--image", "features:v1", "--", "sh", "-c",
-                 "cd /f; [ $(stat -c %i data) = $(stat -c %i hard) ] && echo hardlink; test -p fifo && echo fifo; "
+                 "cd /f; [ $(stat -c %i data) = $(stat -c %i hard) ] && echo hardlink; test -p "
+                 "fifo && echo fifo; "
                  "test -e null || echo no-device; stat -c '%a %u' suid; cat abs-link; "
                  "stat -c '%u %g' /implicit /implicit/dir /implicit/dir/file"});
   ASSERT_EQ(run.code, 0) << run.err;
@@ -469,17 +485,33 @@ TEST_F(OciTest, PoolPullsMissingImages) {
   const std::string sock = work_ + "/pool.sock";
   SpawnOptions o;
   o.path = wb::testing::BuildDir() + "/warmbox";
-  o.argv = {"warmbox", "pool", "start", "--socket", sock, "--image", "", "--size", "1", "--warm", reg + "/team/img:v1=1"};
+  o.argv = {"warmbox",
+            "pool",
+            "start",
+            "--socket",
+            sock,
+            "--image",
+            "",
+            "--size",
+            "1",
+            "--warm",
+            reg + "/team/img:v1=1"};
   for (char** e = environ; *e; ++e) o.env.push_back(*e);
   for (const auto& kv : Env()) o.env.push_back(kv);
   o.pdeath_signal = SIGKILL;
   auto d = ChildProcess::Spawn(o);
   ASSERT_TRUE(d.ok());
   ChildProcess daemon = std::move(*d);
-  ASSERT_TRUE(Eventually([&] { return Wb({"pool", "status", "--socket", sock}).code == 0; }, 30000));
-  auto one = Wb({"pool", "run", "--socket", sock, "--image", reg + "/team/img:v1", "--", "cat", "/opt/app/new.txt"});
+  ASSERT_TRUE(Eventually(
+      [&] {
+        return Wb({"pool", "status", "--socket", sock}).code == 0;
+      },
+      30000));
+  auto one = Wb({"pool", "run", "--socket", sock, "--image", reg + "/team/img:v1", "--", "cat",
+                 "/opt/app/new.txt"});
   EXPECT_EQ(one.out, "new\n") << one.err;
-  auto two = Wb({"pool", "run", "--socket", sock, "--image", reg + "/team/img:v2", "--", "cat", "/etc/second"});
+  auto two = Wb({"pool", "run", "--socket", sock, "--image", reg + "/team/img:v2", "--", "cat",
+                 "/etc/second"});
   EXPECT_EQ(two.out, "2\n") << two.err;
   auto none = Wb({"pool", "run", "--socket", sock, "--image", reg + "/team/none:v1", "--", "true"});
   EXPECT_EQ(none.code, 125);

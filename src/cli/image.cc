@@ -53,17 +53,21 @@ Action AddImage(CLI::App& app) {
   CLI::App* ls = sub->add_subcommand("ls", "list images");
   CLI::App* inspect = sub->add_subcommand("inspect", "show an image's metadata as JSON");
   inspect->add_option("REF", o->ref, "image")->required();
-  CLI::App* rm = sub->add_subcommand("rm", "remove images from the index (their layers go at the next prune)");
+  CLI::App* rm =
+      sub->add_subcommand("rm", "remove images from the index (their layers go at the next prune)");
   rm->add_option("REF", o->refs, "images")->required();
   CLI::App* prune = sub->add_subcommand("prune", "delete blobs and layers no image uses");
   CLI::App* pull = sub->add_subcommand("pull", "pull an image from a registry");
-  pull->add_option("REF", o->ref, "image reference, e.g. python:3.12-slim or localhost:5000/team/img@sha256:...")
+  pull->add_option("REF", o->ref,
+                   "image reference, e.g. python:3.12-slim or localhost:5000/team/img@sha256:...")
       ->required();
   pull->add_flag("--insecure", o->insecure, "plain HTTP (loopback registries may always use it)");
   pull->add_flag("-q,--quiet", o->quiet, "no progress output");
-  CLI::App* imp = sub->add_subcommand("import", "import a docker-archive or OCI layout (directory or tar)");
+  CLI::App* imp =
+      sub->add_subcommand("import", "import a docker-archive or OCI layout (directory or tar)");
   imp->add_option("FILE", o->file, "archive or directory")->required();
-  imp->add_option("--name", o->name, "image reference to store it under (default: the archive's tag)");
+  imp->add_option("--name", o->name,
+                  "image reference to store it under (default: the archive's tag)");
   imp->add_flag("-q,--quiet", o->quiet, "no progress output");
   CLI::App* impdir = sub->add_subcommand("import-dir", "import a directory tree as an image");
   impdir->add_option("NAME", o->name, "image name")->required();
@@ -78,11 +82,13 @@ Action AddImage(CLI::App& app) {
       for (const auto& img : *list) {
         has_default |= img.name == kDefaultImage;
         std::string digest = img.digest.empty() ? "-" : img.digest.substr(0, 19);
-        std::printf("%-50s %-19s %-22s %9s %s\n", img.name.c_str(), digest.c_str(), img.created.c_str(),
-                    img.size ? Human(img.size).c_str() : "-", img.source.c_str());
+        std::printf("%-50s %-19s %-22s %9s %s\n", img.name.c_str(), digest.c_str(),
+                    img.created.c_str(), img.size ? Human(img.size).c_str() : "-",
+                    img.source.c_str());
       }
       if (!has_default) {
-        std::printf("%-50s %-19s %-22s %9s %s\n", kDefaultImage, "-", "-", "-", "built in (created on first use)");
+        std::printf("%-50s %-19s %-22s %9s %s\n", kDefaultImage, "-", "-", "-",
+                    "built in (created on first use)");
       }
       return 0;
     }

@@ -16,7 +16,8 @@ namespace {
 SpawnOptions Options(const ImageToolCall& call, bool quiet) {
   SpawnOptions o;
   o.path = call.tool_path;
-  o.argv = {"warmbox-image", "--state-dir", call.state_dir, "--userns-base", std::to_string(call.uid_base)};
+  o.argv = {"warmbox-image", "--state-dir", call.state_dir, "--userns-base",
+            std::to_string(call.uid_base)};
   if (quiet) o.argv.push_back("--quiet");
   o.argv.insert(o.argv.end(), call.args.begin(), call.args.end());
   // Proxy settings, $HOME (docker config), $REGISTRY_AUTH_FILE and
@@ -27,7 +28,8 @@ SpawnOptions Options(const ImageToolCall& call, bool quiet) {
 
 Result<void> CheckTool(const ImageToolCall& call) {
   if (!PathExists(call.tool_path)) {
-    return Fail("image helper", call.tool_path, "warmbox-image not found (build it, or set WARMBOX_IMAGE_TOOL)");
+    return Fail("image helper", call.tool_path,
+                "warmbox-image not found (build it, or set WARMBOX_IMAGE_TOOL)");
   }
   return Ok();
 }
@@ -53,7 +55,8 @@ Result<void> RunImageTool(const ImageToolCall& call) {
   std::string words = WB_TRY(ReadAll(err.read.get()));
   ExitStatus st = WB_TRY(child.Wait());
   if (st.code == 0 && !st.signal) return Ok();
-  std::string what = call.args.empty() ? "" : call.args[0] + (call.args.size() > 1 ? " " + call.args[1] : "");
+  std::string what =
+      call.args.empty() ? "" : call.args[0] + (call.args.size() > 1 ? " " + call.args[1] : "");
   std::string_view w = Trim(words);
   if (size_t nl = w.rfind('\n'); nl != std::string_view::npos) w = w.substr(nl + 1);
   if (StartsWith(w, "warmbox: ")) w.remove_prefix(9);

@@ -35,11 +35,12 @@ Result<bool> EnsureBlob(ImageStore& store, const oci::Descriptor& d, const BlobW
   return false;
 }
 
-Result<void> EnsureBlobBytes(ImageStore& store, const oci::Descriptor& d, const std::string& bytes) {
+Result<void> EnsureBlobBytes(ImageStore& store, const oci::Descriptor& d,
+                             const std::string& bytes) {
   if (bytes.size() != d.size) {
     return Fail("verify blob", d.digest,
-                "size mismatch: " + std::to_string(bytes.size()) + " bytes where " + std::to_string(d.size) +
-                    " were announced");
+                "size mismatch: " + std::to_string(bytes.size()) + " bytes where " +
+                    std::to_string(d.size) + " were announced");
   }
   if (std::string got = Sha256Of(bytes); got != d.digest) {
     return Fail("verify blob", d.digest, "digest mismatch: the content hashes to " + got);
@@ -56,7 +57,8 @@ Result<void> EnsureLayer(ImageStore& store, const oci::Descriptor& d) {
   const std::string dir = store.LayerDir(d.digest);
   if (PathExists(dir)) return Ok();
   const std::string hex = oci::DigestHex(d.digest);
-  UniqueFd lock = WB_TRY(LockPath(store.LocksDir() + "/layer-" + std::to_string(store.uid_base()) + "-" + hex + ".lock", true));
+  UniqueFd lock = WB_TRY(LockPath(
+      store.LocksDir() + "/layer-" + std::to_string(store.uid_base()) + "-" + hex + ".lock", true));
   if (PathExists(dir)) return Ok();
   const std::string tmp = store.TmpDir() + "/layer-" + hex + "-" + WB_TRY(RandomHex(4));
   if (::mkdir(tmp.c_str(), 0755) != 0) return Errno("mkdir", tmp);
@@ -73,7 +75,8 @@ Result<void> EnsureLayer(ImageStore& store, const oci::Descriptor& d) {
   return Ok();
 }
 
-Result<void> CopyVerified(const std::string& from, const oci::Descriptor& d, const std::string& tmp_path) {
+Result<void> CopyVerified(const std::string& from, const oci::Descriptor& d,
+                          const std::string& tmp_path) {
   UniqueFd in(::open(from.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW));
   if (!in) return Errno("open", from);
   UniqueFd out(::open(tmp_path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644));
@@ -96,8 +99,8 @@ Result<void> CopyVerified(const std::string& from, const oci::Descriptor& d, con
   }
   if (total != d.size) {
     return Fail("verify blob", d.digest,
-                (total < d.size ? "truncated: " : "too long: ") + std::to_string(total) + " bytes where " +
-                    std::to_string(d.size) + " were announced");
+                (total < d.size ? "truncated: " : "too long: ") + std::to_string(total) +
+                    " bytes where " + std::to_string(d.size) + " were announced");
   }
   if (std::string got = h.Digest(); got != d.digest) {
     return Fail("verify blob", d.digest, "digest mismatch: the content hashes to " + got);

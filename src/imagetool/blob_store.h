@@ -18,9 +18,11 @@ namespace wb::imagetool {
 using BlobWriter = std::function<Result<void>(const std::string& tmp_path)>;
 
 // True when the blob was already present.
-[[nodiscard]] Result<bool> EnsureBlob(ImageStore& store, const oci::Descriptor& d, const BlobWriter& write);
+[[nodiscard]] Result<bool> EnsureBlob(ImageStore& store, const oci::Descriptor& d,
+                                      const BlobWriter& write);
 // A small blob from memory, verified against d.
-[[nodiscard]] Result<void> EnsureBlobBytes(ImageStore& store, const oci::Descriptor& d, const std::string& bytes);
+[[nodiscard]] Result<void> EnsureBlobBytes(ImageStore& store, const oci::Descriptor& d,
+                                           const std::string& bytes);
 // Unpacks the (present) blob of d into its layer dir unless it exists.
 [[nodiscard]] Result<void> EnsureLayer(ImageStore& store, const oci::Descriptor& d);
 

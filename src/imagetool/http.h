@@ -31,7 +31,8 @@ class Http {
   // GET url. A transport failure (no complete HTTP response) returns an
   // Error whose call is kTransportCall, so callers can tell it from an
   // error of the body sink.
-  [[nodiscard]] Result<HttpResponse> Get(const std::string& url, const std::vector<std::string>& headers,
+  [[nodiscard]] Result<HttpResponse> Get(const std::string& url,
+                                         const std::vector<std::string>& headers,
                                          const BodySink& sink = nullptr);
 
  private:

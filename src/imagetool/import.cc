@@ -25,7 +25,8 @@ Result<std::string> ReadSmall(const std::string& path) {
   struct stat st;
   if (::lstat(path.c_str(), &st) != 0) return Errno("stat", path);
   if (!S_ISREG(st.st_mode)) return Fail("import", path, "not a regular file");
-  if (static_cast<uint64_t>(st.st_size) > kMaxSmall) return Fail("import", path, "larger than 16 MiB");
+  if (static_cast<uint64_t>(st.st_size) > kMaxSmall)
+    return Fail("import", path, "larger than 16 MiB");
   return ReadFile(path);
 }
 
@@ -46,8 +47,8 @@ Result<std::string> ReadOciBlob(const std::string& root, const oci::Descriptor& 
   std::string bytes = WB_TRY(ReadSmall(WB_TRY(OciBlobPath(root, d.digest))));
   if (bytes.size() != d.size) {
     return Fail("verify blob", d.digest,
-                "size mismatch: " + std::to_string(bytes.size()) + " bytes where " + std::to_string(d.size) +
-                    " were announced");
+                "size mismatch: " + std::to_string(bytes.size()) + " bytes where " +
+                    std::to_string(d.size) + " were announced");
   }
   if (std::string got = Sha256Of(bytes); got != d.digest) {
     return Fail("verify blob", d.digest, "digest mismatch: the content hashes to " + got);
@@ -78,7 +79,9 @@ Result<Parsed> ParseOciLayout(const std::string& root, const std::string& want) 
       if (!want.empty() && (e.ref_name == want || (ref.ok() && e.ref_name == ref->tag))) pick = &e;
       names += (names.empty() ? "" : ", ") + (e.ref_name.empty() ? e.digest : e.ref_name);
     }
-    if (!pick) return Fail("import", root, "the layout holds several images (" + names + "); choose one with --name");
+    if (!pick)
+      return Fail("import", root,
+                  "the layout holds several images (" + names + "); choose one with --name");
   }
   out.name = pick->ref_name;
   oci::Descriptor md = *pick;
@@ -133,18 +136,22 @@ Result<Parsed> ParseDockerArchive(const std::string& root, const std::string& wa
     for (const auto& e : j) {
       if (!e.is_object() || !e.contains("RepoTags") || !e["RepoTags"].is_array()) continue;
       for (const auto& t : e["RepoTags"]) {
-        auto tr = t.is_string() ? oci::ParseReference(t.get<std::string>()) : Result<oci::Reference>(Fail("", "", ""));
+        auto tr = t.is_string() ? oci::ParseReference(t.get<std::string>())
+                                : Result<oci::Reference>(Fail("", "", ""));
         if (ref.ok() && tr.ok() && tr->Canonical() == ref->Canonical()) pick = &e;
       }
     }
-    if (!pick) return Fail("import", root, "the archive holds several images; choose one with --name (one of its tags)");
+    if (!pick)
+      return Fail("import", root,
+                  "the archive holds several images; choose one with --name (one of its tags)");
   }
   const auto& e = *pick;
-  if (!e.is_object() || !e.contains("Config") || !e["Config"].is_string() || !e.contains("Layers") ||
-      !e["Layers"].is_array()) {
+  if (!e.is_object() || !e.contains("Config") || !e["Config"].is_string() ||
+      !e.contains("Layers") || !e["Layers"].is_array()) {
     return Fail("import", root + "/manifest.json", "entry without Config and Layers");
   }
-  if (e.contains("RepoTags") && e["RepoTags"].is_array() && !e["RepoTags"].empty() && e["RepoTags"][0].is_string()) {
+  if (e.contains("RepoTags") && e["RepoTags"].is_array() && !e["RepoTags"].empty() &&
+      e["RepoTags"][0].is_string()) {
     out.name = e["RepoTags"][0].get<std::string>();
   }
   std::string config = WB_TRY(ReadSmall(WB_TRY(Member(root, e["Config"].get<std::string>()))));
@@ -155,7 +162,8 @@ Result<Parsed> ParseDockerArchive(const std::string& root, const std::string& wa
   out.small.emplace_back(cd, config);
   out.digest = cd.digest;  // a docker archive has no manifest: the image is named by its config
   for (const auto& l : e["Layers"]) {
-    if (!l.is_string()) return Fail("import", root + "/manifest.json", "layer path is not a string");
+    if (!l.is_string())
+      return Fail("import", root + "/manifest.json", "layer path is not a string");
     std::string file = WB_TRY(Member(root, l.get<std::string>()));
     out.layers.emplace_back(WB_TRY(DescribeFile(file)), file);
   }
@@ -164,7 +172,8 @@ Result<Parsed> ParseDockerArchive(const std::string& root, const std::string& wa
 
 }  // namespace
 
-Result<Image> Import(ImageStore& store, const std::string& file, const std::string& name, Progress& p) {
+Result<Image> Import(ImageStore& store, const std::string& file, const std::string& name,
+                     Progress& p) {
   struct stat st;
   if (::stat(file.c_str(), &st) != 0) return Errno("import", file);
   if (!name.empty()) WB_CHECK(oci::ParseReference(name));
@@ -192,14 +201,18 @@ Result<Image> Import(ImageStore& store, const std::string& file, const std::stri
       parsed = WB_TRY(ParseDockerArchive(root, name));
       kind = "docker-archive";
     } else {
-      return Fail("import", file, "neither a docker-archive (manifest.json) nor an OCI layout (oci-layout, index.json)");
+      return Fail(
+          "import", file,
+          "neither a docker-archive (manifest.json) nor an OCI layout (oci-layout, index.json)");
     }
     std::string chosen = name.empty() ? parsed.name : name;
     auto ref = oci::ParseReference(chosen);
-    if (chosen.empty() || !ref.ok() || (name.empty() && chosen.find_first_of(":/") == std::string::npos)) {
-      return Fail("import", file, "the archive names no image" +
-                                      (chosen.empty() ? std::string() : " (only '" + chosen + "')") +
-                                      ": give one with --name REF");
+    if (chosen.empty() || !ref.ok() ||
+        (name.empty() && chosen.find_first_of(":/") == std::string::npos)) {
+      return Fail("import", file,
+                  "the archive names no image" +
+                      (chosen.empty() ? std::string() : " (only '" + chosen + "')") +
+                      ": give one with --name REF");
     }
     Image img;
     img.name = ref->Canonical();
@@ -211,10 +224,11 @@ Result<Image> Import(ImageStore& store, const std::string& file, const std::stri
     }
     for (size_t i = 0; i < parsed.layers.size(); ++i) {
       const auto& [d, src] = parsed.layers[i];
-      std::string label = "layer " + std::to_string(i + 1) + "/" + std::to_string(parsed.layers.size()) + " " +
-                          d.digest.substr(7, 12);
+      std::string label = "layer " + std::to_string(i + 1) + "/" +
+                          std::to_string(parsed.layers.size()) + " " + d.digest.substr(7, 12);
       p.Update(label, 0, d.size);
-      (void)WB_TRY(EnsureBlob(store, d, [&](const std::string& tmp) { return CopyVerified(src, d, tmp); }));
+      (void)WB_TRY(
+          EnsureBlob(store, d, [&](const std::string& tmp) { return CopyVerified(src, d, tmp); }));
       p.Update(label, d.size, d.size);
       WB_CHECK(EnsureLayer(store, d));
       p.Done(label, "imported");

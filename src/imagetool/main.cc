@@ -26,7 +26,8 @@ int main(int argc, char** argv) {
   CLI::App* pull = app.add_subcommand("pull", "pull an image from a registry");
   pull->add_option("REF", ref, "image reference")->required();
   pull->add_flag("--insecure", po.insecure, "plain HTTP (loopback registries may always use it)");
-  CLI::App* imp = app.add_subcommand("import", "import a docker-archive or OCI layout (dir or tar)");
+  CLI::App* imp =
+      app.add_subcommand("import", "import a docker-archive or OCI layout (dir or tar)");
   imp->add_option("FILE", file, "archive or directory")->required();
   imp->add_option("--name", name, "image reference to store it under");
   try {

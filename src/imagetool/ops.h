@@ -15,10 +15,11 @@ struct PullOptions {
   std::string os = "linux", arch = "amd64";
 };
 
-[[nodiscard]] Result<Image> Pull(ImageStore& store, const std::string& ref, const PullOptions& o, Progress& p);
+[[nodiscard]] Result<Image> Pull(ImageStore& store, const std::string& ref, const PullOptions& o,
+                                 Progress& p);
 // name may be empty: the archive's own tag is used (docker-archive RepoTags,
 // or an OCI ref.name annotation that is a full reference).
-[[nodiscard]] Result<Image> Import(ImageStore& store, const std::string& file, const std::string& name,
-                                   Progress& p);
+[[nodiscard]] Result<Image> Import(ImageStore& store, const std::string& file,
+                                   const std::string& name, Progress& p);
 
 }  // namespace wb::imagetool

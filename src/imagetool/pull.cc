@@ -64,8 +64,11 @@ Result<Image> Pull(ImageStore& store, const std::string& text, const PullOptions
   oci::Manifest m = WB_TRY(oci::ParseManifest(man.body));
   // The config goes through the store like a layer: fetched once however
   // many pulls want it, verified, then read back.
-  if (m.config.size > kMaxConfig) return Fail("pull", m.config.digest, "image config larger than 16 MiB");
-  (void)WB_TRY(EnsureBlob(store, m.config, [&](const std::string& tmp) { return reg.DownloadBlob(m.config, tmp, nullptr); }));
+  if (m.config.size > kMaxConfig)
+    return Fail("pull", m.config.digest, "image config larger than 16 MiB");
+  (void)WB_TRY(EnsureBlob(store, m.config, [&](const std::string& tmp) {
+    return reg.DownloadBlob(m.config, tmp, nullptr);
+  }));
   std::string config = WB_TRY(ReadFile(store.BlobPath(m.config.digest)));
   oci::RuntimeConfig rc = WB_TRY(oci::ParseImageConfig(config));
   img.blobs.push_back(m.config.digest);
@@ -75,11 +78,12 @@ Result<Image> Pull(ImageStore& store, const std::string& text, const PullOptions
   }
   for (size_t i = 0; i < m.layers.size(); ++i) {
     const auto& l = m.layers[i];
-    std::string label = "layer " + std::to_string(i + 1) + "/" + std::to_string(m.layers.size()) + " " +
-                        l.digest.substr(7, 12);
+    std::string label = "layer " + std::to_string(i + 1) + "/" + std::to_string(m.layers.size()) +
+                        " " + l.digest.substr(7, 12);
     if (!PathExists(store.LayerDir(l.digest))) {
       bool had = WB_TRY(EnsureBlob(store, l, [&](const std::string& tmp) {
-        return reg.DownloadBlob(l, tmp, [&](uint64_t done, uint64_t total) { p.Update(label, done, total); });
+        return reg.DownloadBlob(
+            l, tmp, [&](uint64_t done, uint64_t total) { p.Update(label, done, total); });
       }));
       p.Update(label, l.size, l.size);
       WB_CHECK(EnsureLayer(store, l));

@@ -35,7 +35,8 @@ std::string Snippet(const std::string& body) {
 
 }  // namespace
 
-Registry::Registry(oci::Reference ref, RegistryOptions opts) : ref_(std::move(ref)), opts_(std::move(opts)) {
+Registry::Registry(oci::Reference ref, RegistryOptions opts)
+    : ref_(std::move(ref)), opts_(std::move(opts)) {
   scheme_ = opts_.insecure ? "http" : "https";
 }
 
@@ -48,24 +49,28 @@ Result<void> Registry::Connect() {
   // The version check tells HTTPS from plain HTTP on loopback registries
   // (docker's rule: they may be plain HTTP) and brings the first challenge.
   auto r = http_.Get(Url(""), {});
-  if (!r.ok() && IsTransportError(r.error()) && scheme_ == "https" && oci::IsLoopbackRegistry(ref_.registry)) {
+  if (!r.ok() && IsTransportError(r.error()) && scheme_ == "https" &&
+      oci::IsLoopbackRegistry(ref_.registry)) {
     spdlog::debug("{}: https failed ({}); trying plain http", ref_.registry, r.error().ToString());
     scheme_ = "http";
     r = http_.Get(Url(""), {});
   }
-  for (int attempt = 1; !r.ok() && IsTransportError(r.error()) && attempt < opts_.attempts; ++attempt) {
+  for (int attempt = 1; !r.ok() && IsTransportError(r.error()) && attempt < opts_.attempts;
+       ++attempt) {
     SleepMs(opts_.backoff_ms << (attempt - 1));
     r = http_.Get(Url(""), {});
   }
   if (!r.ok()) {
     Error e = r.error();
     e.detail = "cannot reach registry " + ref_.ApiHost() + ": " + e.detail +
-               (ref_.registry == "docker.io" ? " (no network access? only registries this host can reach work)"
-                                             : "");
+               (ref_.registry == "docker.io"
+                    ? " (no network access? only registries this host can reach work)"
+                    : "");
     return e;
   }
   connected_ = true;
-  if (r->status == 401 && r->headers.count("www-authenticate")) WB_CHECK(Authenticate(r->headers["www-authenticate"]));
+  if (r->status == 401 && r->headers.count("www-authenticate"))
+    WB_CHECK(Authenticate(r->headers["www-authenticate"]));
   return Ok();
 }
 
@@ -86,7 +91,8 @@ Result<void> Registry::Authenticate(const std::string& header) {
     // Credentials never travel in clear text to a realm named by an HTTPS
     // registry.
     if (scheme_ == "https" && url.rfind("http://", 0) == 0) {
-      return Fail("get a token", c.params["realm"], "refusing to send credentials to a plain-HTTP token realm");
+      return Fail("get a token", c.params["realm"],
+                  "refusing to send credentials to a plain-HTTP token realm");
     }
     headers.push_back("Authorization: " + opts_.credentials->BasicHeader());
   }
@@ -97,13 +103,16 @@ Result<void> Registry::Authenticate(const std::string& header) {
   }
   if (!r.ok()) return r.error().Wrap("get a token from " + c.params["realm"]);
   if (r->status == 401 || r->status == 403) {
-    return Fail("get a token", c.params["realm"],
-                opts_.credentials ? "the token server refused our credentials (HTTP " + std::to_string(r->status) + ")"
-                                  : "the token server requires a login (HTTP " + std::to_string(r->status) +
-                                        "); add credentials to $REGISTRY_AUTH_FILE or ~/.docker/config.json");
+    return Fail(
+        "get a token", c.params["realm"],
+        opts_.credentials
+            ? "the token server refused our credentials (HTTP " + std::to_string(r->status) + ")"
+            : "the token server requires a login (HTTP " + std::to_string(r->status) +
+                  "); add credentials to $REGISTRY_AUTH_FILE or ~/.docker/config.json");
   }
   if (r->status != 200) {
-    return Fail("get a token", c.params["realm"], "HTTP " + std::to_string(r->status) + ": " + Snippet(r->body));
+    return Fail("get a token", c.params["realm"],
+                "HTTP " + std::to_string(r->status) + ": " + Snippet(r->body));
   }
   std::string token = WB_TRY(oci::ParseTokenResponse(r->body));
   authorization_ = "Authorization: Bearer " + token;
@@ -128,7 +137,8 @@ Result<HttpResponse> Registry::Request(const std::string& path, const std::strin
       continue;
     }
     if (Retryable(r) && attempt + 1 < opts_.attempts) {
-      spdlog::debug("GET {}: {}; retrying", path, r.ok() ? "HTTP " + std::to_string(r->status) : r.error().ToString());
+      spdlog::debug("GET {}: {}; retrying", path,
+                    r.ok() ? "HTTP " + std::to_string(r->status) : r.error().ToString());
       SleepMs(opts_.backoff_ms << attempt);
       continue;
     }
@@ -136,20 +146,29 @@ Result<HttpResponse> Registry::Request(const std::string& path, const std::strin
     if (r->status == 401 || r->status == 403) {
       return Fail("GET", Url(path),
                   "access denied (HTTP " + std::to_string(r->status) + ")" +
-                      (opts_.credentials ? "; check the credentials" : "; the registry may require a login"));
+                      (opts_.credentials ? "; check the credentials"
+                                         : "; the registry may require a login"));
     }
     return r;
   }
 }
 
 Result<FetchedManifest> Registry::GetManifest(const std::string& tag_or_digest) {
-  HttpResponse r = WB_TRY(Request(ref_.repository + "/manifests/" + tag_or_digest, oci::ManifestAcceptHeader(), nullptr));
+  HttpResponse r = WB_TRY(Request(ref_.repository + "/manifests/" + tag_or_digest,
+                                  oci::ManifestAcceptHeader(), nullptr));
   if (r.status == 404) {
-    return Fail("pull", ref_.registry + "/" + ref_.repository + (tag_or_digest.find(':') != std::string::npos && tag_or_digest.rfind("sha256:", 0) == 0 ? "@" : ":") + tag_or_digest,
-                "manifest unknown: the registry has no such image");
+    return Fail(
+        "pull",
+        ref_.registry + "/" + ref_.repository +
+            (tag_or_digest.find(':') != std::string::npos && tag_or_digest.rfind("sha256:", 0) == 0
+                 ? "@"
+                 : ":") +
+            tag_or_digest,
+        "manifest unknown: the registry has no such image");
   }
   if (r.status != 200) {
-    return Fail("GET manifest", tag_or_digest, "HTTP " + std::to_string(r.status) + ": " + Snippet(r.body));
+    return Fail("GET manifest", tag_or_digest,
+                "HTTP " + std::to_string(r.status) + ": " + Snippet(r.body));
   }
   FetchedManifest m;
   m.content_type = r.headers["content-type"];
@@ -161,14 +180,16 @@ Result<FetchedManifest> Registry::GetManifest(const std::string& tag_or_digest) 
   return m;
 }
 
-Result<void> Registry::DownloadBlob(const oci::Descriptor& d, const std::string& path, const ProgressFn& progress) {
+Result<void> Registry::DownloadBlob(const oci::Descriptor& d, const std::string& path,
+                                    const ProgressFn& progress) {
   UniqueFd fd;
   Sha256 hash;
   uint64_t got = 0;
   std::optional<Error> open_error;
   auto factory = [&]() -> BodySink {
     // Each attempt starts over: truncate the file, reset the hash.
-    fd = UniqueFd(::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0644));
+    fd =
+        UniqueFd(::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0644));
     if (!fd) open_error = Errno("open", path);
     hash.Reset();
     got = 0;
@@ -176,7 +197,9 @@ Result<void> Registry::DownloadBlob(const oci::Descriptor& d, const std::string&
       if (open_error) return *open_error;
       got += chunk.size();
       if (got > d.size) {
-        return Fail("verify blob", d.digest, "the registry sent more than the " + std::to_string(d.size) + " bytes announced");
+        return Fail(
+            "verify blob", d.digest,
+            "the registry sent more than the " + std::to_string(d.size) + " bytes announced");
       }
       hash.Update(chunk);
       WB_CHECK(WriteAll(fd.get(), chunk));
@@ -187,14 +210,16 @@ Result<void> Registry::DownloadBlob(const oci::Descriptor& d, const std::string&
   auto res = Request(ref_.repository + "/blobs/" + d.digest, "", factory);
   if (!res.ok() && IsTransportError(res.error()) && got < d.size) {
     return Fail("verify blob", d.digest,
-                "truncated: got " + std::to_string(got) + " of " + std::to_string(d.size) + " bytes (" +
-                    res.error().detail + ")");
+                "truncated: got " + std::to_string(got) + " of " + std::to_string(d.size) +
+                    " bytes (" + res.error().detail + ")");
   }
   HttpResponse r = WB_TRY(std::move(res));
-  if (r.status != 200) return Fail("GET blob", d.digest, "HTTP " + std::to_string(r.status) + ": " + Snippet(r.body));
+  if (r.status != 200)
+    return Fail("GET blob", d.digest, "HTTP " + std::to_string(r.status) + ": " + Snippet(r.body));
   if (got != d.size) {
-    return Fail("verify blob", d.digest,
-                "truncated: got " + std::to_string(got) + " of " + std::to_string(d.size) + " bytes");
+    return Fail(
+        "verify blob", d.digest,
+        "truncated: got " + std::to_string(got) + " of " + std::to_string(d.size) + " bytes");
   }
   if (std::string digest = hash.Digest(); digest != d.digest) {
     return Fail("verify blob", d.digest, "digest mismatch: the content hashes to " + digest);
@@ -206,8 +231,10 @@ Result<void> Registry::DownloadBlob(const oci::Descriptor& d, const std::string&
 Result<std::optional<oci::Credentials>> LoadCredentials(const std::string& registry) {
   std::vector<std::string> candidates;
   if (const char* f = std::getenv("REGISTRY_AUTH_FILE"); f && *f) candidates.push_back(f);
-  if (const char* d = std::getenv("DOCKER_CONFIG"); d && *d) candidates.push_back(std::string(d) + "/config.json");
-  if (const char* h = std::getenv("HOME"); h && *h) candidates.push_back(std::string(h) + "/.docker/config.json");
+  if (const char* d = std::getenv("DOCKER_CONFIG"); d && *d)
+    candidates.push_back(std::string(d) + "/config.json");
+  if (const char* h = std::getenv("HOME"); h && *h)
+    candidates.push_back(std::string(h) + "/.docker/config.json");
   for (const auto& c : candidates) {
     if (!PathExists(c)) continue;
     std::string text = WB_TRY(ReadFile(c));

@@ -18,8 +18,8 @@ namespace wb::imagetool {
 struct RegistryOptions {
   bool insecure = false;  // plain HTTP (always allowed for loopback registries)
   std::optional<oci::Credentials> credentials;
-  int attempts = 4;       // per request, transport errors and 5xx/429
-  int backoff_ms = 250;   // doubled after each failed attempt
+  int attempts = 4;      // per request, transport errors and 5xx/429
+  int backoff_ms = 250;  // doubled after each failed attempt
 };
 
 struct FetchedManifest {

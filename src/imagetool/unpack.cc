@@ -43,7 +43,8 @@ Result<void> CheckNoSymlink(const std::string& rel, bool last) {
       return Errno("lstat", prefix);
     }
     if (S_ISLNK(st.st_mode)) {
-      return Fail("layer entry", rel, "path goes through the symlink '" + prefix + "' (rejected: it could escape)");
+      return Fail("layer entry", rel,
+                  "path goes through the symlink '" + prefix + "' (rejected: it could escape)");
     }
     if (slash == std::string::npos) return Ok();
     pos = slash + 1;
@@ -89,7 +90,8 @@ std::string ArchiveError(archive* a) {
   return s ? s : "unknown libarchive error";
 }
 
-Result<UnpackStats> Unpack(const std::string& path, const std::string& dest, bool layer, uint32_t uid_base) {
+Result<UnpackStats> Unpack(const std::string& path, const std::string& dest, bool layer,
+                           uint32_t uid_base) {
   std::unique_ptr<archive, ArchiveReadDeleter> in(archive_read_new());
   archive_read_support_filter_all(in.get());
   archive_read_support_format_tar(in.get());
@@ -138,7 +140,8 @@ Result<UnpackStats> Unpack(const std::string& path, const std::string& dest, boo
         WB_CHECK(MakeParents(plan.path, uid_base));
         // An entry of this same layer at that path gives way to the whiteout.
         WB_CHECK(RemoveTree(plan.path));
-        if (::mknod(plan.path.c_str(), S_IFCHR | 0000, makedev(0, 0)) != 0) return Errno("mknod whiteout", plan.path);
+        if (::mknod(plan.path.c_str(), S_IFCHR | 0000, makedev(0, 0)) != 0)
+          return Errno("mknod whiteout", plan.path);
         if (::lchown(plan.path.c_str(), uid_base, uid_base) != 0) return Errno("lchown", plan.path);
         continue;
       }
@@ -167,10 +170,12 @@ Result<UnpackStats> Unpack(const std::string& path, const std::string& dest, boo
       const void* xv;
       size_t xs;
       while (archive_entry_xattr_next(e, &xn, &xv, &xs) == ARCHIVE_OK) {
-        if (oci::KeepXattr(xn)) keep.emplace_back(xn, std::string(static_cast<const char*>(xv), xs));
+        if (oci::KeepXattr(xn))
+          keep.emplace_back(xn, std::string(static_cast<const char*>(xv), xs));
       }
       archive_entry_xattr_clear(e);
-      for (const auto& [k, v] : keep) archive_entry_xattr_add_entry(e, k.c_str(), v.data(), v.size());
+      for (const auto& [k, v] : keep)
+        archive_entry_xattr_add_entry(e, k.c_str(), v.data(), v.size());
     }
     archive_entry_acl_clear(e);
     archive_entry_set_fflags(e, 0, 0);
@@ -184,7 +189,8 @@ Result<UnpackStats> Unpack(const std::string& path, const std::string& dest, boo
       for (;;) {
         int rr = archive_read_data_block(in.get(), &buf, &size, &off);
         if (rr == ARCHIVE_EOF) break;
-        if (rr < ARCHIVE_WARN) return Fail("read archive", path + " (" + plan.path + ")", ArchiveError(in.get()));
+        if (rr < ARCHIVE_WARN)
+          return Fail("read archive", path + " (" + plan.path + ")", ArchiveError(in.get()));
         if (archive_write_data_block(out.get(), buf, size, off) < ARCHIVE_WARN) {
           return Fail("unpack", plan.path, ArchiveError(out.get()));
         }
@@ -195,7 +201,8 @@ Result<UnpackStats> Unpack(const std::string& path, const std::string& dest, boo
       return Fail("unpack", plan.path, ArchiveError(out.get()));
     }
   }
-  if (archive_write_close(out.get()) < ARCHIVE_WARN) return Fail("unpack", dest, ArchiveError(out.get()));
+  if (archive_write_close(out.get()) < ARCHIVE_WARN)
+    return Fail("unpack", dest, ArchiveError(out.get()));
   return stats;
 }
 
@@ -210,7 +217,8 @@ int ClaimOne(const char* p, const struct stat* st, int, FTW*) {
 
 }  // namespace
 
-Result<UnpackStats> UnpackLayer(const std::string& archive, const std::string& dest, uint32_t uid_base) {
+Result<UnpackStats> UnpackLayer(const std::string& archive, const std::string& dest,
+                                uint32_t uid_base) {
   UnpackStats s = WB_TRY(Unpack(archive, dest, true, uid_base));
   // Directories libarchive made for members whose parents were not in the
   // layer belong to host root: give them (and the layer root) to root

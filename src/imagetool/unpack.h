@@ -28,6 +28,7 @@ struct UnpackStats {
 
 // Extracts a plain archive (an image archive to import) into dest (an
 // existing empty dir), with the same path safety, owned by the caller.
-[[nodiscard]] Result<UnpackStats> ExtractArchive(const std::string& archive, const std::string& dest);
+[[nodiscard]] Result<UnpackStats> ExtractArchive(const std::string& archive,
+                                                 const std::string& dest);
 
 }  // namespace wb::imagetool

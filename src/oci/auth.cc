@@ -30,7 +30,8 @@ Result<Challenge> ParseChallenge(std::string_view header) {
   Challenge c;
   c.scheme = Lower(h.substr(0, sp));
   if (c.scheme != "bearer" && c.scheme != "basic") {
-    return Fail("WWW-Authenticate", std::string(header), "unsupported scheme (expected Bearer or Basic)");
+    return Fail("WWW-Authenticate", std::string(header),
+                "unsupported scheme (expected Bearer or Basic)");
   }
   std::string_view rest = sp == std::string_view::npos ? std::string_view() : h.substr(sp + 1);
   size_t i = 0;
@@ -38,7 +39,8 @@ Result<Challenge> ParseChallenge(std::string_view header) {
     while (i < rest.size() && (rest[i] == ' ' || rest[i] == ',')) ++i;
     if (i >= rest.size()) break;
     size_t eq = rest.find('=', i);
-    if (eq == std::string_view::npos) return Fail("WWW-Authenticate", std::string(header), "expected key=value");
+    if (eq == std::string_view::npos)
+      return Fail("WWW-Authenticate", std::string(header), "expected key=value");
     std::string key = Lower(Trim(rest.substr(i, eq - i)));
     i = eq + 1;
     std::string value;
@@ -56,7 +58,8 @@ Result<Challenge> ParseChallenge(std::string_view header) {
           value += ch;
         }
       }
-      if (!closed) return Fail("WWW-Authenticate", std::string(header), "unterminated quoted value");
+      if (!closed)
+        return Fail("WWW-Authenticate", std::string(header), "unterminated quoted value");
     } else {
       size_t end = rest.find(',', i);
       if (end == std::string_view::npos) end = rest.size();
@@ -103,7 +106,9 @@ Result<std::string> ParseTokenResponse(std::string_view body) {
   return Fail("token response", "", "no token or access_token");
 }
 
-std::string Credentials::BasicHeader() const { return "Basic " + Base64Encode(username + ":" + password); }
+std::string Credentials::BasicHeader() const {
+  return "Basic " + Base64Encode(username + ":" + password);
+}
 
 Result<std::optional<Credentials>> CredentialsFromDockerConfig(std::string_view json_text,
                                                                std::string_view registry) {
@@ -119,10 +124,12 @@ Result<std::optional<Credentials>> CredentialsFromDockerConfig(std::string_view 
                                           host == "registry-1.docker.io"));
     if (!match || !val.is_object()) continue;
     Credentials c;
-    if (auto a = val.find("auth"); a != val.end() && a->is_string() && !a->get<std::string>().empty()) {
+    if (auto a = val.find("auth");
+        a != val.end() && a->is_string() && !a->get<std::string>().empty()) {
       std::string dec = WB_TRY(Base64Decode(a->get<std::string>()));
       size_t colon = dec.find(':');
-      if (colon == std::string::npos) return Fail("docker config", key, "auth is not base64 of user:password");
+      if (colon == std::string::npos)
+        return Fail("docker config", key, "auth is not base64 of user:password");
       c.username = dec.substr(0, colon);
       c.password = dec.substr(colon + 1);
       return std::optional<Credentials>(c);

@@ -33,8 +33,8 @@ struct Credentials {
 // The entry for registry in a config.json's "auths" (keys may be bare hosts
 // or URLs such as https://index.docker.io/v1/ for docker.io). nullopt when
 // there is none; an error when the file is malformed.
-[[nodiscard]] Result<std::optional<Credentials>> CredentialsFromDockerConfig(std::string_view json_text,
-                                                                            std::string_view registry);
+[[nodiscard]] Result<std::optional<Credentials>> CredentialsFromDockerConfig(
+    std::string_view json_text, std::string_view registry);
 
 std::string Base64Encode(std::string_view in);
 [[nodiscard]] Result<std::string> Base64Decode(std::string_view in);

@@ -16,7 +16,8 @@ TEST(AuthTest, ParsesBearerChallenge) {
   auto url = TokenUrl(*c, "ignored/repo");
   ASSERT_TRUE(url.ok());
   EXPECT_EQ(*url,
-            "https://auth.docker.io/token?service=registry.docker.io&scope=repository%3Alibrary%2Fpython%3Apull");
+            "https://auth.docker.io/"
+            "token?service=registry.docker.io&scope=repository%3Alibrary%2Fpython%3Apull");
 }
 
 TEST(AuthTest, ChallengeVariants) {
@@ -29,7 +30,8 @@ TEST(AuthTest, ChallengeVariants) {
   ASSERT_TRUE(c.ok()) << c.error().ToString();
   EXPECT_EQ(c->params["realm"], "http://127.0.0.1:9/t?x=1");
   EXPECT_EQ(c->params["service"], "a\"b");
-  EXPECT_EQ(TokenUrl(*c, "team/img").value(), "http://127.0.0.1:9/t?x=1&service=a%22b&scope=repository%3Ateam%2Fimg%3Apull");
+  EXPECT_EQ(TokenUrl(*c, "team/img").value(),
+            "http://127.0.0.1:9/t?x=1&service=a%22b&scope=repository%3Ateam%2Fimg%3Apull");
   EXPECT_FALSE(ParseChallenge("Negotiate abc").ok());
   EXPECT_FALSE(ParseChallenge("Bearer service=\"x\"").ok());
   EXPECT_FALSE(ParseChallenge("Bearer realm=\"unterminated").ok());
@@ -48,7 +50,8 @@ TEST(AuthTest, TokenResponse) {
 
 TEST(AuthTest, DockerConfigCredentials) {
   std::string cfg = R"({"auths":{
-    "https://index.docker.io/v1/":{"auth":")" + Base64Encode("hubuser:hub:pass") + R"("},
+    "https://index.docker.io/v1/":{"auth":")" +
+                    Base64Encode("hubuser:hub:pass") + R"("},
     "localhost:5000":{"username":"u","password":"p"},
     "other.io":{}}})";
   auto hub = CredentialsFromDockerConfig(cfg, "docker.io");
@@ -64,11 +67,13 @@ TEST(AuthTest, DockerConfigCredentials) {
   EXPECT_FALSE(none->has_value());
   EXPECT_FALSE(CredentialsFromDockerConfig(cfg, "other.io").value().has_value());
   EXPECT_FALSE(CredentialsFromDockerConfig("nope", "x").ok());
-  EXPECT_FALSE(CredentialsFromDockerConfig(R"({"auths":{"x":{"auth":"bm9jb2xvbg=="}}})", "x").ok());  // "nocolon"
+  EXPECT_FALSE(CredentialsFromDockerConfig(R"({"auths":{"x":{"auth":"bm9jb2xvbg=="}}})", "x")
+                   .ok());  // "nocolon"
 }
 
 TEST(AuthTest, Base64RoundTrip) {
-  for (const std::string& s : std::vector<std::string>{"", "a", "ab", "abc", "abcd", "user:pässwörd\x01"}) {
+  for (const std::string& s :
+       std::vector<std::string>{"", "a", "ab", "abc", "abcd", "user:pässwörd\x01"}) {
     EXPECT_EQ(Base64Decode(Base64Encode(s)).value(), s);
   }
   EXPECT_EQ(Base64Encode("user:pass"), "dXNlcjpwYXNz");

@@ -13,14 +13,16 @@ constexpr std::string_view kWhMeta = ".wh..wh.";
 Result<std::string> CleanMemberPath(std::string_view name) {
   if (name.empty()) return Fail("layer entry", "", "empty name");
   if (name.front() == '/') return Fail("layer entry", std::string(name), "absolute path rejected");
-  if (name.find('\0') != std::string_view::npos) return Fail("layer entry", std::string(name), "NUL in name");
+  if (name.find('\0') != std::string_view::npos)
+    return Fail("layer entry", std::string(name), "NUL in name");
   std::string out;
   for (const auto& c : Split(name, '/')) {
     if (c.empty() || c == ".") continue;
     if (c == "..") return Fail("layer entry", std::string(name), "path with '..' rejected");
     out += (out.empty() ? "" : "/") + c;
   }
-  if (out.size() > 4095) return Fail("layer entry", std::string(name.substr(0, 64)), "path too long");
+  if (out.size() > 4095)
+    return Fail("layer entry", std::string(name.substr(0, 64)), "path too long");
   return out;
 }
 

@@ -26,9 +26,11 @@ Result<Descriptor> ParseDescriptor(const json& j, const char* what) {
   Descriptor d;
   d.media_type = Str(j, "mediaType");
   d.digest = Str(j, "digest");
-  if (auto v = ValidateDigest(d.digest); !v.ok()) return Fail("parse", what, "bad digest '" + d.digest + "'");
+  if (auto v = ValidateDigest(d.digest); !v.ok())
+    return Fail("parse", what, "bad digest '" + d.digest + "'");
   auto size = j.find("size");
-  if (size == j.end() || !size->is_number_unsigned()) return Fail("parse", what, "missing or bad size");
+  if (size == j.end() || !size->is_number_unsigned())
+    return Fail("parse", what, "missing or bad size");
   d.size = size->get<uint64_t>();
   if (auto p = j.find("platform"); p != j.end() && p->is_object()) {
     d.os = Str(*p, "os");
@@ -65,13 +67,16 @@ Result<ManifestKind> ClassifyManifest(std::string_view content_type, std::string
     if (t == kOciIndex || t == kDockerList) return ManifestKind::kIndex;
     if (t == kOciManifest || t == kDockerManifest) return ManifestKind::kManifest;
     if (StartsWith(t, "application/vnd.docker.distribution.manifest.v1")) {
-      return Fail("manifest", t, "Docker schema 1 manifests are not supported (push the image again with a current tool)");
+      return Fail(
+          "manifest", t,
+          "Docker schema 1 manifests are not supported (push the image again with a current tool)");
     }
   }
   // OCI allows omitting mediaType: decide by shape.
   if (j.contains("manifests")) return ManifestKind::kIndex;
   if (j.contains("layers") && j.contains("config")) return ManifestKind::kManifest;
-  if (j.contains("fsLayers")) return Fail("manifest", "schema 1", "Docker schema 1 manifests are not supported");
+  if (j.contains("fsLayers"))
+    return Fail("manifest", "schema 1", "Docker schema 1 manifests are not supported");
   return Fail("manifest", mt.empty() ? ct : mt, "neither an image manifest nor an index");
 }
 
@@ -109,11 +114,13 @@ Result<Descriptor> SelectPlatform(const std::vector<Descriptor>& index, std::str
   for (const auto& d : index) {
     if (d.os == os && d.architecture == arch) return d;
     if (!d.os.empty() && d.os != "unknown") {
-      seen += (seen.empty() ? "" : ", ") + d.os + "/" + d.architecture + (d.variant.empty() ? "" : "/" + d.variant);
+      seen += (seen.empty() ? "" : ", ") + d.os + "/" + d.architecture +
+              (d.variant.empty() ? "" : "/" + d.variant);
     }
   }
   return Fail("select platform", std::string(os) + "/" + std::string(arch),
-              "the image has no manifest for it" + (seen.empty() ? std::string() : " (it has " + seen + ")"));
+              "the image has no manifest for it" +
+                  (seen.empty() ? std::string() : " (it has " + seen + ")"));
 }
 
 Result<RuntimeConfig> ParseImageConfig(std::string_view body) {

@@ -13,8 +13,10 @@ namespace wb::oci {
 
 inline constexpr const char* kOciIndex = "application/vnd.oci.image.index.v1+json";
 inline constexpr const char* kOciManifest = "application/vnd.oci.image.manifest.v1+json";
-inline constexpr const char* kDockerList = "application/vnd.docker.distribution.manifest.list.v2+json";
-inline constexpr const char* kDockerManifest = "application/vnd.docker.distribution.manifest.v2+json";
+inline constexpr const char* kDockerList =
+    "application/vnd.docker.distribution.manifest.list.v2+json";
+inline constexpr const char* kDockerManifest =
+    "application/vnd.docker.distribution.manifest.v2+json";
 // The Accept header of a manifest request: every type we can read.
 std::string ManifestAcceptHeader();
 
@@ -23,7 +25,7 @@ struct Descriptor {
   std::string digest;
   uint64_t size = 0;
   std::string os, architecture, variant;  // index entries only
-  std::string ref_name;  // org.opencontainers.image.ref.name annotation, if any
+  std::string ref_name;                   // org.opencontainers.image.ref.name annotation, if any
 };
 
 struct Manifest {
@@ -41,12 +43,13 @@ enum class ManifestKind { kIndex, kManifest };
 
 // Decides from the Content-Type (may be empty or generic) and the body's
 // mediaType / shape. Docker schema 1 is refused with a clear error.
-[[nodiscard]] Result<ManifestKind> ClassifyManifest(std::string_view content_type, std::string_view body);
+[[nodiscard]] Result<ManifestKind> ClassifyManifest(std::string_view content_type,
+                                                    std::string_view body);
 [[nodiscard]] Result<std::vector<Descriptor>> ParseIndex(std::string_view body);
 [[nodiscard]] Result<Manifest> ParseManifest(std::string_view body);
 // The entry for os/arch (attestation manifests, os "unknown", are never picked).
-[[nodiscard]] Result<Descriptor> SelectPlatform(const std::vector<Descriptor>& index, std::string_view os,
-                                                std::string_view arch);
+[[nodiscard]] Result<Descriptor> SelectPlatform(const std::vector<Descriptor>& index,
+                                                std::string_view os, std::string_view arch);
 [[nodiscard]] Result<RuntimeConfig> ParseImageConfig(std::string_view body);
 
 // Layer compression from a layer media type ("" for an unknown type; the

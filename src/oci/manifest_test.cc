@@ -11,11 +11,14 @@ const std::string kD3 = "sha256:" + std::string(64, '3');
 
 std::string Index() {
   return R"({"schemaVersion":2,"mediaType":"application/vnd.oci.image.index.v1+json","manifests":[
-    {"mediaType":"application/vnd.oci.image.manifest.v1+json","digest":")" + kD1 + R"(","size":10,
+    {"mediaType":"application/vnd.oci.image.manifest.v1+json","digest":")" +
+         kD1 + R"(","size":10,
      "platform":{"os":"linux","architecture":"arm64","variant":"v8"}},
-    {"mediaType":"application/vnd.oci.image.manifest.v1+json","digest":")" + kD3 + R"(","size":12,
+    {"mediaType":"application/vnd.oci.image.manifest.v1+json","digest":")" +
+         kD3 + R"(","size":12,
      "platform":{"os":"unknown","architecture":"unknown"}},
-    {"mediaType":"application/vnd.oci.image.manifest.v1+json","digest":")" + kD2 + R"(","size":11,
+    {"mediaType":"application/vnd.oci.image.manifest.v1+json","digest":")" +
+         kD2 + R"(","size":11,
      "platform":{"os":"linux","architecture":"amd64"},
      "annotations":{"org.opencontainers.image.ref.name":"v1"}}]})";
 }
@@ -23,8 +26,10 @@ std::string Index() {
 TEST(ManifestTest, ClassifiesByMediaTypeHeaderOrShape) {
   EXPECT_EQ(ClassifyManifest("", Index()).value(), ManifestKind::kIndex);
   EXPECT_EQ(ClassifyManifest(kDockerList, "{}").value(), ManifestKind::kIndex);
-  EXPECT_EQ(ClassifyManifest(std::string(kDockerManifest) + "; charset=utf-8", "{}").value(), ManifestKind::kManifest);
-  EXPECT_EQ(ClassifyManifest("application/json", R"({"config":{},"layers":[]})").value(), ManifestKind::kManifest);
+  EXPECT_EQ(ClassifyManifest(std::string(kDockerManifest) + "; charset=utf-8", "{}").value(),
+            ManifestKind::kManifest);
+  EXPECT_EQ(ClassifyManifest("application/json", R"({"config":{},"layers":[]})").value(),
+            ManifestKind::kManifest);
   auto v1 = ClassifyManifest("application/vnd.docker.distribution.manifest.v1+prettyjws", "{}");
   ASSERT_FALSE(v1.ok());
   EXPECT_NE(v1.error().ToString().find("schema 1"), std::string::npos);
@@ -49,10 +54,14 @@ TEST(ManifestTest, SelectsLinuxAmd64FromIndex) {
 }
 
 TEST(ManifestTest, ParsesDockerAndOciManifests) {
-  std::string m = R"({"schemaVersion":2,"mediaType":"application/vnd.docker.distribution.manifest.v2+json",
-    "config":{"mediaType":"application/vnd.docker.container.image.v1+json","digest":")" + kD1 + R"(","size":100},
-    "layers":[{"mediaType":"application/vnd.docker.image.rootfs.diff.tar.gzip","digest":")" + kD2 + R"(","size":5},
-              {"mediaType":"application/vnd.oci.image.layer.v1.tar+zstd","digest":")" + kD3 + R"(","size":6}]})";
+  std::string m =
+      R"({"schemaVersion":2,"mediaType":"application/vnd.docker.distribution.manifest.v2+json",
+    "config":{"mediaType":"application/vnd.docker.container.image.v1+json","digest":")" +
+      kD1 + R"(","size":100},
+    "layers":[{"mediaType":"application/vnd.docker.image.rootfs.diff.tar.gzip","digest":")" +
+      kD2 + R"(","size":5},
+              {"mediaType":"application/vnd.oci.image.layer.v1.tar+zstd","digest":")" +
+      kD3 + R"(","size":6}]})";
   auto p = ParseManifest(m);
   ASSERT_TRUE(p.ok()) << p.error().ToString();
   EXPECT_EQ(p->config.digest, kD1);
@@ -64,9 +73,12 @@ TEST(ManifestTest, ParsesDockerAndOciManifests) {
 TEST(ManifestTest, RejectsBadDescriptors) {
   EXPECT_FALSE(ParseManifest(R"({"config":{"digest":"sha256:zz","size":1},"layers":[]})").ok());
   EXPECT_FALSE(ParseManifest(R"({"config":{"digest":")" + kD1 + R"("},"layers":[]})").ok());
-  EXPECT_FALSE(ParseManifest(R"({"config":{"digest":")" + kD1 + R"(","size":-1},"layers":[]})").ok());
+  EXPECT_FALSE(
+      ParseManifest(R"({"config":{"digest":")" + kD1 + R"(","size":-1},"layers":[]})").ok());
   EXPECT_FALSE(ParseManifest(R"({"config":{"digest":")" + kD1 + R"(","size":1},"layers":[
-    {"mediaType":"application/x-evil","digest":")" + kD2 + R"(","size":1}]})").ok());
+    {"mediaType":"application/x-evil","digest":")" +
+                             kD2 + R"(","size":1}]})")
+                   .ok());
   EXPECT_FALSE(ParseIndex(R"({"manifests":"x"})").ok());
 }
 

@@ -33,7 +33,8 @@ bool ValidTag(std::string_view t) {
   if (t.empty() || t.size() > 128) return false;
   if (!(std::isalnum(static_cast<unsigned char>(t[0])) || t[0] == '_')) return false;
   for (char c : t) {
-    if (!(std::isalnum(static_cast<unsigned char>(c)) || c == '_' || c == '.' || c == '-')) return false;
+    if (!(std::isalnum(static_cast<unsigned char>(c)) || c == '_' || c == '.' || c == '-'))
+      return false;
   }
   return true;
 }
@@ -41,8 +42,8 @@ bool ValidTag(std::string_view t) {
 bool ValidRegistry(std::string_view r) {
   if (r.empty()) return false;
   for (char c : r) {
-    if (!(std::isalnum(static_cast<unsigned char>(c)) || c == '.' || c == '-' || c == ':' || c == '[' ||
-          c == ']')) {
+    if (!(std::isalnum(static_cast<unsigned char>(c)) || c == '.' || c == '-' || c == ':' ||
+          c == '[' || c == ']')) {
       return false;
     }
   }
@@ -56,7 +57,8 @@ Result<void> ValidateDigest(std::string_view digest) {
     return Fail("digest", std::string(digest), "expected sha256:<64 hex digits>");
   }
   std::string_view hex = digest.substr(7);
-  if (hex.size() != 64) return Fail("digest", std::string(digest), "expected 64 hex digits after sha256:");
+  if (hex.size() != 64)
+    return Fail("digest", std::string(digest), "expected 64 hex digits after sha256:");
   for (char c : hex) {
     if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'))) {
       return Fail("digest", std::string(digest), "expected lowercase hex digits after sha256:");
@@ -65,11 +67,14 @@ Result<void> ValidateDigest(std::string_view digest) {
   return Ok();
 }
 
-std::string DigestHex(std::string_view digest) { return std::string(digest.substr(digest.find(':') + 1)); }
+std::string DigestHex(std::string_view digest) {
+  return std::string(digest.substr(digest.find(':') + 1));
+}
 
 Result<Reference> ParseReference(std::string_view text) {
   const std::string what(text);
-  if (text.empty() || text.size() > 255) return Fail("image reference", what, "must be 1-255 characters");
+  if (text.empty() || text.size() > 255)
+    return Fail("image reference", what, "must be 1-255 characters");
   Reference r;
   std::string_view rest = text;
   if (size_t at = rest.find('@'); at != std::string_view::npos) {
@@ -85,7 +90,8 @@ Result<Reference> ParseReference(std::string_view text) {
   if (colon != std::string_view::npos && (slash == std::string_view::npos || colon > slash)) {
     r.tag = std::string(rest.substr(colon + 1));
     if (!ValidTag(r.tag)) {
-      return Fail("image reference", what, "bad tag '" + r.tag + "' (letters, digits, _ . -; at most 128)");
+      return Fail("image reference", what,
+                  "bad tag '" + r.tag + "' (letters, digits, _ . -; at most 128)");
     }
     rest = rest.substr(0, colon);
   }
@@ -95,7 +101,8 @@ Result<Reference> ParseReference(std::string_view text) {
     std::string_view head = rest.substr(0, first);
     if (head.find('.') != std::string_view::npos || head.find(':') != std::string_view::npos ||
         head == "localhost") {
-      if (!ValidRegistry(head)) return Fail("image reference", what, "bad registry '" + std::string(head) + "'");
+      if (!ValidRegistry(head))
+        return Fail("image reference", what, "bad registry '" + std::string(head) + "'");
       r.registry = std::string(head);
       path = rest.substr(first + 1);
     }
@@ -132,7 +139,8 @@ std::string Reference::ApiHost() const {
 bool IsLoopbackRegistry(std::string_view registry) {
   std::string_view host = registry;
   if (StartsWith(host, "[")) {
-    host = host.substr(1, host.find(']') == std::string_view::npos ? host.size() - 1 : host.find(']') - 1);
+    host = host.substr(
+        1, host.find(']') == std::string_view::npos ? host.size() - 1 : host.find(']') - 1);
   } else if (size_t c = host.rfind(':'); c != std::string_view::npos) {
     host = host.substr(0, c);
   }

@@ -40,8 +40,10 @@ TEST(ReferenceTest, TagAndDigestTogether) {
 }
 
 TEST(ReferenceTest, RejectsBadInput) {
-  for (const std::string& bad : std::vector<std::string>{"", "UPPER/case", "a//b", "a/", "/a", "a:", "a@sha256:abc", "a@md5:" + std::string(32, 'a'),
-                          "a:b:c", "a/../b", "a:tag with space", "-a", "a--", "a..b"}) {
+  for (const std::string& bad :
+       std::vector<std::string>{"", "UPPER/case", "a//b", "a/", "/a", "a:", "a@sha256:abc",
+                                "a@md5:" + std::string(32, 'a'), "a:b:c", "a/../b",
+                                "a:tag with space", "-a", "a--", "a..b"}) {
     EXPECT_FALSE(ParseReference(bad).ok()) << bad;
   }
 }

@@ -234,6 +234,37 @@ TEST_F(OciTest, PullFromRegistryAndRunMergedFilesystem) {
   EXPECT_EQ(Tmp(), 0u);
 }
 
+// A multi-arch image (an index pushed with skopeo --all): the linux/amd64
+// manifest is chosen; the image can be pulled by the index digest too.
+TEST_F(OciTest, PullIndexPicksLinuxAmd64AndByDigest) {
+  MakeTrees();
+  auto b = Py({kScripts + "/make_layout.py", work_ + "/layout", "--tag", "multi", "--multi-arch", "--config",
+               R"({"Cmd":["cat","/etc/keep"]})", "--layer", work_ + "/base"});
+  ASSERT_EQ(b.code, 0) << b.err;
+  const std::string index_digest(Trim(b.out));
+  int port = StartRegistry();
+  auto push = RunProcess({"/usr/bin/skopeo", "copy", "--quiet", "--all", "--dest-tls-verify=false",
+                          "oci:" + work_ + "/layout:multi",
+                          "docker://127.0.0.1:" + std::to_string(port) + "/team/multi:v1"},
+                         {"HOME=" + work_});
+  ASSERT_EQ(push.code, 0) << push.err;
+  const std::string repo = "127.0.0.1:" + std::to_string(port) + "/team/multi";
+  ASSERT_EQ(Wb({"image", "pull", repo + ":v1"}).code, 0);
+  auto in = nlohmann::json::parse(Wb({"image", "inspect", repo + ":v1"}).out);
+  EXPECT_EQ(in["digest"], index_digest);
+  auto r = Wb({"run", "--image", repo + ":v1"});
+  EXPECT_EQ(r.out, "keep\n") << r.err;
+  // By digest; the config blob and layer are shared with the tag's image.
+  const std::string by_digest = repo + "@" + index_digest;
+  auto d = Wb({"image", "pull", by_digest});
+  ASSERT_EQ(d.code, 0) << d.err;
+  EXPECT_EQ(d.out, by_digest + "\n");
+  EXPECT_EQ(Layers(), 1u);
+  auto wrong = Wb({"image", "pull", repo + "@sha256:" + std::string(64, '0')});
+  EXPECT_EQ(wrong.code, 125);
+  EXPECT_NE(wrong.err.find("manifest unknown"), std::string::npos) << wrong.err;
+}
+
 TEST_F(OciTest, BasicAuthFromDockerConfig) {
   MakeTrees();
   std::string layout = Layout("layout", "v1", {"base"});

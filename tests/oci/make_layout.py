@@ -58,6 +58,8 @@ def main():
     p.add_argument("--raw-layer", action="append", default=[])
     p.add_argument("--config", default="{}")
     p.add_argument("--compress", default="gzip")
+    p.add_argument("--multi-arch", action="store_true",
+                   help="tag an image index: linux/arm64 (a config that says so) and linux/amd64")
     a = p.parse_args()
     os.makedirs(a.out, exist_ok=True)
     layers, diff_ids = [], []
@@ -75,6 +77,16 @@ def main():
     manifest = {"schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
                 "config": cdesc, "layers": layers}
     mdesc = add_blob(a.out, json.dumps(manifest).encode(), "application/vnd.oci.image.manifest.v1+json")
+    if a.multi_arch:
+        # Its Cmd differs, so a test can tell which one was picked.
+        arm_config = dict(config, architecture="arm64", config={"Cmd": ["echo", "wrong-platform"]})
+        arm_cdesc = add_blob(a.out, json.dumps(arm_config).encode(), "application/vnd.oci.image.config.v1+json")
+        arm = add_blob(a.out, json.dumps(dict(manifest, config=arm_cdesc)).encode(),
+                       "application/vnd.oci.image.manifest.v1+json")
+        arm["platform"] = {"os": "linux", "architecture": "arm64", "variant": "v8"}
+        mdesc["platform"] = {"os": "linux", "architecture": "amd64"}
+        inner = {"schemaVersion": 2, "mediaType": "application/vnd.oci.image.index.v1+json", "manifests": [arm, mdesc]}
+        mdesc = add_blob(a.out, json.dumps(inner).encode(), "application/vnd.oci.image.index.v1+json")
     mdesc["annotations"] = {"org.opencontainers.image.ref.name": a.tag}
     index_path = os.path.join(a.out, "index.json")
     index = {"schemaVersion": 2, "mediaType": "application/vnd.oci.image.index.v1+json", "manifests": []}

@@ -98,6 +98,10 @@ Result<HttpResponse> Http::Get(const std::string& url, const std::vector<std::st
   CURLcode rc = curl_easy_perform(c);
   curl_slist_free_all(hl);
   if (t.failed) return t.sink_error;
+  if (rc == CURLE_COULDNT_RESOLVE_HOST || rc == CURLE_COULDNT_RESOLVE_PROXY) {
+    // Not retried: a name that does not resolve now will not in a second.
+    return Fail("resolve", url, errbuf[0] ? errbuf : curl_easy_strerror(rc));
+  }
   if (rc != CURLE_OK) {
     return Fail(kTransportCall, url, errbuf[0] ? errbuf : curl_easy_strerror(rc));
   }

@@ -379,6 +379,24 @@ TEST_F(OciTest, ImportDockerArchiveAndOciLayouts) {
   // (other digests): 2 + 2 layer dirs.
   EXPECT_EQ(Layers(), 4u);
   EXPECT_EQ(Tmp(), 0u);
+  // docker save links a layer it holds twice: followed inside the archive,
+  // refused when it leads out.
+  const std::string da = work_ + "/da";
+  ASSERT_TRUE(MkdirAll(da).ok());
+  ASSERT_EQ(RunProcess({"/bin/tar", "-C", da, "-xf", archive}).code, 0);
+  auto man = nlohmann::json::parse(*ReadFile(da + "/manifest.json"));
+  const std::string first = man[0]["Layers"][0];
+  ASSERT_EQ(::symlink(("./" + first).c_str(), (da + "/linked.tar").c_str()), 0);
+  man[0]["Layers"][0] = "linked.tar";
+  WriteText(da + "/manifest.json", man.dump());
+  auto linked = Wb({"image", "import", da, "--name", "linked:v1"});
+  EXPECT_EQ(linked.code, 0) << linked.err;
+  ASSERT_EQ(::symlink("/etc/passwd", (da + "/evil.tar").c_str()), 0);
+  man[0]["Layers"][0] = "evil.tar";
+  WriteText(da + "/manifest.json", man.dump());
+  auto evil = Wb({"image", "import", da, "--name", "evil:v1"});
+  EXPECT_EQ(evil.code, 125);
+  EXPECT_NE(evil.err.find("resolves outside the archive"), std::string::npos) << evil.err;
   auto bad = Wb({"image", "import", work_ + "/base"});
   EXPECT_EQ(bad.code, 125);
   EXPECT_NE(bad.err.find("neither a docker-archive"), std::string::npos) << bad.err;

@@ -2,12 +2,15 @@
 // tars) and OCI image layouts (oci-layout + index.json + blobs/), each as a
 // directory or a tar file.
 #include <fcntl.h>
+#include <limits.h>
+#include <stdlib.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <nlohmann/json.hpp>
 
 #include "base/fs.h"
+#include "base/strings.h"
 #include "imagetool/blob_store.h"
 #include "imagetool/ops.h"
 #include "imagetool/sha256.h"
@@ -30,11 +33,19 @@ Result<std::string> ReadSmall(const std::string& path) {
   return ReadFile(path);
 }
 
-// A member path of the archive, inside root.
+// A member path of the archive, inside root. `docker save` links layers it
+// holds twice (<id>/layer.tar -> ../<other>/layer.tar): symlinks are
+// followed, but the file they reach must be inside root.
 Result<std::string> Member(const std::string& root, const std::string& rel) {
   std::string clean = WB_TRY(oci::CleanMemberPath(rel));
   if (clean.empty()) return Fail("import", rel, "empty member path");
-  return root + "/" + clean;
+  char real_root[PATH_MAX], real[PATH_MAX];
+  if (!::realpath(root.c_str(), real_root)) return Errno("realpath", root);
+  if (!::realpath((root + "/" + clean).c_str(), real)) return Errno("realpath", root + "/" + clean);
+  if (!StartsWith(real, std::string(real_root) + "/")) {
+    return Fail("import", rel, "resolves outside the archive (" + std::string(real) + ")");
+  }
+  return std::string(real);
 }
 
 Result<std::string> OciBlobPath(const std::string& root, const std::string& digest) {

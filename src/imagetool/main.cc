@@ -1,6 +1,7 @@
 // warmbox-image: the image helper (pull, import). Dynamically linked, since
 // libarchive and libcurl cannot be linked statically here; `warmbox image
 // pull|import` and the pool daemon exec it.
+#include <curl/curl.h>
 #include <unistd.h>
 
 #include <CLI/CLI.hpp>
@@ -45,6 +46,15 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "warmbox: --state-dir %s: must be an absolute path\n", state_dir.c_str());
     return 125;
   }
+  // Once, before any handle (libcurl's global state is not thread-safe to
+  // set up lazily) and torn down at exit.
+  if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
+    std::fprintf(stderr, "warmbox: curl_global_init failed\n");
+    return 125;
+  }
+  struct CurlCleanup {
+    ~CurlCleanup() { curl_global_cleanup(); }
+  } curl_cleanup;
   ImageStore store(state_dir, static_cast<uint32_t>(*base));
   imagetool::Progress progress(!quiet && ::isatty(2));
   Result<Image> r = pull->parsed() ? imagetool::Pull(store, ref, po, progress)

@@ -99,11 +99,13 @@ Result<UnpackStats> Unpack(const std::string& path, const std::string& dest, boo
     return Fail("open archive", path, ArchiveError(in.get()));
   }
   std::unique_ptr<archive, ArchiveWriteDeleter> out(archive_write_disk_new());
-  int flags = ARCHIVE_EXTRACT_TIME | ARCHIVE_EXTRACT_PERM | ARCHIVE_EXTRACT_SECURE_SYMLINKS |
-              ARCHIVE_EXTRACT_SECURE_NODOTDOT | ARCHIVE_EXTRACT_SECURE_NOABSOLUTEPATHS;
-  // Owners are numeric and shifted by us (no name lookup: host names mean
-  // nothing inside). Only user.* xattrs survive the filter below.
-  if (layer) flags |= ARCHIVE_EXTRACT_OWNER | ARCHIVE_EXTRACT_XATTR;
+  int flags = ARCHIVE_EXTRACT_TIME | ARCHIVE_EXTRACT_SECURE_SYMLINKS | ARCHIVE_EXTRACT_SECURE_NODOTDOT |
+              ARCHIVE_EXTRACT_SECURE_NOABSOLUTEPATHS;
+  // A layer keeps its modes (set-uid included: the owners are sandbox uids)
+  // and owners, numeric and shifted by us (no name lookup: host names mean
+  // nothing inside); only user.* xattrs survive the filter below. An archive
+  // to import is only read by us: no set-uid bits for host root's files.
+  if (layer) flags |= ARCHIVE_EXTRACT_PERM | ARCHIVE_EXTRACT_OWNER | ARCHIVE_EXTRACT_XATTR;
   archive_write_disk_set_options(out.get(), flags);
   ScopedChdir cd = WB_TRY(ScopedChdir::Enter(dest));
   UnpackStats stats;

@@ -171,11 +171,13 @@ class OciTest : public ::testing::Test {
     auto text = ReadFile(port_file);
     return text.ok() ? std::stoi(*text) : -1;
   }
+  // format "v2s2": converted to a Docker v2 schema 2 manifest on the way.
   void Push(const std::string& layout, const std::string& tag, int port, const std::string& repo,
-            const std::string& creds = "") {
+            const std::string& creds = "", const std::string& format = "") {
     std::vector<std::string> args = {"/usr/bin/skopeo", "copy", "--quiet",
                                      "--dest-tls-verify=false"};
     if (!creds.empty()) args.insert(args.end(), {"--dest-creds", creds});
+    if (!format.empty()) args.insert(args.end(), {"--format", format});
     args.push_back("oci:" + layout + ":" + tag);
     args.push_back("docker://127.0.0.1:" + std::to_string(port) + "/" + repo);
     auto r = RunProcess(args, {"HOME=" + work_});
@@ -486,13 +488,17 @@ TEST_F(OciTest, ImagesShareLayersAndPruneKeepsWhatIsUsed) {
   std::string l2 = Layout("l2", "v1", {"base", "top2"});
   int port = StartRegistry();
   Push(l1, "v1", port, "team/one:v1");
-  Push(l2, "v1", port, "team/two:v1");
+  Push(l2, "v1", port, "team/two:v1", "", "v2s2");  // Docker media types, same layer digests
   const std::string reg = "127.0.0.1:" + std::to_string(port);
   ASSERT_EQ(Wb({"image", "pull", reg + "/team/one:v1"}).code, 0);
   ASSERT_EQ(Wb({"image", "pull", reg + "/team/two:v1"}).code, 0);
   // 3 layers (the base once) + 2 configs + 2 manifests.
   EXPECT_EQ(Layers(), 3u);
   EXPECT_EQ(Blobs(), 7u);
+  auto two = nlohmann::json::parse(Wb({"image", "inspect", reg + "/team/two:v1"}).out);
+  auto manifest = nlohmann::json::parse(
+      *ReadFile(state_ + "/blobs/sha256/" + two["digest"].get<std::string>().substr(7)));
+  EXPECT_EQ(manifest["mediaType"], "application/vnd.docker.distribution.manifest.v2+json");
   auto rm = Wb({"image", "rm", reg + "/team/one:v1"});
   ASSERT_EQ(rm.code, 0) << rm.err;
   auto pr = Wb({"image", "prune"});

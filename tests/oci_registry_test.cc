@@ -431,6 +431,15 @@ TEST_F(OciTest, HostileArchivesAreRejected) {
   }
   // The base layer (valid) may be in place; no hostile layer is.
   EXPECT_LE(Layers(), 1u);
+  // Pulled from a registry: the same (the unpack fails on its worker thread).
+  int port = StartFake(work_ + "/hostile-symlink");
+  auto pulled = Wb({"image", "pull", "127.0.0.1:" + std::to_string(port) + "/team/img:v1"});
+  EXPECT_EQ(pulled.code, 125);
+  EXPECT_NE(pulled.err.find("symlink"), std::string::npos) << pulled.err;
+  EXPECT_EQ(CountEntries(outside), 1u);
+  EXPECT_EQ(Images(), 0u);
+  EXPECT_EQ(Tmp(), 0u);
+  EXPECT_LE(Layers(), 1u);
   // A blob whose content does not match its digest, and a short one.
   std::string layout = Layout("layout", "v1", {"base", "top"});
   auto idx = nlohmann::json::parse(*ReadFile(layout + "/index.json"));

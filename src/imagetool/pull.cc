@@ -1,5 +1,10 @@
 // warmbox-image pull: registry -> blobs -> layers -> index entry.
+#include <condition_variable>
 #include <cstdlib>
+#include <deque>
+#include <mutex>
+#include <optional>
+#include <thread>
 
 #include "base/fs.h"
 #include "base/strings.h"
@@ -31,6 +36,61 @@ oci::Descriptor DescriptorOf(const FetchedManifest& m) {
   d.size = m.body.size();
   return d;
 }
+
+// Runs EnsureLayer for the layers it is given, in order, on a thread of its
+// own; stops at the first error.
+class LayerUnpacker {
+ public:
+  explicit LayerUnpacker(ImageStore& store) : store_(store), thread_([this] { Loop(); }) {}
+  ~LayerUnpacker() { (void)Finish(); }
+  void Add(const oci::Descriptor& d) {
+    std::lock_guard<std::mutex> l(mu_);
+    queue_.push_back(d);
+    cv_.notify_one();
+  }
+  bool failed() {
+    std::lock_guard<std::mutex> l(mu_);
+    return error_.has_value();
+  }
+  // Waits for the queued layers; the first error, if any.
+  Result<void> Finish() {
+    {
+      std::lock_guard<std::mutex> l(mu_);
+      done_ = true;
+      cv_.notify_one();
+    }
+    if (thread_.joinable()) thread_.join();
+    if (error_) return *error_;
+    return Ok();
+  }
+
+ private:
+  void Loop() {
+    for (;;) {
+      oci::Descriptor d;
+      {
+        std::unique_lock<std::mutex> l(mu_);
+        cv_.wait(l, [&] { return !queue_.empty() || done_; });
+        if (queue_.empty() || error_) return;
+        d = queue_.front();
+        queue_.pop_front();
+      }
+      auto r = EnsureLayer(store_, d);
+      if (!r.ok()) {
+        std::lock_guard<std::mutex> l(mu_);
+        error_ = std::move(r).error();
+      }
+    }
+  }
+
+  ImageStore& store_;
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::deque<oci::Descriptor> queue_;
+  bool done_ = false;
+  std::optional<Error> error_;
+  std::thread thread_;  // last: starts once the rest exists
+};
 
 }  // namespace
 
@@ -76,18 +136,27 @@ Result<Image> Pull(ImageStore& store, const std::string& text, const PullOptions
     WB_CHECK(EnsureBlobBytes(store, d, bytes));
     img.blobs.push_back(d.digest);
   }
+  // Layer i unpacks on a worker while layer i+1 downloads. One unpack at a
+  // time: unpacking works relative to the cwd (libarchive), which is the
+  // process's; the downloads use absolute paths only.
+  LayerUnpacker unpacker(store);
   for (size_t i = 0; i < m.layers.size(); ++i) {
     const auto& l = m.layers[i];
     std::string label = "layer " + std::to_string(i + 1) + "/" + std::to_string(m.layers.size()) +
                         " " + l.digest.substr(7, 12);
+    if (unpacker.failed()) break;  // its error is reported below
     if (!PathExists(store.LayerDir(l.digest))) {
-      bool had = WB_TRY(EnsureBlob(store, l, [&](const std::string& tmp) {
+      auto had = EnsureBlob(store, l, [&](const std::string& tmp) {
         return reg.DownloadBlob(
             l, tmp, [&](uint64_t done, uint64_t total) { p.Update(label, done, total); });
-      }));
+      });
+      if (!had.ok()) {
+        (void)unpacker.Finish();
+        return std::move(had).error();
+      }
       p.Update(label, l.size, l.size);
-      WB_CHECK(EnsureLayer(store, l));
-      p.Done(label, had ? "unpacked" : "downloaded and unpacked");
+      unpacker.Add(l);
+      p.Done(label, *had ? "present, unpacking" : "downloaded, unpacking");
     } else {
       p.Done(label, "already present");
     }
@@ -95,6 +164,7 @@ Result<Image> Pull(ImageStore& store, const std::string& text, const PullOptions
     img.blobs.push_back(l.digest);
     img.size += l.size;
   }
+  WB_CHECK(unpacker.Finish());
   img.config.env = rc.env;
   img.config.cmd = rc.cmd;
   img.config.entrypoint = rc.entrypoint;

@@ -25,7 +25,10 @@ for t in docker-registry skopeo umoci python3; do command -v "$t" >/dev/null || 
 WORK="$(mktemp -d /tmp/wb-oci-bench-XXXXXX)"
 REG_PID=""
 cleanup() {
-  [ -n "$REG_PID" ] && kill "$REG_PID" 2>/dev/null && wait "$REG_PID" 2>/dev/null
+  if [ -n "$REG_PID" ]; then
+    kill "$REG_PID" 2>/dev/null || true
+    wait "$REG_PID" 2>/dev/null || true
+  fi
   rm -rf "$WORK"
 }
 trap cleanup EXIT

@@ -21,7 +21,13 @@ ProcResult RunProcess(const std::vector<std::string>& argv, const std::vector<st
   SpawnOptions o;
   o.path = argv[0];
   o.argv = argv;
-  for (char** e = environ; *e; ++e) o.env.push_back(*e);
+  // env adds to ours, and wins over it.
+  for (char** e = environ; *e; ++e) {
+    std::string_view kv = *e;
+    bool overridden = false;
+    for (const auto& x : env) overridden |= x.substr(0, x.find('=') + 1) == kv.substr(0, kv.find('=') + 1);
+    if (!overridden) o.env.push_back(*e);
+  }
   for (const auto& kv : env) o.env.push_back(kv);
   o.fds = {{out->write.get(), 1}, {err->write.get(), 2}};
   if (stdin_data) o.fds.push_back({in->read.get(), 0});

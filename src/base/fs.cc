@@ -2,6 +2,7 @@
 
 #include <dirent.h>
 #include <fcntl.h>
+#include <sys/file.h>
 #include <sys/random.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -157,6 +158,15 @@ Result<std::string> RandomHex(size_t n) {
     out += kHex[c & 15];
   }
   return out;
+}
+
+Result<UniqueFd> LockPath(const std::string& path, bool exclusive) {
+  UniqueFd fd(::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600));
+  if (!fd) return Errno("open", path);
+  while (::flock(fd.get(), exclusive ? LOCK_EX : LOCK_SH) != 0) {
+    if (errno != EINTR) return Errno("flock", path);
+  }
+  return fd;
 }
 
 Result<std::string> SelfDir() {

@@ -6,6 +6,7 @@
 #include <string>
 
 #include "base/error.h"
+#include "base/fd.h"
 
 namespace wb {
 
@@ -22,6 +23,9 @@ Result<void> RemoveTree(const std::string& path);
 bool PathExists(const std::string& path);
 // n random bytes from getrandom(2), as 2n lowercase hex digits.
 Result<std::string> RandomHex(size_t n);
+// Opens (creating) path and takes flock(LOCK_EX or LOCK_SH) on it, waiting.
+// The lock lives as long as the returned fd (and dies with the process).
+Result<UniqueFd> LockPath(const std::string& path, bool exclusive);
 // The directory holding the running executable (readlink /proc/self/exe).
 Result<std::string> SelfDir();
 

@@ -32,6 +32,11 @@ Result<void> Finish(GlobalOptions& g) {
   } else {
     g.agent_path = WB_TRY(SelfDir()) + "/warmbox-agent";
   }
+  if (const char* env = std::getenv("WARMBOX_IMAGE_TOOL"); env && *env) {
+    g.image_tool_path = env;
+  } else {
+    g.image_tool_path = WB_TRY(SelfDir()) + "/warmbox-image";
+  }
   if (const char* env = std::getenv("WARMBOX_CGROUP_PARENT"); env && *env) g.cgroup_parent = env;
   return Ok();
 }

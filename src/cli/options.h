@@ -21,6 +21,7 @@ struct GlobalOptions {
   // Resolved by Finish():
   uint32_t uid_base = 0;
   std::string agent_path;     // $WARMBOX_AGENT or next to this binary
+  std::string image_tool_path;  // $WARMBOX_IMAGE_TOOL or warmbox-image next to this binary
   std::string cgroup_parent;  // $WARMBOX_CGROUP_PARENT
 };
 

@@ -43,6 +43,7 @@ Result<int> DoStart(const GlobalOptions& g, const StartOpts& o) {
   }
   daemon::DaemonOptions d;
   d.socket_path = o.socket.empty() ? daemon::DefaultSocketPath() : o.socket;
+  d.image_tool_path = g.image_tool_path;
   d.default_image = std::string(Trim(o.image));
   if (!d.default_image.empty()) WB_CHECK(ImageStore::ValidateName(d.default_image));
   d.warm = WB_TRY(ParseWarmSpecs(o.warm, o.size));

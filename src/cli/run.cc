@@ -25,7 +25,8 @@ struct RunOptions {
 };
 
 Result<int> DoRun(const GlobalOptions& g, const RunOptions& o) {
-  if (o.cmd.empty()) return Fail("run", "", "missing command: warmbox run [OPTIONS] -- CMD [ARG...]");
+  // An empty command is fine when the image has a Cmd or Entrypoint
+  // (checked below, before a sandbox is made).
   SandboxSpec spec;
   spec.image = o.image;
   proto::ExecRequest req;
@@ -68,6 +69,12 @@ Result<int> DoRun(const GlobalOptions& g, const RunOptions& o) {
   if (!sigfd) return Errno("signalfd", "");
 
   ImageStore store(g.state_dir, g.uid_base);
+  if (o.cmd.empty()) {
+    Image img = WB_TRY(store.Get(o.image));
+    if (img.config.cmd.empty() && img.config.entrypoint.empty()) {
+      return Fail("run", "", "missing command: warmbox run [OPTIONS] -- CMD [ARG...]");
+    }
+  }
   NsDriverOptions dopts;
   dopts.state_dir = g.state_dir;
   dopts.agent_path = g.agent_path;

@@ -1,6 +1,7 @@
 #include "daemon/server.h"
 
 #include "daemon/http_server.h"
+#include "daemon/image_puller.h"
 #include "daemon/systemd.h"
 #include "pool/warm_pool.h"
 #include "proto/pool_proto.h"
@@ -116,6 +117,7 @@ class Daemon : public RunService {
       : opts_(opts),
         rt_(io_, driver, store, opts.creation_cap),
         registry_(rt_, opts.pool),
+        puller_(io_, ImageToolCall{opts.image_tool_path, opts.driver.state_dir, opts.driver.uid_base, {}}),
         acceptor_(io_),
         signals_(io_, SIGINT, SIGTERM),
         drain_timer_(io_) {}
@@ -148,6 +150,7 @@ class Daemon : public RunService {
     // Both listeners are bound and the loop is about to serve them.
     Notify("READY=1\nSTATUS=serving");
     io_.run();
+    puller_.Join();
     rt_.create.join();
     rt_.destroy.join();
     return 0;
@@ -164,10 +167,17 @@ class Daemon : public RunService {
       Refuse(out, RunErrorKind::kBadRequest, "no image: pass --image or start the daemon with --image");
     } else if (auto v = ImageStore::ValidateName(image); !v.ok()) {
       Refuse(out, RunErrorKind::kBadRequest, v.error().ToString());
-    } else if (!rt_.store.Exists(image)) {
-      Refuse(out, RunErrorKind::kNoImage, "image " + image + ": no such image (see 'warmbox image ls')");
     }
     if (out.kind != RunErrorKind::kNone) co_return out;
+    if (!rt_.store.Exists(image)) {
+      // A missing image is pulled first (once, whoever else waits for it).
+      auto pulled = co_await puller_.Pull(image);
+      if (!pulled.ok()) {
+        Refuse(out, RunErrorKind::kNoImage,
+               "image " + image + ": no such image, and pulling it failed: " + pulled.error().ToString());
+        co_return out;
+      }
+    }
     pool::WarmPool& pool = registry_.Get(image);
     auto permit = co_await pool.TakePermit();
     if (!permit.ok()) {
@@ -439,6 +449,7 @@ class Daemon : public RunService {
   asio::io_context io_;
   pool::PoolRuntime rt_;
   pool::PoolRegistry registry_;
+  ImagePuller puller_;
   asio::local::stream_protocol::acceptor acceptor_;
   asio::signal_set signals_;
   asio::steady_timer drain_timer_;
@@ -544,6 +555,19 @@ Result<int> RunDaemon(const DaemonOptions& options) {
   if (!driver.ok()) {
     cleanup_socket();
     return driver.error();
+  }
+  // `pool start --warm` (and --image) pull what they need before warming.
+  std::vector<std::string> needed;
+  if (!opts.default_image.empty()) needed.push_back(opts.default_image);
+  for (const auto& w : opts.warm) needed.push_back(w.image);
+  for (const auto& image : needed) {
+    if (store.Exists(image)) continue;
+    spdlog::info("pulling image {}", image);
+    auto pulled = RunImageTool({opts.image_tool_path, opts.driver.state_dir, opts.driver.uid_base, {"pull", image}});
+    if (!pulled.ok()) {
+      ::unlink(opts.socket_path.c_str());
+      return pulled.error().Wrap("image " + image + " is missing");
+    }
   }
   Daemon d(opts, **driver, store);
   WB_CHECK(d.Bind(listen_fd.release()));

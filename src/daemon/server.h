@@ -31,6 +31,7 @@ struct DaemonOptions {
   std::string http_token_file;
   // Whether to remove socket_path at exit (not when systemd passed the socket).
   bool unlink_socket = true;
+  std::string image_tool_path;  // warmbox-image: pulls images the pools need
 };
 
 // Serves until stopped (SIGINT, SIGTERM or a stop request); returns the exit code.

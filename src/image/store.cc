@@ -1,17 +1,21 @@
 #include "image/store.h"
 
 #include <dirent.h>
+#include <fcntl.h>
+#include <stdio.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <set>
 #include <nlohmann/json.hpp>
 
 #include "base/fs.h"
 #include "base/strings.h"
 #include "image/default_image.h"
 #include "image/tree_copy.h"
+#include "oci/reference.h"
 
 namespace wb {
 namespace {
@@ -70,31 +74,81 @@ Result<Image> ImageStore::Load(const std::string& dir) {
   img.uid_base = j["uid_base"].get<uint32_t>();
   img.source = j.value("source", "");
   img.created = j.value("created", "");
-  img.lower_dirs.push_back(dir + "/rootfs");
-  if (j.contains("config") && j["config"].is_object()) {
-    const auto& c = j["config"];
-    if (c.contains("Env") && c["Env"].is_array()) {
-      for (const auto& e : c["Env"]) {
-        if (e.is_string()) img.config.env.push_back(e.get<std::string>());
+  if (j.contains("digest") && j["digest"].is_string()) img.digest = j["digest"];
+  if (j.contains("size") && j["size"].is_number_unsigned()) img.size = j["size"].get<uint64_t>();
+  auto strings = [](const nlohmann::json& o, const char* key) {
+    std::vector<std::string> out;
+    if (o.contains(key) && o[key].is_array()) {
+      for (const auto& e : o[key]) {
+        if (e.is_string()) out.push_back(e.get<std::string>());
       }
     }
+    return out;
+  };
+  // "layers", bottom first: "rootfs" (the image's own tree) or a layer blob
+  // digest (a shared dir under layers/).
+  std::vector<std::string> layers = strings(j, "layers");
+  if (layers.empty()) layers.push_back("rootfs");
+  for (auto it = layers.rbegin(); it != layers.rend(); ++it) {
+    if (*it == "rootfs") {
+      img.lower_dirs.push_back(dir + "/rootfs");
+    } else if (oci::ValidateDigest(*it).ok()) {
+      img.layer_digests.insert(img.layer_digests.begin(), *it);
+      img.lower_dirs.push_back(state_dir_ + "/layers/" + std::to_string(img.uid_base) + "/" + oci::DigestHex(*it));
+    } else {
+      return Fail("load image", dir + "/image.json", "bad layer '" + *it + "'");
+    }
+  }
+  img.blobs = strings(j, "blobs");
+  if (j.contains("config") && j["config"].is_object()) {
+    const auto& c = j["config"];
+    img.config.env = strings(c, "Env");
+    img.config.cmd = strings(c, "Cmd");
+    img.config.entrypoint = strings(c, "Entrypoint");
     if (c.contains("WorkingDir") && c["WorkingDir"].is_string()) img.config.working_dir = c["WorkingDir"];
     if (c.contains("User") && c["User"].is_string()) img.config.user = c["User"];
   }
   return img;
 }
 
-bool ImageStore::Exists(const std::string& name) const {
-  return name == kDefaultImage || PathExists(state_dir_ + "/images/" + Escape(name) + "/image.json");
+std::string ImageStore::Resolve(const std::string& name) const {
+  if (name == kDefaultImage || PathExists(ImagesDir() + "/" + Escape(name) + "/image.json")) return name;
+  auto ref = oci::ParseReference(name);
+  return ref.ok() ? ref->Canonical() : name;
 }
 
-Result<Image> ImageStore::Get(const std::string& name) {
-  WB_CHECK(ValidateName(name));
+bool ImageStore::Exists(const std::string& name) const {
+  return name == kDefaultImage || PathExists(ImagesDir() + "/" + Escape(Resolve(name)) + "/image.json");
+}
+
+std::string ImageStore::BlobPath(const std::string& digest) const {
+  return state_dir_ + "/blobs/sha256/" + oci::DigestHex(digest);
+}
+
+std::string ImageStore::LayerDir(const std::string& digest) const {
+  return state_dir_ + "/layers/" + std::to_string(uid_base_) + "/" + oci::DigestHex(digest);
+}
+
+Result<void> ImageStore::PrepareOciDirs() {
+  // The sandbox's uid range walks layers/<base>/<hex> when its overlay is
+  // mounted: every dir on the way is searchable by others.
+  for (const std::string& d : {state_dir_ + "/blobs/sha256", state_dir_ + "/layers/" + std::to_string(uid_base_)}) {
+    WB_CHECK(MkdirAll(d, 0755));
+  }
+  WB_CHECK(MkdirAll(LocksDir(), 0700));
+  WB_CHECK(MkdirAll(TmpDir(), 0700));
+  WB_CHECK(MkdirAll(ImagesDir(), 0755));
+  return Ok();
+}
+
+Result<Image> ImageStore::Get(const std::string& input) {
+  WB_CHECK(ValidateName(input));
+  const std::string name = Resolve(input);
   std::string dir = ImagesDir() + "/" + Escape(name);
   if (!PathExists(dir + "/image.json")) {
     if (name != kDefaultImage) {
-      return Fail("image", name, "no such image (see 'warmbox image ls'; import one with "
-                                 "'warmbox image import-dir NAME DIR')");
+      return Fail("image", input, "no such image (see 'warmbox image ls'; pull one with 'warmbox image pull "
+                                  "REF', or import one with 'warmbox image import' or 'import-dir')");
     }
     std::lock_guard<std::mutex> lock(build_mu_);
     if (PathExists(dir + "/image.json")) return Load(dir);  // built while we waited
@@ -159,6 +213,109 @@ Result<std::vector<Image>> ImageStore::List() {
   }
   std::sort(out.begin(), out.end(), [](const Image& a, const Image& b) { return a.name < b.name; });
   return out;
+}
+
+Result<Image> ImageStore::CommitOci(const Image& img) {
+  nlohmann::json j = {{"name", img.name},
+                      {"uid_base", uid_base_},
+                      {"source", img.source},
+                      {"created", NowRfc3339()},
+                      {"digest", img.digest},
+                      {"size", img.size},
+                      {"layers", img.layer_digests},
+                      {"blobs", img.blobs},
+                      {"config",
+                       {{"Env", img.config.env},
+                        {"Cmd", img.config.cmd},
+                        {"Entrypoint", img.config.entrypoint},
+                        {"WorkingDir", img.config.working_dir},
+                        {"User", img.config.user}}}};
+  WB_CHECK(MkdirAll(ImagesDir(), 0755));
+  std::string tmp = ImagesDir() + "/.tmp-" + WB_TRY(RandomHex(6));
+  WB_CHECK(MkdirAll(tmp, 0755));
+  if (auto w = WriteFileAtomic(tmp + "/image.json", j.dump(2) + "\n"); !w.ok()) {
+    (void)RemoveTree(tmp);
+    return w.error();
+  }
+  // The index entry appears, or replaces an older one, in one step: readers
+  // see the old image or the new one, never a mix.
+  std::string dir = ImagesDir() + "/" + Escape(img.name);
+  if (::rename(tmp.c_str(), dir.c_str()) != 0) {
+    if (errno != ENOTEMPTY && errno != EEXIST) {
+      Error e = Errno("rename", tmp + " -> " + dir);
+      (void)RemoveTree(tmp);
+      return e;
+    }
+    if (::renameat2(AT_FDCWD, tmp.c_str(), AT_FDCWD, dir.c_str(), RENAME_EXCHANGE) != 0) {
+      Error e = Errno("renameat2(RENAME_EXCHANGE)", tmp + " <-> " + dir);
+      (void)RemoveTree(tmp);
+      return e;
+    }
+    (void)RemoveTree(tmp);  // now the old entry
+  }
+  return Load(dir);
+}
+
+Result<void> ImageStore::Remove(const std::string& input) {
+  WB_CHECK(ValidateName(input));
+  const std::string name = Resolve(input);
+  std::string dir = ImagesDir() + "/" + Escape(name);
+  if (!PathExists(dir + "/image.json")) return Fail("image rm", input, "no such image");
+  // Out of the index at once (rename), then deleted.
+  std::string gone = ImagesDir() + "/.rm-" + WB_TRY(RandomHex(6));
+  if (::rename(dir.c_str(), gone.c_str()) != 0) return Errno("rename", dir + " -> " + gone);
+  return RemoveTree(gone);
+}
+
+Result<PruneReport> ImageStore::Prune() {
+  PruneReport rep;
+  WB_CHECK(MkdirAll(LocksDir(), 0700));
+  // Pulls and imports hold the store lock shared for their whole run: what
+  // they have written but not yet committed is never taken for garbage.
+  UniqueFd lock = WB_TRY(LockPath(LocksDir() + "/store.lock", true));
+  std::set<std::string> blobs, layers;  // hex; "base/hex"
+  for (const auto& img : WB_TRY(List())) {
+    for (const auto& b : img.blobs) blobs.insert(oci::DigestHex(b));
+    for (const auto& l : img.layer_digests) layers.insert(std::to_string(img.uid_base) + "/" + oci::DigestHex(l));
+  }
+  auto entries = [](const std::string& d) {
+    std::vector<std::string> out;
+    if (DIR* dir = ::opendir(d.c_str())) {
+      while (dirent* e = ::readdir(dir)) {
+        if (std::string n = e->d_name; n != "." && n != "..") out.push_back(n);
+      }
+      ::closedir(dir);
+    }
+    return out;
+  };
+  const std::string bdir = state_dir_ + "/blobs/sha256";
+  for (const auto& n : entries(bdir)) {
+    if (blobs.count(n)) continue;
+    struct stat st;
+    if (::lstat((bdir + "/" + n).c_str(), &st) == 0) rep.bytes += static_cast<uint64_t>(st.st_size);
+    if (::unlink((bdir + "/" + n).c_str()) != 0) return Errno("unlink", bdir + "/" + n);
+    ++rep.blobs;
+  }
+  const std::string ldir = state_dir_ + "/layers";
+  for (const auto& base : entries(ldir)) {
+    for (const auto& n : entries(ldir + "/" + base)) {
+      if (layers.count(base + "/" + n)) continue;
+      WB_CHECK(RemoveTree(ldir + "/" + base + "/" + n));
+      ++rep.layers;
+    }
+  }
+  for (const auto& n : entries(TmpDir())) {
+    WB_CHECK(RemoveTree(TmpDir() + "/" + n));
+    ++rep.tmp;
+  }
+  // Per-blob and per-layer lock files: every process that takes one holds
+  // the store lock shared first, so none is in use now.
+  for (const auto& n : entries(LocksDir())) {
+    if (n != "store.lock" && ::unlink((LocksDir() + "/" + n).c_str()) != 0 && errno != ENOENT) {
+      return Errno("unlink", LocksDir() + "/" + n);
+    }
+  }
+  return rep;
 }
 
 Result<Image> ImageStore::ImportDir(const std::string& name, const std::string& src) {

@@ -1,14 +1,23 @@
 // The image store.
 //
 //   STATE/images/<escaped name>/image.json   metadata (name, uid base, layers, config)
-//   STATE/images/<escaped name>/rootfs/      the unpacked tree (today's single layer)
+//   STATE/images/<escaped name>/rootfs/      the tree of a built-in or import-dir image
+//   STATE/blobs/sha256/<hex>                 OCI blobs (manifests, configs, layers),
+//                                            content-addressed, verified before rename
+//   STATE/layers/<uid base>/<hex>/           a layer blob unpacked (shared by images)
+//   STATE/locks/                             flock files: store (shared by pulls,
+//                                            exclusive for prune), one per blob and layer
+//   STATE/tmp/                               work in progress (renamed into place)
+//
+// The images index is keyed by name: import-dir names as given, pulled and
+// imported OCI images by their canonical reference
+// (docker.io/library/python:3.12-slim); lookups accept the short form.
 //
 // Image files are owned by the sandbox's uid range on disk (uid u inside is
 // uid_base+u on the host), so the overlay that a sandbox mounts in its user
 // namespace shows them with their real owners, and root in the sandbox owns
-// nothing on the host. OCI images (a later issue) will list shared layer dirs
-// under STATE/layers/ in "layers"; the driver already takes a list of lower
-// dirs.
+// nothing on the host. An OCI image's "layers" are blob digests, bottom
+// first; the driver mounts their dirs as the overlay's lower layers.
 #pragma once
 
 #include <cstdint>
@@ -22,8 +31,14 @@ namespace wb {
 
 inline constexpr const char* kDefaultImage = "busybox";
 
+// Defaults of every run in the image (the OCI config's Env, Cmd,
+// Entrypoint, WorkingDir, User). Docker's rules: the run's env is appended
+// (and wins), its cwd/user replace; argv is Entrypoint + (the run's command,
+// or Cmd when the run gives none).
 struct ImageConfig {
   std::vector<std::string> env;
+  std::vector<std::string> cmd;
+  std::vector<std::string> entrypoint;
   std::string working_dir;
   std::string user;
 };
@@ -35,6 +50,16 @@ struct Image {
   std::string source;
   std::string created;  // RFC 3339
   ImageConfig config;
+  // OCI images only:
+  std::string digest;                      // manifest digest
+  std::vector<std::string> layer_digests;  // bottom first
+  std::vector<std::string> blobs;          // every blob it references (manifest, config, layers)
+  uint64_t size = 0;                       // compressed layer bytes
+};
+
+struct PruneReport {
+  size_t blobs = 0, layers = 0, tmp = 0;
+  uint64_t bytes = 0;  // blob bytes freed
 };
 
 class ImageStore {
@@ -49,9 +74,28 @@ class ImageStore {
   bool Exists(const std::string& name) const;
   // Copies DIR into the store (ownership shifted into the sandbox range).
   [[nodiscard]] Result<Image> ImportDir(const std::string& name, const std::string& dir);
+  // The stored name name resolves to: itself if stored under it, else its
+  // canonical reference ("python:3" -> "docker.io/library/python:3").
+  std::string Resolve(const std::string& name) const;
+  // Removes an image from the index (its layers stay until Prune).
+  [[nodiscard]] Result<void> Remove(const std::string& name);
+  // Removes blobs and layer dirs no image references, and stale temp files.
+  // Waits for pulls and imports in progress (exclusive store lock).
+  [[nodiscard]] Result<PruneReport> Prune();
+  // Records an OCI image whose blobs and layer dirs are in place (replacing
+  // an image of the same name atomically).
+  [[nodiscard]] Result<Image> CommitOci(const Image& img);
 
   static Result<void> ValidateName(const std::string& name);
   std::string ImagesDir() const { return state_dir_ + "/images"; }
+  std::string BlobPath(const std::string& digest) const;  // digest validated by the caller
+  std::string LayerDir(const std::string& digest) const;  // for this store's uid base
+  std::string LocksDir() const { return state_dir_ + "/locks"; }
+  std::string TmpDir() const { return state_dir_ + "/tmp"; }
+  const std::string& state_dir() const { return state_dir_; }
+  uint32_t uid_base() const { return uid_base_; }
+  // Creates blobs/, layers/<base>/, locks/, tmp/ (searchable by the sandbox range).
+  [[nodiscard]] Result<void> PrepareOciDirs();
 
  private:
   Result<Image> Load(const std::string& dir);

@@ -138,5 +138,65 @@ TEST_F(StoreTest, UidBaseMismatchIsExplained) {
   EXPECT_NE(r.error().ToString().find("--userns-base"), std::string::npos);
 }
 
+// An OCI image's index entry: layers resolve to the shared layer dirs, top
+// first; short names resolve to canonical ones; rm and prune keep what other
+// images use.
+TEST_F(StoreTest, OciImagesResolveShareAndPrune) {
+  ImageStore store(state_, kBase);
+  ASSERT_TRUE(store.PrepareOciDirs().ok());
+  auto digest = [](char c) { return "sha256:" + std::string(64, c); };
+  for (char c : {'a', 'b', 'c', 'd', 'e'}) {
+    ASSERT_TRUE(MkdirAll(store.LayerDir(digest(c))).ok());
+    std::ofstream(store.BlobPath(digest(c))) << c;
+  }
+  Image one;
+  one.name = "docker.io/library/python:3.12-slim";
+  one.layer_digests = {digest('a'), digest('b')};
+  one.blobs = {digest('a'), digest('b'), digest('d')};
+  one.config.cmd = {"python3"};
+  one.config.entrypoint = {"/init"};
+  auto c1 = store.CommitOci(one);
+  ASSERT_TRUE(c1.ok()) << c1.error().ToString();
+  ASSERT_EQ(c1->lower_dirs.size(), 2u);
+  EXPECT_EQ(c1->lower_dirs[0], store.LayerDir(digest('b')));  // top first
+  EXPECT_EQ(c1->lower_dirs[1], store.LayerDir(digest('a')));
+  EXPECT_EQ(c1->config.cmd, std::vector<std::string>{"python3"});
+  EXPECT_EQ(c1->config.entrypoint, std::vector<std::string>{"/init"});
+  EXPECT_EQ(store.Resolve("python:3.12-slim"), one.name);
+  EXPECT_TRUE(store.Exists("python:3.12-slim"));
+  EXPECT_FALSE(store.Exists("python:3.13"));
+  ASSERT_TRUE(store.Get("python:3.12-slim").ok());
+  Image two = one;
+  two.name = "localhost:5000/team/img:v1";
+  two.layer_digests = {digest('a'), digest('c')};
+  two.blobs = {digest('a'), digest('c')};
+  ASSERT_TRUE(store.CommitOci(two).ok());
+  // Committing a name again replaces the entry.
+  two.config.cmd = {"sh"};
+  auto replaced = store.CommitOci(two);
+  ASSERT_TRUE(replaced.ok());
+  EXPECT_EQ(store.Get("localhost:5000/team/img:v1").value().config.cmd, std::vector<std::string>{"sh"});
+  EXPECT_EQ(store.List().value().size(), 2u);
+
+  ASSERT_TRUE(store.Remove("python:3.12-slim").ok());
+  EXPECT_FALSE(store.Remove("python:3.12-slim").ok());
+  { std::ofstream(store.TmpDir() + "/blob-leftover") << "x"; }
+  auto rep = store.Prune();
+  ASSERT_TRUE(rep.ok()) << rep.error().ToString();
+  EXPECT_EQ(rep->blobs, 3u);   // b, d, e
+  EXPECT_EQ(rep->layers, 3u);  // b, d, e
+  EXPECT_EQ(rep->tmp, 1u);
+  EXPECT_TRUE(PathExists(store.LayerDir(digest('a'))));
+  EXPECT_TRUE(PathExists(store.LayerDir(digest('c'))));
+  EXPECT_FALSE(PathExists(store.LayerDir(digest('b'))));
+  EXPECT_TRUE(PathExists(store.BlobPath(digest('a'))));
+  EXPECT_FALSE(PathExists(store.BlobPath(digest('d'))));
+  // The import-dir namespace is untouched by resolution: exact names first.
+  ASSERT_TRUE(MkdirAll(src_ + "/bin").ok());
+  ASSERT_TRUE(store.ImportDir("python:3.12-slim", src_).ok());
+  EXPECT_EQ(store.Resolve("python:3.12-slim"), "python:3.12-slim");
+  EXPECT_EQ(store.Resolve("busybox"), "busybox");
+}
+
 }  // namespace
 }  // namespace wb

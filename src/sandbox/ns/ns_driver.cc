@@ -63,11 +63,20 @@ class NsSandbox : public Sandbox {
     req.env = std::move(env);
     if (req.cwd.empty()) req.cwd = image_.config.working_dir;
     if (req.user.empty()) req.user = image_.config.user;
+    // Docker's rule: Entrypoint + (the command given, or the image's Cmd).
+    std::vector<std::string> argv = image_.config.entrypoint;
+    const auto& tail = req.argv.empty() ? image_.config.cmd : req.argv;
+    argv.insert(argv.end(), tail.begin(), tail.end());
+    req.argv = std::move(argv);
     return req;
   }
 
   Result<ExecOutcome> Exec(const proto::ExecRequest& req, ExecIo& io) override {
     if (destroyed_) return Fail("exec", id_, "sandbox destroyed");
+    if (req.argv.empty() && image_.config.entrypoint.empty() && image_.config.cmd.empty()) {
+      return Fail("run", image_.name,
+                  "missing command (the image has no Cmd or Entrypoint): warmbox run [OPTIONS] -- CMD [ARG...]");
+    }
     const uint64_t ooms = OomKills();
     auto out = AgentExec(Endpoint(), WithImageDefaults(req), io);
     if (out.ok() && OomKills() > ooms) out->exit.oom_killed = true;
@@ -218,6 +227,13 @@ Result<std::unique_ptr<Sandbox>> NsDriver::Create(const SandboxSpec& spec) {
 
   std::string lower;
   for (const auto& l : sb->image_.lower_dirs) lower += (lower.empty() ? "" : ":") + l;
+  // mount(2) takes at most a page of options (lowerdir=...,upperdir=...).
+  if (lower.size() > 3800) {
+    return Fail("create sandbox", spec.image,
+                std::to_string(sb->image_.lower_dirs.size()) +
+                    " layers do not fit in one overlay mount's options (a page); use a shorter --state-dir "
+                    "or an image with fewer layers");
+  }
   SpawnOptions o;
   o.path = opts_.agent_path;
   o.argv = {"warmbox-agent", "--listen-fd", "3", "--ns-setup", "--scratch", scratch, "--lower", lower,

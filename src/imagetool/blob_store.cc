@@ -1,0 +1,111 @@
+#include "imagetool/blob_store.h"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "base/fd.h"
+#include "base/fs.h"
+#include "imagetool/sha256.h"
+#include "imagetool/unpack.h"
+#include "oci/reference.h"
+
+namespace wb::imagetool {
+
+Result<bool> EnsureBlob(ImageStore& store, const oci::Descriptor& d, const BlobWriter& write) {
+  WB_CHECK(oci::ValidateDigest(d.digest));
+  const std::string path = store.BlobPath(d.digest);
+  if (PathExists(path)) return true;
+  const std::string hex = oci::DigestHex(d.digest);
+  // One download per blob across processes: the others wait here and then
+  // find it in place.
+  UniqueFd lock = WB_TRY(LockPath(store.LocksDir() + "/blob-" + hex + ".lock", true));
+  if (PathExists(path)) return true;
+  const std::string tmp = store.TmpDir() + "/blob-" + hex + "-" + WB_TRY(RandomHex(4));
+  auto r = write(tmp);
+  if (!r.ok()) {
+    (void)RemoveTree(tmp);
+    return r.error();
+  }
+  if (::rename(tmp.c_str(), path.c_str()) != 0) {
+    Error e = Errno("rename", tmp + " -> " + path);
+    (void)RemoveTree(tmp);
+    return e;
+  }
+  return false;
+}
+
+Result<void> EnsureBlobBytes(ImageStore& store, const oci::Descriptor& d,
+                             const std::string& bytes) {
+  if (bytes.size() != d.size) {
+    return Fail("verify blob", d.digest,
+                "size mismatch: " + std::to_string(bytes.size()) + " bytes where " +
+                    std::to_string(d.size) + " were announced");
+  }
+  if (std::string got = Sha256Of(bytes); got != d.digest) {
+    return Fail("verify blob", d.digest, "digest mismatch: the content hashes to " + got);
+  }
+  (void)WB_TRY(EnsureBlob(store, d, [&](const std::string& tmp) -> Result<void> {
+    UniqueFd fd(::open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644));
+    if (!fd) return Errno("open", tmp);
+    return WriteAll(fd.get(), bytes);
+  }));
+  return Ok();
+}
+
+Result<void> EnsureLayer(ImageStore& store, const oci::Descriptor& d) {
+  const std::string dir = store.LayerDir(d.digest);
+  if (PathExists(dir)) return Ok();
+  const std::string hex = oci::DigestHex(d.digest);
+  UniqueFd lock = WB_TRY(LockPath(
+      store.LocksDir() + "/layer-" + std::to_string(store.uid_base()) + "-" + hex + ".lock", true));
+  if (PathExists(dir)) return Ok();
+  const std::string tmp = store.TmpDir() + "/layer-" + hex + "-" + WB_TRY(RandomHex(4));
+  if (::mkdir(tmp.c_str(), 0755) != 0) return Errno("mkdir", tmp);
+  auto r = UnpackLayer(store.BlobPath(d.digest), tmp, store.uid_base());
+  if (!r.ok()) {
+    (void)RemoveTree(tmp);
+    return r.error().Wrap("layer " + d.digest.substr(0, 19));
+  }
+  if (::rename(tmp.c_str(), dir.c_str()) != 0) {
+    Error e = Errno("rename", tmp + " -> " + dir);
+    (void)RemoveTree(tmp);
+    return e;
+  }
+  return Ok();
+}
+
+Result<void> CopyVerified(const std::string& from, const oci::Descriptor& d,
+                          const std::string& tmp_path) {
+  UniqueFd in(::open(from.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW));
+  if (!in) return Errno("open", from);
+  UniqueFd out(::open(tmp_path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644));
+  if (!out) return Errno("open", tmp_path);
+  Sha256 h;
+  uint64_t total = 0;
+  std::string buf(1 << 20, '\0');
+  for (;;) {
+    ssize_t n = ::read(in.get(), buf.data(), buf.size());
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      return Errno("read", from);
+    }
+    if (n == 0) break;
+    total += static_cast<uint64_t>(n);
+    if (total > d.size) break;
+    std::string_view chunk(buf.data(), static_cast<size_t>(n));
+    h.Update(chunk);
+    WB_CHECK(WriteAll(out.get(), chunk));
+  }
+  if (total != d.size) {
+    return Fail("verify blob", d.digest,
+                (total < d.size ? "truncated: " : "too long: ") + std::to_string(total) +
+                    " bytes where " + std::to_string(d.size) + " were announced");
+  }
+  if (std::string got = h.Digest(); got != d.digest) {
+    return Fail("verify blob", d.digest, "digest mismatch: the content hashes to " + got);
+  }
+  return Ok();
+}
+
+}  // namespace wb::imagetool

@@ -25,6 +25,7 @@
 #include "base/fs.h"
 #include "base/log.h"
 #include "base/strings.h"
+#include "daemon/drivers.h"
 #include "sandbox/agent_client.h"
 
 namespace wb::daemon {
@@ -70,9 +71,9 @@ bool PeerAllowed(int fd, const std::optional<gid_t>& group) {
 
 class Daemon {
  public:
-  Daemon(const DaemonOptions& opts, Driver& driver, ImageStore& store)
+  Daemon(const DaemonOptions& opts, DriverSet& drivers, ImageStore& store)
       : opts_(opts),
-        rt_(io_, driver, store, opts.creation_cap),
+        rt_(io_, [&drivers](const std::string& name) { return drivers.Get(name); }, store, opts.creation_cap),
         registry_(rt_, opts.pool),
         acceptor_(io_),
         signals_(io_, SIGINT, SIGTERM),
@@ -94,8 +95,8 @@ class Daemon {
     asio::co_spawn(io_, Accept(), asio::detached);
     // Warm the default image and every --warm image, in parallel; the socket
     // already serves (status answers at once, runs are served cold meanwhile).
-    if (!opts_.default_image.empty()) registry_.Get(opts_.default_image, 0);
-    for (const auto& w : opts_.warm) registry_.Get(w.image, w.count);
+    if (!opts_.default_image.empty()) registry_.Get(opts_.default_image, opts_.default_driver, 0);
+    for (const auto& w : opts_.warm) registry_.Get(w.image, opts_.default_driver, w.count);
     io_.run();
     rt_.create.join();
     rt_.destroy.join();
@@ -198,7 +199,7 @@ class Daemon {
                            "image " + image + ": no such image (see 'warmbox image ls')")));
       co_return;
     }
-    pool::WarmPool& pool = registry_.Get(image);
+    pool::WarmPool& pool = registry_.Get(image, run.driver.value_or(opts_.default_driver));
     auto permit = co_await pool.TakePermit();
     if (!permit.ok()) {
       co_await Send(s, proto::ToJson(proto::ErrorResponse(permit.error().ToString())));
@@ -295,8 +296,8 @@ class Daemon {
     std::string sandbox_id = lease->sandbox->id();
     const bool hit = lease->hit;
     pool.Release(std::move(*lease), std::move(permit));
-    spdlog::info("run image={} sandbox={} exit={} {} queue={:.2f}ms acquire={:.2f}ms exec={:.2f}ms{}", image,
-                 sandbox_id, resp.exit_code, hit ? "warm" : "cold", Ms(queued), Ms(t_acquired - t_permit),
+    spdlog::info("run image={} driver={} sandbox={} exit={} {} queue={:.2f}ms acquire={:.2f}ms exec={:.2f}ms{}",
+                 image, pool.driver(), sandbox_id, resp.exit_code, hit ? "warm" : "cold", Ms(queued), Ms(t_acquired - t_permit),
                  Ms(t_exec - t_acquired), *gone ? " client-gone" : "");
     if (!*gone) co_await Send(s, proto::ToJson(resp));
     co_return;
@@ -396,16 +397,17 @@ Result<int> RunDaemon(const DaemonOptions& opts) {
   ImageStore store(opts.driver.state_dir, opts.driver.uid_base);
   // Socket first: clients can connect (and queue) while everything else starts.
   UniqueFd listen_fd(WB_TRY(BindSocket(opts)));
-  auto driver = NsDriver::Open(opts.driver, &store);
+  DriverSet drivers(opts.driver, opts.vm_driver, &store);
+  auto driver = drivers.Get(opts.default_driver);
   if (!driver.ok()) {
     ::unlink(opts.socket_path.c_str());
     return driver.error();
   }
-  Daemon d(opts, **driver, store);
+  Daemon d(opts, drivers, store);
   WB_CHECK(d.Bind(listen_fd.release()));
-  spdlog::info("serving on {} (default image {}, size {}, max {}, ttl {}s)", opts.socket_path,
-               opts.default_image.empty() ? "none" : opts.default_image, opts.pool.size, opts.pool.max,
-               opts.pool.ttl_s);
+  spdlog::info("serving on {} (default image {}, driver {}, size {}, max {}, ttl {}s)", opts.socket_path,
+               opts.default_image.empty() ? "none" : opts.default_image, opts.default_driver, opts.pool.size,
+               opts.pool.max, opts.pool.ttl_s);
   int rc = d.Run();
   ::unlink(opts.socket_path.c_str());
   spdlog::info("stopped");

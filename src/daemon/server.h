@@ -12,6 +12,7 @@
 #include "pool/settings.h"
 #include "pool/warm_spec.h"
 #include "sandbox/ns/ns_driver.h"
+#include "sandbox/vm/vm_driver.h"
 
 namespace wb::daemon {
 
@@ -25,6 +26,8 @@ struct DaemonOptions {
   std::chrono::milliseconds drain_grace{10000};  // in-flight runs at stop
   std::chrono::milliseconds request_timeout{10000};  // to receive a request
   NsDriverOptions driver;
+  vm::VmDriverOptions vm_driver;
+  std::string default_driver = "ns";  // of runs that name none ("driver" in a run request)
 };
 
 // Serves until stopped (SIGINT, SIGTERM or a stop request); returns the exit code.

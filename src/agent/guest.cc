@@ -132,7 +132,7 @@ std::string ModuleParamsFromCmdline(std::string_view cmdline, std::string_view m
     size_t dot = word.find('.');
     size_t eq = word.find('=');
     if (dot == std::string::npos || (eq != std::string::npos && eq < dot)) continue;
-    if (norm(word.substr(0, dot + 1)) != want || dot + 1 == word.size()) continue;
+    if (norm(word.substr(0, dot + 1)) != want || dot + 1 == word.size() || word[dot + 1] == '=') continue;
     if (!out.empty()) out += ' ';
     out += word.substr(dot + 1);
   }

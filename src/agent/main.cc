@@ -1,7 +1,9 @@
 // warmbox-agent: PID 1 of every sandbox.
 //
 //   warmbox-agent --listen-fd N [--hostname H]
-//       serve on an inherited listening socket (tests, and the vm guest later)
+//       serve on an inherited listening socket (tests)
+//   warmbox-agent --port-fd N
+//       serve an inherited stream as a VM's port (tests of the guest mode)
 //   warmbox-agent --listen-fd N --ns-setup --scratch DIR --lower DIR[:DIR]
 //                 --tmpfs-size BYTES --hostname H
 //       first build the namespace sandbox, then serve
@@ -66,6 +68,11 @@ int main(int argc, char** argv) {
       opts.hostname = setup.hostname = value();
     } else if (a == "--ns-setup") {
       ns_setup = true;
+    } else if (a == "--port-fd") {
+      // An already open port-like stream (tests of the guest's serving mode).
+      auto v = wb::ParseUint(value(), "--port-fd");
+      if (!v.ok()) return Die(v.error().ToString());
+      opts.port_fd = static_cast<int>(*v);
     } else if (a == "--guest") {
       guest = true;
     } else if (a == "--layers") {
@@ -90,7 +97,7 @@ int main(int argc, char** argv) {
       return Die("unknown argument " + a);
     }
   }
-  if (opts.listen_fd < 0 && !guest) return Die("--listen-fd is required");
+  if (opts.listen_fd < 0 && opts.port_fd < 0 && !guest) return Die("--listen-fd is required");
   opts.pid1 = ::getpid() == 1;
 
   // A profile file is read now, while the host's filesystem is still visible.

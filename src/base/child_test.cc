@@ -499,9 +499,6 @@ TEST(ChildProcessTest, HeldChildExitsWhenItsParentDies) {
   ::kill(child, SIGKILL);
 }
 
-}  // namespace
-}  // namespace wb
-
 // --- file size limit -------------------------------------------------------------
 
 TEST(ChildProcessTest, FileSizeLimitFailsWritesBeyondItWithoutKilling) {
@@ -521,3 +518,6 @@ TEST(ChildProcessTest, FileSizeLimitFailsWritesBeyondItWithoutKilling) {
   ::unlink(file.c_str());
   ::rmdir(dir);
 }
+
+}  // namespace
+}  // namespace wb

@@ -26,6 +26,7 @@ namespace wb::vm {
 namespace {
 
 constexpr int kQuitGraceMs = 2000;
+constexpr int kExitReportMs = 1000;
 constexpr size_t kTailBytes = 2048;
 constexpr size_t kFailedLogsKept = 8;
 
@@ -299,8 +300,10 @@ Result<std::unique_ptr<Sandbox>> VmDriver::Create(const SandboxSpec& spec) {
     // One line: what the wait saw, how QEMU ended, and the last words of
     // QEMU and of the guest's console.
     std::string why = ready.error().ToString();
+    // QEMU closes the channel while it exits, a moment before it can be
+    // reaped: give a dying QEMU that moment, so its status is reported.
     pollfd p{sb->qemu_.pidfd(), POLLIN, 0};
-    if (::poll(&p, 1, 0) == 1) {
+    if (::poll(&p, 1, kExitReportMs) == 1) {
       auto st = sb->qemu_.Wait();
       if (st.ok()) why += "; qemu " + st->Describe();
     }

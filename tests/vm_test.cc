@@ -2,15 +2,12 @@
 // the CPU has no vmx/svm, as on CI). Few boots, many checks per boot: one VM
 // serves every exec check, one QEMU cannot start, one guest panics, and a
 // pool boots three.
-#include "sandbox/vm/vm_driver.h"
-
 #include <dirent.h>
 #include <fcntl.h>
+#include <gtest/gtest.h>
 #include <poll.h>
 #include <sys/utsname.h>
 #include <unistd.h>
-
-#include <gtest/gtest.h>
 
 #include <chrono>
 
@@ -19,6 +16,7 @@
 #include "base/strings.h"
 #include "daemon/client.h"
 #include "sandbox/sandbox_dir.h"
+#include "sandbox/vm/vm_driver.h"
 #include "tests/test_util.h"
 
 namespace wb {
@@ -32,7 +30,8 @@ constexpr int kBootMs = 120000;         // TCG under load can be very slow
 
 std::string VmProbe() {
   if (::geteuid() != 0) return "needs root";
-  if (!PathExists("/usr/bin/qemu-system-x86_64")) return "qemu-system-x86_64 not installed (scripts/setup)";
+  if (!PathExists("/usr/bin/qemu-system-x86_64"))
+    return "qemu-system-x86_64 not installed (scripts/setup)";
   if (!PathExists(vm::KernelRoot() + "/current/vmlinux")) {
     return "no guest kernel in " + vm::KernelRoot() + " (run scripts/setup)";
   }
@@ -182,7 +181,8 @@ TEST_F(VmTest, BootExecAndTeardown) {
     cat.argv = {"cat"};
     auto echoed = Run(cat, &in);
     EXPECT_EQ(echoed.exit.exit_code, 0);
-    EXPECT_TRUE(echoed.stdout_data == in) << "stdin came back different (" << echoed.stdout_data.size() << " bytes)";
+    EXPECT_TRUE(echoed.stdout_data == in)
+        << "stdin came back different (" << echoed.stdout_data.size() << " bytes)";
 
     ExecRequest env;
     env.argv = {"sh", "-c", "echo $GREETING; pwd"};
@@ -280,19 +280,22 @@ TEST_F(VmTest, GuestPanicFailsClearlyAndLeavesNothing) {
 TEST_F(VmTest, PoolWithTheVmDriver) {
   const std::string sock = *state_ + "/pool.sock";
   auto cli = [&](std::vector<std::string> args) {
-    std::vector<std::string> full = {wb::testing::BuildDir() + "/warmbox", "--state-dir", *state_, "--userns-base",
-                                     std::to_string(kBase)};
+    std::vector<std::string> full = {wb::testing::BuildDir() + "/warmbox", "--state-dir", *state_,
+                                     "--userns-base", std::to_string(kBase)};
     full.insert(full.end(), args.begin(), args.end());
     return full;
   };
   SpawnOptions o;
-  o.argv = cli({"pool", "start", "--socket", sock, "--driver", "vm", "--size", "1", "--memory", "256m"});
+  o.argv =
+      cli({"pool", "start", "--socket", sock, "--driver", "vm", "--size", "1", "--memory", "256m"});
   o.path = o.argv[0];
   UniqueFd log(::open((*state_ + "/daemon.log").c_str(), O_WRONLY | O_CREAT | O_CLOEXEC, 0600));
   o.fds = {{log.get(), 2}};
   auto daemon = ChildProcess::Spawn(o);
   ASSERT_TRUE(daemon.ok()) << daemon.error().ToString();
-  auto daemon_log = [&] { return ReadFile(*state_ + "/daemon.log").ok() ? *ReadFile(*state_ + "/daemon.log") : ""; };
+  auto daemon_log = [&] {
+    return ReadFile(*state_ + "/daemon.log").ok() ? *ReadFile(*state_ + "/daemon.log") : "";
+  };
   auto idle = [&] {
     auto st = daemon::PoolClient(sock).Status();
     return st.ok() && !st->empty() && (*st)[0].idle == 1;
@@ -305,7 +308,8 @@ TEST_F(VmTest, PoolWithTheVmDriver) {
   ASSERT_TRUE(kernel.ok());
   EXPECT_EQ(r1.out, kernel->version + "\n");
   const std::string in = "via the pool\n";
-  auto r2 = wb::testing::RunProcess(cli({"pool", "run", "--socket", sock, "--", "sh", "-c", "cat; exit 4"}), {}, &in);
+  auto r2 = wb::testing::RunProcess(
+      cli({"pool", "run", "--socket", sock, "--", "sh", "-c", "cat; exit 4"}), {}, &in);
   EXPECT_EQ(r2.code, 4) << r2.err;
   EXPECT_EQ(r2.out, "via the pool\n");
 

@@ -24,8 +24,8 @@ uint64_t BootUs() {
   return static_cast<uint64_t>(ts.tv_sec) * 1000000 + static_cast<uint64_t>(ts.tv_nsec) / 1000;
 }
 
-Result<void> Mount(const std::string& src, const std::string& target, const char* type, unsigned long flags,
-                   const std::string& data) {
+Result<void> Mount(const std::string& src, const std::string& target, const char* type,
+                   unsigned long flags, const std::string& data) {
   if (::mount(src.empty() ? nullptr : src.c_str(), target.c_str(), type, flags,
               data.empty() ? nullptr : data.c_str()) != 0) {
     return Errno(std::string("mount ") + (type ? type : "move"),
@@ -65,7 +65,8 @@ Result<void> LoadModules(const std::string& cmdline) {
   for (const auto& file : ListDir(kGuestModulesDir)) {
     // "NN-name.ko": the host numbered them in dependency order.
     std::string name = file.substr(file.find('-') + 1);
-    if (name.size() > 3 && name.compare(name.size() - 3, 3, ".ko") == 0) name.resize(name.size() - 3);
+    if (name.size() > 3 && name.compare(name.size() - 3, 3, ".ko") == 0)
+      name.resize(name.size() - 3);
     const std::string path = std::string(kGuestModulesDir) + "/" + file;
     UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
     if (!fd) return Errno("open", path);
@@ -90,8 +91,8 @@ Result<UniqueFd> OpenPort(int wait_ms) {
       if (errno != ENOENT) return Errno("open", "/dev/" + port);
     }
     if (waited >= wait_ms) {
-      return Fail("open port", kGuestPortName, "no virtio-serial port of that name after " +
-                                                   std::to_string(wait_ms) + " ms");
+      return Fail("open port", kGuestPortName,
+                  "no virtio-serial port of that name after " + std::to_string(wait_ms) + " ms");
     }
     Pause();
   }
@@ -106,7 +107,8 @@ Result<std::string> FindDisk(const std::string& serial, int wait_ms) {
       }
     }
     if (waited >= wait_ms) {
-      return Fail("find disk", serial, "no virtio-blk disk with that serial after " + std::to_string(wait_ms) + " ms");
+      return Fail("find disk", serial,
+                  "no virtio-blk disk with that serial after " + std::to_string(wait_ms) + " ms");
     }
     Pause();
   }
@@ -115,8 +117,10 @@ Result<std::string> FindDisk(const std::string& serial, int wait_ms) {
 }  // namespace
 
 std::string GuestTimings::ToJson() const {
-  return "\"boot\":{\"init_us\":" + std::to_string(init_us) + ",\"modules_us\":" + std::to_string(modules_us) +
-         ",\"port_us\":" + std::to_string(port_us) + ",\"rootfs_us\":" + std::to_string(rootfs_us) + "}";
+  return "\"boot\":{\"init_us\":" + std::to_string(init_us) +
+         ",\"modules_us\":" + std::to_string(modules_us) +
+         ",\"port_us\":" + std::to_string(port_us) + ",\"rootfs_us\":" + std::to_string(rootfs_us) +
+         "}";
 }
 
 std::string ModuleParamsFromCmdline(std::string_view cmdline, std::string_view module) {
@@ -132,7 +136,8 @@ std::string ModuleParamsFromCmdline(std::string_view cmdline, std::string_view m
     size_t dot = word.find('.');
     size_t eq = word.find('=');
     if (dot == std::string::npos || (eq != std::string::npos && eq < dot)) continue;
-    if (norm(word.substr(0, dot + 1)) != want || dot + 1 == word.size() || word[dot + 1] == '=') continue;
+    if (norm(word.substr(0, dot + 1)) != want || dot + 1 == word.size() || word[dot + 1] == '=')
+      continue;
     if (!out.empty()) out += ' ';
     out += word.substr(dot + 1);
   }
@@ -179,7 +184,8 @@ Result<GuestResult> SetUpGuest(const GuestSetup& s) {
   // Switch root. The initramfs is the kernel's rootfs, which cannot be
   // pivoted away: move the new root over "/" and chroot into it (what
   // busybox's switch_root does). /dev, /proc and /sys move along first.
-  for (const char* d : {"/dev", "/proc", "/sys", "/tmp"}) WB_CHECK(MkdirAll(std::string("/newroot") + d, 0755));
+  for (const char* d : {"/dev", "/proc", "/sys", "/tmp"})
+    WB_CHECK(MkdirAll(std::string("/newroot") + d, 0755));
   for (const char* d : {"/dev", "/proc", "/sys"}) {
     WB_CHECK(Mount(d, std::string("/newroot") + d, nullptr, MS_MOVE, ""));
   }
@@ -195,8 +201,10 @@ Result<GuestResult> SetUpGuest(const GuestSetup& s) {
   WB_CHECK(Mount("devpts", "/dev/pts", "devpts", MS_NOSUID | MS_NOEXEC, "ptmxmode=0666,mode=620"));
   WB_CHECK(MkdirAll("/dev/shm", 01777));
   WB_CHECK(Mount("shm", "/dev/shm", "tmpfs", MS_NOSUID | MS_NODEV, "mode=1777"));
-  for (const auto& [target, link] : {std::pair{"/proc/self/fd", "/dev/fd"}, {"/proc/self/fd/0", "/dev/stdin"},
-                                      {"/proc/self/fd/1", "/dev/stdout"}, {"/proc/self/fd/2", "/dev/stderr"}}) {
+  for (const auto& [target, link] : {std::pair{"/proc/self/fd", "/dev/fd"},
+                                     {"/proc/self/fd/0", "/dev/stdin"},
+                                     {"/proc/self/fd/1", "/dev/stdout"},
+                                     {"/proc/self/fd/2", "/dev/stderr"}}) {
     if (::symlink(target, link) != 0 && errno != EEXIST) return Errno("symlink", link);
   }
   if (!s.hostname.empty() && ::sethostname(s.hostname.data(), s.hostname.size()) != 0) {

@@ -26,16 +26,16 @@ inline constexpr const char* kGuestModulesDir = "/lib/modules";
 struct GuestSetup {
   uint64_t tmpfs_bytes = 1ull << 30;  // writable-layer cap
   std::string hostname;
-  int layers = 1;                     // disks wbl0..wbl<layers-1>
-  int wait_ms = 30000;                // for the port and disks to appear
+  int layers = 1;       // disks wbl0..wbl<layers-1>
+  int wait_ms = 30000;  // for the port and disks to appear
 };
 
 // Guest clock (CLOCK_BOOTTIME, µs since the kernel started) at each phase's end.
 struct GuestTimings {
-  uint64_t init_us = 0;     // the kernel has started /init
-  uint64_t modules_us = 0;  // modules loaded
-  uint64_t port_us = 0;     // the host channel is open
-  uint64_t rootfs_us = 0;   // root switched, /proc /sys /dev /tmp mounted
+  uint64_t init_us = 0;        // the kernel has started /init
+  uint64_t modules_us = 0;     // modules loaded
+  uint64_t port_us = 0;        // the host channel is open
+  uint64_t rootfs_us = 0;      // root switched, /proc /sys /dev /tmp mounted
   std::string ToJson() const;  // "\"boot\":{...}" (a member for the heartbeat)
 };
 

@@ -45,6 +45,8 @@ int Die(const std::string& msg) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  // A VM's first command after boot (vm_driver.cc, "warm-up"): nothing to do.
+  if (argc == 2 && std::string(argv[1]) == "--warmup") return 0;
   wb::agent::ServerOptions opts;
   wb::agent::NsSetup setup;
   bool ns_setup = false;

@@ -1,12 +1,11 @@
 // The agent serving a VM's virtio-serial port (ServerOptions::port_fd): one
 // byte stream for the agent's whole life, exchanges one after another, never
 // closed by the agent. A socketpair stands in for the port.
+#include <gtest/gtest.h>
 #include <poll.h>
 #include <signal.h>
 #include <sys/socket.h>
 #include <unistd.h>
-
-#include <gtest/gtest.h>
 
 #include <string>
 
@@ -62,7 +61,8 @@ class PortTest : public ::testing::Test {
     }
   }
   // Runs argv as one exchange; returns stdout and the exit JSON.
-  std::pair<std::string, std::string> Exec(const std::vector<std::string>& argv, const std::string* in = nullptr) {
+  std::pair<std::string, std::string> Exec(const std::vector<std::string>& argv,
+                                           const std::string* in = nullptr) {
     proto::ExecRequest req;
     req.argv = argv;
     req.stdin = in != nullptr;
@@ -103,7 +103,8 @@ TEST_F(PortTest, ExchangesFollowEachOtherOnOneStream) {
   // A heartbeat and a request in one write, as the pool sends them.
   proto::ExecRequest req;
   req.argv = {"sh", "-c", "echo $HOSTNAME"};
-  std::string both = proto::EncodeFrame(FrameType::kHeartbeat, "") + proto::EncodeFrame(FrameType::kExec, proto::ToJson(req));
+  std::string both = proto::EncodeFrame(FrameType::kHeartbeat, "") +
+                     proto::EncodeFrame(FrameType::kExec, proto::ToJson(req));
   ASSERT_TRUE(WriteAll(host_.get(), both).ok());
   EXPECT_EQ(Next().type, FrameType::kHeartbeatReply);
   proto::Frame o = Next();
@@ -141,7 +142,8 @@ TEST_F(PortTest, HostHangUpDoesNotEndTheAgent) {
 
 TEST(GuestTest, ModuleParamsComeFromTheKernelCommandLine) {
   const std::string cmdline =
-      "console=ttyS0 virtio_mmio.device=512@0xfeb00e00:12 virtio-mmio.device=512@0xfeb00c00:11 quiet "
+      "console=ttyS0 virtio_mmio.device=512@0xfeb00e00:12 virtio-mmio.device=512@0xfeb00c00:11 "
+      "quiet "
       "virtio_blk.queue_depth=4 foo.=x -- --guest virtio_mmio.device=ignored";
   EXPECT_EQ(agent::ModuleParamsFromCmdline(cmdline, "virtio_mmio"),
             "device=512@0xfeb00e00:12 device=512@0xfeb00c00:11");

@@ -12,7 +12,8 @@ Action AddVm(CLI::App& app) {
   auto d = std::make_shared<DriverChoice>();
   CLI::App* vm = app.add_subcommand("vm", "the vm driver's guest kernel");
   vm->require_subcommand(1);
-  CLI::App* kernel = vm->add_subcommand("kernel", "show the guest kernel, initramfs and accelerator in use");
+  CLI::App* kernel =
+      vm->add_subcommand("kernel", "show the guest kernel, initramfs and accelerator in use");
   AddDriverOptions(kernel, *d, false);
   return [=](const GlobalOptions& g) -> int {
     auto info = vm::ResolveVmInfo(VmOptions(g, *d));

@@ -19,7 +19,8 @@ Result<std::vector<std::string>> ModuleLoadOrder(const std::string& modules_dep)
     std::string_view line = Trim(raw);
     if (line.empty() || line.front() == '#') continue;
     size_t colon = line.find(':');
-    if (colon == std::string_view::npos) return Fail("modules.dep", std::string(line), "expected 'module.ko: deps'");
+    if (colon == std::string_view::npos)
+      return Fail("modules.dep", std::string(line), "expected 'module.ko: deps'");
     std::string mod(Trim(line.substr(0, colon)));
     std::vector<std::string> d;
     for (const auto& w : Split(std::string(line.substr(colon + 1)), ' ')) {
@@ -30,7 +31,8 @@ Result<std::vector<std::string>> ModuleLoadOrder(const std::string& modules_dep)
   }
   std::vector<std::string> order;
   std::map<std::string, int> state;  // 1 visiting, 2 done
-  std::function<Result<void>(const std::string&)> visit = [&](const std::string& m) -> Result<void> {
+  std::function<Result<void>(const std::string&)> visit =
+      [&](const std::string& m) -> Result<void> {
     int& st = state[m];
     if (st == 2) return Ok();
     if (st == 1) return Fail("modules.dep", m, "dependency cycle");
@@ -51,7 +53,8 @@ std::string KernelRoot() {
   return env && *env ? env : kDefaultKernelRoot;
 }
 
-Result<GuestKernel> FindGuestKernel(const std::string& kernel_root, const std::string& kernel_override) {
+Result<GuestKernel> FindGuestKernel(const std::string& kernel_root,
+                                    const std::string& kernel_override) {
   const std::string current = kernel_root + "/current";
   char buf[PATH_MAX];
   GuestKernel k;
@@ -63,9 +66,10 @@ Result<GuestKernel> FindGuestKernel(const std::string& kernel_root, const std::s
       k.vmlinux = kernel_override;
       return k;
     }
-    return Fail("guest kernel", current,
-                "not found: run scripts/setup (it fetches Debian's kernel package for the vm driver), "
-                "or pass --kernel");
+    return Fail(
+        "guest kernel", current,
+        "not found: run scripts/setup (it fetches Debian's kernel package for the vm driver), "
+        "or pass --kernel");
   }
   const std::string dir = buf;
   k.version = dir.substr(dir.rfind('/') + 1);

@@ -26,12 +26,14 @@ uint64_t Fnv1a(uint64_t h, std::string_view data) {
 std::string CpioNewc(const std::vector<CpioEntry>& entries) {
   std::string out;
   uint32_t ino = 1;
-  auto put = [&](const std::string& name, uint32_t mode, const std::string& data, uint32_t maj, uint32_t min) {
+  auto put = [&](const std::string& name, uint32_t mode, const std::string& data, uint32_t maj,
+                 uint32_t min) {
     char hdr[111];
     // magic, ino, mode, uid, gid, nlink, mtime, filesize, devmajor, devminor,
     // rdevmajor, rdevminor, namesize (with its NUL), check
-    std::snprintf(hdr, sizeof hdr, "070701%08X%08X%08X%08X%08X%08X%08X%08X%08X%08X%08X%08X%08X", ino++, mode, 0u,
-                  0u, S_ISDIR(mode) ? 2u : 1u, 0u, static_cast<uint32_t>(data.size()), 0u, 0u, maj, min,
+    std::snprintf(hdr, sizeof hdr, "070701%08X%08X%08X%08X%08X%08X%08X%08X%08X%08X%08X%08X%08X",
+                  ino++, mode, 0u, 0u, S_ISDIR(mode) ? 2u : 1u, 0u,
+                  static_cast<uint32_t>(data.size()), 0u, 0u, maj, min,
                   static_cast<uint32_t>(name.size() + 1), 0u);
     out.append(hdr, 110);
     out += name;
@@ -40,14 +42,17 @@ std::string CpioNewc(const std::vector<CpioEntry>& entries) {
     out += data;
     Pad4(out);
   };
-  for (const auto& e : entries) put(e.name, e.mode, S_ISREG(e.mode) ? e.data : "", e.rdev_major, e.rdev_minor);
+  for (const auto& e : entries)
+    put(e.name, e.mode, S_ISREG(e.mode) ? e.data : "", e.rdev_major, e.rdev_minor);
   put("TRAILER!!!", 0, "", 0, 0);
   return out;
 }
 
-Result<std::vector<CpioEntry>> InitramfsEntries(const std::string& agent_path, const GuestKernel& k) {
+Result<std::vector<CpioEntry>> InitramfsEntries(const std::string& agent_path,
+                                                const GuestKernel& k) {
   std::vector<CpioEntry> e;
-  for (const char* d : {"dev", "proc", "sys", "lib", "lib/modules"}) e.push_back({d, S_IFDIR | 0755, "", 0, 0});
+  for (const char* d : {"dev", "proc", "sys", "lib", "lib/modules"})
+    e.push_back({d, S_IFDIR | 0755, "", 0, 0});
   // The kernel opens /dev/console for init's stdio before anything is
   // mounted: it must exist in the archive.
   e.push_back({"dev/console", S_IFCHR | 0600, "", 5, 1});
@@ -57,7 +62,8 @@ Result<std::vector<CpioEntry>> InitramfsEntries(const std::string& agent_path, c
     std::string base = m.substr(m.rfind('/') + 1);
     char prefix[16];
     std::snprintf(prefix, sizeof prefix, "%02d-", i++);
-    e.push_back({"lib/modules/" + std::string(prefix) + base, S_IFREG | 0644, WB_TRY(ReadFile(m)), 0, 0});
+    e.push_back(
+        {"lib/modules/" + std::string(prefix) + base, S_IFREG | 0644, WB_TRY(ReadFile(m)), 0, 0});
   }
   return e;
 }

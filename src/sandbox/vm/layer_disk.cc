@@ -39,7 +39,8 @@ Result<std::string> LayerDiskName(const std::string& layer_dir) {
   return std::string(name);
 }
 
-Result<std::string> EnsureLayerDisk(const std::string& cache_dir, const std::string& layer_dir, uint32_t uid_base) {
+Result<std::string> EnsureLayerDisk(const std::string& cache_dir, const std::string& layer_dir,
+                                    uint32_t uid_base) {
   const std::string path = cache_dir + "/" + WB_TRY(LayerDiskName(layer_dir));
   if (PathExists(path)) return path;
   if (!PathExists(kMkfsErofs)) {

@@ -19,7 +19,7 @@ namespace wb::vm {
 // files are owned by the sandboxes' uid range on the host (uid u inside is
 // uid_base+u): mkfs.erofs runs in a user namespace that maps that range back
 // to 0..65535, so the disk holds the image's own owners. uid_base 0: no shift.
-[[nodiscard]] Result<std::string> EnsureLayerDisk(const std::string& cache_dir, const std::string& layer_dir,
-                                                  uint32_t uid_base);
+[[nodiscard]] Result<std::string> EnsureLayerDisk(const std::string& cache_dir,
+                                                  const std::string& layer_dir, uint32_t uid_base);
 
 }  // namespace wb::vm

@@ -16,15 +16,14 @@ std::vector<std::string> DefaultKernelArgs(Accel accel) {
       "console=ttyS0",  // the console log (and the agent's last words)
       "panic=-1",       // a panic reboots at once, which -no-reboot turns into QEMU's exit
       "quiet",
-      "reboot=t",       // the triple-fault reboot: no ACPI or keyboard controller to ask
-      "8250.nr_uarts=1",
-      "cryptomgr.notests",
-      "random.trust_cpu=on",
+      "reboot=t",  // the triple-fault reboot: no ACPI or keyboard controller to ask
+      "8250.nr_uarts=1", "cryptomgr.notests", "random.trust_cpu=on",
   };
   if (accel == Accel::kTcg) {
     // Emulated, the TSC looks unstable and its calibration can hang the boot:
     // give the frequency and loops-per-jiffy instead of measuring them.
-    for (const char* s : {"tsc=reliable", "no_timer_check", "tsc_early_khz=2000000", "lpj=4000000"}) {
+    for (const char* s :
+         {"tsc=reliable", "no_timer_check", "tsc_early_khz=2000000", "lpj=4000000"}) {
       a.push_back(s);
     }
   }
@@ -41,7 +40,8 @@ std::string QemuEscape(std::string_view v) {
 }
 
 std::vector<std::string> QemuArgv(const QemuPlan& p) {
-  std::vector<std::string> a = {p.qemu, "-nodefaults", "-no-user-config", "-display", "none", "-no-reboot"};
+  std::vector<std::string> a = {p.qemu,     "-nodefaults", "-no-user-config",
+                                "-display", "none",        "-no-reboot"};
   std::string machine = "microvm,x-option-roms=off,pit=on,pic=on,rtc=on,isa-serial=on";
   if (p.memory_backend) machine += ",memory-backend=mem";
   a.insert(a.end(), {"-M", machine});
@@ -52,13 +52,16 @@ std::vector<std::string> QemuArgv(const QemuPlan& p) {
   }
   a.insert(a.end(), {"-smp", std::to_string(p.vcpus), "-m", std::to_string(p.memory_mib) + "M"});
   if (p.memory_backend) {
-    a.insert(a.end(), {"-object", "memory-backend-file,id=mem,size=" + std::to_string(p.memory_mib) +
-                                      "M,mem-path=" + QemuEscape(p.memory_backend->mem_path) +
-                                      ",share=" + (p.memory_backend->share ? "on" : "off")});
+    a.insert(a.end(),
+             {"-object", "memory-backend-file,id=mem,size=" + std::to_string(p.memory_mib) +
+                             "M,mem-path=" + QemuEscape(p.memory_backend->mem_path) +
+                             ",share=" + (p.memory_backend->share ? "on" : "off")});
   }
   if (p.seccomp_sandbox) {
-    a.insert(a.end(), {"-sandbox", std::string("on,obsolete=deny,elevateprivileges=deny,resourcecontrol=deny,spawn=") +
-                                       (p.allow_spawn ? "allow" : "deny")});
+    a.insert(a.end(),
+             {"-sandbox",
+              std::string("on,obsolete=deny,elevateprivileges=deny,resourcecontrol=deny,spawn=") +
+                  (p.allow_spawn ? "allow" : "deny")});
   }
   a.insert(a.end(), {"-kernel", p.kernel});
   if (!p.initrd.empty()) a.insert(a.end(), {"-initrd", p.initrd});
@@ -70,22 +73,26 @@ std::vector<std::string> QemuArgv(const QemuPlan& p) {
   }
   a.insert(a.end(), {"-append", cmdline});
   if (!p.console_path.empty()) {
-    a.insert(a.end(), {"-chardev", "file,id=console,path=" + QemuEscape(p.console_path), "-serial", "chardev:console"});
+    a.insert(a.end(), {"-chardev", "file,id=console,path=" + QemuEscape(p.console_path), "-serial",
+                       "chardev:console"});
   }
   if (p.agent_fd >= 0) {
     a.insert(a.end(), {"-device", "virtio-serial-device", "-chardev",
-                       "socket,id=agent,fd=" + std::to_string(p.agent_fd) + ",server=on,wait=off", "-device",
-                       "virtserialport,chardev=agent,name=warmbox.agent"});
+                       "socket,id=agent,fd=" + std::to_string(p.agent_fd) + ",server=on,wait=off",
+                       "-device", "virtserialport,chardev=agent,name=warmbox.agent"});
   }
   for (size_t i = 0; i < p.disks.size(); ++i) {
     const std::string id = "disk" + std::to_string(i);
-    a.insert(a.end(), {"-drive", "id=" + id + ",file=" + QemuEscape(p.disks[i].path) +
-                                     ",format=raw,if=none,readonly=on",
-                       "-device", "virtio-blk-device,drive=" + id + ",serial=" + QemuEscape(p.disks[i].serial)});
+    a.insert(
+        a.end(),
+        {"-drive",
+         "id=" + id + ",file=" + QemuEscape(p.disks[i].path) + ",format=raw,if=none,readonly=on",
+         "-device", "virtio-blk-device,drive=" + id + ",serial=" + QemuEscape(p.disks[i].serial)});
   }
   if (p.qmp_fd >= 0) {
-    a.insert(a.end(), {"-chardev", "socket,id=qmp,fd=" + std::to_string(p.qmp_fd) + ",server=on,wait=off", "-mon",
-                       "chardev=qmp,mode=control"});
+    a.insert(a.end(),
+             {"-chardev", "socket,id=qmp,fd=" + std::to_string(p.qmp_fd) + ",server=on,wait=off",
+              "-mon", "chardev=qmp,mode=control"});
   }
   a.insert(a.end(), p.extra.begin(), p.extra.end());
   return a;

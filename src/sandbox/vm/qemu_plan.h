@@ -25,13 +25,15 @@ struct QemuDisk {
 // and their clones: -object memory-backend-file + -M ...,memory-backend=.
 struct MemoryBackend {
   std::string mem_path;  // e.g. /dev/shm/<template>
-  bool share = false;    // on: the template writes the file; off: a clone's private copy-on-write view
+  bool share =
+      false;  // on: the template writes the file; off: a clone's private copy-on-write view
 };
 
 struct QemuPlan {
   std::string qemu = "/usr/bin/qemu-system-x86_64";
   Accel accel = Accel::kTcg;
-  uint32_t tcg_tb_mib = 64;  // TCG translation cache: QEMU's default is 1 GiB of (mostly untouched) RAM
+  uint32_t tcg_tb_mib =
+      64;  // TCG translation cache: QEMU's default is 1 GiB of (mostly untouched) RAM
   uint32_t vcpus = 1;
   uint64_t memory_mib = 512;
   std::string kernel;  // ELF vmlinux

@@ -69,7 +69,8 @@ std::string ConsoleTail(const std::string& path) {
 }
 
 // Keeps the console log of a VM that failed, for the operator.
-void KeepFailedLog(const std::string& state_dir, const std::string& id, const std::string& console) {
+void KeepFailedLog(const std::string& state_dir, const std::string& id,
+                   const std::string& console) {
   if (!PathExists(console)) return;
   const std::string dir = FailedLogsDir(state_dir);
   if (!MkdirAll(dir, 0700).ok()) return;
@@ -81,7 +82,8 @@ void KeepFailedLog(const std::string& state_dir, const std::string& id, const st
       if (e->d_name[0] == '.') continue;
       struct stat st;
       std::string p = dir + "/" + e->d_name;
-      if (::stat(p.c_str(), &st) == 0) logs.emplace_back(int64_t{st.st_mtim.tv_sec} * 1000000000 + st.st_mtim.tv_nsec, p);
+      if (::stat(p.c_str(), &st) == 0)
+        logs.emplace_back(int64_t{st.st_mtim.tv_sec} * 1000000000 + st.st_mtim.tv_nsec, p);
     }
     ::closedir(d);
   }
@@ -138,7 +140,8 @@ class VmSandbox : public Sandbox {
     // guest has no more to give), not for more.
     if (limits.memory_bytes > (memory_mib_ << 20)) {
       return Fail("set limits", id_,
-                  "the vm driver cannot raise memory above the VM's " + std::to_string(memory_mib_) +
+                  "the vm driver cannot raise memory above the VM's " +
+                      std::to_string(memory_mib_) +
                       " MiB after boot (start the pool with a larger --memory)");
     }
     return Ok();
@@ -195,9 +198,11 @@ Result<VmInfo> ResolveVmInfo(const VmDriverOptions& opts) {
     info.initrd = opts.initrd;
   } else {
     if (!PathExists(opts.agent_path)) {
-      return Fail("vm driver", opts.agent_path, "warmbox-agent not found (build it, or set WARMBOX_AGENT)");
+      return Fail("vm driver", opts.agent_path,
+                  "warmbox-agent not found (build it, or set WARMBOX_AGENT)");
     }
-    info.initrd = WB_TRY(EnsureInitramfs(VmDir(opts.state_dir) + "/initrd", opts.agent_path, info.kernel));
+    info.initrd =
+        WB_TRY(EnsureInitramfs(VmDir(opts.state_dir) + "/initrd", opts.agent_path, info.kernel));
   }
   return info;
 }
@@ -207,15 +212,17 @@ Result<std::unique_ptr<VmDriver>> VmDriver::Open(VmDriverOptions opts, ImageStor
     return Fail("vm driver", "uid " + std::to_string(::geteuid()),
                 "needs root (it builds image disks in the sandboxes' uid range); run as root");
   }
-  if (!PathExists(opts.qemu)) return Fail("vm driver", opts.qemu, "QEMU not found (scripts/setup installs qemu-system-x86)");
+  if (!PathExists(opts.qemu))
+    return Fail("vm driver", opts.qemu, "QEMU not found (scripts/setup installs qemu-system-x86)");
   // The image disks are built in the sandboxes' uid range (layer_disk.h),
   // which must be able to walk to the cache: searchable, not readable.
-  for (const std::string& d : {opts.state_dir, VmDir(opts.state_dir), VmDir(opts.state_dir) + "/disks",
-                               SandboxesDir(opts.state_dir)}) {
+  for (const std::string& d : {opts.state_dir, VmDir(opts.state_dir),
+                               VmDir(opts.state_dir) + "/disks", SandboxesDir(opts.state_dir)}) {
     WB_CHECK(MkdirAll(d, 0711));
     struct stat st;
     if (::stat(d.c_str(), &st) != 0) return Errno("stat", d);
-    if (!(st.st_mode & S_IXOTH) && ::chmod(d.c_str(), (st.st_mode & 07777) | 0011) != 0) return Errno("chmod", d);
+    if (!(st.st_mode & S_IXOTH) && ::chmod(d.c_str(), (st.st_mode & 07777) | 0011) != 0)
+      return Errno("chmod", d);
   }
   auto drv = std::unique_ptr<VmDriver>(new VmDriver());
   drv->info_ = WB_TRY(ResolveVmInfo(opts));
@@ -228,16 +235,17 @@ Result<std::unique_ptr<VmDriver>> VmDriver::Open(VmDriverOptions opts, ImageStor
 
 Result<std::unique_ptr<Sandbox>> VmDriver::Create(const SandboxSpec& spec) {
   if (spec.security.seccomp != "default" && spec.security.seccomp != "unconfined") {
-    return Fail("vm driver", spec.security.seccomp,
-                "seccomp profile files are not supported by the vm driver yet (use default or unconfined)");
+    return Fail(
+        "vm driver", spec.security.seccomp,
+        "seccomp profile files are not supported by the vm driver yet (use default or unconfined)");
   }
   const int64_t t0 = NowUs();
   auto sb = std::make_unique<VmSandbox>();
   sb->image_ = WB_TRY(store_->Get(spec.image));
   std::vector<QemuDisk> disks;
   for (size_t i = 0; i < sb->image_.lower_dirs.size(); ++i) {
-    std::string disk = WB_TRY(EnsureLayerDisk(VmDir(opts_.state_dir) + "/disks", sb->image_.lower_dirs[i],
-                                              sb->image_.uid_base));
+    std::string disk = WB_TRY(EnsureLayerDisk(VmDir(opts_.state_dir) + "/disks",
+                                              sb->image_.lower_dirs[i], sb->image_.uid_base));
     disks.push_back({disk, "wbl" + std::to_string(i)});
   }
   const int64_t t_disks = NowUs();
@@ -249,7 +257,8 @@ Result<std::unique_ptr<Sandbox>> VmDriver::Create(const SandboxSpec& spec) {
     return e;
   }
   // From here on the sandbox's destructor removes whatever exists.
-  WB_CHECK(WriteSandboxRecord(sb->dir_, SandboxRecord{sb->id_, ::getpid(), ProcessStartTime(::getpid()), {}}));
+  WB_CHECK(WriteSandboxRecord(
+      sb->dir_, SandboxRecord{sb->id_, ::getpid(), ProcessStartTime(::getpid()), {}}));
   const std::string console = sb->dir_ + "/console.log", qemu_log = sb->dir_ + "/qemu.log";
   UniqueFd agent_listener = WB_TRY(ListenUnix(sb->dir_ + "/agent.sock"));
   UniqueFd qmp_listener = WB_TRY(ListenUnix(sb->dir_ + "/qmp.sock"));
@@ -266,9 +275,17 @@ Result<std::unique_ptr<Sandbox>> VmDriver::Create(const SandboxSpec& spec) {
   plan.kernel = info_.kernel.vmlinux;
   plan.initrd = info_.initrd;
   plan.kernel_args = DefaultKernelArgs(plan.accel);
-  plan.init_args = {"--guest", "--layers", std::to_string(disks.size()), "--tmpfs-size",
-                    std::to_string(spec.limits.disk_bytes), "--hostname", sb->id_, "--seccomp",
-                    spec.security.seccomp, "--nofile", std::to_string(spec.security.nofile)};
+  plan.init_args = {"--guest",
+                    "--layers",
+                    std::to_string(disks.size()),
+                    "--tmpfs-size",
+                    std::to_string(spec.limits.disk_bytes),
+                    "--hostname",
+                    sb->id_,
+                    "--seccomp",
+                    spec.security.seccomp,
+                    "--nofile",
+                    std::to_string(spec.security.nofile)};
   plan.disks = disks;
   plan.agent_fd = 3;
   plan.qmp_fd = 4;
@@ -309,7 +326,8 @@ Result<std::unique_ptr<Sandbox>> VmDriver::Create(const SandboxSpec& spec) {
     }
     if (std::string t = Tail(qemu_log); !t.empty()) why += "; qemu stderr: " + t;
     if (std::string t = ConsoleTail(console); !t.empty()) {
-      why += "; console (kept in " + FailedLogsDir(opts_.state_dir) + "/" + sb->id_ + ".console.log): " + t;
+      why += "; console (kept in " + FailedLogsDir(opts_.state_dir) + "/" + sb->id_ +
+             ".console.log): " + t;
     }
     Error e = Fail("create vm sandbox", spec.image, why);
     sb->qemu_.KillAndReap();
@@ -318,16 +336,37 @@ Result<std::unique_ptr<Sandbox>> VmDriver::Create(const SandboxSpec& spec) {
     return e;
   }
   const int64_t t_ready = NowUs();
+  // Warm-up: under emulation (TCG) a VM's first command costs ~100 ms more
+  // than the next, as QEMU translates the paths it takes for the first time
+  // (the agent's request handling, the seccomp filter, fork, exec, exit).
+  // A sandbox runs one command, so every warm run would pay that; one run of
+  // the agent's own binary (PID 1's exe: no file of the image is needed) pays
+  // it here, before the sandbox is handed out.
+  {
+    proto::ExecRequest warm;
+    warm.argv = {"/proc/1/exe", "--warmup"};
+    warm.timeout_ms = static_cast<uint64_t>(opts_.ready_total_ms);
+    ExecIo io;
+    auto w = AgentExec(sb->Endpoint(), warm, io);
+    if (!w.ok() || w->exit.exit_code != 0) {
+      spdlog::debug("vm {}: warm-up: {}", sb->id_,
+                    w.ok() ? "exit " + std::to_string(w->exit.exit_code) + ": " + w->stderr_data
+                           : w.error().ToString());
+    }
+  }
+  const int64_t t_warm = NowUs();
   auto j = nlohmann::json::parse(*ready, nullptr, false);
   if (!j.is_discarded() && j.contains("boot") && j["boot"].is_object()) {
     const auto& b = j["boot"];
     auto us = [&](const char* k) { return b.value(k, 0.0); };
     spdlog::debug(
-        "vm {}: ready in {} ms (disks {} ms; guest clock: kernel until /init {} ms, modules {} ms, port {} ms, "
-        "rootfs {} ms; qemu start and agent answer {} ms)",
-        sb->id_, Ms(static_cast<double>(t_ready - t0)), Ms(static_cast<double>(t_disks - t0)), Ms(us("init_us")),
-        Ms(us("modules_us") - us("init_us")), Ms(us("port_us") - us("modules_us")),
-        Ms(us("rootfs_us") - us("port_us")), Ms(static_cast<double>(t_ready - t_spawn) - us("rootfs_us")));
+        "vm {}: ready in {} ms (disks {} ms; guest clock: kernel until /init {} ms, modules {} ms, "
+        "port {} ms, rootfs {} ms; qemu start and agent answer {} ms; warm-up {} ms)",
+        sb->id_, Ms(static_cast<double>(t_ready - t0)), Ms(static_cast<double>(t_disks - t0)),
+        Ms(us("init_us")), Ms(us("modules_us") - us("init_us")),
+        Ms(us("port_us") - us("modules_us")), Ms(us("rootfs_us") - us("port_us")),
+        Ms(static_cast<double>(t_ready - t_spawn) - us("rootfs_us")),
+        Ms(static_cast<double>(t_warm - t_ready)));
   }
   return std::unique_ptr<Sandbox>(std::move(sb));
 }

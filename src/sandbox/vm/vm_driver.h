@@ -19,14 +19,14 @@ namespace wb::vm {
 
 struct VmDriverOptions {
   std::string state_dir;
-  std::string agent_path;              // the static warmbox-agent, the guest's /init
-  std::string kernel_root;             // "" = KernelRoot()
-  std::string kernel;                  // --kernel: a vmlinux instead of the installed one
-  std::string initrd;                  // --initrd: instead of the one warmbox assembles
-  std::string accel = "auto";          // auto, kvm or tcg
+  std::string agent_path;      // the static warmbox-agent, the guest's /init
+  std::string kernel_root;     // "" = KernelRoot()
+  std::string kernel;          // --kernel: a vmlinux instead of the installed one
+  std::string initrd;          // --initrd: instead of the one warmbox assembles
+  std::string accel = "auto";  // auto, kvm or tcg
   std::string qemu = "/usr/bin/qemu-system-x86_64";
-  int ready_total_ms = 120000;         // boot to agent-ready cap (TCG under load is slow)
-  uint64_t console_cap = 1u << 20;     // bytes of console log (and of QEMU's stderr)
+  int ready_total_ms = 120000;      // boot to agent-ready cap (TCG under load is slow)
+  uint64_t console_cap = 1u << 20;  // bytes of console log (and of QEMU's stderr)
 };
 
 // What the driver boots (warmbox vm kernel).
@@ -39,7 +39,8 @@ struct VmInfo {
 
 class VmDriver : public Driver {
  public:
-  [[nodiscard]] static Result<std::unique_ptr<VmDriver>> Open(VmDriverOptions opts, ImageStore* store);
+  [[nodiscard]] static Result<std::unique_ptr<VmDriver>> Open(VmDriverOptions opts,
+                                                              ImageStore* store);
   [[nodiscard]] Result<std::unique_ptr<Sandbox>> Create(const SandboxSpec& spec) override;
   const VmInfo& info() const { return info_; }
 

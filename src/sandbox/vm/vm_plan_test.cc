@@ -1,9 +1,8 @@
 // Unit tests of the vm driver's pure parts: the QEMU command line, the
 // accelerator choice, module order, the initramfs archive, kernel lookup.
+#include <gtest/gtest.h>
 #include <sys/stat.h>
 #include <unistd.h>
-
-#include <gtest/gtest.h>
 
 #include <algorithm>
 #include <string>
@@ -50,8 +49,10 @@ QemuPlan SamplePlan() {
 TEST(QemuPlanTest, MinimalMachineWithoutDefaultsOrNetwork) {
   auto a = QemuArgv(SamplePlan());
   EXPECT_EQ(a[0], "/usr/bin/qemu-system-x86_64");
-  for (const char* f : {"-nodefaults", "-no-user-config", "-no-reboot"}) EXPECT_TRUE(Has(a, f)) << f;
-  EXPECT_EQ(Values(a, "-M"), std::vector<std::string>{"microvm,x-option-roms=off,pit=on,pic=on,rtc=on,isa-serial=on"});
+  for (const char* f : {"-nodefaults", "-no-user-config", "-no-reboot"})
+    EXPECT_TRUE(Has(a, f)) << f;
+  EXPECT_EQ(Values(a, "-M"), std::vector<std::string>{
+                                 "microvm,x-option-roms=off,pit=on,pic=on,rtc=on,isa-serial=on"});
   EXPECT_EQ(Values(a, "-display"), std::vector<std::string>{"none"});
   EXPECT_TRUE(Values(a, "-netdev").empty());
   EXPECT_TRUE(Values(a, "-nic").empty());
@@ -71,7 +72,8 @@ TEST(QemuPlanTest, TcgGetsASmallTranslationCacheAndTscHints) {
   EXPECT_EQ(Values(a, "-accel"), std::vector<std::string>{"tcg,tb-size=64"});
   EXPECT_EQ(Values(a, "-cpu"), std::vector<std::string>{"max"});
   const std::string cmdline = Values(a, "-append").at(0);
-  for (const char* k : {"console=ttyS0", "panic=-1", "tsc_early_khz=2000000", "lpj=4000000", "tsc=reliable"}) {
+  for (const char* k :
+       {"console=ttyS0", "panic=-1", "tsc_early_khz=2000000", "lpj=4000000", "tsc=reliable"}) {
     EXPECT_NE(cmdline.find(k), std::string::npos) << k << " in " << cmdline;
   }
   // init's arguments come after "--", last.
@@ -109,7 +111,8 @@ TEST(QemuPlanTest, ChannelQmpConsoleAndDisks) {
 TEST(QemuPlanTest, SeccompSandboxAndSpawn) {
   QemuPlan p = SamplePlan();
   EXPECT_EQ(Values(QemuArgv(p), "-sandbox"),
-            std::vector<std::string>{"on,obsolete=deny,elevateprivileges=deny,resourcecontrol=deny,spawn=deny"});
+            std::vector<std::string>{
+                "on,obsolete=deny,elevateprivileges=deny,resourcecontrol=deny,spawn=deny"});
   p.allow_spawn = true;
   EXPECT_NE(Values(QemuArgv(p), "-sandbox").at(0).find("spawn=allow"), std::string::npos);
   p.seccomp_sandbox = false;
@@ -124,7 +127,8 @@ TEST(QemuPlanTest, MemoryBackendForSnapshots) {
   auto a = QemuArgv(p);
   EXPECT_NE(Values(a, "-M").at(0).find(",memory-backend=mem"), std::string::npos);
   EXPECT_EQ(Values(a, "-object"),
-            std::vector<std::string>{"memory-backend-file,id=mem,size=256M,mem-path=/dev/shm/tpl,share=on"});
+            std::vector<std::string>{
+                "memory-backend-file,id=mem,size=256M,mem-path=/dev/shm/tpl,share=on"});
   EXPECT_EQ(a[a.size() - 2], "-incoming");
   EXPECT_EQ(a.back(), "defer");
   p.memory_backend->share = false;
@@ -156,16 +160,18 @@ TEST(QemuPlanTest, VcpusFromTheCpuQuota) {
 
 TEST(GuestKernelTest, ModulesLoadAfterTheirDependencies) {
   const std::string dep =
-      "kernel/drivers/virtio/virtio_mmio.ko: kernel/drivers/virtio/virtio.ko kernel/drivers/virtio/virtio_ring.ko\n"
+      "kernel/drivers/virtio/virtio_mmio.ko: kernel/drivers/virtio/virtio.ko "
+      "kernel/drivers/virtio/virtio_ring.ko\n"
       "kernel/fs/erofs/erofs.ko: kernel/lib/libcrc32c.ko\n"
       "kernel/drivers/virtio/virtio.ko: kernel/drivers/virtio/virtio_ring.ko\n"
       "kernel/drivers/virtio/virtio_ring.ko:\n"
       "kernel/lib/libcrc32c.ko:\n";
   auto order = ModuleLoadOrder(dep);
   ASSERT_TRUE(order.ok()) << order.error().ToString();
-  EXPECT_EQ(*order, (std::vector<std::string>{"kernel/drivers/virtio/virtio_ring.ko", "kernel/drivers/virtio/virtio.ko",
-                                              "kernel/drivers/virtio/virtio_mmio.ko", "kernel/lib/libcrc32c.ko",
-                                              "kernel/fs/erofs/erofs.ko"}));
+  EXPECT_EQ(*order, (std::vector<std::string>{
+                        "kernel/drivers/virtio/virtio_ring.ko", "kernel/drivers/virtio/virtio.ko",
+                        "kernel/drivers/virtio/virtio_mmio.ko", "kernel/lib/libcrc32c.ko",
+                        "kernel/fs/erofs/erofs.ko"}));
   auto cycle = ModuleLoadOrder("a.ko: b.ko\nb.ko: a.ko\n");
   ASSERT_FALSE(cycle.ok());
   EXPECT_NE(cycle.error().ToString().find("cycle"), std::string::npos);
@@ -204,18 +210,21 @@ TEST(GuestKernelTest, FindsTheCurrentKernelAndHonoursOverrides) {
   ASSERT_TRUE(k.ok()) << k.error().ToString();
   EXPECT_EQ(k->version, "6.1.0-9-amd64");
   EXPECT_EQ(k->vmlinux, v + "/vmlinux");
-  EXPECT_EQ(k->modules, (std::vector<std::string>{v + "/modules/kernel/a.ko", v + "/modules/kernel/b.ko"}));
+  EXPECT_EQ(k->modules,
+            (std::vector<std::string>{v + "/modules/kernel/a.ko", v + "/modules/kernel/b.ko"}));
 
   auto over = FindGuestKernel(d.path(), v + "/modules.dep");
   ASSERT_TRUE(over.ok());
   EXPECT_EQ(over->vmlinux, v + "/modules.dep");
   auto bad = FindGuestKernel(d.path(), "/nonexistent/vmlinux");
   ASSERT_FALSE(bad.ok());
-  EXPECT_NE(bad.error().ToString().find("--kernel(/nonexistent/vmlinux): no such file"), std::string::npos);
+  EXPECT_NE(bad.error().ToString().find("--kernel(/nonexistent/vmlinux): no such file"),
+            std::string::npos);
 }
 
 TEST(InitramfsTest, CpioNewcReadsBackWithCpio) {
-  if (!PathExists("/usr/bin/cpio") && !PathExists("/bin/cpio")) GTEST_SKIP() << "cpio is not installed";
+  if (!PathExists("/usr/bin/cpio") && !PathExists("/bin/cpio"))
+    GTEST_SKIP() << "cpio is not installed";
   TempDir d;
   ASSERT_FALSE(d.path().empty());
   std::vector<CpioEntry> e = {{"dev", S_IFDIR | 0755, "", 0, 0},

@@ -97,12 +97,13 @@ import re, statistics, sys
 state, out = sys.argv[1], sys.argv[2]
 cold = open(f"{state}/cold.log").read()
 pat = re.compile(r"ready in (\d+) ms \(disks (\d+) ms; guest clock: kernel until /init (\d+) ms, modules (\d+) ms, "
-                 r"port (\d+) ms, rootfs (\d+) ms; qemu start and agent answer (-?\d+) ms\)")
+                 r"port (\d+) ms, rootfs (\d+) ms; qemu start and agent answer (-?\d+) ms; warm-up (\d+) ms\)")
 rows = [tuple(map(int, m.groups())) for m in pat.finditer(cold)]
 walls = [int(x) for x in re.findall(r"^wall_ms (\d+)", cold, re.M)]
 med = lambda xs: statistics.median(xs) if xs else float("nan")
 names = ["ready (host, spawn to heartbeat)", "disks (cached)", "kernel until /init (guest clock)", "modules",
-         "port open", "rootfs mount + switch_root", "QEMU start + agent answer (host - guest)"]
+         "port open", "rootfs mount + switch_root", "QEMU start + agent answer (host - guest)",
+         "warm-up command (after ready)"]
 lines = ["# vm driver figures", "", f"Cold boots: {len(rows)} (`warmbox run --driver vm -- /bin/true`), medians", "",
          "| phase | ms |", "|---|---|"]
 for i, n in enumerate(names):

@@ -5,12 +5,14 @@
 #include <poll.h>
 #include <signal.h>
 #include <sys/socket.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <cerrno>
+#include <cstring>
 #include <nlohmann/json.hpp>
 
 #include "base/child.h"
@@ -176,6 +178,20 @@ class VmSandbox : public Sandbox {
   bool destroyed_ = false;
 };
 
+// The thread ids of a process.
+std::vector<pid_t> ListTasks(pid_t pid) {
+  std::vector<pid_t> out;
+  const std::string dir = "/proc/" + std::to_string(pid) + "/task";
+  if (DIR* d = ::opendir(dir.c_str())) {
+    while (dirent* e = ::readdir(d)) {
+      auto v = ParseUint(e->d_name, "tid");
+      if (v.ok()) out.push_back(static_cast<pid_t>(*v));
+    }
+    ::closedir(d);
+  }
+  return out;
+}
+
 // "6.1 ms" etc. from guest microseconds.
 std::string Ms(double us) {
   char b[32];
@@ -336,6 +352,16 @@ Result<std::unique_ptr<Sandbox>> VmDriver::Create(const SandboxSpec& spec) {
     return e;
   }
   const int64_t t_ready = NowUs();
+  // A creation at a lower priority (the pool's refills run at nice 10) hands
+  // the VM back the normal priority once it is ready, as the ns driver does
+  // with its agent. Nice values are per thread: every QEMU thread (the vCPU
+  // threads were created by the main thread with its value).
+  for (const auto& tid : ListTasks(sb->qemu_.pid())) {
+    if (::getpriority(PRIO_PROCESS, static_cast<id_t>(tid)) != 0 &&
+        ::setpriority(PRIO_PROCESS, static_cast<id_t>(tid), 0) != 0) {
+      spdlog::debug("{}: setpriority({}): {}", sb->id_, tid, std::strerror(errno));
+    }
+  }
   // Warm-up: under emulation (TCG) a VM's first command costs ~100 ms more
   // than the next, as QEMU translates the paths it takes for the first time
   // (the agent's request handling, the seccomp filter, fork, exec, exit).

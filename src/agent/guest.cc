@@ -132,7 +132,8 @@ std::string ModuleParamsFromCmdline(std::string_view cmdline, std::string_view m
   const std::string want = norm(module) + ".";
   std::string out;
   for (const auto& word : Split(std::string(Trim(cmdline)), ' ')) {
-    if (word == "--") break;  // the rest is init's argv
+    // Words after "--" count too: they are init's argv, but QEMU appends a
+    // microvm's virtio_mmio.device= entries after everything.
     size_t dot = word.find('.');
     size_t eq = word.find('=');
     if (dot == std::string::npos || (eq != std::string::npos && eq < dot)) continue;

@@ -49,7 +49,8 @@ struct GuestResult {
 // "virtio_mmio.device=512@0xfeb00e00:12 quiet" and "virtio_mmio" ->
 // "device=512@0xfeb00e00:12": what modprobe would pass the module from the
 // kernel command line (the kernel applies such parameters itself only to
-// built-in code). '-' and '_' in names are the same.
+// built-in code). '-' and '_' in names are the same. Words after "--" count:
+// QEMU appends a microvm's virtio_mmio.device= entries at the very end.
 std::string ModuleParamsFromCmdline(std::string_view cmdline, std::string_view module);
 
 }  // namespace wb::agent

@@ -95,6 +95,12 @@ int main(int argc, char** argv) {
       auto v = wb::ParseUint(value(), "--tmpfs-size");
       if (!v.ok()) return Die(v.error().ToString());
       setup.tmpfs_bytes = *v;
+    } else if (guest && a.find('=') != std::string::npos && a.find('.') < a.find('=')) {
+      // "virtio_mmio.device=...": QEMU appends the devices of a microvm
+      // without ACPI to the kernel command line, after our "--", so they
+      // reach /init too. They are the modules' (agent/guest.cc reads them
+      // from /proc/cmdline).
+      continue;
     } else {
       return Die("unknown argument " + a);
     }

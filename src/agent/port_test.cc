@@ -144,9 +144,9 @@ TEST(GuestTest, ModuleParamsComeFromTheKernelCommandLine) {
   const std::string cmdline =
       "console=ttyS0 virtio_mmio.device=512@0xfeb00e00:12 virtio-mmio.device=512@0xfeb00c00:11 "
       "quiet "
-      "virtio_blk.queue_depth=4 foo.=x -- --guest virtio_mmio.device=ignored";
+      "virtio_blk.queue_depth=4 foo.=x -- --guest virtio_mmio.device=512@0xfeb00a00:10";
   EXPECT_EQ(agent::ModuleParamsFromCmdline(cmdline, "virtio_mmio"),
-            "device=512@0xfeb00e00:12 device=512@0xfeb00c00:11");
+            "device=512@0xfeb00e00:12 device=512@0xfeb00c00:11 device=512@0xfeb00a00:10");
   EXPECT_EQ(agent::ModuleParamsFromCmdline(cmdline, "virtio-blk"), "queue_depth=4");
   EXPECT_EQ(agent::ModuleParamsFromCmdline(cmdline, "erofs"), "");
   EXPECT_EQ(agent::ModuleParamsFromCmdline(cmdline, "foo"), "");

@@ -366,11 +366,13 @@ Result<std::unique_ptr<Sandbox>> VmDriver::Create(const SandboxSpec& spec) {
   // than the next, as QEMU translates the paths it takes for the first time
   // (the agent's request handling, the seccomp filter, fork, exec, exit).
   // A sandbox runs one command, so every warm run would pay that; one run of
-  // the agent's own binary (PID 1's exe: no file of the image is needed) pays
+  // the agent's own binary (no file of the image is needed) pays
   // it here, before the sandbox is handed out.
   {
     proto::ExecRequest warm;
-    warm.argv = {"/proc/1/exe", "--warmup"};
+    // The command's own /proc/self/exe: until it execs, that is the agent
+    // (PID 1's is not open to commands: the agent is non-dumpable).
+    warm.argv = {"/proc/self/exe", "--warmup"};
     warm.timeout_ms = static_cast<uint64_t>(opts_.ready_total_ms);
     ExecIo io;
     auto w = AgentExec(sb->Endpoint(), warm, io);

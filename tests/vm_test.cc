@@ -15,6 +15,7 @@
 #include "base/fs.h"
 #include "base/strings.h"
 #include "daemon/client.h"
+#include "sandbox/ns/cgroup.h"
 #include "sandbox/sandbox_dir.h"
 #include "sandbox/vm/vm_driver.h"
 #include "tests/test_util.h"
@@ -81,6 +82,12 @@ class VmTest : public ::testing::Test {
     delete store_;
     store_ = nullptr;
     if (state_) (void)RemoveTree(*state_);
+    // The (empty) parents of our cgroups.
+    if (auto layout = HostCgroupLayout(); layout.ok()) {
+      for (const auto& p : PlanSandboxCgroup(*layout, "x", Limits{}, CgroupParent()).parents) {
+        ::rmdir(p.c_str());
+      }
+    }
     delete state_;
     state_ = nullptr;
   }
@@ -95,8 +102,10 @@ class VmTest : public ::testing::Test {
     o.state_dir = *state_;
     o.agent_path = wb::testing::BuildDir() + "/warmbox-agent";
     o.ready_total_ms = kBootMs;
+    o.cgroup_parent = CgroupParent();  // cgroups of our own
     return o;
   }
+  static std::string CgroupParent() { return "/warmbox-test-vm-" + std::to_string(::getpid()); }
 
   // The one VM of the exec checks, booted on first use.
   static Sandbox* Vm() {
@@ -220,6 +229,16 @@ TEST_F(VmTest, BootExecAndTeardown) {
     ASSERT_NE(sb, nullptr);
     const std::string dir = SandboxesDir(*state_) + "/" + sb->id();
     ASSERT_TRUE(PathExists(dir + "/agent.sock"));
+    // QEMU runs in the sandbox's own cgroups.
+    auto rec = ReadSandboxRecord(dir);
+    ASSERT_TRUE(rec.ok()) << rec.error().ToString();
+    ASSERT_FALSE(rec->cgroups.empty());
+    for (const auto& cg : rec->cgroups) {
+      EXPECT_NE(cg.find(CgroupParent()), std::string::npos) << cg;
+      auto procs = ReadFile(cg + "/cgroup.procs");
+      ASSERT_TRUE(procs.ok()) << cg;
+      EXPECT_FALSE(Trim(*procs).empty()) << cg << " holds no process";
+    }
     UniqueFd pidfd(::fcntl(sb->endpoint().liveness_fd, F_DUPFD_CLOEXEC, 0));
     ASSERT_TRUE(pidfd.valid());
     ASSERT_FALSE(ProcessesMentioning(*state_).empty()) << "QEMU should be running";
@@ -227,6 +246,7 @@ TEST_F(VmTest, BootExecAndTeardown) {
     pollfd p{pidfd.get(), POLLIN, 0};
     EXPECT_EQ(::poll(&p, 1, 0), 1) << "QEMU still runs";
     EXPECT_FALSE(PathExists(dir));
+    for (const auto& cg : rec->cgroups) EXPECT_FALSE(PathExists(cg)) << cg;
     EXPECT_TRUE(Entries(SandboxesDir(*state_)).empty());
     EXPECT_TRUE(ProcessesMentioning(*state_).empty());
     delete sandbox_;

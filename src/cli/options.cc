@@ -76,6 +76,7 @@ vm::VmDriverOptions VmOptions(const GlobalOptions& g, const DriverChoice& d) {
   o.kernel = d.kernel;
   o.initrd = d.initrd;
   o.accel = d.accel;
+  o.cgroup_parent = g.cgroup_parent;
   return o;
 }
 

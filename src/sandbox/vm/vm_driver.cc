@@ -20,11 +20,17 @@
 #include "base/log.h"
 #include "base/strings.h"
 #include "sandbox/agent_client.h"
+#include "sandbox/ns/cgroup.h"
 #include "sandbox/sandbox_dir.h"
 #include "sandbox/vm/initramfs.h"
 #include "sandbox/vm/layer_disk.h"
 
 namespace wb::vm {
+
+struct VmDriver::CgroupLayoutHolder {
+  CgroupLayout layout;
+};
+
 namespace {
 
 constexpr int kQuitGraceMs = 2000;
@@ -164,8 +170,11 @@ class VmSandbox : public Sandbox {
       qemu_.KillAndReap();
     }
     spdlog::debug("{}: qemu gone", id_);
-    if (dir_.empty()) return Ok();
-    return RemoveTree(dir_);
+    Result<void> result = cgroup_.Remove();
+    if (dir_.empty()) return result;
+    auto rm = RemoveTree(dir_);
+    if (result.ok() && !rm.ok()) result = rm.error();
+    return result;
   }
 
   AgentEndpoint Endpoint() const { return AgentEndpoint{dir_ + "/agent.sock", qemu_.pidfd()}; }
@@ -175,6 +184,7 @@ class VmSandbox : public Sandbox {
   Image image_;
   uint64_t memory_mib_ = 0;
   ChildProcess qemu_;
+  Cgroup cgroup_;  // removed once QEMU is gone (Destroy)
   bool destroyed_ = false;
 };
 
@@ -244,8 +254,13 @@ Result<std::unique_ptr<VmDriver>> VmDriver::Open(VmDriverOptions opts, ImageStor
   drv->info_ = WB_TRY(ResolveVmInfo(opts));
   drv->opts_ = std::move(opts);
   drv->store_ = store;
+  drv->layout_ = std::make_shared<CgroupLayoutHolder>();
+  drv->layout_->layout = WB_TRY(HostCgroupLayout());
   GcReport gc = CollectGarbage(drv->opts_.state_dir);
   if (gc.removed) spdlog::debug("removed {} leftover sandbox(es)", gc.removed);
+  if (size_t n = SweepOrphanCgroups(drv->layout_->layout, drv->opts_.cgroup_parent)) {
+    spdlog::debug("removed {} orphaned sandbox cgroup(s)", n);
+  }
   return drv;
 }
 
@@ -273,8 +288,17 @@ Result<std::unique_ptr<Sandbox>> VmDriver::Create(const SandboxSpec& spec) {
     return e;
   }
   // From here on the sandbox's destructor removes whatever exists.
+  // QEMU runs in the sandbox's cgroups, as the ns driver's agent does: its
+  // CPU quota is the VM's (--cpus), its memory limit the guest's RAM plus
+  // QEMU's own overhead, and the record lets gc kill a leftover VM.
+  Limits qemu_limits = spec.limits;
+  qemu_limits.memory_bytes =
+      (std::max<uint64_t>(spec.limits.memory_bytes >> 20, 64) << 20) + opts_.qemu_overhead_bytes;
+  CgroupPlan cg_plan =
+      PlanSandboxCgroup(layout_->layout, sb->id_, qemu_limits, opts_.cgroup_parent);
   WB_CHECK(WriteSandboxRecord(
-      sb->dir_, SandboxRecord{sb->id_, ::getpid(), ProcessStartTime(::getpid()), {}}));
+      sb->dir_, SandboxRecord{sb->id_, ::getpid(), ProcessStartTime(::getpid()), cg_plan.dirs}));
+  sb->cgroup_ = WB_TRY(Cgroup::Apply(cg_plan));
   const std::string console = sb->dir_ + "/console.log", qemu_log = sb->dir_ + "/qemu.log";
   UniqueFd agent_listener = WB_TRY(ListenUnix(sb->dir_ + "/agent.sock"));
   UniqueFd qmp_listener = WB_TRY(ListenUnix(sb->dir_ + "/qmp.sock"));
@@ -313,6 +337,8 @@ Result<std::unique_ptr<Sandbox>> VmDriver::Create(const SandboxSpec& spec) {
   o.fds = {{agent_listener.get(), 3}, {qmp_listener.get(), 4}, {qemu_err.get(), 2}};
   o.pdeath_signal = SIGKILL;  // the VM dies with its host process
   o.file_size_limit = opts_.console_cap;
+  o.cgroup_fd = sb->cgroup_.clone_fd();  // cgroup v2: born there
+  o.hold_until_released = true;          // v1: moved there before it execs
   spdlog::debug("{}: {}", sb->id_, [&] {
     std::string s;
     for (const auto& a : o.argv) s += (s.empty() ? "" : " ") + a;
@@ -320,6 +346,9 @@ Result<std::unique_ptr<Sandbox>> VmDriver::Create(const SandboxSpec& spec) {
   }());
   const int64_t t_spawn = NowUs();
   sb->qemu_ = WB_TRY(ChildProcess::Spawn(o));
+  sb->cgroup_.CloseCloneFd();
+  WB_CHECK(sb->cgroup_.Attach(sb->qemu_.pid()));
+  WB_CHECK(sb->qemu_.Release());
   // QEMU's copies are the only ones: connects fail once it is gone.
   agent_listener.reset();
   qmp_listener.reset();

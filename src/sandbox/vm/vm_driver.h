@@ -27,6 +27,10 @@ struct VmDriverOptions {
   std::string qemu = "/usr/bin/qemu-system-x86_64";
   int ready_total_ms = 120000;      // boot to agent-ready cap (TCG under load is slow)
   uint64_t console_cap = 1u << 20;  // bytes of console log (and of QEMU's stderr)
+  std::string cgroup_parent;        // as the ns driver's ("" = default placement)
+  // QEMU's own memory beside the guest's RAM (the kernel's ROM copy, the TCG
+  // cache, its heap): the cgroup's memory limit is guest RAM + this.
+  uint64_t qemu_overhead_bytes = 512ull << 20;
 };
 
 // What the driver boots (warmbox vm kernel).
@@ -49,6 +53,8 @@ class VmDriver : public Driver {
   VmDriverOptions opts_;
   ImageStore* store_ = nullptr;
   VmInfo info_;
+  struct CgroupLayoutHolder;
+  std::shared_ptr<CgroupLayoutHolder> layout_;
 };
 
 // Resolves kernel, initrd and accelerator without booting anything.

@@ -101,7 +101,7 @@ pat = re.compile(r"ready in (\d+) ms \(disks (\d+) ms; guest clock: kernel until
 rows = [tuple(map(int, m.groups())) for m in pat.finditer(cold)]
 walls = [int(x) for x in re.findall(r"^wall_ms (\d+)", cold, re.M)]
 med = lambda xs: statistics.median(xs) if xs else float("nan")
-names = ["ready (host, spawn to heartbeat)", "disks (cached)", "kernel until /init (guest clock)", "modules",
+names = ["Create to agent heartbeat (host)", "disks (cached)", "kernel until /init (guest clock)", "modules",
          "port open", "rootfs mount + switch_root", "QEMU start + agent answer (host - guest)",
          "warm-up command (after ready)"]
 lines = ["# vm driver figures", "", f"Cold boots: {len(rows)} (`warmbox run --driver vm -- /bin/true`), medians", "",

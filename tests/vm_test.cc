@@ -310,14 +310,15 @@ TEST_F(VmTest, CliRunAndKernel) {
   EXPECT_EQ(info.code, 0) << info.err;
   EXPECT_NE(info.out.find("version      " + kernel->version + "\n"), std::string::npos) << info.out;
   EXPECT_NE(info.out.find("virtio_console.ko"), std::string::npos) << info.out;
-  EXPECT_NE(info.out.find(vm::KvmUsable() ? "accel        kvm" : "accel        tcg"), std::string::npos)
+  EXPECT_NE(info.out.find(vm::KvmUsable() ? "accel        kvm" : "accel        tcg"),
+            std::string::npos)
       << info.out;
 
   // One boot through the CLI: the command's exit code and stdin pass through.
   const std::string in = "from the host\n";
   auto run = wb::testing::RunProcess(
-      cli({"run", "--driver", "vm", "--memory", "256m", "--", "sh", "-c", "cat; uname -r; exit 7"}), {},
-      &in);
+      cli({"run", "--driver", "vm", "--memory", "256m", "--", "sh", "-c", "cat; uname -r; exit 7"}),
+      {}, &in);
   EXPECT_EQ(run.code, 7) << run.err;
   EXPECT_EQ(run.out, in + kernel->version + "\n");
 
@@ -325,12 +326,14 @@ TEST_F(VmTest, CliRunAndKernel) {
   auto bad = wb::testing::RunProcess(cli({"run", "--driver", "xen", "--", "true"}));
   EXPECT_EQ(bad.code, 125);
   EXPECT_NE(bad.err.find("--driver(xen): expected ns or vm"), std::string::npos) << bad.err;
-  auto accel = wb::testing::RunProcess(cli({"run", "--driver", "vm", "--accel", "hvf", "--", "true"}));
+  auto accel =
+      wb::testing::RunProcess(cli({"run", "--driver", "vm", "--accel", "hvf", "--", "true"}));
   EXPECT_EQ(accel.code, 125);
   EXPECT_NE(accel.err.find("expected auto, kvm or tcg"), std::string::npos) << accel.err;
   auto ns_kernel = wb::testing::RunProcess(cli({"run", "--kernel", "/x", "--", "true"}));
   EXPECT_EQ(ns_kernel.code, 125);
-  EXPECT_NE(ns_kernel.err.find("only the vm driver boots a kernel"), std::string::npos) << ns_kernel.err;
+  EXPECT_NE(ns_kernel.err.find("only the vm driver boots a kernel"), std::string::npos)
+      << ns_kernel.err;
   EXPECT_TRUE(Entries(SandboxesDir(*state_)).empty());
   EXPECT_TRUE(ProcessesMentioning(*state_).empty());
 }

@@ -53,6 +53,12 @@ Result<int> DoStart(const GlobalOptions& g, const StartOpts& o) {
   if (!o.pids.empty()) d.pool.limits.pids = WB_TRY(ParseUint(o.pids, "--pids"));
   if (!o.cpus.empty()) d.pool.limits.cpus = WB_TRY(ParseCpus(o.cpus, "--cpus"));
   d.pool.security = WB_TRY(ParseSecurityOptions(o.security_opts, o.nofile));
+  if (o.driver.driver == "vm" && d.pool.security.seccomp != "default" &&
+      d.pool.security.seccomp != "unconfined") {
+    // Refused here rather than by every creation of the pool.
+    return Fail("--security-opt", "seccomp=" + d.pool.security.seccomp,
+                "the vm driver takes default or unconfined only");
+  }
   if (!o.socket_group.empty()) {
     // A numeric gid, or a name from /etc/group (read directly: static binary, no NSS).
     auto gid = ParseUint(o.socket_group, "--socket-group");

@@ -23,6 +23,10 @@ struct QemuDisk {
 
 // Guest RAM in a file (instead of anonymous memory), for snapshot templates
 // and their clones: -object memory-backend-file + -M ...,memory-backend=.
+// Note: VmDriver starts QEMU with RLIMIT_FSIZE = its console cap (1 MiB), which
+// applies to every file QEMU writes or extends: a RAM file (and a migration
+// stream written by a child) needs VmDriverOptions::console_cap = 0 or a cap
+// applied another way.
 struct MemoryBackend {
   std::string mem_path;  // e.g. /dev/shm/<template>
   bool share =

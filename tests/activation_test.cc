@@ -132,7 +132,7 @@ TEST(ActivationTest, SocketActivatedDaemonNotifiesServesOverBothSocketsAndDrains
   std::string health = HttpGet(port, "/healthz", "");
   EXPECT_NE(health.find("200 OK"), std::string::npos) << health;
   std::string metrics = HttpGet(port, "/metrics", token);
-  EXPECT_NE(metrics.find("warmbox_runs_total{image=\"busybox\"} 1"), std::string::npos) << metrics;
+  EXPECT_NE(metrics.find("warmbox_runs_total{image=\"busybox\",driver=\"ns\"} 1"), std::string::npos) << metrics;
   EXPECT_NE(HttpGet(port, "/metrics", "wrong-token").find("401 Unauthorized"), std::string::npos);
 
   ASSERT_TRUE(client.Stop().ok());

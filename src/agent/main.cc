@@ -1,10 +1,16 @@
 // warmbox-agent: PID 1 of every sandbox.
 //
 //   warmbox-agent --listen-fd N [--hostname H]
-//       serve on an inherited listening socket (tests, and the vm guest later)
+//       serve on an inherited listening socket (tests)
+//   warmbox-agent --port-fd N
+//       serve an inherited stream as a VM's port (tests of the guest mode)
 //   warmbox-agent --listen-fd N --ns-setup --scratch DIR --lower DIR[:DIR]
 //                 --tmpfs-size BYTES --hostname H
 //       first build the namespace sandbox, then serve
+//   /init --guest --tmpfs-size BYTES --layers N --hostname H
+//       /init of a microVM (the vm driver; the kernel passes the words after
+//       "--" on its command line): build the sandbox from the bare guest
+//       kernel (agent/guest.h), then serve the virtio-serial port
 //
 // The listening socket is bound by the host before we exist, so the host can
 // connect at once; setup errors go to fd 2 (a pipe the host reads) and the
@@ -21,6 +27,7 @@
 
 #include "agent/server.h"
 #include "agent/caps.h"
+#include "agent/guest.h"
 #include "agent/seccomp.h"
 #include "agent/setup.h"
 #include "base/fs.h"
@@ -38,9 +45,13 @@ int Die(const std::string& msg) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  // A VM's first command after boot (vm_driver.cc, "warm-up"): nothing to do.
+  if (argc == 2 && std::string(argv[1]) == "--warmup") return 0;
   wb::agent::ServerOptions opts;
   wb::agent::NsSetup setup;
   bool ns_setup = false;
+  bool guest = false;
+  wb::agent::GuestSetup guest_setup;
   std::string seccomp_option = "default";
   for (int i = 1; i < argc; ++i) {
     std::string a = argv[i];
@@ -59,6 +70,17 @@ int main(int argc, char** argv) {
       opts.hostname = setup.hostname = value();
     } else if (a == "--ns-setup") {
       ns_setup = true;
+    } else if (a == "--port-fd") {
+      // An already open port-like stream (tests of the guest's serving mode).
+      auto v = wb::ParseUint(value(), "--port-fd");
+      if (!v.ok()) return Die(v.error().ToString());
+      opts.port_fd = static_cast<int>(*v);
+    } else if (a == "--guest") {
+      guest = true;
+    } else if (a == "--layers") {
+      auto v = wb::ParseUint(value(), "--layers");
+      if (!v.ok() || *v == 0 || *v > 64) return Die("--layers: expected 1 to 64");
+      guest_setup.layers = static_cast<int>(*v);
     } else if (a == "--scratch") {
       setup.scratch_dir = value();
     } else if (a == "--lower") {
@@ -73,11 +95,17 @@ int main(int argc, char** argv) {
       auto v = wb::ParseUint(value(), "--tmpfs-size");
       if (!v.ok()) return Die(v.error().ToString());
       setup.tmpfs_bytes = *v;
+    } else if (guest && a.find('=') != std::string::npos && a.find('.') < a.find('=')) {
+      // "virtio_mmio.device=...": QEMU appends the devices of a microvm
+      // without ACPI to the kernel command line, after our "--", so they
+      // reach /init too. They are the modules' (agent/guest.cc reads them
+      // from /proc/cmdline).
+      continue;
     } else {
       return Die("unknown argument " + a);
     }
   }
-  if (opts.listen_fd < 0) return Die("--listen-fd is required");
+  if (opts.listen_fd < 0 && opts.port_fd < 0 && !guest) return Die("--listen-fd is required");
   opts.pid1 = ::getpid() == 1;
 
   // A profile file is read now, while the host's filesystem is still visible.
@@ -99,6 +127,16 @@ int main(int argc, char** argv) {
     if (auto r = wb::agent::SetUpNamespaceSandbox(setup); !r.ok()) {
       return Die("sandbox setup: " + r.error().ToString());
     }
+  }
+  if (guest) {
+    // Errors go to the console (fd 2 is /dev/console); PID 1 exiting panics
+    // the guest kernel, which (panic=-1, QEMU -no-reboot) ends the VM.
+    guest_setup.tmpfs_bytes = setup.tmpfs_bytes ? setup.tmpfs_bytes : guest_setup.tmpfs_bytes;
+    guest_setup.hostname = setup.hostname;
+    auto g = wb::agent::SetUpGuest(guest_setup);
+    if (!g.ok()) return Die("guest setup: " + g.error().ToString());
+    opts.port_fd = g->port.release();
+    opts.heartbeat_extra = g->timings.ToJson();
   }
   // Setup is done: keep only the capabilities commands may have (and that
   // the agent needs to start them), so no exec can regain the rest; and make

@@ -48,6 +48,11 @@ struct Watched {
   UniqueFd fd;
   uint32_t events = 0;
   bool added = false;
+  // Edge-triggered: for a virtio-serial port, which polls readable (read
+  // returns 0) for as long as no host is connected; level-triggered, an idle
+  // agent would spin. Each host connect, disconnect and data arrival wakes
+  // the port's waitqueue, so no edge that matters is lost.
+  bool edge = false;
 };
 
 struct Exec {
@@ -72,6 +77,7 @@ struct Conn {
   bool peer_closed = false;
   bool close_after_flush = false;
   uint64_t exec = 0;
+  bool port = false;  // the virtio-serial port (ServerOptions::port_fd): never closed
   size_t pending() const { return out.size() - out_off; }
 };
 
@@ -89,6 +95,7 @@ class ServerImpl : public Server {
   void OnAccept();
   void OnSignal();
   void OnConnReadable(uint64_t id);
+  void OnPortReadable(uint64_t id);
   void OnConnWritable(uint64_t id);
   void OnFrame(uint64_t id, Conn& c, proto::Frame f);
   void OnOutput(uint64_t exec_id, bool is_err);
@@ -103,6 +110,7 @@ class ServerImpl : public Server {
   bool DrainOutput(Exec& e, bool is_err, bool until_eagain);
   void Send(uint64_t conn_id, FrameType t, std::string_view payload);
   void CloseConn(uint64_t id);
+  static ssize_t WriteConn(const Conn& c, const char* data, size_t len);
   void KillGroup(const Exec& e);
   void BeginTerminate();
 
@@ -134,9 +142,18 @@ Result<void> ServerImpl::Init() {
     // Outside a pid namespace (tests), become the reaper of our orphans.
     if (::prctl(PR_SET_CHILD_SUBREAPER, 1) != 0) return Errno("prctl", "PR_SET_CHILD_SUBREAPER");
   }
-  WB_CHECK(SetNonBlocking(opts_.listen_fd));
-  listen_.fd = UniqueFd(opts_.listen_fd);
-  SetInterest(listen_, Tag(kListen, 0), EPOLLIN);
+  if (opts_.port_fd >= 0) {
+    WB_CHECK(SetNonBlocking(opts_.port_fd));
+    uint64_t id = next_id_++;
+    Conn& c = conns_[id];
+    c.sock.fd = UniqueFd(opts_.port_fd);
+    c.sock.edge = true;
+    c.port = true;
+  } else {
+    WB_CHECK(SetNonBlocking(opts_.listen_fd));
+    listen_.fd = UniqueFd(opts_.listen_fd);
+    SetInterest(listen_, Tag(kListen, 0), EPOLLIN);
+  }
   SetInterest(signal_, Tag(kSignal, 0), EPOLLIN);
   // Children exited before the signalfd existed.
   ReapAll();
@@ -147,7 +164,7 @@ void ServerImpl::SetInterest(Watched& w, uint64_t tag, uint32_t wanted) {
   if (!w.fd) return;
   if (w.added && w.events == wanted) return;
   epoll_event ev{};
-  ev.events = wanted;
+  ev.events = wanted | (w.edge ? uint32_t{EPOLLET} : 0u);
   ev.data.u64 = tag;
   if (!w.added) {
     if (::epoll_ctl(epoll_.get(), EPOLL_CTL_ADD, w.fd.get(), &ev) == 0) w.added = true;
@@ -169,6 +186,12 @@ void ServerImpl::UpdateInterest() {
   // have written it at once, so no EPOLLOUT event will come to close them).
   for (auto it = conns_.begin(); it != conns_.end();) {
     Conn& c = it->second;
+    if (c.port) {
+      // The port's "connection" goes on: the next exchange follows.
+      c.close_after_flush = false;
+      ++it;
+      continue;
+    }
     if (c.close_after_flush && !c.pending() && !c.exec) {
       Unwatch(c.sock);
       it = conns_.erase(it);
@@ -293,10 +316,42 @@ void ServerImpl::OnGrace() {
   }
 }
 
+void ServerImpl::OnPortReadable(uint64_t id) {
+  // Edge-triggered: read until the port has nothing more (EAGAIN, or 0 while
+  // no host is connected, which is no end: a host connects again later), or
+  // until stdin backpressure stops reading (UpdateInterest re-arms the port,
+  // and re-arming reports data that is already there).
+  char buf[kReadChunk];
+  for (;;) {
+    auto it = conns_.find(id);
+    if (it == conns_.end()) return;
+    Conn& c = it->second;
+    if (c.exec) {
+      auto e = execs_.find(c.exec);
+      if (e != execs_.end() && e->second.stdin_buf.size() > kStdinHighWater) return;
+    }
+    ssize_t n = ::read(c.sock.fd.get(), buf, sizeof buf);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) return;
+    if (auto r = c.dec.Feed(std::string_view(buf, static_cast<size_t>(n))); !r.ok()) {
+      // The stream cannot be resynchronised: say so, and start afresh (the
+      // host's health check fails and it replaces the sandbox).
+      Send(id, FrameType::kFailure, r.error().ToString());
+      c.dec = proto::FrameDecoder();
+      return;
+    }
+    while (auto f = c.dec.Next()) {
+      OnFrame(id, c, std::move(*f));
+      if (!conns_.count(id)) return;
+    }
+  }
+}
+
 void ServerImpl::OnConnReadable(uint64_t id) {
   auto it = conns_.find(id);
   if (it == conns_.end()) return;
   Conn& c = it->second;
+  if (c.port) return OnPortReadable(id);
   char buf[kReadChunk];
   ssize_t n = ::read(c.sock.fd.get(), buf, sizeof buf);
   if (n < 0) {
@@ -333,7 +388,8 @@ void ServerImpl::OnFrame(uint64_t id, Conn& c, proto::Frame f) {
     case FrameType::kHeartbeat:
       Send(id, FrameType::kHeartbeatReply,
            "{\"pid\":" + std::to_string(::getpid()) + ",\"ready\":true,\"setup_us\":" +
-               std::to_string(opts_.setup_us) + "}");
+               std::to_string(opts_.setup_us) +
+               (opts_.heartbeat_extra.empty() ? "" : "," + opts_.heartbeat_extra) + "}");
       return;
     case FrameType::kExec: {
       if (c.exec || terminating_) {
@@ -375,9 +431,15 @@ void ServerImpl::OnConnWritable(uint64_t id) {
   if (it == conns_.end()) return;
   Conn& c = it->second;
   while (c.pending()) {
-    ssize_t n = ::send(c.sock.fd.get(), c.out.data() + c.out_off, c.pending(), MSG_NOSIGNAL);
+    ssize_t n = WriteConn(c, c.out.data() + c.out_off, c.pending());
     if (n < 0) {
       if (errno == EAGAIN || errno == EINTR) break;
+      if (c.port) {
+        // The port went away (ENODEV: unplugged): nothing can be delivered.
+        c.out.clear();
+        c.out_off = 0;
+        return;
+      }
       // The host is gone; the read side will see it too.
       c.out.clear();
       c.out_off = 0;
@@ -400,7 +462,7 @@ void ServerImpl::OnConnWritable(uint64_t id) {
     c.out.erase(0, c.out_off);
     c.out_off = 0;
   }
-  if (!c.pending() && c.close_after_flush && !c.exec) CloseConn(id);
+  if (!c.pending() && c.close_after_flush && !c.exec && !c.port) CloseConn(id);
 }
 
 void ServerImpl::Send(uint64_t conn_id, FrameType t, std::string_view payload) {
@@ -414,12 +476,19 @@ void ServerImpl::Send(uint64_t conn_id, FrameType t, std::string_view payload) {
   // every frame saves a trip through epoll. Errors and short writes are left
   // to the EPOLLOUT path, which owns closing the connection.
   if (!idle) return;
-  ssize_t n = ::send(c.sock.fd.get(), c.out.data() + c.out_off, c.pending(), MSG_NOSIGNAL | MSG_DONTWAIT);
+  ssize_t n = WriteConn(c, c.out.data() + c.out_off, c.pending());
   if (n > 0) c.out_off += static_cast<size_t>(n);
   if (c.out_off == c.out.size()) {
     c.out.clear();
     c.out_off = 0;
   }
+}
+
+ssize_t ServerImpl::WriteConn(const Conn& c, const char* data, size_t len) {
+  // A port is a character device (send() would fail with ENOTSOCK); SIGPIPE
+  // is ignored, and every connection fd is non-blocking.
+  if (c.port) return ::write(c.sock.fd.get(), data, len);
+  return ::send(c.sock.fd.get(), data, len, MSG_NOSIGNAL | MSG_DONTWAIT);
 }
 
 void ServerImpl::CloseConn(uint64_t id) {

@@ -21,6 +21,15 @@ namespace wb::agent {
 
 struct ServerOptions {
   int listen_fd = -1;       // a listening SOCK_STREAM socket, inherited
+  // Instead of listen_fd, in a VM: an open virtio-serial port. It is one byte
+  // stream for the life of the agent: the host's connections to QEMU's end
+  // come and go, but the agent never sees their boundaries reliably (the
+  // open/close notices travel on another virtqueue than the data), so it
+  // serves the port as a single connection whose frames follow each other:
+  // after an X the next E may come. See docs/protocol.md ("In a VM").
+  int port_fd = -1;
+  std::string heartbeat_extra;  // JSON members appended to the 'h' answer
+
   bool pid1 = false;        // PID 1 of a pid namespace: SIGTERM kills all
   std::string hostname;     // for $HOSTNAME
   std::string passwd_path = "/etc/passwd";

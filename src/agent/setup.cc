@@ -65,6 +65,8 @@ Result<void> SetUpDev(const std::string& dev) {
   return Ok();
 }
 
+}  // namespace
+
 Result<void> LoopbackUp() {
   UniqueFd s(::socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0));
   if (!s) return Errno("socket", "AF_INET");
@@ -76,8 +78,6 @@ Result<void> LoopbackUp() {
   if (::ioctl(s.get(), SIOCSIFFLAGS, &ifr) != 0) return Errno("ioctl(SIOCSIFFLAGS)", "lo");
   return Ok();
 }
-
-}  // namespace
 
 // Docker's masks: kernel memory, keys and timers hidden behind /dev/null or an
 // empty read-only tmpfs; kernel knobs read-only. Most of these are already

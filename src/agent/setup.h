@@ -19,6 +19,8 @@ struct NsSetup {
 };
 
 [[nodiscard]] Result<void> SetUpNamespaceSandbox(const NsSetup& s);
+// Brings the loopback interface up (the sandbox's only interface).
+[[nodiscard]] Result<void> LoopbackUp();
 // Masks and read-only binds inside a freshly mounted proc (part of the setup).
 [[nodiscard]] Result<void> MaskProc(const std::string& proc);
 

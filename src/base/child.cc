@@ -7,6 +7,7 @@
 #include <sched.h>
 #include <signal.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -35,6 +36,7 @@ enum Step : int {
   kStepSetresgid,
   kStepSetresuid,
   kStepExecve,
+  kStepRlimit,
 };
 
 const char* StepName(int step) {
@@ -47,6 +49,7 @@ const char* StepName(int step) {
     case kStepSetresgid: return "setresgid";
     case kStepSetresuid: return "setresuid";
     case kStepExecve: return "execve";
+    case kStepRlimit: return "setrlimit(RLIMIT_FSIZE)";
   }
   return "spawn";
 }
@@ -62,6 +65,7 @@ struct ChildPlan {
   int pdeath_signal;
   bool hold;
   bool become_root;
+  uint64_t file_size_limit;
   int release_fd;
   int error_fd;
   // The parent's ends of the two pipes, copied into the child by the clone:
@@ -91,6 +95,15 @@ struct ChildPlan {
   for (int sig = 1; sig < NSIG; ++sig) {
     if (sig == SIGKILL || sig == SIGSTOP) continue;
     ::sigaction(sig, &dfl, nullptr);  // EINVAL for glibc-reserved signals: fine
+  }
+  if (p.file_size_limit) {
+    // SIG_IGN survives execve: the program sees EFBIG past the limit.
+    struct sigaction ign;
+    std::memset(&ign, 0, sizeof ign);
+    ign.sa_handler = SIG_IGN;
+    if (::sigaction(SIGXFSZ, &ign, nullptr) != 0) ChildFail(p, kStepSignals);
+    struct rlimit rl = {p.file_size_limit, p.file_size_limit};
+    if (::syscall(SYS_prlimit64, 0, RLIMIT_FSIZE, &rl, nullptr) != 0) ChildFail(p, kStepRlimit);
   }
   sigset_t none;
   sigemptyset(&none);
@@ -223,6 +236,7 @@ Result<ChildProcess> ChildProcess::Spawn(const SpawnOptions& opts) {
   plan.pdeath_signal = opts.pdeath_signal;
   plan.hold = opts.hold_until_released;
   plan.become_root = opts.become_userns_root;
+  plan.file_size_limit = opts.file_size_limit;
   plan.release_fd = release.read.get();
   plan.error_fd = error.write.get();
   plan.parent_release_fd = release.write.get();

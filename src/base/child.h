@@ -37,6 +37,10 @@ struct SpawnOptions {
   // In a new user namespace: setgroups([]), setresgid(0), setresuid(0) so that
   // execve gives the program the full capability set of that namespace.
   bool become_userns_root = false;
+  // RLIMIT_FSIZE of the program, with SIGXFSZ ignored: writes beyond it fail
+  // (EFBIG) instead of killing it. 0 = inherited. Caps files that an
+  // untrusted party fills through the program (a VM's console log).
+  uint64_t file_size_limit = 0;
 };
 
 struct ExitStatus {

@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -496,6 +497,26 @@ TEST(ChildProcessTest, HeldChildExitsWhenItsParentDies) {
   while (!gone() && std::chrono::steady_clock::now() < deadline) std::this_thread::yield();
   EXPECT_TRUE(gone()) << "the held child of a dead parent is still waiting";
   ::kill(child, SIGKILL);
+}
+
+// --- file size limit -------------------------------------------------------------
+
+TEST(ChildProcessTest, FileSizeLimitFailsWritesBeyondItWithoutKilling) {
+  char dir[] = "/tmp/wb-fsize-XXXXXX";
+  ASSERT_NE(::mkdtemp(dir), nullptr);
+  const std::string file = std::string(dir) + "/f";
+  // dd writes 8 KiB in 1 KiB blocks against a 4 KiB limit: it must get an
+  // error (and exit 1), not SIGXFSZ, and the file must stop at the limit.
+  SpawnOptions o = Shell("dd if=/dev/zero of=" + file + " bs=1024 count=8 2>/dev/null; echo rc=$?");
+  o.file_size_limit = 4096;
+  auto run = SpawnAndCapture(o);
+  EXPECT_EQ(run.out, "rc=1\n");
+  EXPECT_EQ(run.status.code, 0);
+  struct stat st;
+  ASSERT_EQ(::stat(file.c_str(), &st), 0);
+  EXPECT_EQ(st.st_size, 4096);
+  ::unlink(file.c_str());
+  ::rmdir(dir);
 }
 
 }  // namespace

@@ -52,6 +52,7 @@ int main(int argc, char** argv) {
   add(AddImage(app));
   add(AddGc(app));
   add(AddPool(app));
+  add(AddVm(app));
 
   try {
     app.parse(argc, argv);

@@ -1,5 +1,6 @@
 #include "cli/options.h"
 
+#include <CLI/CLI.hpp>
 #include <cstdio>
 #include <cstdlib>
 
@@ -59,6 +60,43 @@ Result<SecurityOptions> ParseSecurityOptions(const std::vector<std::string>& opt
     if (s.nofile == 0) return Fail("--nofile", nofile, "must be at least 1");
   }
   return s;
+}
+
+void AddDriverOptions(CLI::App* sub, DriverChoice& d, bool with_driver) {
+  if (with_driver) sub->add_option("--driver", d.driver, "ns (namespaces, default) or vm (a QEMU microVM per sandbox)");
+  sub->add_option("--accel", d.accel, "vm driver: auto (KVM if the CPU has vmx/svm, default), kvm or tcg");
+  sub->add_option("--kernel", d.kernel, "vm driver: guest vmlinux instead of the one scripts/setup installed");
+  sub->add_option("--initrd", d.initrd, "vm driver: initramfs instead of the one warmbox assembles");
+}
+
+Result<void> ValidateDriver(const std::string& driver) {
+  if (driver != "ns" && driver != "vm") return Fail("--driver", driver, "expected ns or vm");
+  return Ok();
+}
+
+vm::VmDriverOptions VmOptions(const GlobalOptions& g, const DriverChoice& d) {
+  vm::VmDriverOptions o;
+  o.state_dir = g.state_dir;
+  o.agent_path = g.agent_path;
+  o.kernel = d.kernel;
+  o.initrd = d.initrd;
+  o.accel = d.accel;
+  o.cgroup_parent = g.cgroup_parent;
+  return o;
+}
+
+Result<std::unique_ptr<Driver>> OpenDriver(const GlobalOptions& g, const DriverChoice& d, ImageStore* store) {
+  WB_CHECK(ValidateDriver(d.driver));
+  if (d.driver == "vm") return std::unique_ptr<Driver>(WB_TRY(vm::VmDriver::Open(VmOptions(g, d), store)));
+  if (!d.kernel.empty() || !d.initrd.empty()) {
+    return Fail("--kernel/--initrd", d.kernel + d.initrd, "only the vm driver boots a kernel (add --driver vm)");
+  }
+  NsDriverOptions o;
+  o.state_dir = g.state_dir;
+  o.agent_path = g.agent_path;
+  o.uid_base = g.uid_base;
+  o.cgroup_parent = g.cgroup_parent;
+  return std::unique_ptr<Driver>(WB_TRY(NsDriver::Open(o, store)));
 }
 
 int ReportError(const Error& e) {

@@ -6,7 +6,13 @@
 #include <vector>
 
 #include "base/error.h"
+#include "image/store.h"
 #include "sandbox/driver.h"
+#include "sandbox/vm/vm_driver.h"
+
+namespace CLI {
+class App;
+}
 
 namespace wb::cli {
 
@@ -31,6 +37,18 @@ struct GlobalOptions {
 // --security-opt values ("seccomp=default|unconfined|PATH") and --nofile.
 [[nodiscard]] Result<SecurityOptions> ParseSecurityOptions(const std::vector<std::string>& opts,
                                                            const std::string& nofile);
+
+// --driver and the vm driver's options (run, pool start, vm kernel).
+struct DriverChoice {
+  std::string driver = "ns";  // ns or vm
+  std::string accel = "auto";
+  std::string kernel, initrd;
+};
+void AddDriverOptions(CLI::App* sub, DriverChoice& d, bool with_driver = true);
+[[nodiscard]] Result<void> ValidateDriver(const std::string& driver);
+vm::VmDriverOptions VmOptions(const GlobalOptions& g, const DriverChoice& d);
+[[nodiscard]] Result<std::unique_ptr<Driver>> OpenDriver(const GlobalOptions& g, const DriverChoice& d,
+                                                         ImageStore* store);
 
 // Prints "warmbox: <error>" and returns kExitWarmboxError.
 int ReportError(const Error& e);

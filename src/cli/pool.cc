@@ -23,7 +23,8 @@ struct StartOpts {
   size_t size = 2, max = 8;
   uint64_t ttl = 300;
   std::vector<std::string> warm;
-  std::string socket, driver = "ns", socket_group;
+  std::string socket, socket_group;
+  DriverChoice driver;
   std::string queue_timeout = "30", memory, pids, cpus, disk, nofile;
   std::vector<std::string> security_opts;
   size_t creation_cap = 0;
@@ -31,11 +32,7 @@ struct StartOpts {
 };
 
 Result<int> DoStart(const GlobalOptions& g, const StartOpts& o) {
-  if (o.driver != "ns") {
-    return Fail("--driver", o.driver,
-                o.driver == "vm" ? "the vm driver is not available yet; use --driver ns"
-                                 : "expected ns or vm");
-  }
+  WB_CHECK(ValidateDriver(o.driver.driver));
   if (o.size == 0) return Fail("--size", "", "--size must be greater than 0");
   if (o.size > o.max) {
     return Fail("--size", "", "--size (" + std::to_string(o.size) + ") cannot exceed --max (" +
@@ -58,6 +55,12 @@ Result<int> DoStart(const GlobalOptions& g, const StartOpts& o) {
   if (!o.pids.empty()) d.pool.limits.pids = WB_TRY(ParseUint(o.pids, "--pids"));
   if (!o.cpus.empty()) d.pool.limits.cpus = WB_TRY(ParseCpus(o.cpus, "--cpus"));
   d.pool.security = WB_TRY(ParseSecurityOptions(o.security_opts, o.nofile));
+  if (o.driver.driver == "vm" && d.pool.security.seccomp != "default" &&
+      d.pool.security.seccomp != "unconfined") {
+    // Refused here rather than by every creation of the pool.
+    return Fail("--security-opt", "seccomp=" + d.pool.security.seccomp,
+                "the vm driver takes default or unconfined only");
+  }
   if (!o.socket_group.empty()) {
     // A numeric gid, or a name from /etc/group (read directly: static binary, no NSS).
     auto gid = ParseUint(o.socket_group, "--socket-group");
@@ -88,11 +91,13 @@ Result<int> DoStart(const GlobalOptions& g, const StartOpts& o) {
   if (!d.http_token_file.empty() && d.http.empty() && !std::getenv("LISTEN_FDS")) {
     return Fail("--http-token-file", d.http_token_file, "given without --http ADDR:PORT");
   }
+  d.vm_driver = VmOptions(g, o.driver);
+  d.default_driver = o.driver.driver;
   return daemon::RunDaemon(d);
 }
 
 struct RunOpts {
-  std::string socket, image, timeout, workdir, user, memory, pids, cpus, output_cap, nofile;
+  std::string socket, image, timeout, workdir, user, memory, pids, cpus, output_cap, nofile, driver;
   std::vector<std::string> env, cmd;
 };
 
@@ -128,6 +133,10 @@ Result<int> DoRun(const RunOpts& o) {
     if (*r.nofile == 0) return Fail("--nofile", o.nofile, "must be at least 1");
   }
   if (!o.cpus.empty()) r.cpus = WB_TRY(ParseCpus(o.cpus, "--cpus"));
+  if (!o.driver.empty()) {
+    WB_CHECK(ValidateDriver(o.driver));
+    r.driver = o.driver;
+  }
   if (!::isatty(0)) {
     std::string in = WB_TRY(ReadAll(0));
     if (in.size() > (4u << 20)) {
@@ -179,11 +188,11 @@ int DoStatus(const std::string& socket, bool json, const std::string& format) {
     std::printf("No warm pools yet\n");
     return 0;
   }
-  std::printf("%-24s %5s %6s %6s %8s %8s %8s %5s\n", "IMAGE", "IDLE", "ACTIVE", "QUEUED", "CREATED",
-              "ACQUIRED", "EVICTED", "HIT%");
+  std::printf("%-24s %-6s %5s %6s %6s %8s %8s %8s %5s\n", "IMAGE", "DRIVER", "IDLE", "ACTIVE", "QUEUED",
+              "CREATED", "ACQUIRED", "EVICTED", "HIT%");
   for (const auto& s : *st) {
     double hit = s.total_acquired ? 100.0 * static_cast<double>(s.hits) / static_cast<double>(s.total_acquired) : 0;
-    std::printf("%-24s %5llu %6llu %6llu %8llu %8llu %8llu %5.1f\n", s.image.c_str(),
+    std::printf("%-24s %-6s %5llu %6llu %6llu %8llu %8llu %8llu %5.1f\n", s.image.c_str(), s.driver.c_str(),
                 static_cast<unsigned long long>(s.idle), static_cast<unsigned long long>(s.active),
                 static_cast<unsigned long long>(s.queued), static_cast<unsigned long long>(s.total_created),
                 static_cast<unsigned long long>(s.total_acquired),
@@ -209,7 +218,7 @@ Action AddPool(CLI::App& app) {
   start->add_option("--ttl", so->ttl, "seconds an idle sandbox may wait before it is replaced (0: forever)");
   start->add_option("--warm", so->warm, "IMG[=COUNT],...: images to pre-warm (repeatable)")->allow_extra_args(false);
   start->add_option("--socket", so->socket, "socket path (default /run/warmbox/pool.sock for root)");
-  start->add_option("--driver", so->driver, "ns (default) or vm");
+  AddDriverOptions(start, so->driver);
   start->add_option("--socket-group", so->socket_group, "group (name or gid) allowed to use the socket");
   start->add_option("--queue-timeout", so->queue_timeout, "seconds a run may wait for a slot (default 30)");
   start->add_option("--memory", so->memory, "memory limit per sandbox (default 512m)");
@@ -236,6 +245,7 @@ Action AddPool(CLI::App& app) {
   run->add_option("--cpus", ro->cpus, "this run's CPU quota in cores");
   run->add_option("--output-cap", ro->output_cap, "cap per output stream (default 16m)");
   run->add_option("--nofile", ro->nofile, "open-file limit of the command");
+  run->add_option("--driver", ro->driver, "ns or vm (default: the daemon's --driver)");
   run->add_option("cmd", ro->cmd, "command and arguments (after --)");
 
   CLI::App* status = pool->add_subcommand("status", "show the pools of a running daemon");

@@ -22,6 +22,7 @@ struct RunOptions {
   std::vector<std::string> env;
   std::string workdir, user;
   std::vector<std::string> cmd;
+  DriverChoice driver;
 };
 
 Result<int> DoRun(const GlobalOptions& g, const RunOptions& o) {
@@ -75,13 +76,8 @@ Result<int> DoRun(const GlobalOptions& g, const RunOptions& o) {
       return Fail("run", "", "missing command: warmbox run [OPTIONS] -- CMD [ARG...]");
     }
   }
-  NsDriverOptions dopts;
-  dopts.state_dir = g.state_dir;
-  dopts.agent_path = g.agent_path;
-  dopts.uid_base = g.uid_base;
-  dopts.cgroup_parent = g.cgroup_parent;
   spdlog::debug("run: start");
-  auto driver = WB_TRY(NsDriver::Open(dopts, &store));
+  auto driver = WB_TRY(OpenDriver(g, o.driver, &store));
   spdlog::debug("run: driver open");
   auto sandbox = WB_TRY(driver->Create(spec));
 
@@ -132,6 +128,7 @@ Action AddRun(CLI::App& app) {
   sub->add_option("--output-cap", o->output_cap, "cap per output stream (default 16m)");
   sub->add_option("--nofile", o->nofile, "open-file limit of the command (default 1024)");
   sub->add_option("--security-opt", o->security_opts, "seccomp=default|unconfined|PROFILE.json")->allow_extra_args(false);
+  AddDriverOptions(sub, o->driver);
   sub->add_option("cmd", o->cmd, "command and arguments (after --)");
   return [o](const GlobalOptions& g) {
     auto r = DoRun(g, *o);

@@ -15,5 +15,6 @@ Action AddRun(CLI::App& app);
 Action AddImage(CLI::App& app);
 Action AddGc(CLI::App& app);
 Action AddPool(CLI::App& app);
+Action AddVm(CLI::App& app);
 
 }  // namespace wb::cli

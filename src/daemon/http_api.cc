@@ -49,7 +49,7 @@ Result<proto::RunRequest> ParseHttpRunRequest(std::string_view body) {
   // their own): a misspelt "timeoutms" must not silently run without a timeout.
   static const char* const kFields[] = {"cmd",  "image",    "env",   "workdir", "user",       "stdin",
                                         "stdin_base64", "timeout_ms", "memory", "pids", "cpus",
-                                        "output_cap",   "nofile",     "op",     "stream"};
+                                        "output_cap",   "nofile",     "driver", "op",     "stream"};
   for (const auto& [key, value] : j.items()) {
     bool known = false;
     for (const char* f : kFields) known |= key == f;

@@ -43,7 +43,10 @@ void Header(std::string& out, const char* name, const char* type, const char* he
   out += '\n';
 }
 
-std::string ImageLabel(const std::string& image) { return "image=\"" + EscapeLabel(image) + "\""; }
+std::string PoolLabels(const std::string& image, const std::string& driver) {
+  return "image=\"" + EscapeLabel(image) + "\",driver=\"" + EscapeLabel(driver) + "\"";
+}
+std::string PoolLabels(const PoolKey& k) { return PoolLabels(k.first, k.second); }
 
 // One metric family with one sample per pool.
 void PerPool(std::string& out, const MetricsSnapshot& s, const char* name, const char* type, const char* help,
@@ -51,7 +54,7 @@ void PerPool(std::string& out, const MetricsSnapshot& s, const char* name, const
   Header(out, name, type, help);
   for (const auto& p : s.pools) {
     out += name;
-    out += "{" + ImageLabel(p.image) + "} " + std::to_string(get(p)) + "\n";
+    out += "{" + PoolLabels(p.image, p.driver) + "} " + std::to_string(get(p)) + "\n";
   }
 }
 
@@ -88,8 +91,8 @@ std::string RenderPrometheus(const MetricsSnapshot& s) {
           [](const S& p) { return p.rejected_busy; });
 
   Header(out, "warmbox_runs_total", "counter", "Runs that produced an exit code.");
-  for (const auto& [image, m] : s.runs) {
-    out += "warmbox_runs_total{" + ImageLabel(image) + "} " + std::to_string(m->runs) + "\n";
+  for (const auto& [key, m] : s.runs) {
+    out += "warmbox_runs_total{" + PoolLabels(key) + "} " + std::to_string(m->runs) + "\n";
   }
   Header(out, "warmbox_run_errors_total", "counter", "Runs that failed or were refused, by kind.");
   for (RunErrorKind k : {RunErrorKind::kBadRequest, RunErrorKind::kNoImage, RunErrorKind::kBusy,
@@ -100,12 +103,12 @@ std::string RenderPrometheus(const MetricsSnapshot& s) {
   }
 
   Header(out, "warmbox_sandbox_creation_seconds", "histogram", "Time to create a sandbox, to agent-ready.");
-  for (const auto& [image, h] : s.creation) h->Render(out, "warmbox_sandbox_creation_seconds", ImageLabel(image));
+  for (const auto& [key, h] : s.creation) h->Render(out, "warmbox_sandbox_creation_seconds", PoolLabels(key));
   Header(out, "warmbox_acquire_wait_seconds", "histogram",
          "Time from request to a sandbox in hand (run slot and sandbox).");
-  for (const auto& [image, m] : s.runs) m->acquire_wait.Render(out, "warmbox_acquire_wait_seconds", ImageLabel(image));
+  for (const auto& [key, m] : s.runs) m->acquire_wait.Render(out, "warmbox_acquire_wait_seconds", PoolLabels(key));
   Header(out, "warmbox_run_duration_seconds", "histogram", "Time from a sandbox in hand to the command's exit.");
-  for (const auto& [image, m] : s.runs) m->run_duration.Render(out, "warmbox_run_duration_seconds", ImageLabel(image));
+  for (const auto& [key, m] : s.runs) m->run_duration.Render(out, "warmbox_run_duration_seconds", PoolLabels(key));
 
   Header(out, "warmbox_http_requests_total", "counter", "HTTP API requests received.");
   out += "warmbox_http_requests_total " + std::to_string(s.http_requests) + "\n";

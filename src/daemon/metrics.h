@@ -26,17 +26,20 @@ enum class RunErrorKind {
 };
 const char* RunErrorKindName(RunErrorKind k);
 
-// Per image, kept by the daemon (the pool keeps its own creation histogram).
+// Per pool (image and driver), kept by the daemon (the pool keeps its own creation histogram).
 struct ImageRunMetrics {
   uint64_t runs = 0;          // runs that produced an exit code
   Histogram acquire_wait;     // permit + sandbox, seconds
   Histogram run_duration;     // command in the sandbox, seconds
 };
 
+// A pool's identity: (image, driver).
+using PoolKey = std::pair<std::string, std::string>;
+
 struct MetricsSnapshot {
-  std::vector<proto::ImageStat> pools;              // sorted by image
-  std::map<std::string, const Histogram*> creation;  // per image
-  std::map<std::string, const ImageRunMetrics*> runs;
+  std::vector<proto::ImageStat> pools;           // sorted by image, then driver
+  std::map<PoolKey, const Histogram*> creation;  // per pool
+  std::map<PoolKey, const ImageRunMetrics*> runs;
   std::map<RunErrorKind, uint64_t> errors;
   uint64_t http_requests = 0;
   bool draining = false;

@@ -37,6 +37,7 @@ TEST(MetricsTest, RendersEveryFamilyPerImage) {
   MetricsSnapshot s;
   proto::ImageStat a;
   a.image = "busybox";
+  a.driver = "ns";
   a.idle = 2;
   a.active = 1;
   a.queued = 3;
@@ -51,35 +52,35 @@ TEST(MetricsTest, RendersEveryFamilyPerImage) {
   s.pools.push_back(a);
   Histogram creation;
   creation.Observe(0.004);
-  s.creation["busybox"] = &creation;
+  s.creation[{"busybox", "ns"}] = &creation;
   ImageRunMetrics runs;
   runs.runs = 7;
   runs.acquire_wait.Observe(0.0001);
   runs.run_duration.Observe(0.002);
-  s.runs["busybox"] = &runs;
+  s.runs[{"busybox", "ns"}] = &runs;
   s.errors[RunErrorKind::kBusy] = 11;
   s.errors[RunErrorKind::kBadRequest] = 2;
   s.http_requests = 12;
   std::string t = RenderPrometheus(s);
   for (const char* line : {
-           "warmbox_pool_idle{image=\"busybox\"} 2",
-           "warmbox_pool_active{image=\"busybox\"} 1",
-           "warmbox_pool_queued{image=\"busybox\"} 3",
-           "warmbox_pool_max{image=\"busybox\"} 8",
-           "warmbox_sandboxes_created_total{image=\"busybox\"} 9",
-           "warmbox_sandboxes_acquired_total{image=\"busybox\"} 7",
-           "warmbox_pool_hits_total{image=\"busybox\"} 6",
-           "warmbox_pool_misses_total{image=\"busybox\"} 1",
-           "warmbox_sandboxes_evicted_total{image=\"busybox\"} 4",
-           "warmbox_sandbox_creation_failures_total{image=\"busybox\"} 5",
-           "warmbox_rejected_busy_total{image=\"busybox\"} 11",
-           "warmbox_runs_total{image=\"busybox\"} 7",
+           "warmbox_pool_idle{image=\"busybox\",driver=\"ns\"} 2",
+           "warmbox_pool_active{image=\"busybox\",driver=\"ns\"} 1",
+           "warmbox_pool_queued{image=\"busybox\",driver=\"ns\"} 3",
+           "warmbox_pool_max{image=\"busybox\",driver=\"ns\"} 8",
+           "warmbox_sandboxes_created_total{image=\"busybox\",driver=\"ns\"} 9",
+           "warmbox_sandboxes_acquired_total{image=\"busybox\",driver=\"ns\"} 7",
+           "warmbox_pool_hits_total{image=\"busybox\",driver=\"ns\"} 6",
+           "warmbox_pool_misses_total{image=\"busybox\",driver=\"ns\"} 1",
+           "warmbox_sandboxes_evicted_total{image=\"busybox\",driver=\"ns\"} 4",
+           "warmbox_sandbox_creation_failures_total{image=\"busybox\",driver=\"ns\"} 5",
+           "warmbox_rejected_busy_total{image=\"busybox\",driver=\"ns\"} 11",
+           "warmbox_runs_total{image=\"busybox\",driver=\"ns\"} 7",
            "warmbox_run_errors_total{kind=\"busy\"} 11",
            "warmbox_run_errors_total{kind=\"bad_request\"} 2",
            "warmbox_run_errors_total{kind=\"internal\"} 0",
-           "warmbox_sandbox_creation_seconds_count{image=\"busybox\"} 1",
-           "warmbox_acquire_wait_seconds_bucket{image=\"busybox\",le=\"0.0005\"} 1",
-           "warmbox_run_duration_seconds_bucket{image=\"busybox\",le=\"0.0025\"} 1",
+           "warmbox_sandbox_creation_seconds_count{image=\"busybox\",driver=\"ns\"} 1",
+           "warmbox_acquire_wait_seconds_bucket{image=\"busybox\",driver=\"ns\",le=\"0.0005\"} 1",
+           "warmbox_run_duration_seconds_bucket{image=\"busybox\",driver=\"ns\",le=\"0.0025\"} 1",
            "warmbox_http_requests_total 12",
            "warmbox_draining 0",
            "# TYPE warmbox_pool_idle gauge",
@@ -99,7 +100,7 @@ TEST(MetricsTest, EscapesLabelValues) {
   proto::ImageStat a;
   a.image = "odd\"name";
   s.pools.push_back(a);
-  EXPECT_TRUE(Has(RenderPrometheus(s), "warmbox_pool_idle{image=\"odd\\\"name\"} 0"));
+  EXPECT_TRUE(Has(RenderPrometheus(s), "warmbox_pool_idle{image=\"odd\\\"name\",driver=\"ns\"} 0"));
 }
 
 }  // namespace

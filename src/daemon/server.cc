@@ -30,6 +30,7 @@
 #include "base/fs.h"
 #include "base/log.h"
 #include "base/strings.h"
+#include "daemon/drivers.h"
 #include "sandbox/agent_client.h"
 
 namespace wb::daemon {
@@ -113,9 +114,9 @@ asio::awaitable<void> SocketSink::Chunk(bool is_stderr, std::string data) {
 
 class Daemon : public RunService {
  public:
-  Daemon(const DaemonOptions& opts, Driver& driver, ImageStore& store)
+  Daemon(const DaemonOptions& opts, DriverSet& drivers, ImageStore& store)
       : opts_(opts),
-        rt_(io_, driver, store, opts.creation_cap),
+        rt_(io_, [&drivers](const std::string& name) { return drivers.Get(name); }, store, opts.creation_cap),
         registry_(rt_, opts.pool),
         puller_(io_, ImageToolCall{opts.image_tool_path, opts.driver.state_dir, opts.driver.uid_base, {}}),
         acceptor_(io_),
@@ -145,8 +146,8 @@ class Daemon : public RunService {
     if (http_) http_->Start();
     // Warm the default image and every --warm image, in parallel; the socket
     // already serves (status answers at once, runs are served cold meanwhile).
-    if (!opts_.default_image.empty()) registry_.Get(opts_.default_image, 0);
-    for (const auto& w : opts_.warm) registry_.Get(w.image, w.count);
+    if (!opts_.default_image.empty()) registry_.Get(opts_.default_image, opts_.default_driver, 0);
+    for (const auto& w : opts_.warm) registry_.Get(w.image, opts_.default_driver, w.count);
     // Both listeners are bound and the loop is about to serve them.
     Notify("READY=1\nSTATUS=serving");
     io_.run();
@@ -178,7 +179,7 @@ class Daemon : public RunService {
         co_return out;
       }
     }
-    pool::WarmPool& pool = registry_.Get(image);
+    pool::WarmPool& pool = registry_.Get(image, run.driver.value_or(opts_.default_driver));
     auto permit = co_await pool.TakePermit();
     if (!permit.ok()) {
       Refuse(out, KindOfError(permit.error()), permit.error().ToString());
@@ -199,8 +200,8 @@ class Daemon : public RunService {
   std::string Metrics() const override {
     MetricsSnapshot m;
     m.pools = registry_.Stats();
-    for (const pool::WarmPool* p : registry_.Pools()) m.creation[p->image()] = &p->creation_seconds();
-    for (const auto& [image, r] : run_metrics_) m.runs[image] = &r;
+    for (const pool::WarmPool* p : registry_.Pools()) m.creation[{p->image(), p->driver()}] = &p->creation_seconds();
+    for (const auto& [key, r] : run_metrics_) m.runs[key] = &r;
     m.errors = errors_;
     m.http_requests = http_ ? http_->requests() : 0;
     m.draining = stopping_;
@@ -300,7 +301,7 @@ class Daemon : public RunService {
                                         Clock::time_point t0, pool::Permit permit) {
     const std::string& image = pool.image();
     RunOutcome out;
-    ImageRunMetrics& metrics = run_metrics_[image];
+    ImageRunMetrics& metrics = run_metrics_[{image, pool.driver()}];
     for (int attempt = 0;; ++attempt) {
       const auto t_permit = Clock::now();
       auto lease = co_await pool.Acquire();
@@ -392,6 +393,7 @@ class Daemon : public RunService {
       // One line per run; never the command's output.
       LogEvent(spdlog::level::info, "run",
                {{"image", image},
+                {"driver", pool.driver()},
                 {"sandbox", sandbox_id},
                 {"exit", std::to_string(out.resp.exit_code), true},
                 {"pool", hit ? "warm" : "cold"},
@@ -454,7 +456,7 @@ class Daemon : public RunService {
   asio::signal_set signals_;
   asio::steady_timer drain_timer_;
   std::unique_ptr<HttpServer> http_;
-  std::map<std::string, ImageRunMetrics> run_metrics_;
+  std::map<PoolKey, ImageRunMetrics> run_metrics_;
   std::map<RunErrorKind, uint64_t> errors_;
   size_t active_runs_ = 0;
   bool stopping_ = false;
@@ -551,7 +553,8 @@ Result<int> RunDaemon(const DaemonOptions& options) {
     h.listen_fd = http_fd.release();
     http = std::move(h);
   }
-  auto driver = NsDriver::Open(opts.driver, &store);
+  DriverSet drivers(opts.driver, opts.vm_driver, &store);
+  auto driver = drivers.Get(opts.default_driver);
   if (!driver.ok()) {
     cleanup_socket();
     return driver.error();
@@ -565,11 +568,11 @@ Result<int> RunDaemon(const DaemonOptions& options) {
     spdlog::info("pulling image {}", image);
     auto pulled = RunImageTool({opts.image_tool_path, opts.driver.state_dir, opts.driver.uid_base, {"pull", image}});
     if (!pulled.ok()) {
-      ::unlink(opts.socket_path.c_str());
+      cleanup_socket();
       return pulled.error().Wrap("image " + image + " is missing");
     }
   }
-  Daemon d(opts, **driver, store);
+  Daemon d(opts, drivers, store);
   WB_CHECK(d.Bind(listen_fd.release()));
   if (http) {
     if (auto r = d.BindHttp(std::move(*http)); !r.ok()) {
@@ -577,9 +580,9 @@ Result<int> RunDaemon(const DaemonOptions& options) {
       return r.error();
     }
   }
-  spdlog::info("serving on {}{}{} (default image {}, size {}, max {}, ttl {}s)", opts.socket_path,
+  spdlog::info("serving on {}{}{} (default image {}, driver {}, size {}, max {}, ttl {}s)", opts.socket_path,
                http ? " and http://" : "", d.http_address(), opts.default_image.empty() ? "none" : opts.default_image,
-               opts.pool.size, opts.pool.max, opts.pool.ttl_s);
+               opts.default_driver, opts.pool.size, opts.pool.max, opts.pool.ttl_s);
   int rc = d.Run();
   cleanup_socket();
   spdlog::info("stopped");

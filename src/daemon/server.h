@@ -12,6 +12,7 @@
 #include "pool/settings.h"
 #include "pool/warm_spec.h"
 #include "sandbox/ns/ns_driver.h"
+#include "sandbox/vm/vm_driver.h"
 
 namespace wb::daemon {
 
@@ -32,6 +33,8 @@ struct DaemonOptions {
   // Whether to remove socket_path at exit (not when systemd passed the socket).
   bool unlink_socket = true;
   std::string image_tool_path;  // warmbox-image: pulls images the pools need
+  vm::VmDriverOptions vm_driver;
+  std::string default_driver = "ns";  // of runs that name none ("driver" in a run request)
 };
 
 // Serves until stopped (SIGINT, SIGTERM or a stop request); returns the exit code.

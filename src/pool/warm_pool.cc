@@ -34,16 +34,18 @@ Permit::~Permit() {
   if (pool_) pool_->ReturnPermit();
 }
 
-WarmPool::WarmPool(PoolRuntime& rt, std::string image, size_t target, size_t permits,
+WarmPool::WarmPool(PoolRuntime& rt, std::string image, std::string driver, size_t target, size_t permits,
                    const PoolSettings& s)
     : rt_(rt),
       image_(std::move(image)),
+      driver_(std::move(driver)),
       settings_(s),
       target_(target),
       permits_(permits),
       ttl_timer_(rt.io),
       backoff_timer_(rt.io) {
   stats_.image = image_;
+  stats_.driver = driver_;
 }
 
 WarmPool::~WarmPool() {
@@ -107,7 +109,12 @@ asio::awaitable<Result<std::unique_ptr<Sandbox>>> WarmPool::CreateOne() {
         static thread_local bool niced = ::setpriority(PRIO_PROCESS, 0, 10) == 0;
         (void)niced;
         const auto t0 = Clock::now();
-        out.emplace(rt_.driver.Create(spec));
+        auto driver = rt_.drivers(driver_);
+        if (driver.ok()) {
+          out.emplace((*driver)->Create(spec));
+        } else {
+          out.emplace(driver.error());
+        }
         seconds = std::chrono::duration<double>(Clock::now() - t0).count();
         co_return;
       },
@@ -287,14 +294,14 @@ void WarmPool::Shutdown() {
   for (auto& w : waiters_) w->timer.cancel();
 }
 
-WarmPool& PoolRegistry::Get(const std::string& image, size_t warm_count) {
-  auto it = pools_.find(image);
+WarmPool& PoolRegistry::Get(const std::string& image, const std::string& driver, size_t warm_count) {
+  auto it = pools_.find({image, driver});
   if (it != pools_.end()) return *it->second;
   size_t target = warm_count ? warm_count : defaults_.size;
   size_t permits = std::max(defaults_.max, warm_count);
-  auto pool = std::make_unique<WarmPool>(rt_, image, target, permits, defaults_);
+  auto pool = std::make_unique<WarmPool>(rt_, image, driver, target, permits, defaults_);
   WarmPool& ref = *pool;
-  pools_.emplace(image, std::move(pool));
+  pools_.emplace(std::pair{image, driver}, std::move(pool));
   ref.Refill();
   return ref;
 }

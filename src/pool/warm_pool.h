@@ -12,6 +12,7 @@
 #include <boost/asio/thread_pool.hpp>
 #include <chrono>
 #include <deque>
+#include <functional>
 #include <map>
 #include <memory>
 #include <string>
@@ -29,12 +30,15 @@ namespace wb::pool {
 namespace asio = boost::asio;
 using Clock = std::chrono::steady_clock;
 
+// The drivers a daemon serves, by name ("ns", "vm"), opened on first use.
+using DriverSource = std::function<Result<Driver*>(const std::string& name)>;
+
 // Shared services of all pools.
 struct PoolRuntime {
-  PoolRuntime(asio::io_context& io, Driver& driver, ImageStore& store, size_t creation_cap)
-      : io(io), driver(driver), store(store), create(creation_cap), destroy(2) {}
+  PoolRuntime(asio::io_context& io, DriverSource drivers, ImageStore& store, size_t creation_cap)
+      : io(io), drivers(std::move(drivers)), store(store), create(creation_cap), destroy(2) {}
   asio::io_context& io;
-  Driver& driver;
+  DriverSource drivers;  // called on the creation threads: must be thread-safe
   ImageStore& store;
   asio::thread_pool create;   // its size is the global cap on concurrent creations
   asio::thread_pool destroy;
@@ -70,10 +74,12 @@ struct Lease {
 
 class WarmPool {
  public:
-  WarmPool(PoolRuntime& rt, std::string image, size_t target, size_t permits, const PoolSettings& s);
+  WarmPool(PoolRuntime& rt, std::string image, std::string driver, size_t target, size_t permits,
+           const PoolSettings& s);
   ~WarmPool();
 
   const std::string& image() const { return image_; }
+  const std::string& driver() const { return driver_; }
 
   // Waits (bounded) for a run slot; "busy" error at the queue limit or timeout.
   [[nodiscard]] asio::awaitable<Result<Permit>> TakePermit();
@@ -109,6 +115,7 @@ class WarmPool {
 
   PoolRuntime& rt_;
   std::string image_;
+  std::string driver_;
   PoolSettings settings_;
   size_t target_;
   size_t permits_;
@@ -129,16 +136,17 @@ class WarmPool {
 class PoolRegistry {
  public:
   PoolRegistry(PoolRuntime& rt, PoolSettings defaults) : rt_(rt), defaults_(std::move(defaults)) {}
-  // The pool of image, created (and warmed) on first use. warm_count 0: --size.
-  WarmPool& Get(const std::string& image, size_t warm_count = 0);
-  std::vector<proto::ImageStat> Stats() const;  // sorted by image
-  std::vector<const WarmPool*> Pools() const;   // sorted by image
+  // The pool of image on driver, created (and warmed) on first use.
+  // warm_count 0: --size.
+  WarmPool& Get(const std::string& image, const std::string& driver, size_t warm_count = 0);
+  std::vector<proto::ImageStat> Stats() const;  // sorted by image, then driver
+  std::vector<const WarmPool*> Pools() const;   // sorted by image, then driver
   void Shutdown();
 
  private:
   PoolRuntime& rt_;
   PoolSettings defaults_;
-  std::map<std::string, std::unique_ptr<WarmPool>> pools_;
+  std::map<std::pair<std::string, std::string>, std::unique_ptr<WarmPool>> pools_;  // (image, driver)
 };
 
 }  // namespace wb::pool

@@ -138,6 +138,12 @@ Result<PoolRequest> ParsePoolRequest(std::string_view text) {
     if (it->get<double>() > 1024) return Bad("cpus", "at most 1024");
     run.cpus = it->get<double>();
   }
+  if (auto it = j.find("driver"); it != j.end() && !it->is_null()) {
+    if (!it->is_string() || (it->get<std::string>() != "ns" && it->get<std::string>() != "vm")) {
+      return Bad("driver", "expected \"ns\" or \"vm\"");
+    }
+    run.driver = it->get<std::string>();
+  }
   auto st = j.find("stream");
   if (st != j.end() && !st->is_null()) {
     if (!st->is_boolean()) return Bad("stream", "expected a boolean");
@@ -168,6 +174,7 @@ std::string ToJson(const PoolRequest& r) {
   if (run.output_cap) j["output_cap"] = *run.output_cap;
   if (run.nofile) j["nofile"] = *run.nofile;
   if (run.cpus) j["cpus"] = *run.cpus;
+  if (run.driver) j["driver"] = *run.driver;
   std::string out = Dump(j);
   if (run.stdin_data) {
     // Bytes go as a number array, appended by hand (they may be large).
@@ -264,7 +271,8 @@ std::string StatusJson(const std::vector<ImageStat>& images) {
                    {"hit_rate", hit_rate},
                    {"failed_creations", s.failed_creations},
                    {"rejected_busy", s.rejected_busy},
-                   {"peak_active", s.peak_active}});
+                   {"peak_active", s.peak_active},
+                   {"driver", s.driver}});
   }
   return Dump(json{{"images", arr}});
 }
@@ -281,6 +289,7 @@ Result<std::vector<ImageStat>> ParseStatus(std::string_view text) {
     }
     ImageStat s;
     s.image = e["image"].get<std::string>();
+    if (e.contains("driver") && e["driver"].is_string()) s.driver = e["driver"].get<std::string>();
     auto num = [&](const char* k) { return e.contains(k) && e[k].is_number_unsigned() ? e[k].get<uint64_t>() : 0; };
     s.idle = num("idle");
     s.active = num("active");

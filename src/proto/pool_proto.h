@@ -34,6 +34,8 @@ struct RunRequest {
   // (default: the daemon's).
   std::optional<uint64_t> memory_bytes, pids, output_cap, nofile;
   std::optional<double> cpus;
+  // Extension: "ns" or "vm"; absent or null: the daemon's --driver.
+  std::optional<std::string> driver;
 };
 
 enum class Op { kRun, kStatus, kStop };
@@ -77,6 +79,7 @@ struct StreamFrame {
 
 struct ImageStat {
   std::string image;
+  std::string driver = "ns";  // a pool is per image and driver
   uint64_t idle = 0, active = 0, queued = 0, max = 0;
   uint64_t total_created = 0, total_acquired = 0, total_evicted = 0;
   uint64_t hits = 0, misses = 0, failed_creations = 0, rejected_busy = 0, creating = 0;

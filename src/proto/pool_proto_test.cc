@@ -733,6 +733,7 @@ void ExpectSameStat(const ImageStat& got, const ImageStat& want) {
   EXPECT_EQ(got.rejected_busy, want.rejected_busy);
   EXPECT_EQ(got.creating, want.creating);
   EXPECT_EQ(got.peak_active, want.peak_active);
+  EXPECT_EQ(got.driver, want.driver);
 }
 
 TEST(StatusTest, TwoImagesRoundTripWithAllFields) {
@@ -779,7 +780,38 @@ TEST(StatusTest, StatusJsonHasEveryField) {
   for (const auto& [k, v] : j["images"][0].items()) keys.insert(k);
   EXPECT_EQ(keys, (std::set<std::string>{"image", "idle", "total_created", "total_acquired", "total_evicted",
                                          "active", "queued", "max", "creating", "hits", "misses", "hit_rate",
-                                         "failed_creations", "rejected_busy", "peak_active"}));
+                                         "failed_creations", "rejected_busy", "peak_active", "driver"}));
+}
+
+TEST(StatusTest, DriverRoundTripsAndDefaultsToNs) {
+  ImageStat vm = SampleStat("alpine", 0);
+  vm.driver = "vm";
+  auto got = ParseStatus(StatusJson({SampleStat("alpine", 0), vm}));
+  ASSERT_TRUE(got.ok()) << got.error().ToString();
+  ASSERT_EQ(got->size(), 2u);
+  EXPECT_EQ((*got)[0].driver, "ns");
+  EXPECT_EQ((*got)[1].driver, "vm");
+  auto old = ParseStatus(R"({"images":[{"image":"alpine","idle":2}]})");
+  ASSERT_TRUE(old.ok());
+  EXPECT_EQ((*old)[0].driver, "ns");
+}
+
+TEST(PoolRequestTest, DriverExtension) {
+  auto none = ParsePoolRequest(R"({"op":"run","cmd":["x"]})");
+  ASSERT_TRUE(none.ok());
+  EXPECT_FALSE(none->run.driver.has_value());
+  auto vm = ParsePoolRequest(R"({"op":"run","cmd":["x"],"driver":"vm"})");
+  ASSERT_TRUE(vm.ok());
+  EXPECT_EQ(vm->run.driver, std::optional<std::string>("vm"));
+  auto back = ParsePoolRequest(ToJson(*vm));
+  ASSERT_TRUE(back.ok());
+  EXPECT_EQ(back->run.driver, std::optional<std::string>("vm"));
+  EXPECT_TRUE(ParsePoolRequest(R"({"op":"run","cmd":["x"],"driver":null})").ok());
+  for (const char* bad : {R"({"op":"run","cmd":["x"],"driver":"xen"})", R"({"op":"run","cmd":["x"],"driver":1})"}) {
+    auto r = ParsePoolRequest(bad);
+    ASSERT_FALSE(r.ok()) << bad;
+    EXPECT_NE(r.error().ToString().find("driver"), std::string::npos);
+  }
 }
 
 TEST(StatusTest, MissingCountersParseAsZero) {

@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
@@ -122,6 +123,21 @@ class Channel {
 
 }  // namespace
 
+Result<UniqueFd> ListenUnix(const std::string& path) {
+  sockaddr_un addr{};
+  addr.sun_family = AF_UNIX;
+  if (path.size() >= sizeof addr.sun_path) {
+    return Fail("bind", path, "socket path too long (use a shorter --state-dir)");
+  }
+  std::memcpy(addr.sun_path, path.data(), path.size());
+  UniqueFd fd(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  if (!fd) return Errno("socket", "AF_UNIX");
+  if (::bind(fd.get(), reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) return Errno("bind", path);
+  if (::chmod(path.c_str(), 0600) != 0) return Errno("chmod", path);
+  if (::listen(fd.get(), 64) != 0) return Errno("listen", path);
+  return fd;
+}
+
 Result<UniqueFd> ConnectUnix(const std::string& path) {
   sockaddr_un addr{};
   addr.sun_family = AF_UNIX;
@@ -136,6 +152,11 @@ Result<UniqueFd> ConnectUnix(const std::string& path) {
 }
 
 Result<void> AgentHeartbeat(const AgentEndpoint& ep, int timeout_ms) {
+  WB_TRY(AgentHeartbeatReply(ep, timeout_ms));
+  return Ok();
+}
+
+Result<std::string> AgentHeartbeatReply(const AgentEndpoint& ep, int timeout_ms) {
   UniqueFd fd = WB_TRY(ConnectUnix(ep.socket_path));
   Channel ch(ep, std::move(fd));
   ch.Queue(proto::FrameType::kHeartbeat, "");
@@ -149,7 +170,7 @@ Result<void> AgentHeartbeat(const AgentEndpoint& ep, int timeout_ms) {
     while (auto f = ch.Next()) {
       if (f->type == proto::FrameType::kHeartbeatReply) {
         spdlog::debug("heartbeat from {}: {}", ep.socket_path, f->payload);
-        return Ok();
+        return std::move(f->payload);
       }
       return Fail("heartbeat", ep.socket_path, "unexpected reply: " + f->payload);
     }

@@ -10,10 +10,14 @@
 namespace wb {
 
 [[nodiscard]] Result<UniqueFd> ConnectUnix(const std::string& path);
+// A listening socket at path, mode 0600 (backlog 64).
+[[nodiscard]] Result<UniqueFd> ListenUnix(const std::string& path);
 
 // One heartbeat on a new connection. Fails when the agent does not answer
 // within timeout_ms or dies.
 [[nodiscard]] Result<void> AgentHeartbeat(const AgentEndpoint& ep, int timeout_ms);
+// The same, returning the agent's answer (JSON).
+[[nodiscard]] Result<std::string> AgentHeartbeatReply(const AgentEndpoint& ep, int timeout_ms);
 
 // Readiness: heartbeats with a short per-attempt timeout until one answers,
 // the agent dies (fails at once) or total_ms passes (fails).

@@ -741,8 +741,8 @@ class ApiTest(DaemonTestCase):
         self.assertEqual(r.parsed, {"ok": True, "draining": False})
         r = self.request("GET", "/metrics")
         self.assertEqual(r.status, 200)
-        self.assertRegex(r.parsed, r'(?m)^warmbox_runs_total\{image="busybox"\} [1-9][0-9]*$')
-        self.assertRegex(r.parsed, r'(?m)^warmbox_pool_max\{image="busybox"\} 4$')
+        self.assertRegex(r.parsed, r'(?m)^warmbox_runs_total\{image="busybox",driver="ns"\} [1-9][0-9]*$')
+        self.assertRegex(r.parsed, r'(?m)^warmbox_pool_max\{image="busybox",driver="ns"\} 4$')
 
     def test_expect_100_continue_is_answered(self):
         # Known bug (reported): curl (and libcurl clients) send

@@ -148,7 +148,7 @@ class PrometheusTest(DaemonTestCase):
         r = self.request("POST", "/v1/run", body="{bad json")
         self.assertEqual(r.status, 400)
 
-        image = frozenset({("image", "busybox")})
+        image = frozenset({("image", "busybox"), ("driver", "ns")})
         self.scraped("warmbox_runs_total", {image: RUNS})
         # Once the pool has refilled the counters are still: what the daemon
         # says is what Prometheus must have.

@@ -28,21 +28,6 @@ struct NsDriver::CgroupLayoutHolder {
 
 namespace {
 
-Result<UniqueFd> ListenUnix(const std::string& path) {
-  sockaddr_un addr{};
-  addr.sun_family = AF_UNIX;
-  if (path.size() >= sizeof addr.sun_path) {
-    return Fail("bind", path, "socket path too long (use a shorter --state-dir)");
-  }
-  std::memcpy(addr.sun_path, path.data(), path.size());
-  UniqueFd fd(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
-  if (!fd) return Errno("socket", "AF_UNIX");
-  if (::bind(fd.get(), reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) return Errno("bind", path);
-  if (::chmod(path.c_str(), 0600) != 0) return Errno("chmod", path);
-  if (::listen(fd.get(), 64) != 0) return Errno("listen", path);
-  return fd;
-}
-
 class NsSandbox : public Sandbox {
  public:
   ~NsSandbox() override {

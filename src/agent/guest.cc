@@ -1,0 +1,219 @@
+#include "agent/guest.h"
+
+#include <dirent.h>
+#include <fcntl.h>
+#include <sys/mount.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+
+#include "agent/setup.h"
+#include "base/fs.h"
+#include "base/strings.h"
+
+namespace wb::agent {
+namespace {
+
+uint64_t BootUs() {
+  timespec ts;
+  ::clock_gettime(CLOCK_BOOTTIME, &ts);
+  return static_cast<uint64_t>(ts.tv_sec) * 1000000 + static_cast<uint64_t>(ts.tv_nsec) / 1000;
+}
+
+Result<void> Mount(const std::string& src, const std::string& target, const char* type,
+                   unsigned long flags, const std::string& data) {
+  if (::mount(src.empty() ? nullptr : src.c_str(), target.c_str(), type, flags,
+              data.empty() ? nullptr : data.c_str()) != 0) {
+    return Errno(std::string("mount ") + (type ? type : "move"),
+                 src + " -> " + target + (data.empty() ? "" : " [" + data + "]"));
+  }
+  return Ok();
+}
+
+std::vector<std::string> ListDir(const std::string& dir) {
+  std::vector<std::string> names;
+  DIR* d = ::opendir(dir.c_str());
+  if (!d) return names;
+  while (dirent* e = ::readdir(d)) {
+    std::string n = e->d_name;
+    if (n != "." && n != "..") names.push_back(n);
+  }
+  ::closedir(d);
+  std::sort(names.begin(), names.end());
+  return names;
+}
+
+std::string ReadTrimmed(const std::string& path) {
+  auto t = ReadFile(path);
+  return t.ok() ? std::string(Trim(*t)) : "";
+}
+
+// Devices appear when their drivers' probes (and, for ports, the host's
+// answers on the control queue) have run, which is asynchronous to module
+// loading; sysfs cannot be watched with inotify. So: look again every
+// millisecond, within a bound.
+void Pause() {
+  timespec ts{0, 1000000};
+  ::nanosleep(&ts, nullptr);
+}
+
+Result<void> LoadModules(const std::string& cmdline) {
+  for (const auto& file : ListDir(kGuestModulesDir)) {
+    // "NN-name.ko": the host numbered them in dependency order.
+    std::string name = file.substr(file.find('-') + 1);
+    if (name.size() > 3 && name.compare(name.size() - 3, 3, ".ko") == 0)
+      name.resize(name.size() - 3);
+    const std::string path = std::string(kGuestModulesDir) + "/" + file;
+    UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+    if (!fd) return Errno("open", path);
+    const std::string params = ModuleParamsFromCmdline(cmdline, name);
+    if (::syscall(SYS_finit_module, fd.get(), params.c_str(), 0) != 0 && errno != EEXIST) {
+      return Errno("finit_module", name + (params.empty() ? "" : " " + params));
+    }
+    fd.reset();
+    ::unlink(path.c_str());  // the initramfs is RAM: give it back
+  }
+  return Ok();
+}
+
+Result<UniqueFd> OpenPort(int wait_ms) {
+  const std::string cls = "/sys/class/virtio-ports";
+  for (int waited = 0;; ++waited) {
+    for (const auto& port : ListDir(cls)) {
+      if (ReadTrimmed(cls + "/" + port + "/name") != kGuestPortName) continue;
+      // Non-blocking: the agent's loop is edge-triggered on it.
+      UniqueFd fd(::open(("/dev/" + port).c_str(), O_RDWR | O_NONBLOCK | O_CLOEXEC | O_NOCTTY));
+      if (fd) return fd;
+      if (errno != ENOENT) return Errno("open", "/dev/" + port);
+    }
+    if (waited >= wait_ms) {
+      return Fail("open port", kGuestPortName,
+                  "no virtio-serial port of that name after " + std::to_string(wait_ms) + " ms");
+    }
+    Pause();
+  }
+}
+
+Result<std::string> FindDisk(const std::string& serial, int wait_ms) {
+  for (int waited = 0;; ++waited) {
+    for (const auto& dev : ListDir("/sys/block")) {
+      if (!StartsWith(dev, "vd")) continue;
+      if (ReadTrimmed("/sys/block/" + dev + "/serial") == serial && PathExists("/dev/" + dev)) {
+        return "/dev/" + dev;
+      }
+    }
+    if (waited >= wait_ms) {
+      return Fail("find disk", serial,
+                  "no virtio-blk disk with that serial after " + std::to_string(wait_ms) + " ms");
+    }
+    Pause();
+  }
+}
+
+}  // namespace
+
+std::string GuestTimings::ToJson() const {
+  return "\"boot\":{\"init_us\":" + std::to_string(init_us) +
+         ",\"modules_us\":" + std::to_string(modules_us) +
+         ",\"port_us\":" + std::to_string(port_us) + ",\"rootfs_us\":" + std::to_string(rootfs_us) +
+         "}";
+}
+
+std::string ModuleParamsFromCmdline(std::string_view cmdline, std::string_view module) {
+  auto norm = [](std::string_view s) {
+    std::string out(s);
+    std::replace(out.begin(), out.end(), '-', '_');
+    return out;
+  };
+  const std::string want = norm(module) + ".";
+  std::string out;
+  for (const auto& word : Split(std::string(Trim(cmdline)), ' ')) {
+    // Words after "--" count too: they are init's argv, but QEMU appends a
+    // microvm's virtio_mmio.device= entries after everything.
+    size_t dot = word.find('.');
+    size_t eq = word.find('=');
+    if (dot == std::string::npos || (eq != std::string::npos && eq < dot)) continue;
+    if (norm(word.substr(0, dot + 1)) != want || dot + 1 == word.size() || word[dot + 1] == '=')
+      continue;
+    if (!out.empty()) out += ' ';
+    out += word.substr(dot + 1);
+  }
+  return out;
+}
+
+Result<GuestResult> SetUpGuest(const GuestSetup& s) {
+  GuestResult r;
+  r.timings.init_us = BootUs();
+  // The kernel gave us the initramfs as "/" and nothing else. devtmpfs first:
+  // the kernel creates the nodes of the port and the disks there as their
+  // drivers register them.
+  for (const char* d : {"/dev", "/proc", "/sys"}) WB_CHECK(MkdirAll(d, 0755));
+  WB_CHECK(Mount("devtmpfs", "/dev", "devtmpfs", MS_NOSUID, "mode=0755"));
+  WB_CHECK(Mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, ""));
+  WB_CHECK(Mount("sysfs", "/sys", "sysfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, ""));
+  const std::string cmdline = ReadTrimmed("/proc/cmdline");
+
+  WB_CHECK(LoadModules(cmdline));
+  r.timings.modules_us = BootUs();
+
+  // The host's channel before anything slow: the host is already connected
+  // and waiting; what it sent stays queued until we serve.
+  r.port = WB_TRY(OpenPort(s.wait_ms));
+  r.timings.port_us = BootUs();
+
+  // The image: one read-only erofs disk per layer, top layer first.
+  std::string lower;
+  for (int i = 0; i < s.layers; ++i) {
+    const std::string dev = WB_TRY(FindDisk(kGuestDiskSerialPrefix + std::to_string(i), s.wait_ms));
+    const std::string dir = "/layers/" + std::to_string(i);
+    WB_CHECK(MkdirAll(dir, 0755));
+    WB_CHECK(Mount(dev, dir, "erofs", MS_RDONLY | MS_NODEV, ""));
+    lower += (lower.empty() ? "" : ":") + dir;
+  }
+  // The writable layer: a size-capped tmpfs, gone with the VM.
+  WB_CHECK(MkdirAll("/upper", 0755));
+  WB_CHECK(Mount("tmpfs", "/upper", "tmpfs", MS_NOSUID | MS_NODEV,
+                 "mode=0755,size=" + std::to_string(s.tmpfs_bytes)));
+  for (const char* d : {"/upper/upper", "/upper/work", "/newroot"}) WB_CHECK(MkdirAll(d, 0755));
+  WB_CHECK(Mount("overlay", "/newroot", "overlay", MS_NOSUID,
+                 "lowerdir=" + lower + ",upperdir=/upper/upper,workdir=/upper/work"));
+
+  // Switch root. The initramfs is the kernel's rootfs, which cannot be
+  // pivoted away: move the new root over "/" and chroot into it (what
+  // busybox's switch_root does). /dev, /proc and /sys move along first.
+  for (const char* d : {"/dev", "/proc", "/sys", "/tmp"})
+    WB_CHECK(MkdirAll(std::string("/newroot") + d, 0755));
+  for (const char* d : {"/dev", "/proc", "/sys"}) {
+    WB_CHECK(Mount(d, std::string("/newroot") + d, nullptr, MS_MOVE, ""));
+  }
+  if (::chdir("/newroot") != 0) return Errno("chdir", "/newroot");
+  WB_CHECK(Mount("/newroot", "/", nullptr, MS_MOVE, ""));
+  if (::chroot(".") != 0) return Errno("chroot", "/newroot");
+  if (::chdir("/") != 0) return Errno("chdir", "/");
+
+  if (::chmod("/tmp", 01777) != 0) return Errno("chmod", "/tmp");
+  WB_CHECK(Mount("tmpfs", "/tmp", "tmpfs", MS_NOSUID | MS_NODEV,
+                 "mode=1777,size=" + std::to_string(s.tmpfs_bytes)));
+  WB_CHECK(MkdirAll("/dev/pts", 0755));
+  WB_CHECK(Mount("devpts", "/dev/pts", "devpts", MS_NOSUID | MS_NOEXEC, "ptmxmode=0666,mode=620"));
+  WB_CHECK(MkdirAll("/dev/shm", 01777));
+  WB_CHECK(Mount("shm", "/dev/shm", "tmpfs", MS_NOSUID | MS_NODEV, "mode=1777"));
+  for (const auto& [target, link] : {std::pair{"/proc/self/fd", "/dev/fd"},
+                                     {"/proc/self/fd/0", "/dev/stdin"},
+                                     {"/proc/self/fd/1", "/dev/stdout"},
+                                     {"/proc/self/fd/2", "/dev/stderr"}}) {
+    if (::symlink(target, link) != 0 && errno != EEXIST) return Errno("symlink", link);
+  }
+  if (!s.hostname.empty() && ::sethostname(s.hostname.data(), s.hostname.size()) != 0) {
+    return Errno("sethostname", s.hostname);
+  }
+  WB_CHECK(LoopbackUp());
+  r.timings.rootfs_us = BootUs();
+  return r;
+}
+
+}  // namespace wb::agent

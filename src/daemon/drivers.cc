@@ -1,0 +1,18 @@
+#include "daemon/drivers.h"
+
+namespace wb::daemon {
+
+Result<Driver*> DriverSet::Get(const std::string& name) {
+  std::lock_guard<std::mutex> lock(mu_);
+  if (name == "ns") {
+    if (!ns_) ns_ = WB_TRY(NsDriver::Open(ns_opts_, store_));
+    return static_cast<Driver*>(ns_.get());
+  }
+  if (name == "vm") {
+    if (!vm_) vm_ = WB_TRY(vm::VmDriver::Open(vm_opts_, store_));
+    return static_cast<Driver*>(vm_.get());
+  }
+  return Fail("driver", name, "expected ns or vm");
+}
+
+}  // namespace wb::daemon

@@ -1,0 +1,66 @@
+// The vm driver: a sandbox is a QEMU microVM with its own guest kernel.
+// warmbox-agent is the guest's /init (agent/guest.h); the host reaches it
+// through a virtio-serial port whose QEMU end is a Unix socket the host bound
+// beforehand, so the rest of warmbox (the CLI, the pool) speaks the same agent
+// protocol as with the ns driver. See docs/architecture.md ("The vm driver").
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <string>
+
+#include "image/store.h"
+#include "sandbox/driver.h"
+#include "sandbox/vm/guest_kernel.h"
+#include "sandbox/vm/qemu_plan.h"
+
+namespace wb::vm {
+
+struct VmDriverOptions {
+  std::string state_dir;
+  std::string agent_path;      // the static warmbox-agent, the guest's /init
+  std::string kernel_root;     // "" = KernelRoot()
+  std::string kernel;          // --kernel: a vmlinux instead of the installed one
+  std::string initrd;          // --initrd: instead of the one warmbox assembles
+  std::string accel = "auto";  // auto, kvm or tcg
+  std::string qemu = "/usr/bin/qemu-system-x86_64";
+  int ready_total_ms = 120000;      // boot to agent-ready cap (TCG under load is slow)
+  uint64_t console_cap = 1u << 20;  // bytes of console log (and of QEMU's stderr)
+  std::string cgroup_parent;        // as the ns driver's ("" = default placement)
+  // QEMU's own memory beside the guest's RAM (the kernel's ROM copy, the TCG
+  // cache, its heap): the cgroup's memory limit is guest RAM + this.
+  uint64_t qemu_overhead_bytes = 512ull << 20;
+};
+
+// What the driver boots (warmbox vm kernel).
+struct VmInfo {
+  GuestKernel kernel;
+  std::string initrd;
+  Accel accel = Accel::kTcg;
+  bool kvm_usable = false;
+};
+
+class VmDriver : public Driver {
+ public:
+  [[nodiscard]] static Result<std::unique_ptr<VmDriver>> Open(VmDriverOptions opts,
+                                                              ImageStore* store);
+  [[nodiscard]] Result<std::unique_ptr<Sandbox>> Create(const SandboxSpec& spec) override;
+  const VmInfo& info() const { return info_; }
+
+ private:
+  VmDriver() = default;
+  VmDriverOptions opts_;
+  ImageStore* store_ = nullptr;
+  VmInfo info_;
+  struct CgroupLayoutHolder;
+  std::shared_ptr<CgroupLayoutHolder> layout_;
+};
+
+// Resolves kernel, initrd and accelerator without booting anything.
+[[nodiscard]] Result<VmInfo> ResolveVmInfo(const VmDriverOptions& opts);
+
+// Where failed VMs' console logs are kept (the newest few).
+std::string FailedLogsDir(const std::string& state_dir);
+
+}  // namespace wb::vm

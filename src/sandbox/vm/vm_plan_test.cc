@@ -1,0 +1,292 @@
+// Unit tests of the vm driver's pure parts: the QEMU command line, the
+// accelerator choice, module order, the initramfs archive, kernel lookup.
+#include <gtest/gtest.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <string>
+#include <vector>
+
+#include "base/child.h"
+#include "base/fd.h"
+#include "base/fs.h"
+#include "sandbox/vm/guest_kernel.h"
+#include "sandbox/vm/initramfs.h"
+#include "sandbox/vm/qemu_plan.h"
+
+namespace wb::vm {
+namespace {
+
+// The value following flag in argv, for each occurrence.
+std::vector<std::string> Values(const std::vector<std::string>& argv, const std::string& flag) {
+  std::vector<std::string> out;
+  for (size_t i = 0; i + 1 < argv.size(); ++i) {
+    if (argv[i] == flag) out.push_back(argv[i + 1]);
+  }
+  return out;
+}
+
+bool Has(const std::vector<std::string>& v, const std::string& s) {
+  return std::find(v.begin(), v.end(), s) != v.end();
+}
+
+QemuPlan SamplePlan() {
+  QemuPlan p;
+  p.kernel = "/k/vmlinux";
+  p.initrd = "/k/initrd.cpio";
+  p.kernel_args = DefaultKernelArgs(Accel::kTcg);
+  p.init_args = {"--guest", "--layers", "2"};
+  p.disks = {{"/d/top.erofs", "wbl0"}, {"/d/a,b.erofs", "wbl1"}};
+  p.agent_fd = 3;
+  p.qmp_fd = 4;
+  p.console_path = "/s/console.log";
+  p.vcpus = 2;
+  p.memory_mib = 256;
+  return p;
+}
+
+TEST(QemuPlanTest, MinimalMachineWithoutDefaultsOrNetwork) {
+  auto a = QemuArgv(SamplePlan());
+  EXPECT_EQ(a[0], "/usr/bin/qemu-system-x86_64");
+  for (const char* f : {"-nodefaults", "-no-user-config", "-no-reboot"})
+    EXPECT_TRUE(Has(a, f)) << f;
+  EXPECT_EQ(Values(a, "-M"), std::vector<std::string>{
+                                 "microvm,x-option-roms=off,pit=on,pic=on,rtc=on,isa-serial=on"});
+  EXPECT_EQ(Values(a, "-display"), std::vector<std::string>{"none"});
+  EXPECT_TRUE(Values(a, "-netdev").empty());
+  EXPECT_TRUE(Values(a, "-nic").empty());
+  for (const auto& d : Values(a, "-device")) {
+    EXPECT_EQ(d.find("pci"), std::string::npos) << d;
+    EXPECT_EQ(d.find("net"), std::string::npos) << d;
+  }
+  EXPECT_EQ(Values(a, "-smp"), std::vector<std::string>{"2"});
+  EXPECT_EQ(Values(a, "-m"), std::vector<std::string>{"256M"});
+  EXPECT_EQ(Values(a, "-kernel"), std::vector<std::string>{"/k/vmlinux"});
+  EXPECT_EQ(Values(a, "-initrd"), std::vector<std::string>{"/k/initrd.cpio"});
+}
+
+TEST(QemuPlanTest, TcgGetsASmallTranslationCacheAndTscHints) {
+  QemuPlan p = SamplePlan();
+  auto a = QemuArgv(p);
+  EXPECT_EQ(Values(a, "-accel"), std::vector<std::string>{"tcg,tb-size=64"});
+  EXPECT_EQ(Values(a, "-cpu"), std::vector<std::string>{"max"});
+  const std::string cmdline = Values(a, "-append").at(0);
+  for (const char* k :
+       {"console=ttyS0", "panic=-1", "tsc_early_khz=2000000", "lpj=4000000", "tsc=reliable"}) {
+    EXPECT_NE(cmdline.find(k), std::string::npos) << k << " in " << cmdline;
+  }
+  // init's arguments come after "--", last.
+  EXPECT_NE(cmdline.find(" -- --guest --layers 2"), std::string::npos) << cmdline;
+  EXPECT_EQ(cmdline.substr(cmdline.size() - 10), "--layers 2");
+
+  p.accel = Accel::kKvm;
+  p.kernel_args = DefaultKernelArgs(Accel::kKvm);
+  a = QemuArgv(p);
+  EXPECT_EQ(Values(a, "-accel"), std::vector<std::string>{"kvm"});
+  EXPECT_EQ(Values(a, "-cpu"), std::vector<std::string>{"host"});
+  EXPECT_EQ(Values(a, "-append").at(0).find("tsc_early_khz"), std::string::npos);
+}
+
+TEST(QemuPlanTest, ChannelQmpConsoleAndDisks) {
+  auto a = QemuArgv(SamplePlan());
+  auto chardevs = Values(a, "-chardev");
+  EXPECT_TRUE(Has(chardevs, "socket,id=agent,fd=3,server=on,wait=off"));
+  EXPECT_TRUE(Has(chardevs, "socket,id=qmp,fd=4,server=on,wait=off"));
+  EXPECT_TRUE(Has(chardevs, "file,id=console,path=/s/console.log"));
+  EXPECT_EQ(Values(a, "-serial"), std::vector<std::string>{"chardev:console"});
+  EXPECT_EQ(Values(a, "-mon"), std::vector<std::string>{"chardev=qmp,mode=control"});
+  auto devices = Values(a, "-device");
+  EXPECT_TRUE(Has(devices, "virtio-serial-device"));
+  EXPECT_TRUE(Has(devices, "virtserialport,chardev=agent,name=warmbox.agent"));
+  EXPECT_TRUE(Has(devices, "virtio-blk-device,drive=disk0,serial=wbl0"));
+  EXPECT_TRUE(Has(devices, "virtio-blk-device,drive=disk1,serial=wbl1"));
+  auto drives = Values(a, "-drive");
+  ASSERT_EQ(drives.size(), 2u);
+  EXPECT_EQ(drives[0], "id=disk0,file=/d/top.erofs,format=raw,if=none,readonly=on");
+  // A comma in a path is doubled, or QEMU would read an option there.
+  EXPECT_EQ(drives[1], "id=disk1,file=/d/a,,b.erofs,format=raw,if=none,readonly=on");
+}
+
+TEST(QemuPlanTest, SeccompSandboxAndSpawn) {
+  QemuPlan p = SamplePlan();
+  EXPECT_EQ(Values(QemuArgv(p), "-sandbox"),
+            std::vector<std::string>{
+                "on,obsolete=deny,elevateprivileges=deny,resourcecontrol=deny,spawn=deny"});
+  p.allow_spawn = true;
+  EXPECT_NE(Values(QemuArgv(p), "-sandbox").at(0).find("spawn=allow"), std::string::npos);
+  p.seccomp_sandbox = false;
+  EXPECT_TRUE(Values(QemuArgv(p), "-sandbox").empty());
+}
+
+TEST(QemuPlanTest, MemoryBackendForSnapshots) {
+  QemuPlan p = SamplePlan();
+  EXPECT_TRUE(Values(QemuArgv(p), "-object").empty());
+  p.memory_backend = MemoryBackend{"/dev/shm/tpl", true};
+  p.extra = {"-incoming", "defer"};
+  auto a = QemuArgv(p);
+  EXPECT_NE(Values(a, "-M").at(0).find(",memory-backend=mem"), std::string::npos);
+  EXPECT_EQ(Values(a, "-object"),
+            std::vector<std::string>{
+                "memory-backend-file,id=mem,size=256M,mem-path=/dev/shm/tpl,share=on"});
+  EXPECT_EQ(a[a.size() - 2], "-incoming");
+  EXPECT_EQ(a.back(), "defer");
+  p.memory_backend->share = false;
+  EXPECT_NE(Values(QemuArgv(p), "-object").at(0).find("share=off"), std::string::npos);
+}
+
+TEST(QemuPlanTest, AcceleratorChoice) {
+  EXPECT_EQ(*ResolveAccel("auto", true), Accel::kKvm);
+  EXPECT_EQ(*ResolveAccel("auto", false), Accel::kTcg);
+  EXPECT_EQ(*ResolveAccel("tcg", true), Accel::kTcg);
+  EXPECT_EQ(*ResolveAccel("kvm", false), Accel::kKvm);  // an explicit override wins
+  auto bad = ResolveAccel("hvf", true);
+  ASSERT_FALSE(bad.ok());
+  EXPECT_NE(bad.error().ToString().find("expected auto, kvm or tcg"), std::string::npos);
+
+  EXPECT_TRUE(CpuinfoHasVirtualization("processor\t: 0\nflags\t\t: fpu vme vmx sse\n"));
+  EXPECT_TRUE(CpuinfoHasVirtualization("flags\t\t: fpu svm\n"));
+  // A paravirtual, nested KVM: /dev/kvm opens but the CPU has neither flag.
+  EXPECT_FALSE(CpuinfoHasVirtualization("flags\t\t: fpu vme hypervisor svmx\nvmx flags\t: ept\n"));
+  EXPECT_FALSE(CpuinfoHasVirtualization(""));
+}
+
+TEST(QemuPlanTest, VcpusFromTheCpuQuota) {
+  EXPECT_EQ(VcpusFor(0, 8), 1u);
+  EXPECT_EQ(VcpusFor(0.5, 8), 1u);
+  EXPECT_EQ(VcpusFor(1.5, 8), 2u);
+  EXPECT_EQ(VcpusFor(16, 2), 2u);
+}
+
+TEST(GuestKernelTest, ModulesLoadAfterTheirDependencies) {
+  const std::string dep =
+      "kernel/drivers/virtio/virtio_mmio.ko: kernel/drivers/virtio/virtio.ko "
+      "kernel/drivers/virtio/virtio_ring.ko\n"
+      "kernel/fs/erofs/erofs.ko: kernel/lib/libcrc32c.ko\n"
+      "kernel/drivers/virtio/virtio.ko: kernel/drivers/virtio/virtio_ring.ko\n"
+      "kernel/drivers/virtio/virtio_ring.ko:\n"
+      "kernel/lib/libcrc32c.ko:\n";
+  auto order = ModuleLoadOrder(dep);
+  ASSERT_TRUE(order.ok()) << order.error().ToString();
+  EXPECT_EQ(*order, (std::vector<std::string>{
+                        "kernel/drivers/virtio/virtio_ring.ko", "kernel/drivers/virtio/virtio.ko",
+                        "kernel/drivers/virtio/virtio_mmio.ko", "kernel/lib/libcrc32c.ko",
+                        "kernel/fs/erofs/erofs.ko"}));
+  auto cycle = ModuleLoadOrder("a.ko: b.ko\nb.ko: a.ko\n");
+  ASSERT_FALSE(cycle.ok());
+  EXPECT_NE(cycle.error().ToString().find("cycle"), std::string::npos);
+  auto missing = ModuleLoadOrder("a.ko: b.ko\n");
+  ASSERT_FALSE(missing.ok());
+  EXPECT_NE(missing.error().ToString().find("b.ko"), std::string::npos);
+  EXPECT_FALSE(ModuleLoadOrder("no colon here\n").ok());
+}
+
+class TempDir {
+ public:
+  TempDir() {
+    char t[] = "/tmp/wb-vm-unit-XXXXXX";
+    path_ = ::mkdtemp(t) ? t : "";
+  }
+  ~TempDir() { (void)RemoveTree(path_); }
+  const std::string& path() const { return path_; }
+
+ private:
+  std::string path_;
+};
+
+TEST(GuestKernelTest, FindsTheCurrentKernelAndHonoursOverrides) {
+  TempDir d;
+  ASSERT_FALSE(d.path().empty());
+  auto missing = FindGuestKernel(d.path(), "");
+  ASSERT_FALSE(missing.ok());
+  EXPECT_NE(missing.error().ToString().find("scripts/setup"), std::string::npos);
+
+  const std::string v = d.path() + "/6.1.0-9-amd64";
+  ASSERT_TRUE(MkdirAll(v + "/modules/kernel", 0755).ok());
+  ASSERT_TRUE(WriteFileAtomic(v + "/vmlinux", "ELF").ok());
+  ASSERT_TRUE(WriteFileAtomic(v + "/modules.dep", "kernel/b.ko: kernel/a.ko\nkernel/a.ko:\n").ok());
+  ASSERT_EQ(::symlink("6.1.0-9-amd64", (d.path() + "/current").c_str()), 0);
+  auto k = FindGuestKernel(d.path(), "");
+  ASSERT_TRUE(k.ok()) << k.error().ToString();
+  EXPECT_EQ(k->version, "6.1.0-9-amd64");
+  EXPECT_EQ(k->vmlinux, v + "/vmlinux");
+  EXPECT_EQ(k->modules,
+            (std::vector<std::string>{v + "/modules/kernel/a.ko", v + "/modules/kernel/b.ko"}));
+
+  auto over = FindGuestKernel(d.path(), v + "/modules.dep");
+  ASSERT_TRUE(over.ok());
+  EXPECT_EQ(over->vmlinux, v + "/modules.dep");
+  auto bad = FindGuestKernel(d.path(), "/nonexistent/vmlinux");
+  ASSERT_FALSE(bad.ok());
+  EXPECT_NE(bad.error().ToString().find("--kernel(/nonexistent/vmlinux): no such file"),
+            std::string::npos);
+}
+
+TEST(InitramfsTest, CpioNewcReadsBackWithCpio) {
+  if (!PathExists("/usr/bin/cpio") && !PathExists("/bin/cpio"))
+    GTEST_SKIP() << "cpio is not installed";
+  TempDir d;
+  ASSERT_FALSE(d.path().empty());
+  std::vector<CpioEntry> e = {{"dev", S_IFDIR | 0755, "", 0, 0},
+                              {"dev/console", S_IFCHR | 0600, "", 5, 1},
+                              {"init", S_IFREG | 0755, "#!/bin/sh\necho hi\n", 0, 0},
+                              {"lib/x.ko", S_IFREG | 0644, std::string(1001, 'x'), 0, 0}};
+  const std::string archive = CpioNewc(e);
+  EXPECT_EQ(archive.size() % 4, 0u);
+  ASSERT_TRUE(WriteFileAtomic(d.path() + "/a.cpio", archive).ok());
+  SpawnOptions o;
+  o.path = "/bin/sh";
+  o.argv = {"sh", "-c", "cpio -itv < " + d.path() + "/a.cpio 2>&1"};
+  auto out = MakePipe();
+  ASSERT_TRUE(out.ok());
+  o.fds = {{out->write.get(), 1}};
+  auto c = ChildProcess::Spawn(o);
+  ASSERT_TRUE(c.ok());
+  out->write.reset();
+  auto text = ReadAll(out->read.get());
+  ASSERT_TRUE(text.ok());
+  auto st = c->Wait();
+  ASSERT_TRUE(st.ok());
+  EXPECT_EQ(st->code, 0) << *text;
+  EXPECT_NE(text->find("crw-------"), std::string::npos) << *text;
+  EXPECT_NE(text->find("5,   1"), std::string::npos) << *text;
+  EXPECT_NE(text->find("1001"), std::string::npos) << *text;
+  for (const char* n : {" dev\n", " dev/console\n", " init\n", " lib/x.ko\n"}) {
+    EXPECT_NE(text->find(n), std::string::npos) << n << " in " << *text;
+  }
+}
+
+TEST(InitramfsTest, AgentIsInitAndModulesAreNumberedInLoadOrder) {
+  TempDir d;
+  ASSERT_FALSE(d.path().empty());
+  ASSERT_TRUE(WriteFileAtomic(d.path() + "/agent", "AGENT").ok());
+  ASSERT_TRUE(WriteFileAtomic(d.path() + "/virtio_ring.ko", "R").ok());
+  ASSERT_TRUE(WriteFileAtomic(d.path() + "/virtio.ko", "V").ok());
+  GuestKernel k{"v", "/vmlinux", {d.path() + "/virtio_ring.ko", d.path() + "/virtio.ko"}};
+  auto e = InitramfsEntries(d.path() + "/agent", k);
+  ASSERT_TRUE(e.ok()) << e.error().ToString();
+  auto find = [&](const std::string& n) -> const CpioEntry* {
+    for (const auto& x : *e) {
+      if (x.name == n) return &x;
+    }
+    return nullptr;
+  };
+  ASSERT_NE(find("init"), nullptr);
+  EXPECT_EQ(find("init")->data, "AGENT");
+  ASSERT_NE(find("lib/modules/00-virtio_ring.ko"), nullptr);
+  ASSERT_NE(find("lib/modules/01-virtio.ko"), nullptr);
+  ASSERT_NE(find("dev/console"), nullptr);
+  // Cached: built once, the same path while nothing changes, a new one after.
+  auto p1 = EnsureInitramfs(d.path() + "/cache", d.path() + "/agent", k);
+  ASSERT_TRUE(p1.ok()) << p1.error().ToString();
+  auto p2 = EnsureInitramfs(d.path() + "/cache", d.path() + "/agent", k);
+  ASSERT_TRUE(p2.ok());
+  EXPECT_EQ(*p1, *p2);
+  ASSERT_TRUE(WriteFileAtomic(d.path() + "/agent", "AGENT v2").ok());
+  auto p3 = EnsureInitramfs(d.path() + "/cache", d.path() + "/agent", k);
+  ASSERT_TRUE(p3.ok());
+  EXPECT_NE(*p1, *p3);
+}
+
+}  // namespace
+}  // namespace wb::vm

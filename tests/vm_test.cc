@@ -1,0 +1,398 @@
+// The vm driver, for real: QEMU microVMs with Debian's guest kernel (TCG where
+// the CPU has no vmx/svm, as on CI). Few boots, many checks per boot: one VM
+// serves every exec check, one QEMU cannot start, one guest panics, and a
+// pool boots three.
+#include <dirent.h>
+#include <fcntl.h>
+#include <gtest/gtest.h>
+#include <poll.h>
+#include <sys/utsname.h>
+#include <unistd.h>
+
+#include <chrono>
+
+#include "base/child.h"
+#include "base/fs.h"
+#include "base/strings.h"
+#include "daemon/client.h"
+#include "sandbox/ns/cgroup.h"
+#include "sandbox/sandbox_dir.h"
+#include "sandbox/vm/vm_driver.h"
+#include "tests/test_util.h"
+
+namespace wb {
+namespace {
+
+using proto::ExecRequest;
+using wb::testing::Eventually;
+
+constexpr uint32_t kBase = 1500000000;  // this test's own uid range
+constexpr int kBootMs = 120000;         // TCG under load can be very slow
+
+std::string VmProbe() {
+  if (::geteuid() != 0) return "needs root";
+  if (!PathExists("/usr/bin/qemu-system-x86_64"))
+    return "qemu-system-x86_64 not installed (scripts/setup)";
+  if (!PathExists(vm::KernelRoot() + "/current/vmlinux")) {
+    return "no guest kernel in " + vm::KernelRoot() + " (run scripts/setup)";
+  }
+  if (!PathExists("/usr/bin/mkfs.erofs")) return "mkfs.erofs not installed (scripts/setup)";
+  return "";
+}
+
+// Processes whose command line mentions dir (this test's own state dir).
+std::vector<pid_t> ProcessesMentioning(const std::string& dir) {
+  std::vector<pid_t> out;
+  DIR* d = ::opendir("/proc");
+  if (!d) return out;
+  while (dirent* e = ::readdir(d)) {
+    auto pid = ParseUint(e->d_name, "pid");
+    if (!pid.ok()) continue;
+    auto cmd = ReadFile(std::string("/proc/") + e->d_name + "/cmdline");
+    if (cmd.ok() && cmd->find(dir) != std::string::npos) out.push_back(static_cast<pid_t>(*pid));
+  }
+  ::closedir(d);
+  return out;
+}
+
+std::vector<std::string> Entries(const std::string& dir) {
+  std::vector<std::string> out;
+  DIR* d = ::opendir(dir.c_str());
+  if (!d) return out;
+  while (dirent* e = ::readdir(d)) {
+    std::string n = e->d_name;
+    if (n != "." && n != "..") out.push_back(n);
+  }
+  ::closedir(d);
+  return out;
+}
+
+class VmTest : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    if (!VmProbe().empty()) return;
+    state_ = new std::string(wb::testing::MakeTempDir("wb-vm-test"));
+    store_ = new ImageStore(*state_, kBase);
+  }
+  static void TearDownTestSuite() {
+    delete sandbox_;
+    sandbox_ = nullptr;
+    delete driver_;
+    driver_ = nullptr;
+    delete store_;
+    store_ = nullptr;
+    if (state_) (void)RemoveTree(*state_);
+    // The (empty) parents of our cgroups.
+    if (auto layout = HostCgroupLayout(); layout.ok()) {
+      for (const auto& p : PlanSandboxCgroup(*layout, "x", Limits{}, CgroupParent()).parents) {
+        ::rmdir(p.c_str());
+      }
+    }
+    delete state_;
+    state_ = nullptr;
+  }
+  void SetUp() override {
+    std::string why = VmProbe();
+    if (!why.empty()) GTEST_SKIP() << why;
+    ASSERT_NE(state_, nullptr);
+  }
+
+  static vm::VmDriverOptions Options() {
+    vm::VmDriverOptions o;
+    o.state_dir = *state_;
+    o.agent_path = wb::testing::BuildDir() + "/warmbox-agent";
+    o.ready_total_ms = kBootMs;
+    o.cgroup_parent = CgroupParent();  // cgroups of our own
+    return o;
+  }
+  static std::string CgroupParent() { return "/warmbox-test-vm-" + std::to_string(::getpid()); }
+
+  // The one VM of the exec checks, booted on first use.
+  static Sandbox* Vm() {
+    if (!sandbox_) {
+      if (!driver_) {
+        auto d = vm::VmDriver::Open(Options(), store_);
+        EXPECT_TRUE(d.ok()) << d.error().ToString();
+        if (!d.ok()) return nullptr;
+        driver_ = d->release();
+      }
+      SandboxSpec spec;
+      spec.limits.memory_bytes = 256u << 20;
+      auto sb = driver_->Create(spec);
+      EXPECT_TRUE(sb.ok()) << sb.error().ToString();
+      if (!sb.ok()) return nullptr;
+      sandbox_ = sb->release();
+    }
+    return sandbox_;
+  }
+
+  static ExecOutcome Run(ExecRequest req, const std::string* in = nullptr) {
+    Sandbox* sb = Vm();
+    if (!sb) return {};
+    ExecIo io;
+    if (in) {
+      io.stdin_data = *in;
+      io.has_stdin_data = true;
+    }
+    auto r = sb->Exec(req, io);
+    EXPECT_TRUE(r.ok()) << r.error().ToString();
+    return r.ok() ? std::move(*r) : ExecOutcome{};
+  }
+  static ExecOutcome Sh(const std::string& script, uint64_t timeout_ms = 0) {
+    ExecRequest req;
+    req.argv = {"sh", "-c", script};
+    req.timeout_ms = timeout_ms;
+    return Run(req);
+  }
+
+  static std::string* state_;
+  static ImageStore* store_;
+  static vm::VmDriver* driver_;
+  static Sandbox* sandbox_;
+};
+
+std::string* VmTest::state_ = nullptr;
+ImageStore* VmTest::store_ = nullptr;
+vm::VmDriver* VmTest::driver_ = nullptr;
+Sandbox* VmTest::sandbox_ = nullptr;
+
+// One boot for every check of a running VM (ctest runs each test in a
+// process of its own, so the checks share a test, not a fixture).
+TEST_F(VmTest, BootExecAndTeardown) {
+  ASSERT_NE(Vm(), nullptr);
+  // --- ExitCodes
+  {
+    EXPECT_EQ(Sh("exit 0").exit.exit_code, 0);
+    EXPECT_EQ(Sh("exit 3").exit.exit_code, 3);
+    ExecRequest missing;
+    missing.argv = {"no-such-program"};
+    auto m = Run(missing);
+    EXPECT_EQ(m.exit.exit_code, 127);
+    EXPECT_NE(m.stderr_data.find("not found"), std::string::npos) << m.stderr_data;
+    auto t = Sh("sleep 30", 500);
+    EXPECT_EQ(t.exit.exit_code, 137);
+    EXPECT_TRUE(t.exit.timed_out);
+  }
+  // --- OutputStdinEnvCwd
+  {
+    // 1 MiB of stdout, byte-exact through the virtio-serial port.
+    auto big = Sh("yes 0123456789abcdef | head -c 1048576");
+    std::string want;
+    while (want.size() < 1048576) want += "0123456789abcdef\n";
+    want.resize(1048576);
+    EXPECT_EQ(big.exit.exit_code, 0);
+    EXPECT_EQ(big.stdout_data.size(), want.size());
+    EXPECT_TRUE(big.stdout_data == want) << "1 MiB of stdout differs";
+
+    std::string in;
+    for (int i = 0; i < 70000; ++i) in += static_cast<char>(i * 7 + i / 256);
+    ExecRequest cat;
+    cat.argv = {"cat"};
+    auto echoed = Run(cat, &in);
+    EXPECT_EQ(echoed.exit.exit_code, 0);
+    EXPECT_TRUE(echoed.stdout_data == in)
+        << "stdin came back different (" << echoed.stdout_data.size() << " bytes)";
+
+    ExecRequest env;
+    env.argv = {"sh", "-c", "echo $GREETING; pwd"};
+    env.env = {"GREETING=hello vm"};
+    env.cwd = "/tmp";
+    auto e = Run(env);
+    EXPECT_EQ(e.stdout_data, "hello vm\n/tmp\n");
+  }
+  // --- GuestHasItsOwnKernelProcessesAndNetwork
+  {
+    auto u = Sh("uname -r");
+    EXPECT_EQ(u.stdout_data, driver_->info().kernel.version + "\n");
+    utsname host;
+    ASSERT_EQ(::uname(&host), 0);
+    EXPECT_NE(u.stdout_data, std::string(host.release) + "\n");
+    // PID 1 is the agent, started by the guest kernel as /init.
+    auto init = Sh("tr '\\0' ' ' < /proc/1/cmdline");
+    EXPECT_EQ(init.stdout_data.rfind("/init --guest", 0), 0u) << init.stdout_data;
+    // No host process is visible: the test's own pid, if the guest has one,
+    // is some other process.
+    auto mine = Sh("cat /proc/" + std::to_string(::getpid()) + "/cmdline 2>/dev/null; true");
+    EXPECT_EQ(mine.stdout_data.find("vm_test"), std::string::npos);
+    auto procs = Sh("ps -o comm | grep -v -e '^\\[' -e COMMAND | sort | uniq | tr '\\n' ' '");
+    EXPECT_EQ(procs.stdout_data.find("qemu"), std::string::npos) << procs.stdout_data;
+    EXPECT_EQ(Sh("ls /sys/class/net").stdout_data, "lo\n");
+    // The image's files keep their own owners (root), not the host's uid range.
+    EXPECT_EQ(Sh("stat -c %u:%g /bin/busybox").stdout_data, "0:0\n");
+    // The root is an overlay with a writable tmpfs upper.
+    EXPECT_EQ(Sh("echo x > /new-file && cat /new-file").stdout_data, "x\n");
+    EXPECT_EQ(Sh("hostname").stdout_data, sandbox_->id() + "\n");
+  }
+  // --- TeardownLeavesNothing
+  {
+    Sandbox* sb = Vm();
+    ASSERT_NE(sb, nullptr);
+    const std::string dir = SandboxesDir(*state_) + "/" + sb->id();
+    ASSERT_TRUE(PathExists(dir + "/agent.sock"));
+    // QEMU runs in the sandbox's own cgroups.
+    auto rec = ReadSandboxRecord(dir);
+    ASSERT_TRUE(rec.ok()) << rec.error().ToString();
+    ASSERT_FALSE(rec->cgroups.empty());
+    for (const auto& cg : rec->cgroups) {
+      EXPECT_NE(cg.find(CgroupParent()), std::string::npos) << cg;
+      auto procs = ReadFile(cg + "/cgroup.procs");
+      ASSERT_TRUE(procs.ok()) << cg;
+      EXPECT_FALSE(Trim(*procs).empty()) << cg << " holds no process";
+    }
+    UniqueFd pidfd(::fcntl(sb->endpoint().liveness_fd, F_DUPFD_CLOEXEC, 0));
+    ASSERT_TRUE(pidfd.valid());
+    ASSERT_FALSE(ProcessesMentioning(*state_).empty()) << "QEMU should be running";
+    ASSERT_TRUE(sb->Destroy().ok());
+    pollfd p{pidfd.get(), POLLIN, 0};
+    EXPECT_EQ(::poll(&p, 1, 0), 1) << "QEMU still runs";
+    EXPECT_FALSE(PathExists(dir));
+    for (const auto& cg : rec->cgroups) EXPECT_FALSE(PathExists(cg)) << cg;
+    EXPECT_TRUE(Entries(SandboxesDir(*state_)).empty());
+    EXPECT_TRUE(ProcessesMentioning(*state_).empty());
+    delete sandbox_;
+    sandbox_ = nullptr;
+  }
+}
+
+TEST_F(VmTest, QemuThatCannotStartFailsClearlyAndLeavesNothing) {
+  // A kernel path that is missing: refused before QEMU runs.
+  auto o = Options();
+  o.kernel = *state_ + "/no-such-vmlinux";
+  auto none = vm::VmDriver::Open(o, store_);
+  ASSERT_FALSE(none.ok());
+  EXPECT_NE(none.error().ToString().find("no-such-vmlinux): no such file"), std::string::npos)
+      << none.error().ToString();
+  // A file that is no kernel: QEMU itself fails, and says why.
+  o.kernel = *state_ + "/not-a-kernel";
+  ASSERT_TRUE(WriteFileAtomic(o.kernel, "this is not a kernel\n").ok());
+  auto d = vm::VmDriver::Open(o, store_);
+  ASSERT_TRUE(d.ok()) << d.error().ToString();
+  auto t0 = std::chrono::steady_clock::now();
+  auto sb = (*d)->Create(SandboxSpec{});
+  auto secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  ASSERT_FALSE(sb.ok());
+  const std::string msg = sb.error().ToString();
+  EXPECT_NE(msg.find("qemu exited with code 1"), std::string::npos) << msg;
+  EXPECT_NE(msg.find("qemu stderr: "), std::string::npos) << msg;
+  EXPECT_LT(secs, 30) << msg;
+  EXPECT_TRUE(Entries(SandboxesDir(*state_)).empty());
+  EXPECT_TRUE(ProcessesMentioning(*state_).empty());
+}
+
+TEST_F(VmTest, GuestPanicFailsClearlyAndLeavesNothing) {
+  // An initramfs that is junk: the kernel finds no /init and no root, and panics.
+  auto o = Options();
+  o.initrd = *state_ + "/junk-initrd";
+  ASSERT_TRUE(WriteFileAtomic(o.initrd, std::string(4096, 'j')).ok());
+  auto d = vm::VmDriver::Open(o, store_);
+  ASSERT_TRUE(d.ok()) << d.error().ToString();
+  auto sb = (*d)->Create(SandboxSpec{});
+  ASSERT_FALSE(sb.ok());
+  const std::string msg = sb.error().ToString();
+  EXPECT_NE(msg.find("Kernel panic"), std::string::npos) << msg;
+  EXPECT_NE(msg.find("qemu exited"), std::string::npos) << msg;
+  EXPECT_TRUE(Entries(SandboxesDir(*state_)).empty());
+  EXPECT_TRUE(ProcessesMentioning(*state_).empty());
+  // The console log of the failed VM is kept for the operator.
+  EXPECT_FALSE(Entries(vm::FailedLogsDir(*state_)).empty());
+}
+
+TEST_F(VmTest, CliRunAndKernel) {
+  auto cli = [&](std::vector<std::string> args) {
+    std::vector<std::string> full = {wb::testing::BuildDir() + "/warmbox", "--state-dir", *state_,
+                                     "--userns-base", std::to_string(kBase)};
+    full.insert(full.end(), args.begin(), args.end());
+    return full;
+  };
+  auto kernel = vm::FindGuestKernel(vm::KernelRoot(), "");
+  ASSERT_TRUE(kernel.ok()) << kernel.error().ToString();
+  auto info = wb::testing::RunProcess(cli({"vm", "kernel"}));
+  EXPECT_EQ(info.code, 0) << info.err;
+  EXPECT_NE(info.out.find("version      " + kernel->version + "\n"), std::string::npos) << info.out;
+  EXPECT_NE(info.out.find("virtio_console.ko"), std::string::npos) << info.out;
+  EXPECT_NE(info.out.find(vm::KvmUsable() ? "accel        kvm" : "accel        tcg"),
+            std::string::npos)
+      << info.out;
+
+  // One boot through the CLI: the command's exit code and stdin pass through.
+  const std::string in = "from the host\n";
+  auto run = wb::testing::RunProcess(
+      cli({"run", "--driver", "vm", "--memory", "256m", "--", "sh", "-c", "cat; uname -r; exit 7"}),
+      {}, &in);
+  EXPECT_EQ(run.code, 7) << run.err;
+  EXPECT_EQ(run.out, in + kernel->version + "\n");
+
+  // Bad choices are one clear line and exit 125, before anything boots.
+  auto bad = wb::testing::RunProcess(cli({"run", "--driver", "xen", "--", "true"}));
+  EXPECT_EQ(bad.code, 125);
+  EXPECT_NE(bad.err.find("--driver(xen): expected ns or vm"), std::string::npos) << bad.err;
+  auto accel =
+      wb::testing::RunProcess(cli({"run", "--driver", "vm", "--accel", "hvf", "--", "true"}));
+  EXPECT_EQ(accel.code, 125);
+  EXPECT_NE(accel.err.find("expected auto, kvm or tcg"), std::string::npos) << accel.err;
+  auto ns_kernel = wb::testing::RunProcess(cli({"run", "--kernel", "/x", "--", "true"}));
+  EXPECT_EQ(ns_kernel.code, 125);
+  EXPECT_NE(ns_kernel.err.find("only the vm driver boots a kernel"), std::string::npos)
+      << ns_kernel.err;
+  EXPECT_TRUE(Entries(SandboxesDir(*state_)).empty());
+  EXPECT_TRUE(ProcessesMentioning(*state_).empty());
+}
+
+TEST_F(VmTest, PoolWithTheVmDriver) {
+  const std::string sock = *state_ + "/pool.sock";
+  auto cli = [&](std::vector<std::string> args) {
+    std::vector<std::string> full = {wb::testing::BuildDir() + "/warmbox", "--state-dir", *state_,
+                                     "--userns-base", std::to_string(kBase)};
+    full.insert(full.end(), args.begin(), args.end());
+    return full;
+  };
+  SpawnOptions o;
+  o.argv =
+      cli({"pool", "start", "--socket", sock, "--driver", "vm", "--size", "1", "--memory", "256m"});
+  o.path = o.argv[0];
+  UniqueFd log(::open((*state_ + "/daemon.log").c_str(), O_WRONLY | O_CREAT | O_CLOEXEC, 0600));
+  o.fds = {{log.get(), 2}};
+  auto daemon = ChildProcess::Spawn(o);
+  ASSERT_TRUE(daemon.ok()) << daemon.error().ToString();
+  auto daemon_log = [&] {
+    return ReadFile(*state_ + "/daemon.log").ok() ? *ReadFile(*state_ + "/daemon.log") : "";
+  };
+  auto idle = [&] {
+    auto st = daemon::PoolClient(sock).Status();
+    return st.ok() && !st->empty() && (*st)[0].idle == 1;
+  };
+  ASSERT_TRUE(Eventually(idle, kBootMs)) << daemon_log();
+
+  auto r1 = wb::testing::RunProcess(cli({"pool", "run", "--socket", sock, "--", "uname", "-r"}));
+  EXPECT_EQ(r1.code, 0) << r1.err;
+  auto kernel = vm::FindGuestKernel(vm::KernelRoot(), "");
+  ASSERT_TRUE(kernel.ok());
+  EXPECT_EQ(r1.out, kernel->version + "\n");
+  const std::string in = "via the pool\n";
+  auto r2 = wb::testing::RunProcess(
+      cli({"pool", "run", "--socket", sock, "--", "sh", "-c", "cat; exit 4"}), {}, &in);
+  EXPECT_EQ(r2.code, 4) << r2.err;
+  EXPECT_EQ(r2.out, "via the pool\n");
+
+  auto status = wb::testing::RunProcess(cli({"pool", "status", "--socket", sock}));
+  EXPECT_EQ(status.code, 0);
+  EXPECT_NE(status.out.find("DRIVER"), std::string::npos) << status.out;
+  EXPECT_NE(status.out.find(" vm "), std::string::npos) << status.out;
+  auto st = daemon::PoolClient(sock).Status();
+  ASSERT_TRUE(st.ok());
+  ASSERT_EQ(st->size(), 1u);
+  EXPECT_EQ((*st)[0].driver, "vm");
+  EXPECT_EQ((*st)[0].total_acquired, 2u);
+  EXPECT_EQ((*st)[0].failed_creations, 0u);
+
+  auto stop = wb::testing::RunProcess(cli({"pool", "stop", "--socket", sock}));
+  EXPECT_EQ(stop.code, 0) << stop.err;
+  auto ended = daemon->Wait();
+  ASSERT_TRUE(ended.ok());
+  EXPECT_EQ(ended->code, 0) << daemon_log();
+  EXPECT_TRUE(Entries(SandboxesDir(*state_)).empty());
+  EXPECT_TRUE(ProcessesMentioning(*state_).empty());
+}
+
+}  // namespace
+}  // namespace wb

@@ -56,7 +56,22 @@ bool CanDropCaps() {
   return data[CAP_SETPCAP / 32].effective & (1u << (CAP_SETPCAP % 32));
 }
 
-Result<void> DropCapsTo(uint64_t keep) {
+uint64_t IdentityCaps() { return (uint64_t{1} << CAP_SYS_ADMIN) | (uint64_t{1} << CAP_SYS_TIME); }
+
+Result<void> DropOwnCaps(uint64_t caps) {
+  __user_cap_header_struct hdr{_LINUX_CAPABILITY_VERSION_3, 0};
+  __user_cap_data_struct data[2] = {};
+  if (::syscall(SYS_capget, &hdr, data) != 0) return Errno("capget", "");
+  for (int i = 0; i < 2; ++i) {
+    uint32_t k = static_cast<uint32_t>(caps >> (32 * i));
+    data[i].permitted &= ~k;
+    data[i].effective &= ~k;
+  }
+  if (::syscall(SYS_capset, &hdr, data) != 0) return Errno("capset", CapNames(caps));
+  return Ok();
+}
+
+Result<void> DropCapsTo(uint64_t keep, uint64_t self_extra) {
   const int last = LastCap();
   for (int c = 0; c <= last; ++c) {
     if (keep & (uint64_t{1} << c)) continue;
@@ -70,7 +85,7 @@ Result<void> DropCapsTo(uint64_t keep) {
   __user_cap_data_struct data[2] = {};
   if (::syscall(SYS_capget, &hdr, data) != 0) return Errno("capget", "");
   for (int i = 0; i < 2; ++i) {
-    uint32_t k = static_cast<uint32_t>(keep >> (32 * i));
+    uint32_t k = static_cast<uint32_t>((keep | self_extra) >> (32 * i));
     data[i].permitted &= k;
     data[i].effective &= k;
     data[i].inheritable = 0;

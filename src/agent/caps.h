@@ -21,6 +21,14 @@ bool CanDropCaps();
 // regain it) and from the permitted, effective and inheritable sets, and
 // clears the ambient set. The agent calls it once, after its setup; its
 // commands inherit the result.
-[[nodiscard]] Result<void> DropCapsTo(uint64_t keep);
+// self_extra: capabilities the agent itself keeps in its permitted and
+// effective sets but not in the bounding or inheritable sets, so no command
+// has them after its execve (a VM guest's agent keeps SYS_ADMIN and SYS_TIME
+// until the clone identity is applied; DropOwnCaps then removes them).
+[[nodiscard]] Result<void> DropCapsTo(uint64_t keep, uint64_t self_extra = 0);
+// Removes caps from this process's permitted and effective sets.
+[[nodiscard]] Result<void> DropOwnCaps(uint64_t caps);
+// CAP_SYS_ADMIN | CAP_SYS_TIME: what applying an identity (identity.h) needs.
+uint64_t IdentityCaps();
 
 }  // namespace wb::agent

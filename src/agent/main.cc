@@ -143,7 +143,11 @@ int main(int argc, char** argv) {
   // PID 1 non-dumpable, so the sandbox's root cannot ptrace or read the
   // agent that holds the host's socket.
   if (wb::agent::CanDropCaps()) {
-    if (auto r = wb::agent::DropCapsTo(wb::agent::DefaultKeepCaps()); !r.ok()) {
+    // A VM guest's agent keeps what a clone's identity needs (outside the
+    // bounding set: no command ever gets them) until it is applied or the
+    // first command starts.
+    if (guest) opts.identity_caps = wb::agent::IdentityCaps();
+    if (auto r = wb::agent::DropCapsTo(wb::agent::DefaultKeepCaps(), opts.identity_caps); !r.ok()) {
       return Die("drop capabilities: " + r.error().ToString());
     }
   }

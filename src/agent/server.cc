@@ -20,6 +20,8 @@
 #include <map>
 #include <optional>
 
+#include "agent/caps.h"
+#include "agent/identity.h"
 #include "agent/users.h"
 #include "base/fd.h"
 #include "base/fs.h"
@@ -105,6 +107,13 @@ class ServerImpl : public Server {
 
   void StartExec(uint64_t conn_id, Conn& c, const proto::ExecRequest& req);
   void ReapAll();
+  void DropIdentityCaps() {
+    if (!opts_.identity_caps) return;
+    // Failing to drop leaves the agent (not its commands: the bounding set
+    // lacks them) more privileged than needed; nothing to report it to.
+    (void)DropOwnCaps(opts_.identity_caps);
+    opts_.identity_caps = 0;
+  }
   void FinishExec(uint64_t exec_id, int wait_status);
   // Reads what is readable now; returns false at EOF or error.
   bool DrainOutput(Exec& e, bool is_err, bool until_eagain);
@@ -122,6 +131,7 @@ class ServerImpl : public Server {
   std::map<pid_t, uint64_t> exec_by_pid_;
   uint64_t next_id_ = 1;
   bool terminating_ = false;
+  bool any_exec_ = false;  // a command has started: the identity is fixed from then on
 };
 
 Result<void> ServerImpl::Init() {
@@ -391,7 +401,35 @@ void ServerImpl::OnFrame(uint64_t id, Conn& c, proto::Frame f) {
                std::to_string(opts_.setup_us) +
                (opts_.heartbeat_extra.empty() ? "" : "," + opts_.heartbeat_extra) + "}");
       return;
+    case FrameType::kIdentity: {
+      // Only in a VM (the guest's clock and CRNG are the VM's own; in a
+      // namespace sandbox they are the host's), and only before the first
+      // command, so no command ever ran with the template's identity.
+      Result<void> r = Ok();
+      if (opts_.port_fd < 0) {
+        r = Fail("identity", "", "only a VM guest agent takes an identity");
+      } else if (any_exec_) {
+        r = Fail("identity", "", "a command has already run");
+      } else {
+        auto ident = ParseIdentity(f.payload);
+        if (!ident.ok()) {
+          r = ident.error();
+        } else {
+          r = ApplyIdentity(*ident);
+          if (r.ok()) opts_.hostname = ident->hostname;
+          DropIdentityCaps();
+        }
+      }
+      if (r.ok()) {
+        Send(id, FrameType::kIdentityReply, "{\"ok\":true}");
+      } else {
+        Send(id, FrameType::kFailure, r.error().ToString());
+      }
+      return;
+    }
     case FrameType::kExec: {
+      any_exec_ = true;
+      DropIdentityCaps();
       if (c.exec || terminating_) {
         Send(id, FrameType::kFailure,
              terminating_ ? "agent is shutting down" : "one exec per connection");

@@ -40,6 +40,9 @@ struct ServerOptions {
   // no_new_privs, which every command gets.
   std::vector<sock_filter> seccomp;
   uint64_t nofile = 1024;    // RLIMIT_NOFILE of commands (soft and hard)
+  // Capabilities held only for the identity message (caps.h), dropped after
+  // it or at the first command.
+  uint64_t identity_caps = 0;
 };
 
 class Server {

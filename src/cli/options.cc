@@ -66,6 +66,8 @@ void AddDriverOptions(CLI::App* sub, DriverChoice& d, bool with_driver) {
   if (with_driver) sub->add_option("--driver", d.driver, "ns (namespaces, default) or vm (a QEMU microVM per sandbox)");
   sub->add_option("--accel", d.accel, "vm driver: auto (KVM if the CPU has vmx/svm, default), kvm or tcg");
   sub->add_option("--kernel", d.kernel, "vm driver: guest vmlinux instead of the one scripts/setup installed");
+  sub->add_flag("--snapshot", d.snapshot,
+                "vm driver: sandboxes are copy-on-write clones of a snapshot template VM");
   sub->add_option("--initrd", d.initrd, "vm driver: initramfs instead of the one warmbox assembles");
 }
 
@@ -81,6 +83,7 @@ vm::VmDriverOptions VmOptions(const GlobalOptions& g, const DriverChoice& d) {
   o.kernel = d.kernel;
   o.initrd = d.initrd;
   o.accel = d.accel;
+  o.snapshot = d.snapshot;
   o.cgroup_parent = g.cgroup_parent;
   return o;
 }

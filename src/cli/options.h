@@ -43,6 +43,7 @@ struct DriverChoice {
   std::string driver = "ns";  // ns or vm
   std::string accel = "auto";
   std::string kernel, initrd;
+  bool snapshot = false;  // vm: clones of a snapshot template
 };
 void AddDriverOptions(CLI::App* sub, DriverChoice& d, bool with_driver = true);
 [[nodiscard]] Result<void> ValidateDriver(const std::string& driver);

@@ -197,6 +197,13 @@ int DoStatus(const std::string& socket, bool json, const std::string& format) {
                 static_cast<unsigned long long>(s.queued), static_cast<unsigned long long>(s.total_created),
                 static_cast<unsigned long long>(s.total_acquired),
                 static_cast<unsigned long long>(s.total_evicted), hit);
+    if (!s.template_state.empty()) {
+      std::printf("  template: %s, %llu clone(s), %llu clone failure(s), %llu template failure(s)%s%s\n",
+                  s.template_state.c_str(), static_cast<unsigned long long>(s.clones),
+                  static_cast<unsigned long long>(s.clone_failures),
+                  static_cast<unsigned long long>(s.template_failures),
+                  s.template_error.empty() ? "" : "; last error: ", s.template_error.c_str());
+    }
   }
   return 0;
 }

@@ -15,4 +15,10 @@ Result<Driver*> DriverSet::Get(const std::string& name) {
   return Fail("driver", name, "expected ns or vm");
 }
 
+std::optional<vm::TemplateStatus> DriverSet::VmTemplateStatus() {
+  std::lock_guard<std::mutex> l(mu_);
+  if (!vm_ || !vm_opts_.snapshot) return std::nullopt;
+  return vm_->template_status();
+}
+
 }  // namespace wb::daemon

@@ -5,6 +5,7 @@
 
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 
 #include "base/error.h"
@@ -20,6 +21,8 @@ class DriverSet {
       : ns_opts_(std::move(ns)), vm_opts_(std::move(vm)), store_(store) {}
   // Thread-safe (the pool's creation threads call it).
   [[nodiscard]] Result<Driver*> Get(const std::string& name);
+  // The vm driver's template status when it runs with snapshot on.
+  std::optional<vm::TemplateStatus> VmTemplateStatus();
 
  private:
   std::mutex mu_;

@@ -116,6 +116,7 @@ class Daemon : public RunService {
  public:
   Daemon(const DaemonOptions& opts, DriverSet& drivers, ImageStore& store)
       : opts_(opts),
+        drivers_(drivers),
         rt_(io_, [&drivers](const std::string& name) { return drivers.Get(name); }, store, opts.creation_cap),
         registry_(rt_, opts.pool),
         puller_(io_, ImageToolCall{opts.image_tool_path, opts.driver.state_dir, opts.driver.uid_base, {}}),
@@ -195,7 +196,20 @@ class Daemon : public RunService {
 
   void CountError(RunErrorKind kind) override { ++errors_[kind]; }
 
-  std::string StatusJson() const override { return proto::StatusJson(registry_.Stats()); }
+  std::string StatusJson() const override {
+    auto stats = registry_.Stats();
+    if (auto t = drivers_.VmTemplateStatus()) {
+      for (auto& s : stats) {
+        if (s.driver != "vm") continue;
+        s.template_state = t->state;
+        s.clones = t->clones;
+        s.clone_failures = t->clone_failures;
+        s.template_failures = static_cast<uint64_t>(t->failures);
+        s.template_error = t->last_error;
+      }
+    }
+    return proto::StatusJson(stats);
+  }
 
   std::string Metrics() const override {
     MetricsSnapshot m;
@@ -448,6 +462,7 @@ class Daemon : public RunService {
   }
 
   const DaemonOptions& opts_;
+  DriverSet& drivers_;
   asio::io_context io_;
   pool::PoolRuntime rt_;
   pool::PoolRegistry registry_;

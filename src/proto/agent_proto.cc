@@ -10,7 +10,7 @@ using nlohmann::json;
 bool IsKnownFrameType(char c) {
   switch (c) {
     case 'H': case 'h': case 'E': case 'I': case 'C':
-    case 'O': case 'R': case 'X': case 'F':
+    case 'O': case 'R': case 'X': case 'F': case 'D': case 'd':
       return true;
   }
   return false;

@@ -37,6 +37,8 @@ enum class FrameType : char {
   kStderr = 'R',
   kExit = 'X',
   kFailure = 'F',
+  kIdentity = 'D',       // host -> guest agent: a VM clone's identity (docs/protocol.md)
+  kIdentityReply = 'd',
 };
 
 bool IsKnownFrameType(char c);

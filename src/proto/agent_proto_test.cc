@@ -12,6 +12,7 @@ const FrameType kAllTypes[] = {
     FrameType::kHeartbeat, FrameType::kHeartbeatReply, FrameType::kExec,
     FrameType::kStdin,     FrameType::kStdinClose,     FrameType::kStdout,
     FrameType::kStderr,    FrameType::kExit,           FrameType::kFailure,
+    FrameType::kIdentity,  FrameType::kIdentityReply,
 };
 
 ::testing::AssertionResult Contains(const std::string& haystack, const std::string& needle) {
@@ -85,7 +86,7 @@ TEST(EncodeFrameTest, KnownTypesAreExactlyTheEnumerators) {
   for (FrameType t : kAllTypes) EXPECT_TRUE(IsKnownFrameType(static_cast<char>(t)));
   int known = 0;
   for (int c = 0; c < 256; ++c) known += IsKnownFrameType(static_cast<char>(c)) ? 1 : 0;
-  EXPECT_EQ(known, 9);
+  EXPECT_EQ(known, 11);
 }
 
 // --- decoding ------------------------------------------------------------------

@@ -273,6 +273,13 @@ std::string StatusJson(const std::vector<ImageStat>& images) {
                    {"rejected_busy", s.rejected_busy},
                    {"peak_active", s.peak_active},
                    {"driver", s.driver}});
+    if (!s.template_state.empty()) {
+      arr.back()["template"] = {{"state", s.template_state},
+                                {"clones", s.clones},
+                                {"clone_failures", s.clone_failures},
+                                {"failures", s.template_failures},
+                                {"last_error", s.template_error}};
+    }
   }
   return Dump(json{{"images", arr}});
 }
@@ -304,6 +311,14 @@ Result<std::vector<ImageStat>> ParseStatus(std::string_view text) {
     s.failed_creations = num("failed_creations");
     s.rejected_busy = num("rejected_busy");
     s.peak_active = num("peak_active");
+    if (e.contains("template") && e["template"].is_object()) {
+      const auto& t = e["template"];
+      s.template_state = t.value("state", "");
+      s.clones = t.value("clones", uint64_t{0});
+      s.clone_failures = t.value("clone_failures", uint64_t{0});
+      s.template_failures = t.value("failures", uint64_t{0});
+      s.template_error = t.value("last_error", "");
+    }
     out.push_back(std::move(s));
   }
   return out;

@@ -84,6 +84,10 @@ struct ImageStat {
   uint64_t total_created = 0, total_acquired = 0, total_evicted = 0;
   uint64_t hits = 0, misses = 0, failed_creations = 0, rejected_busy = 0, creating = 0;
   uint64_t peak_active = 0;  // most runs in flight at once
+  // vm pools with --snapshot: the template (TemplateStatus); "" = no snapshot.
+  std::string template_state;
+  uint64_t clones = 0, clone_failures = 0, template_failures = 0;
+  std::string template_error;
 };
 std::string StatusJson(const std::vector<ImageStat>& images);
 [[nodiscard]] Result<std::vector<ImageStat>> ParseStatus(std::string_view json);

@@ -157,24 +157,32 @@ Result<void> AgentHeartbeat(const AgentEndpoint& ep, int timeout_ms) {
 }
 
 Result<std::string> AgentHeartbeatReply(const AgentEndpoint& ep, int timeout_ms) {
+  return AgentRequest(ep, proto::FrameType::kHeartbeat, "", proto::FrameType::kHeartbeatReply,
+                      timeout_ms);
+}
+
+Result<std::string> AgentRequest(const AgentEndpoint& ep, proto::FrameType type,
+                                 std::string_view payload, proto::FrameType reply,
+                                 int timeout_ms) {
+  const char* what = type == proto::FrameType::kHeartbeat ? "heartbeat" : "agent request";
   UniqueFd fd = WB_TRY(ConnectUnix(ep.socket_path));
   Channel ch(ep, std::move(fd));
-  ch.Queue(proto::FrameType::kHeartbeat, "");
+  ch.Queue(type, payload);
   int64_t deadline = NowMs() + timeout_ms;
   for (;;) {
     int64_t left = deadline - NowMs();
     if (left <= 0) {
-      return Fail("heartbeat", ep.socket_path, "no answer within " + std::to_string(timeout_ms) + " ms");
+      return Fail(what, ep.socket_path, "no answer within " + std::to_string(timeout_ms) + " ms");
     }
     WB_CHECK(ch.Pump(static_cast<int>(left), -1, nullptr));
     while (auto f = ch.Next()) {
-      if (f->type == proto::FrameType::kHeartbeatReply) {
-        spdlog::debug("heartbeat from {}: {}", ep.socket_path, f->payload);
+      if (f->type == reply) {
+        spdlog::debug("{} from {}: {}", what, ep.socket_path, f->payload);
         return std::move(f->payload);
       }
-      return Fail("heartbeat", ep.socket_path, "unexpected reply: " + f->payload);
+      return Fail(what, ep.socket_path, "unexpected reply: " + f->payload);
     }
-    if (ch.eof()) return Fail("heartbeat", ep.socket_path, "agent closed the connection");
+    if (ch.eof()) return Fail(what, ep.socket_path, "agent closed the connection");
     if (ch.agent_dead()) return AgentDied(ep);
   }
 }

@@ -2,6 +2,7 @@
 #pragma once
 
 #include <string>
+#include <string_view>
 
 #include "base/error.h"
 #include "base/fd.h"
@@ -18,6 +19,12 @@ namespace wb {
 [[nodiscard]] Result<void> AgentHeartbeat(const AgentEndpoint& ep, int timeout_ms);
 // The same, returning the agent's answer (JSON).
 [[nodiscard]] Result<std::string> AgentHeartbeatReply(const AgentEndpoint& ep, int timeout_ms);
+
+// One request frame, one reply frame of the given type (a Failure frame or
+// any other is an error carrying its payload).
+[[nodiscard]] Result<std::string> AgentRequest(const AgentEndpoint& ep, proto::FrameType type,
+                                               std::string_view payload, proto::FrameType reply,
+                                               int timeout_ms);
 
 // Readiness: heartbeats with a short per-attempt timeout until one answers,
 // the agent dies (fails at once) or total_ms passes (fails).

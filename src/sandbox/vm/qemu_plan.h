@@ -51,6 +51,11 @@ struct QemuPlan {
   int agent_fd = -1;
   int qmp_fd = -1;
   std::string console_path;  // the guest's serial console, a file
+  // Instead of console_path: a ring buffer of this many bytes in QEMU's
+  // memory (the templates and clones, which QEMU runs without RLIMIT_FSIZE:
+  // their RAM file and the migration stream need it, so a file console would
+  // be unbounded).
+  uint32_t console_ringbuf_bytes = 0;
   std::optional<MemoryBackend> memory_backend;
   // QEMU's own seccomp sandbox (-sandbox on: no privilege changes, no
   // spawning, no obsolete syscalls). Migration to "exec:" needs spawn.

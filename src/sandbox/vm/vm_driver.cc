@@ -7,6 +7,8 @@
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/file.h>
+#include <sys/random.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -24,8 +26,14 @@
 #include "sandbox/sandbox_dir.h"
 #include "sandbox/vm/initramfs.h"
 #include "sandbox/vm/layer_disk.h"
+#include "sandbox/vm/qmp.h"
+#include "agent/identity.h"
 
 namespace wb::vm {
+
+struct VmDriver::TemplatePaths {
+  std::string key, key_text, dir, state, lock, ram, templates;
+};
 
 struct VmDriver::CgroupLayoutHolder {
   CgroupLayout layout;
@@ -37,6 +45,21 @@ constexpr int kQuitGraceMs = 2000;
 constexpr int kExitReportMs = 1000;
 constexpr size_t kTailBytes = 2048;
 constexpr size_t kFailedLogsKept = 8;
+constexpr const char* kTemplateHostname = "warmbox-template";
+constexpr uint32_t kRingbufBytes = 64 * 1024;
+constexpr int kMigrateMs = 60000;
+
+// getrandom(2) until full.
+Result<void> FillRandom(std::string& buf) {
+  size_t off = 0;
+  while (off < buf.size()) {
+    ssize_t n = ::getrandom(buf.data() + off, buf.size() - off, 0);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) return Errno("getrandom", std::to_string(buf.size()));
+    off += static_cast<size_t>(n);
+  }
+  return Ok();
+}
 
 int64_t NowUs() {
   timespec ts;
@@ -57,6 +80,19 @@ std::string Tail(const std::string& path) {
     if (nl != std::string::npos) t = t.substr(nl + 1);
   }
   return std::string(Trim(t));
+}
+
+std::string TailOf(const std::string& qemu_log) {
+  std::string t = Tail(qemu_log);
+  return t.empty() ? "" : "; qemu stderr: " + t;
+}
+
+// "path:size:mtime" of a file: what the key says about an input.
+std::string FileId(const std::string& path) {
+  struct stat st;
+  if (::stat(path.c_str(), &st) != 0) return path + ":missing";
+  return path + ":" + std::to_string(st.st_size) + ":" + std::to_string(st.st_mtim.tv_sec) + "." +
+         std::to_string(st.st_mtim.tv_nsec);
 }
 
 // The guest's last words: up to the first kernel panic line (its stack
@@ -211,6 +247,33 @@ std::string Ms(double us) {
 
 }  // namespace
 
+std::string TemplateKeyText(const std::vector<std::string>& layer_dirs, const std::string& kernel_id,
+                            const std::string& initrd_id, const std::string& agent_id,
+                            uint32_t vcpus, uint64_t memory_mib,
+                            const std::vector<std::string>& init_args, Accel accel) {
+  std::string k = "warmbox-template-v1\n";
+  for (const auto& l : layer_dirs) k += "layer " + l + "\n";
+  k += "kernel " + kernel_id + "\ninitrd " + initrd_id + "\nagent " + agent_id + "\n";
+  k += "vcpus " + std::to_string(vcpus) + "\nmemory_mib " + std::to_string(memory_mib) + "\n";
+  k += "init";
+  for (const auto& a : init_args) k += " " + a;
+  k += std::string("\naccel ") + (accel == Accel::kKvm ? "kvm" : "tcg") + "\n";
+  return k;
+}
+
+std::string TemplateKeyHash(const std::string& key_text) {
+  // FNV-1a 64: a name, not a security boundary; the full key text is stored
+  // beside the template and compared before use, so a collision is caught.
+  uint64_t h = 1469598103934665603ull;
+  for (unsigned char c : key_text) {
+    h ^= c;
+    h *= 1099511628211ull;
+  }
+  char b[17];
+  std::snprintf(b, sizeof b, "%016llx", static_cast<unsigned long long>(h));
+  return b;
+}
+
 std::string FailedLogsDir(const std::string& state_dir) { return VmDir(state_dir) + "/failed"; }
 
 Result<VmInfo> ResolveVmInfo(const VmDriverOptions& opts) {
@@ -264,7 +327,8 @@ Result<std::unique_ptr<VmDriver>> VmDriver::Open(VmDriverOptions opts, ImageStor
   return drv;
 }
 
-Result<std::unique_ptr<Sandbox>> VmDriver::Create(const SandboxSpec& spec) {
+Result<std::unique_ptr<Sandbox>> VmDriver::Boot(const SandboxSpec& spec, Mode mode,
+                                                const TemplatePaths* t) {
   if (spec.security.seccomp != "default" && spec.security.seccomp != "unconfined") {
     return Fail(
         "vm driver", spec.security.seccomp,
@@ -321,7 +385,7 @@ Result<std::unique_ptr<Sandbox>> VmDriver::Create(const SandboxSpec& spec) {
                     "--tmpfs-size",
                     std::to_string(spec.limits.disk_bytes),
                     "--hostname",
-                    sb->id_,
+                    mode == Mode::kCold ? sb->id_ : std::string(kTemplateHostname),
                     "--seccomp",
                     spec.security.seccomp,
                     "--nofile",
@@ -330,13 +394,22 @@ Result<std::unique_ptr<Sandbox>> VmDriver::Create(const SandboxSpec& spec) {
   plan.agent_fd = 3;
   plan.qmp_fd = 4;
   plan.console_path = console;
+  if (mode != Mode::kCold) {
+    // The RAM file (template) and the migration stream (written by QEMU's
+    // child "cat") must not meet RLIMIT_FSIZE, so the console, which the
+    // guest controls, is bounded in QEMU's memory instead of by the limit.
+    plan.console_ringbuf_bytes = kRingbufBytes;
+    plan.allow_spawn = true;  // exec: migration spawns /bin/sh -c "cat ..."
+    plan.memory_backend = MemoryBackend{t->ram, mode == Mode::kTemplate};
+    if (mode == Mode::kClone) plan.extra = {"-incoming", "defer"};
+  }
 
   SpawnOptions o;
   o.path = plan.qemu;
   o.argv = QemuArgv(plan);
   o.fds = {{agent_listener.get(), 3}, {qmp_listener.get(), 4}, {qemu_err.get(), 2}};
   o.pdeath_signal = SIGKILL;  // the VM dies with its host process
-  o.file_size_limit = opts_.console_cap;
+  o.file_size_limit = mode == Mode::kCold ? opts_.console_cap : 0;
   o.cgroup_fd = sb->cgroup_.clone_fd();  // cgroup v2: born there
   o.hold_until_released = true;          // v1: moved there before it execs
   spdlog::debug("{}: {}", sb->id_, [&] {
@@ -354,6 +427,39 @@ Result<std::unique_ptr<Sandbox>> VmDriver::Create(const SandboxSpec& spec) {
   qmp_listener.reset();
   qemu_err.reset();
 
+  if (mode == Mode::kClone) {
+    // The clone's QEMU waits (-incoming defer) with the template's RAM mapped
+    // privately; the device state comes from the state file. x-ignore-shared
+    // must be set on both ends: the stream carries no RAM pages.
+    auto restore = [&]() -> Result<void> {
+      Qmp q = WB_TRY(Qmp::Connect(sb->dir_ + "/qmp.sock", opts_.ready_total_ms));
+      WB_TRY(q.Execute("migrate-set-capabilities",
+                       {{"capabilities", {{{"capability", "x-ignore-shared"}, {"state", true}}}}}));
+      WB_TRY(q.Execute("migrate-incoming", {{"uri", "exec:cat " + t->state}}));
+      // The load runs in QEMU's main loop; once done, the VM is paused
+      // (or already running) and is resumed.
+      const int64_t deadline = NowUs() + int64_t{opts_.ready_total_ms} * 1000;
+      for (;;) {
+        auto st = WB_TRY(q.Execute("query-status"));
+        std::string s = st.value("status", "");
+        spdlog::debug("{}: clone status {}", sb->id_, s);
+        if (s == "running") return Ok();
+        if (s == "paused" || s == "postmigrate" || s == "prelaunch") {
+          WB_TRY(q.Execute("cont"));
+          return Ok();
+        }
+        if (s != "inmigrate") return Fail("restore", t->state, "clone in state " + s);
+        if (NowUs() > deadline) return Fail("restore", t->state, "still loading after the ready timeout");
+        timespec ts{0, 1000 * 1000};
+        ::nanosleep(&ts, nullptr);
+      }
+    };
+    if (auto r = restore(); !r.ok()) {
+      Error e = Fail("restore vm clone", spec.image, r.error().ToString() + TailOf(qemu_log));
+      (void)sb->Destroy();
+      return e;
+    }
+  }
   // One heartbeat, waiting as long as a boot may take: the host's connection
   // is queued on the socket before QEMU even accepts it, and QEMU's exit
   // (its pidfd) ends the wait at once.
@@ -381,6 +487,24 @@ Result<std::unique_ptr<Sandbox>> VmDriver::Create(const SandboxSpec& spec) {
     return e;
   }
   const int64_t t_ready = NowUs();
+  if (mode == Mode::kTemplate) return std::unique_ptr<Sandbox>(std::move(sb));  // no command may run
+  if (mode == Mode::kClone) {
+    // Before the first command: the clone's own id, hostname, entropy and
+    // wall clock (agent/identity.h); until then it is the template.
+    std::string entropy(64, '\0');
+    WB_CHECK(FillRandom(entropy));
+    agent::Identity ident{sb->id_, sb->id_, entropy, 0};
+    timespec now;
+    ::clock_gettime(CLOCK_REALTIME, &now);
+    ident.realtime_ns = int64_t{now.tv_sec} * 1000000000 + now.tv_nsec;
+    auto r = AgentRequest(sb->Endpoint(), proto::FrameType::kIdentity, agent::IdentityToJson(ident),
+                          proto::FrameType::kIdentityReply, opts_.ready_total_ms);
+    if (!r.ok()) {
+      Error e = Fail("identity of vm clone", sb->id_, r.error().ToString());
+      (void)sb->Destroy();
+      return e;
+    }
+  }
   // A creation at a lower priority (the pool's refills run at nice 10) hands
   // the VM back the normal priority once it is ready, as the ns driver does
   // with its agent. Nice values are per thread: every QEMU thread (the vCPU
@@ -426,6 +550,180 @@ Result<std::unique_ptr<Sandbox>> VmDriver::Create(const SandboxSpec& spec) {
         Ms(static_cast<double>(t_warm - t_ready)));
   }
   return std::unique_ptr<Sandbox>(std::move(sb));
+}
+
+}  // namespace wb::vm
+
+namespace wb::vm {
+
+
+TemplateStatus VmDriver::template_status() const {
+  std::lock_guard<std::mutex> l(tmpl_mu_);
+  return tmpl_;
+}
+
+Result<std::unique_ptr<Sandbox>> VmDriver::Create(const SandboxSpec& spec) {
+  if (opts_.snapshot) {
+    bool fallback;
+    {
+      std::lock_guard<std::mutex> l(tmpl_mu_);
+      fallback = tmpl_.state == "fallback";
+    }
+    if (!fallback) {
+      auto c = CreateClone(spec);
+      if (c.ok()) return c;
+      // Counted (and the template invalidated) in CreateClone; this sandbox
+      // is booted cold so that the pool's refill still gets one.
+    }
+  }
+  return Boot(spec, Mode::kCold, nullptr);
+}
+
+void VmDriver::NoteTemplateFailure(const std::string& key, const Error& e) {
+  std::lock_guard<std::mutex> l(tmpl_mu_);
+  tmpl_.key = key;
+  tmpl_.failures++;
+  tmpl_.last_error = e.ToString();
+  if (tmpl_.failures >= opts_.template_max_failures) {
+    if (tmpl_.state != "fallback") {
+      spdlog::warn("vm snapshot templates: {} failure(s), falling back to cold boots; last: {}",
+                   tmpl_.failures, tmpl_.last_error);
+    }
+    tmpl_.state = "fallback";
+  } else {
+    tmpl_.state = "failed";
+  }
+}
+
+Result<std::unique_ptr<Sandbox>> VmDriver::CreateClone(const SandboxSpec& spec) {
+  Image image = WB_TRY(store_->Get(spec.image));
+  long ncpu = ::sysconf(_SC_NPROCESSORS_ONLN);
+  const uint32_t vcpus = VcpusFor(spec.limits.cpus, ncpu > 0 ? static_cast<uint32_t>(ncpu) : 1);
+  const uint64_t mem = std::max<uint64_t>(spec.limits.memory_bytes >> 20, 64);
+  TemplatePaths t;
+  t.key_text = TemplateKeyText(
+      image.lower_dirs, FileId(info_.kernel.vmlinux), FileId(info_.initrd), FileId(opts_.agent_path),
+      vcpus, mem,
+      {"--layers", std::to_string(image.lower_dirs.size()), "--tmpfs-size",
+       std::to_string(spec.limits.disk_bytes), "--seccomp", spec.security.seccomp, "--nofile",
+       std::to_string(spec.security.nofile)},
+      info_.accel);
+  t.key = TemplateKeyHash(t.key_text);
+  t.templates = VmDir(opts_.state_dir) + "/templates";
+  t.dir = t.templates + "/" + t.key;
+  t.state = t.dir + "/state";
+  t.lock = t.templates + "/" + t.key + ".lock";
+  t.ram = opts_.shm_dir + "/warmbox-tpl-" + t.key;
+  // The state path goes to a shell ("exec:cat PATH"): plain characters only.
+  for (char c : t.state) {
+    if (!(std::isalnum(static_cast<unsigned char>(c)) || c == '/' || c == '-' || c == '_' || c == '.'))
+      return Fail("vm template", t.state, "the state dir path has characters a shell would interpret");
+  }
+  if (auto r = EnsureTemplate(spec, t); !r.ok()) {
+    NoteTemplateFailure(t.key, r.error());
+    spdlog::debug("vm template {}: {}", t.key, r.error().ToString());
+    return r.error();
+  }
+  auto c = Boot(spec, Mode::kClone, &t);
+  if (!c.ok()) {
+    // A template whose clones fail is not trusted again: removed, rebuilt on
+    // the next creation (until the failures reach the fallback).
+    {
+      std::lock_guard<std::mutex> l(tmpl_mu_);
+      tmpl_.clone_failures++;
+    }
+    NoteTemplateFailure(t.key, c.error());
+    (void)RemoveTree(t.dir);
+    ::unlink(t.ram.c_str());
+    return c.error();
+  }
+  std::lock_guard<std::mutex> l(tmpl_mu_);
+  tmpl_.clones++;
+  return c;
+}
+
+Result<void> VmDriver::EnsureTemplate(const SandboxSpec& spec, const TemplatePaths& t) {
+  std::lock_guard<std::mutex> build(build_mu_);
+  auto valid = [&] {
+    auto k = ReadFile(t.dir + "/key");
+    struct stat st;
+    return k.ok() && *k == t.key_text && PathExists(t.state) && ::stat(t.ram.c_str(), &st) == 0;
+  };
+  if (valid()) {
+    std::lock_guard<std::mutex> l(tmpl_mu_);
+    if (tmpl_.key != t.key || tmpl_.state != "ready") {
+      tmpl_.key = t.key;
+      tmpl_.state = "ready";
+    }
+    return Ok();
+  }
+  WB_CHECK(MkdirAll(t.templates, 0700));
+  // Builds of one key are serialised across processes: the second waits and
+  // then finds the first's template.
+  UniqueFd lock(::open(t.lock.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600));
+  if (!lock) return Errno("open", t.lock);
+  if (::flock(lock.get(), LOCK_EX) != 0) return Errno("flock", t.lock);
+  if (valid()) return Ok();
+  {
+    std::lock_guard<std::mutex> l(tmpl_mu_);
+    tmpl_.key = t.key;
+    tmpl_.state = "building";
+  }
+  const int64_t t0 = NowUs();
+  // Whatever a failed build left is not used: removed first.
+  (void)RemoveTree(t.dir);
+  ::unlink(t.ram.c_str());
+  WB_CHECK(MkdirAll(t.dir, 0700));
+  auto vm = WB_TRY(Boot(spec, Mode::kTemplate, &t));
+  auto* sb = static_cast<VmSandbox*>(vm.get());
+  const std::string tmp = t.state + ".tmp";
+  auto save = [&]() -> Result<void> {
+    Qmp q = WB_TRY(Qmp::Connect(sb->dir_ + "/qmp.sock", opts_.ready_total_ms));
+    // Paused first, so the RAM file is not written while the device state
+    // is saved: the two must describe the same instant.
+    WB_TRY(q.Execute("stop"));
+    WB_TRY(q.Execute("migrate-set-capabilities",
+                     {{"capabilities", {{{"capability", "x-ignore-shared"}, {"state", true}}}}}));
+    WB_TRY(q.Execute("migrate", {{"uri", "exec:cat > " + tmp}}));
+    WB_CHECK(q.WaitMigration(kMigrateMs));
+    return Ok();
+  };
+  auto r = save();
+  (void)vm->Destroy();  // QEMU quits; the RAM file stays (share=on: it is the file)
+  if (!r.ok()) return Fail("build vm template", t.key, r.error().ToString());
+  // Durable before it is named: a crash leaves state.tmp, which is never used.
+  {
+    UniqueFd f(::open(tmp.c_str(), O_RDONLY | O_CLOEXEC));
+    if (!f || ::fsync(f.get()) != 0) return Errno("fsync", tmp);
+  }
+  WB_CHECK(WriteFileAtomic(t.dir + "/key", t.key_text, 0600));
+  if (::rename(tmp.c_str(), t.state.c_str()) != 0) return Errno("rename", tmp);
+  {
+    UniqueFd d(::open(t.dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+    if (d) (void)::fsync(d.get());
+  }
+  spdlog::info("vm template {} built in {} ms", t.key, Ms(static_cast<double>(NowUs() - t0)));
+  // Templates of other keys are unused now (one key per driver): removed,
+  // unless another process holds their lock (building or using them).
+  if (DIR* d = ::opendir(t.templates.c_str())) {
+    std::vector<std::string> others;
+    while (dirent* e = ::readdir(d)) {
+      std::string n = e->d_name;
+      if (n[0] == '.' || n == t.key || n == t.key + ".lock" || n.size() < 16) continue;
+      if (n.size() == 16) others.push_back(n);
+    }
+    ::closedir(d);
+    for (const auto& k : others) {
+      UniqueFd ol(::open((t.templates + "/" + k + ".lock").c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600));
+      if (!ol || ::flock(ol.get(), LOCK_EX | LOCK_NB) != 0) continue;
+      (void)RemoveTree(t.templates + "/" + k);
+      ::unlink((opts_.shm_dir + "/warmbox-tpl-" + k).c_str());
+      ::unlink((t.templates + "/" + k + ".lock").c_str());
+    }
+  }
+  std::lock_guard<std::mutex> l(tmpl_mu_);
+  tmpl_.state = "ready";
+  return Ok();
 }
 
 }  // namespace wb::vm

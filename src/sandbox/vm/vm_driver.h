@@ -9,6 +9,7 @@
 #include <memory>
 #include <mutex>
 #include <string>
+#include <vector>
 
 #include "image/store.h"
 #include "sandbox/driver.h"
@@ -31,6 +32,21 @@ struct VmDriverOptions {
   // QEMU's own memory beside the guest's RAM (the kernel's ROM copy, the TCG
   // cache, its heap): the cgroup's memory limit is guest RAM + this.
   uint64_t qemu_overhead_bytes = 512ull << 20;
+  // Snapshot templates (docs/architecture.md, "VM snapshot templates"):
+  // sandboxes are copy-on-write clones of one template VM per key.
+  bool snapshot = false;
+  std::string shm_dir = "/dev/shm";  // where templates' RAM files live (tmpfs)
+  int template_max_failures = 3;     // then cold boots (fallback)
+};
+
+// The template state of a driver with snapshot on (pool status).
+struct TemplateStatus {
+  std::string key;           // the current pool key's hash ("" = none yet)
+  std::string state = "none";  // none, building, ready, failed, fallback
+  int failures = 0;          // template builds or clone restores that failed
+  uint64_t clones = 0;       // clones handed out
+  uint64_t clone_failures = 0;
+  std::string last_error;
 };
 
 // What the driver boots (warmbox vm kernel).
@@ -47,9 +63,20 @@ class VmDriver : public Driver {
                                                               ImageStore* store);
   [[nodiscard]] Result<std::unique_ptr<Sandbox>> Create(const SandboxSpec& spec) override;
   const VmInfo& info() const { return info_; }
+  TemplateStatus template_status() const;
 
  private:
   VmDriver() = default;
+  enum class Mode { kCold, kTemplate, kClone };
+  struct TemplatePaths;
+  [[nodiscard]] Result<std::unique_ptr<Sandbox>> Boot(const SandboxSpec& spec, Mode mode,
+                                                      const TemplatePaths* t);
+  [[nodiscard]] Result<std::unique_ptr<Sandbox>> CreateClone(const SandboxSpec& spec);
+  [[nodiscard]] Result<void> EnsureTemplate(const SandboxSpec& spec, const TemplatePaths& t);
+  void NoteTemplateFailure(const std::string& key, const Error& e);
+  mutable std::mutex tmpl_mu_;
+  std::mutex build_mu_;  // one build at a time in this process (the flock: across processes)
+  TemplateStatus tmpl_;
   VmDriverOptions opts_;
   ImageStore* store_ = nullptr;
   VmInfo info_;
@@ -59,6 +86,13 @@ class VmDriver : public Driver {
 
 // Resolves kernel, initrd and accelerator without booting anything.
 [[nodiscard]] Result<VmInfo> ResolveVmInfo(const VmDriverOptions& opts);
+
+// The canonical text of a pool key and its hash (16 hex digits). Pure.
+std::string TemplateKeyText(const std::vector<std::string>& layer_dirs, const std::string& kernel_id,
+                            const std::string& initrd_id, const std::string& agent_id,
+                            uint32_t vcpus, uint64_t memory_mib, const std::vector<std::string>& init_args,
+                            Accel accel);
+std::string TemplateKeyHash(const std::string& key_text);
 
 // Where failed VMs' console logs are kept (the newest few).
 std::string FailedLogsDir(const std::string& state_dir);

@@ -14,6 +14,7 @@
 #include "sandbox/vm/guest_kernel.h"
 #include "sandbox/vm/initramfs.h"
 #include "sandbox/vm/qemu_plan.h"
+#include "sandbox/vm/vm_driver.h"
 
 namespace wb::vm {
 namespace {
@@ -286,6 +287,48 @@ TEST(InitramfsTest, AgentIsInitAndModulesAreNumberedInLoadOrder) {
   auto p3 = EnsureInitramfs(d.path() + "/cache", d.path() + "/agent", k);
   ASSERT_TRUE(p3.ok());
   EXPECT_NE(*p1, *p3);
+}
+
+}  // namespace
+}  // namespace wb::vm
+
+namespace wb::vm {
+namespace {
+
+TEST(TemplateKeyTest, EveryPartChangesTheKey) {
+  auto key = [](std::vector<std::string> layers, std::string kernel, std::string initrd, std::string agent,
+                uint32_t vcpus, uint64_t mem, std::vector<std::string> init, Accel a) {
+    return TemplateKeyHash(TemplateKeyText(layers, kernel, initrd, agent, vcpus, mem, init, a));
+  };
+  const std::string base = key({"l1", "l2"}, "k", "i", "a", 1, 256, {"--layers", "2"}, Accel::kTcg);
+  EXPECT_EQ(base.size(), 16u);
+  EXPECT_EQ(base, key({"l1", "l2"}, "k", "i", "a", 1, 256, {"--layers", "2"}, Accel::kTcg));
+  EXPECT_NE(base, key({"l1", "l3"}, "k", "i", "a", 1, 256, {"--layers", "2"}, Accel::kTcg));
+  EXPECT_NE(base, key({"l1", "l2"}, "k2", "i", "a", 1, 256, {"--layers", "2"}, Accel::kTcg));
+  EXPECT_NE(base, key({"l1", "l2"}, "k", "i2", "a", 1, 256, {"--layers", "2"}, Accel::kTcg));
+  EXPECT_NE(base, key({"l1", "l2"}, "k", "i", "a2", 1, 256, {"--layers", "2"}, Accel::kTcg));
+  EXPECT_NE(base, key({"l1", "l2"}, "k", "i", "a", 2, 256, {"--layers", "2"}, Accel::kTcg));
+  EXPECT_NE(base, key({"l1", "l2"}, "k", "i", "a", 1, 512, {"--layers", "2"}, Accel::kTcg));
+  EXPECT_NE(base, key({"l1", "l2"}, "k", "i", "a", 1, 256, {"--layers", "3"}, Accel::kTcg));
+  EXPECT_NE(base, key({"l1", "l2"}, "k", "i", "a", 1, 256, {"--layers", "2"}, Accel::kKvm));
+}
+
+TEST(QemuPlanTest, TemplateAndCloneArgs) {
+  QemuPlan p;
+  p.kernel = "vmlinux";
+  p.memory_backend = MemoryBackend{"/dev/shm/warmbox-tpl-x", false};
+  p.console_ringbuf_bytes = 65536;
+  p.allow_spawn = true;
+  p.extra = {"-incoming", "defer"};
+  std::string all;
+  for (const auto& a : QemuArgv(p)) all += a + " ";
+  EXPECT_NE(all.find("memory-backend-file,id=mem,size=512M,mem-path=/dev/shm/warmbox-tpl-x,share=off"),
+            std::string::npos) << all;
+  EXPECT_NE(all.find("memory-backend=mem"), std::string::npos);
+  EXPECT_NE(all.find("ringbuf,id=console,size=65536"), std::string::npos);
+  EXPECT_EQ(all.find("file,id=console"), std::string::npos);
+  EXPECT_NE(all.find("spawn=allow"), std::string::npos);
+  EXPECT_NE(all.find("-incoming defer"), std::string::npos);
 }
 
 }  // namespace

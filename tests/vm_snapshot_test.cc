@@ -1,0 +1,228 @@
+// VM snapshot templates and their copy-on-write clones, for real (QEMU, TCG
+// on CI). Boots are few: two templates, four clones and one cold boot in all.
+#include <dirent.h>
+#include <gtest/gtest.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "base/fs.h"
+#include "base/strings.h"
+#include "sandbox/ns/cgroup.h"
+#include "sandbox/sandbox_dir.h"
+#include "sandbox/vm/vm_driver.h"
+#include "tests/test_util.h"
+
+namespace wb {
+namespace {
+
+using proto::ExecRequest;
+
+constexpr uint32_t kBase = 1510000000;  // this test's own uid range
+constexpr int kBootMs = 120000;
+
+std::string VmProbe() {
+  if (::geteuid() != 0) return "needs root";
+  if (!PathExists("/usr/bin/qemu-system-x86_64")) return "qemu-system-x86_64 not installed (scripts/setup)";
+  if (!PathExists(vm::KernelRoot() + "/current/vmlinux"))
+    return "no guest kernel in " + vm::KernelRoot() + " (run scripts/setup)";
+  if (!PathExists("/usr/bin/mkfs.erofs")) return "mkfs.erofs not installed (scripts/setup)";
+  if (!PathExists("/dev/shm")) return "no /dev/shm";
+  return "";
+}
+
+std::vector<std::string> Entries(const std::string& dir) {
+  std::vector<std::string> out;
+  DIR* d = ::opendir(dir.c_str());
+  if (!d) return out;
+  while (dirent* e = ::readdir(d)) {
+    std::string n = e->d_name;
+    if (n != "." && n != "..") out.push_back(n);
+  }
+  ::closedir(d);
+  return out;
+}
+
+std::vector<pid_t> ProcessesMentioning(const std::string& dir) {
+  std::vector<pid_t> out;
+  for (const auto& n : Entries("/proc")) {
+    auto pid = ParseUint(n, "pid");
+    if (!pid.ok()) continue;
+    auto cmd = ReadFile("/proc/" + n + "/cmdline");
+    if (cmd.ok() && cmd->find(dir) != std::string::npos) out.push_back(static_cast<pid_t>(*pid));
+  }
+  return out;
+}
+
+// FNV-1a over a whole file: enough to see a changed byte.
+uint64_t Checksum(const std::string& path) {
+  auto t = ReadFile(path);
+  EXPECT_TRUE(t.ok());
+  uint64_t h = 1469598103934665603ull;
+  if (t.ok()) {
+    for (unsigned char c : *t) {
+      h ^= c;
+      h *= 1099511628211ull;
+    }
+  }
+  return h;
+}
+
+class VmSnapshotTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    std::string why = VmProbe();
+    if (!why.empty()) GTEST_SKIP() << why;
+    state_ = wb::testing::MakeTempDir("wb-vmsnap-test");
+    shm_ = "/dev/shm/wb-vmsnap-test-" + std::to_string(::getpid());
+    ASSERT_TRUE(MkdirAll(shm_, 0700).ok());
+    store_ = std::make_unique<ImageStore>(state_, kBase);
+  }
+  void TearDown() override {
+    store_.reset();
+    if (!state_.empty()) (void)RemoveTree(state_);
+    if (!shm_.empty()) (void)RemoveTree(shm_);
+    if (auto layout = HostCgroupLayout(); layout.ok()) {
+      for (const auto& p : PlanSandboxCgroup(*layout, "x", Limits{}, CgroupParent()).parents) ::rmdir(p.c_str());
+    }
+  }
+  std::string CgroupParent() const { return "/warmbox-test-vmsnap-" + std::to_string(::getpid()); }
+  std::unique_ptr<vm::VmDriver> Driver(int max_failures = 3) {
+    vm::VmDriverOptions o;
+    o.state_dir = state_;
+    o.agent_path = wb::testing::BuildDir() + "/warmbox-agent";
+    o.ready_total_ms = kBootMs;
+    o.cgroup_parent = CgroupParent();
+    o.snapshot = true;
+    o.shm_dir = shm_;
+    o.template_max_failures = max_failures;
+    auto d = vm::VmDriver::Open(o, store_.get());
+    EXPECT_TRUE(d.ok()) << d.error().ToString();
+    return d.ok() ? std::move(*d) : nullptr;
+  }
+  static ExecOutcome Sh(Sandbox& sb, const std::string& script) {
+    ExecRequest req;
+    req.argv = {"sh", "-c", script};
+    ExecIo io;
+    auto r = sb.Exec(req, io);
+    EXPECT_TRUE(r.ok()) << r.error().ToString();
+    return r.ok() ? std::move(*r) : ExecOutcome{};
+  }
+  std::vector<std::string> RamFiles() const { return Entries(shm_); }
+
+  std::string state_, shm_;
+  std::unique_ptr<ImageStore> store_;
+};
+
+TEST_F(VmSnapshotTest, ClonesAreUniqueIsolatedAndLeaveTheTemplateUnchanged) {
+  auto drv = Driver();
+  ASSERT_NE(drv, nullptr);
+  SandboxSpec spec;
+  spec.limits.memory_bytes = 192u << 20;
+  auto a = drv->Create(spec);
+  ASSERT_TRUE(a.ok()) << a.error().ToString();
+  auto st = drv->template_status();
+  EXPECT_EQ(st.state, "ready") << st.last_error;
+  EXPECT_EQ(st.clones, 1u);
+  auto ram = RamFiles();
+  ASSERT_EQ(ram.size(), 1u);
+  const std::string ram_path = shm_ + "/" + ram[0];
+  const uint64_t sum = Checksum(ram_path);
+  auto b = drv->Create(spec);
+  ASSERT_TRUE(b.ok()) << b.error().ToString();
+  EXPECT_EQ(drv->template_status().clones, 2u);
+  EXPECT_EQ(drv->template_status().failures, 0);
+  Sandbox& A = **a;
+  Sandbox& B = **b;
+  EXPECT_NE(A.id(), B.id());
+
+  // Identity: hostnames are the ids, random bytes differ, clocks are the host's.
+  auto ha = Sh(A, "hostname; echo $HOSTNAME"), hb = Sh(B, "hostname; echo $HOSTNAME");
+  EXPECT_EQ(ha.stdout_data, A.id() + "\n" + A.id() + "\n");
+  EXPECT_EQ(hb.stdout_data, B.id() + "\n" + B.id() + "\n");
+  auto ra = Sh(A, "head -c 32 /dev/urandom | od -An -tx1"), rb = Sh(B, "head -c 32 /dev/urandom | od -An -tx1");
+  EXPECT_EQ(ra.exit.exit_code, 0);
+  EXPECT_FALSE(ra.stdout_data.empty());
+  EXPECT_NE(ra.stdout_data, rb.stdout_data);
+  for (Sandbox* s : {&A, &B}) {
+    auto d = Sh(*s, "date +%s");
+    timespec now;
+    ::clock_gettime(CLOCK_REALTIME, &now);
+    auto guest = ParseUint(std::string(Trim(d.stdout_data)), "date");
+    ASSERT_TRUE(guest.ok()) << d.stdout_data << d.stderr_data;
+    EXPECT_LE(std::llabs(static_cast<long long>(*guest) - static_cast<long long>(now.tv_sec)), 2)
+        << "guest clock " << *guest << " host " << now.tv_sec;
+  }
+
+  // Exit codes and byte-exact output, as for cold VMs.
+  EXPECT_EQ(Sh(A, "exit 3").exit.exit_code, 3);
+  auto big = Sh(B, "yes 0123456789abcdef | head -c 200000");
+  std::string want;
+  while (want.size() < 200000) want += "0123456789abcdef\n";
+  want.resize(200000);
+  EXPECT_TRUE(big.stdout_data == want) << big.stdout_data.size() << " bytes";
+
+  // Private memory: a file written in A is not in B, nor in the RAM file.
+  const std::string marker = "wbmark" + *RandomHex(8);
+  EXPECT_EQ(Sh(A, "echo " + marker + " > /tmp/m; cat /tmp/m").stdout_data, marker + "\n");
+  EXPECT_NE(Sh(B, "cat /tmp/m").exit.exit_code, 0);
+  auto ram_text = ReadFile(ram_path);
+  ASSERT_TRUE(ram_text.ok());
+  EXPECT_EQ(ram_text->find(marker), std::string::npos) << "a clone's write reached the template file";
+  EXPECT_EQ(Checksum(ram_path), sum) << "the template RAM file changed";
+
+  // Teardown: no QEMU, no clone state, only the template's RAM file.
+  EXPECT_TRUE(A.Destroy().ok());
+  EXPECT_TRUE(B.Destroy().ok());
+  a->reset();
+  b->reset();
+  EXPECT_TRUE(ProcessesMentioning(state_).empty());
+  EXPECT_TRUE(Entries(SandboxesDir(state_)).empty());
+  EXPECT_EQ(RamFiles(), ram);
+
+  // A new key (memory) builds a new template and removes the unused one.
+  spec.limits.memory_bytes = 160u << 20;
+  auto c = drv->Create(spec);
+  ASSERT_TRUE(c.ok()) << c.error().ToString();
+  EXPECT_EQ(Sh(**c, "hostname").stdout_data, (*c)->id() + "\n");
+  auto ram2 = RamFiles();
+  ASSERT_EQ(ram2.size(), 1u);
+  EXPECT_NE(ram2[0], ram[0]);
+  EXPECT_EQ(Entries(state_ + "/vm/templates").size(), 2u);  // the new one and its lock
+  EXPECT_TRUE((*c)->Destroy().ok());
+  EXPECT_TRUE(ProcessesMentioning(state_).empty());
+}
+
+TEST_F(VmSnapshotTest, CorruptStateFallsBackToColdBoots) {
+  SandboxSpec spec;
+  spec.limits.memory_bytes = 128u << 20;
+  {
+    auto drv = Driver();
+    ASSERT_NE(drv, nullptr);
+    auto a = drv->Create(spec);  // builds the template
+    ASSERT_TRUE(a.ok()) << a.error().ToString();
+    EXPECT_TRUE((*a)->Destroy().ok());
+  }
+  auto keys = Entries(state_ + "/vm/templates");
+  std::string state_file;
+  for (const auto& k : keys) {
+    if (k.size() == 16) state_file = state_ + "/vm/templates/" + k + "/state";
+  }
+  ASSERT_TRUE(PathExists(state_file));
+  ASSERT_TRUE(WriteFile(state_file, std::string(4096, 'x')).ok());
+  auto drv = Driver(/*max_failures=*/1);
+  ASSERT_NE(drv, nullptr);
+  auto b = drv->Create(spec);  // the clone fails; a cold boot serves
+  ASSERT_TRUE(b.ok()) << b.error().ToString();
+  auto st = drv->template_status();
+  EXPECT_EQ(st.state, "fallback");
+  EXPECT_EQ(st.failures, 1);
+  EXPECT_EQ(st.clone_failures, 1u);
+  EXPECT_NE(st.last_error.find("restore"), std::string::npos) << st.last_error;
+  EXPECT_EQ(Sh(**b, "hostname").stdout_data, (*b)->id() + "\n");
+  EXPECT_TRUE((*b)->Destroy().ok());
+  EXPECT_TRUE(ProcessesMentioning(state_).empty());
+  EXPECT_TRUE(RamFiles().empty());  // the invalid template is gone
+}
+
+}  // namespace
+}  // namespace wb

@@ -170,13 +170,14 @@ TEST_F(VmSnapshotTest, ClonesAreUniqueIsolatedAndLeaveTheTemplateUnchanged) {
   EXPECT_EQ(ram_text->find(marker), std::string::npos) << "a clone's write reached the template file";
   EXPECT_EQ(Checksum(ram_path), sum) << "the template RAM file changed";
 
-  // Teardown: no QEMU, no clone state, only the template's RAM file.
+  // Teardown: only the pre-started QEMU of the next clone is left (it goes
+  // with the driver, below), and only the template's RAM file.
   EXPECT_TRUE(A.Destroy().ok());
   EXPECT_TRUE(B.Destroy().ok());
   a->reset();
   b->reset();
-  EXPECT_TRUE(ProcessesMentioning(state_).empty());
-  EXPECT_TRUE(Entries(SandboxesDir(state_)).empty());
+  EXPECT_LE(ProcessesMentioning(state_).size(), 1u);
+  EXPECT_LE(Entries(SandboxesDir(state_)).size(), 1u);
   EXPECT_EQ(RamFiles(), ram);
 
   // A new key (memory) builds a new template and removes the unused one.
@@ -189,7 +190,11 @@ TEST_F(VmSnapshotTest, ClonesAreUniqueIsolatedAndLeaveTheTemplateUnchanged) {
   EXPECT_NE(ram2[0], ram[0]);
   EXPECT_EQ(Entries(state_ + "/vm/templates").size(), 2u);  // the new one and its lock
   EXPECT_TRUE((*c)->Destroy().ok());
+  c->reset();
+  drv.reset();
   EXPECT_TRUE(ProcessesMentioning(state_).empty());
+  EXPECT_TRUE(Entries(SandboxesDir(state_)).empty());
+  EXPECT_EQ(RamFiles(), ram2);  // the template's RAM file stays for the next start
 }
 
 TEST_F(VmSnapshotTest, CorruptStateFallsBackToColdBoots) {
@@ -220,7 +225,10 @@ TEST_F(VmSnapshotTest, CorruptStateFallsBackToColdBoots) {
   EXPECT_NE(st.last_error.find("restore"), std::string::npos) << st.last_error;
   EXPECT_EQ(Sh(**b, "hostname").stdout_data, (*b)->id() + "\n");
   EXPECT_TRUE((*b)->Destroy().ok());
+  b->reset();
+  drv.reset();
   EXPECT_TRUE(ProcessesMentioning(state_).empty());
+  EXPECT_TRUE(Entries(SandboxesDir(state_)).empty());
   EXPECT_TRUE(RamFiles().empty());  // the invalid template is gone
 }
 

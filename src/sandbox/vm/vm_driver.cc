@@ -276,6 +276,18 @@ std::string TemplateKeyHash(const std::string& key_text) {
 
 std::string FailedLogsDir(const std::string& state_dir) { return VmDir(state_dir) + "/failed"; }
 
+// A QEMU started but not yet waited for (a clone's: waiting in -incoming defer).
+struct VmDriver::Spawned {
+  std::unique_ptr<VmSandbox> sb;
+  int64_t t0 = 0, t_disks = 0, t_spawn = 0;
+  std::string console, qemu_log;
+  std::string key;  // a pre-started clone's template key, and its limits
+  uint64_t pids = 0;
+  double cpus = 0;
+};
+
+VmDriver::~VmDriver() = default;
+
 Result<VmInfo> ResolveVmInfo(const VmDriverOptions& opts) {
   VmInfo info;
   const std::string root = opts.kernel_root.empty() ? KernelRoot() : opts.kernel_root;
@@ -329,13 +341,20 @@ Result<std::unique_ptr<VmDriver>> VmDriver::Open(VmDriverOptions opts, ImageStor
 
 Result<std::unique_ptr<Sandbox>> VmDriver::Boot(const SandboxSpec& spec, Mode mode,
                                                 const TemplatePaths* t) {
+  return Finish(spec, mode, t, WB_TRY(Spawn(spec, mode, t)));
+}
+
+Result<std::unique_ptr<VmDriver::Spawned>> VmDriver::Spawn(const SandboxSpec& spec, Mode mode,
+                                                          const TemplatePaths* t) {
   if (spec.security.seccomp != "default" && spec.security.seccomp != "unconfined") {
     return Fail(
         "vm driver", spec.security.seccomp,
         "seccomp profile files are not supported by the vm driver yet (use default or unconfined)");
   }
   const int64_t t0 = NowUs();
-  auto sb = std::make_unique<VmSandbox>();
+  auto sp = std::make_unique<Spawned>();
+  sp->sb = std::make_unique<VmSandbox>();
+  VmSandbox* sb = sp->sb.get();
   sb->image_ = WB_TRY(store_->Get(spec.image));
   std::vector<QemuDisk> disks;
   for (size_t i = 0; i < sb->image_.lower_dirs.size(); ++i) {
@@ -426,6 +445,20 @@ Result<std::unique_ptr<Sandbox>> VmDriver::Boot(const SandboxSpec& spec, Mode mo
   agent_listener.reset();
   qmp_listener.reset();
   qemu_err.reset();
+  sp->t0 = t0;
+  sp->t_disks = t_disks;
+  sp->t_spawn = t_spawn;
+  sp->console = console;
+  sp->qemu_log = qemu_log;
+  return sp;
+}
+
+Result<std::unique_ptr<Sandbox>> VmDriver::Finish(const SandboxSpec& spec, Mode mode,
+                                                  const TemplatePaths* t,
+                                                  std::unique_ptr<Spawned> sp) {
+  std::unique_ptr<VmSandbox> sb = std::move(sp->sb);
+  const int64_t t0 = sp->t0, t_disks = sp->t_disks, t_spawn = sp->t_spawn;
+  const std::string console = sp->console, qemu_log = sp->qemu_log;
 
   if (mode == Mode::kClone) {
     // The clone's QEMU waits (-incoming defer) with the template's RAM mapped
@@ -624,7 +657,41 @@ Result<std::unique_ptr<Sandbox>> VmDriver::CreateClone(const SandboxSpec& spec) 
     spdlog::debug("vm template {}: {}", t.key, r.error().ToString());
     return r.error();
   }
-  auto c = Boot(spec, Mode::kClone, &t);
+  // A QEMU started ahead for this key (and these limits) saves its start-up;
+  // any other is stale and goes.
+  std::unique_ptr<Spawned> pre, stale;
+  {
+    std::lock_guard<std::mutex> l(tmpl_mu_);
+    if (prestarted_ && prestarted_->key == t.key && prestarted_->pids == spec.limits.pids &&
+        prestarted_->cpus == spec.limits.cpus && prestarted_->sb->qemu_.running()) {
+      pollfd p{prestarted_->sb->qemu_.pidfd(), POLLIN, 0};
+      if (::poll(&p, 1, 0) == 0) pre = std::move(prestarted_);
+    }
+    stale = std::move(prestarted_);
+  }
+  stale.reset();  // destroyed outside the lock (QMP quit)
+  Result<std::unique_ptr<Sandbox>> c = Fail("clone", t.key, "not started");
+  if (!pre) {
+    auto sp = Spawn(spec, Mode::kClone, &t);
+    if (sp.ok()) pre = std::move(*sp);
+    else c = sp.error();
+  }
+  if (pre) c = Finish(spec, Mode::kClone, &t, std::move(pre));
+  if (c.ok()) {
+    // The next clone's QEMU starts now, while this one is handed out.
+    auto next = Spawn(spec, Mode::kClone, &t);
+    if (next.ok()) {
+      (*next)->key = t.key;
+      (*next)->pids = spec.limits.pids;
+      (*next)->cpus = spec.limits.cpus;
+      std::lock_guard<std::mutex> l(tmpl_mu_);
+      stale = std::move(prestarted_);
+      prestarted_ = std::move(*next);
+    } else {
+      spdlog::debug("pre-start of a clone QEMU: {}", next.error().ToString());
+    }
+  }
+  stale.reset();
   if (!c.ok()) {
     // A template whose clones fail is not trusted again: removed, rebuilt on
     // the next creation (until the failures reach the fallback).

@@ -64,11 +64,21 @@ class VmDriver : public Driver {
   [[nodiscard]] Result<std::unique_ptr<Sandbox>> Create(const SandboxSpec& spec) override;
   const VmInfo& info() const { return info_; }
   TemplateStatus template_status() const;
+  ~VmDriver() override;
 
  private:
   VmDriver() = default;
   enum class Mode { kCold, kTemplate, kClone };
   struct TemplatePaths;
+  struct Spawned;
+  [[nodiscard]] Result<std::unique_ptr<Spawned>> Spawn(const SandboxSpec& spec, Mode mode,
+                                                       const TemplatePaths* t);
+  [[nodiscard]] Result<std::unique_ptr<Sandbox>> Finish(const SandboxSpec& spec, Mode mode,
+                                                        const TemplatePaths* t,
+                                                        std::unique_ptr<Spawned> sp);
+  // One clone QEMU started ahead (-incoming defer) for the current key, so a
+  // clone costs only the restore and resume (guarded by tmpl_mu_).
+  std::unique_ptr<Spawned> prestarted_;
   [[nodiscard]] Result<std::unique_ptr<Sandbox>> Boot(const SandboxSpec& spec, Mode mode,
                                                       const TemplatePaths* t);
   [[nodiscard]] Result<std::unique_ptr<Sandbox>> CreateClone(const SandboxSpec& spec);

@@ -241,7 +241,7 @@ std::vector<pid_t> ListTasks(pid_t pid) {
 // "6.1 ms" etc. from guest microseconds.
 std::string Ms(double us) {
   char b[32];
-  std::snprintf(b, sizeof b, "%.0f", us / 1000.0);
+  std::snprintf(b, sizeof b, "%.1f", us / 1000.0);
   return b;
 }
 
@@ -459,6 +459,8 @@ Result<std::unique_ptr<Sandbox>> VmDriver::Finish(const SandboxSpec& spec, Mode 
   std::unique_ptr<VmSandbox> sb = std::move(sp->sb);
   const int64_t t0 = sp->t0, t_disks = sp->t_disks, t_spawn = sp->t_spawn;
   const std::string console = sp->console, qemu_log = sp->qemu_log;
+  const int64_t t_finish = NowUs();  // a pre-started clone: QEMU has been waiting since t_spawn
+  int64_t t_restored = t_finish, t_identity = 0;
 
   if (mode == Mode::kClone) {
     // The clone's QEMU waits (-incoming defer) with the template's RAM mapped
@@ -487,7 +489,9 @@ Result<std::unique_ptr<Sandbox>> VmDriver::Finish(const SandboxSpec& spec, Mode 
         ::nanosleep(&ts, nullptr);
       }
     };
-    if (auto r = restore(); !r.ok()) {
+    auto restored = restore();
+    t_restored = NowUs();
+    if (auto& r = restored; !r.ok()) {
       Error e = Fail("restore vm clone", spec.image, r.error().ToString() + TailOf(qemu_log));
       (void)sb->Destroy();
       return e;
@@ -537,6 +541,7 @@ Result<std::unique_ptr<Sandbox>> VmDriver::Finish(const SandboxSpec& spec, Mode 
       (void)sb->Destroy();
       return e;
     }
+    t_identity = NowUs();
   }
   // A creation at a lower priority (the pool's refills run at nice 10) hands
   // the VM back the normal priority once it is ready, as the ns driver does
@@ -569,6 +574,12 @@ Result<std::unique_ptr<Sandbox>> VmDriver::Finish(const SandboxSpec& spec, Mode 
     }
   }
   const int64_t t_warm = NowUs();
+  if (mode == Mode::kClone) {
+    spdlog::debug("vm clone {}: ready in {} ms (restore {} ms, resume to heartbeat {} ms, identity {} ms, "
+                  "warm-up {} ms)", sb->id_, Ms(static_cast<double>(t_warm - t_finish)),
+                  Ms(static_cast<double>(t_restored - t_finish)), Ms(static_cast<double>(t_ready - t_restored)),
+                  Ms(static_cast<double>(t_identity - t_ready)), Ms(static_cast<double>(t_warm - t_identity)));
+  }
   auto j = nlohmann::json::parse(*ready, nullptr, false);
   if (!j.is_discarded() && j.contains("boot") && j["boot"].is_object()) {
     const auto& b = j["boot"];

@@ -2,6 +2,9 @@
 // cold boot to agent-ready, clone to agent-ready (p50/p99), PSS per clone
 // with CLONES up, refill rate. Usage: vm_snapshot STATE_DIR AGENT [COLD] [CLONES]
 // (run as root; bench/vm_snapshot.sh wraps it).
+#include <spdlog/sinks/stdout_sinks.h>
+#include <spdlog/spdlog.h>
+
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
@@ -11,8 +14,6 @@
 #include "base/fs.h"
 #include "base/strings.h"
 #include "sandbox/vm/vm_driver.h"
-#include <spdlog/sinks/stdout_sinks.h>
-#include <spdlog/spdlog.h>
 
 using namespace wb;
 using Clock = std::chrono::steady_clock;
@@ -67,7 +68,10 @@ int main(int argc, char** argv) {
     cold_ms.push_back(Ms(t0, Clock::now()));
   }
   auto tb = Clock::now();
-  { auto first = (*snap)->Create(spec); if (!first.ok()) return 1; }  // builds the template
+  {
+    auto first = (*snap)->Create(spec);
+    if (!first.ok()) return 1;
+  }  // builds the template
   double build_ms = Ms(tb, Clock::now());
   std::vector<std::unique_ptr<Sandbox>> up;
   auto tr = Clock::now();
@@ -82,7 +86,8 @@ int main(int argc, char** argv) {
   // PSS with 10 clones up (the first 10 stay, the rest go).
   while (up.size() > 10) up.pop_back();
   uint64_t pss = 0;
-  for (auto& s : up) pss += PssKb(s->endpoint().liveness_fd >= 0 ? [&] {
+  for (auto& s : up)
+    pss += PssKb(s->endpoint().liveness_fd >= 0 ? [&] {
     auto st = ReadFile("/proc/self/fdinfo/" + std::to_string(s->endpoint().liveness_fd));
     if (!st.ok()) return pid_t{0};
     for (const auto& l : Split(*st, '\n'))
@@ -91,13 +96,16 @@ int main(int argc, char** argv) {
   }() : 0);
   auto ts = (*snap)->template_status();
   std::printf("| figure | value |\n|---|---|\n");
-  std::printf("| cold boot to agent-ready (incl. warm-up), p50 of %d | %.0f ms |\n", cold, Pct(cold_ms, 0.5));
+  std::printf("| cold boot to agent-ready (incl. warm-up), p50 of %d | %.0f ms |\n", cold,
+              Pct(cold_ms, 0.5));
   std::printf("| template build (boot + save) | %.0f ms |\n", build_ms);
   std::printf("| clone Create() incl. starting the next QEMU, p50 / p99 of %d | %.0f / %.0f ms |\n",
               clones, Pct(clone_ms, 0.5), Pct(clone_ms, 0.99));
-  std::printf("| clone Create() p50 / cold p50 | %.1f %% |\n", 100.0 * Pct(clone_ms, 0.5) / Pct(cold_ms, 0.5));
+  std::printf("| clone Create() p50 / cold p50 | %.1f %% |\n",
+              100.0 * Pct(clone_ms, 0.5) / Pct(cold_ms, 0.5));
   std::printf("| refill rate (sequential clones) | %.2f clones/s |\n", refill);
-  std::printf("| PSS per clone QEMU, %zu clones up | %.1f MB |\n", up.size(), pss / 1024.0 / static_cast<double>(up.size()));
+  std::printf("| PSS per clone QEMU, %zu clones up | %.1f MB |\n", up.size(),
+              pss / 1024.0 / static_cast<double>(up.size()));
   std::printf("| template state | %s, %llu clones, %d failures |\n", ts.state.c_str(),
               static_cast<unsigned long long>(ts.clones), ts.failures);
   return 0;

@@ -22,7 +22,8 @@ constexpr int kBootMs = 120000;
 
 std::string VmProbe() {
   if (::geteuid() != 0) return "needs root";
-  if (!PathExists("/usr/bin/qemu-system-x86_64")) return "qemu-system-x86_64 not installed (scripts/setup)";
+  if (!PathExists("/usr/bin/qemu-system-x86_64"))
+    return "qemu-system-x86_64 not installed (scripts/setup)";
   if (!PathExists(vm::KernelRoot() + "/current/vmlinux"))
     return "no guest kernel in " + vm::KernelRoot() + " (run scripts/setup)";
   if (!PathExists("/usr/bin/mkfs.erofs")) return "mkfs.erofs not installed (scripts/setup)";
@@ -82,7 +83,8 @@ class VmSnapshotTest : public ::testing::Test {
     if (!state_.empty()) (void)RemoveTree(state_);
     if (!shm_.empty()) (void)RemoveTree(shm_);
     if (auto layout = HostCgroupLayout(); layout.ok()) {
-      for (const auto& p : PlanSandboxCgroup(*layout, "x", Limits{}, CgroupParent()).parents) ::rmdir(p.c_str());
+      for (const auto& p : PlanSandboxCgroup(*layout, "x", Limits{}, CgroupParent()).parents)
+        ::rmdir(p.c_str());
     }
   }
   std::string CgroupParent() const { return "/warmbox-test-vmsnap-" + std::to_string(::getpid()); }
@@ -139,7 +141,8 @@ TEST_F(VmSnapshotTest, ClonesAreUniqueIsolatedAndLeaveTheTemplateUnchanged) {
   auto ha = Sh(A, "hostname; echo $HOSTNAME"), hb = Sh(B, "hostname; echo $HOSTNAME");
   EXPECT_EQ(ha.stdout_data, A.id() + "\n" + A.id() + "\n");
   EXPECT_EQ(hb.stdout_data, B.id() + "\n" + B.id() + "\n");
-  auto ra = Sh(A, "head -c 32 /dev/urandom | od -An -tx1"), rb = Sh(B, "head -c 32 /dev/urandom | od -An -tx1");
+  auto ra = Sh(A, "head -c 32 /dev/urandom | od -An -tx1"),
+       rb = Sh(B, "head -c 32 /dev/urandom | od -An -tx1");
   EXPECT_EQ(ra.exit.exit_code, 0);
   EXPECT_FALSE(ra.stdout_data.empty());
   EXPECT_NE(ra.stdout_data, rb.stdout_data);
@@ -167,7 +170,8 @@ TEST_F(VmSnapshotTest, ClonesAreUniqueIsolatedAndLeaveTheTemplateUnchanged) {
   EXPECT_NE(Sh(B, "cat /tmp/m").exit.exit_code, 0);
   auto ram_text = ReadFile(ram_path);
   ASSERT_TRUE(ram_text.ok());
-  EXPECT_EQ(ram_text->find(marker), std::string::npos) << "a clone's write reached the template file";
+  EXPECT_EQ(ram_text->find(marker), std::string::npos)
+      << "a clone's write reached the template file";
   EXPECT_EQ(Checksum(ram_path), sum) << "the template RAM file changed";
 
   // Teardown: only the pre-started QEMU of the next clone is left (it goes

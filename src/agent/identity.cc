@@ -45,7 +45,8 @@ bool ValidHostname(const std::string& h) {
 
 Result<Identity> ParseIdentity(std::string_view json) {
   auto j = nlohmann::json::parse(json, nullptr, false);
-  if (j.is_discarded() || !j.is_object()) return Fail("identity", std::string(json), "not a JSON object");
+  if (j.is_discarded() || !j.is_object())
+    return Fail("identity", std::string(json), "not a JSON object");
   Identity id;
   for (const char* k : {"id", "hostname", "entropy"}) {
     if (!j.contains(k) || !j[k].is_string()) return Fail("identity", k, "missing or not a string");
@@ -77,7 +78,8 @@ std::string IdentityToJson(const Identity& id) {
 }
 
 Result<void> ApplyIdentity(const Identity& id) {
-  if (::sethostname(id.hostname.data(), id.hostname.size()) != 0) return Errno("sethostname", id.hostname);
+  if (::sethostname(id.hostname.data(), id.hostname.size()) != 0)
+    return Errno("sethostname", id.hostname);
   UniqueFd rnd(::open("/dev/random", O_WRONLY | O_CLOEXEC));
   if (!rnd) return Errno("open", "/dev/random");
   // struct rand_pool_info ends in a flexible array: the bytes follow it.
@@ -86,12 +88,14 @@ Result<void> ApplyIdentity(const Identity& id) {
   info->entropy_count = static_cast<int>(id.entropy.size() * 8);
   info->buf_size = static_cast<int>(id.entropy.size());
   std::memcpy(info->buf, id.entropy.data(), id.entropy.size());
-  if (::ioctl(rnd.get(), RNDADDENTROPY, info) != 0) return Errno("ioctl(RNDADDENTROPY)", "/dev/random");
+  if (::ioctl(rnd.get(), RNDADDENTROPY, info) != 0)
+    return Errno("ioctl(RNDADDENTROPY)", "/dev/random");
   // Mixing into the input pool is not enough: the CRNG that getrandom() and
   // /dev/urandom read keeps the template's key until its next reseed (up to a
   // minute away). Force it now, before any command can read random bytes.
   if (::ioctl(rnd.get(), RNDRESEEDCRNG) != 0) return Errno("ioctl(RNDRESEEDCRNG)", "/dev/random");
-  timespec ts{static_cast<time_t>(id.realtime_ns / 1000000000), static_cast<long>(id.realtime_ns % 1000000000)};
+  timespec ts{static_cast<time_t>(id.realtime_ns / 1000000000),
+              static_cast<long>(id.realtime_ns % 1000000000)};
   if (::clock_settime(CLOCK_REALTIME, &ts) != 0) return Errno("clock_settime", "CLOCK_REALTIME");
   return Ok();
 }

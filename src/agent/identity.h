@@ -16,8 +16,8 @@ namespace wb::agent {
 struct Identity {
   std::string sandbox_id;
   std::string hostname;
-  std::string entropy;       // raw bytes from the host's getrandom (32..512)
-  int64_t realtime_ns = 0;   // the host's CLOCK_REALTIME when it sent the message
+  std::string entropy;      // raw bytes from the host's getrandom (32..512)
+  int64_t realtime_ns = 0;  // the host's CLOCK_REALTIME when it sent the message
 };
 
 // {"id":"...","hostname":"...","entropy":"<hex>","realtime_ns":N}. Pure.

@@ -43,7 +43,8 @@ Result<nlohmann::json> Qmp::ReadMessage() {
       return j;
     }
     int64_t left = deadline - NowMs();
-    if (left <= 0) return Fail("qmp", path_, "no answer within " + std::to_string(timeout_ms_) + " ms");
+    if (left <= 0)
+      return Fail("qmp", path_, "no answer within " + std::to_string(timeout_ms_) + " ms");
     pollfd p{fd_.get(), POLLIN, 0};
     int r = ::poll(&p, 1, static_cast<int>(left));
     if (r < 0 && errno != EINTR) return Errno("poll", path_);
@@ -86,7 +87,8 @@ Result<void> Qmp::WaitMigration(int timeout_ms) {
     if (st == "failed" || st == "cancelled")
       return Fail("migrate", path_, st + ": " + r.value("error-desc", std::string("no detail")));
     if (NowMs() > deadline)
-      return Fail("migrate", path_, "not completed within " + std::to_string(timeout_ms) + " ms (" + st + ")");
+      return Fail("migrate", path_,
+                  "not completed within " + std::to_string(timeout_ms) + " ms (" + st + ")");
     // QEMU sends no event we could wait on without enabling the "events"
     // capability; a short sleep between queries bounds the cost (the save
     // of the device state takes ~25 ms).

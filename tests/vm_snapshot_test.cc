@@ -2,6 +2,7 @@
 // on CI). Boots are few: two templates, four clones and one cold boot in all.
 #include <dirent.h>
 #include <gtest/gtest.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -129,6 +130,9 @@ TEST_F(VmSnapshotTest, ClonesAreUniqueIsolatedAndLeaveTheTemplateUnchanged) {
   ASSERT_EQ(ram.size(), 1u);
   const std::string ram_path = shm_ + "/" + ram[0];
   const uint64_t sum = Checksum(ram_path);
+  struct stat rst;
+  ASSERT_EQ(::stat(ram_path.c_str(), &rst), 0);
+  EXPECT_EQ(rst.st_mode & 0777, 0600u) << "the template's memory must be root-only";
   auto b = drv->Create(spec);
   ASSERT_TRUE(b.ok()) << b.error().ToString();
   EXPECT_EQ(drv->template_status().clones, 2u);

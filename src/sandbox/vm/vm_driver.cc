@@ -752,6 +752,12 @@ Result<void> VmDriver::EnsureTemplate(const SandboxSpec& spec, const TemplatePat
   (void)RemoveTree(t.dir);
   ::unlink(t.ram.c_str());
   WB_CHECK(MkdirAll(t.dir, 0700));
+  // Created here, 0600, before QEMU opens it: QEMU would create it 0644, and
+  // the file is the template guest's whole memory.
+  {
+    UniqueFd ram(::open(t.ram.c_str(), O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600));
+    if (!ram) return Errno("create", t.ram);
+  }
   auto vm = WB_TRY(Boot(spec, Mode::kTemplate, &t));
   auto* sb = static_cast<VmSandbox*>(vm.get());
   const std::string tmp = t.state + ".tmp";

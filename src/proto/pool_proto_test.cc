@@ -796,6 +796,28 @@ TEST(StatusTest, DriverRoundTripsAndDefaultsToNs) {
   EXPECT_EQ((*old)[0].driver, "ns");
 }
 
+TEST(StatusTest, TemplateStateRoundTripsOnlyWhenSet) {
+  ImageStat vm = SampleStat("busybox", 0);
+  vm.driver = "vm";
+  vm.template_state = "fallback";
+  vm.clones = 7;
+  vm.clone_failures = 1;
+  vm.template_failures = 3;
+  vm.template_error = "restore vm clone(busybox): load of migration failed";
+  const std::string text = StatusJson({SampleStat("alpine", 0), vm});
+  auto j = nlohmann::json::parse(text);
+  EXPECT_FALSE(j["images"][0].contains("template"));  // no snapshot: no member
+  EXPECT_EQ(j["images"][1]["template"]["state"], "fallback");
+  auto got = ParseStatus(text);
+  ASSERT_TRUE(got.ok()) << got.error().ToString();
+  EXPECT_EQ((*got)[0].template_state, "");
+  EXPECT_EQ((*got)[1].template_state, "fallback");
+  EXPECT_EQ((*got)[1].clones, 7u);
+  EXPECT_EQ((*got)[1].clone_failures, 1u);
+  EXPECT_EQ((*got)[1].template_failures, 3u);
+  EXPECT_EQ((*got)[1].template_error, vm.template_error);
+}
+
 TEST(PoolRequestTest, DriverExtension) {
   auto none = ParsePoolRequest(R"({"op":"run","cmd":["x"]})");
   ASSERT_TRUE(none.ok());

@@ -246,20 +246,28 @@ TEST_F(PoolFaultTest, FullDiskGivesClearErrorsAndServiceResumes) {
   mounted_ = state;
   StartDaemon({"--size", "1", "--max", "4"}, state);
   ASSERT_TRUE(Settled(1)) << Log();
-  // Fill the disk.
-  {
-    std::ofstream fill(state + "/filler", std::ios::binary);
-    std::string chunk(1 << 20, 'x');
-    for (int i = 0; i < 16 && fill; ++i) fill << chunk;
-  }
+  // Fills the disk to the last byte (appending to one filler file).
+  auto fill_up = [&] {
+    std::ofstream fill(state + "/filler", std::ios::binary | std::ios::app);
+    std::string chunk(4096, 'x');
+    for (int i = 0; i < 4096 && fill; ++i) fill << chunk;
+  };
+  fill_up();
   // The idle sandbox serves; the next one must be created on a full disk.
   EXPECT_EQ(Run({"echo", "one"}).stdout_data, "one\n");
-  auto r = Run({"echo", "two"});
-  if (!r.error) {
-    // A refill may have won the race for the last bytes; the next cannot.
-    r = Run({"echo", "three"});
+  // But each used sandbox's teardown frees its few pages, and a creation
+  // that follows it could use them: wait for the teardown, take the pages
+  // back, then ask. (A refill may still win a race once; the next cannot.)
+  proto::RunResponse r;
+  for (int attempt = 0; attempt < 4 && !r.error; ++attempt) {
+    ASSERT_TRUE(Eventually([&] {
+      auto st = Stat();
+      return st && st->active == 0;
+    }, 10000)) << Log();
+    fill_up();
+    r = Run({"echo", "next"});
   }
-  ASSERT_TRUE(r.error);
+  ASSERT_TRUE(r.error) << "a sandbox was created on a full disk";
   EXPECT_NE(r.error->find("No space left"), std::string::npos) << *r.error;
   EXPECT_TRUE(PoolClient(sock_).Status().ok()) << "the daemon stays up";
   EXPECT_TRUE(Eventually([&] { return Log().find("retrying in") != std::string::npos; }))

@@ -73,8 +73,11 @@ std::string DigestHex(std::string_view digest) {
 
 Result<Reference> ParseReference(std::string_view text) {
   const std::string what(text);
-  if (text.empty() || text.size() > 255)
-    return Fail("image reference", what, "must be 1-255 characters");
+  // The name (registry/repository) is capped at 255 below, after
+  // normalisation; with a tag (128) and a digest (71) a whole reference
+  // stays under this, so a canonical form always parses back.
+  if (text.empty() || text.size() > 512)
+    return Fail("image reference", what.substr(0, 64) + "...", "must be 1-512 characters");
   Reference r;
   std::string_view rest = text;
   if (size_t at = rest.find('@'); at != std::string_view::npos) {
@@ -121,6 +124,11 @@ Result<Reference> ParseReference(std::string_view text) {
     r.repository = "library/" + r.repository;
   }
   if (r.tag.empty() && r.digest.empty()) r.tag = "latest";
+  // Docker's limit on a name, checked on the canonical name (the fuzzer
+  // found a 249-character short name whose docker.io/library/ form was not).
+  if (r.registry.size() + 1 + r.repository.size() > 255) {
+    return Fail("image reference", what, "name too long (at most 255 characters with registry and library/)");
+  }
   return r;
 }
 

@@ -17,6 +17,20 @@ TEST(ReferenceTest, DockerHubShortNames) {
   EXPECT_EQ(Canon("docker.io/python"), "docker.io/library/python:latest");
 }
 
+TEST(ReferenceTest, NameLimitAppliesToTheCanonicalNameWhichAlwaysParsesBack) {
+  // 240 characters short, 264 once docker.io/library/ is added.
+  auto r = ParseReference(std::string(240, 'a'));
+  ASSERT_FALSE(r.ok());
+  EXPECT_NE(r.error().ToString().find("name too long"), std::string::npos) << r.error().ToString();
+  // The longest name, with a tag and a digest, still parses back.
+  std::string name = "r.io/" + std::string(250, 'b');
+  auto full = ParseReference(name + ":" + std::string(128, 't') + "@sha256:" + std::string(64, 'a'));
+  ASSERT_TRUE(full.ok()) << full.error().ToString();
+  auto again = ParseReference(full->Canonical());
+  ASSERT_TRUE(again.ok()) << again.error().ToString();
+  EXPECT_EQ(again->Canonical(), full->Canonical());
+}
+
 TEST(ReferenceTest, RegistryHostsAndPorts) {
   auto r = ParseReference("localhost:5000/team/img@sha256:" + std::string(64, 'a'));
   ASSERT_TRUE(r.ok()) << r.error().ToString();

@@ -31,12 +31,7 @@ nlohmann::json ToJson(const Image& img) {
           {"size", img.size},
           {"layers", img.layer_digests},
           {"lower_dirs", img.lower_dirs},
-          {"config",
-           {{"Env", img.config.env},
-            {"Cmd", img.config.cmd},
-            {"Entrypoint", img.config.entrypoint},
-            {"WorkingDir", img.config.working_dir},
-            {"User", img.config.user}}}};
+          {"config", img.config.ToJson()}};
 }
 
 }  // namespace

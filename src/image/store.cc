@@ -18,6 +18,25 @@
 #include "oci/reference.h"
 
 namespace wb {
+
+proto::ExecRequest ImageConfig::Apply(proto::ExecRequest req) const {
+  // The image's config supplies defaults; the request wins.
+  std::vector<std::string> merged_env = env;
+  merged_env.insert(merged_env.end(), req.env.begin(), req.env.end());
+  req.env = std::move(merged_env);
+  if (req.cwd.empty()) req.cwd = working_dir;
+  if (req.user.empty()) req.user = user;
+  // Docker's rule: Entrypoint + (the command given, or the image's Cmd).
+  std::vector<std::string> argv = entrypoint;
+  const auto& tail = req.argv.empty() ? cmd : req.argv;
+  argv.insert(argv.end(), tail.begin(), tail.end());
+  req.argv = std::move(argv);
+  return req;
+}
+
+nlohmann::json ImageConfig::ToJson() const {
+  return {{"Env", env}, {"Cmd", cmd}, {"Entrypoint", entrypoint}, {"WorkingDir", working_dir}, {"User", user}};
+}
 namespace {
 
 // Names map to single path components: keep [A-Za-z0-9._-], %-escape the rest.
@@ -224,12 +243,7 @@ Result<Image> ImageStore::CommitOci(const Image& img) {
                       {"size", img.size},
                       {"layers", img.layer_digests},
                       {"blobs", img.blobs},
-                      {"config",
-                       {{"Env", img.config.env},
-                        {"Cmd", img.config.cmd},
-                        {"Entrypoint", img.config.entrypoint},
-                        {"WorkingDir", img.config.working_dir},
-                        {"User", img.config.user}}}};
+                      {"config", img.config.ToJson()}};
   WB_CHECK(MkdirAll(ImagesDir(), 0755));
   std::string tmp = ImagesDir() + "/.tmp-" + WB_TRY(RandomHex(6));
   WB_CHECK(MkdirAll(tmp, 0755));

@@ -22,10 +22,12 @@
 
 #include <cstdint>
 #include <mutex>
+#include <nlohmann/json_fwd.hpp>
 #include <string>
 #include <vector>
 
 #include "base/error.h"
+#include "proto/agent_proto.h"
 
 namespace wb {
 
@@ -41,6 +43,12 @@ struct ImageConfig {
   std::vector<std::string> entrypoint;
   std::string working_dir;
   std::string user;
+
+  // req with these defaults applied (the rules above). One place for every driver.
+  proto::ExecRequest Apply(proto::ExecRequest req) const;
+  // {"Env":[..],"Cmd":[..],"Entrypoint":[..],"WorkingDir":"","User":""}: image.json's
+  // and `image inspect`'s form.
+  nlohmann::json ToJson() const;
 };
 
 struct Image {

@@ -41,19 +41,7 @@ class NsSandbox : public Sandbox {
   }
 
   proto::ExecRequest WithImageDefaults(const proto::ExecRequest& in) const override {
-    proto::ExecRequest req = in;
-    // The image's config supplies defaults; the request wins.
-    std::vector<std::string> env = image_.config.env;
-    env.insert(env.end(), req.env.begin(), req.env.end());
-    req.env = std::move(env);
-    if (req.cwd.empty()) req.cwd = image_.config.working_dir;
-    if (req.user.empty()) req.user = image_.config.user;
-    // Docker's rule: Entrypoint + (the command given, or the image's Cmd).
-    std::vector<std::string> argv = image_.config.entrypoint;
-    const auto& tail = req.argv.empty() ? image_.config.cmd : req.argv;
-    argv.insert(argv.end(), tail.begin(), tail.end());
-    req.argv = std::move(argv);
-    return req;
+    return image_.config.Apply(in);
   }
 
   Result<ExecOutcome> Exec(const proto::ExecRequest& req, ExecIo& io) override {

@@ -164,13 +164,7 @@ class VmSandbox : public Sandbox {
   }
 
   proto::ExecRequest WithImageDefaults(const proto::ExecRequest& in) const override {
-    proto::ExecRequest req = in;
-    std::vector<std::string> env = image_.config.env;
-    env.insert(env.end(), req.env.begin(), req.env.end());
-    req.env = std::move(env);
-    if (req.cwd.empty()) req.cwd = image_.config.working_dir;
-    if (req.user.empty()) req.user = image_.config.user;
-    return req;
+    return image_.config.Apply(in);
   }
 
   Result<ExecOutcome> Exec(const proto::ExecRequest& req, ExecIo& io) override {

@@ -108,3 +108,15 @@ fuzz-ci: setup
 # coverage (review and commit them, or not).
 fuzz-merge:
 	./fuzz/run --build $(FUZZ_BUILD) --merge
+
+# --- Formatting (.clang-format; CI runs format-check) ---------------------------
+.PHONY: format format-check
+# One version: another clang-format formats some constructs differently.
+CLANG_FORMAT ?= clang-format-14
+FORMAT_FILES = git ls-files '*.cc' '*.h'
+
+format:
+	$(FORMAT_FILES) | xargs $(CLANG_FORMAT) -i
+
+format-check: setup
+	$(FORMAT_FILES) | xargs $(CLANG_FORMAT) --dry-run --Werror

@@ -41,7 +41,8 @@ struct Sample {
 size_t Count(const std::string& dir, bool dirs_only = false) {
   size_t n = 0;
   if (DIR* d = ::opendir(dir.c_str())) {
-    while (dirent* e = ::readdir(d)) n += e->d_name[0] != '.' && (!dirs_only || e->d_type == DT_DIR);
+    while (dirent* e = ::readdir(d))
+      n += e->d_name[0] != '.' && (!dirs_only || e->d_type == DT_DIR);
     ::closedir(d);
   }
   return n;
@@ -51,13 +52,15 @@ size_t CountCgroups() {
   auto layout = wb::HostCgroupLayout();
   if (!layout.ok()) return 0;
   size_t n = 0;
-  for (const auto& p : wb::PlanSandboxCgroup(*layout, "x", wb::Limits{}, "").parents) n += Count(p, true);
+  for (const auto& p : wb::PlanSandboxCgroup(*layout, "x", wb::Limits{}, "").parents)
+    n += Count(p, true);
   return n;
 }
 
 Sample MeasureOnce(pid_t pid) {
   Sample s;
-  if (auto mi = wb::ReadFile("/proc/self/mountinfo"); mi.ok()) s.host_mounts = wb::Split(*mi, '\n').size();
+  if (auto mi = wb::ReadFile("/proc/self/mountinfo"); mi.ok())
+    s.host_mounts = wb::Split(*mi, '\n').size();
   s.cgroups = CountCgroups();
   std::string base = "/proc/" + std::to_string(pid);
   s.fds = Count(base + "/fd");
@@ -80,7 +83,9 @@ Sample Measure(pid_t pid) {
   for (int i = 0; i < 50; ++i) {
     std::this_thread::sleep_for(std::chrono::milliseconds(20));
     Sample b = MeasureOnce(pid);
-    if (b.fds == a.fds && b.threads == a.threads && b.cgroups == a.cgroups && b.host_mounts == a.host_mounts) return b;
+    if (b.fds == a.fds && b.threads == a.threads && b.cgroups == a.cgroups &&
+        b.host_mounts == a.host_mounts)
+      return b;
     a = b;
   }
   return a;
@@ -133,8 +138,9 @@ void* Client(void* arg) {
     } else {
       ++l.failed;
       if (l.failures.size() < 5) {
-        l.failures.push_back(resp.ok() ? resp->error.value_or("exit " + std::to_string(resp->exit_code))
-                                       : resp.error().ToString());
+        l.failures.push_back(resp.ok()
+                                 ? resp->error.value_or("exit " + std::to_string(resp->exit_code))
+                                 : resp.error().ToString());
       }
     }
   }
@@ -149,15 +155,22 @@ int main(int argc, char** argv) {
   int runs = 1;
   for (int i = 1; i + 1 < argc; i += 2) {
     std::string a = argv[i], v = argv[i + 1];
-    if (a == "--socket") socket = v;
-    else if (a == "--daemon-pid") daemon_pid = std::stoi(v);
-    else if (a == "--levels") levels_arg = v;
-    else if (a == "--runs-per-client") runs = std::stoi(v);
-    else if (a == "--cmd") cmd = v;
-    else if (a == "--out") out = v;
+    if (a == "--socket")
+      socket = v;
+    else if (a == "--daemon-pid")
+      daemon_pid = std::stoi(v);
+    else if (a == "--levels")
+      levels_arg = v;
+    else if (a == "--runs-per-client")
+      runs = std::stoi(v);
+    else if (a == "--cmd")
+      cmd = v;
+    else if (a == "--out")
+      out = v;
   }
   if (socket.empty() || daemon_pid <= 0) {
-    std::fprintf(stderr, "usage: load --socket SOCK --daemon-pid PID [--levels 1,16,256,1000] [--out F]\n");
+    std::fprintf(stderr,
+                 "usage: load --socket SOCK --daemon-pid PID [--levels 1,16,256,1000] [--out F]\n");
     return 2;
   }
   wb::daemon::PoolClient probe(socket);
@@ -202,8 +215,8 @@ int main(int argc, char** argv) {
   // The last client connections close a moment after their replies.
   Sample after = Measure(daemon_pid);
   auto same = [&] {
-    return after.fds == before.fds && after.threads == before.threads && after.host_mounts == before.host_mounts &&
-           after.cgroups == before.cgroups;
+    return after.fds == before.fds && after.threads == before.threads &&
+           after.host_mounts == before.host_mounts && after.cgroups == before.cgroups;
   };
   for (int i = 0; i < 2000 && !same(); ++i) {
     std::this_thread::sleep_for(std::chrono::milliseconds(1));
@@ -219,29 +232,36 @@ int main(int argc, char** argv) {
     total_failed += l.failed;
     double rps = l.seconds > 0 ? l.ok / l.seconds : 0;
     double mx = l.ms.empty() ? 0 : *std::max_element(l.ms.begin(), l.ms.end());
-    std::printf("| %d | %d | %d | %d | %d | %.0f | %.2f | %.2f | %.2f |\n", l.clients, l.sent, l.ok, l.busy, l.failed,
-                rps, Pct(l.ms, 0.5), Pct(l.ms, 0.99), mx);
+    std::printf("| %d | %d | %d | %d | %d | %.0f | %.2f | %.2f | %.2f |\n", l.clients, l.sent, l.ok,
+                l.busy, l.failed, rps, Pct(l.ms, 0.5), Pct(l.ms, 0.99), mx);
     for (const auto& f : l.failures) std::printf("  failure: %s\n", f.c_str());
     char buf[512];
-    std::snprintf(buf, sizeof buf,
-                  "%s{\"clients\":%d,\"sent\":%d,\"ok\":%d,\"busy\":%d,\"failed\":%d,\"seconds\":%.3f,"
-                  "\"runs_per_s\":%.1f,\"p50_ms\":%.3f,\"p99_ms\":%.3f,\"max_ms\":%.3f}",
-                  i ? "," : "", l.clients, l.sent, l.ok, l.busy, l.failed, l.seconds, rps, Pct(l.ms, 0.5),
-                  Pct(l.ms, 0.99), mx);
+    std::snprintf(
+        buf, sizeof buf,
+        "%s{\"clients\":%d,\"sent\":%d,\"ok\":%d,\"busy\":%d,\"failed\":%d,\"seconds\":%.3f,"
+        "\"runs_per_s\":%.1f,\"p50_ms\":%.3f,\"p99_ms\":%.3f,\"max_ms\":%.3f}",
+        i ? "," : "", l.clients, l.sent, l.ok, l.busy, l.failed, l.seconds, rps, Pct(l.ms, 0.5),
+        Pct(l.ms, 0.99), mx);
     json += buf;
   }
   json += "],\"samples\":[";
-  std::printf("\n| sample | daemon fds | threads | RSS KiB | host mounts | sandbox cgroups |\n|---|---:|---:|---:|---:|---:|\n");
+  std::printf(
+      "\n| sample | daemon fds | threads | RSS KiB | host mounts | sandbox cgroups "
+      "|\n|---|---:|---:|---:|---:|---:|\n");
   samples.back() = after;
   for (size_t i = 0; i < samples.size(); ++i) {
     const Sample& m = samples[i];
-    std::string name = i == 0 ? "start" : i + 1 == samples.size() ? "end" : "after level " + std::to_string(i);
+    std::string name = i == 0                    ? "start"
+                       : i + 1 == samples.size() ? "end"
+                                                 : "after level " + std::to_string(i);
     std::printf("| %s | %zu | %zu | %llu | %zu | %zu |\n", name.c_str(), m.fds, m.threads,
                 static_cast<unsigned long long>(m.rss_kib), m.host_mounts, m.cgroups);
     char buf[256];
-    std::snprintf(buf, sizeof buf, "%s{\"at\":\"%s\",\"fds\":%zu,\"threads\":%zu,\"rss_kib\":%llu,\"host_mounts\":%zu,\"cgroups\":%zu}",
-                  i ? "," : "", name.c_str(), m.fds, m.threads, static_cast<unsigned long long>(m.rss_kib),
-                  m.host_mounts, m.cgroups);
+    std::snprintf(buf, sizeof buf,
+                  "%s{\"at\":\"%s\",\"fds\":%zu,\"threads\":%zu,\"rss_kib\":%llu,\"host_mounts\":%"
+                  "zu,\"cgroups\":%zu}",
+                  i ? "," : "", name.c_str(), m.fds, m.threads,
+                  static_cast<unsigned long long>(m.rss_kib), m.host_mounts, m.cgroups);
     json += buf;
   }
   json += "]}\n";

@@ -31,11 +31,11 @@
 
 #include <algorithm>
 #include <cerrno>
-#include <cstring>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <fstream>
 #include <latch>
 #include <map>
@@ -130,10 +130,11 @@ size_t ParseCount(const std::string& flag, const std::string& v, size_t min) {
 }
 
 void Usage(FILE* f) {
-  std::fprintf(f,
-               "usage: pool_bench --socket SOCK [--runs N] [--concurrency 1,4,16] [--per-level N]\n"
-               "                  [--refill-rounds N] [--size N] [--image NAME] [--daemon-log FILE]\n"
-               "                  [--warmup N] [--settle-timeout SECONDS] [--out FILE.json]\n");
+  std::fprintf(
+      f,
+      "usage: pool_bench --socket SOCK [--runs N] [--concurrency 1,4,16] [--per-level N]\n"
+      "                  [--refill-rounds N] [--size N] [--image NAME] [--daemon-log FILE]\n"
+      "                  [--warmup N] [--settle-timeout SECONDS] [--out FILE.json]\n");
 }
 
 Args ParseArgs(int argc, char** argv) {
@@ -246,10 +247,11 @@ class Daemon {
       bool quiet = s.creating == 0 && s.active == 0 && s.queued == 0;
       if (quiet && (want == 0 ? s.idle > 0 : s.idle >= want)) return s;
       if (Clock::now() > deadline) {
-        Die("the pool did not settle within " + std::to_string(static_cast<int>(args_.settle_timeout_s)) +
-            " s (idle " + std::to_string(s.idle) + "/" + std::to_string(want) + ", creating " +
-            std::to_string(s.creating) + ", active " + std::to_string(s.active) + ", failed creations " +
-            std::to_string(s.failed_creations) + ")");
+        Die("the pool did not settle within " +
+            std::to_string(static_cast<int>(args_.settle_timeout_s)) + " s (idle " +
+            std::to_string(s.idle) + "/" + std::to_string(want) + ", creating " +
+            std::to_string(s.creating) + ", active " + std::to_string(s.active) +
+            ", failed creations " + std::to_string(s.failed_creations) + ")");
       }
       std::this_thread::sleep_for(std::chrono::milliseconds(2));
     }
@@ -275,7 +277,7 @@ class DaemonLog {
 
   uint64_t Offset() const {
     if (!enabled()) return 0;
-    struct stat st{};
+    struct stat st {};
     if (::stat(path_.c_str(), &st) != 0) return 0;
     return static_cast<uint64_t>(st.st_size);
   }
@@ -345,7 +347,8 @@ class DaemonLog {
   }
 
   // Sandboxes created within lines: id -> (first "ID: dir ready", "ID: ready").
-  static std::map<std::string, std::pair<double, double>> Creations(const std::vector<LogLine>& lines) {
+  static std::map<std::string, std::pair<double, double>> Creations(
+      const std::vector<LogLine>& lines) {
     std::map<std::string, std::pair<double, double>> started, out;
     for (const auto& l : lines) {
       if (!l.tod) continue;
@@ -453,7 +456,8 @@ int main(int argc, char** argv) {
     s0 = d.Settle(client, 0);
     a.size = s0.idle;
   }
-  Note("image " + d.image() + ", size " + std::to_string(a.size) + ", max " + std::to_string(s0.max));
+  Note("image " + d.image() + ", size " + std::to_string(a.size) + ", max " +
+       std::to_string(s0.max));
   if (*std::max_element(a.concurrency.begin(), a.concurrency.end()) > s0.max) {
     Note("note: a concurrency level exceeds the daemon's --max (" + std::to_string(s0.max) +
          "): runs beyond it queue");
@@ -515,7 +519,8 @@ int main(int argc, char** argv) {
   for (size_t c : a.concurrency) {
     auto before = d.Settle(client, a.size);
     uint64_t off = log.Offset();
-    Note("throughput: " + std::to_string(a.per_level) + " runs over " + std::to_string(c) + " thread(s)");
+    Note("throughput: " + std::to_string(a.per_level) + " runs over " + std::to_string(c) +
+         " thread(s)");
     Load l = RunLoad(d, a.socket, c, a.per_level);
     auto after_load = d.Stat(client);
     auto after = d.Settle(client, a.size);
@@ -619,35 +624,40 @@ int main(int argc, char** argv) {
                          {"peak_active", final_stat.peak_active}};
   const json& bare = out["bare_spawn"];
   const json& seq = out["sequential"];
-  out["ratios"] = {{"inprocess_p50_over_bare_p50", seq["p50_ms"].get<double>() / bare["p50_ms"].get<double>()}};
+  out["ratios"] = {
+      {"inprocess_p50_over_bare_p50", seq["p50_ms"].get<double>() / bare["p50_ms"].get<double>()}};
 
   // --- report
-  std::printf("\n### pool_bench (image %s, size %zu, max %llu, %ld cpus)\n\n", d.image().c_str(), a.size,
-              static_cast<unsigned long long>(s0.max), ::sysconf(_SC_NPROCESSORS_ONLN));
+  std::printf("\n### pool_bench (image %s, size %zu, max %llu, %ld cpus)\n\n", d.image().c_str(),
+              a.size, static_cast<unsigned long long>(s0.max), ::sysconf(_SC_NPROCESSORS_ONLN));
   std::printf("| measurement | runs | p50 ms | p90 ms | p99 ms | runs/s | warm/cold |\n");
   std::printf("|---|---:|---:|---:|---:|---:|---|\n");
   auto hc = [](const json& j) {
     if (!j.contains("pool")) return std::string("-");
-    return std::to_string(j["pool"]["hits"].get<uint64_t>()) + "/" + std::to_string(j["pool"]["misses"].get<uint64_t>());
+    return std::to_string(j["pool"]["hits"].get<uint64_t>()) + "/" +
+           std::to_string(j["pool"]["misses"].get<uint64_t>());
   };
   std::printf("| bare posix_spawn+waitpid /bin/true | %zu | %s | %s | %s | - | - |\n", a.runs,
-              Fmt(bare, "p50_ms", 3).c_str(), Fmt(bare, "p90_ms", 3).c_str(), Fmt(bare, "p99_ms", 3).c_str());
-  std::printf("| in-process PoolClient::Run /bin/true, sequential | %zu | %s | %s | %s | %.0f | %s |\n", a.runs,
-              Fmt(seq, "p50_ms", 3).c_str(), Fmt(seq, "p90_ms", 3).c_str(), Fmt(seq, "p99_ms", 3).c_str(),
-              1000.0 / seq["mean_ms"].get<double>(), hc(seq).c_str());
+              Fmt(bare, "p50_ms", 3).c_str(), Fmt(bare, "p90_ms", 3).c_str(),
+              Fmt(bare, "p99_ms", 3).c_str());
+  std::printf(
+      "| in-process PoolClient::Run /bin/true, sequential | %zu | %s | %s | %s | %.0f | %s |\n",
+      a.runs, Fmt(seq, "p50_ms", 3).c_str(), Fmt(seq, "p90_ms", 3).c_str(),
+      Fmt(seq, "p99_ms", 3).c_str(), 1000.0 / seq["mean_ms"].get<double>(), hc(seq).c_str());
   const json& sst = out["sequential_streamed"];
-  std::printf("| in-process, sequential, streamed (as the CLI) | %zu | %s | %s | %s | %.0f | %s |\n", a.runs,
-              Fmt(sst, "p50_ms", 3).c_str(), Fmt(sst, "p90_ms", 3).c_str(), Fmt(sst, "p99_ms", 3).c_str(),
-              1000.0 / sst["mean_ms"].get<double>(), hc(sst).c_str());
+  std::printf(
+      "| in-process, sequential, streamed (as the CLI) | %zu | %s | %s | %s | %.0f | %s |\n",
+      a.runs, Fmt(sst, "p50_ms", 3).c_str(), Fmt(sst, "p90_ms", 3).c_str(),
+      Fmt(sst, "p99_ms", 3).c_str(), 1000.0 / sst["mean_ms"].get<double>(), hc(sst).c_str());
   for (const auto& j : out["throughput"]) {
     std::printf("| concurrency %zu (%zu runs) | %zu | %s | %s | %s | %.0f | %s |\n",
-                j["concurrency"].get<size_t>(), a.per_level, j["n"].get<size_t>(), Fmt(j, "p50_ms", 3).c_str(),
-                Fmt(j, "p90_ms", 3).c_str(), Fmt(j, "p99_ms", 3).c_str(), j["runs_per_s"].get<double>(),
-                hc(j).c_str());
+                j["concurrency"].get<size_t>(), a.per_level, j["n"].get<size_t>(),
+                Fmt(j, "p50_ms", 3).c_str(), Fmt(j, "p90_ms", 3).c_str(),
+                Fmt(j, "p99_ms", 3).c_str(), j["runs_per_s"].get<double>(), hc(j).c_str());
   }
   const json& rf = out["refill"];
-  std::printf("\n| refill after a burst of %zu runs (%zu rounds) | p50 ms | min ms | max ms |\n", a.size,
-              a.refill_rounds);
+  std::printf("\n| refill after a burst of %zu runs (%zu rounds) | p50 ms | min ms | max ms |\n",
+              a.size, a.refill_rounds);
   std::printf("|---|---:|---:|---:|\n");
   auto row3 = [](const char* name, const json& j) {
     std::printf("| %s | %s | %s | %s |\n", name, Fmt(j, "p50_ms").c_str(), Fmt(j, "min_ms").c_str(),
@@ -656,26 +666,32 @@ int main(int argc, char** argv) {
   row3("burst duration (client)", rf["burst_ms"]);
   row3("burst end -> status shows idle = size (client, 1 ms polls)", rf["refill_after_burst_ms"]);
   if (rf.contains("daemon_last_ready_after_burst_end_ms")) {
-    row3("burst end -> last replacement ready (daemon log)", rf["daemon_last_ready_after_burst_end_ms"]);
+    row3("burst end -> last replacement ready (daemon log)",
+         rf["daemon_last_ready_after_burst_end_ms"]);
     row3("first replacement started -> last ready (daemon log)", rf["daemon_refill_span_ms"]);
     row3("one sandbox creation, 'dir ready' -> 'ready' (daemon log)", rf["daemon_create_ms"]);
   }
   if (seq.contains("daemon") && seq["daemon"].contains("total_ms")) {
-    std::printf("\n| daemon's split of the runs (log) | queue p50 | acquire p50 | exec p50 | sum p50 | p99 sum |\n");
+    std::printf(
+        "\n| daemon's split of the runs (log) | queue p50 | acquire p50 | exec p50 | sum p50 | p99 "
+        "sum |\n");
     std::printf("|---|---:|---:|---:|---:|---:|\n");
     auto split = [](const std::string& name, const json& dj) {
       if (!dj.contains("total_ms")) return;
-      std::printf("| %s | %s | %s | %s | %s | %s |\n", name.c_str(), Fmt(dj["queue_ms"], "p50_ms").c_str(),
-                  Fmt(dj["acquire_ms"], "p50_ms").c_str(), Fmt(dj["exec_ms"], "p50_ms").c_str(),
-                  Fmt(dj["total_ms"], "p50_ms").c_str(), Fmt(dj["total_ms"], "p99_ms").c_str());
+      std::printf("| %s | %s | %s | %s | %s | %s |\n", name.c_str(),
+                  Fmt(dj["queue_ms"], "p50_ms").c_str(), Fmt(dj["acquire_ms"], "p50_ms").c_str(),
+                  Fmt(dj["exec_ms"], "p50_ms").c_str(), Fmt(dj["total_ms"], "p50_ms").c_str(),
+                  Fmt(dj["total_ms"], "p99_ms").c_str());
     };
     split("sequential", seq["daemon"]);
     if (sst.contains("daemon")) split("sequential, streamed", sst["daemon"]);
     for (const auto& j : out["throughput"]) {
-      if (j.contains("daemon")) split("concurrency " + std::to_string(j["concurrency"].get<size_t>()), j["daemon"]);
+      if (j.contains("daemon"))
+        split("concurrency " + std::to_string(j["concurrency"].get<size_t>()), j["daemon"]);
     }
   }
-  std::printf("\nin-process p50 / bare fork+exec p50 = %.2fx\n", out["ratios"]["inprocess_p50_over_bare_p50"].get<double>());
+  std::printf("\nin-process p50 / bare fork+exec p50 = %.2fx\n",
+              out["ratios"]["inprocess_p50_over_bare_p50"].get<double>());
 
   if (!a.out.empty()) {
     std::ofstream f(a.out);

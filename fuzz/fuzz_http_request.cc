@@ -33,7 +33,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   if (!r.ok()) return 0;
   FUZZ_CHECK(!r->cmd.empty());
   FUZZ_CHECK(!r->stream);  // streaming is chosen by the Accept header only
-  for (const auto& kv : r->env) FUZZ_CHECK(!kv.empty() && kv[0] != '=' && kv.find('=') != std::string::npos);
+  for (const auto& kv : r->env)
+    FUZZ_CHECK(!kv.empty() && kv[0] != '=' && kv.find('=') != std::string::npos);
   // A response for it encodes whatever bytes the command printed.
   wb::proto::RunResponse resp;
   resp.stdout_data = std::string(text);

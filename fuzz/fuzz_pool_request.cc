@@ -37,7 +37,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     FUZZ_CHECK(!run.cmd.empty());
     FUZZ_CHECK(!run.image || !run.image->empty());
     FUZZ_CHECK(!run.driver || *run.driver == "ns" || *run.driver == "vm");
-    for (const auto& kv : run.env) FUZZ_CHECK(!kv.empty() && kv[0] != '=' && kv.find('=') != std::string::npos);
+    for (const auto& kv : run.env)
+      FUZZ_CHECK(!kv.empty() && kv[0] != '=' && kv.find('=') != std::string::npos);
     // What the daemon then computes from the request (UBSan reports values
     // it cannot represent): the backstop timer of src/pool/agent_conn.cc, as
     // asio's nanoseconds, and the cgroup CPU quota of src/sandbox/ns/cgroup.cc.

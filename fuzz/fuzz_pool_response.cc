@@ -17,10 +17,11 @@ namespace {
 
 bool SameStat(const ImageStat& a, const ImageStat& b) {
   return a.image == b.image && a.idle == b.idle && a.active == b.active && a.queued == b.queued &&
-         a.max == b.max && a.total_created == b.total_created && a.total_acquired == b.total_acquired &&
-         a.total_evicted == b.total_evicted && a.hits == b.hits && a.misses == b.misses &&
-         a.failed_creations == b.failed_creations && a.rejected_busy == b.rejected_busy &&
-         a.creating == b.creating && a.peak_active == b.peak_active && a.driver == b.driver;
+         a.max == b.max && a.total_created == b.total_created &&
+         a.total_acquired == b.total_acquired && a.total_evicted == b.total_evicted &&
+         a.hits == b.hits && a.misses == b.misses && a.failed_creations == b.failed_creations &&
+         a.rejected_busy == b.rejected_busy && a.creating == b.creating &&
+         a.peak_active == b.peak_active && a.driver == b.driver;
 }
 
 }  // namespace

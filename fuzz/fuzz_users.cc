@@ -33,12 +33,13 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   FUZZ_CHECK(std::find(c->groups.begin(), c->groups.end(), c->gid) == c->groups.end());
   // A numeric user is that uid, whatever passwd says.
   std::string_view user = spec.substr(0, spec.find(':'));
-  if (!user.empty() && user.size() <= 9 && user.find_first_not_of("0123456789") == std::string_view::npos) {
+  if (!user.empty() && user.size() <= 9 &&
+      user.find_first_not_of("0123456789") == std::string_view::npos) {
     FUZZ_CHECK(c->uid == static_cast<uid_t>(std::stoul(std::string(user))));
   }
   // The same files resolve the same spec the same way.
   auto again = ResolveUser(spec, passwd, group);
-  FUZZ_CHECK(again.ok() && again->uid == c->uid && again->gid == c->gid && again->groups == c->groups &&
-             again->home == c->home);
+  FUZZ_CHECK(again.ok() && again->uid == c->uid && again->gid == c->gid &&
+             again->groups == c->groups && again->home == c->home);
   return 0;
 }

@@ -2,6 +2,7 @@
 // daemon takes its sockets from LISTEN_FDS, says READY=1 on $NOTIFY_SOCKET
 // once it serves and STOPPING=1 when it drains, and logs JSON lines.
 #include <fcntl.h>
+#include <gtest/gtest.h>
 #include <netinet/in.h>
 #include <poll.h>
 #include <sys/socket.h>
@@ -10,7 +11,6 @@
 #include <unistd.h>
 
 #include <cstring>
-#include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
 #include "base/child.h"
@@ -76,7 +76,8 @@ std::string HttpGet(uint16_t port, const std::string& path, const std::string& t
 TEST(ActivationTest, SocketActivatedDaemonNotifiesServesOverBothSocketsAndDrains) {
   std::string why = wb::testing::SandboxProbe();
   if (!why.empty()) GTEST_SKIP() << why;
-  if (::access(kActivate, X_OK) != 0) GTEST_SKIP() << kActivate << " missing (Debian package systemd)";
+  if (::access(kActivate, X_OK) != 0)
+    GTEST_SKIP() << kActivate << " missing (Debian package systemd)";
   std::string state = wb::testing::MakeTempDir("wb-activation-test");
   ASSERT_FALSE(state.empty());
   const std::string sock = state + "/pool.sock", notify = state + "/notify.sock";
@@ -98,19 +99,37 @@ TEST(ActivationTest, SocketActivatedDaemonNotifiesServesOverBothSocketsAndDrains
   // The activator binds both sockets, execs warmbox in its place (same pid)
   // with LISTEN_FDS=2 and LISTEN_FDNAMES=pool:http.
   o.argv = {kActivate,
-            "-l", sock,
-            "-l", "127.0.0.1:" + std::to_string(port),
+            "-l",
+            sock,
+            "-l",
+            "127.0.0.1:" + std::to_string(port),
             "--fdname=pool:http",
-            "-E", "NOTIFY_SOCKET=" + notify,
-            "-E", "PATH=/usr/sbin:/usr/bin:/sbin:/bin",
-            wb::testing::BuildDir() + "/warmbox", "--state-dir", state, "--userns-base", std::to_string(kBase),
-            "--log-format", "json", "--log-level", "info",
-            "pool", "start", "--size", "1", "--http-token-file", token_file};
+            "-E",
+            "NOTIFY_SOCKET=" + notify,
+            "-E",
+            "PATH=/usr/sbin:/usr/bin:/sbin:/bin",
+            wb::testing::BuildDir() + "/warmbox",
+            "--state-dir",
+            state,
+            "--userns-base",
+            std::to_string(kBase),
+            "--log-format",
+            "json",
+            "--log-level",
+            "info",
+            "pool",
+            "start",
+            "--size",
+            "1",
+            "--http-token-file",
+            token_file};
   UniqueFd log(::open((state + "/daemon.log").c_str(), O_WRONLY | O_CREAT | O_CLOEXEC, 0600));
   o.fds = {{log.get(), 2}};
   auto daemon = ChildProcess::Spawn(o);
   ASSERT_TRUE(daemon.ok()) << daemon.error().ToString();
-  auto log_text = [&] { return ReadFile(state + "/daemon.log").ok() ? *ReadFile(state + "/daemon.log") : ""; };
+  auto log_text = [&] {
+    return ReadFile(state + "/daemon.log").ok() ? *ReadFile(state + "/daemon.log") : "";
+  };
 
   // As under systemd, the first client's connection starts the daemon: the
   // activator holds the bound sockets and execs warmbox when one is used.
@@ -132,7 +151,9 @@ TEST(ActivationTest, SocketActivatedDaemonNotifiesServesOverBothSocketsAndDrains
   std::string health = HttpGet(port, "/healthz", "");
   EXPECT_NE(health.find("200 OK"), std::string::npos) << health;
   std::string metrics = HttpGet(port, "/metrics", token);
-  EXPECT_NE(metrics.find("warmbox_runs_total{image=\"busybox\",driver=\"ns\"} 1"), std::string::npos) << metrics;
+  EXPECT_NE(metrics.find("warmbox_runs_total{image=\"busybox\",driver=\"ns\"} 1"),
+            std::string::npos)
+      << metrics;
   EXPECT_NE(HttpGet(port, "/metrics", "wrong-token").find("401 Unauthorized"), std::string::npos);
 
   ASSERT_TRUE(client.Stop().ok());

@@ -1,10 +1,9 @@
 // End-to-end tests of the warmbox binary: what a user types, what they get.
+#include <gtest/gtest.h>
 #include <signal.h>
 #include <unistd.h>
 
 #include <fstream>
-
-#include <gtest/gtest.h>
 
 #include "base/child.h"
 #include "base/fs.h"
@@ -62,11 +61,12 @@ TEST_F(CliTest, OptionsReachTheCommand) {
   auto e = Warmbox({"run", "-e", "A=1", "--", "sh", "-c", "echo $A"});
   EXPECT_EQ(e.code, 0) << e.err;
   EXPECT_EQ(e.out, "1\n");
-  auto n = Warmbox({"run", "--nofile", "64", "--security-opt", "seccomp=unconfined", "--", "sh", "-c",
-                    "ulimit -n; grep Seccomp: /proc/self/status"});
+  auto n = Warmbox({"run", "--nofile", "64", "--security-opt", "seccomp=unconfined", "--", "sh",
+                    "-c", "ulimit -n; grep Seccomp: /proc/self/status"});
   EXPECT_EQ(n.code, 0) << n.err;
   EXPECT_EQ(n.out, "64\nSeccomp:\t0\n");
-  auto oom = Warmbox({"run", "--memory", "32m", "--", "dd", "if=/dev/zero", "of=/dev/null", "bs=64M", "count=1"});
+  auto oom = Warmbox(
+      {"run", "--memory", "32m", "--", "dd", "if=/dev/zero", "of=/dev/null", "bs=64M", "count=1"});
   EXPECT_EQ(oom.code, 137);
   EXPECT_NE(oom.err.find("ran out of memory"), std::string::npos) << oom.err;
   auto t = Warmbox({"run", "--timeout", "0.2", "--", "sleep", "100"});
@@ -123,7 +123,8 @@ TEST_F(CliTest, ImageImportDirAndRunIt) {
   auto ls = Warmbox({"image", "ls"});
   EXPECT_EQ(ls.code, 0);
   EXPECT_NE(ls.out.find("mine:1"), std::string::npos) << ls.out;
-  auto r = Warmbox({"run", "--image", "mine:1", "--", "/bin/sh", "-c", "/bin/busybox cat /hello.txt"});
+  auto r =
+      Warmbox({"run", "--image", "mine:1", "--", "/bin/sh", "-c", "/bin/busybox cat /hello.txt"});
   EXPECT_EQ(r.code, 0) << r.err;
   EXPECT_EQ(r.out, "from my image\n");
   (void)RemoveTree(src);
@@ -134,7 +135,8 @@ TEST_F(CliTest, KilledWarmboxLeavesNothingAfterGc) {
   SpawnOptions o;
   o.path = wb::testing::BuildDir() + "/warmbox";
   // A uid range of its own, so sandboxes of tests running in parallel do not count.
-  o.argv = {"warmbox", "--state-dir", state_, "--userns-base", std::to_string(kOwnBase), "run", "--", "sleep", "1000"};
+  o.argv = {"warmbox", "--state-dir", state_,  "--userns-base", std::to_string(kOwnBase),
+            "run",     "--",          "sleep", "1000"};
   auto child = ChildProcess::Spawn(o);
   ASSERT_TRUE(child.ok());
   const uint32_t lo = kOwnBase, hi = kOwnBase + kUidCount;
@@ -156,7 +158,8 @@ TEST_F(CliTest, InterruptedRunCleansUp) {
   SpawnOptions o;
   o.path = wb::testing::BuildDir() + "/warmbox";
   // A uid range of its own, so sandboxes of tests running in parallel do not count.
-  o.argv = {"warmbox", "--state-dir", state_, "--userns-base", std::to_string(kOwnBase), "run", "--", "sleep", "1000"};
+  o.argv = {"warmbox", "--state-dir", state_,  "--userns-base", std::to_string(kOwnBase),
+            "run",     "--",          "sleep", "1000"};
   auto child = ChildProcess::Spawn(o);
   ASSERT_TRUE(child.ok());
   const uint32_t lo = kOwnBase, hi = kOwnBase + kUidCount;

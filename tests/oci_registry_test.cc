@@ -240,8 +240,8 @@ TEST_F(OciTest, PullFromRegistryAndRunMergedFilesystem) {
 // manifest is chosen; the image can be pulled by the index digest too.
 TEST_F(OciTest, PullIndexPicksLinuxAmd64AndByDigest) {
   MakeTrees();
-  auto b = Py({kScripts + "/make_layout.py", work_ + "/layout", "--tag", "multi", "--multi-arch", "--config",
-               R"({"Cmd":["cat","/etc/keep"]})", "--layer", work_ + "/base"});
+  auto b = Py({kScripts + "/make_layout.py", work_ + "/layout", "--tag", "multi", "--multi-arch",
+               "--config", R"({"Cmd":["cat","/etc/keep"]})", "--layer", work_ + "/base"});
   ASSERT_EQ(b.code, 0) << b.err;
   const std::string index_digest(Trim(b.out));
   int port = StartRegistry();

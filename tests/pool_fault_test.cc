@@ -1,6 +1,7 @@
 // Faults injected into a running pool daemon: it keeps serving, says clearly
 // what happened, and loses or leaks nothing.
 #include <fcntl.h>
+#include <gtest/gtest.h>
 #include <signal.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
@@ -10,8 +11,6 @@
 #include <chrono>
 #include <fstream>
 #include <thread>
-
-#include <gtest/gtest.h>
 
 #include "base/child.h"
 #include "base/fs.h"
@@ -59,8 +58,8 @@ class PoolFaultTest : public ::testing::Test {
   }
 
   std::vector<std::string> Cli(const std::string& state, std::vector<std::string> args) {
-    std::vector<std::string> full = {wb::testing::BuildDir() + "/warmbox", "--state-dir", state, "--userns-base",
-                                     std::to_string(kBase)};
+    std::vector<std::string> full = {wb::testing::BuildDir() + "/warmbox", "--state-dir", state,
+                                     "--userns-base", std::to_string(kBase)};
     full.insert(full.end(), args.begin(), args.end());
     return full;
   }
@@ -73,14 +72,17 @@ class PoolFaultTest : public ::testing::Test {
     auto argv = Cli(state, args);
     o.path = argv[0];
     o.argv = argv;
-    log_ = UniqueFd(::open((state_ + "/daemon.log").c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600));
+    log_ = UniqueFd(
+        ::open((state_ + "/daemon.log").c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600));
     o.fds = {{log_.get(), 2}};
     auto c = ChildProcess::Spawn(o);
     ASSERT_TRUE(c.ok()) << c.error().ToString();
     daemon_ = std::move(*c);
     ASSERT_TRUE(Eventually([&] { return PoolClient(sock_).Status().ok(); }, 10000)) << Log();
   }
-  std::string Log() { return ReadFile(state_ + "/daemon.log").ok() ? *ReadFile(state_ + "/daemon.log") : ""; }
+  std::string Log() {
+    return ReadFile(state_ + "/daemon.log").ok() ? *ReadFile(state_ + "/daemon.log") : "";
+  }
 
   std::optional<proto::ImageStat> Stat(const std::string& image = "busybox") {
     auto st = PoolClient(sock_).Status();
@@ -91,13 +93,15 @@ class PoolFaultTest : public ::testing::Test {
     return std::nullopt;
   }
   bool Settled(uint64_t idle, const std::string& image = "busybox", int ms = 10000) {
-    return Eventually([&] {
-      auto s = Stat(image);
-      return s && s->idle == idle && s->creating == 0 && s->active == 0;
-    }, ms);
+    return Eventually(
+        [&] {
+          auto s = Stat(image);
+          return s && s->idle == idle && s->creating == 0 && s->active == 0;
+        },
+        ms);
   }
-  proto::RunResponse Run(std::vector<std::string> cmd, std::optional<std::string> image = std::nullopt,
-                         uint64_t timeout_ms = 0) {
+  proto::RunResponse Run(std::vector<std::string> cmd,
+                         std::optional<std::string> image = std::nullopt, uint64_t timeout_ms = 0) {
     proto::RunRequest r;
     r.cmd = std::move(cmd);
     r.image = std::move(image);
@@ -152,7 +156,8 @@ TEST_F(PoolFaultTest, ClientKilledMidRunKillsTheCommandWithinASecond) {
   StartDaemon({"--size", "1"});
   ASSERT_TRUE(Settled(1));
   SpawnOptions o;
-  auto argv = Cli(state_, {"pool", "run", "--socket", sock_, "--", "sh", "-c", "trap '' TERM; sleep 1000"});
+  auto argv =
+      Cli(state_, {"pool", "run", "--socket", sock_, "--", "sh", "-c", "trap '' TERM; sleep 1000"});
   o.path = argv[0];
   o.argv = argv;
   auto client = ChildProcess::Spawn(o);
@@ -195,7 +200,8 @@ TEST_F(PoolFaultTest, DaemonKilledWithSandboxesUpAndRunsInFlight) {
   ASSERT_TRUE(daemon_.Signal(SIGKILL).ok());
   ASSERT_TRUE(daemon_.Wait().ok());
   auto t0 = std::chrono::steady_clock::now();
-  EXPECT_TRUE(Eventually([&] { return SandboxProcesses() == 0; }, 2000)) << SandboxProcesses() << " left";
+  EXPECT_TRUE(Eventually([&] { return SandboxProcesses() == 0; }, 2000))
+      << SandboxProcesses() << " left";
   EXPECT_LT(std::chrono::steady_clock::now() - t0, std::chrono::seconds(2));
   for (auto& t : runs) t.join();
   EXPECT_EQ(answered, 4);
@@ -260,10 +266,13 @@ TEST_F(PoolFaultTest, FullDiskGivesClearErrorsAndServiceResumes) {
   // back, then ask. (A refill may still win a race once; the next cannot.)
   proto::RunResponse r;
   for (int attempt = 0; attempt < 4 && !r.error; ++attempt) {
-    ASSERT_TRUE(Eventually([&] {
-      auto st = Stat();
-      return st && st->active == 0;
-    }, 10000)) << Log();
+    ASSERT_TRUE(Eventually(
+        [&] {
+          auto st = Stat();
+          return st && st->active == 0;
+        },
+        10000))
+        << Log();
     fill_up();
     r = Run({"echo", "next"});
   }
@@ -271,15 +280,18 @@ TEST_F(PoolFaultTest, FullDiskGivesClearErrorsAndServiceResumes) {
   EXPECT_NE(r.error->find("No space left"), std::string::npos) << *r.error;
   EXPECT_TRUE(PoolClient(sock_).Status().ok()) << "the daemon stays up";
   EXPECT_TRUE(Eventually([&] { return Log().find("retrying in") != std::string::npos; }))
-      << "refill backs off instead of spinning\n" << Log();
+      << "refill backs off instead of spinning\n"
+      << Log();
   // Room again: service resumes.
   ASSERT_EQ(::unlink((state + "/filler").c_str()), 0);
-  EXPECT_TRUE(Eventually([&] {
-    proto::RunRequest rr;
-    rr.cmd = {"echo", "back"};
-    auto b = PoolClient(sock_).Run(rr);
-    return b.ok() && b->stdout_data == "back\n";
-  }, 10000));
+  EXPECT_TRUE(Eventually(
+      [&] {
+        proto::RunRequest rr;
+        rr.cmd = {"echo", "back"};
+        auto b = PoolClient(sock_).Run(rr);
+        return b.ok() && b->stdout_data == "back\n";
+      },
+      10000));
   (void)daemon_.Signal(SIGTERM);
   (void)daemon_.Wait();
 }

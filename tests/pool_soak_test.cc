@@ -3,10 +3,9 @@
 // baseline (the idle set) afterwards. Label: slow.
 #include <dirent.h>
 #include <fcntl.h>
+#include <gtest/gtest.h>
 #include <signal.h>
 #include <unistd.h>
-
-#include <gtest/gtest.h>
 
 #include "base/child.h"
 #include "base/fs.h"
@@ -29,7 +28,8 @@ std::string ListFds(const std::string& dir) {
     if (e->d_name[0] == '.') continue;
     char buf[256];
     ssize_t n = ::readlink((dir + "/" + e->d_name).c_str(), buf, sizeof buf - 1);
-    out += std::string(e->d_name) + " -> " + (n > 0 ? std::string(buf, static_cast<size_t>(n)) : "?") + "\n";
+    out += std::string(e->d_name) + " -> " +
+           (n > 0 ? std::string(buf, static_cast<size_t>(n)) : "?") + "\n";
   }
   ::closedir(d);
   return out;
@@ -53,14 +53,16 @@ TEST(PoolSoakTest, FiveHundredRunsLeakNothing) {
   std::string sock = state + "/pool.sock";
   SpawnOptions o;
   o.path = wb::testing::BuildDir() + "/warmbox";
-  o.argv = {"warmbox", "--state-dir", state, "--userns-base", std::to_string(kBase), "--log-level", "warn",
-            "pool", "start", "--socket", sock, "--size", "2", "--max", "4"};
+  o.argv = {"warmbox",     "--state-dir", state,  "--userns-base", std::to_string(kBase),
+            "--log-level", "warn",        "pool", "start",         "--socket",
+            sock,          "--size",      "2",    "--max",         "4"};
   auto daemon = ChildProcess::Spawn(o);
   ASSERT_TRUE(daemon.ok());
   daemon::PoolClient client(sock);
   auto settled = [&] {
     auto st = client.Status();
-    return st.ok() && st->size() == 1 && (*st)[0].idle == 2 && (*st)[0].creating == 0 && (*st)[0].active == 0;
+    return st.ok() && st->size() == 1 && (*st)[0].idle == 2 && (*st)[0].creating == 0 &&
+           (*st)[0].active == 0;
   };
   ASSERT_TRUE(Eventually(settled, 10000));
 
@@ -78,7 +80,8 @@ TEST(PoolSoakTest, FiveHundredRunsLeakNothing) {
   auto quiet = [&] {
     std::string l = ListFds(fd_dir);
     size_t sockets = 0;
-    for (size_t p = l.find("socket:"); p != std::string::npos; p = l.find("socket:", p + 1)) ++sockets;
+    for (size_t p = l.find("socket:"); p != std::string::npos; p = l.find("socket:", p + 1))
+      ++sockets;
     return sockets == 1;
   };
   ASSERT_TRUE(Eventually(quiet, 2000));
@@ -91,17 +94,21 @@ TEST(PoolSoakTest, FiveHundredRunsLeakNothing) {
   EXPECT_EQ(procs_before, 2u) << "one agent per idle sandbox";
 
   for (int i = 0; i < 500; ++i) {
-    auto r = client.Run(proto::RunRequest{std::nullopt, {"sh", "-c", "echo $((" + std::to_string(i) + "+1))"}});
+    auto r = client.Run(
+        proto::RunRequest{std::nullopt, {"sh", "-c", "echo $((" + std::to_string(i) + "+1))"}});
     ASSERT_TRUE(r.ok()) << r.error().ToString();
     ASSERT_EQ(r->stdout_data, std::to_string(i + 1) + "\n");
   }
   ASSERT_TRUE(Eventually(settled, 10000));
   EXPECT_TRUE(Eventually(quiet, 2000));
-  EXPECT_EQ(CountDir(fd_dir), fds_before) << "before:\n" << fd_list_before << "after:\n" << ListFds(fd_dir);
+  EXPECT_EQ(CountDir(fd_dir), fds_before) << "before:\n"
+                                          << fd_list_before << "after:\n"
+                                          << ListFds(fd_dir);
   EXPECT_EQ(CountDir("/proc/" + std::to_string(daemon->pid()) + "/task"), threads_before);
   EXPECT_EQ(cgroups(), cgroups_before);
   EXPECT_EQ(wb::testing::MountPoints(), mounts_before);
-  EXPECT_TRUE(Eventually([&] { return wb::testing::PidsWithUidIn(kBase, kBase + kUidCount).size() == procs_before; }));
+  EXPECT_TRUE(Eventually(
+      [&] { return wb::testing::PidsWithUidIn(kBase, kBase + kUidCount).size() == procs_before; }));
   EXPECT_EQ(CountDir(state + "/sandboxes"), 2u);
   auto st = client.Status();
   ASSERT_TRUE(st.ok());

@@ -1,10 +1,11 @@
 // End-to-end tests of the warm-pool daemon with real sandboxes, mirroring the
 // upstream's e2e test and going beyond it (hang-ups, garbage, drain, limits).
 #include <fcntl.h>
+#include <grp.h>
+#include <gtest/gtest.h>
 #include <signal.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
-#include <grp.h>
 #include <sys/un.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -12,8 +13,6 @@
 #include <atomic>
 #include <fstream>
 #include <thread>
-
-#include <gtest/gtest.h>
 
 #include "base/child.h"
 #include "base/fs.h"
@@ -72,7 +71,9 @@ class PoolTest : public ::testing::Test {
     ASSERT_TRUE(Eventually([&] { return PoolClient(sock_).Status().ok(); }, 10000)) << DaemonLog();
   }
 
-  std::string DaemonLog() { return ReadFile(state_ + "/daemon.log").ok() ? *ReadFile(state_ + "/daemon.log") : ""; }
+  std::string DaemonLog() {
+    return ReadFile(state_ + "/daemon.log").ok() ? *ReadFile(state_ + "/daemon.log") : "";
+  }
 
   std::optional<proto::ImageStat> Stat(const std::string& image) {
     auto st = PoolClient(sock_).Status();
@@ -84,13 +85,16 @@ class PoolTest : public ::testing::Test {
   }
 
   bool IdleIs(const std::string& image, uint64_t n, int ms = 10000) {
-    return Eventually([&] {
-      auto s = Stat(image);
-      return s && s->idle == n && s->creating == 0;
-    }, ms);
+    return Eventually(
+        [&] {
+          auto s = Stat(image);
+          return s && s->idle == n && s->creating == 0;
+        },
+        ms);
   }
 
-  proto::RunResponse Run(std::vector<std::string> cmd, std::optional<std::string> image = std::nullopt) {
+  proto::RunResponse Run(std::vector<std::string> cmd,
+                         std::optional<std::string> image = std::nullopt) {
     proto::RunRequest r;
     r.cmd = std::move(cmd);
     r.image = std::move(image);
@@ -138,7 +142,8 @@ TEST_F(PoolTest, UpstreamScenario) {
   std::atomic<int> ok{0};
   for (int i = 0; i < 3; ++i) {
     threads.emplace_back([&, i] {
-      auto r = PoolClient(sock_).Run(proto::RunRequest{std::nullopt, {"sh", "-c", "echo " + std::to_string(i)}});
+      auto r = PoolClient(sock_).Run(
+          proto::RunRequest{std::nullopt, {"sh", "-c", "echo " + std::to_string(i)}});
       if (r.ok() && r->exit_code == 0 && r->stdout_data == std::to_string(i) + "\n") ++ok;
     });
   }
@@ -182,13 +187,16 @@ TEST_F(PoolTest, CliRunIsByteExactWithExitCodesAndStdin) {
   EXPECT_EQ(r.code, 9);
   EXPECT_EQ(r.out, input + std::string("\0\xff", 2));
   EXPECT_EQ(r.err, "1 /tmp\n");
-  auto t = wb::testing::RunProcess(Cli({"pool", "run", "--socket", sock_, "--timeout", "0.2", "--", "sleep", "10"}));
+  auto t = wb::testing::RunProcess(
+      Cli({"pool", "run", "--socket", sock_, "--timeout", "0.2", "--", "sleep", "10"}));
   EXPECT_EQ(t.code, 137);
   EXPECT_NE(t.err.find("timed out"), std::string::npos);
-  auto missing = wb::testing::RunProcess(Cli({"pool", "run", "--socket", sock_, "--image", "nope", "--", "true"}));
+  auto missing = wb::testing::RunProcess(
+      Cli({"pool", "run", "--socket", sock_, "--image", "nope", "--", "true"}));
   EXPECT_EQ(missing.code, 125);
   EXPECT_NE(missing.err.find("no such image"), std::string::npos);
-  auto notfound = wb::testing::RunProcess(Cli({"pool", "run", "--socket", sock_, "--", "no-such-prog"}));
+  auto notfound =
+      wb::testing::RunProcess(Cli({"pool", "run", "--socket", sock_, "--", "no-such-prog"}));
   EXPECT_EQ(notfound.code, 127);
 }
 
@@ -267,7 +275,8 @@ TEST_F(PoolTest, SocketIsPrivateAndSingleInstance) {
 bool StatusAs(const std::string& sock, uid_t uid, gid_t gid) {
   pid_t pid = ::fork();
   if (pid == 0) {
-    if (::setgroups(0, nullptr) != 0 || ::setresgid(gid, gid, gid) != 0 || ::setresuid(uid, uid, uid) != 0) {
+    if (::setgroups(0, nullptr) != 0 || ::setresgid(gid, gid, gid) != 0 ||
+        ::setresuid(uid, uid, uid) != 0) {
       ::_exit(2);
     }
     ::_exit(PoolClient(sock).Status().ok() ? 0 : 1);
@@ -296,8 +305,9 @@ TEST_F(PoolTest, GarbageDoesNotDisturbARun) {
     EXPECT_EQ(r.exit_code, 0);
   });
   PoolClient c(sock_);
-  for (const char* bad : {"not json", "[]", R"({"op":"fly"})", R"({"op":"run"})", R"({"op":"run","cmd":[]})",
-                          R"({"op":"run","cmd":[1]})", R"({"op":"run","cmd":["x"],"image":5})"}) {
+  for (const char* bad :
+       {"not json", "[]", R"({"op":"fly"})", R"({"op":"run"})", R"({"op":"run","cmd":[]})",
+        R"({"op":"run","cmd":[1]})", R"({"op":"run","cmd":["x"],"image":5})"}) {
     auto body = c.RoundTrip(bad);
     ASSERT_TRUE(body.ok()) << bad;
     EXPECT_NE(body->find("\"exit_code\":-1"), std::string::npos) << *body;
@@ -335,10 +345,13 @@ TEST_F(PoolTest, ClientKilledMidRunFreesItsSlot) {
   ASSERT_TRUE(client->Wait().ok());
   // The slot comes back (only after the sandbox is torn down), and with
   // --max 1 the next run proves it.
-  EXPECT_TRUE(Eventually([&] {
-    auto s = Stat("busybox");
-    return s && s->active == 0;
-  }, 3000)) << DaemonLog();
+  EXPECT_TRUE(Eventually(
+      [&] {
+        auto s = Stat("busybox");
+        return s && s->active == 0;
+      },
+      3000))
+      << DaemonLog();
   auto r = Run({"echo", "next"});
   EXPECT_EQ(r.stdout_data, "next\n");
   EXPECT_NE(DaemonLog().find("outcome=client_gone"), std::string::npos) << DaemonLog();
@@ -378,9 +391,12 @@ TEST_F(PoolTest, BackpressureBoundsSandboxesAndSaysBusy) {
   for (int i = 0; i < 50; ++i) {
     threads.emplace_back([&] {
       auto r = PoolClient(sock_).Run(proto::RunRequest{std::nullopt, {"sleep", "0.2"}});
-      if (r.ok() && r->exit_code == 0) ++ok;
-      else if (r.ok() && r->error && r->error->find("busy") != std::string::npos) ++busy;
-      else ++other;
+      if (r.ok() && r->exit_code == 0)
+        ++ok;
+      else if (r.ok() && r->error && r->error->find("busy") != std::string::npos)
+        ++busy;
+      else
+        ++other;
     });
   }
   for (auto& t : threads) t.join();
@@ -422,7 +438,8 @@ TEST_F(PoolTest, KilledDaemonTakesItsSandboxesAlongAndNextStartCleansUp) {
   EXPECT_GE(SandboxProcesses(), 3u);
   ASSERT_TRUE(daemon_.Signal(SIGKILL).ok());
   ASSERT_TRUE(daemon_.Wait().ok());
-  EXPECT_TRUE(Eventually([&] { return SandboxProcesses() == 0; }, 2000)) << "sandboxes outlived the daemon";
+  EXPECT_TRUE(Eventually([&] { return SandboxProcesses() == 0; }, 2000))
+      << "sandboxes outlived the daemon";
   EXPECT_FALSE(wb::testing::DirsBelow(state_ + "/sandboxes").empty());
   StartDaemon({"--size", "1"});  // replaces the stale socket, removes leftovers
   ASSERT_TRUE(IdleIs("busybox", 1));

@@ -75,7 +75,8 @@ long Syscall(const std::string& name) {
   if (name == "keyctl") return ::syscall(SYS_keyctl, 0 /* KEYCTL_GET_KEYRING_ID */, -3, 0);
   if (name == "add_key") return ::syscall(SYS_add_key, "user", "x", "y", 1, -2);
   if (name == "reboot") {
-    return ::syscall(SYS_reboot, LINUX_REBOOT_MAGIC1, LINUX_REBOOT_MAGIC2, LINUX_REBOOT_CMD_CAD_OFF, nullptr);
+    return ::syscall(SYS_reboot, LINUX_REBOOT_MAGIC1, LINUX_REBOOT_MAGIC2, LINUX_REBOOT_CMD_CAD_OFF,
+                     nullptr);
   }
   if (name == "swapon") return ::swapon("/nonexistent", 0);
   if (name == "clock_settime") {
@@ -109,7 +110,8 @@ int AbstractSocket(const std::string& name, bool listen, int seconds = 0) {
   std::memcpy(addr.sun_path + 1, name.data(), name.size());
   socklen_t len = static_cast<socklen_t>(offsetof(sockaddr_un, sun_path) + 1 + name.size());
   if (!listen) return Report(::connect(fd, reinterpret_cast<sockaddr*>(&addr), len));
-  if (::bind(fd, reinterpret_cast<sockaddr*>(&addr), len) != 0 || ::listen(fd, 1) != 0) return Report(-1);
+  if (::bind(fd, reinterpret_cast<sockaddr*>(&addr), len) != 0 || ::listen(fd, 1) != 0)
+    return Report(-1);
   std::printf("LISTENING\n");
   std::fflush(stdout);
   ::sleep(static_cast<unsigned>(seconds));
@@ -120,14 +122,16 @@ int AbstractSocket(const std::string& name, bool listen, int seconds = 0) {
 
 int main(int argc, char** argv) {
   if (argc < 3) {
-    std::fprintf(stderr, "usage: probe syscall NAME | connect IP PORT | kill PID | ptrace PID | ...\n");
+    std::fprintf(stderr,
+                 "usage: probe syscall NAME | connect IP PORT | kill PID | ptrace PID | ...\n");
     return 2;
   }
   std::string cmd = argv[1];
   if (cmd == "syscall") return Report(Syscall(argv[2]));
   if (cmd == "kill") return Report(::kill(std::stoi(argv[2]), 0));
   if (cmd == "ptrace") return Report(::ptrace(PTRACE_ATTACH, std::stoi(argv[2]), nullptr, nullptr));
-  if (cmd == "listen-abstract") return AbstractSocket(argv[2], true, argc > 3 ? std::stoi(argv[3]) : 2);
+  if (cmd == "listen-abstract")
+    return AbstractSocket(argv[2], true, argc > 3 ? std::stoi(argv[3]) : 2);
   if (cmd == "connect-abstract") return AbstractSocket(argv[2], false);
   if (cmd == "connect" && argc >= 4) {
     int fd = ::socket(AF_INET, SOCK_STREAM, 0);

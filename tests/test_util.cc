@@ -25,7 +25,8 @@ ProcResult RunProcess(const std::vector<std::string>& argv, const std::vector<st
   for (char** e = environ; *e; ++e) {
     std::string_view kv = *e;
     bool overridden = false;
-    for (const auto& x : env) overridden |= x.substr(0, x.find('=') + 1) == kv.substr(0, kv.find('=') + 1);
+    for (const auto& x : env)
+      overridden |= x.substr(0, x.find('=') + 1) == kv.substr(0, kv.find('=') + 1);
     if (!overridden) o.env.push_back(*e);
   }
   for (const auto& kv : env) o.env.push_back(kv);
@@ -53,8 +54,10 @@ ProcResult RunProcess(const std::vector<std::string>& argv, const std::vector<st
     for (int i = 0; i < 2; ++i) {
       if (p[i].revents & (POLLIN | POLLHUP | POLLERR)) {
         ssize_t n = ::read(p[i].fd, buf, sizeof buf);
-        if (n <= 0) (i == 0 ? out_open : err_open) = false;
-        else (i == 0 ? res.out : res.err).append(buf, static_cast<size_t>(n));
+        if (n <= 0)
+          (i == 0 ? out_open : err_open) = false;
+        else
+          (i == 0 ? res.out : res.err).append(buf, static_cast<size_t>(n));
       }
     }
     if (p[2].fd >= 0 && (p[2].revents & (POLLOUT | POLLERR))) {

@@ -18,7 +18,8 @@ struct ProcResult {
 
 // Runs argv (argv[0] an absolute path) with extra env "K=V", feeding stdin_data
 // (or /dev/null), draining stdout and stderr concurrently.
-ProcResult RunProcess(const std::vector<std::string>& argv, const std::vector<std::string>& env = {},
+ProcResult RunProcess(const std::vector<std::string>& argv,
+                      const std::vector<std::string>& env = {},
                       const std::string* stdin_data = nullptr);
 
 std::string BuildDir();

@@ -11,13 +11,47 @@
 namespace wb::agent {
 namespace {
 
-const char* const kNames[] = {
-    "CHOWN", "DAC_OVERRIDE", "DAC_READ_SEARCH", "FOWNER", "FSETID", "KILL", "SETGID", "SETUID",
-    "SETPCAP", "LINUX_IMMUTABLE", "NET_BIND_SERVICE", "NET_BROADCAST", "NET_ADMIN", "NET_RAW",
-    "IPC_LOCK", "IPC_OWNER", "SYS_MODULE", "SYS_RAWIO", "SYS_CHROOT", "SYS_PTRACE", "SYS_PACCT",
-    "SYS_ADMIN", "SYS_BOOT", "SYS_NICE", "SYS_RESOURCE", "SYS_TIME", "SYS_TTY_CONFIG", "MKNOD",
-    "LEASE", "AUDIT_WRITE", "AUDIT_CONTROL", "SETFCAP", "MAC_OVERRIDE", "MAC_ADMIN", "SYSLOG",
-    "WAKE_ALARM", "BLOCK_SUSPEND", "AUDIT_READ", "PERFMON", "BPF", "CHECKPOINT_RESTORE"};
+const char* const kNames[] = {"CHOWN",
+                              "DAC_OVERRIDE",
+                              "DAC_READ_SEARCH",
+                              "FOWNER",
+                              "FSETID",
+                              "KILL",
+                              "SETGID",
+                              "SETUID",
+                              "SETPCAP",
+                              "LINUX_IMMUTABLE",
+                              "NET_BIND_SERVICE",
+                              "NET_BROADCAST",
+                              "NET_ADMIN",
+                              "NET_RAW",
+                              "IPC_LOCK",
+                              "IPC_OWNER",
+                              "SYS_MODULE",
+                              "SYS_RAWIO",
+                              "SYS_CHROOT",
+                              "SYS_PTRACE",
+                              "SYS_PACCT",
+                              "SYS_ADMIN",
+                              "SYS_BOOT",
+                              "SYS_NICE",
+                              "SYS_RESOURCE",
+                              "SYS_TIME",
+                              "SYS_TTY_CONFIG",
+                              "MKNOD",
+                              "LEASE",
+                              "AUDIT_WRITE",
+                              "AUDIT_CONTROL",
+                              "SETFCAP",
+                              "MAC_OVERRIDE",
+                              "MAC_ADMIN",
+                              "SYSLOG",
+                              "WAKE_ALARM",
+                              "BLOCK_SUSPEND",
+                              "AUDIT_READ",
+                              "PERFMON",
+                              "BPF",
+                              "CHECKPOINT_RESTORE"};
 
 int LastCap() {
   auto t = ReadFile("/proc/sys/kernel/cap_last_cap");
@@ -32,8 +66,8 @@ int LastCap() {
 
 uint64_t DefaultKeepCaps() {
   uint64_t m = 0;
-  for (int c : {CAP_CHOWN, CAP_DAC_OVERRIDE, CAP_FOWNER, CAP_FSETID, CAP_KILL, CAP_SETGID, CAP_SETUID,
-                CAP_SETPCAP, CAP_NET_BIND_SERVICE, CAP_SYS_CHROOT, CAP_SETFCAP}) {
+  for (int c : {CAP_CHOWN, CAP_DAC_OVERRIDE, CAP_FOWNER, CAP_FSETID, CAP_KILL, CAP_SETGID,
+                CAP_SETUID, CAP_SETPCAP, CAP_NET_BIND_SERVICE, CAP_SYS_CHROOT, CAP_SETFCAP}) {
     m |= uint64_t{1} << c;
   }
   return m;
@@ -75,7 +109,8 @@ Result<void> DropCapsTo(uint64_t keep, uint64_t self_extra) {
   const int last = LastCap();
   for (int c = 0; c <= last; ++c) {
     if (keep & (uint64_t{1} << c)) continue;
-    if (::prctl(PR_CAPBSET_DROP, c, 0, 0, 0) != 0) return Errno("prctl(PR_CAPBSET_DROP)", CapNames(uint64_t{1} << c));
+    if (::prctl(PR_CAPBSET_DROP, c, 0, 0, 0) != 0)
+      return Errno("prctl(PR_CAPBSET_DROP)", CapNames(uint64_t{1} << c));
   }
   // EINVAL: a kernel without ambient capabilities; nothing to clear then.
   if (::prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0) != 0 && errno != EINVAL) {

@@ -151,13 +151,13 @@ Result<GuestResult> SetUpGuest(const GuestSetup& s) {
   // The kernel gave us the initramfs as "/" and nothing else. devtmpfs first:
   // the kernel creates the nodes of the port and the disks there as their
   // drivers register them.
-  for (const char* d : {"/dev", "/proc", "/sys"}) WB_CHECK(MkdirAll(d, 0755));
-  WB_CHECK(Mount("devtmpfs", "/dev", "devtmpfs", MS_NOSUID, "mode=0755"));
-  WB_CHECK(Mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, ""));
-  WB_CHECK(Mount("sysfs", "/sys", "sysfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, ""));
+  for (const char* d : {"/dev", "/proc", "/sys"}) WB_RETURN_IF_ERROR(MkdirAll(d, 0755));
+  WB_RETURN_IF_ERROR(Mount("devtmpfs", "/dev", "devtmpfs", MS_NOSUID, "mode=0755"));
+  WB_RETURN_IF_ERROR(Mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, ""));
+  WB_RETURN_IF_ERROR(Mount("sysfs", "/sys", "sysfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, ""));
   const std::string cmdline = ReadTrimmed("/proc/cmdline");
 
-  WB_CHECK(LoadModules(cmdline));
+  WB_RETURN_IF_ERROR(LoadModules(cmdline));
   r.timings.modules_us = BootUs();
 
   // The host's channel before anything slow: the host is already connected
@@ -170,38 +170,40 @@ Result<GuestResult> SetUpGuest(const GuestSetup& s) {
   for (int i = 0; i < s.layers; ++i) {
     const std::string dev = WB_TRY(FindDisk(kGuestDiskSerialPrefix + std::to_string(i), s.wait_ms));
     const std::string dir = "/layers/" + std::to_string(i);
-    WB_CHECK(MkdirAll(dir, 0755));
-    WB_CHECK(Mount(dev, dir, "erofs", MS_RDONLY | MS_NODEV, ""));
+    WB_RETURN_IF_ERROR(MkdirAll(dir, 0755));
+    WB_RETURN_IF_ERROR(Mount(dev, dir, "erofs", MS_RDONLY | MS_NODEV, ""));
     lower += (lower.empty() ? "" : ":") + dir;
   }
   // The writable layer: a size-capped tmpfs, gone with the VM.
-  WB_CHECK(MkdirAll("/upper", 0755));
-  WB_CHECK(Mount("tmpfs", "/upper", "tmpfs", MS_NOSUID | MS_NODEV,
-                 "mode=0755,size=" + std::to_string(s.tmpfs_bytes)));
-  for (const char* d : {"/upper/upper", "/upper/work", "/newroot"}) WB_CHECK(MkdirAll(d, 0755));
-  WB_CHECK(Mount("overlay", "/newroot", "overlay", MS_NOSUID,
-                 "lowerdir=" + lower + ",upperdir=/upper/upper,workdir=/upper/work"));
+  WB_RETURN_IF_ERROR(MkdirAll("/upper", 0755));
+  WB_RETURN_IF_ERROR(Mount("tmpfs", "/upper", "tmpfs", MS_NOSUID | MS_NODEV,
+                           "mode=0755,size=" + std::to_string(s.tmpfs_bytes)));
+  for (const char* d : {"/upper/upper", "/upper/work", "/newroot"})
+    WB_RETURN_IF_ERROR(MkdirAll(d, 0755));
+  WB_RETURN_IF_ERROR(Mount("overlay", "/newroot", "overlay", MS_NOSUID,
+                           "lowerdir=" + lower + ",upperdir=/upper/upper,workdir=/upper/work"));
 
   // Switch root. The initramfs is the kernel's rootfs, which cannot be
   // pivoted away: move the new root over "/" and chroot into it (what
   // busybox's switch_root does). /dev, /proc and /sys move along first.
   for (const char* d : {"/dev", "/proc", "/sys", "/tmp"})
-    WB_CHECK(MkdirAll(std::string("/newroot") + d, 0755));
+    WB_RETURN_IF_ERROR(MkdirAll(std::string("/newroot") + d, 0755));
   for (const char* d : {"/dev", "/proc", "/sys"}) {
-    WB_CHECK(Mount(d, std::string("/newroot") + d, nullptr, MS_MOVE, ""));
+    WB_RETURN_IF_ERROR(Mount(d, std::string("/newroot") + d, nullptr, MS_MOVE, ""));
   }
   if (::chdir("/newroot") != 0) return Errno("chdir", "/newroot");
-  WB_CHECK(Mount("/newroot", "/", nullptr, MS_MOVE, ""));
+  WB_RETURN_IF_ERROR(Mount("/newroot", "/", nullptr, MS_MOVE, ""));
   if (::chroot(".") != 0) return Errno("chroot", "/newroot");
   if (::chdir("/") != 0) return Errno("chdir", "/");
 
   if (::chmod("/tmp", 01777) != 0) return Errno("chmod", "/tmp");
-  WB_CHECK(Mount("tmpfs", "/tmp", "tmpfs", MS_NOSUID | MS_NODEV,
-                 "mode=1777,size=" + std::to_string(s.tmpfs_bytes)));
-  WB_CHECK(MkdirAll("/dev/pts", 0755));
-  WB_CHECK(Mount("devpts", "/dev/pts", "devpts", MS_NOSUID | MS_NOEXEC, "ptmxmode=0666,mode=620"));
-  WB_CHECK(MkdirAll("/dev/shm", 01777));
-  WB_CHECK(Mount("shm", "/dev/shm", "tmpfs", MS_NOSUID | MS_NODEV, "mode=1777"));
+  WB_RETURN_IF_ERROR(Mount("tmpfs", "/tmp", "tmpfs", MS_NOSUID | MS_NODEV,
+                           "mode=1777,size=" + std::to_string(s.tmpfs_bytes)));
+  WB_RETURN_IF_ERROR(MkdirAll("/dev/pts", 0755));
+  WB_RETURN_IF_ERROR(
+      Mount("devpts", "/dev/pts", "devpts", MS_NOSUID | MS_NOEXEC, "ptmxmode=0666,mode=620"));
+  WB_RETURN_IF_ERROR(MkdirAll("/dev/shm", 01777));
+  WB_RETURN_IF_ERROR(Mount("shm", "/dev/shm", "tmpfs", MS_NOSUID | MS_NODEV, "mode=1777"));
   for (const auto& [target, link] : {std::pair{"/proc/self/fd", "/dev/fd"},
                                      {"/proc/self/fd/0", "/dev/stdin"},
                                      {"/proc/self/fd/1", "/dev/stdout"},
@@ -211,7 +213,7 @@ Result<GuestResult> SetUpGuest(const GuestSetup& s) {
   if (!s.hostname.empty() && ::sethostname(s.hostname.data(), s.hostname.size()) != 0) {
     return Errno("sethostname", s.hostname);
   }
-  WB_CHECK(LoopbackUp());
+  WB_RETURN_IF_ERROR(LoopbackUp());
   r.timings.rootfs_us = BootUs();
   return r;
 }

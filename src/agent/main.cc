@@ -25,10 +25,10 @@
 #include <cstring>
 #include <string>
 
-#include "agent/server.h"
 #include "agent/caps.h"
 #include "agent/guest.h"
 #include "agent/seccomp.h"
+#include "agent/server.h"
 #include "agent/setup.h"
 #include "base/fs.h"
 #include "base/strings.h"
@@ -153,7 +153,8 @@ int main(int argc, char** argv) {
   }
   if (::prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) != 0) return Die("prctl(PR_SET_DUMPABLE)");
   ::clock_gettime(CLOCK_MONOTONIC, &t1);
-  opts.setup_us = static_cast<uint64_t>((t1.tv_sec - t0.tv_sec) * 1000000 + (t1.tv_nsec - t0.tv_nsec) / 1000);
+  opts.setup_us =
+      static_cast<uint64_t>((t1.tv_sec - t0.tv_sec) * 1000000 + (t1.tv_nsec - t0.tv_nsec) / 1000);
   auto server = wb::agent::CreateServer(opts);
   if (!server.ok()) return Die(server.error().ToString());
   // From here on nothing is written to fd 2: the host stops reading it once

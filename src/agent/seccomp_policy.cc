@@ -18,7 +18,8 @@ SeccompRule Deny(std::string name, std::string why, int err = 0) {
   return r;
 }
 
-SeccompRule DenyIf(std::string name, int arg, SeccompRule::Op op, uint64_t mask, uint64_t value, std::string why) {
+SeccompRule DenyIf(std::string name, int arg, SeccompRule::Op op, uint64_t mask, uint64_t value,
+                   std::string why) {
   SeccompRule r = Deny(std::move(name), std::move(why));
   r.arg = arg;
   r.op = op;
@@ -31,7 +32,8 @@ struct ErrnoName {
   const char* name;
   int value;
 };
-constexpr ErrnoName kErrnos[] = {{"EPERM", EPERM}, {"ENOSYS", ENOSYS}, {"EACCES", EACCES}, {"EINVAL", EINVAL}};
+constexpr ErrnoName kErrnos[] = {
+    {"EPERM", EPERM}, {"ENOSYS", ENOSYS}, {"EACCES", EACCES}, {"EINVAL", EINVAL}};
 
 }  // namespace
 
@@ -39,32 +41,39 @@ SeccompPolicy DefaultSeccompPolicy() {
   using Op = SeccompRule::Op;
   SeccompPolicy p;
   auto& d = p.deny;
-  for (const char* s : {"init_module", "finit_module", "delete_module"}) d.push_back(Deny(s, "kernel modules"));
-  for (const char* s : {"kexec_load", "kexec_file_load", "reboot"}) d.push_back(Deny(s, "replace or stop the kernel"));
-  for (const char* s : {"mount", "umount2", "pivot_root", "move_mount", "open_tree", "fsopen", "fsconfig",
-                        "fsmount", "fspick", "mount_setattr"}) {
+  for (const char* s : {"init_module", "finit_module", "delete_module"})
+    d.push_back(Deny(s, "kernel modules"));
+  for (const char* s : {"kexec_load", "kexec_file_load", "reboot"})
+    d.push_back(Deny(s, "replace or stop the kernel"));
+  for (const char* s : {"mount", "umount2", "pivot_root", "move_mount", "open_tree", "fsopen",
+                        "fsconfig", "fsmount", "fspick", "mount_setattr"}) {
     d.push_back(Deny(s, "mounts (the agent set them up; the command may not change them)"));
   }
   d.push_back(Deny("bpf", "eBPF programs"));
-  d.push_back(Deny("perf_event_open", "performance counters (side channels, kernel attack surface)"));
+  d.push_back(
+      Deny("perf_event_open", "performance counters (side channels, kernel attack surface)"));
   d.push_back(Deny("userfaultfd", "user page-fault handling (a staple of kernel exploits)"));
   for (const char* s : {"io_uring_setup", "io_uring_enter", "io_uring_register"}) {
     d.push_back(Deny(s, "io_uring (large kernel attack surface)"));
   }
-  for (const char* s : {"keyctl", "add_key", "request_key"}) d.push_back(Deny(s, "kernel keyrings (not namespaced)"));
+  for (const char* s : {"keyctl", "add_key", "request_key"})
+    d.push_back(Deny(s, "kernel keyrings (not namespaced)"));
   for (const char* s : {"swapon", "swapoff"}) d.push_back(Deny(s, "swap"));
   for (const char* s : {"clock_settime", "clock_adjtime", "settimeofday", "adjtimex"}) {
     d.push_back(Deny(s, "the host's clock"));
   }
-  for (const char* s : {"acct", "quotactl", "quotactl_fd", "syslog", "lookup_dcookie", "vhangup", "iopl", "ioperm",
-                        "open_by_handle_at", "name_to_handle_at", "fanotify_init", "setns", "nfsservctl", "uselib"}) {
+  for (const char* s : {"acct", "quotactl", "quotactl_fd", "syslog", "lookup_dcookie", "vhangup",
+                        "iopl", "ioperm", "open_by_handle_at", "name_to_handle_at", "fanotify_init",
+                        "setns", "nfsservctl", "uselib"}) {
     d.push_back(Deny(s, "host-wide or legacy interfaces"));
   }
   // New user namespaces inside: unshare/clone with CLONE_NEWUSER. clone3 passes
   // its flags in memory, which a filter cannot read: ENOSYS makes libc fall
   // back to clone, whose flags are checked.
-  d.push_back(DenyIf("unshare", 0, Op::kMaskedEq, CLONE_NEWUSER, CLONE_NEWUSER, "new user namespaces"));
-  d.push_back(DenyIf("clone", 0, Op::kMaskedEq, CLONE_NEWUSER, CLONE_NEWUSER, "new user namespaces"));
+  d.push_back(
+      DenyIf("unshare", 0, Op::kMaskedEq, CLONE_NEWUSER, CLONE_NEWUSER, "new user namespaces"));
+  d.push_back(
+      DenyIf("clone", 0, Op::kMaskedEq, CLONE_NEWUSER, CLONE_NEWUSER, "new user namespaces"));
   d.push_back(Deny("clone3", "flags unreadable by the filter: libc falls back to clone", ENOSYS));
   d.push_back(DenyIf("ioctl", 1, Op::kEq, 0, TIOCSTI, "TIOCSTI: typing into another terminal"));
   d.push_back(DenyIf("ioctl", 1, Op::kEq, 0, TIOCLINUX, "TIOCLINUX: console control"));
@@ -74,9 +83,11 @@ SeccompPolicy DefaultSeccompPolicy() {
 Result<SeccompPolicy> ParseSeccompProfile(std::string_view text) {
   using nlohmann::json;
   json j = json::parse(text, nullptr, false);
-  if (j.is_discarded() || !j.is_object()) return Fail("seccomp profile", "", "invalid JSON (expected an object)");
+  if (j.is_discarded() || !j.is_object())
+    return Fail("seccomp profile", "", "invalid JSON (expected an object)");
   auto deny = j.find("deny");
-  if (deny == j.end() || !deny->is_array()) return Fail("seccomp profile", "deny", "expected an array of rules");
+  if (deny == j.end() || !deny->is_array())
+    return Fail("seccomp profile", "deny", "expected an array of rules");
   SeccompPolicy p;
   for (const auto& r : *deny) {
     if (!r.is_object() || !r.contains("syscall") || !r["syscall"].is_string()) {
@@ -85,7 +96,8 @@ Result<SeccompPolicy> ParseSeccompProfile(std::string_view text) {
     SeccompRule rule;
     rule.syscall = r["syscall"].get<std::string>();
     if (r.contains("errno")) {
-      if (!r["errno"].is_string()) return Fail("seccomp profile", rule.syscall, "errno must be a name like \"EPERM\"");
+      if (!r["errno"].is_string())
+        return Fail("seccomp profile", rule.syscall, "errno must be a name like \"EPERM\"");
       std::string name = r["errno"].get<std::string>();
       bool found = false;
       for (const auto& e : kErrnos) {
@@ -139,8 +151,8 @@ std::string SeccompPolicyTable(const SeccompPolicy& p) {
     std::string cond = "always";
     if (r.arg >= 0) {
       cond = "arg" + std::to_string(r.arg) +
-             (r.op == SeccompRule::Op::kMaskedEq ? " & " + std::to_string(r.mask) : std::string()) + " == " +
-             std::to_string(r.value);
+             (r.op == SeccompRule::Op::kMaskedEq ? " & " + std::to_string(r.mask) : std::string()) +
+             " == " + std::to_string(r.value);
     }
     std::string err = "EPERM";
     for (const auto& e : kErrnos) {

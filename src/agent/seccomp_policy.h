@@ -6,7 +6,8 @@
 // A profile file (--security-opt seccomp=PATH) has the same shape:
 //   {"deny": [{"syscall": "mount"},
 //             {"syscall": "ioctl", "arg": 1, "op": "eq", "value": 21522},
-//             {"syscall": "clone", "arg": 0, "op": "masked_eq", "mask": 268435456, "value": 268435456},
+//             {"syscall": "clone", "arg": 0, "op": "masked_eq", "mask": 268435456, "value":
+//             268435456},
 //             {"syscall": "clone3", "errno": "ENOSYS"}]}
 #pragma once
 
@@ -23,11 +24,11 @@ struct SeccompRule {
   std::string syscall;
   int errno_value = 0;  // 0: EPERM
   // Optional condition on one argument; the rule applies only when it holds.
-  int arg = -1;         // -1: always
+  int arg = -1;  // -1: always
   enum class Op { kEq, kMaskedEq } op = Op::kEq;
   uint64_t mask = 0;
   uint64_t value = 0;
-  std::string why;      // for the docs
+  std::string why;  // for the docs
 };
 
 struct SeccompPolicy {
@@ -38,7 +39,8 @@ struct SeccompPolicy {
 SeccompPolicy DefaultSeccompPolicy();
 [[nodiscard]] Result<SeccompPolicy> ParseSeccompProfile(std::string_view json);
 // "default", "unconfined", or a profile file's contents.
-[[nodiscard]] Result<SeccompPolicy> SeccompPolicyFromOption(std::string_view option, std::string_view file_text);
+[[nodiscard]] Result<SeccompPolicy> SeccompPolicyFromOption(std::string_view option,
+                                                            std::string_view file_text);
 // Markdown table of the policy (docs/security.md is checked against it).
 std::string SeccompPolicyTable(const SeccompPolicy& p);
 

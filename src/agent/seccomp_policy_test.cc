@@ -18,9 +18,9 @@ TEST(SeccompPolicyTest, DefaultDeniesTheDocumentedFamilies) {
     }
     return false;
   };
-  for (const char* s : {"init_module", "kexec_load", "reboot", "mount", "umount2", "bpf", "perf_event_open",
-                        "keyctl", "userfaultfd", "swapon", "clock_settime", "unshare", "clone", "clone3", "ioctl",
-                        "setns", "io_uring_setup"}) {
+  for (const char* s : {"init_module", "kexec_load", "reboot", "mount", "umount2", "bpf",
+                        "perf_event_open", "keyctl", "userfaultfd", "swapon", "clock_settime",
+                        "unshare", "clone", "clone3", "ioctl", "setns", "io_uring_setup"}) {
     EXPECT_TRUE(has(s)) << s;
   }
 }
@@ -76,7 +76,8 @@ TEST(SeccompPolicyTest, BadProfilesNameTheProblem) {
 TEST(SeccompPolicyTest, OptionSelectsThePolicy) {
   EXPECT_FALSE(SeccompPolicyFromOption("default", "")->unconfined);
   EXPECT_TRUE(SeccompPolicyFromOption("unconfined", "")->unconfined);
-  EXPECT_EQ(SeccompPolicyFromOption("/x.json", R"({"deny":[{"syscall":"mkdir"}]})")->deny.size(), 1u);
+  EXPECT_EQ(SeccompPolicyFromOption("/x.json", R"({"deny":[{"syscall":"mkdir"}]})")->deny.size(),
+            1u);
 }
 
 // docs/security.md lists the default policy and capabilities: keep it true.
@@ -84,8 +85,10 @@ TEST(SeccompPolicyTest, SecurityDocListsTheDefaultPolicy) {
   auto doc = ReadFile(std::string(WB_SOURCE_DIR) + "/docs/security.md");
   ASSERT_TRUE(doc.ok());
   EXPECT_NE(doc->find(SeccompPolicyTable(DefaultSeccompPolicy())), std::string::npos)
-      << "regenerate the table in docs/security.md:\n" << SeccompPolicyTable(DefaultSeccompPolicy());
-  EXPECT_NE(doc->find(CapNames(DefaultKeepCaps())), std::string::npos) << CapNames(DefaultKeepCaps());
+      << "regenerate the table in docs/security.md:\n"
+      << SeccompPolicyTable(DefaultSeccompPolicy());
+  EXPECT_NE(doc->find(CapNames(DefaultKeepCaps())), std::string::npos)
+      << CapNames(DefaultKeepCaps());
 }
 
 }  // namespace

@@ -1,10 +1,10 @@
 #include "agent/server.h"
 
 #include <fcntl.h>
-#include <signal.h>
 #include <grp.h>
-#include <sys/epoll.h>
 #include <linux/seccomp.h>
+#include <signal.h>
+#include <sys/epoll.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/signalfd.h>
@@ -153,14 +153,14 @@ Result<void> ServerImpl::Init() {
     if (::prctl(PR_SET_CHILD_SUBREAPER, 1) != 0) return Errno("prctl", "PR_SET_CHILD_SUBREAPER");
   }
   if (opts_.port_fd >= 0) {
-    WB_CHECK(SetNonBlocking(opts_.port_fd));
+    WB_RETURN_IF_ERROR(SetNonBlocking(opts_.port_fd));
     uint64_t id = next_id_++;
     Conn& c = conns_[id];
     c.sock.fd = UniqueFd(opts_.port_fd);
     c.sock.edge = true;
     c.port = true;
   } else {
-    WB_CHECK(SetNonBlocking(opts_.listen_fd));
+    WB_RETURN_IF_ERROR(SetNonBlocking(opts_.listen_fd));
     listen_.fd = UniqueFd(opts_.listen_fd);
     SetInterest(listen_, Tag(kListen, 0), EPOLLIN);
   }
@@ -251,17 +251,31 @@ Result<int> ServerImpl::Run() {
       uint64_t id = tag & ((uint64_t{1} << 56) - 1);
       uint32_t ev = events[i].events;
       switch (static_cast<Kind>(tag >> 56)) {
-        case kListen: OnAccept(); break;
-        case kSignal: OnSignal(); break;
+        case kListen:
+          OnAccept();
+          break;
+        case kSignal:
+          OnSignal();
+          break;
         case kConn:
           if (ev & (EPOLLIN | EPOLLHUP | EPOLLERR)) OnConnReadable(id);
           if (ev & EPOLLOUT) OnConnWritable(id);
           break;
-        case kOut: OnOutput(id, false); break;
-        case kErr: OnOutput(id, true); break;
-        case kIn: OnStdinWritable(id); break;
-        case kTimer: OnTimer(id); break;
-        case kGrace: OnGrace(); break;
+        case kOut:
+          OnOutput(id, false);
+          break;
+        case kErr:
+          OnOutput(id, true);
+          break;
+        case kIn:
+          OnStdinWritable(id);
+          break;
+        case kTimer:
+          OnTimer(id);
+          break;
+        case kGrace:
+          OnGrace();
+          break;
       }
     }
   }
@@ -280,8 +294,10 @@ void ServerImpl::OnSignal() {
   signalfd_siginfo si;
   bool child = false;
   while (::read(signal_.fd.get(), &si, sizeof si) == sizeof si) {
-    if (si.ssi_signo == SIGCHLD) child = true;
-    else BeginTerminate();
+    if (si.ssi_signo == SIGCHLD)
+      child = true;
+    else
+      BeginTerminate();
   }
   if (child) ReapAll();
 }
@@ -397,8 +413,8 @@ void ServerImpl::OnFrame(uint64_t id, Conn& c, proto::Frame f) {
   switch (f.type) {
     case FrameType::kHeartbeat:
       Send(id, FrameType::kHeartbeatReply,
-           "{\"pid\":" + std::to_string(::getpid()) + ",\"ready\":true,\"setup_us\":" +
-               std::to_string(opts_.setup_us) +
+           "{\"pid\":" + std::to_string(::getpid()) +
+               ",\"ready\":true,\"setup_us\":" + std::to_string(opts_.setup_us) +
                (opts_.heartbeat_extra.empty() ? "" : "," + opts_.heartbeat_extra) + "}");
       return;
     case FrameType::kIdentity: {
@@ -458,7 +474,8 @@ void ServerImpl::OnFrame(uint64_t id, Conn& c, proto::Frame f) {
       return;
     }
     default:
-      Send(id, FrameType::kFailure, std::string("unexpected frame type ") + static_cast<char>(f.type));
+      Send(id, FrameType::kFailure,
+           std::string("unexpected frame type ") + static_cast<char>(f.type));
       c.close_after_flush = true;
       return;
   }
@@ -546,7 +563,8 @@ void ServerImpl::KillGroup(const Exec& e) {
 
 std::optional<std::string> LookupEnv(const std::vector<std::string>& env, std::string_view key) {
   for (auto it = env.rbegin(); it != env.rend(); ++it) {
-    if (it->size() > key.size() && it->compare(0, key.size(), key) == 0 && (*it)[key.size()] == '=') {
+    if (it->size() > key.size() && it->compare(0, key.size(), key) == 0 &&
+        (*it)[key.size()] == '=') {
       return it->substr(key.size() + 1);
     }
   }
@@ -575,22 +593,40 @@ Result<std::string> ResolveProgram(const std::string& name, const std::vector<st
 }
 
 enum ChildStep : int {
-  kCStepSetsid = 1, kCStepFds, kCStepRlimit, kCStepGroups, kCStepGid, kCStepUid, kCStepChdir, kCStepNnp,
-  kCStepSeccomp, kCStepExec
+  kCStepSetsid = 1,
+  kCStepFds,
+  kCStepRlimit,
+  kCStepGroups,
+  kCStepGid,
+  kCStepUid,
+  kCStepChdir,
+  kCStepNnp,
+  kCStepSeccomp,
+  kCStepExec
 };
 
 const char* ChildStepName(int s) {
   switch (s) {
-    case kCStepSetsid: return "setsid";
-    case kCStepFds: return "dup2";
-    case kCStepGroups: return "setgroups";
-    case kCStepGid: return "setresgid";
-    case kCStepUid: return "setresuid";
-    case kCStepChdir: return "chdir";
-    case kCStepRlimit: return "setrlimit(RLIMIT_NOFILE)";
-    case kCStepNnp: return "prctl(PR_SET_NO_NEW_PRIVS)";
-    case kCStepSeccomp: return "seccomp(SECCOMP_SET_MODE_FILTER)";
-    case kCStepExec: return "execve";
+    case kCStepSetsid:
+      return "setsid";
+    case kCStepFds:
+      return "dup2";
+    case kCStepGroups:
+      return "setgroups";
+    case kCStepGid:
+      return "setresgid";
+    case kCStepUid:
+      return "setresuid";
+    case kCStepChdir:
+      return "chdir";
+    case kCStepRlimit:
+      return "setrlimit(RLIMIT_NOFILE)";
+    case kCStepNnp:
+      return "prctl(PR_SET_NO_NEW_PRIVS)";
+    case kCStepSeccomp:
+      return "seccomp(SECCOMP_SET_MODE_FILTER)";
+    case kCStepExec:
+      return "execve";
   }
   return "start";
 }
@@ -618,14 +654,16 @@ void ServerImpl::StartExec(uint64_t conn_id, Conn& c, const proto::ExecRequest& 
   // An image without these files still has root.
   auto passwd = ReadFile(opts_.passwd_path);
   auto group = ReadFile(opts_.group_path);
-  auto cred = ResolveUser(req.user, passwd.ok() ? passwd.value() : "", group.ok() ? group.value() : "");
+  auto cred =
+      ResolveUser(req.user, passwd.ok() ? passwd.value() : "", group.ok() ? group.value() : "");
   if (!cred.ok()) return fail_start(cred.error().ToString());
 
   std::vector<std::string> env = {std::string("PATH=") + kDefaultPath, "HOME=" + cred->home};
   if (!opts_.hostname.empty()) env.push_back("HOSTNAME=" + opts_.hostname);
   for (const auto& kv : req.env) {
     std::string key = kv.substr(0, kv.find('='));
-    std::erase_if(env, [&](const std::string& s) { return s.compare(0, key.size() + 1, key + "=") == 0; });
+    std::erase_if(
+        env, [&](const std::string& s) { return s.compare(0, key.size() + 1, key + "=") == 0; });
     env.push_back(kv);
   }
   auto prog = ResolveProgram(req.argv[0], env);
@@ -672,7 +710,8 @@ void ServerImpl::StartExec(uint64_t conn_id, Conn& c, const proto::ExecRequest& 
     ::signal(SIGPIPE, SIG_DFL);
     // Own session and process group: a timeout or hang-up kills the whole group.
     if (::setsid() < 0) die(kCStepSetsid);
-    if (::dup2(child_in, 0) < 0 || ::dup2(child_out, 1) < 0 || ::dup2(child_err, 2) < 0) die(kCStepFds);
+    if (::dup2(child_in, 0) < 0 || ::dup2(child_out, 1) < 0 || ::dup2(child_err, 2) < 0)
+      die(kCStepFds);
     // The agent is shielded from the OOM killer by the host; its commands are
     // not (best effort: a sandbox without /proc keeps the agent's value).
     int oom = ::open("/proc/self/oom_score_adj", O_WRONLY | O_CLOEXEC);
@@ -689,7 +728,8 @@ void ServerImpl::StartExec(uint64_t conn_id, Conn& c, const proto::ExecRequest& 
     // No set-id or file-capability gains from here on; required by seccomp.
     if (::prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0) die(kCStepNnp);
     // The filter goes last: from here the command's own policy applies.
-    if (filter.len && ::syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, 0, &filter) != 0) die(kCStepSeccomp);
+    if (filter.len && ::syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, 0, &filter) != 0)
+      die(kCStepSeccomp);
     ::execve(path, argv.data(), envp.data());
     die(kCStepExec);
   }
@@ -705,9 +745,9 @@ void ServerImpl::StartExec(uint64_t conn_id, Conn& c, const proto::ExecRequest& 
     n = ::read(status->read.get(), msg, sizeof msg);
   } while (n < 0 && errno == EINTR);
   if (n == sizeof msg) {
-    e.start_error = ErrnoValue(msg[1], ChildStepName(msg[0]),
-                               msg[0] == kCStepChdir ? cwd : req.argv[0])
-                        .ToString();
+    e.start_error =
+        ErrnoValue(msg[1], ChildStepName(msg[0]), msg[0] == kCStepChdir ? cwd : req.argv[0])
+            .ToString();
   }
 
   e.in.fd = std::move(in->write);
@@ -842,7 +882,7 @@ void ServerImpl::FinishExec(uint64_t exec_id, int wait_status) {
 
 Result<std::unique_ptr<Server>> CreateServer(const ServerOptions& opts) {
   auto s = std::make_unique<ServerImpl>(opts);
-  WB_CHECK(s->Init());
+  WB_RETURN_IF_ERROR(s->Init());
   return std::unique_ptr<Server>(std::move(s));
 }
 

@@ -20,7 +20,7 @@
 namespace wb::agent {
 
 struct ServerOptions {
-  int listen_fd = -1;       // a listening SOCK_STREAM socket, inherited
+  int listen_fd = -1;  // a listening SOCK_STREAM socket, inherited
   // Instead of listen_fd, in a VM: an open virtio-serial port. It is one byte
   // stream for the life of the agent: the host's connections to QEMU's end
   // come and go, but the agent never sees their boundaries reliably (the
@@ -30,8 +30,8 @@ struct ServerOptions {
   int port_fd = -1;
   std::string heartbeat_extra;  // JSON members appended to the 'h' answer
 
-  bool pid1 = false;        // PID 1 of a pid namespace: SIGTERM kills all
-  std::string hostname;     // for $HOSTNAME
+  bool pid1 = false;     // PID 1 of a pid namespace: SIGTERM kills all
+  std::string hostname;  // for $HOSTNAME
   std::string passwd_path = "/etc/passwd";
   std::string group_path = "/etc/group";
   int term_grace_ms = 2000;  // SIGTERM -> SIGKILL grace on shutdown
@@ -39,7 +39,7 @@ struct ServerOptions {
   // Loaded in each command just before execve (empty: none), after
   // no_new_privs, which every command gets.
   std::vector<sock_filter> seccomp;
-  uint64_t nofile = 1024;    // RLIMIT_NOFILE of commands (soft and hard)
+  uint64_t nofile = 1024;  // RLIMIT_NOFILE of commands (soft and hard)
   // Capabilities held only for the identity message (caps.h), dropped after
   // it or at the first command.
   uint64_t identity_caps = 0;

@@ -2,6 +2,7 @@
 // namespaces, no root): the agent makes itself the subreaper of its orphans,
 // so the reaper behaves as it does as PID 1.
 #include <dirent.h>
+#include <gtest/gtest.h>
 #include <signal.h>
 #include <sys/socket.h>
 #include <sys/un.h>
@@ -13,8 +14,6 @@
 #include <string>
 #include <thread>
 #include <vector>
-
-#include <gtest/gtest.h>
 
 #include "base/child.h"
 #include "base/fs.h"
@@ -30,7 +29,8 @@ using proto::ExecRequest;
 // Children of pid (all threads), from procfs.
 std::set<pid_t> ChildrenOf(pid_t pid) {
   std::set<pid_t> out;
-  auto text = ReadFile("/proc/" + std::to_string(pid) + "/task/" + std::to_string(pid) + "/children");
+  auto text =
+      ReadFile("/proc/" + std::to_string(pid) + "/task/" + std::to_string(pid) + "/children");
   if (!text.ok()) return out;
   for (const auto& tok : Split(*text, ' ')) {
     auto v = ParseUint(tok, "pid");
@@ -198,7 +198,9 @@ TEST_F(AgentTest, TwentyMebibytesAreCappedWithTruncationFlag) {
 
 TEST_F(AgentTest, BinaryOutputAndSeparateStreams) {
   auto out = Sh("printf 'a\\000b\\377c'; printf 'E\\000R' >&2");
-  EXPECT_EQ(out.stdout_data, std::string("a\0b\xff" "c", 5));
+  EXPECT_EQ(out.stdout_data, std::string("a\0b\xff"
+                                         "c",
+                                         5));
   EXPECT_EQ(out.stderr_data, std::string("E\0R", 3));
 }
 

@@ -22,8 +22,8 @@ Result<void> Mount(const std::string& src, const std::string& target, const char
                    unsigned long flags, const std::string& data) {
   if (::mount(src.empty() ? nullptr : src.c_str(), target.c_str(), type, flags,
               data.empty() ? nullptr : data.c_str()) != 0) {
-    return Errno(std::string("mount ") + (type ? type : "bind"), src + " -> " + target +
-                                                                   (data.empty() ? "" : " [" + data + "]"));
+    return Errno(std::string("mount ") + (type ? type : "bind"),
+                 src + " -> " + target + (data.empty() ? "" : " [" + data + "]"));
   }
   return Ok();
 }
@@ -45,23 +45,23 @@ Result<void> Symlink(const char* target, const std::string& link) {
 // (mknod is not permitted in a user namespace, and a tmpfs mounted there is
 // nodev anyway), a private devpts instance and a /dev/shm.
 Result<void> SetUpDev(const std::string& dev) {
-  WB_CHECK(Mount("tmpfs", dev, "tmpfs", MS_NOSUID | MS_NOEXEC, "mode=755,size=64k"));
+  WB_RETURN_IF_ERROR(Mount("tmpfs", dev, "tmpfs", MS_NOSUID | MS_NOEXEC, "mode=755,size=64k"));
   for (const char* name : {"null", "zero", "full", "random", "urandom", "tty"}) {
     std::string target = dev + "/" + name;
-    WB_CHECK(Touch(target));
-    WB_CHECK(Mount(std::string("/dev/") + name, target, nullptr, MS_BIND, ""));
+    WB_RETURN_IF_ERROR(Touch(target));
+    WB_RETURN_IF_ERROR(Mount(std::string("/dev/") + name, target, nullptr, MS_BIND, ""));
   }
-  WB_CHECK(MkdirP(dev + "/pts", 0755));
-  WB_CHECK(Mount("devpts", dev + "/pts", "devpts", MS_NOSUID | MS_NOEXEC,
-                 "newinstance,ptmxmode=0666,mode=620"));
-  WB_CHECK(Symlink("pts/ptmx", dev + "/ptmx"));
-  WB_CHECK(MkdirP(dev + "/shm", 01777));
-  WB_CHECK(Mount("shm", dev + "/shm", "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC,
-                 "mode=1777,size=64m"));
-  WB_CHECK(Symlink("/proc/self/fd", dev + "/fd"));
-  WB_CHECK(Symlink("/proc/self/fd/0", dev + "/stdin"));
-  WB_CHECK(Symlink("/proc/self/fd/1", dev + "/stdout"));
-  WB_CHECK(Symlink("/proc/self/fd/2", dev + "/stderr"));
+  WB_RETURN_IF_ERROR(MkdirP(dev + "/pts", 0755));
+  WB_RETURN_IF_ERROR(Mount("devpts", dev + "/pts", "devpts", MS_NOSUID | MS_NOEXEC,
+                           "newinstance,ptmxmode=0666,mode=620"));
+  WB_RETURN_IF_ERROR(Symlink("pts/ptmx", dev + "/ptmx"));
+  WB_RETURN_IF_ERROR(MkdirP(dev + "/shm", 01777));
+  WB_RETURN_IF_ERROR(
+      Mount("shm", dev + "/shm", "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, "mode=1777,size=64m"));
+  WB_RETURN_IF_ERROR(Symlink("/proc/self/fd", dev + "/fd"));
+  WB_RETURN_IF_ERROR(Symlink("/proc/self/fd/0", dev + "/stdin"));
+  WB_RETURN_IF_ERROR(Symlink("/proc/self/fd/1", dev + "/stdout"));
+  WB_RETURN_IF_ERROR(Symlink("/proc/self/fd/2", dev + "/stderr"));
   return Ok();
 }
 
@@ -85,21 +85,24 @@ Result<void> LoopbackUp() {
 // all that stands in the way. The command cannot undo them: it has no
 // CAP_SYS_ADMIN and its seccomp filter denies mount and umount.
 Result<void> MaskProc(const std::string& proc) {
-  for (const char* f : {"kcore", "keys", "latency_stats", "timer_list", "timer_stats", "sched_debug"}) {
+  for (const char* f :
+       {"kcore", "keys", "latency_stats", "timer_list", "timer_stats", "sched_debug"}) {
     std::string p = proc + "/" + f;
     if (!PathExists(p)) continue;
-    WB_CHECK(Mount("/dev/null", p, nullptr, MS_BIND, ""));
+    WB_RETURN_IF_ERROR(Mount("/dev/null", p, nullptr, MS_BIND, ""));
   }
   for (const char* d : {"acpi", "asound", "scsi"}) {
     std::string p = proc + "/" + d;
     if (!PathExists(p)) continue;
-    WB_CHECK(Mount("tmpfs", p, "tmpfs", MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC, "size=0"));
+    WB_RETURN_IF_ERROR(
+        Mount("tmpfs", p, "tmpfs", MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC, "size=0"));
   }
   for (const char* r : {"sys", "sysrq-trigger", "irq", "bus", "fs"}) {
     std::string p = proc + "/" + r;
     if (!PathExists(p)) continue;
-    WB_CHECK(Mount(p, p, nullptr, MS_BIND | MS_REC, ""));
-    WB_CHECK(Mount(p, p, nullptr, MS_BIND | MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC, ""));
+    WB_RETURN_IF_ERROR(Mount(p, p, nullptr, MS_BIND | MS_REC, ""));
+    WB_RETURN_IF_ERROR(Mount(
+        p, p, nullptr, MS_BIND | MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC, ""));
   }
   return Ok();
 }
@@ -111,38 +114,39 @@ Result<void> SetUpNamespaceSandbox(const NsSetup& s) {
   if (::unshare(CLONE_NEWCGROUP) != 0) return Errno("unshare", "CLONE_NEWCGROUP");
 
   // Nothing we mount may propagate back to the host (or from it).
-  WB_CHECK(Mount("", "/", nullptr, MS_REC | MS_PRIVATE, ""));
+  WB_RETURN_IF_ERROR(Mount("", "/", nullptr, MS_REC | MS_PRIVATE, ""));
 
   // The writable layer: a size-capped tmpfs that exists only in our mount
   // namespace, so it (and every byte written in the sandbox) is gone when the
   // namespace dies, with nothing for the host to unmount.
   const std::string& top = s.scratch_dir;
-  WB_CHECK(Mount("tmpfs", top, "tmpfs", MS_NOSUID | MS_NODEV,
-                 "mode=0755,size=" + std::to_string(s.tmpfs_bytes)));
+  WB_RETURN_IF_ERROR(Mount("tmpfs", top, "tmpfs", MS_NOSUID | MS_NODEV,
+                           "mode=0755,size=" + std::to_string(s.tmpfs_bytes)));
   const std::string upper = top + "/upper", work = top + "/work", root = top + "/root";
-  for (const auto& d : {upper, work, root}) WB_CHECK(MkdirP(d, 0755));
+  for (const auto& d : {upper, work, root}) WB_RETURN_IF_ERROR(MkdirP(d, 0755));
 
   std::string lower;
   for (const auto& l : s.lower_dirs) lower += (lower.empty() ? "" : ":") + l;
   // userxattr: overlay metadata goes to user.overlay.* xattrs, which a user
   // namespace may set on its own tmpfs.
-  WB_CHECK(Mount("overlay", root, "overlay", MS_NOSUID,
-                 "lowerdir=" + lower + ",upperdir=" + upper + ",workdir=" + work + ",userxattr"));
+  WB_RETURN_IF_ERROR(
+      Mount("overlay", root, "overlay", MS_NOSUID,
+            "lowerdir=" + lower + ",upperdir=" + upper + ",workdir=" + work + ",userxattr"));
 
   for (const char* d : {"/proc", "/dev", "/tmp", "/sys"}) {
-    WB_CHECK(MkdirP(root + d, 0755));
+    WB_RETURN_IF_ERROR(MkdirP(root + d, 0755));
   }
   if (::chmod((root + "/tmp").c_str(), 01777) != 0) return Errno("chmod", root + "/tmp");
   // proc must be mounted while the host's /proc is still visible in this
   // mount namespace: the kernel refuses a new proc mount in a user namespace
   // unless a fully visible one exists (mount_too_revealing).
-  WB_CHECK(Mount("proc", root + "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, ""));
-  WB_CHECK(MaskProc(root + "/proc"));
-  WB_CHECK(SetUpDev(root + "/dev"));
+  WB_RETURN_IF_ERROR(Mount("proc", root + "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, ""));
+  WB_RETURN_IF_ERROR(MaskProc(root + "/proc"));
+  WB_RETURN_IF_ERROR(SetUpDev(root + "/dev"));
   // No sysfs: an empty read-only tmpfs, so nothing of the host's shows and
   // nothing can be written there.
-  WB_CHECK(Mount("sysfs-none", root + "/sys", "tmpfs", MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC,
-                 "size=0,mode=0555"));
+  WB_RETURN_IF_ERROR(Mount("sysfs-none", root + "/sys", "tmpfs",
+                           MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC, "size=0,mode=0555"));
 
   // crun's sequence: pivot_root(".", ".") stacks the old root under the new
   // one at "/", and the detached unmount drops it, so no path to the host's
@@ -155,7 +159,7 @@ Result<void> SetUpNamespaceSandbox(const NsSetup& s) {
   if (::sethostname(s.hostname.data(), s.hostname.size()) != 0) {
     return Errno("sethostname", s.hostname);
   }
-  WB_CHECK(LoopbackUp());
+  WB_RETURN_IF_ERROR(LoopbackUp());
   return Ok();
 }
 

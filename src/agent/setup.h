@@ -12,9 +12,9 @@
 namespace wb::agent {
 
 struct NsSetup {
-  std::string scratch_dir;  // host dir to mount the sandbox's tmpfs on
+  std::string scratch_dir;              // host dir to mount the sandbox's tmpfs on
   std::vector<std::string> lower_dirs;  // image layers, top first
-  uint64_t tmpfs_bytes = 0;  // writable-layer cap
+  uint64_t tmpfs_bytes = 0;             // writable-layer cap
   std::string hostname;
 };
 

@@ -76,13 +76,19 @@ Result<Credentials> ResolveUser(std::string_view spec, std::string_view passwd,
   const PwEntry* pw = nullptr;
   if (auto uid = Number(user_part)) {
     for (const auto& u : users) {
-      if (u.uid == *uid) { pw = &u; break; }
+      if (u.uid == *uid) {
+        pw = &u;
+        break;
+      }
     }
     c.uid = *uid;
     c.gid = pw ? pw->gid : *uid;
   } else {
     for (const auto& u : users) {
-      if (u.name == user_part) { pw = &u; break; }
+      if (u.name == user_part) {
+        pw = &u;
+        break;
+      }
     }
     if (!pw) {
       if (user_part == "root") {
@@ -96,8 +102,10 @@ Result<Credentials> ResolveUser(std::string_view spec, std::string_view passwd,
       c.gid = pw->gid;
     }
   }
-  if (pw) c.home = pw->home.empty() ? "/" : pw->home;
-  else if (c.uid == 0) c.home = "/root";
+  if (pw)
+    c.home = pw->home.empty() ? "/" : pw->home;
+  else if (c.uid == 0)
+    c.home = "/root";
 
   if (!group_part.empty()) {
     if (auto gid = Number(group_part)) {

@@ -26,8 +26,8 @@ constexpr char kGroup[] =
 
 ::testing::AssertionResult Contains(const std::string& haystack, const std::string& needle) {
   if (haystack.find(needle) != std::string::npos) return ::testing::AssertionSuccess();
-  return ::testing::AssertionFailure() << "\"" << haystack << "\" does not contain \"" << needle
-                                       << "\"";
+  return ::testing::AssertionFailure()
+         << "\"" << haystack << "\" does not contain \"" << needle << "\"";
 }
 
 using Gids = std::vector<gid_t>;

@@ -1,9 +1,9 @@
 #include "base/child.h"
 
 #include <fcntl.h>
-#include <poll.h>
 #include <linux/close_range.h>
 #include <linux/sched.h>
+#include <poll.h>
 #include <sched.h>
 #include <signal.h>
 #include <sys/prctl.h>
@@ -41,15 +41,24 @@ enum Step : int {
 
 const char* StepName(int step) {
   switch (step) {
-    case kStepSignals: return "reset signals";
-    case kStepDupFds: return "set up fds";
-    case kStepPdeathsig: return "prctl(PR_SET_PDEATHSIG)";
-    case kStepRelease: return "wait for release";
-    case kStepSetgroups: return "setgroups";
-    case kStepSetresgid: return "setresgid";
-    case kStepSetresuid: return "setresuid";
-    case kStepExecve: return "execve";
-    case kStepRlimit: return "setrlimit(RLIMIT_FSIZE)";
+    case kStepSignals:
+      return "reset signals";
+    case kStepDupFds:
+      return "set up fds";
+    case kStepPdeathsig:
+      return "prctl(PR_SET_PDEATHSIG)";
+    case kStepRelease:
+      return "wait for release";
+    case kStepSetgroups:
+      return "setgroups";
+    case kStepSetresgid:
+      return "setresgid";
+    case kStepSetresuid:
+      return "setresuid";
+    case kStepExecve:
+      return "execve";
+    case kStepRlimit:
+      return "setrlimit(RLIMIT_FSIZE)";
   }
   return "spawn";
 }
@@ -276,7 +285,7 @@ Result<ChildProcess> ChildProcess::Spawn(const SpawnOptions& opts) {
   release.read.reset();
   error.write.reset();
   if (!opts.hold_until_released) {
-    WB_CHECK(child.AwaitExec());
+    WB_RETURN_IF_ERROR(child.AwaitExec());
     child.release_fd_.reset();
   }
   return child;

@@ -32,7 +32,7 @@ struct SpawnOptions {
   // {fd in parent, fd number in the child}. Child fds 0-2 not listed are
   // /dev/null; every other fd is closed at exec. Targets must be < 64.
   std::vector<std::pair<int, int>> fds;
-  int pdeath_signal = 0;           // PR_SET_PDEATHSIG, 0 = none
+  int pdeath_signal = 0;             // PR_SET_PDEATHSIG, 0 = none
   bool hold_until_released = false;  // child waits for Release() before exec
   // In a new user namespace: setgroups([]), setresgid(0), setresuid(0) so that
   // execve gives the program the full capability set of that namespace.

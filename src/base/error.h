@@ -10,29 +10,57 @@
 
 namespace wb {
 
+// What kind of failure an error is: set where the error is born (Errno
+// derives it from errno, Fail takes it) and kept by Wrap. Front ends map
+// codes to their status codes and wire kinds, never message text
+// (docs/errors.md). The wire names are ErrorCodeName's.
+enum class ErrorCode {
+  kInternal,            // "internal": a bug or an unexpected host failure (the default)
+  kInvalidArgument,     // "bad_request": the caller's input is wrong
+  kNotFound,            // "not_found": what was named does not exist
+  kAlreadyExists,       // "already_exists"
+  kPermissionDenied,    // "permission_denied"
+  kBusy,                // "busy": a limit or a queue is full (resource exhausted); retry later
+  kDraining,            // "draining": the daemon is shutting down (unavailable)
+  kDeadlineExceeded,    // "timeout"
+  kCancelled,           // "cancelled": the caller went away or asked to stop
+  kFailedPrecondition,  // "failed_precondition": the target is in the wrong state
+  kUnavailable,         // "unavailable": a dependency (agent, registry) cannot be reached
+};
+const char* ErrorCodeName(ErrorCode c);
+// The code of an errno value: ENOENT is not found, EACCES/EPERM permission
+// denied, ENOSPC/EDQUOT/EMFILE/ENFILE/ENOMEM busy, ETIMEDOUT a deadline, ...
+ErrorCode CodeForErrno(int err);
+
 struct Error {
   std::string call;    // the syscall or operation, e.g. "mount"
   std::string arg;     // what it was applied to, e.g. "/var/lib/warmbox/x"
   int err = 0;         // errno, 0 when not a syscall failure
   std::string detail;  // free text, e.g. "expected a size like 512m"
+  ErrorCode code = ErrorCode::kInternal;
 
   // "mount(/x): Permission denied" or "parse size(abc): expected ...".
   std::string ToString() const;
   // Prefixes context: Error{...}.Wrap("create sandbox") -> "create sandbox: mount(...)".
+  // The code is kept.
   Error Wrap(const std::string& context) const;
+  // The same error with another code (a boundary that knows better, e.g. a
+  // missing file that means "no such image").
+  Error WithCode(ErrorCode c) const;
 };
 
-// An error from the current errno.
+// An error from the current errno (its code from CodeForErrno).
 Error Errno(std::string call, std::string arg);
 // An error with an explicit errno value (for calls that return it).
 Error ErrnoValue(int err, std::string call, std::string arg);
-// A logical error without errno.
+// A logical error without errno: internal unless a code is given.
 Error Fail(std::string call, std::string arg, std::string detail);
+Error Fail(ErrorCode code, std::string call, std::string arg, std::string detail);
 
 template <typename T>
 class [[nodiscard]] Result {
  public:
-  Result(T value) : v_(std::move(value)) {}  // NOLINT: implicit by design
+  Result(T value) : v_(std::move(value)) {}      // NOLINT: implicit by design
   Result(Error error) : v_(std::move(error)) {}  // NOLINT
 
   bool ok() const { return v_.index() == 0; }
@@ -69,16 +97,17 @@ inline Result<void> Ok() { return Result<void>(); }
 
 // Evaluates a Result<T> expression; returns its error from the enclosing
 // function, or yields the value.
-#define WB_TRY(expr)                                   \
-  ({                                                   \
-    auto wb_try_r_ = (expr);                           \
+#define WB_TRY(expr)                                          \
+  ({                                                          \
+    auto wb_try_r_ = (expr);                                  \
     if (!wb_try_r_.ok()) return std::move(wb_try_r_).error(); \
-    std::move(wb_try_r_).value();                      \
+    std::move(wb_try_r_).value();                             \
   })
 
-// Same for Result<void>.
-#define WB_CHECK(expr)                                 \
-  do {                                                 \
-    auto wb_check_r_ = (expr);                         \
+// Same for Result<void>: returns its error from the enclosing function.
+// (Not CHECK: in the Google lineage a CHECK aborts; this returns.)
+#define WB_RETURN_IF_ERROR(expr)                                  \
+  do {                                                            \
+    auto wb_check_r_ = (expr);                                    \
     if (!wb_check_r_.ok()) return std::move(wb_check_r_).error(); \
   } while (0)

@@ -4,6 +4,7 @@
 
 #include <cerrno>
 #include <memory>
+#include <set>
 #include <string>
 
 namespace wb {
@@ -124,7 +125,7 @@ TEST(ResultVoidTest, HoldsError) {
   EXPECT_EQ(r.error().arg, "/sys/x");
 }
 
-// --- WB_TRY / WB_CHECK --------------------------------------------------------
+// --- WB_TRY / WB_RETURN_IF_ERROR ----------------------------------------------
 
 Result<int> Half(int x) {
   if (x % 2 != 0) return Fail("half", std::to_string(x), "odd");
@@ -223,7 +224,7 @@ Result<void> CheckEven(int x) {
 int g_after_check = 0;
 
 Result<int> DoubleIfEven(int x) {
-  WB_CHECK(CheckEven(x));
+  WB_RETURN_IF_ERROR(CheckEven(x));
   ++g_after_check;
   return x * 2;
 }
@@ -246,8 +247,8 @@ TEST(WbCheckTest, ReturnsErrorOnFailure) {
 }
 
 Result<void> CheckBoth(int a, int b) {
-  WB_CHECK(CheckEven(a));
-  WB_CHECK(CheckEven(b));
+  WB_RETURN_IF_ERROR(CheckEven(a));
+  WB_RETURN_IF_ERROR(CheckEven(b));
   return Ok();
 }
 
@@ -256,6 +257,49 @@ TEST(WbCheckTest, WorksInResultVoidFunction) {
   auto r = CheckBoth(2, 5);
   ASSERT_FALSE(r.ok());
   EXPECT_EQ(r.error().arg, "5");
+}
+
+// --- ErrorCode ------------------------------------------------------------------
+
+TEST(ErrorCodeTest, FailIsInternalUnlessGivenACode) {
+  EXPECT_EQ(Fail("x", "y", "z").code, ErrorCode::kInternal);
+  EXPECT_EQ(Fail(ErrorCode::kBusy, "pool", "busybox", "queue full").code, ErrorCode::kBusy);
+}
+
+TEST(ErrorCodeTest, ErrnoDerivesTheCode) {
+  EXPECT_EQ(ErrnoValue(ENOENT, "open", "/x").code, ErrorCode::kNotFound);
+  EXPECT_EQ(ErrnoValue(EACCES, "open", "/x").code, ErrorCode::kPermissionDenied);
+  EXPECT_EQ(ErrnoValue(ENOSPC, "write", "/x").code, ErrorCode::kBusy);
+  EXPECT_EQ(ErrnoValue(ETIMEDOUT, "connect", "/x").code, ErrorCode::kDeadlineExceeded);
+  EXPECT_EQ(ErrnoValue(EINVAL, "mount", "/x").code, ErrorCode::kInternal);
+  errno = EEXIST;
+  EXPECT_EQ(Errno("mkdir", "/x").code, ErrorCode::kAlreadyExists);
+}
+
+TEST(ErrorCodeTest, WrapKeepsTheCodeWhateverTheText) {
+  // The kind must never depend on the message: a wrap that adds words such as
+  // "busy" or "shutting down" changes nothing.
+  Error e = Fail(ErrorCode::kDraining, "pool", "busybox", "stopping");
+  EXPECT_EQ(e.Wrap("busy").Wrap("run").code, ErrorCode::kDraining);
+  Error internal = Fail("mount", "/x", "the daemon is shutting down");
+  EXPECT_EQ(internal.Wrap("busy").code, ErrorCode::kInternal);
+}
+
+TEST(ErrorCodeTest, WithCodeChangesOnlyTheCode) {
+  Error e = ErrnoValue(ENOENT, "stat", "/images/x");
+  Error f = e.WithCode(ErrorCode::kInvalidArgument);
+  EXPECT_EQ(f.code, ErrorCode::kInvalidArgument);
+  EXPECT_EQ(f.ToString(), e.ToString());
+}
+
+TEST(ErrorCodeTest, WireNamesAreDistinct) {
+  std::set<std::string> names;
+  for (int c = 0; c <= static_cast<int>(ErrorCode::kUnavailable); ++c) {
+    names.insert(ErrorCodeName(static_cast<ErrorCode>(c)));
+  }
+  EXPECT_EQ(names.size(), static_cast<size_t>(ErrorCode::kUnavailable) + 1);
+  EXPECT_STREQ(ErrorCodeName(ErrorCode::kBusy), "busy");
+  EXPECT_STREQ(ErrorCodeName(ErrorCode::kInvalidArgument), "bad_request");
 }
 
 }  // namespace

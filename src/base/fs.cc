@@ -128,7 +128,7 @@ Result<void> RemoveTree(const std::string& path) {
   {
     UniqueFd fd(::open(path.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
     if (!fd) return Errno("open", path);
-    WB_CHECK(RemoveContents(fd.get(), path, st.st_dev));
+    WB_RETURN_IF_ERROR(RemoveContents(fd.get(), path, st.st_dev));
   }
   if (::rmdir(path.c_str()) != 0 && errno != ENOENT) return Errno("rmdir", path);
   return Ok();

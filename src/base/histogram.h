@@ -12,8 +12,8 @@ class Histogram {
  public:
   // Upper bounds (seconds) shared by every warmbox histogram: 0.5 ms (a warm
   // run) to 5 min (a long command or a slow VM boot).
-  static constexpr std::array<double, 16> kBounds = {0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1,
-                                                     0.25,   0.5,   1,      2.5,   5,    10,   30,    300};
+  static constexpr std::array<double, 16> kBounds = {
+      0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 300};
 
   void Observe(double seconds);
   uint64_t count() const { return count_; }

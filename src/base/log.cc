@@ -15,20 +15,26 @@ LogFormat g_format = LogFormat::kText;
 thread_local const std::initializer_list<LogField>* t_fields = nullptr;
 
 std::string JsonString(std::string_view s) {
-  return nlohmann::json(std::string(s)).dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+  return nlohmann::json(std::string(s))
+      .dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
 }
 
 // %* in the JSON pattern: "msg":"<escaped>" and the event's fields.
 class JsonMessageFlag : public spdlog::custom_flag_formatter {
  public:
-  void format(const spdlog::details::log_msg& msg, const std::tm&, spdlog::memory_buf_t& dest) override {
-    std::string out = "\"msg\":" + JsonString(std::string_view(msg.payload.data(), msg.payload.size()));
+  void format(const spdlog::details::log_msg& msg, const std::tm&,
+              spdlog::memory_buf_t& dest) override {
+    std::string out =
+        "\"msg\":" + JsonString(std::string_view(msg.payload.data(), msg.payload.size()));
     if (t_fields) {
-      for (const auto& f : *t_fields) out += "," + JsonString(f.key) + ":" + (f.number ? f.value : JsonString(f.value));
+      for (const auto& f : *t_fields)
+        out += "," + JsonString(f.key) + ":" + (f.number ? f.value : JsonString(f.value));
     }
     dest.append(out.data(), out.data() + out.size());
   }
-  std::unique_ptr<custom_flag_formatter> clone() const override { return std::make_unique<JsonMessageFlag>(); }
+  std::unique_ptr<custom_flag_formatter> clone() const override {
+    return std::make_unique<JsonMessageFlag>();
+  }
 };
 
 }  // namespace
@@ -38,16 +44,19 @@ void InitLogging(const std::string& level, LogFormat format) {
   auto logger = spdlog::stderr_logger_mt("warmbox");
   if (format == LogFormat::kJson) {
     auto f = std::make_unique<spdlog::pattern_formatter>(spdlog::pattern_time_type::utc);
-    f->add_flag<JsonMessageFlag>('*').set_pattern(R"({"time":"%Y-%m-%dT%H:%M:%S.%fZ","level":"%l",%*})");
+    f->add_flag<JsonMessageFlag>('*').set_pattern(
+        R"({"time":"%Y-%m-%dT%H:%M:%S.%fZ","level":"%l",%*})");
     logger->set_formatter(std::move(f));
   } else {
-    logger->set_pattern(level == "debug" || level == "trace" ? "warmbox: %H:%M:%S.%f %l: %v" : "warmbox: %l: %v");
+    logger->set_pattern(level == "debug" || level == "trace" ? "warmbox: %H:%M:%S.%f %l: %v"
+                                                             : "warmbox: %l: %v");
   }
   logger->set_level(spdlog::level::from_str(level));
   spdlog::set_default_logger(logger);
 }
 
-void LogEvent(spdlog::level::level_enum level, std::string_view msg, std::initializer_list<LogField> fields) {
+void LogEvent(spdlog::level::level_enum level, std::string_view msg,
+              std::initializer_list<LogField> fields) {
   if (!spdlog::should_log(level)) return;
   if (g_format == LogFormat::kJson) {
     t_fields = &fields;

@@ -24,6 +24,7 @@ struct LogField {
 };
 
 // An event with fields: "msg k=v k=v" in text, separate keys in JSON.
-void LogEvent(spdlog::level::level_enum level, std::string_view msg, std::initializer_list<LogField> fields);
+void LogEvent(spdlog::level::level_enum level, std::string_view msg,
+              std::initializer_list<LogField> fields);
 
 }  // namespace wb

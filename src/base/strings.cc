@@ -51,12 +51,18 @@ Result<uint64_t> ParseSize(std::string_view text, std::string_view what) {
     return Fail(std::string(what), std::string(text), hint);
   }
   double mult;
-  if (unit.empty() || unit == "b") mult = 1;
-  else if (unit == "k" || unit == "kb" || unit == "kib") mult = 1024.0;
-  else if (unit == "m" || unit == "mb" || unit == "mib") mult = 1024.0 * 1024;
-  else if (unit == "g" || unit == "gb" || unit == "gib") mult = 1024.0 * 1024 * 1024;
-  else if (unit == "t" || unit == "tb" || unit == "tib") mult = 1024.0 * 1024 * 1024 * 1024;
-  else return Fail(std::string(what), std::string(text), hint);
+  if (unit.empty() || unit == "b")
+    mult = 1;
+  else if (unit == "k" || unit == "kb" || unit == "kib")
+    mult = 1024.0;
+  else if (unit == "m" || unit == "mb" || unit == "mib")
+    mult = 1024.0 * 1024;
+  else if (unit == "g" || unit == "gb" || unit == "gib")
+    mult = 1024.0 * 1024 * 1024;
+  else if (unit == "t" || unit == "tb" || unit == "tib")
+    mult = 1024.0 * 1024 * 1024 * 1024;
+  else
+    return Fail(std::string(what), std::string(text), hint);
   char* end = nullptr;
   double v = std::strtod(num.c_str(), &end);
   if (end != num.c_str() + num.size()) return Fail(std::string(what), std::string(text), hint);
@@ -73,7 +79,8 @@ Result<double> ParseCpus(std::string_view text, std::string_view what) {
   }
   char* end = nullptr;
   double v = std::strtod(t.c_str(), &end);
-  if (end != t.c_str() + t.size() || !(v > 0) || v > 1024) return Fail(std::string(what), std::string(text), hint);
+  if (end != t.c_str() + t.size() || !(v > 0) || v > 1024)
+    return Fail(std::string(what), std::string(text), hint);
   return v;
 }
 
@@ -89,7 +96,8 @@ Result<double> ParseSeconds(std::string_view text, std::string_view what) {
     return Fail(std::string(what), std::string(text), "expected a positive number of seconds");
   }
   // Callers turn seconds into int64/uint64 milliseconds and nanoseconds.
-  if (v > 1e9) return Fail(std::string(what), std::string(text), "too large (at most 1000000000 seconds)");
+  if (v > 1e9)
+    return Fail(std::string(what), std::string(text), "too large (at most 1000000000 seconds)");
   return v;
 }
 

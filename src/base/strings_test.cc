@@ -13,7 +13,8 @@ using Strings = std::vector<std::string>;
 
 ::testing::AssertionResult Contains(const std::string& haystack, const std::string& needle) {
   if (haystack.find(needle) != std::string::npos) return ::testing::AssertionSuccess();
-  return ::testing::AssertionFailure() << "\"" << haystack << "\" does not contain \"" << needle << "\"";
+  return ::testing::AssertionFailure()
+         << "\"" << haystack << "\" does not contain \"" << needle << "\"";
 }
 
 constexpr uint64_t kKiB = 1024;
@@ -226,18 +227,14 @@ TEST(ParseUintTest, ErrorNamesOptionAndInput) {
 
 // --- Split / Trim / StartsWith ------------------------------------------------
 
-TEST(SplitTest, SplitsOnSeparator) {
-  EXPECT_EQ(Split("a:b:c", ':'), (Strings{"a", "b", "c"}));
-}
+TEST(SplitTest, SplitsOnSeparator) { EXPECT_EQ(Split("a:b:c", ':'), (Strings{"a", "b", "c"})); }
 
 TEST(SplitTest, KeepsEmptyFields) {
   EXPECT_EQ(Split("a::b", ':'), (Strings{"a", "", "b"}));
   EXPECT_EQ(Split(":a:", ':'), (Strings{"", "a", ""}));
 }
 
-TEST(SplitTest, NoSeparatorGivesWholeString) {
-  EXPECT_EQ(Split("abc", ','), (Strings{"abc"}));
-}
+TEST(SplitTest, NoSeparatorGivesWholeString) { EXPECT_EQ(Split("abc", ','), (Strings{"abc"})); }
 
 TEST(SplitTest, EmptyInputGivesOneEmptyField) { EXPECT_EQ(Split("", ','), (Strings{""})); }
 

@@ -8,13 +8,15 @@
 namespace wb::cli {
 
 Action AddGc(CLI::App& app) {
-  app.add_subcommand("gc", "remove sandboxes (dirs, cgroups, processes) left by crashed warmbox processes");
+  app.add_subcommand(
+      "gc", "remove sandboxes (dirs, cgroups, processes) left by crashed warmbox processes");
   return [](const GlobalOptions& g) {
     GcReport rep = CollectGarbage(g.state_dir);
     size_t cgroups = 0;
-    if (auto layout = HostCgroupLayout(); layout.ok()) cgroups = SweepOrphanCgroups(*layout, g.cgroup_parent);
-    std::printf("removed %d leftover sandbox(es) and %zu orphaned cgroup(s); %d in use\n", rep.removed, cgroups,
-                rep.kept);
+    if (auto layout = HostCgroupLayout(); layout.ok())
+      cgroups = SweepOrphanCgroups(*layout, g.cgroup_parent);
+    std::printf("removed %d leftover sandbox(es) and %zu orphaned cgroup(s); %d in use\n",
+                rep.removed, cgroups, rep.kept);
     for (const auto& e : rep.errors) std::fprintf(stderr, "warmbox: gc: %s\n", e.c_str());
     return rep.errors.empty() ? 0 : kExitWarmboxError;
   };

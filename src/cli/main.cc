@@ -37,9 +37,11 @@ int main(int argc, char** argv) {
   app.require_subcommand(1);
   GlobalOptions g;
   g.log_level = "";
-  app.add_option("--state-dir", g.state_dir, "state directory (default $WARMBOX_STATE_DIR or /var/lib/warmbox)");
+  app.add_option("--state-dir", g.state_dir,
+                 "state directory (default $WARMBOX_STATE_DIR or /var/lib/warmbox)");
   app.add_option("--userns-base", g.userns_base,
-                 "first host uid/gid of the sandboxes' 65536-id range (default $WARMBOX_USERNS_BASE or 1000000000)");
+                 "first host uid/gid of the sandboxes' 65536-id range (default "
+                 "$WARMBOX_USERNS_BASE or 1000000000)");
   app.add_option("--log-level", g.log_level, "trace|debug|info|warn|error")
       ->check(CLI::IsMember({"", "trace", "debug", "info", "warn", "error", "off"}));
   std::string log_format = "text";

@@ -15,7 +15,8 @@ Result<void> Finish(GlobalOptions& g) {
     const char* env = std::getenv("WARMBOX_STATE_DIR");
     g.state_dir = env && *env ? env : "/var/lib/warmbox";
   }
-  if (g.state_dir.front() != '/') return Fail("--state-dir", g.state_dir, "must be an absolute path");
+  if (g.state_dir.front() != '/')
+    return Fail("--state-dir", g.state_dir, "must be an absolute path");
   if (g.userns_base.empty()) {
     const char* env = std::getenv("WARMBOX_USERNS_BASE");
     if (env && *env) g.userns_base = env;
@@ -24,7 +25,8 @@ Result<void> Finish(GlobalOptions& g) {
   if (!g.userns_base.empty()) {
     uint64_t v = WB_TRY(ParseUint(g.userns_base, "--userns-base"));
     if (v == 0 || v + kUidCount > 0xffffffffULL) {
-      return Fail("--userns-base", g.userns_base, "must be > 0 and leave room for 65536 ids below 2^32");
+      return Fail("--userns-base", g.userns_base,
+                  "must be > 0 and leave room for 65536 ids below 2^32");
     }
     g.uid_base = static_cast<uint32_t>(v);
   }
@@ -42,10 +44,12 @@ Result<void> Finish(GlobalOptions& g) {
   return Ok();
 }
 
-Result<SecurityOptions> ParseSecurityOptions(const std::vector<std::string>& opts, const std::string& nofile) {
+Result<SecurityOptions> ParseSecurityOptions(const std::vector<std::string>& opts,
+                                             const std::string& nofile) {
   SecurityOptions s;
   for (const auto& o : opts) {
-    if (!StartsWith(o, "seccomp=")) return Fail("--security-opt", o, "expected seccomp=default|unconfined|PATH");
+    if (!StartsWith(o, "seccomp="))
+      return Fail("--security-opt", o, "expected seccomp=default|unconfined|PATH");
     std::string v = o.substr(8);
     if (v.empty()) return Fail("--security-opt", o, "empty seccomp value");
     if (v != "default" && v != "unconfined") {
@@ -63,12 +67,17 @@ Result<SecurityOptions> ParseSecurityOptions(const std::vector<std::string>& opt
 }
 
 void AddDriverOptions(CLI::App* sub, DriverChoice& d, bool with_driver) {
-  if (with_driver) sub->add_option("--driver", d.driver, "ns (namespaces, default) or vm (a QEMU microVM per sandbox)");
-  sub->add_option("--accel", d.accel, "vm driver: auto (KVM if the CPU has vmx/svm, default), kvm or tcg");
-  sub->add_option("--kernel", d.kernel, "vm driver: guest vmlinux instead of the one scripts/setup installed");
+  if (with_driver)
+    sub->add_option("--driver", d.driver,
+                    "ns (namespaces, default) or vm (a QEMU microVM per sandbox)");
+  sub->add_option("--accel", d.accel,
+                  "vm driver: auto (KVM if the CPU has vmx/svm, default), kvm or tcg");
+  sub->add_option("--kernel", d.kernel,
+                  "vm driver: guest vmlinux instead of the one scripts/setup installed");
   sub->add_flag("--snapshot", d.snapshot,
                 "vm driver: sandboxes are copy-on-write clones of a snapshot template VM");
-  sub->add_option("--initrd", d.initrd, "vm driver: initramfs instead of the one warmbox assembles");
+  sub->add_option("--initrd", d.initrd,
+                  "vm driver: initramfs instead of the one warmbox assembles");
 }
 
 Result<void> ValidateDriver(const std::string& driver) {
@@ -88,11 +97,14 @@ vm::VmDriverOptions VmOptions(const GlobalOptions& g, const DriverChoice& d) {
   return o;
 }
 
-Result<std::unique_ptr<Driver>> OpenDriver(const GlobalOptions& g, const DriverChoice& d, ImageStore* store) {
-  WB_CHECK(ValidateDriver(d.driver));
-  if (d.driver == "vm") return std::unique_ptr<Driver>(WB_TRY(vm::VmDriver::Open(VmOptions(g, d), store)));
+Result<std::unique_ptr<Driver>> OpenDriver(const GlobalOptions& g, const DriverChoice& d,
+                                           ImageStore* store) {
+  WB_RETURN_IF_ERROR(ValidateDriver(d.driver));
+  if (d.driver == "vm")
+    return std::unique_ptr<Driver>(WB_TRY(vm::VmDriver::Open(VmOptions(g, d), store)));
   if (!d.kernel.empty() || !d.initrd.empty()) {
-    return Fail("--kernel/--initrd", d.kernel + d.initrd, "only the vm driver boots a kernel (add --driver vm)");
+    return Fail("--kernel/--initrd", d.kernel + d.initrd,
+                "only the vm driver boots a kernel (add --driver vm)");
   }
   NsDriverOptions o;
   o.state_dir = g.state_dir;

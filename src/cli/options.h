@@ -21,14 +21,14 @@ namespace wb::cli {
 inline constexpr int kExitWarmboxError = 125;
 
 struct GlobalOptions {
-  std::string state_dir;   // --state-dir, $WARMBOX_STATE_DIR, /var/lib/warmbox
-  std::string userns_base; // --userns-base, $WARMBOX_USERNS_BASE
+  std::string state_dir;    // --state-dir, $WARMBOX_STATE_DIR, /var/lib/warmbox
+  std::string userns_base;  // --userns-base, $WARMBOX_USERNS_BASE
   std::string log_level = "warn";
   // Resolved by Finish():
   uint32_t uid_base = 0;
-  std::string agent_path;     // $WARMBOX_AGENT or next to this binary
+  std::string agent_path;       // $WARMBOX_AGENT or next to this binary
   std::string image_tool_path;  // $WARMBOX_IMAGE_TOOL or warmbox-image next to this binary
-  std::string cgroup_parent;  // $WARMBOX_CGROUP_PARENT
+  std::string cgroup_parent;    // $WARMBOX_CGROUP_PARENT
 };
 
 // Fills defaults from the environment and validates.
@@ -48,8 +48,8 @@ struct DriverChoice {
 void AddDriverOptions(CLI::App* sub, DriverChoice& d, bool with_driver = true);
 [[nodiscard]] Result<void> ValidateDriver(const std::string& driver);
 vm::VmDriverOptions VmOptions(const GlobalOptions& g, const DriverChoice& d);
-[[nodiscard]] Result<std::unique_ptr<Driver>> OpenDriver(const GlobalOptions& g, const DriverChoice& d,
-                                                         ImageStore* store);
+[[nodiscard]] Result<std::unique_ptr<Driver>> OpenDriver(const GlobalOptions& g,
+                                                         const DriverChoice& d, ImageStore* store);
 
 // Prints "warmbox: <error>" and returns kExitWarmboxError.
 int ReportError(const Error& e);

@@ -32,19 +32,20 @@ struct StartOpts {
 };
 
 Result<int> DoStart(const GlobalOptions& g, const StartOpts& o) {
-  WB_CHECK(ValidateDriver(o.driver.driver));
+  WB_RETURN_IF_ERROR(ValidateDriver(o.driver.driver));
   if (o.size == 0) return Fail("--size", "", "--size must be greater than 0");
   if (o.size > o.max) {
-    return Fail("--size", "", "--size (" + std::to_string(o.size) + ") cannot exceed --max (" +
-                                  std::to_string(o.max) + ")");
+    return Fail("--size", "",
+                "--size (" + std::to_string(o.size) + ") cannot exceed --max (" +
+                    std::to_string(o.max) + ")");
   }
   daemon::DaemonOptions d;
   d.socket_path = o.socket.empty() ? daemon::DefaultSocketPath() : o.socket;
   d.image_tool_path = g.image_tool_path;
   d.default_image = std::string(Trim(o.image));
-  if (!d.default_image.empty()) WB_CHECK(ImageStore::ValidateName(d.default_image));
+  if (!d.default_image.empty()) WB_RETURN_IF_ERROR(ImageStore::ValidateName(d.default_image));
   d.warm = WB_TRY(ParseWarmSpecs(o.warm, o.size));
-  for (const auto& w : d.warm) WB_CHECK(ImageStore::ValidateName(w.image));
+  for (const auto& w : d.warm) WB_RETURN_IF_ERROR(ImageStore::ValidateName(w.image));
   d.pool.size = o.size;
   d.pool.max = o.max;
   d.pool.ttl_s = o.ttl;
@@ -77,7 +78,8 @@ Result<int> DoStart(const GlobalOptions& g, const StartOpts& o) {
           }
         }
       }
-      if (!d.socket_group) return Fail("--socket-group", o.socket_group, "no such group in /etc/group");
+      if (!d.socket_group)
+        return Fail("--socket-group", o.socket_group, "no such group in /etc/group");
     }
   }
   long ncpu = ::sysconf(_SC_NPROCESSORS_ONLN);
@@ -102,7 +104,8 @@ struct RunOpts {
 };
 
 Result<int> DoRun(const RunOpts& o) {
-  if (o.cmd.empty()) return Fail("pool run", "", "missing command: warmbox pool run [OPTIONS] -- CMD [ARG...]");
+  if (o.cmd.empty())
+    return Fail("pool run", "", "missing command: warmbox pool run [OPTIONS] -- CMD [ARG...]");
   proto::RunRequest r;
   if (!o.image.empty()) r.image = o.image;
   r.cmd = o.cmd;
@@ -117,7 +120,8 @@ Result<int> DoRun(const RunOpts& o) {
     r.env.push_back(kv);
   }
   if (!o.timeout.empty()) {
-    r.timeout_ms = static_cast<uint64_t>(std::ceil(WB_TRY(ParseSeconds(o.timeout, "--timeout")) * 1000));
+    r.timeout_ms =
+        static_cast<uint64_t>(std::ceil(WB_TRY(ParseSeconds(o.timeout, "--timeout")) * 1000));
   }
   if (!o.memory.empty()) {
     r.memory_bytes = WB_TRY(ParseSize(o.memory, "--memory"));
@@ -134,13 +138,14 @@ Result<int> DoRun(const RunOpts& o) {
   }
   if (!o.cpus.empty()) r.cpus = WB_TRY(ParseCpus(o.cpus, "--cpus"));
   if (!o.driver.empty()) {
-    WB_CHECK(ValidateDriver(o.driver));
+    WB_RETURN_IF_ERROR(ValidateDriver(o.driver));
     r.driver = o.driver;
   }
   if (!::isatty(0)) {
     std::string in = WB_TRY(ReadAll(0));
     if (in.size() > (4u << 20)) {
-      return Fail("pool run", "stdin", "more than 4 MiB of stdin; use 'warmbox run' for large input");
+      return Fail("pool run", "stdin",
+                  "more than 4 MiB of stdin; use 'warmbox run' for large input");
     }
     if (!in.empty()) r.stdin_data = std::move(in);
   }
@@ -151,7 +156,8 @@ Result<int> DoRun(const RunOpts& o) {
     ok = ok && WriteAll(is_err ? 2 : 1, d).ok();
   }));
   if (resp.error) return Fail("pool", "", *resp.error);
-  if (resp.oom_killed) std::fprintf(stderr, "warmbox: the command ran out of memory and was killed\n");
+  if (resp.oom_killed)
+    std::fprintf(stderr, "warmbox: the command ran out of memory and was killed\n");
   if (resp.stdout_truncated || resp.stderr_truncated) {
     std::fprintf(stderr, "warmbox: output truncated at the daemon's cap\n");
   }
@@ -178,7 +184,8 @@ int DoStatus(const std::string& socket, bool json, const std::string& format) {
     auto body = client.RoundTrip(R"({"op":"status"})");
     if (!body.ok()) return ReportError(body.error());
     auto j = nlohmann::json::parse(*body, nullptr, false);
-    if (j.is_discarded() || !j.contains("images")) return ReportError(Fail("pool status", "", "bad reply"));
+    if (j.is_discarded() || !j.contains("images"))
+      return ReportError(Fail("pool status", "", "bad reply"));
     std::printf("%s\n", j["images"].dump(2).c_str());
     return 0;
   }
@@ -188,21 +195,25 @@ int DoStatus(const std::string& socket, bool json, const std::string& format) {
     std::printf("No warm pools yet\n");
     return 0;
   }
-  std::printf("%-24s %-6s %5s %6s %6s %8s %8s %8s %5s\n", "IMAGE", "DRIVER", "IDLE", "ACTIVE", "QUEUED",
-              "CREATED", "ACQUIRED", "EVICTED", "HIT%");
+  std::printf("%-24s %-6s %5s %6s %6s %8s %8s %8s %5s\n", "IMAGE", "DRIVER", "IDLE", "ACTIVE",
+              "QUEUED", "CREATED", "ACQUIRED", "EVICTED", "HIT%");
   for (const auto& s : *st) {
-    double hit = s.total_acquired ? 100.0 * static_cast<double>(s.hits) / static_cast<double>(s.total_acquired) : 0;
-    std::printf("%-24s %-6s %5llu %6llu %6llu %8llu %8llu %8llu %5.1f\n", s.image.c_str(), s.driver.c_str(),
-                static_cast<unsigned long long>(s.idle), static_cast<unsigned long long>(s.active),
-                static_cast<unsigned long long>(s.queued), static_cast<unsigned long long>(s.total_created),
-                static_cast<unsigned long long>(s.total_acquired),
-                static_cast<unsigned long long>(s.total_evicted), hit);
+    double hit = s.total_acquired
+                     ? 100.0 * static_cast<double>(s.hits) / static_cast<double>(s.total_acquired)
+                     : 0;
+    std::printf(
+        "%-24s %-6s %5llu %6llu %6llu %8llu %8llu %8llu %5.1f\n", s.image.c_str(), s.driver.c_str(),
+        static_cast<unsigned long long>(s.idle), static_cast<unsigned long long>(s.active),
+        static_cast<unsigned long long>(s.queued), static_cast<unsigned long long>(s.total_created),
+        static_cast<unsigned long long>(s.total_acquired),
+        static_cast<unsigned long long>(s.total_evicted), hit);
     if (!s.template_state.empty()) {
-      std::printf("  template: %s, %llu clone(s), %llu clone failure(s), %llu template failure(s)%s%s\n",
-                  s.template_state.c_str(), static_cast<unsigned long long>(s.clones),
-                  static_cast<unsigned long long>(s.clone_failures),
-                  static_cast<unsigned long long>(s.template_failures),
-                  s.template_error.empty() ? "" : "; last error: ", s.template_error.c_str());
+      std::printf(
+          "  template: %s, %llu clone(s), %llu clone failure(s), %llu template failure(s)%s%s\n",
+          s.template_state.c_str(), static_cast<unsigned long long>(s.clones),
+          static_cast<unsigned long long>(s.clone_failures),
+          static_cast<unsigned long long>(s.template_failures),
+          s.template_error.empty() ? "" : "; last error: ", s.template_error.c_str());
     }
   }
   return 0;
@@ -222,23 +233,31 @@ Action AddPool(CLI::App& app) {
   start->add_option("--image", so->image, "default image (default: busybox; '' for none)");
   start->add_option("--size", so->size, "idle sandboxes kept per image (default 2)");
   start->add_option("--max", so->max, "concurrent runs per image (default 8)");
-  start->add_option("--ttl", so->ttl, "seconds an idle sandbox may wait before it is replaced (0: forever)");
-  start->add_option("--warm", so->warm, "IMG[=COUNT],...: images to pre-warm (repeatable)")->allow_extra_args(false);
-  start->add_option("--socket", so->socket, "socket path (default /run/warmbox/pool.sock for root)");
+  start->add_option("--ttl", so->ttl,
+                    "seconds an idle sandbox may wait before it is replaced (0: forever)");
+  start->add_option("--warm", so->warm, "IMG[=COUNT],...: images to pre-warm (repeatable)")
+      ->allow_extra_args(false);
+  start->add_option("--socket", so->socket,
+                    "socket path (default /run/warmbox/pool.sock for root)");
   AddDriverOptions(start, so->driver);
-  start->add_option("--socket-group", so->socket_group, "group (name or gid) allowed to use the socket");
-  start->add_option("--queue-timeout", so->queue_timeout, "seconds a run may wait for a slot (default 30)");
+  start->add_option("--socket-group", so->socket_group,
+                    "group (name or gid) allowed to use the socket");
+  start->add_option("--queue-timeout", so->queue_timeout,
+                    "seconds a run may wait for a slot (default 30)");
   start->add_option("--memory", so->memory, "memory limit per sandbox (default 512m)");
   start->add_option("--pids", so->pids, "process limit per sandbox (default 1024)");
   start->add_option("--cpus", so->cpus, "CPU quota per sandbox in cores");
   start->add_option("--disk", so->disk, "writable layer per sandbox (default 1g)");
   start->add_option("--nofile", so->nofile, "open-file limit of commands (default 1024)");
-  start->add_option("--security-opt", so->security_opts, "seccomp=default|unconfined|PROFILE.json")->allow_extra_args(false);
-  start->add_option("--creation-cap", so->creation_cap, "sandboxes created at once, daemon-wide (default: #cpus, at least 2)");
+  start->add_option("--security-opt", so->security_opts, "seccomp=default|unconfined|PROFILE.json")
+      ->allow_extra_args(false);
+  start->add_option("--creation-cap", so->creation_cap,
+                    "sandboxes created at once, daemon-wide (default: #cpus, at least 2)");
   start->add_option("--http", so->http,
                     "serve the HTTP API on ADDR:PORT (off by default; see docs/openapi.yaml)");
-  start->add_option("--http-token-file", so->http_token_file,
-                    "file holding the API's bearer token (mode 0600; required unless ADDR is loopback)");
+  start->add_option(
+      "--http-token-file", so->http_token_file,
+      "file holding the API's bearer token (mode 0600; required unless ADDR is loopback)");
 
   CLI::App* run = pool->add_subcommand("run", "run a command in a warm sandbox");
   run->add_option("--socket", ro->socket, "daemon socket");

@@ -57,7 +57,8 @@ Result<int> DoRun(const GlobalOptions& g, const RunOptions& o) {
   }
   if (!o.cpus.empty()) spec.limits.cpus = WB_TRY(ParseCpus(o.cpus, "--cpus"));
   spec.security = WB_TRY(ParseSecurityOptions(o.security_opts, o.nofile));
-  if (spec.limits.memory_bytes < (4u << 20)) return Fail("--memory", o.memory, "must be at least 4m");
+  if (spec.limits.memory_bytes < (4u << 20))
+    return Fail("--memory", o.memory, "must be at least 4m");
   if (spec.limits.disk_bytes < (1u << 20)) return Fail("--disk", o.disk, "must be at least 1m");
 
   // Ctrl-C, SIGTERM and SIGHUP end the run through the exec loop, so the
@@ -97,16 +98,18 @@ Result<int> DoRun(const GlobalOptions& g, const RunOptions& o) {
     }
     return outcome.error();
   }
-  if (!destroyed.ok()) spdlog::warn("sandbox {} teardown: {}", sandbox->id(), destroyed.error().ToString());
+  if (!destroyed.ok())
+    spdlog::warn("sandbox {} teardown: {}", sandbox->id(), destroyed.error().ToString());
   const auto& x = outcome->exit;
   if (x.oom_killed) {
     std::fprintf(stderr, "warmbox: the command ran out of memory (limit %llu MiB) and was killed\n",
                  static_cast<unsigned long long>(spec.limits.memory_bytes >> 20));
   }
   if (x.stdout_truncated || x.stderr_truncated) {
-    std::fprintf(stderr, "warmbox: %s%s%s truncated at %llu bytes (--output-cap)\n",
-                 x.stdout_truncated ? "stdout" : "", x.stdout_truncated && x.stderr_truncated ? " and " : "",
-                 x.stderr_truncated ? "stderr" : "", static_cast<unsigned long long>(req.output_cap));
+    std::fprintf(
+        stderr, "warmbox: %s%s%s truncated at %llu bytes (--output-cap)\n",
+        x.stdout_truncated ? "stdout" : "", x.stdout_truncated && x.stderr_truncated ? " and " : "",
+        x.stderr_truncated ? "stderr" : "", static_cast<unsigned long long>(req.output_cap));
   }
   return x.exit_code;
 }
@@ -118,7 +121,8 @@ Action AddRun(CLI::App& app) {
   CLI::App* sub = app.add_subcommand("run", "run one command in a fresh sandbox (cold path)");
   sub->add_option("--image", o->image, "image name (default: busybox)");
   sub->add_option("--timeout", o->timeout, "kill the command after this many seconds (exit 137)");
-  sub->add_option("-e,--env", o->env, "set an environment variable KEY=VALUE (repeatable)")->allow_extra_args(false);
+  sub->add_option("-e,--env", o->env, "set an environment variable KEY=VALUE (repeatable)")
+      ->allow_extra_args(false);
   sub->add_option("-w,--workdir", o->workdir, "working directory inside the sandbox");
   sub->add_option("-u,--user", o->user, "user[:group] inside the sandbox (name or id)");
   sub->add_option("--memory", o->memory, "memory limit, e.g. 256m (default 512m)");
@@ -127,7 +131,8 @@ Action AddRun(CLI::App& app) {
   sub->add_option("--disk", o->disk, "writable layer size, e.g. 256m (default 1g)");
   sub->add_option("--output-cap", o->output_cap, "cap per output stream (default 16m)");
   sub->add_option("--nofile", o->nofile, "open-file limit of the command (default 1024)");
-  sub->add_option("--security-opt", o->security_opts, "seccomp=default|unconfined|PROFILE.json")->allow_extra_args(false);
+  sub->add_option("--security-opt", o->security_opts, "seccomp=default|unconfined|PROFILE.json")
+      ->allow_extra_args(false);
   AddDriverOptions(sub, o->driver);
   sub->add_option("cmd", o->cmd, "command and arguments (after --)");
   return [o](const GlobalOptions& g) {

@@ -38,10 +38,12 @@ Result<int> PoolClient::Connect() {
   auto fd = ConnectUnix(socket_);
   if (!fd.ok()) {
     if (fd.error().err == ENOENT || fd.error().err == ECONNREFUSED) {
-      return Fail("pool", socket_, "no daemon is serving this socket (start one with 'warmbox pool start')");
+      return Fail("pool", socket_,
+                  "no daemon is serving this socket (start one with 'warmbox pool start')");
     }
     if (fd.error().err == EACCES) {
-      return Fail("pool", socket_, "permission denied (the socket is for root or its --socket-group)");
+      return Fail("pool", socket_,
+                  "permission denied (the socket is for root or its --socket-group)");
     }
     return fd.error();
   }
@@ -50,18 +52,18 @@ Result<int> PoolClient::Connect() {
 
 Result<std::string> PoolClient::RoundTrip(std::string_view request_json) {
   UniqueFd fd(WB_TRY(Connect()));
-  WB_CHECK(WriteAll(fd.get(), proto::EncodePoolFrame(request_json)));
+  WB_RETURN_IF_ERROR(WriteAll(fd.get(), proto::EncodePoolFrame(request_json)));
   return ReadFrame(fd.get(), socket_);
 }
 
-Result<proto::RunResponse> PoolClient::Run(proto::RunRequest req,
-                                           const std::function<void(bool, std::string_view)>& on_chunk) {
+Result<proto::RunResponse> PoolClient::Run(
+    proto::RunRequest req, const std::function<void(bool, std::string_view)>& on_chunk) {
   req.stream = static_cast<bool>(on_chunk);
   proto::PoolRequest pr;
   pr.op = proto::Op::kRun;
   pr.run = std::move(req);
   UniqueFd fd(WB_TRY(Connect()));
-  WB_CHECK(WriteAll(fd.get(), proto::EncodePoolFrame(proto::ToJson(pr))));
+  WB_RETURN_IF_ERROR(WriteAll(fd.get(), proto::EncodePoolFrame(proto::ToJson(pr))));
   for (;;) {
     std::string body = WB_TRY(ReadFrame(fd.get(), socket_));
     auto f = WB_TRY(proto::ParseStreamFrame(body));
@@ -77,7 +79,8 @@ Result<std::vector<proto::ImageStat>> PoolClient::Status() {
 
 Result<void> PoolClient::Stop() {
   std::string body = WB_TRY(RoundTrip(R"({"op":"stop"})"));
-  if (body.find("\"error\":null") == std::string::npos && body.find("\"ok\":true") == std::string::npos) {
+  if (body.find("\"error\":null") == std::string::npos &&
+      body.find("\"ok\":true") == std::string::npos) {
     return Fail("pool stop", socket_, body);
   }
   return Ok();

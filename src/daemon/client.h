@@ -19,7 +19,8 @@ class PoolClient {
   // produced (the response then has empty outputs); otherwise the response
   // holds the outputs.
   [[nodiscard]] Result<proto::RunResponse> Run(
-      proto::RunRequest req, const std::function<void(bool is_stderr, std::string_view)>& on_chunk = {});
+      proto::RunRequest req,
+      const std::function<void(bool is_stderr, std::string_view)>& on_chunk = {});
   [[nodiscard]] Result<std::vector<proto::ImageStat>> Status();
   [[nodiscard]] Result<void> Stop();
   // One request, one raw response body (for tests of the wire format).

@@ -27,7 +27,8 @@ std::string Base64Encode(std::string_view data) {
 Result<std::string> Base64Decode(std::string_view text, const char* field) {
   // Padded input only: Beast's decoded_size (n/4*3) is exact for it, and
   // unpadded input would be written past that size (the fuzzer found this).
-  if (text.size() % 4 != 0) return Fail("bad request", field, "not valid base64 (standard alphabet, padded)");
+  if (text.size() % 4 != 0)
+    return Fail("bad request", field, "not valid base64 (standard alphabet, padded)");
   std::string out(b64::decoded_size(text.size()), '\0');
   // Beast's decoder stops at the first byte outside the alphabet; padding
   // ends the input. Anything left unread means the input was not base64.
@@ -47,24 +48,28 @@ Result<proto::RunRequest> ParseHttpRunRequest(std::string_view body) {
   if (!j.is_object()) return Fail("bad request", "body", "expected a JSON object");
   // Strict, unlike the socket (whose upstream clients may send fields of
   // their own): a misspelt "timeoutms" must not silently run without a timeout.
-  static const char* const kFields[] = {"cmd",  "image",    "env",   "workdir", "user",       "stdin",
-                                        "stdin_base64", "timeout_ms", "memory", "pids", "cpus",
-                                        "output_cap",   "nofile",     "driver", "op",     "stream"};
+  static const char* const kFields[] = {
+      "cmd",    "image", "env",  "workdir",    "user",   "stdin",  "stdin_base64", "timeout_ms",
+      "memory", "pids",  "cpus", "output_cap", "nofile", "driver", "op",           "stream"};
   for (const auto& [key, value] : j.items()) {
     bool known = false;
     for (const char* f : kFields) known |= key == f;
     if (!known) return Fail("bad request", key, "unknown field");
   }
-  if (j.contains("op")) return Fail("bad request", "op", "not used over HTTP: POST /v1/run runs a command");
+  if (j.contains("op"))
+    return Fail("bad request", "op", "not used over HTTP: POST /v1/run runs a command");
   if (j.contains("stream")) {
-    return Fail("bad request", "stream", "not used over HTTP: send 'Accept: application/x-ndjson' to stream");
+    return Fail("bad request", "stream",
+                "not used over HTTP: send 'Accept: application/x-ndjson' to stream");
   }
   // env may be an object: {"K":"V"} becomes ["K=V"] (sorted by key, as JSON objects are here).
   if (auto it = j.find("env"); it != j.end() && it->is_object()) {
     json arr = json::array();
     for (const auto& [k, v] : it->items()) {
-      if (k.empty() || k.find('=') != std::string::npos) return Fail("bad request", "env", "bad name '" + k + "'");
-      if (!v.is_string()) return Fail("bad request", "env", "the value of " + k + " must be a string");
+      if (k.empty() || k.find('=') != std::string::npos)
+        return Fail("bad request", "env", "bad name '" + k + "'");
+      if (!v.is_string())
+        return Fail("bad request", "env", "the value of " + k + " must be a string");
       arr.push_back(k + "=" + v.get<std::string>());
     }
     *it = std::move(arr);
@@ -73,7 +78,8 @@ Result<proto::RunRequest> ParseHttpRunRequest(std::string_view body) {
   // re-encoding megabytes of input as JSON would cost more than the run.
   std::optional<std::string> stdin_data;
   if (auto it = j.find("stdin_base64"); it != j.end()) {
-    if (j.contains("stdin")) return Fail("bad request", "stdin_base64", "give stdin or stdin_base64, not both");
+    if (j.contains("stdin"))
+      return Fail("bad request", "stdin_base64", "give stdin or stdin_base64, not both");
     if (!it->is_string()) return Fail("bad request", "stdin_base64", "expected a base64 string");
     stdin_data = WB_TRY(Base64Decode(it->get_ref<const std::string&>(), "stdin_base64"));
     j.erase(it);
@@ -93,9 +99,12 @@ Result<proto::RunRequest> ParseHttpRunRequest(std::string_view body) {
 std::string HttpRunResponseJson(const proto::RunResponse& r) {
   // Field order as on the socket; outputs as base64 strings.
   std::string out = "{\"stdout\":\"" + Base64Encode(r.stdout_data) + "\",\"stderr\":\"" +
-                    Base64Encode(r.stderr_data) + "\",\"exit_code\":" + std::to_string(r.exit_code) +
+                    Base64Encode(r.stderr_data) +
+                    "\",\"exit_code\":" + std::to_string(r.exit_code) +
                     ",\"error\":" + (r.error ? Dump(json(*r.error)) : "null");
-  auto flag = [&](const char* k, bool v) { out += std::string(",\"") + k + "\":" + (v ? "true" : "false"); };
+  auto flag = [&](const char* k, bool v) {
+    out += std::string(",\"") + k + "\":" + (v ? "true" : "false");
+  };
   flag("timed_out", r.timed_out);
   flag("stdout_truncated", r.stdout_truncated);
   flag("stderr_truncated", r.stderr_truncated);
@@ -115,13 +124,20 @@ std::string HttpErrorJson(const std::string& message, std::string_view kind) {
 
 unsigned HttpStatusFor(RunErrorKind kind) {
   switch (kind) {
-    case RunErrorKind::kNone: return 200;
-    case RunErrorKind::kBadRequest: return 400;
-    case RunErrorKind::kNoImage: return 404;
-    case RunErrorKind::kBusy: return 429;
-    case RunErrorKind::kDraining: return 503;
-    case RunErrorKind::kClientGone: return 499;  // nginx's "client closed request"; never sent
-    case RunErrorKind::kInternal: return 500;
+    case RunErrorKind::kNone:
+      return 200;
+    case RunErrorKind::kBadRequest:
+      return 400;
+    case RunErrorKind::kNoImage:
+      return 404;
+    case RunErrorKind::kBusy:
+      return 429;
+    case RunErrorKind::kDraining:
+      return 503;
+    case RunErrorKind::kClientGone:
+      return 499;  // nginx's "client closed request"; never sent
+    case RunErrorKind::kInternal:
+      return 500;
   }
   return 500;
 }
@@ -145,12 +161,14 @@ Result<ListenAddress> ParseListenAddress(std::string_view text) {
     port = text.substr(close + 2);
   } else {
     size_t colon = text.rfind(':');
-    if (colon == std::string_view::npos) return Fail("--http", std::string(text), "expected ADDR:PORT");
+    if (colon == std::string_view::npos)
+      return Fail("--http", std::string(text), "expected ADDR:PORT");
     host = text.substr(0, colon);
     port = text.substr(colon + 1);
   }
   auto p = ParseUint(port, "--http port");
-  if (!p.ok() || *p == 0 || *p > 65535) return Fail("--http", std::string(text), "port must be 1-65535");
+  if (!p.ok() || *p == 0 || *p > 65535)
+    return Fail("--http", std::string(text), "port must be 1-65535");
   a.port = static_cast<uint16_t>(*p);
   a.host = host == "localhost" ? "127.0.0.1" : std::string(host);
   in_addr v4{};
@@ -160,7 +178,8 @@ Result<ListenAddress> ParseListenAddress(std::string_view text) {
   } else if (::inet_pton(AF_INET6, a.host.c_str(), &v6) == 1) {
     a.loopback = IN6_IS_ADDR_LOOPBACK(&v6);
   } else {
-    return Fail("--http", std::string(text), "the address must be a numeric IPv4 or IPv6 address, or localhost");
+    return Fail("--http", std::string(text),
+                "the address must be a numeric IPv4 or IPv6 address, or localhost");
   }
   return a;
 }
@@ -169,7 +188,8 @@ std::optional<std::string_view> BearerToken(std::string_view authorization) {
   constexpr std::string_view kScheme = "bearer ";
   if (authorization.size() <= kScheme.size()) return std::nullopt;
   for (size_t i = 0; i < kScheme.size(); ++i) {
-    if (std::tolower(static_cast<unsigned char>(authorization[i])) != kScheme[i]) return std::nullopt;
+    if (std::tolower(static_cast<unsigned char>(authorization[i])) != kScheme[i])
+      return std::nullopt;
   }
   std::string_view t = Trim(authorization.substr(kScheme.size()));
   if (t.empty()) return std::nullopt;
@@ -190,17 +210,19 @@ bool TokenEquals(std::string_view given, std::string_view expected) {
 }
 
 Result<std::string> ReadTokenFile(const std::string& path) {
-  struct stat st{};
+  struct stat st {};
   if (::stat(path.c_str(), &st) != 0) return Errno("stat", path);
   if (st.st_mode & 077) {
-    return Fail("--http-token-file", path, "is readable or writable by group or others; chmod 600 it");
+    return Fail("--http-token-file", path,
+                "is readable or writable by group or others; chmod 600 it");
   }
   std::string t(Trim(WB_TRY(ReadFile(path))));
   if (t.empty()) return Fail("--http-token-file", path, "is empty");
   if (t.find_first_of(" \t\r\n") != std::string::npos) {
     return Fail("--http-token-file", path, "must hold one token on one line");
   }
-  if (t.size() < 16) return Fail("--http-token-file", path, "token too short (at least 16 characters)");
+  if (t.size() < 16)
+    return Fail("--http-token-file", path, "token too short (at least 16 characters)");
   return t;
 }
 

@@ -1,9 +1,9 @@
 #include "daemon/http_api.h"
 
 #include <fcntl.h>
+#include <gtest/gtest.h>
 #include <sys/stat.h>
 
-#include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
 #include "base/fs.h"
@@ -54,9 +54,11 @@ TEST(HttpApiTest, BadRequestsNameTheField) {
            {R"({"cmd":["x"],"stream":true})", "bad request(stream)"},
            {R"({"cmd":["x"],"env":{"A=B":"1"}})", "bad request(env): bad name 'A=B'"},
            {R"({"cmd":["x"],"env":{"A":1}})", "bad request(env): the value of A must be a string"},
-           {R"({"cmd":["x"],"stdin_base64":"!!!!"})", "bad request(stdin_base64): not valid base64"},
+           {R"({"cmd":["x"],"stdin_base64":"!!!!"})",
+            "bad request(stdin_base64): not valid base64"},
            {R"({"cmd":["x"],"stdin_base64":"YQ"})", "bad request(stdin_base64): not valid base64"},
-           {R"({"cmd":["x"],"stdin":"a","stdin_base64":"YQ=="})", "bad request(stdin_base64): give stdin"},
+           {R"({"cmd":["x"],"stdin":"a","stdin_base64":"YQ=="})",
+            "bad request(stdin_base64): give stdin"},
            {R"({"cmd":["x"],"stdin":[1,2]})", "bad request(stdin): expected a string"},
            {R"({"cmd":["x"],"timeout_ms":-1})", "bad request(timeout_ms)"},
            {R"({"cmd":["x"],"cpus":2000})", "bad request(cpus): at most 1024"},
@@ -65,7 +67,8 @@ TEST(HttpApiTest, BadRequestsNameTheField) {
        }) {
     auto r = ParseHttpRunRequest(c.body);
     ASSERT_FALSE(r.ok()) << c.body;
-    EXPECT_NE(r.error().ToString().find(c.want), std::string::npos) << c.body << " -> " << r.error().ToString();
+    EXPECT_NE(r.error().ToString().find(c.want), std::string::npos)
+        << c.body << " -> " << r.error().ToString();
   }
 }
 
@@ -101,7 +104,8 @@ TEST(HttpApiTest, ErrorKindsMapToStatusCodes) {
   EXPECT_EQ(HttpStatusFor(RunErrorKind::kDraining), 503u);
   EXPECT_EQ(HttpStatusFor(RunErrorKind::kInternal), 500u);
   EXPECT_EQ(KindOfError(Fail("busy", "busybox", "queue full")), RunErrorKind::kBusy);
-  EXPECT_EQ(KindOfError(Fail("pool", "busybox", "the daemon is shutting down")), RunErrorKind::kDraining);
+  EXPECT_EQ(KindOfError(Fail("pool", "busybox", "the daemon is shutting down")),
+            RunErrorKind::kDraining);
   EXPECT_EQ(KindOfError(Fail("create sandbox", "x", "agent died")), RunErrorKind::kInternal);
   auto j = nlohmann::json::parse(HttpErrorJson("no slot", RunErrorKindName(RunErrorKind::kBusy)));
   EXPECT_EQ(j["kind"], "busy");
@@ -134,8 +138,8 @@ TEST(HttpApiTest, ListenAddresses) {
   EXPECT_FALSE(ParseListenAddress("0.0.0.0:8080")->loopback);
   EXPECT_FALSE(ParseListenAddress("[::]:8080")->loopback);
   EXPECT_FALSE(ParseListenAddress("10.1.2.3:8080")->loopback);
-  for (const char* bad : {"8080", "127.0.0.1", "127.0.0.1:0", "127.0.0.1:65536", "127.0.0.1:x", "example.com:80",
-                          "[::1]8080", ":80"}) {
+  for (const char* bad : {"8080", "127.0.0.1", "127.0.0.1:0", "127.0.0.1:65536", "127.0.0.1:x",
+                          "example.com:80", "[::1]8080", ":80"}) {
     auto r = ParseListenAddress(bad);
     ASSERT_FALSE(r.ok()) << bad;
     EXPECT_NE(r.error().ToString().find("--http"), std::string::npos) << r.error().ToString();
@@ -182,11 +186,15 @@ TEST_F(TokenFileTest, AcceptsOnePrivateLine) {
 TEST_F(TokenFileTest, RefusesOpenModesEmptyShortAndMissingFiles) {
   EXPECT_NE(ReadTokenFile(Write("0123456789abcdef0123", 0644)).error().ToString().find("chmod 600"),
             std::string::npos);
-  EXPECT_NE(ReadTokenFile(Write("\n", 0600)).error().ToString().find("is empty"), std::string::npos);
-  EXPECT_NE(ReadTokenFile(Write("short", 0600)).error().ToString().find("too short"), std::string::npos);
-  EXPECT_NE(ReadTokenFile(Write("0123456789abcdef 0123", 0600)).error().ToString().find("one token"),
+  EXPECT_NE(ReadTokenFile(Write("\n", 0600)).error().ToString().find("is empty"),
             std::string::npos);
-  EXPECT_NE(ReadTokenFile(dir_ + "/missing").error().ToString().find("No such file"), std::string::npos);
+  EXPECT_NE(ReadTokenFile(Write("short", 0600)).error().ToString().find("too short"),
+            std::string::npos);
+  EXPECT_NE(
+      ReadTokenFile(Write("0123456789abcdef 0123", 0600)).error().ToString().find("one token"),
+      std::string::npos);
+  EXPECT_NE(ReadTokenFile(dir_ + "/missing").error().ToString().find("No such file"),
+            std::string::npos);
 }
 
 }  // namespace

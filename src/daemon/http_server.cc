@@ -60,7 +60,8 @@ class HttpSink : public RunSink {
     }
     line += '\n';
     s_.expires_after(kWriteTimeout);
-    co_await asio::async_write(s_, http::make_chunk(asio::buffer(line)), redirect_error(use_awaitable, ec));
+    co_await asio::async_write(s_, http::make_chunk(asio::buffer(line)),
+                               redirect_error(use_awaitable, ec));
     s_.expires_never();
     if (ec) Failed();
   }
@@ -141,9 +142,10 @@ struct HttpServer::Impl {
   }
 
   // A HEAD request gets the head GET would get, without the body.
-  static asio::awaitable<void> Send(beast::tcp_stream& s, unsigned version, bool head, http::status status,
-                                    std::string body, const char* type, bool keep,
-                                    const std::vector<std::pair<http::field, std::string>>& extra = {}) {
+  static asio::awaitable<void> Send(
+      beast::tcp_stream& s, unsigned version, bool head, http::status status, std::string body,
+      const char* type, bool keep,
+      const std::vector<std::pair<http::field, std::string>>& extra = {}) {
     http::response<http::string_body> res{status, version};
     res.set(http::field::content_type, type);
     res.set(http::field::cache_control, "no-store");
@@ -163,9 +165,10 @@ struct HttpServer::Impl {
     s.expires_never();
   }
 
-  static asio::awaitable<void> SendError(beast::tcp_stream& s, unsigned version, bool head, http::status status,
-                                         const std::string& msg, const char* kind, bool keep,
-                                         const std::vector<std::pair<http::field, std::string>>& extra = {}) {
+  static asio::awaitable<void> SendError(
+      beast::tcp_stream& s, unsigned version, bool head, http::status status,
+      const std::string& msg, const char* kind, bool keep,
+      const std::vector<std::pair<http::field, std::string>>& extra = {}) {
     co_await Send(s, version, head, status, HttpErrorJson(msg, kind), kJson, keep, extra);
   }
 
@@ -197,16 +200,16 @@ struct HttpServer::Impl {
         ++requests;
         svc.CountError(RunErrorKind::kBadRequest);
         co_await SendError(stream, 11, false, http::status::payload_too_large,
-                           "request body exceeds " + std::to_string(proto::kMaxRequest) + " bytes", "too_large",
-                           false);
+                           "request body exceeds " + std::to_string(proto::kMaxRequest) + " bytes",
+                           "too_large", false);
         co_return;
       }
       if (ec) {
         if (ec.category() == http::make_error_code(http::error::bad_target).category() &&
             ec != http::error::end_of_stream && ec != http::error::partial_message) {
           ++requests;
-          co_await SendError(stream, 11, false, http::status::bad_request, "malformed HTTP request: " + ec.message(),
-                             "bad_request", false);
+          co_await SendError(stream, 11, false, http::status::bad_request,
+                             "malformed HTTP request: " + ec.message(), "bad_request", false);
         }
         co_return;  // EOF, timeout or reset
       }
@@ -228,13 +231,15 @@ struct HttpServer::Impl {
     return tok && TokenEquals(*tok, opts.token);
   }
 
-  static asio::awaitable<bool> MethodNotAllowed(beast::tcp_stream& s, const Request& req, const std::string& target,
-                                                const char* allow, bool keep) {
+  static asio::awaitable<bool> MethodNotAllowed(beast::tcp_stream& s, const Request& req,
+                                                const std::string& target, const char* allow,
+                                                bool keep) {
     std::vector<std::pair<http::field, std::string>> extra;
     extra.emplace_back(http::field::allow, allow);
-    co_await SendError(s, req.version(), req.method() == http::verb::head, http::status::method_not_allowed,
-                       std::string(req.method_string()) + " " + target + ": use " + allow, "method_not_allowed", keep,
-                       extra);
+    co_await SendError(s, req.version(), req.method() == http::verb::head,
+                       http::status::method_not_allowed,
+                       std::string(req.method_string()) + " " + target + ": use " + allow,
+                       "method_not_allowed", keep, extra);
     co_return keep;
   }
 
@@ -274,7 +279,8 @@ struct HttpServer::Impl {
     }
     if (target == "/metrics") {
       if (!get) co_return co_await MethodNotAllowed(s, req, target, "GET", keep);
-      co_await Send(s, v, head, http::status::ok, svc.Metrics(), "text/plain; version=0.0.4; charset=utf-8", keep);
+      co_await Send(s, v, head, http::status::ok, svc.Metrics(),
+                    "text/plain; version=0.0.4; charset=utf-8", keep);
       co_return keep;
     }
     if (target == "/v1/pools") {
@@ -283,10 +289,12 @@ struct HttpServer::Impl {
       co_return keep;
     }
     if (target == "/v1/run") {
-      if (req.method() != http::verb::post) co_return co_await MethodNotAllowed(s, req, target, "POST", keep);
+      if (req.method() != http::verb::post)
+        co_return co_await MethodNotAllowed(s, req, target, "POST", keep);
       co_return co_await HandleRun(s, req, keep);
     }
-    co_await SendError(s, v, head, http::status::not_found, "no such endpoint: " + target, "not_found", keep);
+    co_await SendError(s, v, head, http::status::not_found, "no such endpoint: " + target,
+                       "not_found", keep);
     co_return keep;
   }
 
@@ -295,7 +303,8 @@ struct HttpServer::Impl {
     auto run = ParseHttpRunRequest(req.body());
     if (!run.ok()) {
       svc.CountError(RunErrorKind::kBadRequest);
-      co_await SendError(s, v, false, http::status::bad_request, run.error().ToString(), "bad_request", keep);
+      co_await SendError(s, v, false, http::status::bad_request, run.error().ToString(),
+                         "bad_request", keep);
       co_return keep;
     }
     auto accept = req.find(http::field::accept);
@@ -317,8 +326,8 @@ struct HttpServer::Impl {
     }
     std::vector<std::pair<http::field, std::string>> extra;
     if (out.kind == RunErrorKind::kBusy) extra.emplace_back(http::field::retry_after, "1");
-    co_await SendError(s, v, false, static_cast<http::status>(HttpStatusFor(out.kind)), out.resp.error.value_or("error"),
-                       RunErrorKindName(out.kind), keep, extra);
+    co_await SendError(s, v, false, static_cast<http::status>(HttpStatusFor(out.kind)),
+                       out.resp.error.value_or("error"), RunErrorKindName(out.kind), keep, extra);
     co_return keep;
   }
 

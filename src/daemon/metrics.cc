@@ -6,13 +6,20 @@ namespace wb::daemon {
 
 const char* RunErrorKindName(RunErrorKind k) {
   switch (k) {
-    case RunErrorKind::kNone: return "none";
-    case RunErrorKind::kBadRequest: return "bad_request";
-    case RunErrorKind::kNoImage: return "no_image";
-    case RunErrorKind::kBusy: return "busy";
-    case RunErrorKind::kDraining: return "draining";
-    case RunErrorKind::kClientGone: return "client_gone";
-    case RunErrorKind::kInternal: return "internal";
+    case RunErrorKind::kNone:
+      return "none";
+    case RunErrorKind::kBadRequest:
+      return "bad_request";
+    case RunErrorKind::kNoImage:
+      return "no_image";
+    case RunErrorKind::kBusy:
+      return "busy";
+    case RunErrorKind::kDraining:
+      return "draining";
+    case RunErrorKind::kClientGone:
+      return "client_gone";
+    case RunErrorKind::kInternal:
+      return "internal";
   }
   return "internal";
 }
@@ -21,10 +28,14 @@ std::string EscapeLabel(const std::string& v) {
   std::string out;
   out.reserve(v.size());
   for (char c : v) {
-    if (c == '\\') out += "\\\\";
-    else if (c == '"') out += "\\\"";
-    else if (c == '\n') out += "\\n";
-    else out += c;
+    if (c == '\\')
+      out += "\\\\";
+    else if (c == '"')
+      out += "\\\"";
+    else if (c == '\n')
+      out += "\\n";
+    else
+      out += c;
   }
   return out;
 }
@@ -49,8 +60,8 @@ std::string PoolLabels(const std::string& image, const std::string& driver) {
 std::string PoolLabels(const PoolKey& k) { return PoolLabels(k.first, k.second); }
 
 // One metric family with one sample per pool.
-void PerPool(std::string& out, const MetricsSnapshot& s, const char* name, const char* type, const char* help,
-             const std::function<uint64_t(const proto::ImageStat&)>& get) {
+void PerPool(std::string& out, const MetricsSnapshot& s, const char* name, const char* type,
+             const char* help, const std::function<uint64_t(const proto::ImageStat&)>& get) {
   Header(out, name, type, help);
   for (const auto& p : s.pools) {
     out += name;
@@ -66,7 +77,8 @@ std::string RenderPrometheus(const MetricsSnapshot& s) {
   using S = proto::ImageStat;
   PerPool(out, s, "warmbox_pool_idle", "gauge", "Idle warm sandboxes ready for a run.",
           [](const S& p) { return p.idle; });
-  PerPool(out, s, "warmbox_pool_active", "gauge", "Run slots in use (until the used sandbox is torn down).",
+  PerPool(out, s, "warmbox_pool_active", "gauge",
+          "Run slots in use (until the used sandbox is torn down).",
           [](const S& p) { return p.active; });
   PerPool(out, s, "warmbox_pool_queued", "gauge", "Runs waiting for a run slot.",
           [](const S& p) { return p.queued; });
@@ -80,12 +92,13 @@ std::string RenderPrometheus(const MetricsSnapshot& s) {
           [](const S& p) { return p.total_acquired; });
   PerPool(out, s, "warmbox_pool_hits_total", "counter", "Runs served by an idle warm sandbox.",
           [](const S& p) { return p.hits; });
-  PerPool(out, s, "warmbox_pool_misses_total", "counter", "Runs that waited for a sandbox to be created.",
-          [](const S& p) { return p.misses; });
+  PerPool(out, s, "warmbox_pool_misses_total", "counter",
+          "Runs that waited for a sandbox to be created.", [](const S& p) { return p.misses; });
   PerPool(out, s, "warmbox_sandboxes_evicted_total", "counter",
-          "Idle sandboxes destroyed unused (TTL, failed health check).", [](const S& p) { return p.total_evicted; });
-  PerPool(out, s, "warmbox_sandbox_creation_failures_total", "counter", "Sandbox creations that failed.",
-          [](const S& p) { return p.failed_creations; });
+          "Idle sandboxes destroyed unused (TTL, failed health check).",
+          [](const S& p) { return p.total_evicted; });
+  PerPool(out, s, "warmbox_sandbox_creation_failures_total", "counter",
+          "Sandbox creations that failed.", [](const S& p) { return p.failed_creations; });
   PerPool(out, s, "warmbox_rejected_busy_total", "counter",
           "Runs refused as busy (queue full or no slot within the queue timeout).",
           [](const S& p) { return p.rejected_busy; });
@@ -95,20 +108,26 @@ std::string RenderPrometheus(const MetricsSnapshot& s) {
     out += "warmbox_runs_total{" + PoolLabels(key) + "} " + std::to_string(m->runs) + "\n";
   }
   Header(out, "warmbox_run_errors_total", "counter", "Runs that failed or were refused, by kind.");
-  for (RunErrorKind k : {RunErrorKind::kBadRequest, RunErrorKind::kNoImage, RunErrorKind::kBusy,
-                         RunErrorKind::kDraining, RunErrorKind::kClientGone, RunErrorKind::kInternal}) {
+  for (RunErrorKind k :
+       {RunErrorKind::kBadRequest, RunErrorKind::kNoImage, RunErrorKind::kBusy,
+        RunErrorKind::kDraining, RunErrorKind::kClientGone, RunErrorKind::kInternal}) {
     auto it = s.errors.find(k);
     out += std::string("warmbox_run_errors_total{kind=\"") + RunErrorKindName(k) + "\"} " +
            std::to_string(it == s.errors.end() ? 0 : it->second) + "\n";
   }
 
-  Header(out, "warmbox_sandbox_creation_seconds", "histogram", "Time to create a sandbox, to agent-ready.");
-  for (const auto& [key, h] : s.creation) h->Render(out, "warmbox_sandbox_creation_seconds", PoolLabels(key));
+  Header(out, "warmbox_sandbox_creation_seconds", "histogram",
+         "Time to create a sandbox, to agent-ready.");
+  for (const auto& [key, h] : s.creation)
+    h->Render(out, "warmbox_sandbox_creation_seconds", PoolLabels(key));
   Header(out, "warmbox_acquire_wait_seconds", "histogram",
          "Time from request to a sandbox in hand (run slot and sandbox).");
-  for (const auto& [key, m] : s.runs) m->acquire_wait.Render(out, "warmbox_acquire_wait_seconds", PoolLabels(key));
-  Header(out, "warmbox_run_duration_seconds", "histogram", "Time from a sandbox in hand to the command's exit.");
-  for (const auto& [key, m] : s.runs) m->run_duration.Render(out, "warmbox_run_duration_seconds", PoolLabels(key));
+  for (const auto& [key, m] : s.runs)
+    m->acquire_wait.Render(out, "warmbox_acquire_wait_seconds", PoolLabels(key));
+  Header(out, "warmbox_run_duration_seconds", "histogram",
+         "Time from a sandbox in hand to the command's exit.");
+  for (const auto& [key, m] : s.runs)
+    m->run_duration.Render(out, "warmbox_run_duration_seconds", PoolLabels(key));
 
   Header(out, "warmbox_http_requests_total", "counter", "HTTP API requests received.");
   out += "warmbox_http_requests_total " + std::to_string(s.http_requests) + "\n";

@@ -17,20 +17,20 @@ namespace wb::daemon {
 // warmbox_run_errors_total, and the HTTP status class.
 enum class RunErrorKind {
   kNone,
-  kBadRequest,   // malformed request, bad field (400)
-  kNoImage,      // no such image (404)
-  kBusy,         // no run slot within the queue timeout, or the queue is full (429)
-  kDraining,     // the daemon is stopping (503)
-  kClientGone,   // the client hung up; the command was killed
-  kInternal,     // the sandbox could not be created or failed (500)
+  kBadRequest,  // malformed request, bad field (400)
+  kNoImage,     // no such image (404)
+  kBusy,        // no run slot within the queue timeout, or the queue is full (429)
+  kDraining,    // the daemon is stopping (503)
+  kClientGone,  // the client hung up; the command was killed
+  kInternal,    // the sandbox could not be created or failed (500)
 };
 const char* RunErrorKindName(RunErrorKind k);
 
 // Per pool (image and driver), kept by the daemon (the pool keeps its own creation histogram).
 struct ImageRunMetrics {
-  uint64_t runs = 0;          // runs that produced an exit code
-  Histogram acquire_wait;     // permit + sandbox, seconds
-  Histogram run_duration;     // command in the sandbox, seconds
+  uint64_t runs = 0;       // runs that produced an exit code
+  Histogram acquire_wait;  // permit + sandbox, seconds
+  Histogram run_duration;  // command in the sandbox, seconds
 };
 
 // A pool's identity: (image, driver).

@@ -14,7 +14,7 @@ TEST(HistogramTest, BucketsAreCumulativeWithSumAndCount) {
   h.Observe(0.0004);  // first bucket
   h.Observe(0.003);   // le 0.005
   h.Observe(0.003);
-  h.Observe(1000);    // above the last bound: +Inf only
+  h.Observe(1000);  // above the last bound: +Inf only
   EXPECT_EQ(h.count(), 4u);
   EXPECT_DOUBLE_EQ(h.sum(), 0.0004 + 0.006 + 1000);
   EXPECT_EQ(h.CumulativeAt(0), 1u);

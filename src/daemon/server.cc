@@ -1,11 +1,5 @@
 #include "daemon/server.h"
 
-#include "daemon/http_server.h"
-#include "daemon/image_puller.h"
-#include "daemon/systemd.h"
-#include "pool/warm_pool.h"
-#include "proto/pool_proto.h"
-
 #include <grp.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -31,6 +25,11 @@
 #include "base/log.h"
 #include "base/strings.h"
 #include "daemon/drivers.h"
+#include "daemon/http_server.h"
+#include "daemon/image_puller.h"
+#include "daemon/systemd.h"
+#include "pool/warm_pool.h"
+#include "proto/pool_proto.h"
 #include "sandbox/agent_client.h"
 
 namespace wb::daemon {
@@ -117,9 +116,13 @@ class Daemon : public RunService {
   Daemon(const DaemonOptions& opts, DriverSet& drivers, ImageStore& store)
       : opts_(opts),
         drivers_(drivers),
-        rt_(io_, [&drivers](const std::string& name) { return drivers.Get(name); }, store, opts.creation_cap),
+        rt_(
+            io_, [&drivers](const std::string& name) { return drivers.Get(name); }, store,
+            opts.creation_cap),
         registry_(rt_, opts.pool),
-        puller_(io_, ImageToolCall{opts.image_tool_path, opts.driver.state_dir, opts.driver.uid_base, {}}),
+        puller_(
+            io_,
+            ImageToolCall{opts.image_tool_path, opts.driver.state_dir, opts.driver.uid_base, {}}),
         acceptor_(io_),
         signals_(io_, SIGINT, SIGTERM),
         drain_timer_(io_) {}
@@ -166,7 +169,8 @@ class Daemon : public RunService {
     if (stopping_) {
       Refuse(out, RunErrorKind::kDraining, "the daemon is shutting down");
     } else if (image.empty()) {
-      Refuse(out, RunErrorKind::kBadRequest, "no image: pass --image or start the daemon with --image");
+      Refuse(out, RunErrorKind::kBadRequest,
+             "no image: pass --image or start the daemon with --image");
     } else if (auto v = ImageStore::ValidateName(image); !v.ok()) {
       Refuse(out, RunErrorKind::kBadRequest, v.error().ToString());
     }
@@ -176,7 +180,8 @@ class Daemon : public RunService {
       auto pulled = co_await puller_.Pull(image);
       if (!pulled.ok()) {
         Refuse(out, RunErrorKind::kNoImage,
-               "image " + image + ": no such image, and pulling it failed: " + pulled.error().ToString());
+               "image " + image +
+                   ": no such image, and pulling it failed: " + pulled.error().ToString());
         co_return out;
       }
     }
@@ -214,7 +219,8 @@ class Daemon : public RunService {
   std::string Metrics() const override {
     MetricsSnapshot m;
     m.pools = registry_.Stats();
-    for (const pool::WarmPool* p : registry_.Pools()) m.creation[{p->image(), p->driver()}] = &p->creation_seconds();
+    for (const pool::WarmPool* p : registry_.Pools())
+      m.creation[{p->image(), p->driver()}] = &p->creation_seconds();
     for (const auto& [key, r] : run_metrics_) m.runs[key] = &r;
     m.errors = errors_;
     m.http_requests = http_ ? http_->requests() : 0;
@@ -405,17 +411,18 @@ class Daemon : public RunService {
         metrics.run_duration.Observe(std::chrono::duration<double>(t_exec - t_acquired).count());
       }
       // One line per run; never the command's output.
-      LogEvent(spdlog::level::info, "run",
-               {{"image", image},
-                {"driver", pool.driver()},
-                {"sandbox", sandbox_id},
-                {"exit", std::to_string(out.resp.exit_code), true},
-                {"pool", hit ? "warm" : "cold"},
-                {"queue_ms", FormatMs(t_permit - t0), true},
-                {"acquire_ms", FormatMs(t_acquired - t_permit), true},
-                {"exec_ms", FormatMs(t_exec - t_acquired), true},
-                {"outcome", out.kind == RunErrorKind::kNone ? (out.resp.timed_out ? "timeout" : "exited")
-                                                            : RunErrorKindName(out.kind)}});
+      LogEvent(
+          spdlog::level::info, "run",
+          {{"image", image},
+           {"driver", pool.driver()},
+           {"sandbox", sandbox_id},
+           {"exit", std::to_string(out.resp.exit_code), true},
+           {"pool", hit ? "warm" : "cold"},
+           {"queue_ms", FormatMs(t_permit - t0), true},
+           {"acquire_ms", FormatMs(t_acquired - t_permit), true},
+           {"exec_ms", FormatMs(t_exec - t_acquired), true},
+           {"outcome", out.kind == RunErrorKind::kNone ? (out.resp.timed_out ? "timeout" : "exited")
+                                                       : RunErrorKindName(out.kind)}});
       co_return out;
     }
   }
@@ -432,7 +439,8 @@ class Daemon : public RunService {
       FinishStop();
       return;
     }
-    spdlog::info("waiting up to {} ms for {} run(s) in flight", opts_.drain_grace.count(), active_runs_);
+    spdlog::info("waiting up to {} ms for {} run(s) in flight", opts_.drain_grace.count(),
+                 active_runs_);
     drain_timer_.expires_after(opts_.drain_grace);
     drain_timer_.async_wait([this](error_code e) {
       if (!e) FinishStop();
@@ -483,12 +491,14 @@ class Daemon : public RunService {
 // a moment, more open than 0600 (or 0660 with a group).
 Result<int> BindSocket(const DaemonOptions& opts) {
   const std::string& path = opts.socket_path;
-  if (path.empty() || path.front() != '/') return Fail("--socket", path, "must be an absolute path");
+  if (path.empty() || path.front() != '/')
+    return Fail("--socket", path, "must be an absolute path");
   std::string dir = path.substr(0, path.rfind('/'));
-  if (!dir.empty()) WB_CHECK(MkdirAll(dir, 0755));
+  if (!dir.empty()) WB_RETURN_IF_ERROR(MkdirAll(dir, 0755));
   if (PathExists(path)) {
     auto probe = ConnectUnix(path);
-    if (probe.ok()) return Fail("pool start", path, "a warmbox pool daemon is already serving this socket");
+    if (probe.ok())
+      return Fail("pool start", path, "a warmbox pool daemon is already serving this socket");
     if (::unlink(path.c_str()) != 0 && errno != ENOENT) return Errno("unlink stale socket", path);
   }
   sockaddr_un addr{};
@@ -530,7 +540,8 @@ Result<int> RunDaemon(const DaemonOptions& options) {
     opts.unlink_socket = false;
     sockaddr_un addr{};
     socklen_t len = sizeof addr;
-    if (::getsockname(listen_fd.get(), reinterpret_cast<sockaddr*>(&addr), &len) == 0 && addr.sun_path[0]) {
+    if (::getsockname(listen_fd.get(), reinterpret_cast<sockaddr*>(&addr), &len) == 0 &&
+        addr.sun_path[0]) {
       opts.socket_path = addr.sun_path;
     }
   } else {
@@ -581,23 +592,25 @@ Result<int> RunDaemon(const DaemonOptions& options) {
   for (const auto& image : needed) {
     if (store.Exists(image)) continue;
     spdlog::info("pulling image {}", image);
-    auto pulled = RunImageTool({opts.image_tool_path, opts.driver.state_dir, opts.driver.uid_base, {"pull", image}});
+    auto pulled = RunImageTool(
+        {opts.image_tool_path, opts.driver.state_dir, opts.driver.uid_base, {"pull", image}});
     if (!pulled.ok()) {
       cleanup_socket();
       return pulled.error().Wrap("image " + image + " is missing");
     }
   }
   Daemon d(opts, drivers, store);
-  WB_CHECK(d.Bind(listen_fd.release()));
+  WB_RETURN_IF_ERROR(d.Bind(listen_fd.release()));
   if (http) {
     if (auto r = d.BindHttp(std::move(*http)); !r.ok()) {
       cleanup_socket();
       return r.error();
     }
   }
-  spdlog::info("serving on {}{}{} (default image {}, driver {}, size {}, max {}, ttl {}s)", opts.socket_path,
-               http ? " and http://" : "", d.http_address(), opts.default_image.empty() ? "none" : opts.default_image,
-               opts.default_driver, opts.pool.size, opts.pool.max, opts.pool.ttl_s);
+  spdlog::info("serving on {}{}{} (default image {}, driver {}, size {}, max {}, ttl {}s)",
+               opts.socket_path, http ? " and http://" : "", d.http_address(),
+               opts.default_image.empty() ? "none" : opts.default_image, opts.default_driver,
+               opts.pool.size, opts.pool.max, opts.pool.ttl_s);
   int rc = d.Run();
   cleanup_socket();
   spdlog::info("stopped");

@@ -18,12 +18,12 @@ namespace wb::daemon {
 
 struct DaemonOptions {
   std::string socket_path;
-  std::string default_image;     // "" = none: requests must name an image
-  std::vector<WarmEntry> warm;   // pre-warmed at start, beside the default image
+  std::string default_image;    // "" = none: requests must name an image
+  std::vector<WarmEntry> warm;  // pre-warmed at start, beside the default image
   pool::PoolSettings pool;
-  std::optional<gid_t> socket_group;  // 0660 and this group may connect
-  size_t creation_cap = 4;            // concurrent sandbox creations, daemon-wide
-  std::chrono::milliseconds drain_grace{10000};  // in-flight runs at stop
+  std::optional<gid_t> socket_group;                 // 0660 and this group may connect
+  size_t creation_cap = 4;                           // concurrent sandbox creations, daemon-wide
+  std::chrono::milliseconds drain_grace{10000};      // in-flight runs at stop
   std::chrono::milliseconds request_timeout{10000};  // to receive a request
   NsDriverOptions driver;
   // The HTTP API: "ADDR:PORT" ("" = off), and the bearer token's file

@@ -23,12 +23,14 @@ Result<std::vector<ActivationFd>> PlanActivationFds(const char* listen_pid, cons
   std::vector<ActivationFd> out;
   if (!listen_pid || !listen_fds) return out;
   auto pid = ParseUint(listen_pid, "LISTEN_PID");
-  if (!pid.ok()) return Fail("socket activation", "LISTEN_PID", std::string("not a pid: ") + listen_pid);
+  if (!pid.ok())
+    return Fail("socket activation", "LISTEN_PID", std::string("not a pid: ") + listen_pid);
   // The variables are inherited by every descendant; only the process
   // systemd started (or systemd-socket-activate exec'd) owns the fds.
   if (static_cast<long>(*pid) != self_pid) return out;
   auto n = ParseUint(listen_fds, "LISTEN_FDS");
-  if (!n.ok() || *n > 64) return Fail("socket activation", "LISTEN_FDS", std::string("bad count: ") + listen_fds);
+  if (!n.ok() || *n > 64)
+    return Fail("socket activation", "LISTEN_FDS", std::string("bad count: ") + listen_fds);
   std::vector<std::string> names;
   if (listen_fdnames && *listen_fdnames) names = Split(listen_fdnames, ':');
   for (uint64_t i = 0; i < *n; ++i) {
@@ -38,8 +40,9 @@ Result<std::vector<ActivationFd>> PlanActivationFds(const char* listen_pid, cons
 }
 
 Result<ListenFds> TakeActivationFds() {
-  auto plan = WB_TRY(PlanActivationFds(std::getenv("LISTEN_PID"), std::getenv("LISTEN_FDS"),
-                                       std::getenv("LISTEN_FDNAMES"), static_cast<long>(::getpid())));
+  auto plan =
+      WB_TRY(PlanActivationFds(std::getenv("LISTEN_PID"), std::getenv("LISTEN_FDS"),
+                               std::getenv("LISTEN_FDNAMES"), static_cast<long>(::getpid())));
   ::unsetenv("LISTEN_PID");
   ::unsetenv("LISTEN_FDS");
   ::unsetenv("LISTEN_FDNAMES");
@@ -47,7 +50,8 @@ Result<ListenFds> TakeActivationFds() {
   for (const auto& a : plan) {
     // systemd passes them without FD_CLOEXEC (they had to survive its exec);
     // set it at once so no sandbox or helper inherits a listening socket.
-    if (::fcntl(a.fd, F_SETFD, FD_CLOEXEC) != 0) return Errno("fcntl(FD_CLOEXEC)", "fd " + std::to_string(a.fd));
+    if (::fcntl(a.fd, F_SETFD, FD_CLOEXEC) != 0)
+      return Errno("fcntl(FD_CLOEXEC)", "fd " + std::to_string(a.fd));
     sockaddr_storage ss{};
     socklen_t len = sizeof ss;
     if (::getsockname(a.fd, reinterpret_cast<sockaddr*>(&ss), &len) != 0) {
@@ -67,7 +71,8 @@ Result<ListenFds> TakeActivationFds() {
     int& slot = unix_socket ? out.pool : out.http;
     if (slot >= 0) {
       return Fail("socket activation", "fd " + std::to_string(a.fd),
-                  std::string("two ") + (unix_socket ? "Unix" : "TCP") + " sockets; pass one of each at most");
+                  std::string("two ") + (unix_socket ? "Unix" : "TCP") +
+                      " sockets; pass one of each at most");
     }
     slot = a.fd;
   }
@@ -89,7 +94,8 @@ void Notify(std::string_view state) {
   UniqueFd fd(::socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0));
   if (!fd) return;
   socklen_t len = static_cast<socklen_t>(offsetof(sockaddr_un, sun_path) + n);
-  if (::sendto(fd.get(), state.data(), state.size(), MSG_NOSIGNAL, reinterpret_cast<sockaddr*>(&addr), len) < 0) {
+  if (::sendto(fd.get(), state.data(), state.size(), MSG_NOSIGNAL,
+               reinterpret_cast<sockaddr*>(&addr), len) < 0) {
     spdlog::debug("sd_notify {}: {}", path, std::strerror(errno));
   }
 }

@@ -19,8 +19,10 @@ struct ActivationFd {
 // Pure: the fds passed to this process, from the values of LISTEN_PID,
 // LISTEN_FDS and LISTEN_FDNAMES (nullptr when unset). Empty when the
 // variables are absent or meant for another process.
-[[nodiscard]] Result<std::vector<ActivationFd>> PlanActivationFds(const char* listen_pid, const char* listen_fds,
-                                                                  const char* listen_fdnames, long self_pid);
+[[nodiscard]] Result<std::vector<ActivationFd>> PlanActivationFds(const char* listen_pid,
+                                                                  const char* listen_fds,
+                                                                  const char* listen_fdnames,
+                                                                  long self_pid);
 
 struct ListenFds {
   int pool = -1;  // the Unix socket of the pool protocol

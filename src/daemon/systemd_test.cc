@@ -1,12 +1,12 @@
 #include "daemon/systemd.h"
 
+#include <gtest/gtest.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <unistd.h>
 
 #include <cstdlib>
 #include <cstring>
-#include <gtest/gtest.h>
 
 #include "base/fd.h"
 

@@ -37,7 +37,7 @@ Result<void> CheckTool(const ImageToolCall& call) {
 }  // namespace
 
 Result<int> ExecImageTool(const ImageToolCall& call) {
-  WB_CHECK(CheckTool(call));
+  WB_RETURN_IF_ERROR(CheckTool(call));
   SpawnOptions o = Options(call, false);
   o.fds = {{0, 0}, {1, 1}, {2, 2}};
   ChildProcess child = WB_TRY(ChildProcess::Spawn(o));
@@ -46,7 +46,7 @@ Result<int> ExecImageTool(const ImageToolCall& call) {
 }
 
 Result<void> RunImageTool(const ImageToolCall& call) {
-  WB_CHECK(CheckTool(call));
+  WB_RETURN_IF_ERROR(CheckTool(call));
   SpawnOptions o = Options(call, true);
   Pipe err = WB_TRY(MakePipe());
   o.fds = {{err.write.get(), 2}};

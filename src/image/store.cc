@@ -8,8 +8,8 @@
 #include <unistd.h>
 
 #include <algorithm>
-#include <set>
 #include <nlohmann/json.hpp>
+#include <set>
 
 #include "base/fs.h"
 #include "base/strings.h"
@@ -35,7 +35,11 @@ proto::ExecRequest ImageConfig::Apply(proto::ExecRequest req) const {
 }
 
 nlohmann::json ImageConfig::ToJson() const {
-  return {{"Env", env}, {"Cmd", cmd}, {"Entrypoint", entrypoint}, {"WorkingDir", working_dir}, {"User", user}};
+  return {{"Env", env},
+          {"Cmd", cmd},
+          {"Entrypoint", entrypoint},
+          {"WorkingDir", working_dir},
+          {"User", user}};
 }
 namespace {
 
@@ -66,9 +70,11 @@ std::string NowRfc3339() {
 }  // namespace
 
 Result<void> ImageStore::ValidateName(const std::string& name) {
-  if (name.empty() || name.size() > 255) return Fail("image name", name, "must be 1-255 characters");
+  if (name.empty() || name.size() > 255)
+    return Fail("image name", name, "must be 1-255 characters");
   for (unsigned char c : name) {
-    if (!(std::isalnum(c) || c == '.' || c == '_' || c == '-' || c == '/' || c == ':' || c == '@')) {
+    if (!(std::isalnum(c) || c == '.' || c == '_' || c == '-' || c == '/' || c == ':' ||
+          c == '@')) {
       return Fail("image name", name, "may contain only letters, digits and . _ - / : @");
     }
   }
@@ -113,7 +119,8 @@ Result<Image> ImageStore::Load(const std::string& dir) {
       img.lower_dirs.push_back(dir + "/rootfs");
     } else if (oci::ValidateDigest(*it).ok()) {
       img.layer_digests.insert(img.layer_digests.begin(), *it);
-      img.lower_dirs.push_back(state_dir_ + "/layers/" + std::to_string(img.uid_base) + "/" + oci::DigestHex(*it));
+      img.lower_dirs.push_back(state_dir_ + "/layers/" + std::to_string(img.uid_base) + "/" +
+                               oci::DigestHex(*it));
     } else {
       return Fail("load image", dir + "/image.json", "bad layer '" + *it + "'");
     }
@@ -124,20 +131,23 @@ Result<Image> ImageStore::Load(const std::string& dir) {
     img.config.env = strings(c, "Env");
     img.config.cmd = strings(c, "Cmd");
     img.config.entrypoint = strings(c, "Entrypoint");
-    if (c.contains("WorkingDir") && c["WorkingDir"].is_string()) img.config.working_dir = c["WorkingDir"];
+    if (c.contains("WorkingDir") && c["WorkingDir"].is_string())
+      img.config.working_dir = c["WorkingDir"];
     if (c.contains("User") && c["User"].is_string()) img.config.user = c["User"];
   }
   return img;
 }
 
 std::string ImageStore::Resolve(const std::string& name) const {
-  if (name == kDefaultImage || PathExists(ImagesDir() + "/" + Escape(name) + "/image.json")) return name;
+  if (name == kDefaultImage || PathExists(ImagesDir() + "/" + Escape(name) + "/image.json"))
+    return name;
   auto ref = oci::ParseReference(name);
   return ref.ok() ? ref->Canonical() : name;
 }
 
 bool ImageStore::Exists(const std::string& name) const {
-  return name == kDefaultImage || PathExists(ImagesDir() + "/" + Escape(Resolve(name)) + "/image.json");
+  return name == kDefaultImage ||
+         PathExists(ImagesDir() + "/" + Escape(Resolve(name)) + "/image.json");
 }
 
 std::string ImageStore::BlobPath(const std::string& digest) const {
@@ -151,27 +161,29 @@ std::string ImageStore::LayerDir(const std::string& digest) const {
 Result<void> ImageStore::PrepareOciDirs() {
   // The sandbox's uid range walks layers/<base>/<hex> when its overlay is
   // mounted: every dir on the way is searchable by others.
-  for (const std::string& d : {state_dir_ + "/blobs/sha256", state_dir_ + "/layers/" + std::to_string(uid_base_)}) {
-    WB_CHECK(MkdirAll(d, 0755));
+  for (const std::string& d :
+       {state_dir_ + "/blobs/sha256", state_dir_ + "/layers/" + std::to_string(uid_base_)}) {
+    WB_RETURN_IF_ERROR(MkdirAll(d, 0755));
   }
-  WB_CHECK(MkdirAll(LocksDir(), 0700));
-  WB_CHECK(MkdirAll(TmpDir(), 0700));
-  WB_CHECK(MkdirAll(ImagesDir(), 0755));
+  WB_RETURN_IF_ERROR(MkdirAll(LocksDir(), 0700));
+  WB_RETURN_IF_ERROR(MkdirAll(TmpDir(), 0700));
+  WB_RETURN_IF_ERROR(MkdirAll(ImagesDir(), 0755));
   return Ok();
 }
 
 Result<Image> ImageStore::Get(const std::string& input) {
-  WB_CHECK(ValidateName(input));
+  WB_RETURN_IF_ERROR(ValidateName(input));
   const std::string name = Resolve(input);
   std::string dir = ImagesDir() + "/" + Escape(name);
   if (!PathExists(dir + "/image.json")) {
     if (name != kDefaultImage) {
-      return Fail("image", input, "no such image (see 'warmbox image ls'; pull one with 'warmbox image pull "
-                                  "REF', or import one with 'warmbox image import' or 'import-dir')");
+      return Fail("image", input,
+                  "no such image (see 'warmbox image ls'; pull one with 'warmbox image pull "
+                  "REF', or import one with 'warmbox image import' or 'import-dir')");
     }
     std::lock_guard<std::mutex> lock(build_mu_);
     if (PathExists(dir + "/image.json")) return Load(dir);  // built while we waited
-    WB_CHECK(MkdirAll(ImagesDir(), 0755));
+    WB_RETURN_IF_ERROR(MkdirAll(ImagesDir(), 0755));
     std::string tmp = ImagesDir() + "/.tmp-" + WB_TRY(RandomHex(6));
     auto built = BuildDefaultImage(tmp + "/rootfs", uid_base_);
     if (!built.ok()) {
@@ -192,12 +204,13 @@ Result<Image> ImageStore::Get(const std::string& input) {
 
 Result<Image> ImageStore::Commit(const std::string& name, const std::string& tmp,
                                  const std::string& source) {
-  nlohmann::json j = {{"name", name},
-                      {"uid_base", uid_base_},
-                      {"source", source},
-                      {"created", NowRfc3339()},
-                      {"layers", {"rootfs"}},
-                      {"config", {{"Env", nlohmann::json::array()}, {"WorkingDir", "/"}, {"User", ""}}}};
+  nlohmann::json j = {
+      {"name", name},
+      {"uid_base", uid_base_},
+      {"source", source},
+      {"created", NowRfc3339()},
+      {"layers", {"rootfs"}},
+      {"config", {{"Env", nlohmann::json::array()}, {"WorkingDir", "/"}, {"User", ""}}}};
   auto w = WriteFileAtomic(tmp + "/image.json", j.dump(2) + "\n");
   if (!w.ok()) {
     (void)RemoveTree(tmp);
@@ -244,9 +257,9 @@ Result<Image> ImageStore::CommitOci(const Image& img) {
                       {"layers", img.layer_digests},
                       {"blobs", img.blobs},
                       {"config", img.config.ToJson()}};
-  WB_CHECK(MkdirAll(ImagesDir(), 0755));
+  WB_RETURN_IF_ERROR(MkdirAll(ImagesDir(), 0755));
   std::string tmp = ImagesDir() + "/.tmp-" + WB_TRY(RandomHex(6));
-  WB_CHECK(MkdirAll(tmp, 0755));
+  WB_RETURN_IF_ERROR(MkdirAll(tmp, 0755));
   if (auto w = WriteFileAtomic(tmp + "/image.json", j.dump(2) + "\n"); !w.ok()) {
     (void)RemoveTree(tmp);
     return w.error();
@@ -271,7 +284,7 @@ Result<Image> ImageStore::CommitOci(const Image& img) {
 }
 
 Result<void> ImageStore::Remove(const std::string& input) {
-  WB_CHECK(ValidateName(input));
+  WB_RETURN_IF_ERROR(ValidateName(input));
   const std::string name = Resolve(input);
   std::string dir = ImagesDir() + "/" + Escape(name);
   if (!PathExists(dir + "/image.json")) return Fail("image rm", input, "no such image");
@@ -283,14 +296,15 @@ Result<void> ImageStore::Remove(const std::string& input) {
 
 Result<PruneReport> ImageStore::Prune() {
   PruneReport rep;
-  WB_CHECK(MkdirAll(LocksDir(), 0700));
+  WB_RETURN_IF_ERROR(MkdirAll(LocksDir(), 0700));
   // Pulls and imports hold the store lock shared for their whole run: what
   // they have written but not yet committed is never taken for garbage.
   UniqueFd lock = WB_TRY(LockPath(LocksDir() + "/store.lock", true));
   std::set<std::string> blobs, layers;  // hex; "base/hex"
   for (const auto& img : WB_TRY(List())) {
     for (const auto& b : img.blobs) blobs.insert(oci::DigestHex(b));
-    for (const auto& l : img.layer_digests) layers.insert(std::to_string(img.uid_base) + "/" + oci::DigestHex(l));
+    for (const auto& l : img.layer_digests)
+      layers.insert(std::to_string(img.uid_base) + "/" + oci::DigestHex(l));
   }
   auto entries = [](const std::string& d) {
     std::vector<std::string> out;
@@ -314,12 +328,12 @@ Result<PruneReport> ImageStore::Prune() {
   for (const auto& base : entries(ldir)) {
     for (const auto& n : entries(ldir + "/" + base)) {
       if (layers.count(base + "/" + n)) continue;
-      WB_CHECK(RemoveTree(ldir + "/" + base + "/" + n));
+      WB_RETURN_IF_ERROR(RemoveTree(ldir + "/" + base + "/" + n));
       ++rep.layers;
     }
   }
   for (const auto& n : entries(TmpDir())) {
-    WB_CHECK(RemoveTree(TmpDir() + "/" + n));
+    WB_RETURN_IF_ERROR(RemoveTree(TmpDir() + "/" + n));
     ++rep.tmp;
   }
   // Per-blob and per-layer lock files: every process that takes one holds
@@ -333,15 +347,15 @@ Result<PruneReport> ImageStore::Prune() {
 }
 
 Result<Image> ImageStore::ImportDir(const std::string& name, const std::string& src) {
-  WB_CHECK(ValidateName(name));
+  WB_RETURN_IF_ERROR(ValidateName(name));
   struct stat st;
   if (::stat(src.c_str(), &st) != 0) return Errno("import-dir", src);
   if (!S_ISDIR(st.st_mode)) return Fail("import-dir", src, "not a directory");
   std::string dir = ImagesDir() + "/" + Escape(name);
   if (PathExists(dir)) return Fail("import-dir", name, "an image with this name exists");
-  WB_CHECK(MkdirAll(ImagesDir(), 0755));
+  WB_RETURN_IF_ERROR(MkdirAll(ImagesDir(), 0755));
   std::string tmp = ImagesDir() + "/.tmp-" + WB_TRY(RandomHex(6));
-  WB_CHECK(MkdirAll(tmp, 0755));
+  WB_RETURN_IF_ERROR(MkdirAll(tmp, 0755));
   auto copied = CopyTreeShifted(src, tmp + "/rootfs", uid_base_);
   if (!copied.ok()) {
     (void)RemoveTree(tmp);

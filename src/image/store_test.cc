@@ -2,12 +2,11 @@
 // sandbox range. Needs root (chown).
 #include "image/store.h"
 
+#include <gtest/gtest.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <fstream>
-
-#include <gtest/gtest.h>
 
 #include "base/fs.h"
 #include "tests/test_util.h"
@@ -175,7 +174,8 @@ TEST_F(StoreTest, OciImagesResolveShareAndPrune) {
   two.config.cmd = {"sh"};
   auto replaced = store.CommitOci(two);
   ASSERT_TRUE(replaced.ok());
-  EXPECT_EQ(store.Get("localhost:5000/team/img:v1").value().config.cmd, std::vector<std::string>{"sh"});
+  EXPECT_EQ(store.Get("localhost:5000/team/img:v1").value().config.cmd,
+            std::vector<std::string>{"sh"});
   EXPECT_EQ(store.List().value().size(), 2u);
 
   ASSERT_TRUE(store.Remove("python:3.12-slim").ok());

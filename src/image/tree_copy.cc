@@ -28,7 +28,8 @@ class TreeCopier {
   TreeCopier(uint32_t base) : base_(base) {}
 
   // Copies the entry named `name` in src_dir (an open dir) into dst_dir.
-  Result<void> CopyDir(int src_dir, int dst_dir, const std::string& src_path, const std::string& dst_path) {
+  Result<void> CopyDir(int src_dir, int dst_dir, const std::string& src_path,
+                       const std::string& dst_path) {
     int dup = ::fcntl(src_dir, F_DUPFD_CLOEXEC, 3);
     if (dup < 0) return Errno("fcntl(F_DUPFD_CLOEXEC)", src_path);
     DIR* d = ::fdopendir(dup);
@@ -43,15 +44,16 @@ class TreeCopier {
     }
     ::closedir(d);
     for (const auto& n : names) {
-      WB_CHECK(CopyEntry(src_dir, dst_dir, n, src_path + "/" + n, dst_path + "/" + n));
+      WB_RETURN_IF_ERROR(CopyEntry(src_dir, dst_dir, n, src_path + "/" + n, dst_path + "/" + n));
     }
     return Ok();
   }
 
-  Result<void> CopyEntry(int src_dir, int dst_dir, const std::string& name, const std::string& src_path,
-                         const std::string& dst_path) {
+  Result<void> CopyEntry(int src_dir, int dst_dir, const std::string& name,
+                         const std::string& src_path, const std::string& dst_path) {
     struct stat st;
-    if (::fstatat(src_dir, name.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0) return Errno("lstat", src_path);
+    if (::fstatat(src_dir, name.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0)
+      return Errno("lstat", src_path);
     if (st.st_uid >= kRange || st.st_gid >= kRange) {
       return Fail("copy tree", src_path,
                   "owner " + std::to_string(st.st_uid) + ":" + std::to_string(st.st_gid) +
@@ -67,8 +69,8 @@ class TreeCopier {
       if (!s) return Errno("open", src_path);
       UniqueFd d(::openat(dst_dir, n, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
       if (!d) return Errno("open", dst_path);
-      WB_CHECK(CopyDir(s.get(), d.get(), src_path, dst_path));
-      WB_CHECK(CopyXattrs(s.get(), d.get(), src_path));
+      WB_RETURN_IF_ERROR(CopyDir(s.get(), d.get(), src_path, dst_path));
+      WB_RETURN_IF_ERROR(CopyXattrs(s.get(), d.get(), src_path));
       return Finish(d.get(), dst_path, st, uid, gid);
     }
     if (S_ISLNK(st.st_mode)) {
@@ -77,16 +79,19 @@ class TreeCopier {
       if (len < 0) return Errno("readlink", src_path);
       target.resize(static_cast<size_t>(len));
       if (::symlinkat(target.c_str(), dst_dir, n) != 0) return Errno("symlink", dst_path);
-      if (::fchownat(dst_dir, n, uid, gid, AT_SYMLINK_NOFOLLOW) != 0) return Errno("lchown", dst_path);
+      if (::fchownat(dst_dir, n, uid, gid, AT_SYMLINK_NOFOLLOW) != 0)
+        return Errno("lchown", dst_path);
       timespec ts[2] = {st.st_atim, st.st_mtim};
-      if (::utimensat(dst_dir, n, ts, AT_SYMLINK_NOFOLLOW) != 0) return Errno("utimensat", dst_path);
+      if (::utimensat(dst_dir, n, ts, AT_SYMLINK_NOFOLLOW) != 0)
+        return Errno("utimensat", dst_path);
       return Ok();
     }
     if (!S_ISREG(st.st_mode)) return Ok();  // devices, fifos, sockets: unusable in a user namespace
     if (st.st_nlink > 1) {
       auto it = links_.find({st.st_dev, st.st_ino});
       if (it != links_.end()) {
-        if (::linkat(AT_FDCWD, it->second.c_str(), dst_dir, n, 0) != 0) return Errno("link", dst_path);
+        if (::linkat(AT_FDCWD, it->second.c_str(), dst_dir, n, 0) != 0)
+          return Errno("link", dst_path);
         return Ok();
       }
       links_[{st.st_dev, st.st_ino}] = dst_path;
@@ -97,7 +102,8 @@ class TreeCopier {
     if (!d) return Errno("create", dst_path);
     off_t left = st.st_size;
     while (left > 0) {
-      ssize_t c = ::copy_file_range(s.get(), nullptr, d.get(), nullptr, static_cast<size_t>(left), 0);
+      ssize_t c =
+          ::copy_file_range(s.get(), nullptr, d.get(), nullptr, static_cast<size_t>(left), 0);
       if (c < 0) {
         if (errno == EINTR) continue;
         return Errno("copy_file_range", src_path);
@@ -105,7 +111,7 @@ class TreeCopier {
       if (c == 0) break;  // the file shrank while we copied
       left -= c;
     }
-    WB_CHECK(CopyXattrs(s.get(), d.get(), src_path));
+    WB_RETURN_IF_ERROR(CopyXattrs(s.get(), d.get(), src_path));
     return Finish(d.get(), dst_path, st, uid, gid);
   }
 
@@ -113,7 +119,8 @@ class TreeCopier {
 
  private:
   // Owner first, then mode (chown clears set-id bits), then times.
-  Result<void> Finish(int fd, const std::string& path, const struct stat& st, uid_t uid, gid_t gid) {
+  Result<void> Finish(int fd, const std::string& path, const struct stat& st, uid_t uid,
+                      gid_t gid) {
     if (::fchown(fd, uid, gid) != 0) return Errno("chown", path);
     if (::fchmod(fd, st.st_mode & 07777) != 0) return Errno("chmod", path);
     timespec ts[2] = {st.st_atim, st.st_mtim};
@@ -138,7 +145,8 @@ class TreeCopier {
       std::string value(static_cast<size_t>(vlen), '\0');
       vlen = ::fgetxattr(src, key.c_str(), value.data(), value.size());
       if (vlen < 0) continue;
-      if (::fsetxattr(dst, key.c_str(), value.data(), static_cast<size_t>(vlen), 0) != 0 && errno != ENOTSUP) {
+      if (::fsetxattr(dst, key.c_str(), value.data(), static_cast<size_t>(vlen), 0) != 0 &&
+          errno != ENOTSUP) {
         return Errno("fsetxattr", path + " " + key);
       }
     }
@@ -158,15 +166,17 @@ Result<void> CopyTreeShifted(const std::string& src, const std::string& dst, uin
   struct stat st;
   if (::fstat(s.get(), &st) != 0) return Errno("stat", src);
   if (st.st_uid >= kRange || st.st_gid >= kRange) {
-    return Fail("copy tree", src, "owner " + std::to_string(st.st_uid) + " is outside the sandbox's 65536 ids");
+    return Fail("copy tree", src,
+                "owner " + std::to_string(st.st_uid) + " is outside the sandbox's 65536 ids");
   }
   if (::mkdir(dst.c_str(), 0700) != 0) return Errno("mkdir", dst);
   UniqueFd d(::open(dst.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
   if (!d) return Errno("open", dst);
   TreeCopier copier(uid_base);
   copier.root_dev_ = st.st_dev;
-  WB_CHECK(copier.CopyDir(s.get(), d.get(), src, dst));
-  if (::fchown(d.get(), uid_base + st.st_uid, uid_base + st.st_gid) != 0) return Errno("chown", dst);
+  WB_RETURN_IF_ERROR(copier.CopyDir(s.get(), d.get(), src, dst));
+  if (::fchown(d.get(), uid_base + st.st_uid, uid_base + st.st_gid) != 0)
+    return Errno("chown", dst);
   if (::fchmod(d.get(), st.st_mode & 07777) != 0) return Errno("chmod", dst);
   return Ok();
 }
@@ -191,7 +201,8 @@ Result<void> ShiftOwnership(const std::string& root, uint32_t uid_base) {
   g_shift_errno = 0;
   int r = ::nftw(root.c_str(), ShiftOne, 64, FTW_PHYS | FTW_MOUNT);
   if (r != 0) {
-    if (g_shift_errno) return ErrnoValue(g_shift_errno, "lchown", g_shift_path ? g_shift_path : root);
+    if (g_shift_errno)
+      return ErrnoValue(g_shift_errno, "lchown", g_shift_path ? g_shift_path : root);
     return Errno("nftw", root);
   }
   return Ok();

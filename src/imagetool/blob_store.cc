@@ -13,7 +13,7 @@
 namespace wb::imagetool {
 
 Result<bool> EnsureBlob(ImageStore& store, const oci::Descriptor& d, const BlobWriter& write) {
-  WB_CHECK(oci::ValidateDigest(d.digest));
+  WB_RETURN_IF_ERROR(oci::ValidateDigest(d.digest));
   const std::string path = store.BlobPath(d.digest);
   if (PathExists(path)) return true;
   const std::string hex = oci::DigestHex(d.digest);
@@ -95,7 +95,7 @@ Result<void> CopyVerified(const std::string& from, const oci::Descriptor& d,
     if (total > d.size) break;
     std::string_view chunk(buf.data(), static_cast<size_t>(n));
     h.Update(chunk);
-    WB_CHECK(WriteAll(out.get(), chunk));
+    WB_RETURN_IF_ERROR(WriteAll(out.get(), chunk));
   }
   if (total != d.size) {
     return Fail("verify blob", d.digest,

@@ -49,7 +49,7 @@ Result<std::string> Member(const std::string& root, const std::string& rel) {
 }
 
 Result<std::string> OciBlobPath(const std::string& root, const std::string& digest) {
-  WB_CHECK(oci::ValidateDigest(digest));
+  WB_RETURN_IF_ERROR(oci::ValidateDigest(digest));
   return root + "/blobs/sha256/" + oci::DigestHex(digest);
 }
 
@@ -187,8 +187,8 @@ Result<Image> Import(ImageStore& store, const std::string& file, const std::stri
                      Progress& p) {
   struct stat st;
   if (::stat(file.c_str(), &st) != 0) return Errno("import", file);
-  if (!name.empty()) WB_CHECK(oci::ParseReference(name));
-  WB_CHECK(store.PrepareOciDirs());
+  if (!name.empty()) WB_RETURN_IF_ERROR(oci::ParseReference(name));
+  WB_RETURN_IF_ERROR(store.PrepareOciDirs());
   UniqueFd store_lock = WB_TRY(LockPath(store.LocksDir() + "/store.lock", false));
   std::string root = file, extracted;
   if (!S_ISDIR(st.st_mode)) {
@@ -230,7 +230,7 @@ Result<Image> Import(ImageStore& store, const std::string& file, const std::stri
     img.source = kind + " " + file;
     img.digest = parsed.digest;
     for (const auto& [d, bytes] : parsed.small) {
-      WB_CHECK(EnsureBlobBytes(store, d, bytes));
+      WB_RETURN_IF_ERROR(EnsureBlobBytes(store, d, bytes));
       img.blobs.push_back(d.digest);
     }
     for (size_t i = 0; i < parsed.layers.size(); ++i) {
@@ -241,7 +241,7 @@ Result<Image> Import(ImageStore& store, const std::string& file, const std::stri
       (void)WB_TRY(
           EnsureBlob(store, d, [&](const std::string& tmp) { return CopyVerified(src, d, tmp); }));
       p.Update(label, d.size, d.size);
-      WB_CHECK(EnsureLayer(store, d));
+      WB_RETURN_IF_ERROR(EnsureLayer(store, d));
       p.Done(label, "imported");
       img.layer_digests.push_back(d.digest);
       img.blobs.push_back(d.digest);

@@ -96,7 +96,7 @@ class LayerUnpacker {
 
 Result<Image> Pull(ImageStore& store, const std::string& text, const PullOptions& o, Progress& p) {
   oci::Reference ref = WB_TRY(oci::ParseReference(text));
-  WB_CHECK(store.PrepareOciDirs());
+  WB_RETURN_IF_ERROR(store.PrepareOciDirs());
   // Shared: prune (exclusive) waits until we are done with what we wrote.
   UniqueFd store_lock = WB_TRY(LockPath(store.LocksDir() + "/store.lock", false));
   RegistryOptions ro;
@@ -133,7 +133,7 @@ Result<Image> Pull(ImageStore& store, const std::string& text, const PullOptions
   oci::RuntimeConfig rc = WB_TRY(oci::ParseImageConfig(config));
   img.blobs.push_back(m.config.digest);
   for (const auto& [d, bytes] : small) {
-    WB_CHECK(EnsureBlobBytes(store, d, bytes));
+    WB_RETURN_IF_ERROR(EnsureBlobBytes(store, d, bytes));
     img.blobs.push_back(d.digest);
   }
   // Layer i unpacks on a worker while layer i+1 downloads. One unpack at a
@@ -164,7 +164,7 @@ Result<Image> Pull(ImageStore& store, const std::string& text, const PullOptions
     img.blobs.push_back(l.digest);
     img.size += l.size;
   }
-  WB_CHECK(unpacker.Finish());
+  WB_RETURN_IF_ERROR(unpacker.Finish());
   img.config.env = rc.env;
   img.config.cmd = rc.cmd;
   img.config.entrypoint = rc.entrypoint;

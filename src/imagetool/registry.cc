@@ -70,7 +70,7 @@ Result<void> Registry::Connect() {
   }
   connected_ = true;
   if (r->status == 401 && r->headers.count("www-authenticate"))
-    WB_CHECK(Authenticate(r->headers["www-authenticate"]));
+    WB_RETURN_IF_ERROR(Authenticate(r->headers["www-authenticate"]));
   return Ok();
 }
 
@@ -121,7 +121,7 @@ Result<void> Registry::Authenticate(const std::string& header) {
 
 Result<HttpResponse> Registry::Request(const std::string& path, const std::string& accept,
                                        const std::function<BodySink()>& sink_factory) {
-  WB_CHECK(Connect());
+  WB_RETURN_IF_ERROR(Connect());
   bool reauthed = false;
   for (int attempt = 0;; ++attempt) {
     std::vector<std::string> headers;
@@ -132,7 +132,7 @@ Result<HttpResponse> Registry::Request(const std::string& path, const std::strin
     if (r.ok() && r->status == 401 && !reauthed && r->headers.count("www-authenticate")) {
       // A token is scoped: the first request of a repository may need one.
       reauthed = true;
-      WB_CHECK(Authenticate(r->headers["www-authenticate"]));
+      WB_RETURN_IF_ERROR(Authenticate(r->headers["www-authenticate"]));
       --attempt;
       continue;
     }
@@ -202,7 +202,7 @@ Result<void> Registry::DownloadBlob(const oci::Descriptor& d, const std::string&
             "the registry sent more than the " + std::to_string(d.size) + " bytes announced");
       }
       hash.Update(chunk);
-      WB_CHECK(WriteAll(fd.get(), chunk));
+      WB_RETURN_IF_ERROR(WriteAll(fd.get(), chunk));
       if (progress) progress(got, d.size);
       return Ok();
     };

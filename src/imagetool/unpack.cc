@@ -99,8 +99,8 @@ Result<UnpackStats> Unpack(const std::string& path, const std::string& dest, boo
     return Fail("open archive", path, ArchiveError(in.get()));
   }
   std::unique_ptr<archive, ArchiveWriteDeleter> out(archive_write_disk_new());
-  int flags = ARCHIVE_EXTRACT_TIME | ARCHIVE_EXTRACT_SECURE_SYMLINKS | ARCHIVE_EXTRACT_SECURE_NODOTDOT |
-              ARCHIVE_EXTRACT_SECURE_NOABSOLUTEPATHS;
+  int flags = ARCHIVE_EXTRACT_TIME | ARCHIVE_EXTRACT_SECURE_SYMLINKS |
+              ARCHIVE_EXTRACT_SECURE_NODOTDOT | ARCHIVE_EXTRACT_SECURE_NOABSOLUTEPATHS;
   // A layer keeps its modes (set-uid included: the owners are sandbox uids)
   // and owners, numeric and shifted by us (no name lookup: host names mean
   // nothing inside); only user.* xattrs survive the filter below. An archive
@@ -129,8 +129,8 @@ Result<UnpackStats> Unpack(const std::string& path, const std::string& dest, boo
         continue;
       case oci::EntryAction::kOpaque: {
         std::string dir = plan.path.empty() ? "." : plan.path;
-        WB_CHECK(CheckNoSymlink(dir, true));
-        WB_CHECK(MakeParents(dir + "/x", uid_base));
+        WB_RETURN_IF_ERROR(CheckNoSymlink(dir, true));
+        WB_RETURN_IF_ERROR(MakeParents(dir + "/x", uid_base));
         // userxattr overlay (the sandbox's mount) reads user.overlay.*.
         if (::lsetxattr(dir.c_str(), "user.overlay.opaque", "y", 1, 0) != 0) {
           return Errno("lsetxattr user.overlay.opaque", dir);
@@ -138,10 +138,10 @@ Result<UnpackStats> Unpack(const std::string& path, const std::string& dest, boo
         continue;
       }
       case oci::EntryAction::kWhiteout: {
-        WB_CHECK(CheckNoSymlink(plan.path, false));
-        WB_CHECK(MakeParents(plan.path, uid_base));
+        WB_RETURN_IF_ERROR(CheckNoSymlink(plan.path, false));
+        WB_RETURN_IF_ERROR(MakeParents(plan.path, uid_base));
         // An entry of this same layer at that path gives way to the whiteout.
-        WB_CHECK(RemoveTree(plan.path));
+        WB_RETURN_IF_ERROR(RemoveTree(plan.path));
         if (::mknod(plan.path.c_str(), S_IFCHR | 0000, makedev(0, 0)) != 0)
           return Errno("mknod whiteout", plan.path);
         if (::lchown(plan.path.c_str(), uid_base, uid_base) != 0) return Errno("lchown", plan.path);
@@ -155,12 +155,12 @@ Result<UnpackStats> Unpack(const std::string& path, const std::string& dest, boo
       ++stats.skipped_devices;  // unusable in a user namespace
       continue;
     }
-    WB_CHECK(CheckNoSymlink(plan.path, false));
+    WB_RETURN_IF_ERROR(CheckNoSymlink(plan.path, false));
     archive_entry_set_pathname(e, plan.path.c_str());
     if (const char* hl = archive_entry_hardlink(e)) {
       std::string target = WB_TRY(oci::CleanMemberPath(hl));
       if (target.empty()) return Fail("layer entry", name, "hard link to the root");
-      WB_CHECK(CheckNoSymlink(target, true));
+      WB_RETURN_IF_ERROR(CheckNoSymlink(target, true));
       archive_entry_set_hardlink(e, target.c_str());
     }
     if (layer) {

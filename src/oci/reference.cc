@@ -127,7 +127,8 @@ Result<Reference> ParseReference(std::string_view text) {
   // Docker's limit on a name, checked on the canonical name (the fuzzer
   // found a 249-character short name whose docker.io/library/ form was not).
   if (r.registry.size() + 1 + r.repository.size() > 255) {
-    return Fail("image reference", what, "name too long (at most 255 characters with registry and library/)");
+    return Fail("image reference", what,
+                "name too long (at most 255 characters with registry and library/)");
   }
   return r;
 }

@@ -24,7 +24,8 @@ TEST(ReferenceTest, NameLimitAppliesToTheCanonicalNameWhichAlwaysParsesBack) {
   EXPECT_NE(r.error().ToString().find("name too long"), std::string::npos) << r.error().ToString();
   // The longest name, with a tag and a digest, still parses back.
   std::string name = "r.io/" + std::string(250, 'b');
-  auto full = ParseReference(name + ":" + std::string(128, 't') + "@sha256:" + std::string(64, 'a'));
+  auto full =
+      ParseReference(name + ":" + std::string(128, 't') + "@sha256:" + std::string(64, 'a'));
   ASSERT_TRUE(full.ok()) << full.error().ToString();
   auto again = ParseReference(full->Canonical());
   ASSERT_TRUE(again.ok()) << again.error().ToString();

@@ -10,12 +10,12 @@
 
 namespace wb::pool {
 
-using boost::system::error_code;
 using asio::redirect_error;
 using asio::use_awaitable;
+using boost::system::error_code;
 
 asio::awaitable<Result<std::unique_ptr<AgentConn>>> AgentConn::Connect(asio::any_io_executor ex,
-                                                                      const AgentEndpoint& ep) {
+                                                                       const AgentEndpoint& ep) {
   auto c = std::make_unique<AgentConn>(ex);
   c->path_ = ep.socket_path;
   error_code ec;
@@ -43,7 +43,8 @@ asio::awaitable<Result<proto::Frame>> AgentConn::ReadFrame() {
   if (auto r = dec.Feed(std::string_view(reinterpret_cast<char*>(hdr), sizeof hdr)); !r.ok()) {
     co_return r.error();
   }
-  uint32_t n = (uint32_t{hdr[1]} << 24) | (uint32_t{hdr[2]} << 16) | (uint32_t{hdr[3]} << 8) | hdr[4];
+  uint32_t n =
+      (uint32_t{hdr[1]} << 24) | (uint32_t{hdr[2]} << 16) | (uint32_t{hdr[3]} << 8) | hdr[4];
   std::string payload(n, '\0');
   if (n) {
     co_await asio::async_read(sock_, asio::buffer(payload), redirect_error(use_awaitable, ec));
@@ -92,18 +93,18 @@ asio::awaitable<Result<void>> AgentConn::Heartbeat(std::chrono::milliseconds tim
   // (No co_await inside a conditional expression: GCC 12 miscompiles it.)
   Result<proto::Frame> f = co_await ReadFrame();
   if (dog.fired()) {
-    co_return Fail("heartbeat", path_, "no answer within " + std::to_string(timeout.count()) + " ms");
+    co_return Fail("heartbeat", path_,
+                   "no answer within " + std::to_string(timeout.count()) + " ms");
   }
   if (!f.ok()) co_return f.error();
-  if (f->type != proto::FrameType::kHeartbeatReply) co_return Fail("heartbeat", path_, "unexpected reply");
+  if (f->type != proto::FrameType::kHeartbeatReply)
+    co_return Fail("heartbeat", path_, "unexpected reply");
   co_return Ok();
 }
 
-asio::awaitable<Result<proto::ExecExit>> AgentConn::Exec(const proto::ExecRequest& req_in,
-                                                         const std::optional<std::string>& stdin_data,
-                                                         ChunkFn on_chunk,
-                                                         std::optional<std::chrono::milliseconds> health_check,
-                                                         bool* unhealthy) {
+asio::awaitable<Result<proto::ExecExit>> AgentConn::Exec(
+    const proto::ExecRequest& req_in, const std::optional<std::string>& stdin_data,
+    ChunkFn on_chunk, std::optional<std::chrono::milliseconds> health_check, bool* unhealthy) {
   proto::ExecRequest req = req_in;
   req.stdin = stdin_data.has_value();
   std::string head;
@@ -118,8 +119,9 @@ asio::awaitable<Result<proto::ExecExit>> AgentConn::Exec(const proto::ExecReques
     if (!h.ok() || h->type != proto::FrameType::kHeartbeatReply) {
       if (unhealthy) *unhealthy = true;
       co_return Fail("health check", path_,
-                     dog.fired() ? "no answer within " + std::to_string(health_check->count()) + " ms"
-                                 : (h.ok() ? std::string("unexpected reply") : h.error().ToString()));
+                     dog.fired()
+                         ? "no answer within " + std::to_string(health_check->count()) + " ms"
+                         : (h.ok() ? std::string("unexpected reply") : h.error().ToString()));
     }
   } else {
     co_await asio::async_write(sock_, asio::buffer(head), redirect_error(use_awaitable, ec));
@@ -153,7 +155,9 @@ asio::awaitable<Result<proto::ExecExit>> AgentConn::Exec(const proto::ExecReques
   for (;;) {
     auto f = co_await ReadFrame();
     if (!f.ok()) {
-      result = backstop && backstop->fired() ? Fail("exec", path_, "the agent did not report an exit in time") : f.error();
+      result = backstop && backstop->fired()
+                   ? Fail("exec", path_, "the agent did not report an exit in time")
+                   : f.error();
       break;
     }
     if (f->type == proto::FrameType::kStdout || f->type == proto::FrameType::kStderr) {
@@ -164,9 +168,10 @@ asio::awaitable<Result<proto::ExecExit>> AgentConn::Exec(const proto::ExecReques
       result = proto::ParseExecExit(f->payload);
       break;
     }
-    result = Fail("exec", path_,
-                  f->type == proto::FrameType::kFailure ? "agent refused: " + f->payload
-                                                        : std::string("unexpected frame from agent"));
+    result =
+        Fail("exec", path_,
+             f->type == proto::FrameType::kFailure ? "agent refused: " + f->payload
+                                                   : std::string("unexpected frame from agent"));
     break;
   }
   co_return result;

@@ -43,7 +43,8 @@ class AgentConn {
   // the health check of an idle sandbox without a round trip of its own.
   [[nodiscard]] asio::awaitable<Result<proto::ExecExit>> Exec(
       const proto::ExecRequest& req, const std::optional<std::string>& stdin_data, ChunkFn on_chunk,
-      std::optional<std::chrono::milliseconds> health_check = std::nullopt, bool* unhealthy = nullptr);
+      std::optional<std::chrono::milliseconds> health_check = std::nullopt,
+      bool* unhealthy = nullptr);
 
   // Aborts whatever is pending; the agent kills a running command on hang-up.
   void Close();

@@ -10,9 +10,9 @@
 namespace wb::pool {
 
 struct PoolSettings {
-  size_t size = 2;        // idle sandboxes kept per image
-  size_t max = 8;         // concurrent runs per image (permits)
-  uint64_t ttl_s = 300;   // idle TTL, 0 = none
+  size_t size = 2;                                 // idle sandboxes kept per image
+  size_t max = 8;                                  // concurrent runs per image (permits)
+  uint64_t ttl_s = 300;                            // idle TTL, 0 = none
   std::chrono::milliseconds queue_timeout{30000};  // wait for a permit, then "busy"
   size_t queue_limit = 256;                        // waiters per image, then "busy" at once
   // A hung idle agent is caught after this long; generous, so that a busy

@@ -1,12 +1,12 @@
 #include "pool/warm_pool.h"
 
+#include <sys/resource.h>
+
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
 #include <boost/asio/redirect_error.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <optional>
-
-#include <sys/resource.h>
 
 #include "base/log.h"
 
@@ -34,8 +34,8 @@ Permit::~Permit() {
   if (pool_) pool_->ReturnPermit();
 }
 
-WarmPool::WarmPool(PoolRuntime& rt, std::string image, std::string driver, size_t target, size_t permits,
-                   const PoolSettings& s)
+WarmPool::WarmPool(PoolRuntime& rt, std::string image, std::string driver, size_t target,
+                   size_t permits, const PoolSettings& s)
     : rt_(rt),
       image_(std::move(image)),
       driver_(std::move(driver)),
@@ -64,7 +64,8 @@ asio::awaitable<Result<Permit>> WarmPool::TakePermit() {
     ++stats_.rejected_busy;
     co_return Fail("busy", image_,
                    "all " + std::to_string(permits_) + " run slots are taken and " +
-                       std::to_string(waiters_.size()) + " requests are already waiting; retry later");
+                       std::to_string(waiters_.size()) +
+                       " requests are already waiting; retry later");
   }
   auto w = std::make_shared<Waiter>(rt_.io.get_executor());
   w->timer.expires_after(settings_.queue_timeout);
@@ -76,8 +77,9 @@ asio::awaitable<Result<Permit>> WarmPool::TakePermit() {
   if (rt_.stopping) co_return Fail("pool", image_, "the daemon is shutting down");
   ++stats_.rejected_busy;
   co_return Fail("busy", image_,
-                 "no run slot became free within " + std::to_string(settings_.queue_timeout.count()) +
-                     " ms (all " + std::to_string(permits_) + " in use); retry later");
+                 "no run slot became free within " +
+                     std::to_string(settings_.queue_timeout.count()) + " ms (all " +
+                     std::to_string(permits_) + " in use); retry later");
 }
 
 void WarmPool::ReturnPermit() {
@@ -227,7 +229,8 @@ asio::awaitable<void> WarmPool::RefillOne() {
     // Back off (100 ms doubling to 30 s) instead of spinning on a broken image.
     ++refill_failures_;
     auto delay = std::min<std::chrono::milliseconds>(
-        std::chrono::milliseconds(100) * (1 << std::min(refill_failures_, 9)), std::chrono::seconds(30));
+        std::chrono::milliseconds(100) * (1 << std::min(refill_failures_, 9)),
+        std::chrono::seconds(30));
     spdlog::warn("pool {}: creating a sandbox failed ({}); retrying in {} ms", image_,
                  sb.error().ToString(), delay.count());
     backing_off_ = true;
@@ -294,7 +297,8 @@ void WarmPool::Shutdown() {
   for (auto& w : waiters_) w->timer.cancel();
 }
 
-WarmPool& PoolRegistry::Get(const std::string& image, const std::string& driver, size_t warm_count) {
+WarmPool& PoolRegistry::Get(const std::string& image, const std::string& driver,
+                            size_t warm_count) {
   auto it = pools_.find({image, driver});
   if (it != pools_.end()) return *it->second;
   size_t target = warm_count ? warm_count : defaults_.size;

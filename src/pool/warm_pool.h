@@ -40,10 +40,10 @@ struct PoolRuntime {
   asio::io_context& io;
   DriverSource drivers;  // called on the creation threads: must be thread-safe
   ImageStore& store;
-  asio::thread_pool create;   // its size is the global cap on concurrent creations
+  asio::thread_pool create;  // its size is the global cap on concurrent creations
   asio::thread_pool destroy;
   bool stopping = false;
-  size_t in_flight = 0;       // creations + destructions, for shutdown
+  size_t in_flight = 0;  // creations + destructions, for shutdown
 };
 
 class WarmPool;
@@ -120,9 +120,9 @@ class WarmPool {
   size_t target_;
   size_t permits_;
   size_t permits_used_ = 0;
-  size_t creating_ = 0;       // refill creations in flight
-  size_t on_demand_ = 0;      // miss creations in flight
-  int refill_failures_ = 0;   // consecutive, for backoff
+  size_t creating_ = 0;      // refill creations in flight
+  size_t on_demand_ = 0;     // miss creations in flight
+  int refill_failures_ = 0;  // consecutive, for backoff
   bool backing_off_ = false;
   std::deque<Idle> idle_;
   std::deque<std::shared_ptr<Waiter>> waiters_;
@@ -146,7 +146,8 @@ class PoolRegistry {
  private:
   PoolRuntime& rt_;
   PoolSettings defaults_;
-  std::map<std::pair<std::string, std::string>, std::unique_ptr<WarmPool>> pools_;  // (image, driver)
+  std::map<std::pair<std::string, std::string>, std::unique_ptr<WarmPool>>
+      pools_;  // (image, driver)
 };
 
 }  // namespace wb::pool

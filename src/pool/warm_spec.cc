@@ -4,7 +4,8 @@
 
 namespace wb {
 
-Result<std::vector<WarmEntry>> ParseWarmSpecs(const std::vector<std::string>& args, size_t default_count) {
+Result<std::vector<WarmEntry>> ParseWarmSpecs(const std::vector<std::string>& args,
+                                              size_t default_count) {
   std::vector<WarmEntry> out;
   for (const auto& arg : args) {
     for (const auto& raw : Split(arg, ',')) {

@@ -12,7 +12,8 @@ using Args = std::vector<std::string>;
 
 ::testing::AssertionResult Contains(const std::string& haystack, const std::string& needle) {
   if (haystack.find(needle) != std::string::npos) return ::testing::AssertionSuccess();
-  return ::testing::AssertionFailure() << "\"" << haystack << "\" does not contain \"" << needle << "\"";
+  return ::testing::AssertionFailure()
+         << "\"" << haystack << "\" does not contain \"" << needle << "\"";
 }
 
 // The error text of specs that must be refused.

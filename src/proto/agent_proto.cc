@@ -9,8 +9,17 @@ using nlohmann::json;
 
 bool IsKnownFrameType(char c) {
   switch (c) {
-    case 'H': case 'h': case 'E': case 'I': case 'C':
-    case 'O': case 'R': case 'X': case 'F': case 'D': case 'd':
+    case 'H':
+    case 'h':
+    case 'E':
+    case 'I':
+    case 'C':
+    case 'O':
+    case 'R':
+    case 'X':
+    case 'F':
+    case 'D':
+    case 'd':
       return true;
   }
   return false;
@@ -85,9 +94,11 @@ Result<std::vector<std::string>> StringList(const json& j, const char* key, cons
   std::vector<std::string> out;
   auto it = j.find(key);
   if (it == j.end() || it->is_null()) return out;
-  if (!it->is_array()) return Fail("parse " + std::string(what), key, "expected an array of strings");
+  if (!it->is_array())
+    return Fail("parse " + std::string(what), key, "expected an array of strings");
   for (const auto& v : *it) {
-    if (!v.is_string()) return Fail("parse " + std::string(what), key, "expected an array of strings");
+    if (!v.is_string())
+      return Fail("parse " + std::string(what), key, "expected an array of strings");
     out.push_back(v.get<std::string>());
   }
   return out;
@@ -119,18 +130,25 @@ Result<bool> Bool(const json& j, const char* key, const char* what) {
 Result<int> Int(const json& j, const char* key, const char* what) {
   auto it = j.find(key);
   if (it == j.end() || it->is_null()) return 0;
-  if (!it->is_number_integer()) return Fail("parse " + std::string(what), key, "expected an integer");
+  if (!it->is_number_integer())
+    return Fail("parse " + std::string(what), key, "expected an integer");
   int64_t v = it->get<int64_t>();
-  if (v < INT32_MIN || v > INT32_MAX) return Fail("parse " + std::string(what), key, "out of range");
+  if (v < INT32_MIN || v > INT32_MAX)
+    return Fail("parse " + std::string(what), key, "out of range");
   return static_cast<int>(v);
 }
 
 }  // namespace
 
 std::string ToJson(const ExecRequest& r) {
-  json j = {{"argv", r.argv}, {"env", r.env},         {"cwd", r.cwd},
-            {"user", r.user}, {"timeout_ms", r.timeout_ms}, {"output_cap", r.output_cap},
-            {"stdin", r.stdin}, {"nofile", r.nofile}};
+  json j = {{"argv", r.argv},
+            {"env", r.env},
+            {"cwd", r.cwd},
+            {"user", r.user},
+            {"timeout_ms", r.timeout_ms},
+            {"output_cap", r.output_cap},
+            {"stdin", r.stdin},
+            {"nofile", r.nofile}};
   return j.dump(-1, ' ', false, json::error_handler_t::replace);
 }
 

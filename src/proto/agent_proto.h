@@ -37,7 +37,7 @@ enum class FrameType : char {
   kStderr = 'R',
   kExit = 'X',
   kFailure = 'F',
-  kIdentity = 'D',       // host -> guest agent: a VM clone's identity (docs/protocol.md)
+  kIdentity = 'D',  // host -> guest agent: a VM clone's identity (docs/protocol.md)
   kIdentityReply = 'd',
 };
 
@@ -70,13 +70,13 @@ class FrameDecoder {
 
 struct ExecRequest {
   std::vector<std::string> argv;
-  std::vector<std::string> env;  // "K=V", applied over the agent's defaults
-  std::string cwd;               // empty: "/"
-  std::string user;              // empty: root; "name", "uid", "uid:gid", "name:group"
-  uint64_t timeout_ms = 0;       // 0: none
+  std::vector<std::string> env;             // "K=V", applied over the agent's defaults
+  std::string cwd;                          // empty: "/"
+  std::string user;                         // empty: root; "name", "uid", "uid:gid", "name:group"
+  uint64_t timeout_ms = 0;                  // 0: none
   uint64_t output_cap = kDefaultOutputCap;  // per stream
-  bool stdin = false;            // host will send 'I'/'C'; else stdin is empty
-  uint64_t nofile = 0;           // RLIMIT_NOFILE; 0: the sandbox's default
+  bool stdin = false;                       // host will send 'I'/'C'; else stdin is empty
+  uint64_t nofile = 0;                      // RLIMIT_NOFILE; 0: the sandbox's default
 };
 
 struct ExecExit {

@@ -17,8 +17,8 @@ const FrameType kAllTypes[] = {
 
 ::testing::AssertionResult Contains(const std::string& haystack, const std::string& needle) {
   if (haystack.find(needle) != std::string::npos) return ::testing::AssertionSuccess();
-  return ::testing::AssertionFailure() << "\"" << haystack << "\" does not contain \"" << needle
-                                       << "\"";
+  return ::testing::AssertionFailure()
+         << "\"" << haystack << "\" does not contain \"" << needle << "\"";
 }
 
 std::vector<Frame> Drain(FrameDecoder& d) {

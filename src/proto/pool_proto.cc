@@ -119,12 +119,15 @@ Result<PoolRequest> ParsePoolRequest(std::string_view text) {
   if (in != j.end() && !in->is_null()) run.stdin_data = WB_TRY(Bytes(*in, "stdin"));
   run.timeout_ms = WB_TRY(U64(j, "timeout_ms"));
   // The daemon adds a margin and hands it to timers in nanoseconds (int64).
-  if (run.timeout_ms > 1000000000000) return Bad("timeout_ms", "at most 1000000000000 (1e9 seconds)");
-  for (auto [key, field] : {std::pair{"memory", &run.memory_bytes}, std::pair{"pids", &run.pids},
-                            std::pair{"output_cap", &run.output_cap}, std::pair{"nofile", &run.nofile}}) {
+  if (run.timeout_ms > 1000000000000)
+    return Bad("timeout_ms", "at most 1000000000000 (1e9 seconds)");
+  for (auto [key, field] :
+       {std::pair{"memory", &run.memory_bytes}, std::pair{"pids", &run.pids},
+        std::pair{"output_cap", &run.output_cap}, std::pair{"nofile", &run.nofile}}) {
     auto it = j.find(key);
     if (it == j.end() || it->is_null()) continue;
-    if (!it->is_number_unsigned() || it->get<uint64_t>() == 0) return Bad(key, "expected a positive integer");
+    if (!it->is_number_unsigned() || it->get<uint64_t>() == 0)
+      return Bad(key, "expected a positive integer");
     *field = it->get<uint64_t>();
   }
   // As `pool run --memory`: below this a sandbox cannot even start its
@@ -133,7 +136,8 @@ Result<PoolRequest> ParsePoolRequest(std::string_view text) {
     return Bad("memory", "at least " + std::to_string(kMinMemory) + " bytes (4 MiB)");
   }
   if (auto it = j.find("cpus"); it != j.end() && !it->is_null()) {
-    if (!it->is_number() || !(it->get<double>() > 0)) return Bad("cpus", "expected a positive number");
+    if (!it->is_number() || !(it->get<double>() > 0))
+      return Bad("cpus", "expected a positive number");
     // As `warmbox run --cpus`; the quota is an integer number of microseconds.
     if (it->get<double>() > 1024) return Bad("cpus", "at most 1024");
     run.cpus = it->get<double>();
@@ -155,10 +159,13 @@ Result<PoolRequest> ParsePoolRequest(std::string_view text) {
 std::string ToJson(const PoolRequest& r) {
   switch (r.op) {
     case Op::kStatus:
-      return r.format.empty() || r.format == "json" ? R"({"op":"status"})"
-                                                     : R"({"op":"status","format":")" + r.format + "\"}";
-    case Op::kStop: return R"({"op":"stop"})";
-    case Op::kRun: break;
+      return r.format.empty() || r.format == "json"
+                 ? R"({"op":"status"})"
+                 : R"({"op":"status","format":")" + r.format + "\"}";
+    case Op::kStop:
+      return R"({"op":"stop"})";
+    case Op::kRun:
+      break;
   }
   const RunRequest& run = r.run;
   json j = {{"op", "run"}};
@@ -211,7 +218,8 @@ RunResponse ErrorResponse(std::string message) {
 }
 
 std::string StreamChunkJson(bool is_stderr, std::string_view data) {
-  std::string out = is_stderr ? "{\"stream\":\"stderr\",\"data\":" : "{\"stream\":\"stdout\",\"data\":";
+  std::string out =
+      is_stderr ? "{\"stream\":\"stderr\",\"data\":" : "{\"stream\":\"stdout\",\"data\":";
   AppendByteArray(out, data);
   out += '}';
   return out;
@@ -224,7 +232,8 @@ Result<StreamFrame> ParseStreamFrame(std::string_view text) {
   auto st = j.find("stream");
   if (st != j.end() && st->is_string()) {
     std::string which = st->get<std::string>();
-    if (which != "stdout" && which != "stderr") return Fail("parse response", which, "unknown stream");
+    if (which != "stdout" && which != "stderr")
+      return Fail("parse response", which, "unknown stream");
     f.kind = which == "stdout" ? StreamFrame::kStdout : StreamFrame::kStderr;
     auto d = j.find("data");
     if (d == j.end()) return Fail("parse response", "data", "missing");
@@ -232,10 +241,13 @@ Result<StreamFrame> ParseStreamFrame(std::string_view text) {
     return f;
   }
   RunResponse& r = f.final;
-  if (auto it = j.find("stdout"); it != j.end() && !it->is_null()) r.stdout_data = WB_TRY(Bytes(*it, "stdout"));
-  if (auto it = j.find("stderr"); it != j.end() && !it->is_null()) r.stderr_data = WB_TRY(Bytes(*it, "stderr"));
+  if (auto it = j.find("stdout"); it != j.end() && !it->is_null())
+    r.stdout_data = WB_TRY(Bytes(*it, "stdout"));
+  if (auto it = j.find("stderr"); it != j.end() && !it->is_null())
+    r.stderr_data = WB_TRY(Bytes(*it, "stderr"));
   auto code = j.find("exit_code");
-  if (code == j.end() || !code->is_number_integer()) return Fail("parse response", "exit_code", "missing");
+  if (code == j.end() || !code->is_number_integer())
+    return Fail("parse response", "exit_code", "missing");
   int64_t c = code->get<int64_t>();
   if (c < INT32_MIN || c > INT32_MAX) return Fail("parse response", "exit_code", "out of range");
   r.exit_code = static_cast<int>(c);
@@ -249,14 +261,17 @@ Result<StreamFrame> ParseStreamFrame(std::string_view text) {
   r.stdout_truncated = flag("stdout_truncated");
   r.stderr_truncated = flag("stderr_truncated");
   r.oom_killed = flag("oom_killed");
-  if (auto it = j.find("sandbox"); it != j.end() && it->is_string()) r.sandbox = it->get<std::string>();
+  if (auto it = j.find("sandbox"); it != j.end() && it->is_string())
+    r.sandbox = it->get<std::string>();
   return f;
 }
 
 std::string StatusJson(const std::vector<ImageStat>& images) {
   json arr = json::array();
   for (const auto& s : images) {
-    double hit_rate = s.total_acquired ? static_cast<double>(s.hits) / static_cast<double>(s.total_acquired) : 0.0;
+    double hit_rate = s.total_acquired
+                          ? static_cast<double>(s.hits) / static_cast<double>(s.total_acquired)
+                          : 0.0;
     arr.push_back({{"image", s.image},
                    {"idle", s.idle},
                    {"total_created", s.total_created},
@@ -297,7 +312,9 @@ Result<std::vector<ImageStat>> ParseStatus(std::string_view text) {
     ImageStat s;
     s.image = e["image"].get<std::string>();
     if (e.contains("driver") && e["driver"].is_string()) s.driver = e["driver"].get<std::string>();
-    auto num = [&](const char* k) { return e.contains(k) && e[k].is_number_unsigned() ? e[k].get<uint64_t>() : 0; };
+    auto num = [&](const char* k) {
+      return e.contains(k) && e[k].is_number_unsigned() ? e[k].get<uint64_t>() : 0;
+    };
     s.idle = num("idle");
     s.active = num("active");
     s.queued = num("queued");
@@ -337,9 +354,11 @@ std::string EncodePoolFrame(std::string_view json_text) {
 }
 
 Result<uint32_t> DecodePoolLength(const unsigned char hdr[4], uint32_t cap) {
-  uint32_t n = uint32_t{hdr[0]} | (uint32_t{hdr[1]} << 8) | (uint32_t{hdr[2]} << 16) | (uint32_t{hdr[3]} << 24);
+  uint32_t n = uint32_t{hdr[0]} | (uint32_t{hdr[1]} << 8) | (uint32_t{hdr[2]} << 16) |
+               (uint32_t{hdr[3]} << 24);
   if (n > cap) {
-    return Fail("frame", std::to_string(n) + " bytes", "exceeds the " + std::to_string(cap) + "-byte limit");
+    return Fail("frame", std::to_string(n) + " bytes",
+                "exceeds the " + std::to_string(cap) + "-byte limit");
   }
   return n;
 }

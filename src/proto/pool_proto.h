@@ -24,7 +24,7 @@ inline constexpr uint32_t kMaxResponse = 256u << 20;
 struct RunRequest {
   std::optional<std::string> image;  // absent or null: the daemon's default
   std::vector<std::string> cmd;
-  std::vector<std::string> env;      // "K=V"
+  std::vector<std::string> env;  // "K=V"
   std::string workdir;
   std::string user;
   std::optional<std::string> stdin_data;
@@ -72,8 +72,8 @@ std::string StreamChunkJson(bool is_stderr, std::string_view data);
 
 struct StreamFrame {
   enum Kind { kStdout, kStderr, kFinal } kind;
-  std::string data;      // chunk bytes
-  RunResponse final;     // when kFinal
+  std::string data;   // chunk bytes
+  RunResponse final;  // when kFinal
 };
 [[nodiscard]] Result<StreamFrame> ParseStreamFrame(std::string_view json);
 

@@ -16,7 +16,8 @@ using nlohmann::json;
 
 ::testing::AssertionResult Contains(const std::string& haystack, const std::string& needle) {
   if (haystack.find(needle) != std::string::npos) return ::testing::AssertionSuccess();
-  return ::testing::AssertionFailure() << "\"" << haystack << "\" does not contain \"" << needle << "\"";
+  return ::testing::AssertionFailure()
+         << "\"" << haystack << "\" does not contain \"" << needle << "\"";
 }
 
 // Every byte value once, 0 to 255.
@@ -322,7 +323,8 @@ TEST(PoolRequestErrorTest, CmdWithANumber) {
 }
 
 TEST(PoolRequestErrorTest, ImageNotAString) {
-  for (const char* text : {R"({"op":"run","image":5,"cmd":["ls"]})", R"({"op":"run","image":["a"],"cmd":["ls"]})"}) {
+  for (const char* text :
+       {R"({"op":"run","image":5,"cmd":["ls"]})", R"({"op":"run","image":["a"],"cmd":["ls"]})"}) {
     const std::string e = BadRequest(text);
     EXPECT_TRUE(Contains(e, "(image)")) << text;
     EXPECT_TRUE(Contains(e, "expected a string or null")) << text;
@@ -355,7 +357,8 @@ TEST(PoolRequestErrorTest, EmptyEnvEntry) {
 }
 
 TEST(PoolRequestErrorTest, EnvNotAnArrayOfStrings) {
-  for (const char* text : {R"({"op":"run","cmd":["ls"],"env":"A=1"})", R"({"op":"run","cmd":["ls"],"env":[1]})"}) {
+  for (const char* text :
+       {R"({"op":"run","cmd":["ls"],"env":"A=1"})", R"({"op":"run","cmd":["ls"],"env":[1]})"}) {
     const std::string e = BadRequest(text);
     EXPECT_TRUE(Contains(e, "(env)")) << text;
     EXPECT_TRUE(Contains(e, "expected an array of strings")) << text;
@@ -379,8 +382,8 @@ TEST(PoolRequestErrorTest, TimeoutNotANonNegativeInteger) {
 }
 
 TEST(PoolRequestErrorTest, StreamNotABoolean) {
-  for (const char* text : {R"({"op":"run","cmd":["ls"],"stream":"yes"})",
-                           R"({"op":"run","cmd":["ls"],"stream":1})"}) {
+  for (const char* text :
+       {R"({"op":"run","cmd":["ls"],"stream":"yes"})", R"({"op":"run","cmd":["ls"],"stream":1})"}) {
     const std::string e = BadRequest(text);
     EXPECT_TRUE(Contains(e, "(stream)")) << text;
     EXPECT_TRUE(Contains(e, "expected a boolean")) << text;
@@ -437,7 +440,8 @@ TEST(RunResponseTest, ResponseJsonHasUpstreamFields) {
   const std::string text = ToJson(r);
   // The outputs lead, as number arrays.
   EXPECT_EQ(text.rfind(R"({"stdout":[104,105,10],"stderr":[],)", 0), 0u) << text;
-  EXPECT_EQ(json::parse(text), json::parse(R"({"stdout":[104,105,10],"stderr":[],"exit_code":0,"error":null})"))
+  EXPECT_EQ(json::parse(text),
+            json::parse(R"({"stdout":[104,105,10],"stderr":[],"exit_code":0,"error":null})"))
       << text;
 }
 
@@ -475,26 +479,30 @@ TEST(RunResponseTest, TimedOutAppearsOnlyWhenSet) {
   r.timed_out = true;
   json j = json::parse(ToJson(r));
   EXPECT_EQ(j["timed_out"], true);
-  EXPECT_EQ(Keys(ToJson(r)), (std::set<std::string>{"stdout", "stderr", "exit_code", "error", "timed_out"}));
+  EXPECT_EQ(Keys(ToJson(r)),
+            (std::set<std::string>{"stdout", "stderr", "exit_code", "error", "timed_out"}));
 }
 
 TEST(RunResponseTest, TruncationFlagsAppearOnlyWhenSet) {
   RunResponse out;
   out.stdout_truncated = true;
   EXPECT_EQ(json::parse(ToJson(out))["stdout_truncated"], true);
-  EXPECT_EQ(Keys(ToJson(out)), (std::set<std::string>{"stdout", "stderr", "exit_code", "error", "stdout_truncated"}));
+  EXPECT_EQ(Keys(ToJson(out)),
+            (std::set<std::string>{"stdout", "stderr", "exit_code", "error", "stdout_truncated"}));
 
   RunResponse err;
   err.stderr_truncated = true;
   EXPECT_EQ(json::parse(ToJson(err))["stderr_truncated"], true);
-  EXPECT_EQ(Keys(ToJson(err)), (std::set<std::string>{"stdout", "stderr", "exit_code", "error", "stderr_truncated"}));
+  EXPECT_EQ(Keys(ToJson(err)),
+            (std::set<std::string>{"stdout", "stderr", "exit_code", "error", "stderr_truncated"}));
 }
 
 TEST(RunResponseTest, SandboxAppearsOnlyWhenSet) {
   RunResponse r;
   r.sandbox = "sb-0123";
   EXPECT_EQ(json::parse(ToJson(r))["sandbox"], "sb-0123");
-  EXPECT_EQ(Keys(ToJson(r)), (std::set<std::string>{"stdout", "stderr", "exit_code", "error", "sandbox"}));
+  EXPECT_EQ(Keys(ToJson(r)),
+            (std::set<std::string>{"stdout", "stderr", "exit_code", "error", "sandbox"}));
 }
 
 TEST(RunResponseTest, FinalResponseRoundTripsWithBinaryOutput) {
@@ -575,9 +583,10 @@ TEST(RunResponseTest, ResponseWithBadBytesIsRefused) {
 // as false); actual: an exception escapes a Result-returning function, and the
 // CLI (daemon/client.cc PoolClient::Run) does not catch it.
 TEST(RunResponseTest, NonBooleanExtensionDoesNotThrow) {
-  for (const char* text : {R"({"stdout":[],"stderr":[],"exit_code":0,"error":null,"timed_out":null})",
-                           R"({"stdout":[],"stderr":[],"exit_code":0,"error":null,"timed_out":"yes"})",
-                           R"({"stdout":[],"stderr":[],"exit_code":0,"error":null,"stdout_truncated":1})"}) {
+  for (const char* text :
+       {R"({"stdout":[],"stderr":[],"exit_code":0,"error":null,"timed_out":null})",
+        R"({"stdout":[],"stderr":[],"exit_code":0,"error":null,"timed_out":"yes"})",
+        R"({"stdout":[],"stderr":[],"exit_code":0,"error":null,"stdout_truncated":1})"}) {
     EXPECT_NO_THROW({
       auto f = ParseStreamFrame(text);
       if (f.ok()) {
@@ -658,10 +667,12 @@ TEST(PoolFrameTest, EncodeKeepsPayloadBytes) {
 }
 
 TEST(PoolFrameTest, DecodeRoundTripsEncodedLengths) {
-  for (size_t n : {size_t{0}, size_t{1}, size_t{255}, size_t{256}, size_t{65539}, size_t{1} << 20}) {
+  for (size_t n :
+       {size_t{0}, size_t{1}, size_t{255}, size_t{256}, size_t{65539}, size_t{1} << 20}) {
     const std::string frame = EncodePoolFrame(std::string(n, 'x'));
-    const unsigned char hdr[4] = {static_cast<unsigned char>(frame[0]), static_cast<unsigned char>(frame[1]),
-                                  static_cast<unsigned char>(frame[2]), static_cast<unsigned char>(frame[3])};
+    const unsigned char hdr[4] = {
+        static_cast<unsigned char>(frame[0]), static_cast<unsigned char>(frame[1]),
+        static_cast<unsigned char>(frame[2]), static_cast<unsigned char>(frame[3])};
     auto got = DecodePoolLength(hdr, kMaxRequest);
     ASSERT_TRUE(got.ok()) << got.error().ToString();
     EXPECT_EQ(*got, n);
@@ -778,9 +789,10 @@ TEST(StatusTest, StatusJsonHasEveryField) {
   ASSERT_EQ(j["images"].size(), 1u);
   std::set<std::string> keys;
   for (const auto& [k, v] : j["images"][0].items()) keys.insert(k);
-  EXPECT_EQ(keys, (std::set<std::string>{"image", "idle", "total_created", "total_acquired", "total_evicted",
-                                         "active", "queued", "max", "creating", "hits", "misses", "hit_rate",
-                                         "failed_creations", "rejected_busy", "peak_active", "driver"}));
+  EXPECT_EQ(keys, (std::set<std::string>{"image", "idle", "total_created", "total_acquired",
+                                         "total_evicted", "active", "queued", "max", "creating",
+                                         "hits", "misses", "hit_rate", "failed_creations",
+                                         "rejected_busy", "peak_active", "driver"}));
 }
 
 TEST(StatusTest, DriverRoundTripsAndDefaultsToNs) {
@@ -829,7 +841,8 @@ TEST(PoolRequestTest, DriverExtension) {
   ASSERT_TRUE(back.ok());
   EXPECT_EQ(back->run.driver, std::optional<std::string>("vm"));
   EXPECT_TRUE(ParsePoolRequest(R"({"op":"run","cmd":["x"],"driver":null})").ok());
-  for (const char* bad : {R"({"op":"run","cmd":["x"],"driver":"xen"})", R"({"op":"run","cmd":["x"],"driver":1})"}) {
+  for (const char* bad :
+       {R"({"op":"run","cmd":["x"],"driver":"xen"})", R"({"op":"run","cmd":["x"],"driver":1})"}) {
     auto r = ParsePoolRequest(bad);
     ASSERT_FALSE(r.ok()) << bad;
     EXPECT_NE(r.error().ToString().find("driver"), std::string::npos);
@@ -855,7 +868,8 @@ TEST(StatusTest, ParseRefusesMissingImages) {
 }
 
 TEST(StatusTest, ParseRefusesEntryWithoutName) {
-  for (const char* text : {R"({"images":[{}]})", R"({"images":[{"image":5}]})", R"({"images":[1]})"}) {
+  for (const char* text :
+       {R"({"images":[{}]})", R"({"images":[{"image":5}]})", R"({"images":[1]})"}) {
     auto got = ParseStatus(text);
     ASSERT_FALSE(got.ok()) << text;
     EXPECT_TRUE(Contains(got.error().ToString(), "without a name")) << text;
@@ -908,7 +922,8 @@ TEST(PoolRequestLimitsTest, HugeTimeoutAndCpusAreRefused) {
   auto c = ParsePoolRequest(R"({"op":"run","cmd":["x"],"cpus":2e18})");
   ASSERT_FALSE(c.ok());
   EXPECT_NE(c.error().ToString().find("cpus"), std::string::npos);
-  EXPECT_TRUE(ParsePoolRequest(R"({"op":"run","cmd":["x"],"timeout_ms":1000000000000,"cpus":1024})").ok());
+  EXPECT_TRUE(
+      ParsePoolRequest(R"({"op":"run","cmd":["x"],"timeout_ms":1000000000000,"cpus":1024})").ok());
 }
 
 }  // namespace

@@ -64,8 +64,9 @@ class Channel {
     if (cancel_idx >= 0 && (p[cancel_idx].revents & POLLIN)) {
       return Fail("exec", ep_.socket_path, "interrupted");
     }
-    if (extra_ready) *extra_ready = extra_idx >= 0 && (p[extra_idx].revents & (POLLIN | POLLHUP | POLLERR));
-    if (p[0].revents & POLLOUT) WB_CHECK(Flush());
+    if (extra_ready)
+      *extra_ready = extra_idx >= 0 && (p[extra_idx].revents & (POLLIN | POLLHUP | POLLERR));
+    if (p[0].revents & POLLOUT) WB_RETURN_IF_ERROR(Flush());
     if (p[0].revents & (POLLIN | POLLHUP | POLLERR)) {
       char buf[65536];
       ssize_t got = ::read(fd_.get(), buf, sizeof buf);
@@ -73,7 +74,7 @@ class Channel {
       if (got == 0) {
         eof_ = true;
       } else if (got > 0) {
-        WB_CHECK(dec_.Feed(std::string_view(buf, static_cast<size_t>(got))));
+        WB_RETURN_IF_ERROR(dec_.Feed(std::string_view(buf, static_cast<size_t>(got))));
       }
     }
     // Agent death is checked after reading so its last words are not lost.
@@ -132,7 +133,8 @@ Result<UniqueFd> ListenUnix(const std::string& path) {
   std::memcpy(addr.sun_path, path.data(), path.size());
   UniqueFd fd(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
   if (!fd) return Errno("socket", "AF_UNIX");
-  if (::bind(fd.get(), reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) return Errno("bind", path);
+  if (::bind(fd.get(), reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0)
+    return Errno("bind", path);
   if (::chmod(path.c_str(), 0600) != 0) return Errno("chmod", path);
   if (::listen(fd.get(), 64) != 0) return Errno("listen", path);
   return fd;
@@ -162,8 +164,7 @@ Result<std::string> AgentHeartbeatReply(const AgentEndpoint& ep, int timeout_ms)
 }
 
 Result<std::string> AgentRequest(const AgentEndpoint& ep, proto::FrameType type,
-                                 std::string_view payload, proto::FrameType reply,
-                                 int timeout_ms) {
+                                 std::string_view payload, proto::FrameType reply, int timeout_ms) {
   const char* what = type == proto::FrameType::kHeartbeat ? "heartbeat" : "agent request";
   UniqueFd fd = WB_TRY(ConnectUnix(ep.socket_path));
   Channel ch(ep, std::move(fd));
@@ -174,7 +175,7 @@ Result<std::string> AgentRequest(const AgentEndpoint& ep, proto::FrameType type,
     if (left <= 0) {
       return Fail(what, ep.socket_path, "no answer within " + std::to_string(timeout_ms) + " ms");
     }
-    WB_CHECK(ch.Pump(static_cast<int>(left), -1, nullptr));
+    WB_RETURN_IF_ERROR(ch.Pump(static_cast<int>(left), -1, nullptr));
     while (auto f = ch.Next()) {
       if (f->type == reply) {
         spdlog::debug("{} from {}: {}", what, ep.socket_path, f->payload);
@@ -193,8 +194,9 @@ Result<void> WaitAgentReady(const AgentEndpoint& ep, int attempt_ms, int total_m
   for (;;) {
     int64_t left = deadline - NowMs();
     if (left <= 0) {
-      return Fail("wait for agent", ep.socket_path,
-                  "not ready after " + std::to_string(total_ms) + " ms (last: " + last.ToString() + ")");
+      return Fail(
+          "wait for agent", ep.socket_path,
+          "not ready after " + std::to_string(total_ms) + " ms (last: " + last.ToString() + ")");
     }
     auto r = AgentHeartbeat(ep, static_cast<int>(std::min<int64_t>(attempt_ms, left)));
     if (r.ok()) return Ok();
@@ -207,7 +209,8 @@ Result<void> WaitAgentReady(const AgentEndpoint& ep, int attempt_ms, int total_m
   }
 }
 
-Result<ExecOutcome> AgentExec(const AgentEndpoint& ep, const proto::ExecRequest& req_in, ExecIo& io) {
+Result<ExecOutcome> AgentExec(const AgentEndpoint& ep, const proto::ExecRequest& req_in,
+                              ExecIo& io) {
   proto::ExecRequest req = req_in;
   req.stdin = io.stdin_fd >= 0 || io.has_stdin_data;
   UniqueFd fd = WB_TRY(ConnectUnix(ep.socket_path));
@@ -238,7 +241,7 @@ Result<ExecOutcome> AgentExec(const AgentEndpoint& ep, const proto::ExecRequest&
     // Read stdin only while little is queued: backpressure to the source.
     bool stdin_ready = false;
     int extra = stdin_open && ch.queued() < (1 << 20) ? io.stdin_fd : -1;
-    WB_CHECK(ch.Pump(wait, extra, &stdin_ready, io.cancel_fd));
+    WB_RETURN_IF_ERROR(ch.Pump(wait, extra, &stdin_ready, io.cancel_fd));
     if (stdin_ready) {
       char buf[65536];
       ssize_t n = ::read(io.stdin_fd, buf, sizeof buf);
@@ -252,12 +255,16 @@ Result<ExecOutcome> AgentExec(const AgentEndpoint& ep, const proto::ExecRequest&
     while (auto f = ch.Next()) {
       switch (f->type) {
         case proto::FrameType::kStdout:
-          if (io.on_stdout) io.on_stdout(f->payload);
-          else out.stdout_data += f->payload;
+          if (io.on_stdout)
+            io.on_stdout(f->payload);
+          else
+            out.stdout_data += f->payload;
           break;
         case proto::FrameType::kStderr:
-          if (io.on_stderr) io.on_stderr(f->payload);
-          else out.stderr_data += f->payload;
+          if (io.on_stderr)
+            io.on_stderr(f->payload);
+          else
+            out.stderr_data += f->payload;
           break;
         case proto::FrameType::kExit:
           out.exit = WB_TRY(proto::ParseExecExit(f->payload));

@@ -24,8 +24,8 @@ struct AgentEndpoint {
 struct Limits {
   uint64_t memory_bytes = 512ull << 20;  // RAM (and no swap beyond it)
   uint64_t pids = 1024;
-  double cpus = 0;                       // CPU quota in cores, 0 = unlimited
-  uint64_t disk_bytes = 1ull << 30;      // writable layer (tmpfs upper)
+  double cpus = 0;                   // CPU quota in cores, 0 = unlimited
+  uint64_t disk_bytes = 1ull << 30;  // writable layer (tmpfs upper)
 };
 
 struct SecurityOptions {
@@ -41,8 +41,8 @@ struct SandboxSpec {
 
 // Where a command's stdin comes from and where its output goes.
 struct ExecIo {
-  int stdin_fd = -1;          // streamed until EOF; -1: empty stdin
-  std::string stdin_data;     // used when stdin_fd < 0 and has_stdin_data
+  int stdin_fd = -1;       // streamed until EOF; -1: empty stdin
+  std::string stdin_data;  // used when stdin_fd < 0 and has_stdin_data
   bool has_stdin_data = false;
   // When readable (e.g. a signalfd), the run is abandoned: the connection is
   // dropped, so the agent kills the command. -1: none.

@@ -41,7 +41,8 @@ Result<SandboxRecord> ReadSandboxRecord(const std::string& dir) {
   if (j.is_discarded() || !j.is_object()) return Fail("parse", dir + "/owner.json", "invalid JSON");
   SandboxRecord r;
   if (j.contains("id") && j["id"].is_string()) r.id = j["id"].get<std::string>();
-  if (j.contains("owner_pid") && j["owner_pid"].is_number_integer()) r.owner_pid = j["owner_pid"].get<pid_t>();
+  if (j.contains("owner_pid") && j["owner_pid"].is_number_integer())
+    r.owner_pid = j["owner_pid"].get<pid_t>();
   if (j.contains("owner_start") && j["owner_start"].is_number_unsigned()) {
     r.owner_start = j["owner_start"].get<uint64_t>();
   }
@@ -85,7 +86,8 @@ GcReport CollectGarbage(const std::string& state_dir) {
       }
     }
     if (rec.ok()) {
-      if (auto r = RemoveCgroupDirs(rec->cgroups); !r.ok()) rep.errors.push_back(r.error().ToString());
+      if (auto r = RemoveCgroupDirs(rec->cgroups); !r.ok())
+        rep.errors.push_back(r.error().ToString());
     }
     if (auto r = RemoveTree(dir); !r.ok()) {
       rep.errors.push_back(r.error().ToString());

@@ -98,11 +98,12 @@ CgroupPlan PlanSandboxCgroup(const CgroupLayout& l, const std::string& id, const
   uint64_t quota = lim.cpus > 0 ? static_cast<uint64_t>(std::ceil(lim.cpus * period)) : 0;
   if (quota && quota < 1000) quota = 1000;  // the kernel's minimum quota (1 ms)
   if (!l.unified_mount.empty()) {
-    std::string parent = parent_override.empty()
-                             ? JoinPath(l.unified_has_controllers ? l.unified_mount
-                                                                  : JoinPath(l.unified_mount, l.unified_self),
-                                        "warmbox")
-                             : JoinPath(l.unified_mount, parent_override);
+    std::string parent =
+        parent_override.empty()
+            ? JoinPath(l.unified_has_controllers ? l.unified_mount
+                                                 : JoinPath(l.unified_mount, l.unified_self),
+                       "warmbox")
+            : JoinPath(l.unified_mount, parent_override);
     p.parents.push_back(parent);
     p.v2_dir = JoinPath(parent, id);
     p.dirs.push_back(p.v2_dir);
@@ -118,9 +119,11 @@ CgroupPlan PlanSandboxCgroup(const CgroupLayout& l, const std::string& id, const
       }
       p.writes.push_back({JoinPath(l.unified_mount, "cgroup.subtree_control"), enable, true});
       p.writes.push_back({JoinPath(parent, "cgroup.subtree_control"), enable, false});
-      p.writes.push_back({JoinPath(p.v2_dir, "memory.max"), std::to_string(lim.memory_bytes), false});
+      p.writes.push_back(
+          {JoinPath(p.v2_dir, "memory.max"), std::to_string(lim.memory_bytes), false});
       p.writes.push_back({JoinPath(p.v2_dir, "memory.swap.max"), "0", true});
-      if (has_pids) p.writes.push_back({JoinPath(p.v2_dir, "pids.max"), std::to_string(lim.pids), false});
+      if (has_pids)
+        p.writes.push_back({JoinPath(p.v2_dir, "pids.max"), std::to_string(lim.pids), false});
       if (quota && has_cpu) {
         p.writes.push_back({JoinPath(p.v2_dir, "cpu.max"),
                             std::to_string(quota) + " " + std::to_string(period), false});
@@ -135,16 +138,19 @@ CgroupPlan PlanSandboxCgroup(const CgroupLayout& l, const std::string& id, const
     } else {
       // The override is relative to the hierarchy's mount point.
       auto m = l.v1_mount.find(ctl);
-      parent = JoinPath(m != l.v1_mount.end() ? m->second : "/sys/fs/cgroup/" + ctl, parent_override);
+      parent =
+          JoinPath(m != l.v1_mount.end() ? m->second : "/sys/fs/cgroup/" + ctl, parent_override);
     }
     p.parents.push_back(parent);
     std::string dir = JoinPath(parent, id);
     p.dirs.push_back(dir);
     p.attach.push_back(JoinPath(dir, "cgroup.procs"));
     if (ctl == "memory") {
-      p.writes.push_back({JoinPath(dir, "memory.limit_in_bytes"), std::to_string(lim.memory_bytes), false});
+      p.writes.push_back(
+          {JoinPath(dir, "memory.limit_in_bytes"), std::to_string(lim.memory_bytes), false});
       // RAM + swap capped at the same value: no swap use on top of the limit.
-      p.writes.push_back({JoinPath(dir, "memory.memsw.limit_in_bytes"), std::to_string(lim.memory_bytes), true});
+      p.writes.push_back(
+          {JoinPath(dir, "memory.memsw.limit_in_bytes"), std::to_string(lim.memory_bytes), true});
     } else if (ctl == "pids") {
       p.writes.push_back({JoinPath(dir, "pids.max"), std::to_string(lim.pids), false});
     } else if (ctl == "cpu" && quota) {
@@ -155,7 +161,8 @@ CgroupPlan PlanSandboxCgroup(const CgroupLayout& l, const std::string& id, const
   return p;
 }
 
-size_t SweepOrphanCgroups(const CgroupLayout& layout, const std::string& parent_override, int min_age_s) {
+size_t SweepOrphanCgroups(const CgroupLayout& layout, const std::string& parent_override,
+                          int min_age_s) {
   size_t removed = 0;
   const time_t now = ::time(nullptr);
   for (const auto& parent : PlanSandboxCgroup(layout, "x", Limits{}, parent_override).parents) {
@@ -182,7 +189,8 @@ Result<CgroupLayout> HostCgroupLayout() {
   std::string mountinfo = WB_TRY(ReadFile("/proc/self/mountinfo"));
   std::string self = WB_TRY(ReadFile("/proc/self/cgroup"));
   std::string ctl;
-  for (const char* root : {"/sys/fs/cgroup/cgroup.controllers", "/sys/fs/cgroup/unified/cgroup.controllers"}) {
+  for (const char* root :
+       {"/sys/fs/cgroup/cgroup.controllers", "/sys/fs/cgroup/unified/cgroup.controllers"}) {
     auto r = ReadFile(root);
     if (r.ok()) {
       ctl = *r;
@@ -199,7 +207,7 @@ Cgroup::~Cgroup() {
 Result<Cgroup> Cgroup::Apply(const CgroupPlan& plan) {
   Cgroup cg;
   cg.plan_ = plan;
-  for (const auto& d : plan.parents) WB_CHECK(MkdirAll(d, 0755));
+  for (const auto& d : plan.parents) WB_RETURN_IF_ERROR(MkdirAll(d, 0755));
   cg.removed_ = false;  // from here on, the destructor cleans up
   for (const auto& d : plan.dirs) {
     if (::mkdir(d.c_str(), 0755) != 0) return Errno("mkdir", d);
@@ -217,7 +225,7 @@ Result<Cgroup> Cgroup::Apply(const CgroupPlan& plan) {
 }
 
 Result<void> Cgroup::Attach(pid_t pid) {
-  for (const auto& f : plan_.attach) WB_CHECK(WriteFile(f, std::to_string(pid)));
+  for (const auto& f : plan_.attach) WB_RETURN_IF_ERROR(WriteFile(f, std::to_string(pid)));
   return Ok();
 }
 

@@ -20,9 +20,9 @@
 namespace wb {
 
 struct CgroupLayout {
-  std::string unified_mount;  // cgroup2 mount point, "" if none
-  std::string unified_self;   // our cgroup path in it ("/" ...)
-  bool unified_has_controllers = false;  // pure v2: limits live here
+  std::string unified_mount;                     // cgroup2 mount point, "" if none
+  std::string unified_self;                      // our cgroup path in it ("/" ...)
+  bool unified_has_controllers = false;          // pure v2: limits live here
   std::vector<std::string> unified_controllers;  // cgroup.controllers of the v2 root
   // v1: controller ("memory") -> our own cgroup dir in its hierarchy.
   std::map<std::string, std::string> v1_dir_of_self;
@@ -84,7 +84,8 @@ class Cgroup {
 // (removed by hand, say). Live sandboxes always hold their agent; a sandbox
 // being created holds nothing for a few microseconds, hence the age. Returns
 // how many were removed.
-size_t SweepOrphanCgroups(const CgroupLayout& layout, const std::string& parent_override, int min_age_s = 60);
+size_t SweepOrphanCgroups(const CgroupLayout& layout, const std::string& parent_override,
+                          int min_age_s = 60);
 
 // The layout of this host, read once.
 [[nodiscard]] Result<CgroupLayout> HostCgroupLayout();

@@ -250,13 +250,12 @@ TEST(PlanSandboxCgroupTest, HybridV2DirIsUnderOurUnifiedCgroup) {
 TEST(PlanSandboxCgroupTest, HybridV1DirsAreUnderOurCgroups) {
   CgroupPlan p = PlanSandboxCgroup(HybridLayout(), "abc", TestLimits(), "");
   const std::string mem = std::string(kMemSelf) + "/warmbox/abc";
-  EXPECT_EQ(Sorted(p.dirs), Sorted({"/sys/fs/cgroup/unified/warmbox/abc", mem,
-                                    "/sys/fs/cgroup/pids/warmbox/abc",
-                                    "/sys/fs/cgroup/cpu/warmbox/abc"}));
-  EXPECT_EQ(Sorted(p.parents), Sorted({"/sys/fs/cgroup/unified/warmbox",
-                                       std::string(kMemSelf) + "/warmbox",
-                                       "/sys/fs/cgroup/pids/warmbox",
-                                       "/sys/fs/cgroup/cpu/warmbox"}));
+  EXPECT_EQ(Sorted(p.dirs),
+            Sorted({"/sys/fs/cgroup/unified/warmbox/abc", mem, "/sys/fs/cgroup/pids/warmbox/abc",
+                    "/sys/fs/cgroup/cpu/warmbox/abc"}));
+  EXPECT_EQ(Sorted(p.parents),
+            Sorted({"/sys/fs/cgroup/unified/warmbox", std::string(kMemSelf) + "/warmbox",
+                    "/sys/fs/cgroup/pids/warmbox", "/sys/fs/cgroup/cpu/warmbox"}));
 }
 
 TEST(PlanSandboxCgroupTest, HybridMemoryLimit) {
@@ -338,10 +337,10 @@ TEST(PlanSandboxCgroupTest, HybridWritesStayInsideSandboxDirs) {
 TEST(PlanSandboxCgroupTest, ParentOverrideOnHybrid) {
   CgroupPlan p = PlanSandboxCgroup(HybridLayout(), "abc", TestLimits(), "/warmbox.slice");
   EXPECT_EQ(p.v2_dir, "/sys/fs/cgroup/unified/warmbox.slice/abc");
-  EXPECT_EQ(Sorted(p.dirs), Sorted({"/sys/fs/cgroup/unified/warmbox.slice/abc",
-                                    "/sys/fs/cgroup/memory/warmbox.slice/abc",
-                                    "/sys/fs/cgroup/pids/warmbox.slice/abc",
-                                    "/sys/fs/cgroup/cpu/warmbox.slice/abc"}));
+  EXPECT_EQ(
+      Sorted(p.dirs),
+      Sorted({"/sys/fs/cgroup/unified/warmbox.slice/abc", "/sys/fs/cgroup/memory/warmbox.slice/abc",
+              "/sys/fs/cgroup/pids/warmbox.slice/abc", "/sys/fs/cgroup/cpu/warmbox.slice/abc"}));
   EXPECT_NE(FindWrite(p, "/sys/fs/cgroup/memory/warmbox.slice/abc/memory.limit_in_bytes"), nullptr);
 }
 
@@ -350,8 +349,7 @@ TEST(PlanSandboxCgroupTest, ParentOverrideOnHybrid) {
 // instead of the controller's real mount point from mountinfo, so a v1
 // hierarchy mounted anywhere else gets dirs in the wrong place.
 TEST(PlanSandboxCgroupTest, ParentOverrideUsesRealV1MountPoint) {
-  constexpr char kMountinfo[] =
-      "35 31 0:32 / /cg/mem rw,relatime - cgroup cgroup rw,memory\n";
+  constexpr char kMountinfo[] = "35 31 0:32 / /cg/mem rw,relatime - cgroup cgroup rw,memory\n";
   auto l = ParseCgroupLayout(kMountinfo, "4:memory:/\n", "");
   ASSERT_TRUE(l.ok()) << l.error().ToString();
   CgroupPlan p = PlanSandboxCgroup(*l, "abc", TestLimits(), "/warmbox.slice");

@@ -1,6 +1,7 @@
 // Attacks on the ns driver that must fail, each beside a control that must
 // work. The sandbox runs warmbox-probe (tests/probe.cc) for raw syscalls.
 #include <arpa/inet.h>
+#include <gtest/gtest.h>
 #include <netinet/in.h>
 #include <signal.h>
 #include <sys/socket.h>
@@ -10,8 +11,6 @@
 #include <atomic>
 #include <fstream>
 #include <thread>
-
-#include <gtest/gtest.h>
 
 #include "agent/caps.h"
 #include "base/fd.h"
@@ -60,7 +59,8 @@ class IsolationTest : public ::testing::Test {
     driver_.reset();
     if (!state_.empty()) (void)RemoveTree(state_);
     if (auto layout = HostCgroupLayout(); layout.ok() && !cgroup_parent_.empty()) {
-      for (const auto& p : PlanSandboxCgroup(*layout, "x", Limits{}, cgroup_parent_).parents) ::rmdir(p.c_str());
+      for (const auto& p : PlanSandboxCgroup(*layout, "x", Limits{}, cgroup_parent_).parents)
+        ::rmdir(p.c_str());
     }
   }
 
@@ -108,9 +108,10 @@ class IsolationTest : public ::testing::Test {
 TEST_F(IsolationTest, DeniedSyscallsFailWithEperm) {
   auto sb = New();
   ASSERT_TRUE(sb);
-  for (const char* name : {"mount", "umount", "unshare-user", "clone-newuser", "init_module", "finit_module",
-                           "kexec_load", "bpf", "perf_event_open", "keyctl", "add_key", "reboot", "swapon",
-                           "clock_settime", "tiocsti", "userfaultfd", "io_uring_setup", "setns"}) {
+  for (const char* name :
+       {"mount", "umount", "unshare-user", "clone-newuser", "init_module", "finit_module",
+        "kexec_load", "bpf", "perf_event_open", "keyctl", "add_key", "reboot", "swapon",
+        "clock_settime", "tiocsti", "userfaultfd", "io_uring_setup", "setns"}) {
     EXPECT_EQ(Probe(*sb, {"syscall", name}), "EPERM") << name;
   }
   // Controls: ordinary calls still work.
@@ -145,7 +146,8 @@ TEST_F(IsolationTest, ProcAndSysAreMaskedOrReadOnly) {
   EXPECT_NE(host.exit.exit_code, 0);
   EXPECT_NE(host.stderr_data.find("Read-only"), std::string::npos) << host.stderr_data;
   EXPECT_NE(Sh(*sb, "echo 1 > /proc/sys/vm/drop_caches").exit.exit_code, 0);
-  EXPECT_EQ(Sh(*sb, "ls /sys | wc -l").stdout_data, "0\n") << "/sys is empty: nothing of the host's";
+  EXPECT_EQ(Sh(*sb, "ls /sys | wc -l").stdout_data, "0\n")
+      << "/sys is empty: nothing of the host's";
   auto sys = Sh(*sb, "mkdir /sys/kernel");
   EXPECT_NE(sys.exit.exit_code, 0);
   EXPECT_NE(sys.stderr_data.find("Read-only"), std::string::npos) << sys.stderr_data;
@@ -156,9 +158,11 @@ TEST_F(IsolationTest, ProcAndSysAreMaskedOrReadOnly) {
 TEST_F(IsolationTest, NoNewPrivilegesAndTheDocumentedCapabilities) {
   auto sb = New();
   ASSERT_TRUE(sb);
-  auto st = Sh(*sb, "grep -E '^(NoNewPrivs|CapBnd|CapEff|CapAmb|Seccomp):' /proc/self/status").stdout_data;
+  auto st = Sh(*sb, "grep -E '^(NoNewPrivs|CapBnd|CapEff|CapAmb|Seccomp):' /proc/self/status")
+                .stdout_data;
   char hex[17];
-  std::snprintf(hex, sizeof hex, "%016llx", static_cast<unsigned long long>(agent::DefaultKeepCaps()));
+  std::snprintf(hex, sizeof hex, "%016llx",
+                static_cast<unsigned long long>(agent::DefaultKeepCaps()));
   EXPECT_NE(st.find("NoNewPrivs:\t1"), std::string::npos) << st;
   EXPECT_NE(st.find(std::string("CapBnd:\t") + hex), std::string::npos) << st;
   EXPECT_NE(st.find(std::string("CapEff:\t") + hex), std::string::npos) << st;
@@ -187,7 +191,8 @@ TEST_F(IsolationTest, ForkBombStopsAtThePidsLimitAndOthersRun) {
   EXPECT_EQ(ok.stdout_data, "fine\n");
   t.join();
   EXPECT_TRUE(done);
-  EXPECT_NE(bomb_out.stderr_data.find("fork"), std::string::npos) << bomb_out.stderr_data.substr(0, 200);
+  EXPECT_NE(bomb_out.stderr_data.find("fork"), std::string::npos)
+      << bomb_out.stderr_data.substr(0, 200);
   // The run ended (by itself or at its timeout; either way its whole process
   // group is killed), and the sandbox survives its bomb and still serves.
   EXPECT_TRUE(Eventually([&] { return Sh(*bomb, "echo after").stdout_data == "after\n"; }));
@@ -221,7 +226,8 @@ TEST_F(IsolationTest, NoNetworkOut) {
   std::string port = std::to_string(ntohs(addr.sin_port));
   auto sb = New();
   ASSERT_TRUE(sb);
-  EXPECT_EQ(Probe(*sb, {"connect", "127.0.0.1", port}), "ECONNREFUSED") << "the sandbox's lo is its own";
+  EXPECT_EQ(Probe(*sb, {"connect", "127.0.0.1", port}), "ECONNREFUSED")
+      << "the sandbox's lo is its own";
   EXPECT_EQ(Probe(*sb, {"connect", "10.0.0.1", "80"}), "ENETUNREACH");
   EXPECT_EQ(Probe(*sb, {"connect", "8.8.8.8", "53"}), "ENETUNREACH");
   EXPECT_NE(Sh(*sb, "ping -c 1 -W 1 8.8.8.8").exit.exit_code, 0);
@@ -235,8 +241,11 @@ TEST_F(IsolationTest, SandboxesCannotReachEachOther) {
   auto after = wb::testing::PidsWithUidIn(kBase, kBase + 1);
   ASSERT_EQ(after.size(), before.size() + 2);
   // B's files.
-  ASSERT_EQ(Sh(*b_sb, "echo b-secret > /tmp/secret && echo b-secret > /root/secret").exit.exit_code, 0);
-  EXPECT_EQ(Sh(*a, "grep -rl b-secret /tmp /root /home /etc /var /run 2>/dev/null | wc -l").stdout_data, "0\n");
+  ASSERT_EQ(Sh(*b_sb, "echo b-secret > /tmp/secret && echo b-secret > /root/secret").exit.exit_code,
+            0);
+  EXPECT_EQ(
+      Sh(*a, "grep -rl b-secret /tmp /root /home /etc /var /run 2>/dev/null | wc -l").stdout_data,
+      "0\n");
   EXPECT_EQ(Sh(*b_sb, "grep -rl b-secret /tmp /root | wc -l").stdout_data, "2\n") << "control";
   // B's processes, by their host pids: invisible, unsignalable, untraceable.
   for (pid_t pid : after) {
@@ -257,7 +266,8 @@ TEST_F(IsolationTest, SandboxesCannotReachEachOther) {
   listen.timeout_ms = 3000;
   std::thread t([&] { (void)b_sb->Exec(listen, io); });
   ASSERT_TRUE(Eventually([&] { return listening.load(); }, 3000));
-  EXPECT_EQ(Probe(*b_sb, {"connect-abstract", "wb-isolation"}), "OK") << "control: B reaches its own";
+  EXPECT_EQ(Probe(*b_sb, {"connect-abstract", "wb-isolation"}), "OK")
+      << "control: B reaches its own";
   EXPECT_EQ(Probe(*a, {"connect-abstract", "wb-isolation"}), "ECONNREFUSED");
   t.join();
 }

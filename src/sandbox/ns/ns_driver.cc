@@ -48,7 +48,8 @@ class NsSandbox : public Sandbox {
     if (destroyed_) return Fail("exec", id_, "sandbox destroyed");
     if (req.argv.empty() && image_.config.entrypoint.empty() && image_.config.cmd.empty()) {
       return Fail("run", image_.name,
-                  "missing command (the image has no Cmd or Entrypoint): warmbox run [OPTIONS] -- CMD [ARG...]");
+                  "missing command (the image has no Cmd or Entrypoint): warmbox run [OPTIONS] -- "
+                  "CMD [ARG...]");
     }
     const uint64_t ooms = OomKills();
     auto out = AgentExec(Endpoint(), WithImageDefaults(req), io);
@@ -133,13 +134,14 @@ Result<std::unique_ptr<NsDriver>> NsDriver::Open(NsDriverOptions opts, ImageStor
                 "needs root (it maps a uid range and manages cgroups); run as root");
   }
   if (!PathExists(opts.agent_path)) {
-    return Fail("ns driver", opts.agent_path, "warmbox-agent not found (build it, or set WARMBOX_AGENT)");
+    return Fail("ns driver", opts.agent_path,
+                "warmbox-agent not found (build it, or set WARMBOX_AGENT)");
   }
-  WB_CHECK(MkdirAll(opts.state_dir, 0755));
+  WB_RETURN_IF_ERROR(MkdirAll(opts.state_dir, 0755));
   // The sandbox's uid range must be able to walk to the image and scratch
   // dirs: state dirs we own are made searchable (not readable) by others.
   for (const std::string& d : {opts.state_dir, SandboxesDir(opts.state_dir)}) {
-    WB_CHECK(MkdirAll(d, 0711));
+    WB_RETURN_IF_ERROR(MkdirAll(d, 0711));
     struct stat st;
     if (::stat(d.c_str(), &st) != 0) return Errno("stat", d);
     if (!(st.st_mode & S_IXOTH) && ::chmod(d.c_str(), (st.st_mode & 07777) | 0011) != 0) {
@@ -147,7 +149,8 @@ Result<std::unique_ptr<NsDriver>> NsDriver::Open(NsDriverOptions opts, ImageStor
     }
   }
   // ...and every directory above it must let them through.
-  for (size_t pos = opts.state_dir.find('/', 1); pos != std::string::npos; pos = opts.state_dir.find('/', pos + 1)) {
+  for (size_t pos = opts.state_dir.find('/', 1); pos != std::string::npos;
+       pos = opts.state_dir.find('/', pos + 1)) {
     std::string up = opts.state_dir.substr(0, pos);
     struct stat st;
     if (::stat(up.c_str(), &st) == 0 && !(st.st_mode & S_IXOTH)) {
@@ -187,7 +190,7 @@ Result<std::unique_ptr<Sandbox>> NsDriver::Create(const SandboxSpec& spec) {
   sb->cgroup_parent_ = opts_.cgroup_parent;
   CgroupPlan plan = PlanSandboxCgroup(layout_->layout, sb->id_, spec.limits, opts_.cgroup_parent);
   SandboxRecord rec{sb->id_, ::getpid(), ProcessStartTime(::getpid()), plan.dirs};
-  WB_CHECK(WriteSandboxRecord(sb->dir_, rec));
+  WB_RETURN_IF_ERROR(WriteSandboxRecord(sb->dir_, rec));
   const std::string scratch = sb->dir_ + "/scratch";
   if (::mkdir(scratch.c_str(), 0700) != 0) return Errno("mkdir", scratch);
   if (::chown(scratch.c_str(), base, base) != 0) return Errno("chown", scratch);
@@ -202,18 +205,33 @@ Result<std::unique_ptr<Sandbox>> NsDriver::Create(const SandboxSpec& spec) {
   for (const auto& l : sb->image_.lower_dirs) lower += (lower.empty() ? "" : ":") + l;
   // mount(2) takes at most a page of options (lowerdir=...,upperdir=...).
   if (lower.size() > 3800) {
-    return Fail("create sandbox", spec.image,
-                std::to_string(sb->image_.lower_dirs.size()) +
-                    " layers do not fit in one overlay mount's options (a page); use a shorter --state-dir "
-                    "or an image with fewer layers");
+    return Fail(
+        "create sandbox", spec.image,
+        std::to_string(sb->image_.lower_dirs.size()) +
+            " layers do not fit in one overlay mount's options (a page); use a shorter --state-dir "
+            "or an image with fewer layers");
   }
   SpawnOptions o;
   o.path = opts_.agent_path;
-  o.argv = {"warmbox-agent", "--listen-fd", "3", "--ns-setup", "--scratch", scratch, "--lower", lower,
-            "--tmpfs-size", std::to_string(spec.limits.disk_bytes), "--hostname", sb->id_,
-            "--seccomp", spec.security.seccomp, "--nofile", std::to_string(spec.security.nofile)};
+  o.argv = {"warmbox-agent",
+            "--listen-fd",
+            "3",
+            "--ns-setup",
+            "--scratch",
+            scratch,
+            "--lower",
+            lower,
+            "--tmpfs-size",
+            std::to_string(spec.limits.disk_bytes),
+            "--hostname",
+            sb->id_,
+            "--seccomp",
+            spec.security.seccomp,
+            "--nofile",
+            std::to_string(spec.security.nofile)};
   // The cgroup namespace is made by the agent once it sits in all its cgroups.
-  o.clone_flags = CLONE_NEWUSER | CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWNET | CLONE_NEWIPC | CLONE_NEWUTS;
+  o.clone_flags =
+      CLONE_NEWUSER | CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWNET | CLONE_NEWIPC | CLONE_NEWUTS;
   o.cgroup_fd = sb->cgroup_.clone_fd();
   o.fds = {{listener.get(), 3}, {errpipe.write.get(), 2}};
   o.pdeath_signal = SIGKILL;  // the sandbox dies with its host process
@@ -229,8 +247,8 @@ Result<std::unique_ptr<Sandbox>> NsDriver::Create(const SandboxSpec& spec) {
   // Writing the maps as host root allows a 65536-id range and setgroups.
   const std::string proc = "/proc/" + std::to_string(sb->agent_.pid());
   const std::string map = "0 " + std::to_string(base) + " " + std::to_string(kUidCount) + "\n";
-  WB_CHECK(WriteFile(proc + "/uid_map", map));
-  WB_CHECK(WriteFile(proc + "/gid_map", map));
+  WB_RETURN_IF_ERROR(WriteFile(proc + "/uid_map", map));
+  WB_RETURN_IF_ERROR(WriteFile(proc + "/gid_map", map));
   // The OOM killer should take the command that ran out of memory, not the
   // agent (its commands reset theirs to 0 before they exec). Best effort: it
   // needs CAP_SYS_RESOURCE, which some hosts (containers) do not grant.
@@ -238,9 +256,9 @@ Result<std::unique_ptr<Sandbox>> NsDriver::Create(const SandboxSpec& spec) {
     spdlog::debug("{}: {}", sb->id_, r.error().ToString());
   }
   spdlog::debug("{}: id maps written", sb->id_);
-  WB_CHECK(sb->cgroup_.Attach(sb->agent_.pid()));
+  WB_RETURN_IF_ERROR(sb->cgroup_.Attach(sb->agent_.pid()));
   spdlog::debug("{}: attached to v1 cgroups", sb->id_);
-  WB_CHECK(sb->agent_.Release());
+  WB_RETURN_IF_ERROR(sb->agent_.Release());
   spdlog::debug("{}: agent exec'd", sb->id_);
 
   auto ready = WaitAgentReady(sb->Endpoint(), opts_.ready_attempt_ms, opts_.ready_total_ms);

@@ -17,16 +17,17 @@ inline constexpr uint32_t kUidCount = 65536;
 
 struct NsDriverOptions {
   std::string state_dir;
-  std::string agent_path;       // the static warmbox-agent
+  std::string agent_path;               // the static warmbox-agent
   uint32_t uid_base = kDefaultUidBase;  // uid/gid 0 inside = uid_base on the host
-  std::string cgroup_parent;    // "" = default placement (see cgroup.h)
-  int ready_attempt_ms = 1000;  // per heartbeat attempt
-  int ready_total_ms = 10000;   // readiness cap
+  std::string cgroup_parent;            // "" = default placement (see cgroup.h)
+  int ready_attempt_ms = 1000;          // per heartbeat attempt
+  int ready_total_ms = 10000;           // readiness cap
 };
 
 class NsDriver : public Driver {
  public:
-  [[nodiscard]] static Result<std::unique_ptr<NsDriver>> Open(NsDriverOptions opts, ImageStore* store);
+  [[nodiscard]] static Result<std::unique_ptr<NsDriver>> Open(NsDriverOptions opts,
+                                                              ImageStore* store);
   [[nodiscard]] Result<std::unique_ptr<Sandbox>> Create(const SandboxSpec& spec) override;
 
  private:

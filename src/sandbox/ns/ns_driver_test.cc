@@ -2,12 +2,11 @@
 // Skips (with the reason) only when a probe says the kernel cannot do it.
 #include "sandbox/ns/ns_driver.h"
 
+#include <gtest/gtest.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <fstream>
-
-#include <gtest/gtest.h>
 
 #include "base/fs.h"
 #include "base/strings.h"
@@ -48,7 +47,8 @@ class NsDriverTest : public ::testing::Test {
     if (!state_.empty()) (void)RemoveTree(state_);
     // The (empty) parents of our cgroups.
     if (auto layout = HostCgroupLayout(); layout.ok()) {
-      for (const auto& p : PlanSandboxCgroup(*layout, "x", Limits{}, cgroup_parent_).parents) ::rmdir(p.c_str());
+      for (const auto& p : PlanSandboxCgroup(*layout, "x", Limits{}, cgroup_parent_).parents)
+        ::rmdir(p.c_str());
     }
   }
 
@@ -116,7 +116,8 @@ TEST_F(NsDriverTest, DoubleForkedOrphanIsReapedByPid1) {
     auto r = Sh(*sb, "set -- $(cat /proc/1/task/1/children); [ \"$*\" = \"$$\" ]");
     return r.exit.exit_code == 0;
   };
-  EXPECT_TRUE(Eventually(only_me)) << Sh(*sb, "cat /proc/1/task/1/children; ps -o pid,stat,args").stdout_data;
+  EXPECT_TRUE(Eventually(only_me))
+      << Sh(*sb, "cat /proc/1/task/1/children; ps -o pid,stat,args").stdout_data;
 }
 
 TEST_F(NsDriverTest, OutputSizesAndStdin) {
@@ -178,7 +179,8 @@ TEST_F(NsDriverTest, WritesStayInTheUpperLayerAndVanish) {
   {
     auto a = NewSandbox();
     ASSERT_TRUE(a);
-    EXPECT_EQ(Sh(*a, "echo secret > /etc/written && rm /bin/ls && cat /etc/written").stdout_data, "secret\n");
+    EXPECT_EQ(Sh(*a, "echo secret > /etc/written && rm /bin/ls && cat /etc/written").stdout_data,
+              "secret\n");
     EXPECT_FALSE(PathExists(image_etc + "/written"));
     EXPECT_TRUE(PathExists(state_ + "/images/busybox/rootfs/bin/ls"));
     auto b = NewSandbox();
@@ -304,7 +306,8 @@ TEST_F(NsDriverTest, OrphanedCgroupsAreSweptButLiveOnesKept) {
   // An orphan: made like a sandbox's, with nothing in it and no state dir.
   auto orphan = PlanSandboxCgroup(*layout, "orphan0000", Limits{}, cgroup_parent_);
   for (const auto& d : orphan.dirs) ASSERT_EQ(::mkdir(d.c_str(), 0755), 0) << d;
-  EXPECT_EQ(SweepOrphanCgroups(*layout, cgroup_parent_, /*min_age_s=*/3600), 0u) << "too young to be an orphan";
+  EXPECT_EQ(SweepOrphanCgroups(*layout, cgroup_parent_, /*min_age_s=*/3600), 0u)
+      << "too young to be an orphan";
   EXPECT_EQ(SweepOrphanCgroups(*layout, cgroup_parent_, 0), orphan.dirs.size());
   for (const auto& d : orphan.dirs) EXPECT_FALSE(PathExists(d));
   auto mine = PlanSandboxCgroup(*layout, live->id(), Limits{}, cgroup_parent_);

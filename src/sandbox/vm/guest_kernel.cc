@@ -39,12 +39,12 @@ Result<std::vector<std::string>> ModuleLoadOrder(const std::string& modules_dep)
     st = 1;
     auto it = deps.find(m);
     if (it == deps.end()) return Fail("modules.dep", m, "a dependency without a line of its own");
-    for (const auto& d : it->second) WB_CHECK(visit(d));
+    for (const auto& d : it->second) WB_RETURN_IF_ERROR(visit(d));
     state[m] = 2;
     order.push_back(m);
     return Ok();
   };
-  for (const auto& m : listed) WB_CHECK(visit(m));
+  for (const auto& m : listed) WB_RETURN_IF_ERROR(visit(m));
   return order;
 }
 

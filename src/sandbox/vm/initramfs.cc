@@ -80,9 +80,9 @@ Result<std::string> EnsureInitramfs(const std::string& cache_dir, const std::str
   std::snprintf(name, sizeof name, "/initrd-%016llx.cpio", static_cast<unsigned long long>(h));
   const std::string path = cache_dir + name;
   if (PathExists(path)) return path;
-  WB_CHECK(MkdirAll(cache_dir, 0755));
+  WB_RETURN_IF_ERROR(MkdirAll(cache_dir, 0755));
   // Atomic: concurrent builders write the same bytes; the last rename wins.
-  WB_CHECK(WriteFileAtomic(path, CpioNewc(entries), 0644));
+  WB_RETURN_IF_ERROR(WriteFileAtomic(path, CpioNewc(entries), 0644));
   return path;
 }
 

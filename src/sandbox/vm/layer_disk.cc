@@ -46,7 +46,7 @@ Result<std::string> EnsureLayerDisk(const std::string& cache_dir, const std::str
   if (!PathExists(kMkfsErofs)) {
     return Fail("layer disk", kMkfsErofs, "not installed (scripts/setup installs erofs-utils)");
   }
-  WB_CHECK(MkdirAll(cache_dir, 0755));
+  WB_RETURN_IF_ERROR(MkdirAll(cache_dir, 0755));
   const std::string tmp = path + ".tmp-" + WB_TRY(RandomHex(4));
   {
     UniqueFd fd(::open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644));

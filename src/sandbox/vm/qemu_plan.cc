@@ -73,8 +73,9 @@ std::vector<std::string> QemuArgv(const QemuPlan& p) {
   }
   a.insert(a.end(), {"-append", cmdline});
   if (p.console_ringbuf_bytes) {
-    a.insert(a.end(), {"-chardev", "ringbuf,id=console,size=" + std::to_string(p.console_ringbuf_bytes),
-                       "-serial", "chardev:console"});
+    a.insert(a.end(),
+             {"-chardev", "ringbuf,id=console,size=" + std::to_string(p.console_ringbuf_bytes),
+              "-serial", "chardev:console"});
   } else if (!p.console_path.empty()) {
     a.insert(a.end(), {"-chardev", "file,id=console,path=" + QemuEscape(p.console_path), "-serial",
                        "chardev:console"});

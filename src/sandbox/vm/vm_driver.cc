@@ -4,11 +4,11 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
+#include <sys/file.h>
+#include <sys/random.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
-#include <sys/file.h>
-#include <sys/random.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -17,6 +17,7 @@
 #include <cstring>
 #include <nlohmann/json.hpp>
 
+#include "agent/identity.h"
 #include "base/child.h"
 #include "base/fs.h"
 #include "base/log.h"
@@ -27,7 +28,6 @@
 #include "sandbox/vm/initramfs.h"
 #include "sandbox/vm/layer_disk.h"
 #include "sandbox/vm/qmp.h"
-#include "agent/identity.h"
 
 namespace wb::vm {
 
@@ -241,9 +241,9 @@ std::string Ms(double us) {
 
 }  // namespace
 
-std::string TemplateKeyText(const std::vector<std::string>& layer_dirs, const std::string& kernel_id,
-                            const std::string& initrd_id, const std::string& agent_id,
-                            uint32_t vcpus, uint64_t memory_mib,
+std::string TemplateKeyText(const std::vector<std::string>& layer_dirs,
+                            const std::string& kernel_id, const std::string& initrd_id,
+                            const std::string& agent_id, uint32_t vcpus, uint64_t memory_mib,
                             const std::vector<std::string>& init_args, Accel accel) {
   std::string k = "warmbox-template-v1\n";
   for (const auto& l : layer_dirs) k += "layer " + l + "\n";
@@ -313,7 +313,7 @@ Result<std::unique_ptr<VmDriver>> VmDriver::Open(VmDriverOptions opts, ImageStor
   // which must be able to walk to the cache: searchable, not readable.
   for (const std::string& d : {opts.state_dir, VmDir(opts.state_dir),
                                VmDir(opts.state_dir) + "/disks", SandboxesDir(opts.state_dir)}) {
-    WB_CHECK(MkdirAll(d, 0711));
+    WB_RETURN_IF_ERROR(MkdirAll(d, 0711));
     struct stat st;
     if (::stat(d.c_str(), &st) != 0) return Errno("stat", d);
     if (!(st.st_mode & S_IXOTH) && ::chmod(d.c_str(), (st.st_mode & 07777) | 0011) != 0)
@@ -339,7 +339,7 @@ Result<std::unique_ptr<Sandbox>> VmDriver::Boot(const SandboxSpec& spec, Mode mo
 }
 
 Result<std::unique_ptr<VmDriver::Spawned>> VmDriver::Spawn(const SandboxSpec& spec, Mode mode,
-                                                          const TemplatePaths* t) {
+                                                           const TemplatePaths* t) {
   if (spec.security.seccomp != "default" && spec.security.seccomp != "unconfined") {
     return Fail(
         "vm driver", spec.security.seccomp,
@@ -373,7 +373,7 @@ Result<std::unique_ptr<VmDriver::Spawned>> VmDriver::Spawn(const SandboxSpec& sp
       (std::max<uint64_t>(spec.limits.memory_bytes >> 20, 64) << 20) + opts_.qemu_overhead_bytes;
   CgroupPlan cg_plan =
       PlanSandboxCgroup(layout_->layout, sb->id_, qemu_limits, opts_.cgroup_parent);
-  WB_CHECK(WriteSandboxRecord(
+  WB_RETURN_IF_ERROR(WriteSandboxRecord(
       sb->dir_, SandboxRecord{sb->id_, ::getpid(), ProcessStartTime(::getpid()), cg_plan.dirs}));
   sb->cgroup_ = WB_TRY(Cgroup::Apply(cg_plan));
   const std::string console = sb->dir_ + "/console.log", qemu_log = sb->dir_ + "/qemu.log";
@@ -433,8 +433,8 @@ Result<std::unique_ptr<VmDriver::Spawned>> VmDriver::Spawn(const SandboxSpec& sp
   const int64_t t_spawn = NowUs();
   sb->qemu_ = WB_TRY(ChildProcess::Spawn(o));
   sb->cgroup_.CloseCloneFd();
-  WB_CHECK(sb->cgroup_.Attach(sb->qemu_.pid()));
-  WB_CHECK(sb->qemu_.Release());
+  WB_RETURN_IF_ERROR(sb->cgroup_.Attach(sb->qemu_.pid()));
+  WB_RETURN_IF_ERROR(sb->qemu_.Release());
   // QEMU's copies are the only ones: connects fail once it is gone.
   agent_listener.reset();
   qmp_listener.reset();
@@ -478,7 +478,8 @@ Result<std::unique_ptr<Sandbox>> VmDriver::Finish(const SandboxSpec& spec, Mode 
           return Ok();
         }
         if (s != "inmigrate") return Fail("restore", t->state, "clone in state " + s);
-        if (NowUs() > deadline) return Fail("restore", t->state, "still loading after the ready timeout");
+        if (NowUs() > deadline)
+          return Fail("restore", t->state, "still loading after the ready timeout");
         timespec ts{0, 1000 * 1000};
         ::nanosleep(&ts, nullptr);
       }
@@ -518,12 +519,13 @@ Result<std::unique_ptr<Sandbox>> VmDriver::Finish(const SandboxSpec& spec, Mode 
     return e;
   }
   const int64_t t_ready = NowUs();
-  if (mode == Mode::kTemplate) return std::unique_ptr<Sandbox>(std::move(sb));  // no command may run
+  if (mode == Mode::kTemplate)
+    return std::unique_ptr<Sandbox>(std::move(sb));  // no command may run
   if (mode == Mode::kClone) {
     // Before the first command: the clone's own id, hostname, entropy and
     // wall clock (agent/identity.h); until then it is the template.
     std::string entropy(64, '\0');
-    WB_CHECK(FillRandom(entropy));
+    WB_RETURN_IF_ERROR(FillRandom(entropy));
     agent::Identity ident{sb->id_, sb->id_, entropy, 0};
     timespec now;
     ::clock_gettime(CLOCK_REALTIME, &now);
@@ -569,10 +571,14 @@ Result<std::unique_ptr<Sandbox>> VmDriver::Finish(const SandboxSpec& spec, Mode 
   }
   const int64_t t_warm = NowUs();
   if (mode == Mode::kClone) {
-    spdlog::debug("vm clone {}: ready in {} ms (restore {} ms, resume to heartbeat {} ms, identity {} ms, "
-                  "warm-up {} ms)", sb->id_, Ms(static_cast<double>(t_warm - t_finish)),
-                  Ms(static_cast<double>(t_restored - t_finish)), Ms(static_cast<double>(t_ready - t_restored)),
-                  Ms(static_cast<double>(t_identity - t_ready)), Ms(static_cast<double>(t_warm - t_identity)));
+    spdlog::debug(
+        "vm clone {}: ready in {} ms (restore {} ms, resume to heartbeat {} ms, identity {} ms, "
+        "warm-up {} ms)",
+        sb->id_, Ms(static_cast<double>(t_warm - t_finish)),
+        Ms(static_cast<double>(t_restored - t_finish)),
+        Ms(static_cast<double>(t_ready - t_restored)),
+        Ms(static_cast<double>(t_identity - t_ready)),
+        Ms(static_cast<double>(t_warm - t_identity)));
   }
   auto j = nlohmann::json::parse(*ready, nullptr, false);
   if (!j.is_discarded() && j.contains("boot") && j["boot"].is_object()) {
@@ -593,7 +599,6 @@ Result<std::unique_ptr<Sandbox>> VmDriver::Finish(const SandboxSpec& spec, Mode 
 }  // namespace wb::vm
 
 namespace wb::vm {
-
 
 TemplateStatus VmDriver::template_status() const {
   std::lock_guard<std::mutex> l(tmpl_mu_);
@@ -639,13 +644,13 @@ Result<std::unique_ptr<Sandbox>> VmDriver::CreateClone(const SandboxSpec& spec) 
   const uint32_t vcpus = VcpusFor(spec.limits.cpus, ncpu > 0 ? static_cast<uint32_t>(ncpu) : 1);
   const uint64_t mem = std::max<uint64_t>(spec.limits.memory_bytes >> 20, 64);
   TemplatePaths t;
-  t.key_text = TemplateKeyText(
-      image.lower_dirs, FileId(info_.kernel.vmlinux), FileId(info_.initrd), FileId(opts_.agent_path),
-      vcpus, mem,
-      {"--layers", std::to_string(image.lower_dirs.size()), "--tmpfs-size",
-       std::to_string(spec.limits.disk_bytes), "--seccomp", spec.security.seccomp, "--nofile",
-       std::to_string(spec.security.nofile)},
-      info_.accel);
+  t.key_text =
+      TemplateKeyText(image.lower_dirs, FileId(info_.kernel.vmlinux), FileId(info_.initrd),
+                      FileId(opts_.agent_path), vcpus, mem,
+                      {"--layers", std::to_string(image.lower_dirs.size()), "--tmpfs-size",
+                       std::to_string(spec.limits.disk_bytes), "--seccomp", spec.security.seccomp,
+                       "--nofile", std::to_string(spec.security.nofile)},
+                      info_.accel);
   t.key = TemplateKeyHash(t.key_text);
   t.templates = VmDir(opts_.state_dir) + "/templates";
   t.dir = t.templates + "/" + t.key;
@@ -654,8 +659,10 @@ Result<std::unique_ptr<Sandbox>> VmDriver::CreateClone(const SandboxSpec& spec) 
   t.ram = opts_.shm_dir + "/warmbox-tpl-" + t.key;
   // The state path goes to a shell ("exec:cat PATH"): plain characters only.
   for (char c : t.state) {
-    if (!(std::isalnum(static_cast<unsigned char>(c)) || c == '/' || c == '-' || c == '_' || c == '.'))
-      return Fail("vm template", t.state, "the state dir path has characters a shell would interpret");
+    if (!(std::isalnum(static_cast<unsigned char>(c)) || c == '/' || c == '-' || c == '_' ||
+          c == '.'))
+      return Fail("vm template", t.state,
+                  "the state dir path has characters a shell would interpret");
   }
   if (auto r = EnsureTemplate(spec, t); !r.ok()) {
     NoteTemplateFailure(t.key, r.error());
@@ -678,8 +685,10 @@ Result<std::unique_ptr<Sandbox>> VmDriver::CreateClone(const SandboxSpec& spec) 
   Result<std::unique_ptr<Sandbox>> c = Fail("clone", t.key, "not started");
   if (!pre) {
     auto sp = Spawn(spec, Mode::kClone, &t);
-    if (sp.ok()) pre = std::move(*sp);
-    else c = sp.error();
+    if (sp.ok())
+      pre = std::move(*sp);
+    else
+      c = sp.error();
   }
   if (pre) c = Finish(spec, Mode::kClone, &t, std::move(pre));
   if (c.ok()) {
@@ -729,7 +738,7 @@ Result<void> VmDriver::EnsureTemplate(const SandboxSpec& spec, const TemplatePat
     }
     return Ok();
   }
-  WB_CHECK(MkdirAll(t.templates, 0700));
+  WB_RETURN_IF_ERROR(MkdirAll(t.templates, 0700));
   // Builds of one key are serialised across processes: the second waits and
   // then finds the first's template.
   UniqueFd lock(::open(t.lock.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600));
@@ -745,7 +754,7 @@ Result<void> VmDriver::EnsureTemplate(const SandboxSpec& spec, const TemplatePat
   // Whatever a failed build left is not used: removed first.
   (void)RemoveTree(t.dir);
   ::unlink(t.ram.c_str());
-  WB_CHECK(MkdirAll(t.dir, 0700));
+  WB_RETURN_IF_ERROR(MkdirAll(t.dir, 0700));
   // Created here, 0600, before QEMU opens it: QEMU would create it 0644, and
   // the file is the template guest's whole memory.
   {
@@ -763,7 +772,7 @@ Result<void> VmDriver::EnsureTemplate(const SandboxSpec& spec, const TemplatePat
     WB_TRY(q.Execute("migrate-set-capabilities",
                      {{"capabilities", {{{"capability", "x-ignore-shared"}, {"state", true}}}}}));
     WB_TRY(q.Execute("migrate", {{"uri", "exec:cat > " + tmp}}));
-    WB_CHECK(q.WaitMigration(kMigrateMs));
+    WB_RETURN_IF_ERROR(q.WaitMigration(kMigrateMs));
     return Ok();
   };
   auto r = save();
@@ -774,7 +783,7 @@ Result<void> VmDriver::EnsureTemplate(const SandboxSpec& spec, const TemplatePat
     UniqueFd f(::open(tmp.c_str(), O_RDONLY | O_CLOEXEC));
     if (!f || ::fsync(f.get()) != 0) return Errno("fsync", tmp);
   }
-  WB_CHECK(WriteFileAtomic(t.dir + "/key", t.key_text, 0600));
+  WB_RETURN_IF_ERROR(WriteFileAtomic(t.dir + "/key", t.key_text, 0600));
   if (::rename(tmp.c_str(), t.state.c_str()) != 0) return Errno("rename", tmp);
   {
     UniqueFd d(::open(t.dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
@@ -792,7 +801,8 @@ Result<void> VmDriver::EnsureTemplate(const SandboxSpec& spec, const TemplatePat
     }
     ::closedir(d);
     for (const auto& k : others) {
-      UniqueFd ol(::open((t.templates + "/" + k + ".lock").c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600));
+      UniqueFd ol(
+          ::open((t.templates + "/" + k + ".lock").c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600));
       if (!ol || ::flock(ol.get(), LOCK_EX | LOCK_NB) != 0) continue;
       (void)RemoveTree(t.templates + "/" + k);
       ::unlink((opts_.shm_dir + "/warmbox-tpl-" + k).c_str());

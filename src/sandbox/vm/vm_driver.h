@@ -41,10 +41,10 @@ struct VmDriverOptions {
 
 // The template state of a driver with snapshot on (pool status).
 struct TemplateStatus {
-  std::string key;           // the current pool key's hash ("" = none yet)
+  std::string key;             // the current pool key's hash ("" = none yet)
   std::string state = "none";  // none, building, ready, failed, fallback
-  int failures = 0;          // template builds or clone restores that failed
-  uint64_t clones = 0;       // clones handed out
+  int failures = 0;            // template builds or clone restores that failed
+  uint64_t clones = 0;         // clones handed out
   uint64_t clone_failures = 0;
   std::string last_error;
 };
@@ -98,10 +98,10 @@ class VmDriver : public Driver {
 [[nodiscard]] Result<VmInfo> ResolveVmInfo(const VmDriverOptions& opts);
 
 // The canonical text of a pool key and its hash (16 hex digits). Pure.
-std::string TemplateKeyText(const std::vector<std::string>& layer_dirs, const std::string& kernel_id,
-                            const std::string& initrd_id, const std::string& agent_id,
-                            uint32_t vcpus, uint64_t memory_mib, const std::vector<std::string>& init_args,
-                            Accel accel);
+std::string TemplateKeyText(const std::vector<std::string>& layer_dirs,
+                            const std::string& kernel_id, const std::string& initrd_id,
+                            const std::string& agent_id, uint32_t vcpus, uint64_t memory_mib,
+                            const std::vector<std::string>& init_args, Accel accel);
 std::string TemplateKeyHash(const std::string& key_text);
 
 // Where failed VMs' console logs are kept (the newest few).

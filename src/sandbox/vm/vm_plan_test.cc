@@ -296,8 +296,9 @@ namespace wb::vm {
 namespace {
 
 TEST(TemplateKeyTest, EveryPartChangesTheKey) {
-  auto key = [](std::vector<std::string> layers, std::string kernel, std::string initrd, std::string agent,
-                uint32_t vcpus, uint64_t mem, std::vector<std::string> init, Accel a) {
+  auto key = [](std::vector<std::string> layers, std::string kernel, std::string initrd,
+                std::string agent, uint32_t vcpus, uint64_t mem, std::vector<std::string> init,
+                Accel a) {
     return TemplateKeyHash(TemplateKeyText(layers, kernel, initrd, agent, vcpus, mem, init, a));
   };
   const std::string base = key({"l1", "l2"}, "k", "i", "a", 1, 256, {"--layers", "2"}, Accel::kTcg);
@@ -322,8 +323,10 @@ TEST(QemuPlanTest, TemplateAndCloneArgs) {
   p.extra = {"-incoming", "defer"};
   std::string all;
   for (const auto& a : QemuArgv(p)) all += a + " ";
-  EXPECT_NE(all.find("memory-backend-file,id=mem,size=512M,mem-path=/dev/shm/warmbox-tpl-x,share=off"),
-            std::string::npos) << all;
+  EXPECT_NE(
+      all.find("memory-backend-file,id=mem,size=512M,mem-path=/dev/shm/warmbox-tpl-x,share=off"),
+      std::string::npos)
+      << all;
   EXPECT_NE(all.find("memory-backend=mem"), std::string::npos);
   EXPECT_NE(all.find("ringbuf,id=console,size=65536"), std::string::npos);
   EXPECT_EQ(all.find("file,id=console"), std::string::npos);

@@ -44,6 +44,8 @@ const char* ErrorCodeName(ErrorCode c) {
       return "permission_denied";
     case ErrorCode::kBusy:
       return "busy";
+    case ErrorCode::kResourceExhausted:
+      return "resource_exhausted";
     case ErrorCode::kDraining:
       return "draining";
     case ErrorCode::kDeadlineExceeded:
@@ -73,7 +75,7 @@ ErrorCode CodeForErrno(int err) {
     case EMFILE:
     case ENFILE:
     case ENOMEM:
-      return ErrorCode::kBusy;
+      return ErrorCode::kResourceExhausted;
     case ETIMEDOUT:
       return ErrorCode::kDeadlineExceeded;
     case ECANCELED:

@@ -20,7 +20,8 @@ enum class ErrorCode {
   kNotFound,            // "not_found": what was named does not exist
   kAlreadyExists,       // "already_exists"
   kPermissionDenied,    // "permission_denied"
-  kBusy,                // "busy": a limit or a queue is full (resource exhausted); retry later
+  kBusy,                // "busy": a run slot, queue or sandbox limit is taken; retry later
+  kResourceExhausted,   // "resource_exhausted": the host ran out (disk, memory, fds)
   kDraining,            // "draining": the daemon is shutting down (unavailable)
   kDeadlineExceeded,    // "timeout"
   kCancelled,           // "cancelled": the caller went away or asked to stop
@@ -29,7 +30,8 @@ enum class ErrorCode {
 };
 const char* ErrorCodeName(ErrorCode c);
 // The code of an errno value: ENOENT is not found, EACCES/EPERM permission
-// denied, ENOSPC/EDQUOT/EMFILE/ENFILE/ENOMEM busy, ETIMEDOUT a deadline, ...
+// denied, ENOSPC/EDQUOT/EMFILE/ENFILE/ENOMEM resource exhausted, ETIMEDOUT a
+// deadline, ECONNREFUSED/ECONNRESET/EPIPE unavailable, anything else internal.
 ErrorCode CodeForErrno(int err);
 
 struct Error {

@@ -269,7 +269,7 @@ TEST(ErrorCodeTest, FailIsInternalUnlessGivenACode) {
 TEST(ErrorCodeTest, ErrnoDerivesTheCode) {
   EXPECT_EQ(ErrnoValue(ENOENT, "open", "/x").code, ErrorCode::kNotFound);
   EXPECT_EQ(ErrnoValue(EACCES, "open", "/x").code, ErrorCode::kPermissionDenied);
-  EXPECT_EQ(ErrnoValue(ENOSPC, "write", "/x").code, ErrorCode::kBusy);
+  EXPECT_EQ(ErrnoValue(ENOSPC, "write", "/x").code, ErrorCode::kResourceExhausted);
   EXPECT_EQ(ErrnoValue(ETIMEDOUT, "connect", "/x").code, ErrorCode::kDeadlineExceeded);
   EXPECT_EQ(ErrnoValue(EINVAL, "mount", "/x").code, ErrorCode::kInternal);
   errno = EEXIST;

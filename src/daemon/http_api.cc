@@ -28,7 +28,8 @@ Result<std::string> Base64Decode(std::string_view text, const char* field) {
   // Padded input only: Beast's decoded_size (n/4*3) is exact for it, and
   // unpadded input would be written past that size (the fuzzer found this).
   if (text.size() % 4 != 0)
-    return Fail("bad request", field, "not valid base64 (standard alphabet, padded)");
+    return Fail(ErrorCode::kInvalidArgument, "bad request", field,
+                "not valid base64 (standard alphabet, padded)");
   std::string out(b64::decoded_size(text.size()), '\0');
   // Beast's decoder stops at the first byte outside the alphabet; padding
   // ends the input. Anything left unread means the input was not base64.
@@ -36,7 +37,8 @@ Result<std::string> Base64Decode(std::string_view text, const char* field) {
   size_t rest = read;
   while (rest < text.size() && text[rest] == '=') ++rest;
   if (rest != text.size() || rest - read > 2) {
-    return Fail("bad request", field, "not valid base64 (standard alphabet, padded)");
+    return Fail(ErrorCode::kInvalidArgument, "bad request", field,
+                "not valid base64 (standard alphabet, padded)");
   }
   out.resize(written);
   return out;
@@ -44,8 +46,10 @@ Result<std::string> Base64Decode(std::string_view text, const char* field) {
 
 Result<proto::RunRequest> ParseHttpRunRequest(std::string_view body) {
   json j = json::parse(body, nullptr, /*allow_exceptions=*/false);
-  if (j.is_discarded()) return Fail("bad request", "body", "not valid JSON");
-  if (!j.is_object()) return Fail("bad request", "body", "expected a JSON object");
+  if (j.is_discarded())
+    return Fail(ErrorCode::kInvalidArgument, "bad request", "body", "not valid JSON");
+  if (!j.is_object())
+    return Fail(ErrorCode::kInvalidArgument, "bad request", "body", "expected a JSON object");
   // Strict, unlike the socket (whose upstream clients may send fields of
   // their own): a misspelt "timeoutms" must not silently run without a timeout.
   static const char* const kFields[] = {
@@ -54,12 +58,13 @@ Result<proto::RunRequest> ParseHttpRunRequest(std::string_view body) {
   for (const auto& [key, value] : j.items()) {
     bool known = false;
     for (const char* f : kFields) known |= key == f;
-    if (!known) return Fail("bad request", key, "unknown field");
+    if (!known) return Fail(ErrorCode::kInvalidArgument, "bad request", key, "unknown field");
   }
   if (j.contains("op"))
-    return Fail("bad request", "op", "not used over HTTP: POST /v1/run runs a command");
+    return Fail(ErrorCode::kInvalidArgument, "bad request", "op",
+                "not used over HTTP: POST /v1/run runs a command");
   if (j.contains("stream")) {
-    return Fail("bad request", "stream",
+    return Fail(ErrorCode::kInvalidArgument, "bad request", "stream",
                 "not used over HTTP: send 'Accept: application/x-ndjson' to stream");
   }
   // env may be an object: {"K":"V"} becomes ["K=V"] (sorted by key, as JSON objects are here).
@@ -67,9 +72,10 @@ Result<proto::RunRequest> ParseHttpRunRequest(std::string_view body) {
     json arr = json::array();
     for (const auto& [k, v] : it->items()) {
       if (k.empty() || k.find('=') != std::string::npos)
-        return Fail("bad request", "env", "bad name '" + k + "'");
+        return Fail(ErrorCode::kInvalidArgument, "bad request", "env", "bad name '" + k + "'");
       if (!v.is_string())
-        return Fail("bad request", "env", "the value of " + k + " must be a string");
+        return Fail(ErrorCode::kInvalidArgument, "bad request", "env",
+                    "the value of " + k + " must be a string");
       arr.push_back(k + "=" + v.get<std::string>());
     }
     *it = std::move(arr);
@@ -79,13 +85,17 @@ Result<proto::RunRequest> ParseHttpRunRequest(std::string_view body) {
   std::optional<std::string> stdin_data;
   if (auto it = j.find("stdin_base64"); it != j.end()) {
     if (j.contains("stdin"))
-      return Fail("bad request", "stdin_base64", "give stdin or stdin_base64, not both");
-    if (!it->is_string()) return Fail("bad request", "stdin_base64", "expected a base64 string");
+      return Fail(ErrorCode::kInvalidArgument, "bad request", "stdin_base64",
+                  "give stdin or stdin_base64, not both");
+    if (!it->is_string())
+      return Fail(ErrorCode::kInvalidArgument, "bad request", "stdin_base64",
+                  "expected a base64 string");
     stdin_data = WB_TRY(Base64Decode(it->get_ref<const std::string&>(), "stdin_base64"));
     j.erase(it);
   } else if (auto in = j.find("stdin"); in != j.end()) {
     if (!in->is_null() && !in->is_string()) {
-      return Fail("bad request", "stdin", "expected a string (or use stdin_base64 for bytes)");
+      return Fail(ErrorCode::kInvalidArgument, "bad request", "stdin",
+                  "expected a string (or use stdin_base64 for bytes)");
     }
     if (in->is_string()) stdin_data = std::move(in->get_ref<std::string&>());
     j.erase(in);
@@ -109,7 +119,9 @@ std::string HttpRunResponseJson(const proto::RunResponse& r) {
   flag("stdout_truncated", r.stdout_truncated);
   flag("stderr_truncated", r.stderr_truncated);
   flag("oom_killed", r.oom_killed);
-  out += ",\"sandbox\":" + Dump(json(r.sandbox)) + "}";
+  out += ",\"sandbox\":" + Dump(json(r.sandbox));
+  if (r.error && !r.kind.empty()) out += ",\"kind\":" + Dump(json(r.kind));
+  out += "}";
   return out;
 }
 
@@ -143,10 +155,21 @@ unsigned HttpStatusFor(RunErrorKind kind) {
 }
 
 RunErrorKind KindOfError(const Error& e) {
-  if (e.call == "busy") return RunErrorKind::kBusy;
-  if (e.call == "bad request" || e.call == "frame") return RunErrorKind::kBadRequest;
-  if (e.detail.find("shutting down") != std::string::npos) return RunErrorKind::kDraining;
-  return RunErrorKind::kInternal;
+  // By code only (docs/errors.md): the text is for people and may be wrapped.
+  switch (e.code) {
+    case ErrorCode::kInvalidArgument:
+      return RunErrorKind::kBadRequest;
+    case ErrorCode::kBusy:
+      return RunErrorKind::kBusy;
+    case ErrorCode::kDraining:
+      return RunErrorKind::kDraining;
+    case ErrorCode::kCancelled:
+      return RunErrorKind::kClientGone;
+    default:
+      // Anything else that stops a run (a sandbox that cannot be created, a
+      // full disk, an agent that died) is the daemon's failure, not the caller's.
+      return RunErrorKind::kInternal;
+  }
 }
 
 Result<ListenAddress> ParseListenAddress(std::string_view text) {

@@ -103,13 +103,33 @@ TEST(HttpApiTest, ErrorKindsMapToStatusCodes) {
   EXPECT_EQ(HttpStatusFor(RunErrorKind::kBusy), 429u);
   EXPECT_EQ(HttpStatusFor(RunErrorKind::kDraining), 503u);
   EXPECT_EQ(HttpStatusFor(RunErrorKind::kInternal), 500u);
-  EXPECT_EQ(KindOfError(Fail("busy", "busybox", "queue full")), RunErrorKind::kBusy);
-  EXPECT_EQ(KindOfError(Fail("pool", "busybox", "the daemon is shutting down")),
+  EXPECT_EQ(KindOfError(Fail(ErrorCode::kBusy, "busy", "busybox", "queue full")),
+            RunErrorKind::kBusy);
+  EXPECT_EQ(KindOfError(Fail(ErrorCode::kDraining, "pool", "busybox", "stopping")),
             RunErrorKind::kDraining);
+  EXPECT_EQ(KindOfError(Fail(ErrorCode::kInvalidArgument, "bad request", "cmd", "missing")),
+            RunErrorKind::kBadRequest);
   EXPECT_EQ(KindOfError(Fail("create sandbox", "x", "agent died")), RunErrorKind::kInternal);
+  EXPECT_EQ(KindOfError(ErrnoValue(ENOSPC, "mkdir", "/x")), RunErrorKind::kInternal);
   auto j = nlohmann::json::parse(HttpErrorJson("no slot", RunErrorKindName(RunErrorKind::kBusy)));
   EXPECT_EQ(j["kind"], "busy");
   EXPECT_EQ(j["error"], "no slot");
+}
+
+TEST(HttpApiTest, ErrorKindIsTheCodeNeverTheText) {
+  // Text that once decided the kind decides nothing now: a wrap cannot
+  // change the kind, and words in a message cannot forge one.
+  EXPECT_EQ(KindOfError(Fail("busy", "busybox", "queue full")), RunErrorKind::kInternal);
+  EXPECT_EQ(KindOfError(Fail("pool", "x", "the daemon is shutting down")), RunErrorKind::kInternal);
+  Error busy = Fail(ErrorCode::kBusy, "busy", "busybox", "queue full").Wrap("run");
+  EXPECT_EQ(KindOfError(busy), RunErrorKind::kBusy);
+  // Every failure the HTTP parser reports is a bad request.
+  for (const char* body : {"not json", "[]", R"({"cmd":["true"],"bogus":1})",
+                           R"({"cmd":["true"],"stdin_base64":"***"})", R"({"cmd":[]})"}) {
+    auto r = ParseHttpRunRequest(body);
+    ASSERT_FALSE(r.ok()) << body;
+    EXPECT_EQ(KindOfError(r.error()), RunErrorKind::kBadRequest) << body;
+  }
 }
 
 TEST(HttpApiTest, Base64RoundTripsEveryLength) {

@@ -253,7 +253,8 @@ class Daemon : public RunService {
   asio::awaitable<void> Session(Socket s) {
     if (!PeerAllowed(s.native_handle(), opts_.socket_group)) {
       spdlog::warn("refused a client: its uid is neither root, ours, nor in the socket group");
-      co_await SendFrame(s, proto::ToJson(proto::ErrorResponse("permission denied")));
+      co_await SendFrame(
+          s, proto::ToJson(proto::ErrorResponse("permission denied", "permission_denied")));
       co_return;
     }
     // A client gets a bounded time to send its request (no slow-loris).
@@ -279,7 +280,9 @@ class Daemon : public RunService {
       timer->cancel();
       // Refused before reading (or allocating) the body.
       CountError(RunErrorKind::kBadRequest);
-      co_await SendFrame(s, proto::ToJson(proto::ErrorResponse(len.error().ToString())));
+      co_await SendFrame(
+          s, proto::ToJson(proto::ErrorResponse(len.error().ToString(),
+                                                RunErrorKindName(KindOfError(len.error())))));
       co_return;
     }
     std::string body(*len, '\0');
@@ -290,7 +293,9 @@ class Daemon : public RunService {
     auto req = proto::ParsePoolRequest(body);
     if (!req.ok()) {
       CountError(RunErrorKind::kBadRequest);
-      co_await SendFrame(s, proto::ToJson(proto::ErrorResponse(req.error().ToString())));
+      co_await SendFrame(
+          s, proto::ToJson(proto::ErrorResponse(req.error().ToString(),
+                                                RunErrorKindName(KindOfError(req.error())))));
       co_return;
     }
     switch (req->op) {
@@ -309,6 +314,8 @@ class Daemon : public RunService {
       case proto::Op::kRun: {
         SocketSink sink(s);
         RunOutcome out = co_await Run(std::move(req->run), sink);
+        // The same kind as the HTTP API's for the same failure (docs/errors.md).
+        if (out.resp.error) out.resp.kind = RunErrorKindName(out.kind);
         if (out.kind != RunErrorKind::kClientGone) co_await SendFrame(s, proto::ToJson(out.resp));
         co_return;
       }

@@ -60,7 +60,7 @@ size_t OnBody(char* data, size_t size, size_t n, void* user) {
 
 }  // namespace
 
-bool IsTransportError(const Error& e) { return e.call == kTransportCall; }
+bool IsTransportError(const Error& e) { return e.code == ErrorCode::kUnavailable; }
 
 Http::Http() : curl_(curl_easy_init()) {}
 Http::~Http() { curl_easy_cleanup(static_cast<CURL*>(curl_)); }
@@ -103,7 +103,8 @@ Result<HttpResponse> Http::Get(const std::string& url, const std::vector<std::st
     return Fail("resolve", url, errbuf[0] ? errbuf : curl_easy_strerror(rc));
   }
   if (rc != CURLE_OK) {
-    return Fail(kTransportCall, url, errbuf[0] ? errbuf : curl_easy_strerror(rc));
+    return Fail(ErrorCode::kUnavailable, kTransportCall, url,
+                errbuf[0] ? errbuf : curl_easy_strerror(rc));
   }
   curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &resp.status);
   return resp;

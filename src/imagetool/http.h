@@ -29,8 +29,8 @@ class Http {
   Http& operator=(const Http&) = delete;
 
   // GET url. A transport failure (no complete HTTP response) returns an
-  // Error whose call is kTransportCall, so callers can tell it from an
-  // error of the body sink.
+  // Error with code kUnavailable (retryable), so callers can tell it from an
+  // error of the body sink without reading its text.
   [[nodiscard]] Result<HttpResponse> Get(const std::string& url,
                                          const std::vector<std::string>& headers,
                                          const BodySink& sink = nullptr);
@@ -40,6 +40,7 @@ class Http {
 };
 
 inline constexpr const char* kTransportCall = "http transfer";
+// By code, not by the call's name (a Wrap may have rewritten that).
 bool IsTransportError(const Error& e);
 
 }  // namespace wb::imagetool

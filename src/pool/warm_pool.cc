@@ -54,7 +54,8 @@ WarmPool::~WarmPool() {
 }
 
 asio::awaitable<Result<Permit>> WarmPool::TakePermit() {
-  if (rt_.stopping) co_return Fail("pool", image_, "the daemon is shutting down");
+  if (rt_.stopping)
+    co_return Fail(ErrorCode::kDraining, "pool", image_, "the daemon is shutting down");
   if (permits_used_ < permits_ && waiters_.empty()) {
     ++permits_used_;
     peak_active_ = std::max<uint64_t>(peak_active_, permits_used_);
@@ -62,7 +63,7 @@ asio::awaitable<Result<Permit>> WarmPool::TakePermit() {
   }
   if (waiters_.size() >= settings_.queue_limit) {
     ++stats_.rejected_busy;
-    co_return Fail("busy", image_,
+    co_return Fail(ErrorCode::kBusy, "busy", image_,
                    "all " + std::to_string(permits_) + " run slots are taken and " +
                        std::to_string(waiters_.size()) +
                        " requests are already waiting; retry later");
@@ -74,9 +75,10 @@ asio::awaitable<Result<Permit>> WarmPool::TakePermit() {
   co_await w->timer.async_wait(redirect_error(use_awaitable, ec));
   if (w->permit) co_return std::move(w->permit);
   std::erase(waiters_, w);
-  if (rt_.stopping) co_return Fail("pool", image_, "the daemon is shutting down");
+  if (rt_.stopping)
+    co_return Fail(ErrorCode::kDraining, "pool", image_, "the daemon is shutting down");
   ++stats_.rejected_busy;
-  co_return Fail("busy", image_,
+  co_return Fail(ErrorCode::kBusy, "busy", image_,
                  "no run slot became free within " +
                      std::to_string(settings_.queue_timeout.count()) + " ms (all " +
                      std::to_string(permits_) + " in use); retry later");
@@ -162,7 +164,7 @@ asio::awaitable<Result<Lease>> WarmPool::Acquire() {
   if (!sb.ok()) co_return sb.error();
   if (rt_.stopping) {
     Destroy(std::move(*sb));
-    co_return Fail("pool", image_, "the daemon is shutting down");
+    co_return Fail(ErrorCode::kDraining, "pool", image_, "the daemon is shutting down");
   }
   auto conn = co_await AgentConn::Connect(ex, (*sb)->endpoint());
   if (!conn.ok()) {

@@ -12,7 +12,7 @@ namespace {
 std::string Dump(const json& j) { return j.dump(-1, ' ', false, json::error_handler_t::replace); }
 
 Error Bad(const std::string& field, const std::string& why) {
-  return Fail("bad request", field, why);
+  return Fail(ErrorCode::kInvalidArgument, "bad request", field, why);
 }
 
 Result<std::vector<std::string>> Strings(const json& j, const char* key, bool required) {
@@ -206,14 +206,16 @@ std::string ToJson(const RunResponse& r) {
   if (r.stderr_truncated) out += ",\"stderr_truncated\":true";
   if (r.oom_killed) out += ",\"oom_killed\":true";
   if (!r.sandbox.empty()) out += ",\"sandbox\":" + Dump(json(r.sandbox));
+  if (r.error && !r.kind.empty()) out += ",\"kind\":" + Dump(json(r.kind));
   out += '}';
   return out;
 }
 
-RunResponse ErrorResponse(std::string message) {
+RunResponse ErrorResponse(std::string message, std::string kind) {
   RunResponse r;
   r.exit_code = -1;
   r.error = std::move(message);
+  r.kind = std::move(kind);
   return r;
 }
 
@@ -263,6 +265,7 @@ Result<StreamFrame> ParseStreamFrame(std::string_view text) {
   r.oom_killed = flag("oom_killed");
   if (auto it = j.find("sandbox"); it != j.end() && it->is_string())
     r.sandbox = it->get<std::string>();
+  if (auto it = j.find("kind"); it != j.end() && it->is_string()) r.kind = it->get<std::string>();
   return f;
 }
 
@@ -357,7 +360,7 @@ Result<uint32_t> DecodePoolLength(const unsigned char hdr[4], uint32_t cap) {
   uint32_t n = uint32_t{hdr[0]} | (uint32_t{hdr[1]} << 8) | (uint32_t{hdr[2]} << 16) |
                (uint32_t{hdr[3]} << 24);
   if (n > cap) {
-    return Fail("frame", std::to_string(n) + " bytes",
+    return Fail(ErrorCode::kInvalidArgument, "frame", std::to_string(n) + " bytes",
                 "exceeds the " + std::to_string(cap) + "-byte limit");
   }
   return n;

@@ -60,11 +60,15 @@ struct RunResponse {
   bool stderr_truncated = false;
   bool oom_killed = false;
   std::string sandbox;  // id of the sandbox that ran it
+  // With error: what kind of failure, the same word on every front end
+  // ("bad_request", "no_image", "busy", "draining", "internal", ...;
+  // docs/errors.md). Upstream clients ignore it.
+  std::string kind;
 };
 
 // {"stdout":[..],"stderr":[..],"exit_code":N,"error":null|"..."} plus the extensions.
 std::string ToJson(const RunResponse& r);
-RunResponse ErrorResponse(std::string message);
+RunResponse ErrorResponse(std::string message, std::string kind = "");
 
 // A streamed run's frames: chunks, then one RunResponse with empty outputs.
 //   {"stream":"stdout","data":[..]} / {"stream":"stderr","data":[..]}

@@ -410,14 +410,7 @@ TEST(PoolRequestErrorTest, StdinNeitherArrayNorString) {
 
 // --- responses ----------------------------------------------------------------
 
-// DISABLED: ToJson(RunResponse) does not produce the documented/upstream key
-// order. pool_proto.cc ToJson(const RunResponse&) builds
-// `rest = {{"exit_code",..},{"error",..}}` as an nlohmann::json (std::map,
-// keys sorted), so "error" is written before "exit_code":
-//   expected {"stdout":[104,105,10],"stderr":[],"exit_code":0,"error":null}
-//   actual   {"stdout":[104,105,10],"stderr":[],"error":null,"exit_code":0}
-// Semantically the same JSON (see ResponseJsonHasUpstreamFields below), but not
-// the byte-exact wire vector of pool_proto.h's comment and the upstream.
+// Byte-exact: the upstream's key order (stdout, stderr, exit_code, error).
 TEST(RunResponseTest, SuccessSerialisesToUpstreamWireVector) {
   RunResponse r;
   r.stdout_data = "hi\n";
@@ -425,9 +418,6 @@ TEST(RunResponseTest, SuccessSerialisesToUpstreamWireVector) {
   EXPECT_EQ(ToJson(r), R"({"stdout":[104,105,10],"stderr":[],"exit_code":0,"error":null})");
 }
 
-// DISABLED: same key-order deviation as above.
-//   expected {"stdout":[],"stderr":[],"exit_code":-1,"error":"no such image"}
-//   actual   {"stdout":[],"stderr":[],"error":"no such image","exit_code":-1}
 TEST(RunResponseTest, ErrorResponseSerialisesToUpstreamWireVector) {
   EXPECT_EQ(ToJson(ErrorResponse("no such image")),
             R"({"stdout":[],"stderr":[],"exit_code":-1,"error":"no such image"})");
@@ -456,6 +446,23 @@ TEST(RunResponseTest, ErrorResponseHasUpstreamFields) {
   EXPECT_EQ(json::parse(text),
             json::parse(R"({"stdout":[],"stderr":[],"exit_code":-1,"error":"no such image"})"))
       << text;
+}
+
+TEST(RunResponseTest, ErrorKindFollowsTheUpstreamFieldsAndParsesBack) {
+  // The kind is an extension after the upstream's fields: upstream clients
+  // read the same four fields first and ignore it.
+  const std::string text = ToJson(ErrorResponse("busy(x): queue full", "busy"));
+  EXPECT_EQ(text, R"({"stdout":[],"stderr":[],"exit_code":-1,"error":"busy(x): queue full",)"
+                  R"("kind":"busy"})");
+  auto f = ParseStreamFrame(text);
+  ASSERT_TRUE(f.ok()) << f.error().ToString();
+  EXPECT_EQ(f->final.kind, "busy");
+  // No kind without an error, and none when the error has no kind.
+  RunResponse ok;
+  ok.exit_code = 0;
+  ok.kind = "busy";
+  EXPECT_FALSE(json::parse(ToJson(ok)).contains("kind"));
+  EXPECT_FALSE(json::parse(ToJson(ErrorResponse("x"))).contains("kind"));
 }
 
 TEST(RunResponseTest, EdgeBytesEncodeAsNumbers) {

@@ -477,6 +477,22 @@ class DaemonTestCase(unittest.TestCase):
             raise AssertionError("%s\nresponse: %r\ndaemon log:\n%s" % (e, r, self.daemon.log()[-3000:]))
         return r
 
+    def socket_run(self, req, timeout=30):
+        """The same run over the Unix socket (length-prefixed JSON, docs/protocol.md):
+        its final response (output frames of a streamed run are skipped)."""
+        body = json.dumps(dict(req, op="run")).encode()
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+            s.settimeout(timeout)
+            s.connect(self.daemon.socket)
+            s.sendall(len(body).to_bytes(4, "little") + body)
+            f = s.makefile("rb")
+            while True:
+                hdr = f.read(4)
+                self.assertEqual(len(hdr), 4, "the socket closed without a final response")
+                frame = json.loads(f.read(int.from_bytes(hdr, "little")))
+                if "stream" not in frame:
+                    return frame
+
     def run_json(self, req, status=200, headers=(), **kw):
         """POST /v1/run with a JSON body; asserts the status."""
         body = json.dumps(req) if not isinstance(req, (str, bytes)) else req
@@ -675,6 +691,32 @@ class ApiTest(DaemonTestCase):
             with self.subTest(req=req):
                 self.run_json(req)
 
+    def test_same_kind_on_both_front_ends(self):
+        # docs/errors.md: the socket's error responses carry the kind the HTTP
+        # API sends for the same failure, decided by the error's code.
+        cases = [
+            ({}, "bad_request"),
+            ({"cmd": []}, "bad_request"),
+            ({"cmd": "ls"}, "bad_request"),
+            ({"cmd": ["true"], "image": "a b"}, "bad_request"),
+            ({"cmd": ["true"], "memory": 0}, "bad_request"),
+            ({"cmd": ["true"], "pids": -3}, "bad_request"),
+            ({"cmd": ["true"], "timeout_ms": -1}, "bad_request"),
+            ({"cmd": ["true"], "image": "no-such-image"}, "no_image"),
+        ]
+        for req, kind in cases:
+            with self.subTest(req=req):
+                r = self.request("POST", "/v1/run", body=json.dumps(req),
+                                 headers=["Content-Type: application/json"])
+                self.assertEqual(r.parsed["kind"], kind, r)
+                sock = self.socket_run(req)
+                self.assertEqual(sock["exit_code"], -1, sock)
+                self.assertEqual(sock.get("kind"), kind, sock)
+                self.assertEqual(sock["error"], r.parsed["error"])
+        # A run that succeeds has no kind on either.
+        self.assertNotIn("kind", self.socket_run({"cmd": ["true"]}))
+        self.assertNotIn("kind", self.run_json({"cmd": ["true"]}).parsed)
+
     def test_tiny_memory_limit_is_a_bad_request(self):
         # Refused by the parser (as `pool run --memory` refuses less than
         # 4m), before any sandbox is touched; the daemon still serves.
@@ -826,6 +868,20 @@ class BusyTest(DaemonTestCase):
         self.assertRegex(r.parsed, r'(?m)^warmbox_run_errors_total\{kind="busy"\} 2$')
         self.assertRegex(r.parsed, r'(?m)^warmbox_run_errors_total\{kind="client_gone"\} 1$')
         self.run_json({"cmd": ["true"]}, status=200)
+
+    def test_1a_busy_on_the_socket_too(self):
+        # The same failure over the Unix socket: the same kind (docs/errors.md).
+        holder = self.hold_slot(60)
+        try:
+            r = self.socket_run({"cmd": ["true"]})
+            self.assertEqual(r["exit_code"], -1, r)
+            self.assertEqual(r.get("kind"), "busy", r)
+            h = self.run_json({"cmd": ["true"]}, status=429)
+            self.assertEqual(h.parsed["kind"], r["kind"])
+        finally:
+            holder.kill()
+            holder.communicate()
+        self.daemon.wait_pool(lambda p: p and p["active"] == 0, "the cancelled run to give its slot back")
 
     def test_2_draining_503(self):
         # Runs in flight finish while the daemon drains; new ones get 503 and

@@ -138,23 +138,35 @@ class ResponseTest(unittest.TestCase):
         self.assertEqual((r.stdout, r.stderr, r.exit_code, r.sandbox), (b"\x00ok", b"", 1, "ab12cd"))
 
     def test_daemon_errors_map_to_exceptions(self) -> None:
+        # The socket's error responses carry a kind (docs/errors.md); the
+        # class follows the kind.
         cases = [
             ("busy(python:3): no run slot became free within 30000 ms (all 8 in use); retry later",
              warmbox.Busy, "busy"),
             ("bad request(cmd): missing", warmbox.BadRequest, "bad_request"),
             ("frame(4294967295 bytes): exceeds the 8388608-byte limit", warmbox.BadRequest, "bad_request"),
             ("image(nope): no such image (see 'warmbox image ls')", warmbox.RunError, "no_image"),
-            ("no image: pass --image or start the daemon with --image", warmbox.RunError, "no_image"),
+            ("no image: pass --image or start the daemon with --image", warmbox.BadRequest, "bad_request"),
             ("pool(busybox): the daemon is shutting down", warmbox.RunError, "draining"),
             ("sandbox(x): agent died", warmbox.RunError, "internal"),
         ]
         for msg, cls, kind in cases:
             with self.assertRaises(cls, msg=msg) as cm:
-                _codec.result_from({"stdout": [], "stderr": [], "exit_code": -1, "error": msg},
+                _codec.result_from({"stdout": [], "stderr": [], "exit_code": -1, "error": msg, "kind": kind},
                                    _codec.byte_array, "t")
             self.assertEqual(cm.exception.kind, kind, msg)
             self.assertEqual(str(cm.exception), msg)
             self.assertIsNone(cm.exception.status)
+
+    def test_error_text_never_decides_the_kind(self) -> None:
+        # Words in a message are not a kind: without a kind field (an upstream
+        # daemon) every failure is a RunError of kind "internal".
+        for msg in ("busy(x): queue full", "bad request(cmd): missing", "the daemon is shutting down"):
+            with self.assertRaises(warmbox.RunError, msg=msg) as cm:
+                _codec.result_from({"stdout": [], "stderr": [], "exit_code": -1, "error": msg},
+                                   _codec.byte_array, "t")
+            self.assertNotIsInstance(cm.exception, (warmbox.Busy, warmbox.BadRequest), msg)
+            self.assertEqual(cm.exception.kind, "internal", msg)
         # The daemon's kind wins over the text (HTTP's final NDJSON line).
         with self.assertRaises(warmbox.RunError) as cm:
             _codec.result_from({"exit_code": -1, "error": "boom", "kind": "internal"}, _codec.b64, "t")
@@ -196,7 +208,7 @@ class ResponseTest(unittest.TestCase):
             with self.assertRaises(warmbox.ProtocolError):
                 _codec.pools_from(bad, "t")
         with self.assertRaises(warmbox.BadRequest):
-            _codec.pools_from({"error": "bad request(op): nope"}, "t")
+            _codec.pools_from({"error": "bad request(op): nope", "kind": "bad_request"}, "t")
 
     def test_http_errors(self) -> None:
         def err(status: int, body: object, retry: object = None) -> warmbox.WarmboxError:

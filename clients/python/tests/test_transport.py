@@ -124,9 +124,9 @@ class UnixTransportTest(unittest.TestCase):
             peer.close()
         self.assertEqual(text, 'warmbox_pool_idle{image="a"} 1\n')
         self.assertEqual(peer.request, b'\x25\x00\x00\x00{"op":"status","format":"prometheus"}')
-        # A daemon without metrics refuses the field.
+        # A daemon that refuses the field says so with its kind.
         peer = ScriptedUnixPeer(_frame({"stdout": [], "stderr": [], "exit_code": -1,
-                                        "error": "bad request(format): unknown field"}))
+                                        "error": "bad request(format): unknown field", "kind": "bad_request"}))
         try:
             with self.assertRaises(warmbox.BadRequest):
                 warmbox.Client(socket=peer.path).metrics()

@@ -281,21 +281,12 @@ def b64(v: Any, what: str) -> bytes:
         raise ProtocolError(f"{what}: invalid base64") from None
 
 
-def error_from_text(message: str, *, kind: Optional[str] = None, status: Optional[int] = None) -> WarmboxError:
-    """The exception for a daemon-side failure given its text (the socket's
-    ``error`` field), and its kind when the daemon named it (HTTP)."""
-    k = kind
-    if k is None:
-        if message.startswith("busy("):
-            k = "busy"
-        elif message.startswith("bad request(") or message.startswith("frame("):
-            k = "bad_request"
-        elif "no such image" in message or message.startswith("no image"):
-            k = "no_image"
-        elif "shutting down" in message or "draining" in message:
-            k = "draining"
-        else:
-            k = "internal"
+def error_from(message: str, *, kind: Optional[str] = None, status: Optional[int] = None) -> WarmboxError:
+    """The exception for a daemon-side failure: its ``error`` text and its
+    ``kind`` field (both front ends send one; docs/errors.md). The class is
+    chosen by the kind alone, never by the text: a daemon that names no kind
+    (an upstream pool) gives a RunError of kind ``"internal"``."""
+    k = kind or "internal"
     if k == "busy":
         return Busy(message, kind=k, status=status)
     if k in ("bad_request", "too_large"):
@@ -316,7 +307,7 @@ def result_from(obj: Any, decode: Callable[[Any, str], bytes], what: str) -> Res
     if code == -1 or (isinstance(err, str) and err):
         msg = err if isinstance(err, str) and err else "the daemon failed the run without a message"
         kind = obj.get("kind") if isinstance(obj.get("kind"), str) else None
-        raise error_from_text(msg, kind=kind)
+        raise error_from(msg, kind=kind)
     sandbox = obj.get("sandbox")
     return Result(
         stdout=decode(obj.get("stdout"), "stdout"),
@@ -348,7 +339,7 @@ _STATUS_FIELDS = {f.name for f in fields(PoolStatus)} - {"extra"}
 def pools_from(obj: Any, what: str) -> List[PoolStatus]:
     """The pools of a status response (``{"images":[...]}``)."""
     if isinstance(obj, dict) and isinstance(obj.get("error"), str) and obj["error"]:
-        raise error_from_text(obj["error"], kind=obj.get("kind") if isinstance(obj.get("kind"), str) else None)
+        raise error_from(obj["error"], kind=obj.get("kind") if isinstance(obj.get("kind"), str) else None)
     if not isinstance(obj, dict) or not isinstance(obj.get("images"), list):
         raise ProtocolError(f"{what}: expected {{\"images\": [...]}}")
     out: List[PoolStatus] = []

@@ -119,7 +119,8 @@ class UnixTransport:
         obj = self._round_trip(b'{"op":"status","format":"prometheus"}', self.timeout)
         if isinstance(obj, dict) and isinstance(obj.get("error"), str) and obj["error"]:
             # A daemon older than the metrics: "bad request(format): ...".
-            raise _codec.error_from_text(obj["error"])
+            kind = obj.get("kind") if isinstance(obj.get("kind"), str) else None
+            raise _codec.error_from(obj["error"], kind=kind)
         text = obj.get("metrics") if isinstance(obj, dict) else None
         if not isinstance(text, str):
             raise ProtocolError(f"{self.path}: the status op's answer has no metrics text")

@@ -36,9 +36,9 @@ class WarmboxError(Exception):
         message: the daemon's (or the client's) error text.
         kind: a short machine-readable kind: ``"busy"``, ``"bad_request"``,
             ``"unauthorized"``, ``"no_image"``, ``"draining"``, ``"internal"``,
-            ``"unavailable"``, ``"protocol"``, ``"command_failed"``... On HTTP it is
-            the daemon's ``kind`` field; on the Unix socket it is derived from the
-            error text.
+            ``"unavailable"``, ``"protocol"``, ``"command_failed"``... It is the
+            daemon's ``kind`` field on both transports (never derived from the
+            text); ``"internal"`` when a daemon names none.
         status: the HTTP status code, or ``None`` on the Unix socket.
     """
 
@@ -60,7 +60,7 @@ class DaemonUnavailable(WarmboxError):
 
 class Busy(WarmboxError):
     """Every run slot of the image stayed taken for the daemon's queue timeout,
-    or its queue is full (socket error ``busy(...)``, HTTP 429). Retry later.
+    or its queue is full (kind ``"busy"``; HTTP 429). Retry later.
 
     Attributes:
         retry_after: seconds the daemon suggests waiting (HTTP ``Retry-After``),

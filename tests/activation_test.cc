@@ -18,14 +18,16 @@
 #include "base/fs.h"
 #include "base/strings.h"
 #include "daemon/client.h"
+#include "tests/assert_ok.h"
 #include "tests/test_util.h"
+#include "tests/uid_ranges.h"
 
 namespace wb {
 namespace {
 
 using wb::testing::Eventually;
 
-constexpr uint32_t kBase = 1620000000;
+constexpr uint32_t kBase = wb::testing::UidBase(wb::testing::UidUser::kActivationTest);
 constexpr const char* kActivate = "/usr/bin/systemd-socket-activate";
 
 // A free TCP port on 127.0.0.1 (bound then released; the activator binds it next).
@@ -126,7 +128,7 @@ TEST(ActivationTest, SocketActivatedDaemonNotifiesServesOverBothSocketsAndDrains
   UniqueFd log(::open((state + "/daemon.log").c_str(), O_WRONLY | O_CREAT | O_CLOEXEC, 0600));
   o.fds = {{log.get(), 2}};
   auto daemon = ChildProcess::Spawn(o);
-  ASSERT_TRUE(daemon.ok()) << daemon.error().ToString();
+  ASSERT_OK(daemon);
   auto log_text = [&] {
     return ReadFile(state + "/daemon.log").ok() ? *ReadFile(state + "/daemon.log") : "";
   };
@@ -137,13 +139,13 @@ TEST(ActivationTest, SocketActivatedDaemonNotifiesServesOverBothSocketsAndDrains
   ASSERT_TRUE(Eventually([&] { return PathExists(sock); }, 10000));
   daemon::PoolClient client(sock);
   auto st = client.Status();
-  ASSERT_TRUE(st.ok()) << st.error().ToString() << "\n" << log_text();
+  ASSERT_OK(st) << log_text();
   std::string seen;
   ASSERT_TRUE(WaitNotify(nfd.get(), "READY=1", seen)) << seen << "\n" << log_text();
   proto::RunRequest r;
   r.cmd = {"echo", "activated"};
   auto resp = client.Run(r);
-  ASSERT_TRUE(resp.ok()) << resp.error().ToString();
+  ASSERT_OK(resp);
   EXPECT_EQ(resp->stdout_data, "activated\n");
   EXPECT_EQ(resp->exit_code, 0);
 

@@ -10,6 +10,7 @@
 #include "base/strings.h"
 #include "sandbox/ns/ns_driver.h"
 #include "tests/test_util.h"
+#include "tests/uid_ranges.h"
 
 namespace wb {
 namespace {
@@ -17,7 +18,7 @@ namespace {
 using wb::testing::Eventually;
 using wb::testing::ProcResult;
 
-constexpr uint32_t kOwnBase = 1100000000;
+constexpr uint32_t kOwnBase = wb::testing::UidBase(wb::testing::UidUser::kCliTest);
 
 class CliTest : public ::testing::Test {
  protected:
@@ -32,7 +33,10 @@ class CliTest : public ::testing::Test {
   }
   ProcResult Warmbox(std::vector<std::string> args, const std::string* stdin_data = nullptr) {
     args.insert(args.begin(), wb::testing::BuildDir() + "/warmbox");
-    return wb::testing::RunProcess(args, {"WARMBOX_STATE_DIR=" + state_}, stdin_data);
+    // The binary's own uid range (not the default one of a daemon on the host).
+    return wb::testing::RunProcess(
+        args, {"WARMBOX_STATE_DIR=" + state_, "WARMBOX_USERNS_BASE=" + std::to_string(kOwnBase)},
+        stdin_data);
   }
   std::string state_;
 };

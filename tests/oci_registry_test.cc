@@ -19,6 +19,7 @@
 #include "base/fs.h"
 #include "base/strings.h"
 #include "tests/test_util.h"
+#include "tests/uid_ranges.h"
 
 namespace wb {
 namespace {
@@ -27,7 +28,7 @@ using wb::testing::Eventually;
 using wb::testing::ProcResult;
 using wb::testing::RunProcess;
 
-constexpr uint32_t kBase = 1200000000;
+constexpr uint32_t kBase = wb::testing::UidBase(wb::testing::UidUser::kOciRegistryTest);
 const std::string kScripts = std::string(WB_SOURCE_DIR) + "/tests/oci";
 
 void WriteText(const std::string& path, const std::string& text) { std::ofstream(path) << text; }

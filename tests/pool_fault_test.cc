@@ -17,7 +17,9 @@
 #include "base/strings.h"
 #include "daemon/client.h"
 #include "sandbox/ns/ns_driver.h"
+#include "tests/daemon_fixture.h"
 #include "tests/test_util.h"
+#include "tests/uid_ranges.h"
 
 namespace wb {
 namespace {
@@ -25,7 +27,7 @@ namespace {
 using daemon::PoolClient;
 using wb::testing::Eventually;
 
-constexpr uint32_t kBase = 1600000000;
+constexpr uint32_t kBase = wb::testing::UidBase(wb::testing::UidUser::kPoolFaultTest);
 
 pid_t ParentOf(pid_t pid) {
   auto st = ReadFile("/proc/" + std::to_string(pid) + "/status");
@@ -39,83 +41,16 @@ pid_t ParentOf(pid_t pid) {
   return 0;
 }
 
-class PoolFaultTest : public ::testing::Test {
+class PoolFaultTest : public wb::testing::DaemonFixture {
  protected:
-  void SetUp() override {
-    std::string why = wb::testing::SandboxProbe();
-    if (!why.empty()) GTEST_SKIP() << why;
-    state_ = wb::testing::MakeTempDir("wb-fault-test");
-    ASSERT_FALSE(state_.empty());
-    sock_ = state_ + "/pool.sock";
-  }
+  PoolFaultTest() : DaemonFixture("wb-fault-test", kBase) {}
   void TearDown() override {
-    if (daemon_.running()) {
-      (void)daemon_.Signal(SIGTERM);
-      (void)daemon_.Wait();
-    }
+    StopDaemon();
     if (!mounted_.empty()) ::umount2(mounted_.c_str(), MNT_DETACH);
-    if (!state_.empty()) (void)RemoveTree(state_);
+    DaemonFixture::TearDown();
   }
 
-  std::vector<std::string> Cli(const std::string& state, std::vector<std::string> args) {
-    std::vector<std::string> full = {wb::testing::BuildDir() + "/warmbox", "--state-dir", state,
-                                     "--userns-base", std::to_string(kBase)};
-    full.insert(full.end(), args.begin(), args.end());
-    return full;
-  }
-
-  void StartDaemon(std::vector<std::string> extra, std::string state = "") {
-    if (state.empty()) state = state_;
-    std::vector<std::string> args = {"pool", "start", "--socket", sock_};
-    args.insert(args.end(), extra.begin(), extra.end());
-    SpawnOptions o;
-    auto argv = Cli(state, args);
-    o.path = argv[0];
-    o.argv = argv;
-    log_ = UniqueFd(
-        ::open((state_ + "/daemon.log").c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600));
-    o.fds = {{log_.get(), 2}};
-    auto c = ChildProcess::Spawn(o);
-    ASSERT_TRUE(c.ok()) << c.error().ToString();
-    daemon_ = std::move(*c);
-    ASSERT_TRUE(Eventually([&] { return PoolClient(sock_).Status().ok(); }, 10000)) << Log();
-  }
-  std::string Log() {
-    return ReadFile(state_ + "/daemon.log").ok() ? *ReadFile(state_ + "/daemon.log") : "";
-  }
-
-  std::optional<proto::ImageStat> Stat(const std::string& image = "busybox") {
-    auto st = PoolClient(sock_).Status();
-    if (!st.ok()) return std::nullopt;
-    for (const auto& s : *st) {
-      if (s.image == image) return s;
-    }
-    return std::nullopt;
-  }
-  bool Settled(uint64_t idle, const std::string& image = "busybox", int ms = 10000) {
-    return Eventually(
-        [&] {
-          auto s = Stat(image);
-          return s && s->idle == idle && s->creating == 0 && s->active == 0;
-        },
-        ms);
-  }
-  proto::RunResponse Run(std::vector<std::string> cmd,
-                         std::optional<std::string> image = std::nullopt, uint64_t timeout_ms = 0) {
-    proto::RunRequest r;
-    r.cmd = std::move(cmd);
-    r.image = std::move(image);
-    r.timeout_ms = timeout_ms;
-    auto resp = PoolClient(sock_).Run(r);
-    EXPECT_TRUE(resp.ok()) << resp.error().ToString();
-    return resp.ok() ? *resp : proto::ErrorResponse("client failed");
-  }
-  std::set<pid_t> Agents() { return wb::testing::PidsWithUidIn(kBase, kBase + 1); }
-  size_t SandboxProcesses() { return wb::testing::PidsWithUidIn(kBase, kBase + kUidCount).size(); }
-
-  std::string state_, sock_, mounted_;
-  UniqueFd log_;
-  ChildProcess daemon_;
+  std::string mounted_;
 };
 
 TEST_F(PoolFaultTest, AgentKilledMidRunGivesAClearErrorAndThePoolRecovers) {
@@ -156,8 +91,7 @@ TEST_F(PoolFaultTest, ClientKilledMidRunKillsTheCommandWithinASecond) {
   StartDaemon({"--size", "1"});
   ASSERT_TRUE(Settled(1));
   SpawnOptions o;
-  auto argv =
-      Cli(state_, {"pool", "run", "--socket", sock_, "--", "sh", "-c", "trap '' TERM; sleep 1000"});
+  auto argv = Cli({"pool", "run", "--socket", sock_, "--", "sh", "-c", "trap '' TERM; sleep 1000"});
   o.path = argv[0];
   o.argv = argv;
   auto client = ChildProcess::Spawn(o);
@@ -226,7 +160,7 @@ TEST_F(PoolFaultTest, ImageRemovedWhileThePoolRunsGivesClearErrors) {
   }
   ASSERT_EQ(::chmod((src + "/bin/busybox").c_str(), 0755), 0);
   ASSERT_EQ(::symlink("busybox", (src + "/bin/sh").c_str()), 0);
-  ASSERT_EQ(wb::testing::RunProcess(Cli(state_, {"image", "import-dir", "doomed", src})).code, 0);
+  ASSERT_EQ(wb::testing::RunProcess(Cli({"image", "import-dir", "doomed", src})).code, 0);
   StartDaemon({"--size", "1", "--warm", "doomed=1"});
   ASSERT_TRUE(Settled(1, "doomed"));
   ASSERT_TRUE(RemoveTree(state_ + "/images/doomed").ok());

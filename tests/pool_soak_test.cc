@@ -12,13 +12,15 @@
 #include "daemon/client.h"
 #include "sandbox/ns/cgroup.h"
 #include "sandbox/ns/ns_driver.h"
+#include "tests/assert_ok.h"
 #include "tests/test_util.h"
+#include "tests/uid_ranges.h"
 
 namespace wb {
 namespace {
 
 using wb::testing::Eventually;
-constexpr uint32_t kBase = 1300000000;
+constexpr uint32_t kBase = wb::testing::UidBase(wb::testing::UidUser::kPoolSoakTest);
 
 std::string ListFds(const std::string& dir) {
   std::string out;
@@ -96,7 +98,7 @@ TEST(PoolSoakTest, FiveHundredRunsLeakNothing) {
   for (int i = 0; i < 500; ++i) {
     auto r = client.Run(
         proto::RunRequest{std::nullopt, {"sh", "-c", "echo $((" + std::to_string(i) + "+1))"}});
-    ASSERT_TRUE(r.ok()) << r.error().ToString();
+    ASSERT_OK(r);
     ASSERT_EQ(r->stdout_data, std::to_string(i + 1) + "\n");
   }
   ASSERT_TRUE(Eventually(settled, 10000));

@@ -20,7 +20,9 @@
 #include "daemon/client.h"
 #include "sandbox/agent_client.h"
 #include "sandbox/ns/ns_driver.h"
+#include "tests/daemon_fixture.h"
 #include "tests/test_util.h"
+#include "tests/uid_ranges.h"
 
 namespace wb {
 namespace {
@@ -28,80 +30,11 @@ namespace {
 using daemon::PoolClient;
 using wb::testing::Eventually;
 
-// Each test uses its own uid range so host-wide process counts are its own.
-constexpr uint32_t kBase = 1200000000;
+constexpr uint32_t kBase = wb::testing::UidBase(wb::testing::UidUser::kPoolTest);
 
-class PoolTest : public ::testing::Test {
+class PoolTest : public wb::testing::DaemonFixture {
  protected:
-  void SetUp() override {
-    std::string why = wb::testing::SandboxProbe();
-    if (!why.empty()) GTEST_SKIP() << why;
-    state_ = wb::testing::MakeTempDir("wb-pool-test");
-    ASSERT_FALSE(state_.empty());
-    sock_ = state_ + "/pool.sock";
-  }
-  void TearDown() override {
-    if (daemon_.running()) {
-      (void)daemon_.Signal(SIGTERM);
-      (void)daemon_.Wait();
-    }
-    if (!state_.empty()) (void)RemoveTree(state_);
-  }
-
-  std::vector<std::string> Cli(std::vector<std::string> args) {
-    std::vector<std::string> full = {wb::testing::BuildDir() + "/warmbox", "--state-dir", state_,
-                                     "--userns-base", std::to_string(kBase)};
-    full.insert(full.end(), args.begin(), args.end());
-    return full;
-  }
-
-  // Starts the daemon and waits until it answers status.
-  void StartDaemon(std::vector<std::string> extra) {
-    std::vector<std::string> args = {"pool", "start", "--socket", sock_};
-    args.insert(args.end(), extra.begin(), extra.end());
-    SpawnOptions o;
-    auto argv = Cli(args);
-    o.path = argv[0];
-    o.argv = argv;
-    log_ = UniqueFd(::open((state_ + "/daemon.log").c_str(), O_WRONLY | O_CREAT | O_CLOEXEC, 0600));
-    o.fds = {{log_.get(), 2}};
-    auto c = ChildProcess::Spawn(o);
-    ASSERT_TRUE(c.ok()) << c.error().ToString();
-    daemon_ = std::move(*c);
-    ASSERT_TRUE(Eventually([&] { return PoolClient(sock_).Status().ok(); }, 10000)) << DaemonLog();
-  }
-
-  std::string DaemonLog() {
-    return ReadFile(state_ + "/daemon.log").ok() ? *ReadFile(state_ + "/daemon.log") : "";
-  }
-
-  std::optional<proto::ImageStat> Stat(const std::string& image) {
-    auto st = PoolClient(sock_).Status();
-    if (!st.ok()) return std::nullopt;
-    for (const auto& s : *st) {
-      if (s.image == image) return s;
-    }
-    return std::nullopt;
-  }
-
-  bool IdleIs(const std::string& image, uint64_t n, int ms = 10000) {
-    return Eventually(
-        [&] {
-          auto s = Stat(image);
-          return s && s->idle == n && s->creating == 0;
-        },
-        ms);
-  }
-
-  proto::RunResponse Run(std::vector<std::string> cmd,
-                         std::optional<std::string> image = std::nullopt) {
-    proto::RunRequest r;
-    r.cmd = std::move(cmd);
-    r.image = std::move(image);
-    auto resp = PoolClient(sock_).Run(r);
-    EXPECT_TRUE(resp.ok()) << resp.error().ToString();
-    return resp.ok() ? *resp : proto::ErrorResponse("client failed");
-  }
+  PoolTest() : DaemonFixture("wb-pool-test", kBase) {}
 
   // A second image: a minimal tree with busybox and sh.
   void ImportSecondImage() {
@@ -119,19 +52,13 @@ class PoolTest : public ::testing::Test {
     auto r = wb::testing::RunProcess(Cli({"image", "import-dir", "second", src}));
     ASSERT_EQ(r.code, 0) << r.err;
   }
-
-  size_t SandboxProcesses() { return wb::testing::PidsWithUidIn(kBase, kBase + kUidCount).size(); }
-
-  std::string state_, sock_;
-  UniqueFd log_;
-  ChildProcess daemon_;
 };
 
 TEST_F(PoolTest, UpstreamScenario) {
   ImportSecondImage();
   StartDaemon({"--size", "3", "--max", "6", "--warm", "second=2"});
-  ASSERT_TRUE(IdleIs("busybox", 3)) << DaemonLog();
-  ASSERT_TRUE(IdleIs("second", 2)) << DaemonLog();
+  ASSERT_TRUE(IdleIs("busybox", 3)) << Log();
+  ASSERT_TRUE(IdleIs("second", 2)) << Log();
 
   auto one = Run({"sh", "-c", "echo warm; exit 4"});
   EXPECT_EQ(one.exit_code, 4);
@@ -351,10 +278,10 @@ TEST_F(PoolTest, ClientKilledMidRunFreesItsSlot) {
         return s && s->active == 0;
       },
       3000))
-      << DaemonLog();
+      << Log();
   auto r = Run({"echo", "next"});
   EXPECT_EQ(r.stdout_data, "next\n");
-  EXPECT_NE(DaemonLog().find("outcome=client_gone"), std::string::npos) << DaemonLog();
+  EXPECT_NE(Log().find("outcome=client_gone"), std::string::npos) << Log();
 }
 
 // The agents of idle sandboxes: PID 1 inside, root of the range outside.
@@ -377,9 +304,9 @@ TEST_F(PoolTest, DeadOrHungIdleSandboxesAreEvictedAndTheRunStillServed) {
   EXPECT_FALSE(r.error);
   auto s = Stat("busybox");
   ASSERT_TRUE(s);
-  EXPECT_EQ(s->total_evicted, 2u) << DaemonLog();
+  EXPECT_EQ(s->total_evicted, 2u) << Log();
   EXPECT_EQ(s->total_acquired, 1u);
-  EXPECT_NE(DaemonLog().find("failed its health check"), std::string::npos);
+  EXPECT_NE(Log().find("failed its health check"), std::string::npos);
   // Replaced: the pool is back at its size.
   EXPECT_TRUE(IdleIs("busybox", 2));
 }

@@ -143,6 +143,29 @@ std::set<std::string> DirsBelow(const std::string& root) {
   return out;
 }
 
+std::vector<std::string> Entries(const std::string& dir) {
+  std::vector<std::string> out;
+  DIR* d = ::opendir(dir.c_str());
+  if (!d) return out;
+  while (dirent* e = ::readdir(d)) {
+    std::string n = e->d_name;
+    if (n != "." && n != "..") out.push_back(n);
+  }
+  ::closedir(d);
+  return out;
+}
+
+std::vector<pid_t> ProcessesMentioning(const std::string& text) {
+  std::vector<pid_t> out;
+  for (const auto& n : Entries("/proc")) {
+    auto pid = ParseUint(n, "pid");
+    if (!pid.ok()) continue;
+    auto cmd = ReadFile("/proc/" + n + "/cmdline");
+    if (cmd.ok() && cmd->find(text) != std::string::npos) out.push_back(static_cast<pid_t>(*pid));
+  }
+  return out;
+}
+
 std::string SandboxProbe() {
   if (::geteuid() != 0) return "needs root (uid maps of a 65536-id range, cgroups)";
   auto fs = ReadFile("/proc/filesystems");

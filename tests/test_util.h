@@ -35,6 +35,11 @@ std::multiset<std::string> MountPoints();
 // Every directory below root (recursive, root excluded); empty if absent.
 std::set<std::string> DirsBelow(const std::string& root);
 
+// The names in dir ("." and ".." excluded); empty if absent.
+std::vector<std::string> Entries(const std::string& dir);
+// Processes whose command line mentions text (e.g. a test's own state dir).
+std::vector<pid_t> ProcessesMentioning(const std::string& text);
+
 // Probes: an empty string when usable, else the reason to skip.
 std::string SandboxProbe();
 

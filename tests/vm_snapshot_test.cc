@@ -6,53 +6,32 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <optional>
+
 #include "base/fs.h"
 #include "base/strings.h"
 #include "sandbox/ns/cgroup.h"
 #include "sandbox/sandbox_dir.h"
 #include "sandbox/vm/vm_driver.h"
+#include "tests/assert_ok.h"
 #include "tests/test_util.h"
+#include "tests/uid_ranges.h"
+#include "tests/vm_fixture.h"
 
 namespace wb {
 namespace {
 
 using proto::ExecRequest;
 
-constexpr uint32_t kBase = 1510000000;  // this test's own uid range
-constexpr int kBootMs = 120000;
+using wb::testing::Entries;
+using wb::testing::ProcessesMentioning;
+
+constexpr uint32_t kBase = wb::testing::UidBase(wb::testing::UidUser::kVmSnapshotTest);
 
 std::string VmProbe() {
-  if (::geteuid() != 0) return "needs root";
-  if (!PathExists("/usr/bin/qemu-system-x86_64"))
-    return "qemu-system-x86_64 not installed (scripts/setup)";
-  if (!PathExists(vm::KernelRoot() + "/current/vmlinux"))
-    return "no guest kernel in " + vm::KernelRoot() + " (run scripts/setup)";
-  if (!PathExists("/usr/bin/mkfs.erofs")) return "mkfs.erofs not installed (scripts/setup)";
+  if (std::string why = wb::testing::VmProbe(); !why.empty()) return why;
   if (!PathExists("/dev/shm")) return "no /dev/shm";
   return "";
-}
-
-std::vector<std::string> Entries(const std::string& dir) {
-  std::vector<std::string> out;
-  DIR* d = ::opendir(dir.c_str());
-  if (!d) return out;
-  while (dirent* e = ::readdir(d)) {
-    std::string n = e->d_name;
-    if (n != "." && n != "..") out.push_back(n);
-  }
-  ::closedir(d);
-  return out;
-}
-
-std::vector<pid_t> ProcessesMentioning(const std::string& dir) {
-  std::vector<pid_t> out;
-  for (const auto& n : Entries("/proc")) {
-    auto pid = ParseUint(n, "pid");
-    if (!pid.ok()) continue;
-    auto cmd = ReadFile("/proc/" + n + "/cmdline");
-    if (cmd.ok() && cmd->find(dir) != std::string::npos) out.push_back(static_cast<pid_t>(*pid));
-  }
-  return out;
 }
 
 // FNV-1a over a whole file: enough to see a changed byte.
@@ -74,46 +53,31 @@ class VmSnapshotTest : public ::testing::Test {
   void SetUp() override {
     std::string why = VmProbe();
     if (!why.empty()) GTEST_SKIP() << why;
-    state_ = wb::testing::MakeTempDir("wb-vmsnap-test");
+    env_.emplace("vmsnap", kBase);
+    state_ = env_->state;
     shm_ = "/dev/shm/wb-vmsnap-test-" + std::to_string(::getpid());
     ASSERT_TRUE(MkdirAll(shm_, 0700).ok());
-    store_ = std::make_unique<ImageStore>(state_, kBase);
   }
   void TearDown() override {
-    store_.reset();
-    if (!state_.empty()) (void)RemoveTree(state_);
     if (!shm_.empty()) (void)RemoveTree(shm_);
-    if (auto layout = HostCgroupLayout(); layout.ok()) {
-      for (const auto& p : PlanSandboxCgroup(*layout, "x", Limits{}, CgroupParent()).parents)
-        ::rmdir(p.c_str());
-    }
+    env_.reset();  // the store, the state dir, the (empty) parents of our cgroups
   }
-  std::string CgroupParent() const { return "/warmbox-test-vmsnap-" + std::to_string(::getpid()); }
   std::unique_ptr<vm::VmDriver> Driver(int max_failures = 3) {
-    vm::VmDriverOptions o;
-    o.state_dir = state_;
-    o.agent_path = wb::testing::BuildDir() + "/warmbox-agent";
-    o.ready_total_ms = kBootMs;
-    o.cgroup_parent = CgroupParent();
+    vm::VmDriverOptions o = env_->Options();
     o.snapshot = true;
     o.shm_dir = shm_;
     o.template_max_failures = max_failures;
-    auto d = vm::VmDriver::Open(o, store_.get());
-    EXPECT_TRUE(d.ok()) << d.error().ToString();
+    auto d = vm::VmDriver::Open(o, env_->store.get());
+    EXPECT_OK(d);
     return d.ok() ? std::move(*d) : nullptr;
   }
   static ExecOutcome Sh(Sandbox& sb, const std::string& script) {
-    ExecRequest req;
-    req.argv = {"sh", "-c", script};
-    ExecIo io;
-    auto r = sb.Exec(req, io);
-    EXPECT_TRUE(r.ok()) << r.error().ToString();
-    return r.ok() ? std::move(*r) : ExecOutcome{};
+    return wb::testing::ShIn(sb, script);
   }
   std::vector<std::string> RamFiles() const { return Entries(shm_); }
 
+  std::optional<wb::testing::VmEnv> env_;
   std::string state_, shm_;
-  std::unique_ptr<ImageStore> store_;
 };
 
 TEST_F(VmSnapshotTest, ClonesAreUniqueIsolatedAndLeaveTheTemplateUnchanged) {
@@ -122,7 +86,7 @@ TEST_F(VmSnapshotTest, ClonesAreUniqueIsolatedAndLeaveTheTemplateUnchanged) {
   SandboxSpec spec;
   spec.limits.memory_bytes = 192u << 20;
   auto a = drv->Create(spec);
-  ASSERT_TRUE(a.ok()) << a.error().ToString();
+  ASSERT_OK(a);
   auto st = drv->template_status();
   EXPECT_EQ(st.state, "ready") << st.last_error;
   EXPECT_EQ(st.clones, 1u);
@@ -134,7 +98,7 @@ TEST_F(VmSnapshotTest, ClonesAreUniqueIsolatedAndLeaveTheTemplateUnchanged) {
   ASSERT_EQ(::stat(ram_path.c_str(), &rst), 0);
   EXPECT_EQ(rst.st_mode & 0777, 0600u) << "the template's memory must be root-only";
   auto b = drv->Create(spec);
-  ASSERT_TRUE(b.ok()) << b.error().ToString();
+  ASSERT_OK(b);
   EXPECT_EQ(drv->template_status().clones, 2u);
   EXPECT_EQ(drv->template_status().failures, 0);
   Sandbox& A = **a;
@@ -191,7 +155,7 @@ TEST_F(VmSnapshotTest, ClonesAreUniqueIsolatedAndLeaveTheTemplateUnchanged) {
   // A new key (memory) builds a new template and removes the unused one.
   spec.limits.memory_bytes = 160u << 20;
   auto c = drv->Create(spec);
-  ASSERT_TRUE(c.ok()) << c.error().ToString();
+  ASSERT_OK(c);
   EXPECT_EQ(Sh(**c, "hostname").stdout_data, (*c)->id() + "\n");
   auto ram2 = RamFiles();
   ASSERT_EQ(ram2.size(), 1u);
@@ -212,7 +176,7 @@ TEST_F(VmSnapshotTest, CorruptStateFallsBackToColdBoots) {
     auto drv = Driver();
     ASSERT_NE(drv, nullptr);
     auto a = drv->Create(spec);  // builds the template
-    ASSERT_TRUE(a.ok()) << a.error().ToString();
+    ASSERT_OK(a);
     EXPECT_TRUE((*a)->Destroy().ok());
   }
   auto keys = Entries(state_ + "/vm/templates");
@@ -225,7 +189,7 @@ TEST_F(VmSnapshotTest, CorruptStateFallsBackToColdBoots) {
   auto drv = Driver(/*max_failures=*/1);
   ASSERT_NE(drv, nullptr);
   auto b = drv->Create(spec);  // the clone fails; a cold boot serves
-  ASSERT_TRUE(b.ok()) << b.error().ToString();
+  ASSERT_OK(b);
   auto st = drv->template_status();
   EXPECT_EQ(st.state, "fallback");
   EXPECT_EQ(st.failures, 1);

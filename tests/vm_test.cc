@@ -18,7 +18,10 @@
 #include "sandbox/ns/cgroup.h"
 #include "sandbox/sandbox_dir.h"
 #include "sandbox/vm/vm_driver.h"
+#include "tests/assert_ok.h"
 #include "tests/test_util.h"
+#include "tests/uid_ranges.h"
+#include "tests/vm_fixture.h"
 
 namespace wb {
 namespace {
@@ -26,100 +29,50 @@ namespace {
 using proto::ExecRequest;
 using wb::testing::Eventually;
 
-constexpr uint32_t kBase = 1500000000;  // this test's own uid range
-constexpr int kBootMs = 120000;         // TCG under load can be very slow
+using wb::testing::Entries;
+using wb::testing::ProcessesMentioning;
 
-std::string VmProbe() {
-  if (::geteuid() != 0) return "needs root";
-  if (!PathExists("/usr/bin/qemu-system-x86_64"))
-    return "qemu-system-x86_64 not installed (scripts/setup)";
-  if (!PathExists(vm::KernelRoot() + "/current/vmlinux")) {
-    return "no guest kernel in " + vm::KernelRoot() + " (run scripts/setup)";
-  }
-  if (!PathExists("/usr/bin/mkfs.erofs")) return "mkfs.erofs not installed (scripts/setup)";
-  return "";
-}
-
-// Processes whose command line mentions dir (this test's own state dir).
-std::vector<pid_t> ProcessesMentioning(const std::string& dir) {
-  std::vector<pid_t> out;
-  DIR* d = ::opendir("/proc");
-  if (!d) return out;
-  while (dirent* e = ::readdir(d)) {
-    auto pid = ParseUint(e->d_name, "pid");
-    if (!pid.ok()) continue;
-    auto cmd = ReadFile(std::string("/proc/") + e->d_name + "/cmdline");
-    if (cmd.ok() && cmd->find(dir) != std::string::npos) out.push_back(static_cast<pid_t>(*pid));
-  }
-  ::closedir(d);
-  return out;
-}
-
-std::vector<std::string> Entries(const std::string& dir) {
-  std::vector<std::string> out;
-  DIR* d = ::opendir(dir.c_str());
-  if (!d) return out;
-  while (dirent* e = ::readdir(d)) {
-    std::string n = e->d_name;
-    if (n != "." && n != "..") out.push_back(n);
-  }
-  ::closedir(d);
-  return out;
-}
+constexpr uint32_t kBase = wb::testing::UidBase(wb::testing::UidUser::kVmTest);
+constexpr int kBootMs = wb::testing::kVmBootMs;
 
 class VmTest : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
-    if (!VmProbe().empty()) return;
-    state_ = new std::string(wb::testing::MakeTempDir("wb-vm-test"));
-    store_ = new ImageStore(*state_, kBase);
+    if (!wb::testing::VmProbe().empty()) return;
+    env_ = new wb::testing::VmEnv("vm", kBase);
   }
   static void TearDownTestSuite() {
     delete sandbox_;
     sandbox_ = nullptr;
     delete driver_;
     driver_ = nullptr;
-    delete store_;
-    store_ = nullptr;
-    if (state_) (void)RemoveTree(*state_);
-    // The (empty) parents of our cgroups.
-    if (auto layout = HostCgroupLayout(); layout.ok()) {
-      for (const auto& p : PlanSandboxCgroup(*layout, "x", Limits{}, CgroupParent()).parents) {
-        ::rmdir(p.c_str());
-      }
-    }
-    delete state_;
-    state_ = nullptr;
+    delete env_;  // the store, the state dir, the (empty) parents of our cgroups
+    env_ = nullptr;
   }
   void SetUp() override {
-    std::string why = VmProbe();
+    std::string why = wb::testing::VmProbe();
     if (!why.empty()) GTEST_SKIP() << why;
-    ASSERT_NE(state_, nullptr);
+    ASSERT_NE(env_, nullptr);
   }
 
-  static vm::VmDriverOptions Options() {
-    vm::VmDriverOptions o;
-    o.state_dir = *state_;
-    o.agent_path = wb::testing::BuildDir() + "/warmbox-agent";
-    o.ready_total_ms = kBootMs;
-    o.cgroup_parent = CgroupParent();  // cgroups of our own
-    return o;
-  }
-  static std::string CgroupParent() { return "/warmbox-test-vm-" + std::to_string(::getpid()); }
+  static vm::VmDriverOptions Options() { return env_->Options(); }  // cgroups of our own
+  static const std::string& CgroupParent() { return env_->cgroup_parent; }
+  static const std::string& State() { return env_->state; }
+  static ImageStore* Store() { return env_->store.get(); }
 
   // The one VM of the exec checks, booted on first use.
   static Sandbox* Vm() {
     if (!sandbox_) {
       if (!driver_) {
-        auto d = vm::VmDriver::Open(Options(), store_);
-        EXPECT_TRUE(d.ok()) << d.error().ToString();
+        auto d = vm::VmDriver::Open(Options(), Store());
+        EXPECT_OK(d);
         if (!d.ok()) return nullptr;
         driver_ = d->release();
       }
       SandboxSpec spec;
       spec.limits.memory_bytes = 256u << 20;
       auto sb = driver_->Create(spec);
-      EXPECT_TRUE(sb.ok()) << sb.error().ToString();
+      EXPECT_OK(sb);
       if (!sb.ok()) return nullptr;
       sandbox_ = sb->release();
     }
@@ -129,30 +82,20 @@ class VmTest : public ::testing::Test {
   static ExecOutcome Run(ExecRequest req, const std::string* in = nullptr) {
     Sandbox* sb = Vm();
     if (!sb) return {};
-    ExecIo io;
-    if (in) {
-      io.stdin_data = *in;
-      io.has_stdin_data = true;
-    }
-    auto r = sb->Exec(req, io);
-    EXPECT_TRUE(r.ok()) << r.error().ToString();
-    return r.ok() ? std::move(*r) : ExecOutcome{};
+    return wb::testing::ExecIn(*sb, req, in);
   }
   static ExecOutcome Sh(const std::string& script, uint64_t timeout_ms = 0) {
-    ExecRequest req;
-    req.argv = {"sh", "-c", script};
-    req.timeout_ms = timeout_ms;
-    return Run(req);
+    Sandbox* sb = Vm();
+    if (!sb) return {};
+    return wb::testing::ShIn(*sb, script, timeout_ms);
   }
 
-  static std::string* state_;
-  static ImageStore* store_;
+  static wb::testing::VmEnv* env_;
   static vm::VmDriver* driver_;
   static Sandbox* sandbox_;
 };
 
-std::string* VmTest::state_ = nullptr;
-ImageStore* VmTest::store_ = nullptr;
+wb::testing::VmEnv* VmTest::env_ = nullptr;
 vm::VmDriver* VmTest::driver_ = nullptr;
 Sandbox* VmTest::sandbox_ = nullptr;
 
@@ -227,11 +170,11 @@ TEST_F(VmTest, BootExecAndTeardown) {
   {
     Sandbox* sb = Vm();
     ASSERT_NE(sb, nullptr);
-    const std::string dir = SandboxesDir(*state_) + "/" + sb->id();
+    const std::string dir = SandboxesDir(State()) + "/" + sb->id();
     ASSERT_TRUE(PathExists(dir + "/agent.sock"));
     // QEMU runs in the sandbox's own cgroups.
     auto rec = ReadSandboxRecord(dir);
-    ASSERT_TRUE(rec.ok()) << rec.error().ToString();
+    ASSERT_OK(rec);
     ASSERT_FALSE(rec->cgroups.empty());
     for (const auto& cg : rec->cgroups) {
       EXPECT_NE(cg.find(CgroupParent()), std::string::npos) << cg;
@@ -241,14 +184,14 @@ TEST_F(VmTest, BootExecAndTeardown) {
     }
     UniqueFd pidfd(::fcntl(sb->endpoint().liveness_fd, F_DUPFD_CLOEXEC, 0));
     ASSERT_TRUE(pidfd.valid());
-    ASSERT_FALSE(ProcessesMentioning(*state_).empty()) << "QEMU should be running";
+    ASSERT_FALSE(ProcessesMentioning(State()).empty()) << "QEMU should be running";
     ASSERT_TRUE(sb->Destroy().ok());
     pollfd p{pidfd.get(), POLLIN, 0};
     EXPECT_EQ(::poll(&p, 1, 0), 1) << "QEMU still runs";
     EXPECT_FALSE(PathExists(dir));
     for (const auto& cg : rec->cgroups) EXPECT_FALSE(PathExists(cg)) << cg;
-    EXPECT_TRUE(Entries(SandboxesDir(*state_)).empty());
-    EXPECT_TRUE(ProcessesMentioning(*state_).empty());
+    EXPECT_TRUE(Entries(SandboxesDir(State())).empty());
+    EXPECT_TRUE(ProcessesMentioning(State()).empty());
     delete sandbox_;
     sandbox_ = nullptr;
   }
@@ -257,16 +200,16 @@ TEST_F(VmTest, BootExecAndTeardown) {
 TEST_F(VmTest, QemuThatCannotStartFailsClearlyAndLeavesNothing) {
   // A kernel path that is missing: refused before QEMU runs.
   auto o = Options();
-  o.kernel = *state_ + "/no-such-vmlinux";
-  auto none = vm::VmDriver::Open(o, store_);
+  o.kernel = State() + "/no-such-vmlinux";
+  auto none = vm::VmDriver::Open(o, Store());
   ASSERT_FALSE(none.ok());
   EXPECT_NE(none.error().ToString().find("no-such-vmlinux): no such file"), std::string::npos)
       << none.error().ToString();
   // A file that is no kernel: QEMU itself fails, and says why.
-  o.kernel = *state_ + "/not-a-kernel";
+  o.kernel = State() + "/not-a-kernel";
   ASSERT_TRUE(WriteFileAtomic(o.kernel, "this is not a kernel\n").ok());
-  auto d = vm::VmDriver::Open(o, store_);
-  ASSERT_TRUE(d.ok()) << d.error().ToString();
+  auto d = vm::VmDriver::Open(o, Store());
+  ASSERT_OK(d);
   auto t0 = std::chrono::steady_clock::now();
   auto sb = (*d)->Create(SandboxSpec{});
   auto secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
@@ -275,37 +218,37 @@ TEST_F(VmTest, QemuThatCannotStartFailsClearlyAndLeavesNothing) {
   EXPECT_NE(msg.find("qemu exited with code 1"), std::string::npos) << msg;
   EXPECT_NE(msg.find("qemu stderr: "), std::string::npos) << msg;
   EXPECT_LT(secs, 30) << msg;
-  EXPECT_TRUE(Entries(SandboxesDir(*state_)).empty());
-  EXPECT_TRUE(ProcessesMentioning(*state_).empty());
+  EXPECT_TRUE(Entries(SandboxesDir(State())).empty());
+  EXPECT_TRUE(ProcessesMentioning(State()).empty());
 }
 
 TEST_F(VmTest, GuestPanicFailsClearlyAndLeavesNothing) {
   // An initramfs that is junk: the kernel finds no /init and no root, and panics.
   auto o = Options();
-  o.initrd = *state_ + "/junk-initrd";
+  o.initrd = State() + "/junk-initrd";
   ASSERT_TRUE(WriteFileAtomic(o.initrd, std::string(4096, 'j')).ok());
-  auto d = vm::VmDriver::Open(o, store_);
-  ASSERT_TRUE(d.ok()) << d.error().ToString();
+  auto d = vm::VmDriver::Open(o, Store());
+  ASSERT_OK(d);
   auto sb = (*d)->Create(SandboxSpec{});
   ASSERT_FALSE(sb.ok());
   const std::string msg = sb.error().ToString();
   EXPECT_NE(msg.find("Kernel panic"), std::string::npos) << msg;
   EXPECT_NE(msg.find("qemu exited"), std::string::npos) << msg;
-  EXPECT_TRUE(Entries(SandboxesDir(*state_)).empty());
-  EXPECT_TRUE(ProcessesMentioning(*state_).empty());
+  EXPECT_TRUE(Entries(SandboxesDir(State())).empty());
+  EXPECT_TRUE(ProcessesMentioning(State()).empty());
   // The console log of the failed VM is kept for the operator.
-  EXPECT_FALSE(Entries(vm::FailedLogsDir(*state_)).empty());
+  EXPECT_FALSE(Entries(vm::FailedLogsDir(State())).empty());
 }
 
 TEST_F(VmTest, CliRunAndKernel) {
   auto cli = [&](std::vector<std::string> args) {
-    std::vector<std::string> full = {wb::testing::BuildDir() + "/warmbox", "--state-dir", *state_,
+    std::vector<std::string> full = {wb::testing::BuildDir() + "/warmbox", "--state-dir", State(),
                                      "--userns-base", std::to_string(kBase)};
     full.insert(full.end(), args.begin(), args.end());
     return full;
   };
   auto kernel = vm::FindGuestKernel(vm::KernelRoot(), "");
-  ASSERT_TRUE(kernel.ok()) << kernel.error().ToString();
+  ASSERT_OK(kernel);
   auto info = wb::testing::RunProcess(cli({"vm", "kernel"}));
   EXPECT_EQ(info.code, 0) << info.err;
   EXPECT_NE(info.out.find("version      " + kernel->version + "\n"), std::string::npos) << info.out;
@@ -334,14 +277,14 @@ TEST_F(VmTest, CliRunAndKernel) {
   EXPECT_EQ(ns_kernel.code, 125);
   EXPECT_NE(ns_kernel.err.find("only the vm driver boots a kernel"), std::string::npos)
       << ns_kernel.err;
-  EXPECT_TRUE(Entries(SandboxesDir(*state_)).empty());
-  EXPECT_TRUE(ProcessesMentioning(*state_).empty());
+  EXPECT_TRUE(Entries(SandboxesDir(State())).empty());
+  EXPECT_TRUE(ProcessesMentioning(State()).empty());
 }
 
 TEST_F(VmTest, PoolWithTheVmDriver) {
-  const std::string sock = *state_ + "/pool.sock";
+  const std::string sock = State() + "/pool.sock";
   auto cli = [&](std::vector<std::string> args) {
-    std::vector<std::string> full = {wb::testing::BuildDir() + "/warmbox", "--state-dir", *state_,
+    std::vector<std::string> full = {wb::testing::BuildDir() + "/warmbox", "--state-dir", State(),
                                      "--userns-base", std::to_string(kBase)};
     full.insert(full.end(), args.begin(), args.end());
     return full;
@@ -350,12 +293,12 @@ TEST_F(VmTest, PoolWithTheVmDriver) {
   o.argv =
       cli({"pool", "start", "--socket", sock, "--driver", "vm", "--size", "1", "--memory", "256m"});
   o.path = o.argv[0];
-  UniqueFd log(::open((*state_ + "/daemon.log").c_str(), O_WRONLY | O_CREAT | O_CLOEXEC, 0600));
+  UniqueFd log(::open((State() + "/daemon.log").c_str(), O_WRONLY | O_CREAT | O_CLOEXEC, 0600));
   o.fds = {{log.get(), 2}};
   auto daemon = ChildProcess::Spawn(o);
-  ASSERT_TRUE(daemon.ok()) << daemon.error().ToString();
+  ASSERT_OK(daemon);
   auto daemon_log = [&] {
-    return ReadFile(*state_ + "/daemon.log").ok() ? *ReadFile(*state_ + "/daemon.log") : "";
+    return ReadFile(State() + "/daemon.log").ok() ? *ReadFile(State() + "/daemon.log") : "";
   };
   auto idle = [&] {
     auto st = daemon::PoolClient(sock).Status();
@@ -390,8 +333,8 @@ TEST_F(VmTest, PoolWithTheVmDriver) {
   auto ended = daemon->Wait();
   ASSERT_TRUE(ended.ok());
   EXPECT_EQ(ended->code, 0) << daemon_log();
-  EXPECT_TRUE(Entries(SandboxesDir(*state_)).empty());
-  EXPECT_TRUE(ProcessesMentioning(*state_).empty());
+  EXPECT_TRUE(Entries(SandboxesDir(State())).empty());
+  EXPECT_TRUE(ProcessesMentioning(State()).empty());
 }
 
 }  // namespace

@@ -2,6 +2,8 @@
 
 #include <gtest/gtest.h>
 
+#include "tests/assert_ok.h"
+
 namespace wb::agent {
 namespace {
 
@@ -9,7 +11,7 @@ TEST(IdentityTest, RoundTrips) {
   Identity id{"abc123", "abc123", std::string(32, '\x7f') + std::string(8, '\0'),
               1700000000123456789};
   auto back = ParseIdentity(IdentityToJson(id));
-  ASSERT_TRUE(back.ok()) << back.error().ToString();
+  ASSERT_OK(back);
   EXPECT_EQ(back->sandbox_id, "abc123");
   EXPECT_EQ(back->hostname, "abc123");
   EXPECT_EQ(back->entropy, id.entropy);

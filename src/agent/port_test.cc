@@ -15,6 +15,7 @@
 #include "base/fs.h"
 #include "base/strings.h"
 #include "proto/agent_proto.h"
+#include "tests/assert_ok.h"
 
 namespace wb {
 namespace {
@@ -34,7 +35,7 @@ class PortTest : public ::testing::Test {
     o.fds = {{guest.get(), 3}};
     o.pdeath_signal = SIGKILL;
     auto c = ChildProcess::Spawn(o);
-    ASSERT_TRUE(c.ok()) << c.error().ToString();
+    ASSERT_OK(c);
     agent_ = std::move(*c);
   }
   void TearDown() override { agent_.KillAndReap(); }

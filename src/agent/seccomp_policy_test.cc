@@ -5,6 +5,7 @@
 #include "agent/caps.h"
 #include "agent/seccomp.h"
 #include "base/fs.h"
+#include "tests/assert_ok.h"
 
 namespace wb::agent {
 namespace {
@@ -27,7 +28,7 @@ TEST(SeccompPolicyTest, DefaultDeniesTheDocumentedFamilies) {
 
 TEST(SeccompPolicyTest, CompilesToABpfProgram) {
   auto prog = CompileSeccomp(DefaultSeccompPolicy());
-  ASSERT_TRUE(prog.ok()) << prog.error().ToString();
+  ASSERT_OK(prog);
   EXPECT_GT(prog->size(), 10u);
   SeccompPolicy unconfined;
   unconfined.unconfined = true;
@@ -41,7 +42,7 @@ TEST(SeccompPolicyTest, ProfileFileRoundTrip) {
       {"syscall":"ioctl","arg":1,"op":"eq","value":21522},
       {"syscall":"clone","arg":0,"op":"masked_eq","mask":268435456,"value":268435456},
       {"syscall":"clone3","errno":"ENOSYS"}]})");
-  ASSERT_TRUE(p.ok()) << p.error().ToString();
+  ASSERT_OK(p);
   ASSERT_EQ(p->deny.size(), 4u);
   EXPECT_EQ(p->deny[0].syscall, "mkdir");
   EXPECT_EQ(p->deny[0].arg, -1);

@@ -20,6 +20,7 @@
 #include "base/strings.h"
 #include "proto/agent_proto.h"
 #include "sandbox/agent_client.h"
+#include "tests/assert_ok.h"
 
 namespace wb {
 namespace {
@@ -70,7 +71,7 @@ class AgentTest : public ::testing::Test {
     o.fds = {{l.get(), 3}};
     o.pdeath_signal = SIGKILL;
     auto c = ChildProcess::Spawn(o);
-    ASSERT_TRUE(c.ok()) << c.error().ToString();
+    ASSERT_OK(c);
     agent_ = std::move(*c);
     ASSERT_TRUE(WaitAgentReady(ep(), 1000, 10000).ok());
   }
@@ -82,7 +83,7 @@ class AgentTest : public ::testing::Test {
 
   ExecOutcome Run(const ExecRequest& req, ExecIo io = {}) {
     auto r = AgentExec(ep(), req, io);
-    EXPECT_TRUE(r.ok()) << r.error().ToString();
+    EXPECT_OK(r);
     return r.ok() ? std::move(*r) : ExecOutcome{};
   }
   // Starts `sleep 100` on a new connection and returns once it runs: frames

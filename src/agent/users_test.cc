@@ -5,6 +5,8 @@
 #include <string>
 #include <vector>
 
+#include "tests/assert_ok.h"
+
 namespace wb::agent {
 namespace {
 
@@ -34,7 +36,7 @@ using Gids = std::vector<gid_t>;
 
 TEST(ResolveUserTest, EmptySpecIsRoot) {
   auto c = ResolveUser("", kPasswd, kGroup);
-  ASSERT_TRUE(c.ok()) << c.error().ToString();
+  ASSERT_OK(c);
   EXPECT_EQ(c->uid, 0u);
   EXPECT_EQ(c->gid, 0u);
   EXPECT_EQ(c->home, "/root");
@@ -43,7 +45,7 @@ TEST(ResolveUserTest, EmptySpecIsRoot) {
 
 TEST(ResolveUserTest, NameResolvesFromPasswd) {
   auto c = ResolveUser("user", kPasswd, kGroup);
-  ASSERT_TRUE(c.ok()) << c.error().ToString();
+  ASSERT_OK(c);
   EXPECT_EQ(c->uid, 1000u);
   EXPECT_EQ(c->gid, 1000u);
   EXPECT_EQ(c->home, "/home/user");
@@ -51,13 +53,13 @@ TEST(ResolveUserTest, NameResolvesFromPasswd) {
 
 TEST(ResolveUserTest, SupplementaryGroupsFromMemberLists) {
   auto c = ResolveUser("user", kPasswd, kGroup);
-  ASSERT_TRUE(c.ok()) << c.error().ToString();
+  ASSERT_OK(c);
   EXPECT_EQ(c->groups, (Gids{10, 29, 999}));
 }
 
 TEST(ResolveUserTest, NumericUidInPasswd) {
   auto c = ResolveUser("1000", kPasswd, kGroup);
-  ASSERT_TRUE(c.ok()) << c.error().ToString();
+  ASSERT_OK(c);
   EXPECT_EQ(c->uid, 1000u);
   EXPECT_EQ(c->gid, 1000u);
   EXPECT_EQ(c->home, "/home/user");
@@ -66,7 +68,7 @@ TEST(ResolveUserTest, NumericUidInPasswd) {
 
 TEST(ResolveUserTest, NumericUidNotInPasswd) {
   auto c = ResolveUser("4242", kPasswd, kGroup);
-  ASSERT_TRUE(c.ok()) << c.error().ToString();
+  ASSERT_OK(c);
   EXPECT_EQ(c->uid, 4242u);
   EXPECT_EQ(c->gid, 4242u);
   EXPECT_EQ(c->home, "/");
@@ -75,7 +77,7 @@ TEST(ResolveUserTest, NumericUidNotInPasswd) {
 
 TEST(ResolveUserTest, NumericZeroIsRootFromPasswd) {
   auto c = ResolveUser("0", kPasswd, kGroup);
-  ASSERT_TRUE(c.ok()) << c.error().ToString();
+  ASSERT_OK(c);
   EXPECT_EQ(c->uid, 0u);
   EXPECT_EQ(c->gid, 0u);
   EXPECT_EQ(c->home, "/root");
@@ -83,7 +85,7 @@ TEST(ResolveUserTest, NumericZeroIsRootFromPasswd) {
 
 TEST(ResolveUserTest, NameWithGroupName) {
   auto c = ResolveUser("user:tty", kPasswd, kGroup);
-  ASSERT_TRUE(c.ok()) << c.error().ToString();
+  ASSERT_OK(c);
   EXPECT_EQ(c->uid, 1000u);
   EXPECT_EQ(c->gid, 5u);
   EXPECT_EQ(c->home, "/home/user");
@@ -91,28 +93,28 @@ TEST(ResolveUserTest, NameWithGroupName) {
 
 TEST(ResolveUserTest, UidWithNumericGid) {
   auto c = ResolveUser("1000:5", kPasswd, kGroup);
-  ASSERT_TRUE(c.ok()) << c.error().ToString();
+  ASSERT_OK(c);
   EXPECT_EQ(c->uid, 1000u);
   EXPECT_EQ(c->gid, 5u);
 }
 
 TEST(ResolveUserTest, NumericGidNeedNotExist) {
   auto c = ResolveUser("user:4343", kPasswd, kGroup);
-  ASSERT_TRUE(c.ok()) << c.error().ToString();
+  ASSERT_OK(c);
   EXPECT_EQ(c->uid, 1000u);
   EXPECT_EQ(c->gid, 4343u);
 }
 
 TEST(ResolveUserTest, UnknownUidWithGroupName) {
   auto c = ResolveUser("4242:tty", kPasswd, kGroup);
-  ASSERT_TRUE(c.ok()) << c.error().ToString();
+  ASSERT_OK(c);
   EXPECT_EQ(c->uid, 4242u);
   EXPECT_EQ(c->gid, 5u);
 }
 
 TEST(ResolveUserTest, PrimaryGroupIsNotRepeatedAsSupplementary) {
   auto c = ResolveUser("user:wheel", kPasswd, kGroup);
-  ASSERT_TRUE(c.ok()) << c.error().ToString();
+  ASSERT_OK(c);
   EXPECT_EQ(c->gid, 10u);
   EXPECT_EQ(c->groups, (Gids{29, 999}));
 }
@@ -120,13 +122,13 @@ TEST(ResolveUserTest, PrimaryGroupIsNotRepeatedAsSupplementary) {
 TEST(ResolveUserTest, MemberNamesMatchExactly) {
   // "other" is a member of video; "user" must not pick it up by substring.
   auto c = ResolveUser("user", kPasswd, kGroup);
-  ASSERT_TRUE(c.ok()) << c.error().ToString();
+  ASSERT_OK(c);
   for (gid_t g : c->groups) EXPECT_NE(g, 44u);
 }
 
 TEST(ResolveUserTest, UserWithoutGroupsHasNoSupplementaryGroups) {
   auto c = ResolveUser("daemon", kPasswd, kGroup);
-  ASSERT_TRUE(c.ok()) << c.error().ToString();
+  ASSERT_OK(c);
   EXPECT_EQ(c->uid, 1u);
   EXPECT_EQ(c->gid, 1u);
   EXPECT_EQ(c->home, "/usr/sbin");
@@ -135,7 +137,7 @@ TEST(ResolveUserTest, UserWithoutGroupsHasNoSupplementaryGroups) {
 
 TEST(ResolveUserTest, EmptyHomeFieldBecomesSlash) {
   auto c = ResolveUser("nohome", kPasswd, kGroup);
-  ASSERT_TRUE(c.ok()) << c.error().ToString();
+  ASSERT_OK(c);
   EXPECT_EQ(c->uid, 1001u);
   EXPECT_EQ(c->home, "/");
 }
@@ -164,7 +166,7 @@ TEST(ResolveUserTest, UidOutOfRangeIsNotANumber) {
 
 TEST(ResolveUserTest, RootWithEmptyPasswd) {
   auto c = ResolveUser("root", "", "");
-  ASSERT_TRUE(c.ok()) << c.error().ToString();
+  ASSERT_OK(c);
   EXPECT_EQ(c->uid, 0u);
   EXPECT_EQ(c->gid, 0u);
   EXPECT_EQ(c->home, "/root");
@@ -173,7 +175,7 @@ TEST(ResolveUserTest, RootWithEmptyPasswd) {
 
 TEST(ResolveUserTest, EmptySpecWithEmptyPasswd) {
   auto c = ResolveUser("", "", "");
-  ASSERT_TRUE(c.ok()) << c.error().ToString();
+  ASSERT_OK(c);
   EXPECT_EQ(c->uid, 0u);
   EXPECT_EQ(c->gid, 0u);
   EXPECT_EQ(c->home, "/root");
@@ -192,13 +194,13 @@ TEST(ResolveUserTest, MalformedPasswdLinesAreSkipped) {
                                  "\n") +
                              kPasswd;
   auto c = ResolveUser("user", passwd, kGroup);
-  ASSERT_TRUE(c.ok()) << c.error().ToString();
+  ASSERT_OK(c);
   EXPECT_EQ(c->uid, 1000u);
   EXPECT_FALSE(ResolveUser("short", passwd, kGroup).ok());
   EXPECT_FALSE(ResolveUser("badid", passwd, kGroup).ok());
   // The nameless line does not give uid 7 a home.
   auto seven = ResolveUser("7", passwd, kGroup);
-  ASSERT_TRUE(seven.ok()) << seven.error().ToString();
+  ASSERT_OK(seven);
   EXPECT_EQ(seven->home, "/");
 }
 
@@ -210,7 +212,7 @@ TEST(ResolveUserTest, MalformedGroupLinesAreSkipped) {
                                 ":x:88:user\n") +
                             kGroup;
   auto c = ResolveUser("user", kPasswd, group);
-  ASSERT_TRUE(c.ok()) << c.error().ToString();
+  ASSERT_OK(c);
   EXPECT_EQ(c->groups, (Gids{10, 29, 999}));
   EXPECT_FALSE(ResolveUser("user:badgid", kPasswd, group).ok());
   EXPECT_FALSE(ResolveUser("user:short", kPasswd, group).ok());

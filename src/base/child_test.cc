@@ -20,6 +20,7 @@
 #include "base/fd.h"
 #include "base/fs.h"
 #include "base/strings.h"
+#include "tests/assert_ok.h"
 
 namespace wb {
 namespace {
@@ -53,18 +54,18 @@ struct Captured {
 Captured SpawnAndCapture(SpawnOptions opts) {
   Captured run;
   auto pipe = MakePipe();
-  EXPECT_TRUE(pipe.ok()) << pipe.error().ToString();
+  EXPECT_OK(pipe);
   if (!pipe.ok()) return run;
   opts.fds.push_back({pipe->write.get(), 1});
   auto child = ChildProcess::Spawn(opts);
-  EXPECT_TRUE(child.ok()) << child.error().ToString();
+  EXPECT_OK(child);
   if (!child.ok()) return run;
   pipe->write.reset();  // the child holds the only write end now
   auto out = ReadAll(pipe->read.get());
-  EXPECT_TRUE(out.ok()) << out.error().ToString();
+  EXPECT_OK(out);
   if (out.ok()) run.out = *out;
   auto st = child->Wait();
-  EXPECT_TRUE(st.ok()) << st.error().ToString();
+  EXPECT_OK(st);
   if (st.ok()) run.status = *st;
   return run;
 }
@@ -73,11 +74,11 @@ Captured SpawnAndCapture(SpawnOptions opts) {
 
 TEST(ChildProcessTest, WaitReportsExitCode) {
   auto child = ChildProcess::Spawn(Shell("exit 7"));
-  ASSERT_TRUE(child.ok()) << child.error().ToString();
+  ASSERT_OK(child);
   EXPECT_GT(child->pid(), 0);
   EXPECT_GE(child->pidfd(), 0);
   auto st = child->Wait();
-  ASSERT_TRUE(st.ok()) << st.error().ToString();
+  ASSERT_OK(st);
   EXPECT_EQ(st->code, 7);
   EXPECT_EQ(st->signal, 0);
   EXPECT_EQ(st->ShellCode(), 7);
@@ -87,10 +88,10 @@ TEST(ChildProcessTest, WaitReportsExitCode) {
 
 TEST(ChildProcessTest, KilledChildReportsSignal) {
   auto child = ChildProcess::Spawn(Sleeper());
-  ASSERT_TRUE(child.ok()) << child.error().ToString();
+  ASSERT_OK(child);
   ASSERT_TRUE(child->Signal(SIGKILL).ok());
   auto st = child->Wait();
-  ASSERT_TRUE(st.ok()) << st.error().ToString();
+  ASSERT_OK(st);
   EXPECT_EQ(st->signal, SIGKILL);
   EXPECT_EQ(st->ShellCode(), 137);
   EXPECT_NE(st->Describe().find("signal 9"), std::string::npos) << st->Describe();
@@ -98,16 +99,16 @@ TEST(ChildProcessTest, KilledChildReportsSignal) {
 
 TEST(ChildProcessTest, SelfKilledShellReportsSignal) {
   auto child = ChildProcess::Spawn(Shell("kill -TERM $$"));
-  ASSERT_TRUE(child.ok()) << child.error().ToString();
+  ASSERT_OK(child);
   auto st = child->Wait();
-  ASSERT_TRUE(st.ok()) << st.error().ToString();
+  ASSERT_OK(st);
   EXPECT_EQ(st->signal, SIGTERM);
   EXPECT_EQ(st->ShellCode(), 128 + SIGTERM);
 }
 
 TEST(ChildProcessTest, WaitTwiceFails) {
   auto child = ChildProcess::Spawn(Shell("exit 0"));
-  ASSERT_TRUE(child.ok()) << child.error().ToString();
+  ASSERT_OK(child);
   ASSERT_TRUE(child->Wait().ok());
   EXPECT_FALSE(child->Wait().ok());
   EXPECT_FALSE(child->TryWait().ok());
@@ -116,9 +117,9 @@ TEST(ChildProcessTest, WaitTwiceFails) {
 
 TEST(ChildProcessTest, TryWaitIsEmptyWhileRunning) {
   auto child = ChildProcess::Spawn(Sleeper());
-  ASSERT_TRUE(child.ok()) << child.error().ToString();
+  ASSERT_OK(child);
   auto r = child->TryWait();
-  ASSERT_TRUE(r.ok()) << r.error().ToString();
+  ASSERT_OK(r);
   EXPECT_FALSE(r->has_value());
   EXPECT_TRUE(child->running());
   EXPECT_EQ(::kill(child->pid(), 0), 0);
@@ -126,13 +127,13 @@ TEST(ChildProcessTest, TryWaitIsEmptyWhileRunning) {
 
 TEST(ChildProcessTest, TryWaitReapsExitedChild) {
   auto child = ChildProcess::Spawn(Sleeper());
-  ASSERT_TRUE(child.ok()) << child.error().ToString();
+  ASSERT_OK(child);
   ASSERT_TRUE(child->Signal(SIGTERM).ok());
   // A pidfd becomes readable once the process has exited.
   pollfd pfd{child->pidfd(), POLLIN, 0};
   ASSERT_EQ(::poll(&pfd, 1, 10000), 1);
   auto r = child->TryWait();
-  ASSERT_TRUE(r.ok()) << r.error().ToString();
+  ASSERT_OK(r);
   ASSERT_TRUE(r->has_value());
   EXPECT_EQ((*r)->signal, SIGTERM);
   EXPECT_FALSE(child->running());
@@ -151,14 +152,14 @@ TEST(ChildProcessTest, MappedPipeBecomesStdout) {
 
 TEST(ChildProcessTest, OnePipeCanBeMappedToStdoutAndStderr) {
   auto pipe = MakePipe();
-  ASSERT_TRUE(pipe.ok()) << pipe.error().ToString();
+  ASSERT_OK(pipe);
   SpawnOptions o = Shell("echo out; echo err >&2");
   o.fds = {{pipe->write.get(), 1}, {pipe->write.get(), 2}};
   auto child = ChildProcess::Spawn(o);
-  ASSERT_TRUE(child.ok()) << child.error().ToString();
+  ASSERT_OK(child);
   pipe->write.reset();
   auto out = ReadAll(pipe->read.get());
-  ASSERT_TRUE(out.ok()) << out.error().ToString();
+  ASSERT_OK(out);
   EXPECT_EQ(*out, "out\nerr\n");
   ASSERT_TRUE(child->Wait().ok());
 }
@@ -183,7 +184,7 @@ TEST(ChildProcessTest, SwappedFdMappingsDoNotClobberEachOther) {
   SpawnOptions o = Shell("echo to8 >&8; echo to9 >&9");
   o.fds = {{8, 9}, {9, 8}};
   auto child = ChildProcess::Spawn(o);
-  ASSERT_TRUE(child.ok()) << child.error().ToString();
+  ASSERT_OK(child);
   a8.reset();
   b9.reset();
   auto from_a = ReadAll(a->read.get());
@@ -301,14 +302,14 @@ TEST(ChildProcessTest, ExecOfNonExecutableFailsWithEacces) {
 
 TEST(ChildProcessTest, HeldChildDoesNotRunUntilReleased) {
   auto pipe = MakePipe();
-  ASSERT_TRUE(pipe.ok()) << pipe.error().ToString();
+  ASSERT_OK(pipe);
   SpawnOptions o;
   o.path = "/bin/echo";
   o.argv = {"echo", "go"};
   o.fds = {{pipe->write.get(), 1}};
   o.hold_until_released = true;
   auto child = ChildProcess::Spawn(o);
-  ASSERT_TRUE(child.ok()) << child.error().ToString();
+  ASSERT_OK(child);
   pipe->write.reset();
 
   pollfd pfd{pipe->read.get(), POLLIN, 0};
@@ -318,12 +319,12 @@ TEST(ChildProcessTest, HeldChildDoesNotRunUntilReleased) {
   EXPECT_TRUE(child->running());
 
   auto released = child->Release();
-  ASSERT_TRUE(released.ok()) << released.error().ToString();
+  ASSERT_OK(released);
   auto out = ReadAll(pipe->read.get());
-  ASSERT_TRUE(out.ok()) << out.error().ToString();
+  ASSERT_OK(out);
   EXPECT_EQ(*out, "go\n");
   auto st = child->Wait();
-  ASSERT_TRUE(st.ok()) << st.error().ToString();
+  ASSERT_OK(st);
   EXPECT_EQ(st->code, 0);
 }
 
@@ -333,7 +334,7 @@ TEST(ChildProcessTest, ReleaseReportsExecFailureOfHeldChild) {
   o.argv = {"prog"};
   o.hold_until_released = true;
   auto child = ChildProcess::Spawn(o);
-  ASSERT_TRUE(child.ok()) << "a held child has not tried execve yet: " << child.error().ToString();
+  ASSERT_OK(child) << "a held child has not tried execve yet";
   auto released = child->Release();
   ASSERT_FALSE(released.ok());
   EXPECT_EQ(released.error().call, "execve");
@@ -343,7 +344,7 @@ TEST(ChildProcessTest, ReleaseReportsExecFailureOfHeldChild) {
 
 TEST(ChildProcessTest, ReleaseOfChildNotHeldFails) {
   auto child = ChildProcess::Spawn(Sleeper());
-  ASSERT_TRUE(child.ok()) << child.error().ToString();
+  ASSERT_OK(child);
   EXPECT_FALSE(child->Release().ok());
 }
 
@@ -351,7 +352,7 @@ TEST(ChildProcessTest, ReleaseTwiceFails) {
   SpawnOptions o = Shell("exit 0");
   o.hold_until_released = true;
   auto child = ChildProcess::Spawn(o);
-  ASSERT_TRUE(child.ok()) << child.error().ToString();
+  ASSERT_OK(child);
   ASSERT_TRUE(child->Release().ok());
   EXPECT_FALSE(child->Release().ok());
   ASSERT_TRUE(child->Wait().ok());
@@ -363,7 +364,7 @@ TEST(ChildProcessTest, DestructorKillsAndReaps) {
   pid_t pid;
   {
     auto child = ChildProcess::Spawn(Sleeper());
-    ASSERT_TRUE(child.ok()) << child.error().ToString();
+    ASSERT_OK(child);
     pid = child->pid();
     ASSERT_EQ(::kill(pid, 0), 0);
   }
@@ -379,7 +380,7 @@ TEST(ChildProcessTest, DestructorOfHeldChildKillsAndReaps) {
     SpawnOptions o = Sleeper();
     o.hold_until_released = true;
     auto child = ChildProcess::Spawn(o);
-    ASSERT_TRUE(child.ok()) << child.error().ToString();
+    ASSERT_OK(child);
     pid = child->pid();
   }
   errno = 0;
@@ -389,7 +390,7 @@ TEST(ChildProcessTest, DestructorOfHeldChildKillsAndReaps) {
 
 TEST(ChildProcessTest, KillAndReapIsIdempotent) {
   auto child = ChildProcess::Spawn(Sleeper());
-  ASSERT_TRUE(child.ok()) << child.error().ToString();
+  ASSERT_OK(child);
   pid_t pid = child->pid();
   child->KillAndReap();
   EXPECT_FALSE(child->running());
@@ -402,7 +403,7 @@ TEST(ChildProcessTest, KillAndReapIsIdempotent) {
 
 TEST(ChildProcessTest, MoveTransfersOwnership) {
   auto spawned = ChildProcess::Spawn(Sleeper());
-  ASSERT_TRUE(spawned.ok()) << spawned.error().ToString();
+  ASSERT_OK(spawned);
   pid_t pid = spawned->pid();
   ChildProcess moved = std::move(spawned).value();
   {
@@ -419,10 +420,10 @@ TEST(ChildProcessTest, MoveTransfersOwnership) {
 
 TEST(ChildProcessTest, MoveAssignKillsPreviousChild) {
   auto first = ChildProcess::Spawn(Sleeper());
-  ASSERT_TRUE(first.ok()) << first.error().ToString();
+  ASSERT_OK(first);
   pid_t first_pid = first->pid();
   auto second = ChildProcess::Spawn(Sleeper());
-  ASSERT_TRUE(second.ok()) << second.error().ToString();
+  ASSERT_OK(second);
   pid_t second_pid = second->pid();
   *first = std::move(second).value();
   errno = 0;

@@ -7,6 +7,8 @@
 #include <set>
 #include <string>
 
+#include "tests/assert_ok.h"
+
 namespace wb {
 namespace {
 
@@ -142,7 +144,7 @@ Result<int> Quarter(int x) {
 
 TEST(WbTryTest, YieldsValueOnSuccess) {
   auto r = Quarter(12);
-  ASSERT_TRUE(r.ok()) << r.error().ToString();
+  ASSERT_OK(r);
   EXPECT_EQ(*r, 3);
 }
 
@@ -232,7 +234,7 @@ Result<int> DoubleIfEven(int x) {
 TEST(WbCheckTest, ContinuesOnSuccess) {
   g_after_check = 0;
   auto r = DoubleIfEven(4);
-  ASSERT_TRUE(r.ok()) << r.error().ToString();
+  ASSERT_OK(r);
   EXPECT_EQ(*r, 8);
   EXPECT_EQ(g_after_check, 1);
 }

@@ -6,6 +6,8 @@
 #include <string>
 #include <vector>
 
+#include "tests/assert_ok.h"
+
 namespace wb {
 namespace {
 
@@ -25,57 +27,57 @@ constexpr uint64_t kGiB = 1024 * kMiB;
 
 TEST(ParseSizeTest, PlainNumberIsBytes) {
   auto r = ParseSize("512", "--memory");
-  ASSERT_TRUE(r.ok()) << r.error().ToString();
+  ASSERT_OK(r);
   EXPECT_EQ(*r, 512u);
 }
 
 TEST(ParseSizeTest, KilobyteSuffix) {
   auto r = ParseSize("512k", "--memory");
-  ASSERT_TRUE(r.ok()) << r.error().ToString();
+  ASSERT_OK(r);
   EXPECT_EQ(*r, 512 * kKiB);
 }
 
 TEST(ParseSizeTest, MegabyteSuffix) {
   auto r = ParseSize("64m", "--memory");
-  ASSERT_TRUE(r.ok()) << r.error().ToString();
+  ASSERT_OK(r);
   EXPECT_EQ(*r, 64 * kMiB);
 }
 
 TEST(ParseSizeTest, GigabyteSuffix) {
   auto r = ParseSize("2g", "--memory");
-  ASSERT_TRUE(r.ok()) << r.error().ToString();
+  ASSERT_OK(r);
   EXPECT_EQ(*r, 2 * kGiB);
 }
 
 TEST(ParseSizeTest, FractionalGigabytes) {
   auto r = ParseSize("1.5g", "--memory");
-  ASSERT_TRUE(r.ok()) << r.error().ToString();
+  ASSERT_OK(r);
   EXPECT_EQ(*r, 3 * kGiB / 2);
 }
 
 TEST(ParseSizeTest, MiBSuffixIsCaseInsensitive) {
   auto r = ParseSize("100MiB", "--memory");
-  ASSERT_TRUE(r.ok()) << r.error().ToString();
+  ASSERT_OK(r);
   EXPECT_EQ(*r, 100 * kMiB);
 }
 
 TEST(ParseSizeTest, SurroundingWhitespaceAndUpperCaseUnit) {
   auto r = ParseSize(" 2G ", "--memory");
-  ASSERT_TRUE(r.ok()) << r.error().ToString();
+  ASSERT_OK(r);
   EXPECT_EQ(*r, 2 * kGiB);
 }
 
 TEST(ParseSizeTest, AllUnitSpellingsAgree) {
   for (const char* text : {"3m", "3M", "3mb", "3MB", "3mib", "3MiB"}) {
     auto r = ParseSize(text, "--memory");
-    ASSERT_TRUE(r.ok()) << text << ": " << r.error().ToString();
+    ASSERT_OK(r) << text;
     EXPECT_EQ(*r, 3 * kMiB) << text;
   }
   auto b = ParseSize("7b", "--memory");
-  ASSERT_TRUE(b.ok()) << b.error().ToString();
+  ASSERT_OK(b);
   EXPECT_EQ(*b, 7u);
   auto t = ParseSize("1t", "--disk");
-  ASSERT_TRUE(t.ok()) << t.error().ToString();
+  ASSERT_OK(t);
   EXPECT_EQ(*t, 1024 * kGiB);
 }
 
@@ -132,19 +134,19 @@ TEST(ParseSizeTest, ErrorUsesTheGivenOptionName) {
 
 TEST(ParseSecondsTest, AcceptsInteger) {
   auto r = ParseSeconds("2", "--timeout");
-  ASSERT_TRUE(r.ok()) << r.error().ToString();
+  ASSERT_OK(r);
   EXPECT_DOUBLE_EQ(*r, 2.0);
 }
 
 TEST(ParseSecondsTest, AcceptsFraction) {
   auto r = ParseSeconds("0.5", "--timeout");
-  ASSERT_TRUE(r.ok()) << r.error().ToString();
+  ASSERT_OK(r);
   EXPECT_DOUBLE_EQ(*r, 0.5);
 }
 
 TEST(ParseSecondsTest, TrimsWhitespace) {
   auto r = ParseSeconds(" 1.25\n", "--timeout");
-  ASSERT_TRUE(r.ok()) << r.error().ToString();
+  ASSERT_OK(r);
   EXPECT_DOUBLE_EQ(*r, 1.25);
 }
 
@@ -176,25 +178,25 @@ TEST(ParseSecondsTest, ErrorNamesOptionAndInput) {
 
 TEST(ParseUintTest, AcceptsDigits) {
   auto r = ParseUint("1234", "--pids");
-  ASSERT_TRUE(r.ok()) << r.error().ToString();
+  ASSERT_OK(r);
   EXPECT_EQ(*r, 1234u);
 }
 
 TEST(ParseUintTest, AcceptsZero) {
   auto r = ParseUint("0", "--pids");
-  ASSERT_TRUE(r.ok()) << r.error().ToString();
+  ASSERT_OK(r);
   EXPECT_EQ(*r, 0u);
 }
 
 TEST(ParseUintTest, TrimsWhitespace) {
   auto r = ParseUint(" 42\n", "--pids");
-  ASSERT_TRUE(r.ok()) << r.error().ToString();
+  ASSERT_OK(r);
   EXPECT_EQ(*r, 42u);
 }
 
 TEST(ParseUintTest, AcceptsMaxUint64) {
   auto r = ParseUint("18446744073709551615", "--pids");
-  ASSERT_TRUE(r.ok()) << r.error().ToString();
+  ASSERT_OK(r);
   EXPECT_EQ(*r, UINT64_MAX);
 }
 

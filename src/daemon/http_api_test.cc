@@ -7,6 +7,7 @@
 #include <nlohmann/json.hpp>
 
 #include "base/fs.h"
+#include "tests/assert_ok.h"
 
 namespace wb::daemon {
 namespace {
@@ -15,7 +16,7 @@ TEST(HttpApiTest, ParsesTheSocketFieldsAndTheHttpForms) {
   auto r = ParseHttpRunRequest(
       R"({"cmd":["sh","-c","cat"],"image":"busybox","env":{"B":"2","A":"1"},"workdir":"/tmp",)"
       R"("user":"nobody","stdin":"hi\n","timeout_ms":5000,"memory":67108864,"pids":10,"cpus":0.5})");
-  ASSERT_TRUE(r.ok()) << r.error().ToString();
+  ASSERT_OK(r);
   EXPECT_EQ(r->cmd, (std::vector<std::string>{"sh", "-c", "cat"}));
   EXPECT_EQ(*r->image, "busybox");
   EXPECT_EQ(r->env, (std::vector<std::string>{"A=1", "B=2"}));
@@ -36,7 +37,7 @@ TEST(HttpApiTest, ParsesTheSocketFieldsAndTheHttpForms) {
 TEST(HttpApiTest, StdinBase64CarriesArbitraryBytes) {
   std::string bytes("\x00\xff\x80\n", 4);
   auto r = ParseHttpRunRequest(R"({"cmd":["cat"],"stdin_base64":")" + Base64Encode(bytes) + "\"}");
-  ASSERT_TRUE(r.ok()) << r.error().ToString();
+  ASSERT_OK(r);
   EXPECT_EQ(*r->stdin_data, bytes);
 }
 
@@ -199,7 +200,7 @@ class TokenFileTest : public ::testing::Test {
 
 TEST_F(TokenFileTest, AcceptsOnePrivateLine) {
   auto t = ReadTokenFile(Write("0123456789abcdef0123\n", 0600));
-  ASSERT_TRUE(t.ok()) << t.error().ToString();
+  ASSERT_OK(t);
   EXPECT_EQ(*t, "0123456789abcdef0123");
 }
 

@@ -9,12 +9,14 @@
 #include <fstream>
 
 #include "base/fs.h"
+#include "tests/assert_ok.h"
 #include "tests/test_util.h"
+#include "tests/uid_ranges.h"
 
 namespace wb {
 namespace {
 
-constexpr uint32_t kBase = 1000000000;
+constexpr uint32_t kBase = wb::testing::UidBase(wb::testing::UidUser::kImageTest);
 
 class StoreTest : public ::testing::Test {
  protected:
@@ -45,7 +47,7 @@ TEST_F(StoreTest, DefaultImageIsBuiltOnFirstUse) {
   ASSERT_TRUE(list.ok());
   EXPECT_TRUE(list->empty());
   auto img = store.Get("busybox");
-  ASSERT_TRUE(img.ok()) << img.error().ToString();
+  ASSERT_OK(img);
   ASSERT_EQ(img->lower_dirs.size(), 1u);
   const std::string& root = img->lower_dirs[0];
   EXPECT_TRUE(S_ISLNK(Lstat(root + "/bin/sh").st_mode));
@@ -77,7 +79,7 @@ TEST_F(StoreTest, ImportDirShiftsOwnersAndKeepsLinks) {
 
   ImageStore store(state_, kBase);
   auto img = store.ImportDir("team/tool:1.0", src_);
-  ASSERT_TRUE(img.ok()) << img.error().ToString();
+  ASSERT_OK(img);
   const std::string root = img->lower_dirs[0];
   auto tool = Lstat(root + "/bin/tool");
   EXPECT_EQ(tool.st_uid, kBase);
@@ -155,7 +157,7 @@ TEST_F(StoreTest, OciImagesResolveShareAndPrune) {
   one.config.cmd = {"python3"};
   one.config.entrypoint = {"/init"};
   auto c1 = store.CommitOci(one);
-  ASSERT_TRUE(c1.ok()) << c1.error().ToString();
+  ASSERT_OK(c1);
   ASSERT_EQ(c1->lower_dirs.size(), 2u);
   EXPECT_EQ(c1->lower_dirs[0], store.LayerDir(digest('b')));  // top first
   EXPECT_EQ(c1->lower_dirs[1], store.LayerDir(digest('a')));
@@ -182,7 +184,7 @@ TEST_F(StoreTest, OciImagesResolveShareAndPrune) {
   EXPECT_FALSE(store.Remove("python:3.12-slim").ok());
   { std::ofstream(store.TmpDir() + "/blob-leftover") << "x"; }
   auto rep = store.Prune();
-  ASSERT_TRUE(rep.ok()) << rep.error().ToString();
+  ASSERT_OK(rep);
   EXPECT_EQ(rep->blobs, 3u);   // b, d, e
   EXPECT_EQ(rep->layers, 3u);  // b, d, e
   EXPECT_EQ(rep->tmp, 1u);

@@ -6,7 +6,7 @@
 
 #include "base/fd.h"
 #include "base/fs.h"
-#include "imagetool/sha256.h"
+#include "imagetool/blob_verify.h"
 #include "imagetool/unpack.h"
 #include "oci/reference.h"
 
@@ -37,14 +37,7 @@ Result<bool> EnsureBlob(ImageStore& store, const oci::Descriptor& d, const BlobW
 
 Result<void> EnsureBlobBytes(ImageStore& store, const oci::Descriptor& d,
                              const std::string& bytes) {
-  if (bytes.size() != d.size) {
-    return Fail("verify blob", d.digest,
-                "size mismatch: " + std::to_string(bytes.size()) + " bytes where " +
-                    std::to_string(d.size) + " were announced");
-  }
-  if (std::string got = Sha256Of(bytes); got != d.digest) {
-    return Fail("verify blob", d.digest, "digest mismatch: the content hashes to " + got);
-  }
+  WB_RETURN_IF_ERROR(VerifyBlob(d, bytes));
   (void)WB_TRY(EnsureBlob(store, d, [&](const std::string& tmp) -> Result<void> {
     UniqueFd fd(::open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644));
     if (!fd) return Errno("open", tmp);
@@ -81,8 +74,7 @@ Result<void> CopyVerified(const std::string& from, const oci::Descriptor& d,
   if (!in) return Errno("open", from);
   UniqueFd out(::open(tmp_path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644));
   if (!out) return Errno("open", tmp_path);
-  Sha256 h;
-  uint64_t total = 0;
+  BlobVerifier verify(d);
   std::string buf(1 << 20, '\0');
   for (;;) {
     ssize_t n = ::read(in.get(), buf.data(), buf.size());
@@ -91,20 +83,11 @@ Result<void> CopyVerified(const std::string& from, const oci::Descriptor& d,
       return Errno("read", from);
     }
     if (n == 0) break;
-    total += static_cast<uint64_t>(n);
-    if (total > d.size) break;
     std::string_view chunk(buf.data(), static_cast<size_t>(n));
-    h.Update(chunk);
+    WB_RETURN_IF_ERROR(verify.Update(chunk));
     WB_RETURN_IF_ERROR(WriteAll(out.get(), chunk));
   }
-  if (total != d.size) {
-    return Fail("verify blob", d.digest,
-                (total < d.size ? "truncated: " : "too long: ") + std::to_string(total) +
-                    " bytes where " + std::to_string(d.size) + " were announced");
-  }
-  if (std::string got = h.Digest(); got != d.digest) {
-    return Fail("verify blob", d.digest, "digest mismatch: the content hashes to " + got);
-  }
+  WB_RETURN_IF_ERROR(verify.Finish());
   return Ok();
 }
 

@@ -12,6 +12,7 @@
 #include "base/fs.h"
 #include "base/strings.h"
 #include "imagetool/blob_store.h"
+#include "imagetool/blob_verify.h"
 #include "imagetool/ops.h"
 #include "imagetool/sha256.h"
 #include "imagetool/unpack.h"
@@ -56,14 +57,7 @@ Result<std::string> OciBlobPath(const std::string& root, const std::string& dige
 Result<std::string> ReadOciBlob(const std::string& root, const oci::Descriptor& d) {
   if (d.size > kMaxSmall) return Fail("import", d.digest, "larger than 16 MiB");
   std::string bytes = WB_TRY(ReadSmall(WB_TRY(OciBlobPath(root, d.digest))));
-  if (bytes.size() != d.size) {
-    return Fail("verify blob", d.digest,
-                "size mismatch: " + std::to_string(bytes.size()) + " bytes where " +
-                    std::to_string(d.size) + " were announced");
-  }
-  if (std::string got = Sha256Of(bytes); got != d.digest) {
-    return Fail("verify blob", d.digest, "digest mismatch: the content hashes to " + got);
-  }
+  WB_RETURN_IF_ERROR(VerifyBlob(d, bytes));
   return bytes;
 }
 

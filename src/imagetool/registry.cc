@@ -9,6 +9,7 @@
 #include "base/fd.h"
 #include "base/fs.h"
 #include "base/log.h"
+#include "imagetool/blob_verify.h"
 #include "imagetool/sha256.h"
 
 namespace wb::imagetool {
@@ -183,47 +184,32 @@ Result<FetchedManifest> Registry::GetManifest(const std::string& tag_or_digest) 
 Result<void> Registry::DownloadBlob(const oci::Descriptor& d, const std::string& path,
                                     const ProgressFn& progress) {
   UniqueFd fd;
-  Sha256 hash;
-  uint64_t got = 0;
+  BlobVerifier verify(d);
   std::optional<Error> open_error;
   auto factory = [&]() -> BodySink {
-    // Each attempt starts over: truncate the file, reset the hash.
+    // Each attempt starts over: truncate the file, reset the verifier.
     fd =
         UniqueFd(::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0644));
     if (!fd) open_error = Errno("open", path);
-    hash.Reset();
-    got = 0;
+    verify.Reset();
     return [&](std::string_view chunk) -> Result<void> {
       if (open_error) return *open_error;
-      got += chunk.size();
-      if (got > d.size) {
-        return Fail(
-            "verify blob", d.digest,
-            "the registry sent more than the " + std::to_string(d.size) + " bytes announced");
-      }
-      hash.Update(chunk);
+      WB_RETURN_IF_ERROR(verify.Update(chunk));
       WB_RETURN_IF_ERROR(WriteAll(fd.get(), chunk));
-      if (progress) progress(got, d.size);
+      if (progress) progress(verify.received(), d.size);
       return Ok();
     };
   };
   auto res = Request(ref_.repository + "/blobs/" + d.digest, "", factory);
-  if (!res.ok() && IsTransportError(res.error()) && got < d.size) {
+  if (!res.ok() && IsTransportError(res.error()) && verify.received() < d.size) {
     return Fail("verify blob", d.digest,
-                "truncated: got " + std::to_string(got) + " of " + std::to_string(d.size) +
-                    " bytes (" + res.error().detail + ")");
+                "truncated: got " + std::to_string(verify.received()) + " of " +
+                    std::to_string(d.size) + " bytes (" + res.error().detail + ")");
   }
   HttpResponse r = WB_TRY(std::move(res));
   if (r.status != 200)
     return Fail("GET blob", d.digest, "HTTP " + std::to_string(r.status) + ": " + Snippet(r.body));
-  if (got != d.size) {
-    return Fail(
-        "verify blob", d.digest,
-        "truncated: got " + std::to_string(got) + " of " + std::to_string(d.size) + " bytes");
-  }
-  if (std::string digest = hash.Digest(); digest != d.digest) {
-    return Fail("verify blob", d.digest, "digest mismatch: the content hashes to " + digest);
-  }
+  WB_RETURN_IF_ERROR(verify.Finish());
   if (::fsync(fd.get()) != 0) return Errno("fsync", path);
   return Ok();
 }

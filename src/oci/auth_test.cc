@@ -2,13 +2,15 @@
 
 #include <gtest/gtest.h>
 
+#include "tests/assert_ok.h"
+
 namespace wb::oci {
 namespace {
 
 TEST(AuthTest, ParsesBearerChallenge) {
   auto c = ParseChallenge(
       R"(Bearer realm="https://auth.docker.io/token",service="registry.docker.io",scope="repository:library/python:pull")");
-  ASSERT_TRUE(c.ok()) << c.error().ToString();
+  ASSERT_OK(c);
   EXPECT_EQ(c->scheme, "bearer");
   EXPECT_EQ(c->params["realm"], "https://auth.docker.io/token");
   EXPECT_EQ(c->params["service"], "registry.docker.io");
@@ -27,7 +29,7 @@ TEST(AuthTest, ChallengeVariants) {
   EXPECT_EQ(basic->params["realm"], "Registry Realm");
   // Unquoted values, odd spacing, escapes; no scope -> repository:REPO:pull.
   auto c = ParseChallenge(R"(bearer  Realm=http://127.0.0.1:9/t?x=1 , service="a\"b")");
-  ASSERT_TRUE(c.ok()) << c.error().ToString();
+  ASSERT_OK(c);
   EXPECT_EQ(c->params["realm"], "http://127.0.0.1:9/t?x=1");
   EXPECT_EQ(c->params["service"], "a\"b");
   EXPECT_EQ(TokenUrl(*c, "team/img").value(),

@@ -2,6 +2,8 @@
 
 #include <gtest/gtest.h>
 
+#include "tests/assert_ok.h"
+
 namespace wb::oci {
 namespace {
 
@@ -39,7 +41,7 @@ TEST(ManifestTest, ClassifiesByMediaTypeHeaderOrShape) {
 
 TEST(ManifestTest, SelectsLinuxAmd64FromIndex) {
   auto idx = ParseIndex(Index());
-  ASSERT_TRUE(idx.ok()) << idx.error().ToString();
+  ASSERT_OK(idx);
   ASSERT_EQ(idx->size(), 3u);
   auto d = SelectPlatform(*idx, "linux", "amd64");
   ASSERT_TRUE(d.ok());
@@ -63,7 +65,7 @@ TEST(ManifestTest, ParsesDockerAndOciManifests) {
               {"mediaType":"application/vnd.oci.image.layer.v1.tar+zstd","digest":")" +
       kD3 + R"(","size":6}]})";
   auto p = ParseManifest(m);
-  ASSERT_TRUE(p.ok()) << p.error().ToString();
+  ASSERT_OK(p);
   EXPECT_EQ(p->config.digest, kD1);
   ASSERT_EQ(p->layers.size(), 2u);
   EXPECT_EQ(p->layers[0].digest, kD2);

@@ -2,6 +2,8 @@
 
 #include <gtest/gtest.h>
 
+#include "tests/assert_ok.h"
+
 namespace wb::oci {
 namespace {
 
@@ -26,15 +28,15 @@ TEST(ReferenceTest, NameLimitAppliesToTheCanonicalNameWhichAlwaysParsesBack) {
   std::string name = "r.io/" + std::string(250, 'b');
   auto full =
       ParseReference(name + ":" + std::string(128, 't') + "@sha256:" + std::string(64, 'a'));
-  ASSERT_TRUE(full.ok()) << full.error().ToString();
+  ASSERT_OK(full);
   auto again = ParseReference(full->Canonical());
-  ASSERT_TRUE(again.ok()) << again.error().ToString();
+  ASSERT_OK(again);
   EXPECT_EQ(again->Canonical(), full->Canonical());
 }
 
 TEST(ReferenceTest, RegistryHostsAndPorts) {
   auto r = ParseReference("localhost:5000/team/img@sha256:" + std::string(64, 'a'));
-  ASSERT_TRUE(r.ok()) << r.error().ToString();
+  ASSERT_OK(r);
   EXPECT_EQ(r->registry, "localhost:5000");
   EXPECT_EQ(r->repository, "team/img");
   EXPECT_EQ(r->tag, "");

@@ -5,6 +5,8 @@
 #include <string>
 #include <vector>
 
+#include "tests/assert_ok.h"
+
 namespace wb {
 namespace {
 
@@ -33,7 +35,7 @@ const WarmEntry* Find(const std::vector<WarmEntry>& entries, const std::string& 
 
 TEST(ParseWarmSpecsTest, TrimsImageAndCount) {
   auto r = ParseWarmSpecs({" python:3 = 4 "}, 2);
-  ASSERT_TRUE(r.ok()) << r.error().ToString();
+  ASSERT_OK(r);
   ASSERT_EQ(r->size(), 1u);
   EXPECT_EQ((*r)[0].image, "python:3");
   EXPECT_EQ((*r)[0].count, 4u);
@@ -41,7 +43,7 @@ TEST(ParseWarmSpecsTest, TrimsImageAndCount) {
 
 TEST(ParseWarmSpecsTest, ImageWithoutCountGetsDefault) {
   auto r = ParseWarmSpecs({"img"}, 3);
-  ASSERT_TRUE(r.ok()) << r.error().ToString();
+  ASSERT_OK(r);
   ASSERT_EQ(r->size(), 1u);
   EXPECT_EQ((*r)[0].image, "img");
   EXPECT_EQ((*r)[0].count, 3u);
@@ -49,7 +51,7 @@ TEST(ParseWarmSpecsTest, ImageWithoutCountGetsDefault) {
 
 TEST(ParseWarmSpecsTest, ImageWithRegistryPortAndTag) {
   auto r = ParseWarmSpecs({"registry:5000/ns/app:1.2=7"}, 1);
-  ASSERT_TRUE(r.ok()) << r.error().ToString();
+  ASSERT_OK(r);
   ASSERT_EQ(r->size(), 1u);
   EXPECT_EQ((*r)[0].image, "registry:5000/ns/app:1.2");
   EXPECT_EQ((*r)[0].count, 7u);
@@ -57,7 +59,7 @@ TEST(ParseWarmSpecsTest, ImageWithRegistryPortAndTag) {
 
 TEST(ParseWarmSpecsTest, SeveralEntriesInOneArg) {
   auto r = ParseWarmSpecs({"a=1,b=2"}, 5);
-  ASSERT_TRUE(r.ok()) << r.error().ToString();
+  ASSERT_OK(r);
   ASSERT_EQ(r->size(), 2u);
   EXPECT_EQ((*r)[0].image, "a");
   EXPECT_EQ((*r)[0].count, 1u);
@@ -67,7 +69,7 @@ TEST(ParseWarmSpecsTest, SeveralEntriesInOneArg) {
 
 TEST(ParseWarmSpecsTest, SeveralArgs) {
   auto r = ParseWarmSpecs({"a=1", "b", "c=9,d"}, 4);
-  ASSERT_TRUE(r.ok()) << r.error().ToString();
+  ASSERT_OK(r);
   ASSERT_EQ(r->size(), 4u);
   EXPECT_EQ((*r)[0].image, "a");
   EXPECT_EQ((*r)[0].count, 1u);
@@ -81,7 +83,7 @@ TEST(ParseWarmSpecsTest, SeveralArgs) {
 
 TEST(ParseWarmSpecsTest, LaterDuplicateWins) {
   auto r = ParseWarmSpecs({"a=1,b=2", "a=5"}, 3);
-  ASSERT_TRUE(r.ok()) << r.error().ToString();
+  ASSERT_OK(r);
   ASSERT_EQ(r->size(), 2u);
   const WarmEntry* a = Find(*r, "a");
   const WarmEntry* b = Find(*r, "b");
@@ -93,7 +95,7 @@ TEST(ParseWarmSpecsTest, LaterDuplicateWins) {
 
 TEST(ParseWarmSpecsTest, LaterDuplicateWinsWithinOneArg) {
   auto r = ParseWarmSpecs({"a=4, a"}, 3);
-  ASSERT_TRUE(r.ok()) << r.error().ToString();
+  ASSERT_OK(r);
   ASSERT_EQ(r->size(), 1u);
   EXPECT_EQ((*r)[0].image, "a");
   EXPECT_EQ((*r)[0].count, 3u);
@@ -101,7 +103,7 @@ TEST(ParseWarmSpecsTest, LaterDuplicateWinsWithinOneArg) {
 
 TEST(ParseWarmSpecsTest, EmptyEntriesAreSkipped) {
   auto r = ParseWarmSpecs({",a=1,, ,b=2,", ""}, 3);
-  ASSERT_TRUE(r.ok()) << r.error().ToString();
+  ASSERT_OK(r);
   ASSERT_EQ(r->size(), 2u);
   EXPECT_EQ((*r)[0].image, "a");
   EXPECT_EQ((*r)[1].image, "b");
@@ -109,11 +111,11 @@ TEST(ParseWarmSpecsTest, EmptyEntriesAreSkipped) {
 
 TEST(ParseWarmSpecsTest, NoArgsGiveNoEntries) {
   auto none = ParseWarmSpecs({}, 3);
-  ASSERT_TRUE(none.ok()) << none.error().ToString();
+  ASSERT_OK(none);
   EXPECT_TRUE(none->empty());
 
   auto blanks = ParseWarmSpecs({",", " , ", ""}, 3);
-  ASSERT_TRUE(blanks.ok()) << blanks.error().ToString();
+  ASSERT_OK(blanks);
   EXPECT_TRUE(blanks->empty());
 }
 

@@ -5,6 +5,8 @@
 #include <string>
 #include <vector>
 
+#include "tests/assert_ok.h"
+
 namespace wb::proto {
 namespace {
 
@@ -109,7 +111,7 @@ TEST(FrameDecoderTest, SeveralFramesInOneFeed) {
   auto frames = SampleFrames();
   FrameDecoder d;
   auto r = d.Feed(EncodeAll(frames));
-  ASSERT_TRUE(r.ok()) << r.error().ToString();
+  ASSERT_OK(r);
   ExpectSameFrames(Drain(d), frames);
   EXPECT_EQ(d.buffered(), 0u);
 }
@@ -121,7 +123,7 @@ TEST(FrameDecoderTest, ByteByByteFeedYieldsSameFrames) {
   std::vector<Frame> got;
   for (char c : wire) {
     auto r = d.Feed(std::string_view(&c, 1));
-    ASSERT_TRUE(r.ok()) << r.error().ToString();
+    ASSERT_OK(r);
     for (auto& f : Drain(d)) got.push_back(std::move(f));
   }
   ExpectSameFrames(got, frames);
@@ -219,7 +221,7 @@ TEST(FrameDecoderTest, ExactlyMaxFrameIsAccepted) {
   payload.back() = 'z';
   FrameDecoder d;
   auto r = d.Feed(EncodeFrame(FrameType::kStdout, payload));
-  ASSERT_TRUE(r.ok()) << r.error().ToString();
+  ASSERT_OK(r);
   auto f = d.Next();
   ASSERT_TRUE(f.has_value());
   EXPECT_EQ(f->type, FrameType::kStdout);
@@ -230,7 +232,7 @@ TEST(FrameDecoderTest, ExactlyMaxFrameIsAccepted) {
 TEST(FrameDecoderTest, MaxFrameHeaderAloneIsNotAnError) {
   FrameDecoder d;
   auto r = d.Feed(Header('O', kMaxFrame));
-  ASSERT_TRUE(r.ok()) << r.error().ToString();
+  ASSERT_OK(r);
   EXPECT_FALSE(d.Next().has_value());
 }
 
@@ -253,7 +255,7 @@ TEST(ExecRequestTest, JsonRoundTrip) {
   r.output_cap = 4096;
   r.stdin = true;
   auto parsed = ParseExecRequest(ToJson(r));
-  ASSERT_TRUE(parsed.ok()) << parsed.error().ToString();
+  ASSERT_OK(parsed);
   EXPECT_EQ(parsed->argv, r.argv);
   EXPECT_EQ(parsed->env, r.env);
   EXPECT_EQ(parsed->cwd, r.cwd);
@@ -265,7 +267,7 @@ TEST(ExecRequestTest, JsonRoundTrip) {
 
 TEST(ExecRequestTest, DefaultsWhenFieldsAbsent) {
   auto r = ParseExecRequest(R"({"argv":["ls"]})");
-  ASSERT_TRUE(r.ok()) << r.error().ToString();
+  ASSERT_OK(r);
   EXPECT_EQ(r->argv, std::vector<std::string>{"ls"});
   EXPECT_TRUE(r->env.empty());
   EXPECT_EQ(r->cwd, "");
@@ -278,7 +280,7 @@ TEST(ExecRequestTest, DefaultsWhenFieldsAbsent) {
 TEST(ExecRequestTest, NullFieldsMeanDefaults) {
   auto r = ParseExecRequest(
       R"({"argv":["ls"],"env":null,"cwd":null,"user":null,"timeout_ms":null,"output_cap":null,"stdin":null})");
-  ASSERT_TRUE(r.ok()) << r.error().ToString();
+  ASSERT_OK(r);
   EXPECT_TRUE(r->env.empty());
   EXPECT_EQ(r->output_cap, kDefaultOutputCap);
   EXPECT_FALSE(r->stdin);
@@ -286,7 +288,7 @@ TEST(ExecRequestTest, NullFieldsMeanDefaults) {
 
 TEST(ExecRequestTest, UnknownFieldsAreIgnored) {
   auto r = ParseExecRequest(R"({"argv":["ls"],"future":{"x":1}})");
-  ASSERT_TRUE(r.ok()) << r.error().ToString();
+  ASSERT_OK(r);
   EXPECT_EQ(r->argv.size(), 1u);
 }
 
@@ -364,7 +366,7 @@ TEST(ExecExitTest, JsonRoundTrip) {
   e.stderr_truncated = false;
   e.error = "exec \"x\": No such file or directory";
   auto parsed = ParseExecExit(ToJson(e));
-  ASSERT_TRUE(parsed.ok()) << parsed.error().ToString();
+  ASSERT_OK(parsed);
   EXPECT_EQ(parsed->exit_code, 137);
   EXPECT_EQ(parsed->signal, 9);
   EXPECT_TRUE(parsed->timed_out);
@@ -378,7 +380,7 @@ TEST(ExecExitTest, JsonRoundTripOfOtherFlags) {
   e.exit_code = 127;
   e.stderr_truncated = true;
   auto parsed = ParseExecExit(ToJson(e));
-  ASSERT_TRUE(parsed.ok()) << parsed.error().ToString();
+  ASSERT_OK(parsed);
   EXPECT_EQ(parsed->exit_code, 127);
   EXPECT_EQ(parsed->signal, 0);
   EXPECT_FALSE(parsed->timed_out);
@@ -389,7 +391,7 @@ TEST(ExecExitTest, JsonRoundTripOfOtherFlags) {
 
 TEST(ExecExitTest, DefaultsWhenFieldsAbsent) {
   auto e = ParseExecExit("{}");
-  ASSERT_TRUE(e.ok()) << e.error().ToString();
+  ASSERT_OK(e);
   EXPECT_EQ(e->exit_code, 0);
   EXPECT_EQ(e->signal, 0);
   EXPECT_FALSE(e->timed_out);

@@ -9,6 +9,8 @@
 #include <string>
 #include <vector>
 
+#include "tests/assert_ok.h"
+
 namespace wb::proto {
 namespace {
 
@@ -107,17 +109,17 @@ TEST(PoolRequestTest, StopRequestSerialisesToUpstreamWireVector) {
 
 TEST(PoolRequestTest, ParsesStatusAndStop) {
   auto status = ParsePoolRequest(R"({"op":"status"})");
-  ASSERT_TRUE(status.ok()) << status.error().ToString();
+  ASSERT_OK(status);
   EXPECT_EQ(status->op, Op::kStatus);
 
   auto stop = ParsePoolRequest(R"({"op":"stop"})");
-  ASSERT_TRUE(stop.ok()) << stop.error().ToString();
+  ASSERT_OK(stop);
   EXPECT_EQ(stop->op, Op::kStop);
 }
 
 TEST(PoolRequestTest, RunWithoutImageHasNoImageAndDefaults) {
   auto r = ParsePoolRequest(R"({"op":"run","cmd":["ls"]})");
-  ASSERT_TRUE(r.ok()) << r.error().ToString();
+  ASSERT_OK(r);
   EXPECT_EQ(r->op, Op::kRun);
   EXPECT_EQ(r->run.image, std::nullopt);
   EXPECT_EQ(r->run.cmd, std::vector<std::string>{"ls"});
@@ -131,7 +133,7 @@ TEST(PoolRequestTest, RunWithoutImageHasNoImageAndDefaults) {
 
 TEST(PoolRequestTest, RunWithNullImageHasNoImage) {
   auto r = ParsePoolRequest(R"({"op":"run","image":null,"cmd":["ls"]})");
-  ASSERT_TRUE(r.ok()) << r.error().ToString();
+  ASSERT_OK(r);
   EXPECT_EQ(r->op, Op::kRun);
   EXPECT_EQ(r->run.image, std::nullopt);
   EXPECT_EQ(r->run.cmd, std::vector<std::string>{"ls"});
@@ -139,7 +141,7 @@ TEST(PoolRequestTest, RunWithNullImageHasNoImage) {
 
 TEST(PoolRequestTest, RunWithImageParsesImageAndCommand) {
   auto r = ParsePoolRequest(R"({"op":"run","image":"alpine","cmd":["echo","hi"]})");
-  ASSERT_TRUE(r.ok()) << r.error().ToString();
+  ASSERT_OK(r);
   EXPECT_EQ(r->op, Op::kRun);
   ASSERT_TRUE(r->run.image.has_value());
   EXPECT_EQ(*r->run.image, "alpine");
@@ -152,7 +154,7 @@ TEST(PoolRequestTest, RunParsesAllExtras) {
   auto r = ParsePoolRequest(
       R"({"op":"run","image":"alpine","cmd":["cat"],"env":["A=1","B=x=y"],"workdir":"/tmp",)"
       R"("user":"nobody","timeout_ms":1500,"stream":true,"stdin":[104,0,255]})");
-  ASSERT_TRUE(r.ok()) << r.error().ToString();
+  ASSERT_OK(r);
   EXPECT_EQ(r->run.env, (std::vector<std::string>{"A=1", "B=x=y"}));
   EXPECT_EQ(r->run.workdir, "/tmp");
   EXPECT_EQ(r->run.user, "nobody");
@@ -164,33 +166,33 @@ TEST(PoolRequestTest, RunParsesAllExtras) {
 
 TEST(PoolRequestTest, EnvEntryWithEmptyValueIsAccepted) {
   auto r = ParsePoolRequest(R"({"op":"run","cmd":["ls"],"env":["EMPTY="]})");
-  ASSERT_TRUE(r.ok()) << r.error().ToString();
+  ASSERT_OK(r);
   EXPECT_EQ(r->run.env, std::vector<std::string>{"EMPTY="});
 }
 
 TEST(PoolRequestTest, StdinAsStringIsAccepted) {
   auto r = ParsePoolRequest(R"({"op":"run","cmd":["cat"],"stdin":"hello\n"})");
-  ASSERT_TRUE(r.ok()) << r.error().ToString();
+  ASSERT_OK(r);
   ASSERT_TRUE(r->run.stdin_data.has_value());
   EXPECT_EQ(*r->run.stdin_data, "hello\n");
 }
 
 TEST(PoolRequestTest, EmptyStdinArrayIsPresentButEmpty) {
   auto r = ParsePoolRequest(R"({"op":"run","cmd":["cat"],"stdin":[]})");
-  ASSERT_TRUE(r.ok()) << r.error().ToString();
+  ASSERT_OK(r);
   ASSERT_TRUE(r->run.stdin_data.has_value());
   EXPECT_EQ(*r->run.stdin_data, "");
 }
 
 TEST(PoolRequestTest, NullStdinMeansNoStdin) {
   auto r = ParsePoolRequest(R"({"op":"run","cmd":["cat"],"stdin":null})");
-  ASSERT_TRUE(r.ok()) << r.error().ToString();
+  ASSERT_OK(r);
   EXPECT_EQ(r->run.stdin_data, std::nullopt);
 }
 
 TEST(PoolRequestTest, StreamFalseIsAccepted) {
   auto r = ParsePoolRequest(R"({"op":"run","cmd":["ls"],"stream":false})");
-  ASSERT_TRUE(r.ok()) << r.error().ToString();
+  ASSERT_OK(r);
   EXPECT_FALSE(r->run.stream);
 }
 
@@ -208,7 +210,7 @@ TEST(PoolRequestTest, FullRunRequestRoundTrips) {
 
   const std::string text = ToJson(want);
   auto got = ParsePoolRequest(text);
-  ASSERT_TRUE(got.ok()) << got.error().ToString() << " in " << text;
+  ASSERT_OK(got) << " in " << text;
   EXPECT_EQ(got->op, Op::kRun);
   ExpectSameRun(got->run, want.run);
 }
@@ -220,7 +222,7 @@ TEST(PoolRequestTest, MinimalRunRequestRoundTrips) {
 
   const std::string text = ToJson(want);
   auto got = ParsePoolRequest(text);
-  ASSERT_TRUE(got.ok()) << got.error().ToString() << " in " << text;
+  ASSERT_OK(got) << " in " << text;
   EXPECT_EQ(got->op, Op::kRun);
   ExpectSameRun(got->run, want.run);
 }
@@ -232,7 +234,7 @@ TEST(PoolRequestTest, EmptyStdinRoundTripsAsPresent) {
   want.run.stdin_data = "";
 
   auto got = ParsePoolRequest(ToJson(want));
-  ASSERT_TRUE(got.ok()) << got.error().ToString();
+  ASSERT_OK(got);
   ExpectSameRun(got->run, want.run);
 }
 
@@ -524,7 +526,7 @@ TEST(RunResponseTest, FinalResponseRoundTripsWithBinaryOutput) {
   want.sandbox = "sb-7";
 
   auto f = ParseStreamFrame(ToJson(want));
-  ASSERT_TRUE(f.ok()) << f.error().ToString();
+  ASSERT_OK(f);
   EXPECT_EQ(f->kind, StreamFrame::kFinal);
   ExpectSameResponse(f->final, want);
 }
@@ -535,7 +537,7 @@ TEST(RunResponseTest, PlainResponseRoundTripsWithDefaults) {
   want.exit_code = 0;
 
   auto f = ParseStreamFrame(ToJson(want));
-  ASSERT_TRUE(f.ok()) << f.error().ToString();
+  ASSERT_OK(f);
   EXPECT_EQ(f->kind, StreamFrame::kFinal);
   ExpectSameResponse(f->final, want);
 }
@@ -543,14 +545,14 @@ TEST(RunResponseTest, PlainResponseRoundTripsWithDefaults) {
 TEST(RunResponseTest, ErrorResponseRoundTrips) {
   RunResponse want = ErrorResponse("pool is busy");
   auto f = ParseStreamFrame(ToJson(want));
-  ASSERT_TRUE(f.ok()) << f.error().ToString();
+  ASSERT_OK(f);
   EXPECT_EQ(f->kind, StreamFrame::kFinal);
   ExpectSameResponse(f->final, want);
 }
 
 TEST(RunResponseTest, ParsesUpstreamResponseWithoutExtensions) {
   auto f = ParseStreamFrame(R"({"stdout":[104,105,10],"stderr":[],"exit_code":0,"error":null})");
-  ASSERT_TRUE(f.ok()) << f.error().ToString();
+  ASSERT_OK(f);
   EXPECT_EQ(f->kind, StreamFrame::kFinal);
   EXPECT_EQ(f->final.stdout_data, "hi\n");
   EXPECT_EQ(f->final.stderr_data, "");
@@ -613,7 +615,7 @@ TEST(StreamChunkTest, ChunkJsonShape) {
 TEST(StreamChunkTest, StdoutChunkRoundTrips) {
   const std::string data = AllBytes() + RandomBytes(2048, 1);
   auto f = ParseStreamFrame(StreamChunkJson(false, data));
-  ASSERT_TRUE(f.ok()) << f.error().ToString();
+  ASSERT_OK(f);
   EXPECT_EQ(f->kind, StreamFrame::kStdout);
   EXPECT_EQ(f->data, data);
 }
@@ -621,14 +623,14 @@ TEST(StreamChunkTest, StdoutChunkRoundTrips) {
 TEST(StreamChunkTest, StderrChunkRoundTrips) {
   const std::string data = RandomBytes(2048, 2) + AllBytes();
   auto f = ParseStreamFrame(StreamChunkJson(true, data));
-  ASSERT_TRUE(f.ok()) << f.error().ToString();
+  ASSERT_OK(f);
   EXPECT_EQ(f->kind, StreamFrame::kStderr);
   EXPECT_EQ(f->data, data);
 }
 
 TEST(StreamChunkTest, EmptyChunkRoundTrips) {
   auto f = ParseStreamFrame(StreamChunkJson(true, ""));
-  ASSERT_TRUE(f.ok()) << f.error().ToString();
+  ASSERT_OK(f);
   EXPECT_EQ(f->kind, StreamFrame::kStderr);
   EXPECT_EQ(f->data, "");
 }
@@ -681,20 +683,20 @@ TEST(PoolFrameTest, DecodeRoundTripsEncodedLengths) {
         static_cast<unsigned char>(frame[0]), static_cast<unsigned char>(frame[1]),
         static_cast<unsigned char>(frame[2]), static_cast<unsigned char>(frame[3])};
     auto got = DecodePoolLength(hdr, kMaxRequest);
-    ASSERT_TRUE(got.ok()) << got.error().ToString();
+    ASSERT_OK(got);
     EXPECT_EQ(*got, n);
   }
 }
 
 TEST(PoolFrameTest, DecodeReadsHighBytes) {
   auto got = Decode(0x01020304u, 0xFFFFFFFFu);
-  ASSERT_TRUE(got.ok()) << got.error().ToString();
+  ASSERT_OK(got);
   EXPECT_EQ(*got, 0x01020304u);
 }
 
 TEST(PoolFrameTest, LengthAtCapIsAccepted) {
   auto got = Decode(kMaxRequest, kMaxRequest);
-  ASSERT_TRUE(got.ok()) << got.error().ToString();
+  ASSERT_OK(got);
   EXPECT_EQ(*got, kMaxRequest);
 }
 
@@ -758,7 +760,7 @@ TEST(StatusTest, TwoImagesRoundTripWithAllFields) {
   const std::vector<ImageStat> want = {SampleStat("alpine", 0), SampleStat("python:3", 100)};
   const std::string text = StatusJson(want);
   auto got = ParseStatus(text);
-  ASSERT_TRUE(got.ok()) << got.error().ToString() << " in " << text;
+  ASSERT_OK(got) << " in " << text;
   ASSERT_EQ(got->size(), 2u);
   ExpectSameStat((*got)[0], want[0]);
   ExpectSameStat((*got)[1], want[1]);
@@ -767,7 +769,7 @@ TEST(StatusTest, TwoImagesRoundTripWithAllFields) {
 TEST(StatusTest, EmptyStatus) {
   EXPECT_EQ(StatusJson({}), R"({"images":[]})");
   auto got = ParseStatus(R"({"images":[]})");
-  ASSERT_TRUE(got.ok()) << got.error().ToString();
+  ASSERT_OK(got);
   EXPECT_TRUE(got->empty());
 }
 
@@ -806,7 +808,7 @@ TEST(StatusTest, DriverRoundTripsAndDefaultsToNs) {
   ImageStat vm = SampleStat("alpine", 0);
   vm.driver = "vm";
   auto got = ParseStatus(StatusJson({SampleStat("alpine", 0), vm}));
-  ASSERT_TRUE(got.ok()) << got.error().ToString();
+  ASSERT_OK(got);
   ASSERT_EQ(got->size(), 2u);
   EXPECT_EQ((*got)[0].driver, "ns");
   EXPECT_EQ((*got)[1].driver, "vm");
@@ -828,7 +830,7 @@ TEST(StatusTest, TemplateStateRoundTripsOnlyWhenSet) {
   EXPECT_FALSE(j["images"][0].contains("template"));  // no snapshot: no member
   EXPECT_EQ(j["images"][1]["template"]["state"], "fallback");
   auto got = ParseStatus(text);
-  ASSERT_TRUE(got.ok()) << got.error().ToString();
+  ASSERT_OK(got);
   EXPECT_EQ((*got)[0].template_state, "");
   EXPECT_EQ((*got)[1].template_state, "fallback");
   EXPECT_EQ((*got)[1].clones, 7u);
@@ -858,7 +860,7 @@ TEST(PoolRequestTest, DriverExtension) {
 
 TEST(StatusTest, MissingCountersParseAsZero) {
   auto got = ParseStatus(R"({"images":[{"image":"alpine","idle":2}]})");
-  ASSERT_TRUE(got.ok()) << got.error().ToString();
+  ASSERT_OK(got);
   ASSERT_EQ(got->size(), 1u);
   ImageStat want;
   want.image = "alpine";

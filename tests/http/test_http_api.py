@@ -7,7 +7,8 @@ Run as root with Debian's python (python3-yaml, python3-jsonschema):
 or  WARMBOX_BUILD_DIR=build /usr/bin/python3 tests/http/test_http_api.py -v
 
 Each daemon gets its own tmp dir (state dir, socket, log), its own uid range
-(WARMBOX_USERNS_BASE) and cgroup parent (WARMBOX_CGROUP_PARENT), so the leak
+(WARMBOX_USERNS_BASE, inside this file's range in tests/uid_ranges.h: checked
+by test_util_test) and cgroup parent (WARMBOX_CGROUP_PARENT), so the leak
 check after it stops looks only at its own sandboxes.
 """
 

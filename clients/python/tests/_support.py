@@ -27,8 +27,9 @@ sys.path.insert(0, os.path.dirname(HERE))  # clients/python: the package under t
 import warmbox  # noqa: E402
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(HERE)))
-# Ids [USERNS_BASE, +65536) are this suite's alone (the C++ tests use
-# 1.0e9-1.6e9, each its own), so the processes found there are ours.
+# Ids [USERNS_BASE, +65536) are this suite's alone (tests/uid_ranges.h lists
+# every test's range; uid_ranges_test checks this one against it), so the
+# processes found there are ours.
 USERNS_BASE = 1700000000
 UID_COUNT = 65536
 

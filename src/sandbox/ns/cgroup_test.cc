@@ -6,6 +6,8 @@
 #include <string>
 #include <vector>
 
+#include "tests/assert_ok.h"
+
 namespace wb {
 namespace {
 
@@ -65,13 +67,13 @@ Limits TestLimits(double cpus = 0.5) {
 
 CgroupLayout HybridLayout() {
   auto l = ParseCgroupLayout(kHybridMountinfo, kHybridSelf, kHybridControllers);
-  EXPECT_TRUE(l.ok()) << l.error().ToString();
+  EXPECT_OK(l);
   return l.ok() ? *l : CgroupLayout{};
 }
 
 CgroupLayout V2Layout() {
   auto l = ParseCgroupLayout(kV2Mountinfo, kV2Self, kV2Controllers);
-  EXPECT_TRUE(l.ok()) << l.error().ToString();
+  EXPECT_OK(l);
   return l.ok() ? *l : CgroupLayout{};
 }
 
@@ -135,7 +137,7 @@ TEST(ParseCgroupLayoutTest, HybridIgnoresOtherV1Controllers) {
 TEST(ParseCgroupLayoutTest, HybridWithMemoryInV2ControllersIsStillHybrid) {
   // v1 holds the memory controller, so limits must go there.
   auto l = ParseCgroupLayout(kHybridMountinfo, kHybridSelf, "memory pids");
-  ASSERT_TRUE(l.ok()) << l.error().ToString();
+  ASSERT_OK(l);
   EXPECT_FALSE(l->unified_has_controllers);
 }
 
@@ -144,7 +146,7 @@ TEST(ParseCgroupLayoutTest, CoMountedCpuCpuacctIsFound) {
       "32 31 0:29 / /sys/fs/cgroup/cpu,cpuacct rw,nosuid - cgroup cgroup rw,cpu,cpuacct\n"
       "41 31 0:38 / /sys/fs/cgroup/unified rw,relatime - cgroup2 cgroup2 rw\n";
   auto l = ParseCgroupLayout(kMountinfo, "2:cpu,cpuacct:/user.slice\n0::/user.slice\n", "");
-  ASSERT_TRUE(l.ok()) << l.error().ToString();
+  ASSERT_OK(l);
   ASSERT_EQ(l->v1_dir_of_self.count("cpu"), 1u);
   EXPECT_EQ(l->v1_dir_of_self.at("cpu"), "/sys/fs/cgroup/cpu,cpuacct/user.slice");
   EXPECT_EQ(l->unified_self, "/user.slice");
@@ -155,7 +157,7 @@ TEST(ParseCgroupLayoutTest, MountRootIsStrippedFromSelfPath) {
   constexpr char kMountinfo[] =
       "35 31 0:32 /process_api /sys/fs/cgroup/memory rw,relatime - cgroup cgroup rw,memory\n";
   auto l = ParseCgroupLayout(kMountinfo, "4:memory:/process_api/dd7\n", "");
-  ASSERT_TRUE(l.ok()) << l.error().ToString();
+  ASSERT_OK(l);
   EXPECT_EQ(l->v1_dir_of_self.at("memory"), "/sys/fs/cgroup/memory/dd7");
 }
 
@@ -163,7 +165,7 @@ TEST(ParseCgroupLayoutTest, SelfEqualToMountRootIsTheMountPoint) {
   constexpr char kMountinfo[] =
       "35 31 0:32 /process_api /sys/fs/cgroup/memory rw,relatime - cgroup cgroup rw,memory\n";
   auto l = ParseCgroupLayout(kMountinfo, "4:memory:/process_api\n", "");
-  ASSERT_TRUE(l.ok()) << l.error().ToString();
+  ASSERT_OK(l);
   EXPECT_EQ(l->v1_dir_of_self.at("memory"), "/sys/fs/cgroup/memory");
 }
 
@@ -171,7 +173,7 @@ TEST(ParseCgroupLayoutTest, SelfOutsideMountRootUsesTheMountPoint) {
   constexpr char kMountinfo[] =
       "35 31 0:32 /process_api /sys/fs/cgroup/memory rw,relatime - cgroup cgroup rw,memory\n";
   auto l = ParseCgroupLayout(kMountinfo, "4:memory:/elsewhere/x\n", "");
-  ASSERT_TRUE(l.ok()) << l.error().ToString();
+  ASSERT_OK(l);
   EXPECT_EQ(l->v1_dir_of_self.at("memory"), "/sys/fs/cgroup/memory");
 }
 
@@ -183,7 +185,7 @@ TEST(ParseCgroupLayoutTest, MountRootPrefixMustEndAtPathComponent) {
   constexpr char kMountinfo[] =
       "35 31 0:32 /process_api /sys/fs/cgroup/memory rw,relatime - cgroup cgroup rw,memory\n";
   auto l = ParseCgroupLayout(kMountinfo, "4:memory:/process_api2/x\n", "");
-  ASSERT_TRUE(l.ok()) << l.error().ToString();
+  ASSERT_OK(l);
   EXPECT_EQ(l->v1_dir_of_self.at("memory"), "/sys/fs/cgroup/memory");
 }
 
@@ -191,7 +193,7 @@ TEST(ParseCgroupLayoutTest, UnifiedMountRootIsStrippedFromSelfPath) {
   constexpr char kMountinfo[] =
       "41 31 0:38 /process_api /sys/fs/cgroup rw,relatime - cgroup2 cgroup2 rw\n";
   auto l = ParseCgroupLayout(kMountinfo, "0::/process_api/dd7\n", "cpu memory pids");
-  ASSERT_TRUE(l.ok()) << l.error().ToString();
+  ASSERT_OK(l);
   EXPECT_EQ(l->unified_mount, "/sys/fs/cgroup");
   EXPECT_EQ(l->unified_self, "/dd7");
 }
@@ -219,7 +221,7 @@ TEST(ParseCgroupLayoutTest, OnlyUninterestingV1ControllersIsAnError) {
 TEST(ParseCgroupLayoutTest, MalformedLinesAreSkipped) {
   std::string mountinfo = std::string("garbage\n - \n1 2 - cgroup2\n") + kHybridMountinfo;
   auto l = ParseCgroupLayout(mountinfo, std::string("junk\n") + kHybridSelf, kHybridControllers);
-  ASSERT_TRUE(l.ok()) << l.error().ToString();
+  ASSERT_OK(l);
   EXPECT_EQ(l->unified_mount, "/sys/fs/cgroup/unified");
   EXPECT_EQ(l->v1_dir_of_self.at("memory"), kMemSelf);
 }
@@ -236,7 +238,7 @@ TEST(ParseCgroupLayoutTest, PureV2HasControllers) {
 
 TEST(ParseCgroupLayoutTest, V2WithoutMemoryControllerHasNoControllers) {
   auto l = ParseCgroupLayout(kV2Mountinfo, kV2Self, "cpu pids");
-  ASSERT_TRUE(l.ok()) << l.error().ToString();
+  ASSERT_OK(l);
   EXPECT_FALSE(l->unified_has_controllers);
 }
 
@@ -351,7 +353,7 @@ TEST(PlanSandboxCgroupTest, ParentOverrideOnHybrid) {
 TEST(PlanSandboxCgroupTest, ParentOverrideUsesRealV1MountPoint) {
   constexpr char kMountinfo[] = "35 31 0:32 / /cg/mem rw,relatime - cgroup cgroup rw,memory\n";
   auto l = ParseCgroupLayout(kMountinfo, "4:memory:/\n", "");
-  ASSERT_TRUE(l.ok()) << l.error().ToString();
+  ASSERT_OK(l);
   CgroupPlan p = PlanSandboxCgroup(*l, "abc", TestLimits(), "/warmbox.slice");
   EXPECT_EQ(p.dirs, std::vector<std::string>{"/cg/mem/warmbox.slice/abc"});
 }
@@ -361,7 +363,7 @@ TEST(PlanSandboxCgroupTest, V1OnlyHostHasNoV2Dir) {
       "35 31 0:32 / /sys/fs/cgroup/memory rw,relatime - cgroup cgroup rw,memory\n"
       "39 31 0:36 / /sys/fs/cgroup/pids rw,relatime - cgroup cgroup rw,pids\n";
   auto l = ParseCgroupLayout(kMountinfo, "8:pids:/\n4:memory:/\n", "");
-  ASSERT_TRUE(l.ok()) << l.error().ToString();
+  ASSERT_OK(l);
   EXPECT_EQ(l->unified_mount, "");
   CgroupPlan p = PlanSandboxCgroup(*l, "abc", TestLimits(), "");
   EXPECT_EQ(p.v2_dir, "");

@@ -19,7 +19,9 @@
 #include "image/default_image.h"
 #include "sandbox/ns/cgroup.h"
 #include "sandbox/ns/ns_driver.h"
+#include "tests/assert_ok.h"
 #include "tests/test_util.h"
+#include "tests/uid_ranges.h"
 
 namespace wb {
 namespace {
@@ -27,7 +29,7 @@ namespace {
 using proto::ExecRequest;
 using wb::testing::Eventually;
 
-constexpr uint32_t kBase = 1500000000;
+constexpr uint32_t kBase = wb::testing::UidBase(wb::testing::UidUser::kIsolationTest);
 
 class IsolationTest : public ::testing::Test {
  protected:
@@ -40,7 +42,7 @@ class IsolationTest : public ::testing::Test {
     // An image: the default busybox tree plus the probe and a setuid-root id.
     std::string src = state_ + "/src";
     auto built = BuildDefaultImage(src, 0);
-    ASSERT_TRUE(built.ok()) << built.error().ToString();
+    ASSERT_OK(built);
     CopyBinary(wb::testing::BuildDir() + "/warmbox-probe", src + "/bin/probe", 0755);
     CopyBinary("/bin/busybox", src + "/usr/local/bin/id", 04755);
     ASSERT_TRUE(store_->ImportDir("probe", src).ok());
@@ -52,7 +54,7 @@ class IsolationTest : public ::testing::Test {
     o.cgroup_parent = "/warmbox-iso-" + std::to_string(::getpid());
     cgroup_parent_ = o.cgroup_parent;
     auto d = NsDriver::Open(o, store_.get());
-    ASSERT_TRUE(d.ok()) << d.error().ToString();
+    ASSERT_OK(d);
     driver_ = std::move(*d);
   }
   void TearDown() override {
@@ -77,7 +79,7 @@ class IsolationTest : public ::testing::Test {
   std::unique_ptr<Sandbox> New(SandboxSpec spec = {}) {
     spec.image = "probe";
     auto sb = driver_->Create(spec);
-    EXPECT_TRUE(sb.ok()) << sb.error().ToString();
+    EXPECT_OK(sb);
     return sb.ok() ? std::move(*sb) : nullptr;
   }
 
@@ -89,7 +91,7 @@ class IsolationTest : public ::testing::Test {
     req.timeout_ms = timeout_ms;
     ExecIo io;
     auto r = sb.Exec(req, io);
-    EXPECT_TRUE(r.ok()) << r.error().ToString();
+    EXPECT_OK(r);
     return r.ok() ? std::move(*r) : ExecOutcome{};
   }
   static ExecOutcome Sh(Sandbox& sb, const std::string& script, uint64_t timeout_ms = 10000) {

@@ -12,7 +12,9 @@
 #include "base/strings.h"
 #include "sandbox/ns/cgroup.h"
 #include "sandbox/sandbox_dir.h"
+#include "tests/assert_ok.h"
 #include "tests/test_util.h"
+#include "tests/uid_ranges.h"
 
 namespace wb {
 namespace {
@@ -22,7 +24,7 @@ using wb::testing::Eventually;
 
 // A uid range of this test's own: a warmbox daemon running on the same host
 // (with the default range) must not count as ours.
-constexpr uint32_t kBase = 1400000000;
+constexpr uint32_t kBase = wb::testing::UidBase(wb::testing::UidUser::kNsDriverTest);
 
 class NsDriverTest : public ::testing::Test {
  protected:
@@ -39,7 +41,7 @@ class NsDriverTest : public ::testing::Test {
     o.state_dir = state_;
     o.agent_path = wb::testing::BuildDir() + "/warmbox-agent";
     auto d = NsDriver::Open(o, store_.get());
-    ASSERT_TRUE(d.ok()) << d.error().ToString();
+    ASSERT_OK(d);
     driver_ = std::move(*d);
   }
   void TearDown() override {
@@ -54,7 +56,7 @@ class NsDriverTest : public ::testing::Test {
 
   std::unique_ptr<Sandbox> NewSandbox(SandboxSpec spec = {}) {
     auto sb = driver_->Create(spec);
-    EXPECT_TRUE(sb.ok()) << sb.error().ToString();
+    EXPECT_OK(sb);
     return sb.ok() ? std::move(*sb) : nullptr;
   }
 
@@ -64,7 +66,7 @@ class NsDriverTest : public ::testing::Test {
     req.timeout_ms = timeout_ms;
     ExecIo io;
     auto r = sb.Exec(req, io);
-    EXPECT_TRUE(r.ok()) << r.error().ToString();
+    EXPECT_OK(r);
     return r.ok() ? std::move(*r) : ExecOutcome{};
   }
 

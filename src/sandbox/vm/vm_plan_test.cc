@@ -15,6 +15,7 @@
 #include "sandbox/vm/initramfs.h"
 #include "sandbox/vm/qemu_plan.h"
 #include "sandbox/vm/vm_driver.h"
+#include "tests/assert_ok.h"
 
 namespace wb::vm {
 namespace {
@@ -168,7 +169,7 @@ TEST(GuestKernelTest, ModulesLoadAfterTheirDependencies) {
       "kernel/drivers/virtio/virtio_ring.ko:\n"
       "kernel/lib/libcrc32c.ko:\n";
   auto order = ModuleLoadOrder(dep);
-  ASSERT_TRUE(order.ok()) << order.error().ToString();
+  ASSERT_OK(order);
   EXPECT_EQ(*order, (std::vector<std::string>{
                         "kernel/drivers/virtio/virtio_ring.ko", "kernel/drivers/virtio/virtio.ko",
                         "kernel/drivers/virtio/virtio_mmio.ko", "kernel/lib/libcrc32c.ko",
@@ -208,7 +209,7 @@ TEST(GuestKernelTest, FindsTheCurrentKernelAndHonoursOverrides) {
   ASSERT_TRUE(WriteFileAtomic(v + "/modules.dep", "kernel/b.ko: kernel/a.ko\nkernel/a.ko:\n").ok());
   ASSERT_EQ(::symlink("6.1.0-9-amd64", (d.path() + "/current").c_str()), 0);
   auto k = FindGuestKernel(d.path(), "");
-  ASSERT_TRUE(k.ok()) << k.error().ToString();
+  ASSERT_OK(k);
   EXPECT_EQ(k->version, "6.1.0-9-amd64");
   EXPECT_EQ(k->vmlinux, v + "/vmlinux");
   EXPECT_EQ(k->modules,
@@ -265,7 +266,7 @@ TEST(InitramfsTest, AgentIsInitAndModulesAreNumberedInLoadOrder) {
   ASSERT_TRUE(WriteFileAtomic(d.path() + "/virtio.ko", "V").ok());
   GuestKernel k{"v", "/vmlinux", {d.path() + "/virtio_ring.ko", d.path() + "/virtio.ko"}};
   auto e = InitramfsEntries(d.path() + "/agent", k);
-  ASSERT_TRUE(e.ok()) << e.error().ToString();
+  ASSERT_OK(e);
   auto find = [&](const std::string& n) -> const CpioEntry* {
     for (const auto& x : *e) {
       if (x.name == n) return &x;
@@ -279,7 +280,7 @@ TEST(InitramfsTest, AgentIsInitAndModulesAreNumberedInLoadOrder) {
   ASSERT_NE(find("dev/console"), nullptr);
   // Cached: built once, the same path while nothing changes, a new one after.
   auto p1 = EnsureInitramfs(d.path() + "/cache", d.path() + "/agent", k);
-  ASSERT_TRUE(p1.ok()) << p1.error().ToString();
+  ASSERT_OK(p1);
   auto p2 = EnsureInitramfs(d.path() + "/cache", d.path() + "/agent", k);
   ASSERT_TRUE(p2.ok());
   EXPECT_EQ(*p1, *p2);

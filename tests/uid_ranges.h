@@ -1,0 +1,67 @@
+// The host uid ranges of the tests: one per test binary (and per Python suite),
+// none overlapping, so a test that counts the processes of its range (leak and
+// cleanup checks) counts only its own, whatever else runs on the host: other
+// test binaries under `ctest -j`, another checkout's tests, a warmbox daemon on
+// the default range. Each range starts at `base` and holds `count` ids
+// (kUidCount per sandbox range; more where a binary uses several ranges).
+// uid_ranges_test checks that no two overlap and that the Python suites, which
+// cannot include this header, use the ranges listed here for them.
+#pragma once
+
+#include <array>
+#include <cstdint>
+#include <string_view>
+
+namespace wb::testing {
+
+enum class UidUser {
+  kDefault,  // warmbox's default base: a daemon on the host, never a test
+  kImageTest,
+  kCliTest,
+  kOciRegistryTest,
+  kPoolTest,
+  kPoolSoakTest,
+  kNsDriverTest,
+  kIsolationTest,
+  kVmSnapshotTest,
+  kVmTest,
+  kPoolFaultTest,
+  kActivationTest,
+  kHttpApiTest,         // tests/http/test_http_api.py: one range per daemon class
+  kHttpPrometheusTest,  // tests/http/test_prometheus.py
+  kPythonClientTest,    // clients/python/tests/_support.py
+  kCount_,
+};
+
+struct UidRange {
+  UidUser user;
+  std::string_view owner;  // the ctest name (or binary) that uses the range
+  uint32_t base;
+  uint32_t count;
+};
+
+inline constexpr uint32_t kRangeIds = 65536;  // = kUidCount, one sandbox range
+
+// In the order of UidUser.
+inline constexpr std::array<UidRange, static_cast<size_t>(UidUser::kCount_)> kUidRanges = {{
+    {UidUser::kDefault, "(warmbox default)", 1000000000, kRangeIds},
+    {UidUser::kImageTest, "image_test", 1050000000, 2 * kRangeIds},  // a second, mismatched base
+    {UidUser::kCliTest, "cli_test", 1100000000, kRangeIds},
+    {UidUser::kOciRegistryTest, "oci_registry_test", 1200000000, kRangeIds},
+    {UidUser::kPoolTest, "pool_test", 1250000000, kRangeIds},
+    {UidUser::kPoolSoakTest, "pool_soak_test", 1300000000, kRangeIds},
+    {UidUser::kNsDriverTest, "ns_driver_test", 1400000000, kRangeIds},
+    {UidUser::kIsolationTest, "isolation_test", 1500000000, kRangeIds},
+    {UidUser::kVmSnapshotTest, "vm_snapshot_test", 1510000000, kRangeIds},
+    {UidUser::kVmTest, "vm_test", 1550000000, kRangeIds},
+    {UidUser::kPoolFaultTest, "pool_fault_test", 1600000000, kRangeIds},
+    {UidUser::kActivationTest, "activation_test", 1620000000, kRangeIds},
+    {UidUser::kHttpApiTest, "http_api_test", 1650000000, 280000},  // classes 70000 apart
+    {UidUser::kHttpPrometheusTest, "http_prometheus_test", 1650280000, kRangeIds},
+    {UidUser::kPythonClientTest, "python_client_test", 1700000000, kRangeIds},
+}};
+
+// The first host uid of u's range.
+constexpr uint32_t UidBase(UidUser u) { return kUidRanges[static_cast<size_t>(u)].base; }
+
+}  // namespace wb::testing

@@ -88,7 +88,10 @@ std::string RenderPrometheus(const MetricsSnapshot& s) {
           [](const S& p) { return p.creating; });
   PerPool(out, s, "warmbox_sandboxes_created_total", "counter", "Sandboxes created.",
           [](const S& p) { return p.total_created; });
-  PerPool(out, s, "warmbox_sandboxes_acquired_total", "counter", "Sandboxes handed to a run.",
+  // Counters never go down: an idle sandbox handed out and then evicted by
+  // the health check stays counted here (and in hits), unlike in the status.
+  PerPool(out, s, "warmbox_sandboxes_acquired_total", "counter",
+          "Sandboxes handed to a run (ones then evicted by the health check included).",
           [](const S& p) { return p.total_acquired; });
   PerPool(out, s, "warmbox_pool_hits_total", "counter", "Runs served by an idle warm sandbox.",
           [](const S& p) { return p.hits; });

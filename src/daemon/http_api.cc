@@ -154,24 +154,6 @@ unsigned HttpStatusFor(RunErrorKind kind) {
   return 500;
 }
 
-RunErrorKind KindOfError(const Error& e) {
-  // By code only (docs/errors.md): the text is for people and may be wrapped.
-  switch (e.code) {
-    case ErrorCode::kInvalidArgument:
-      return RunErrorKind::kBadRequest;
-    case ErrorCode::kBusy:
-      return RunErrorKind::kBusy;
-    case ErrorCode::kDraining:
-      return RunErrorKind::kDraining;
-    case ErrorCode::kCancelled:
-      return RunErrorKind::kClientGone;
-    default:
-      // Anything else that stops a run (a sandbox that cannot be created, a
-      // full disk, an agent that died) is the daemon's failure, not the caller's.
-      return RunErrorKind::kInternal;
-  }
-}
-
 Result<ListenAddress> ParseListenAddress(std::string_view text) {
   ListenAddress a;
   std::string_view host, port;

@@ -28,8 +28,6 @@ std::string HttpChunkJson(bool is_stderr, std::string_view data);
 std::string HttpErrorJson(const std::string& message, std::string_view kind);
 // 400, 404, 429, 503, 500 ... (200 for kNone).
 unsigned HttpStatusFor(RunErrorKind kind);
-// The kind of a daemon-side failure, from the error that caused it.
-RunErrorKind KindOfError(const Error& e);
 
 std::string Base64Encode(std::string_view data);
 [[nodiscard]] Result<std::string> Base64Decode(std::string_view text, const char* field);

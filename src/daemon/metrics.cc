@@ -24,6 +24,24 @@ const char* RunErrorKindName(RunErrorKind k) {
   return "internal";
 }
 
+RunErrorKind KindOfError(const Error& e) {
+  // By code only (docs/errors.md): the text is for people and may be wrapped.
+  switch (e.code) {
+    case ErrorCode::kInvalidArgument:
+      return RunErrorKind::kBadRequest;
+    case ErrorCode::kBusy:
+      return RunErrorKind::kBusy;
+    case ErrorCode::kDraining:
+      return RunErrorKind::kDraining;
+    case ErrorCode::kCancelled:
+      return RunErrorKind::kClientGone;
+    default:
+      // Anything else that stops a run (a sandbox that cannot be created, a
+      // full disk, an agent that died) is the daemon's failure, not the caller's.
+      return RunErrorKind::kInternal;
+  }
+}
+
 std::string EscapeLabel(const std::string& v) {
   std::string out;
   out.reserve(v.size());
@@ -88,7 +106,10 @@ std::string RenderPrometheus(const MetricsSnapshot& s) {
           [](const S& p) { return p.creating; });
   PerPool(out, s, "warmbox_sandboxes_created_total", "counter", "Sandboxes created.",
           [](const S& p) { return p.total_created; });
-  PerPool(out, s, "warmbox_sandboxes_acquired_total", "counter", "Sandboxes handed to a run.",
+  // Counters never go down: an idle sandbox handed out and then evicted by
+  // the health check stays counted here (and in hits), unlike in the status.
+  PerPool(out, s, "warmbox_sandboxes_acquired_total", "counter",
+          "Sandboxes handed to a run (ones then evicted by the health check included).",
           [](const S& p) { return p.total_acquired; });
   PerPool(out, s, "warmbox_pool_hits_total", "counter", "Runs served by an idle warm sandbox.",
           [](const S& p) { return p.hits; });

@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include "base/error.h"
 #include "base/histogram.h"
 #include "proto/pool_proto.h"
 
@@ -25,6 +26,9 @@ enum class RunErrorKind {
   kInternal,    // the sandbox could not be created or failed (500)
 };
 const char* RunErrorKindName(RunErrorKind k);
+// The kind of a daemon-side failure, from the code of the error that caused
+// it (never its text; docs/errors.md).
+RunErrorKind KindOfError(const Error& e);
 
 // Per pool (image and driver), kept by the daemon (the pool keeps its own creation histogram).
 struct ImageRunMetrics {

@@ -1,41 +1,14 @@
-// The warm-pool daemon: `warmbox pool start`.
+// The warm-pool daemon: `warmbox pool start`. Its lifecycle (sockets,
+// signals, systemd notifications, start, drain and stop); the front ends are
+// socket_server.h and http_server.h, the runs run_executor.h.
 #pragma once
 
-#include <sys/types.h>
-
-#include <chrono>
-#include <optional>
 #include <string>
-#include <vector>
 
 #include "base/error.h"
-#include "pool/settings.h"
-#include "pool/warm_spec.h"
-#include "sandbox/ns/ns_driver.h"
-#include "sandbox/vm/vm_driver.h"
+#include "daemon/options.h"
 
 namespace wb::daemon {
-
-struct DaemonOptions {
-  std::string socket_path;
-  std::string default_image;    // "" = none: requests must name an image
-  std::vector<WarmEntry> warm;  // pre-warmed at start, beside the default image
-  pool::PoolSettings pool;
-  std::optional<gid_t> socket_group;                 // 0660 and this group may connect
-  size_t creation_cap = 4;                           // concurrent sandbox creations, daemon-wide
-  std::chrono::milliseconds drain_grace{10000};      // in-flight runs at stop
-  std::chrono::milliseconds request_timeout{10000};  // to receive a request
-  NsDriverOptions driver;
-  // The HTTP API: "ADDR:PORT" ("" = off), and the bearer token's file
-  // (required unless ADDR is loopback).
-  std::string http;
-  std::string http_token_file;
-  // Whether to remove socket_path at exit (not when systemd passed the socket).
-  bool unlink_socket = true;
-  std::string image_tool_path;  // warmbox-image: pulls images the pools need
-  vm::VmDriverOptions vm_driver;
-  std::string default_driver = "ns";  // of runs that name none ("driver" in a run request)
-};
 
 // Serves until stopped (SIGINT, SIGTERM or a stop request); returns the exit code.
 [[nodiscard]] Result<int> RunDaemon(const DaemonOptions& opts);

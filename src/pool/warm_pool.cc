@@ -16,6 +16,14 @@ using asio::redirect_error;
 using asio::use_awaitable;
 using boost::system::error_code;
 
+namespace {
+
+Error Draining(const std::string& image) {
+  return Fail(ErrorCode::kDraining, "pool", image, "the daemon is shutting down");
+}
+
+}  // namespace
+
 struct WarmPool::Waiter {
   explicit Waiter(asio::any_io_executor ex) : timer(ex) {}
   asio::steady_timer timer;
@@ -54,8 +62,7 @@ WarmPool::~WarmPool() {
 }
 
 asio::awaitable<Result<Permit>> WarmPool::TakePermit() {
-  if (rt_.stopping)
-    co_return Fail(ErrorCode::kDraining, "pool", image_, "the daemon is shutting down");
+  if (rt_.stopping) co_return Draining(image_);
   if (permits_used_ < permits_ && waiters_.empty()) {
     ++permits_used_;
     peak_active_ = std::max<uint64_t>(peak_active_, permits_used_);
@@ -75,8 +82,7 @@ asio::awaitable<Result<Permit>> WarmPool::TakePermit() {
   co_await w->timer.async_wait(redirect_error(use_awaitable, ec));
   if (w->permit) co_return std::move(w->permit);
   std::erase(waiters_, w);
-  if (rt_.stopping)
-    co_return Fail(ErrorCode::kDraining, "pool", image_, "the daemon is shutting down");
+  if (rt_.stopping) co_return Draining(image_);
   ++stats_.rejected_busy;
   co_return Fail(ErrorCode::kBusy, "busy", image_,
                  "no run slot became free within " +
@@ -97,7 +103,7 @@ void WarmPool::ReturnPermit() {
 }
 
 asio::awaitable<Result<std::unique_ptr<Sandbox>>> WarmPool::CreateOne() {
-  ++rt_.in_flight;
+  rt_.in_flight.Add();
   std::optional<Result<std::unique_ptr<Sandbox>>> out;
   SandboxSpec spec{image_, settings_.limits, settings_.security};
   double seconds = 0;  // the driver's own time, not the wait for a creation thread
@@ -123,7 +129,7 @@ asio::awaitable<Result<std::unique_ptr<Sandbox>>> WarmPool::CreateOne() {
         co_return;
       },
       use_awaitable);
-  --rt_.in_flight;
+  rt_.in_flight.Done();
   if (out->ok()) {
     ++stats_.total_created;
     creation_seconds_.Observe(seconds);
@@ -164,7 +170,7 @@ asio::awaitable<Result<Lease>> WarmPool::Acquire() {
   if (!sb.ok()) co_return sb.error();
   if (rt_.stopping) {
     Destroy(std::move(*sb));
-    co_return Fail(ErrorCode::kDraining, "pool", image_, "the daemon is shutting down");
+    co_return Draining(image_);
   }
   auto conn = co_await AgentConn::Connect(ex, (*sb)->endpoint());
   if (!conn.ok()) {
@@ -179,10 +185,12 @@ void WarmPool::Evict(Lease lease, const Error& why) {
   spdlog::warn("pool {}: idle sandbox {} failed its health check ({}); evicted", image_,
                lease.sandbox->id(), why.ToString());
   ++stats_.total_evicted;
-  // It was counted as acquired (and a hit) when handed out: it served nothing.
+  // It was counted as acquired (and a hit) when handed out, but served
+  // nothing: the status view leaves it out; the counters keep it (they never
+  // go down, see CounterStat).
   if (lease.conn) {
-    --stats_.total_acquired;
-    --stats_.hits;
+    ++returned_unused_;
+    if (lease.hit) ++returned_unused_hits_;
   }
   lease.conn.reset();
   Destroy(std::move(lease.sandbox));
@@ -195,7 +203,7 @@ void WarmPool::Release(Lease lease, Permit permit) {
 
 void WarmPool::Destroy(std::unique_ptr<Sandbox> sb, Permit permit) {
   if (!sb) return;
-  ++rt_.in_flight;
+  rt_.in_flight.Add();
   asio::co_spawn(
       rt_.io,
       [this, sb = std::move(sb), permit = std::move(permit)]() mutable -> asio::awaitable<void> {
@@ -209,9 +217,10 @@ void WarmPool::Destroy(std::unique_ptr<Sandbox> sb, Permit permit) {
               co_return;
             },
             use_awaitable);
-        --rt_.in_flight;
-        // The permit goes back here, on the loop, after the teardown.
+        // The permit goes back here, on the loop, after the teardown (and
+        // before the count that a shutdown waits for drops).
         permit = Permit();
+        rt_.in_flight.Done();
       },
       asio::detached);
 }
@@ -279,6 +288,13 @@ void WarmPool::EvictExpired() {
 }
 
 proto::ImageStat WarmPool::Stat() const {
+  proto::ImageStat s = CounterStat();
+  s.total_acquired -= returned_unused_;
+  s.hits -= returned_unused_hits_;
+  return s;
+}
+
+proto::ImageStat WarmPool::CounterStat() const {
   proto::ImageStat s = stats_;
   s.idle = idle_.size();
   s.active = permits_used_;
@@ -315,6 +331,12 @@ WarmPool& PoolRegistry::Get(const std::string& image, const std::string& driver,
 std::vector<proto::ImageStat> PoolRegistry::Stats() const {
   std::vector<proto::ImageStat> out;
   for (const auto& [name, pool] : pools_) out.push_back(pool->Stat());  // std::map: sorted
+  return out;
+}
+
+std::vector<proto::ImageStat> PoolRegistry::CounterStats() const {
+  std::vector<proto::ImageStat> out;
+  for (const auto& [name, pool] : pools_) out.push_back(pool->CounterStat());
   return out;
 }
 

@@ -21,6 +21,7 @@
 #include "base/histogram.h"
 #include "image/store.h"
 #include "pool/agent_conn.h"
+#include "pool/in_flight.h"
 #include "pool/settings.h"
 #include "proto/pool_proto.h"
 #include "sandbox/driver.h"
@@ -36,14 +37,19 @@ using DriverSource = std::function<Result<Driver*>(const std::string& name)>;
 // Shared services of all pools.
 struct PoolRuntime {
   PoolRuntime(asio::io_context& io, DriverSource drivers, ImageStore& store, size_t creation_cap)
-      : io(io), drivers(std::move(drivers)), store(store), create(creation_cap), destroy(2) {}
+      : io(io),
+        drivers(std::move(drivers)),
+        store(store),
+        create(creation_cap),
+        destroy(2),
+        in_flight(io.get_executor()) {}
   asio::io_context& io;
   DriverSource drivers;  // called on the creation threads: must be thread-safe
   ImageStore& store;
   asio::thread_pool create;  // its size is the global cap on concurrent creations
   asio::thread_pool destroy;
   bool stopping = false;
-  size_t in_flight = 0;  // creations + destructions, for shutdown
+  InFlight in_flight;  // creations + destructions: shutdown ends when it is idle
 };
 
 class WarmPool;
@@ -81,7 +87,8 @@ class WarmPool {
   const std::string& image() const { return image_; }
   const std::string& driver() const { return driver_; }
 
-  // Waits (bounded) for a run slot; "busy" error at the queue limit or timeout.
+  // Waits (bounded) for a run slot; a kBusy error at the queue limit or
+  // timeout, kDraining when the daemon stops.
   [[nodiscard]] asio::awaitable<Result<Permit>> TakePermit();
   // The oldest healthy idle sandbox, or a new one on a miss. Starts a refill.
   [[nodiscard]] asio::awaitable<Result<Lease>> Acquire();
@@ -92,7 +99,12 @@ class WarmPool {
 
   // Tops the idle set up to the target (bounded parallelism); no-op when stopping.
   void Refill();
+  // What `pool status` shows: an idle sandbox that failed its health check
+  // after it was handed out is not counted as acquired (nor as a hit).
   proto::ImageStat Stat() const;
+  // The same numbers for Prometheus, whose counters never go down: acquired
+  // and hits count every hand-out, the evicted ones included.
+  proto::ImageStat CounterStat() const;
   // Seconds to create each sandbox of this pool (successful creations).
   const Histogram& creation_seconds() const { return creation_seconds_; }
   // Stops refilling and destroys every idle sandbox.
@@ -128,7 +140,9 @@ class WarmPool {
   std::deque<std::shared_ptr<Waiter>> waiters_;
   asio::steady_timer ttl_timer_;
   asio::steady_timer backoff_timer_;
-  proto::ImageStat stats_;
+  proto::ImageStat stats_;             // total_acquired and hits as handed out (monotonic)
+  uint64_t returned_unused_ = 0;       // handed out, then evicted by the health check
+  uint64_t returned_unused_hits_ = 0;  // of which hits (today: all of them)
   Histogram creation_seconds_;
   uint64_t peak_active_ = 0;
 };
@@ -139,8 +153,9 @@ class PoolRegistry {
   // The pool of image on driver, created (and warmed) on first use.
   // warm_count 0: --size.
   WarmPool& Get(const std::string& image, const std::string& driver, size_t warm_count = 0);
-  std::vector<proto::ImageStat> Stats() const;  // sorted by image, then driver
-  std::vector<const WarmPool*> Pools() const;   // sorted by image, then driver
+  std::vector<proto::ImageStat> Stats() const;         // sorted by image, then driver
+  std::vector<proto::ImageStat> CounterStats() const;  // the same, for Prometheus
+  std::vector<const WarmPool*> Pools() const;          // sorted by image, then driver
   void Shutdown();
 
  private:

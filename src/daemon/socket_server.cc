@@ -1,0 +1,190 @@
+#include "daemon/socket_server.h"
+
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/read.hpp>
+#include <boost/asio/redirect_error.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/asio/write.hpp>
+#include <memory>
+#include <nlohmann/json.hpp>
+
+#include "base/fs.h"
+#include "base/log.h"
+#include "base/strings.h"
+#include "proto/pool_proto.h"
+
+namespace wb::daemon {
+
+namespace asio = boost::asio;
+using asio::redirect_error;
+using asio::use_awaitable;
+using boost::system::error_code;
+using Socket = asio::local::stream_protocol::socket;
+
+namespace {
+
+// Whether the peer may use the daemon: root, our own uid, or a member of the
+// socket group (primary or supplementary, read from /proc: no NSS here).
+bool PeerAllowed(int fd, const std::optional<gid_t>& group) {
+  ucred cred{};
+  socklen_t len = sizeof cred;
+  if (::getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) != 0) return false;
+  if (cred.uid == 0 || cred.uid == ::geteuid()) return true;
+  if (!group) return false;
+  if (cred.gid == *group) return true;
+  auto status = ReadFile("/proc/" + std::to_string(cred.pid) + "/status");
+  if (!status.ok()) return false;
+  for (const auto& line : Split(*status, '\n')) {
+    if (!StartsWith(line, "Groups:")) continue;
+    for (const auto& g : Split(Trim(std::string_view(line).substr(7)), ' ')) {
+      auto v = ParseUint(g, "gid");
+      if (v.ok() && *v == *group) return true;
+    }
+  }
+  return false;
+}
+
+// The Unix socket's side of a run: output frames as they come, hang-up seen
+// as the socket turning readable (a client sends nothing after its request).
+class SocketSink : public RunSink {
+ public:
+  explicit SocketSink(Socket& s) : s_(s) {}
+  asio::awaitable<void> Chunk(bool is_stderr, std::string data) override;
+  void WatchHangup(std::function<void()> on_gone) override {
+    auto armed = std::make_shared<bool>(true);
+    armed_ = armed;
+    s_.async_wait(Socket::wait_read, [armed, on_gone = std::move(on_gone)](error_code ec) {
+      if (ec || !*armed) return;
+      *armed = false;
+      on_gone();
+    });
+  }
+  void Disarm() override {
+    if (armed_) *armed_ = false;
+    error_code ignored;
+    s_.cancel(ignored);  // ends the hang-up watch
+  }
+
+ private:
+  Socket& s_;
+  std::shared_ptr<bool> armed_;
+};
+
+asio::awaitable<void> SendFrame(Socket& s, std::string_view json) {
+  std::string frame = proto::EncodePoolFrame(json);
+  error_code ec;
+  co_await asio::async_write(s, asio::buffer(frame), redirect_error(use_awaitable, ec));
+}
+
+asio::awaitable<void> SocketSink::Chunk(bool is_stderr, std::string data) {
+  co_await SendFrame(s_, proto::StreamChunkJson(is_stderr, data));
+}
+
+}  // namespace
+
+SocketServer::SocketServer(asio::io_context& io, RunService& service, SocketOptions opts)
+    : io_(io), service_(service), opts_(std::move(opts)), acceptor_(io) {}
+
+Result<void> SocketServer::Adopt(int listen_fd) {
+  error_code ec;
+  acceptor_.assign(asio::local::stream_protocol(), listen_fd, ec);
+  if (ec) return ErrnoValue(ec.value(), "assign", opts_.path);
+  return Ok();
+}
+
+void SocketServer::Start() { asio::co_spawn(io_, Accept(), asio::detached); }
+
+void SocketServer::Close() {
+  error_code ec;
+  acceptor_.close(ec);
+}
+
+asio::awaitable<void> SocketServer::Accept() {
+  for (;;) {
+    error_code ec;
+    Socket s = co_await acceptor_.async_accept(redirect_error(use_awaitable, ec));
+    if (ec) {
+      if (ec == asio::error::operation_aborted || !acceptor_.is_open()) co_return;
+      spdlog::warn("accept: {}", ec.message());
+      continue;
+    }
+    asio::co_spawn(io_, Session(std::move(s)), asio::detached);
+  }
+}
+
+asio::awaitable<void> SocketServer::Session(Socket s) {
+  if (!PeerAllowed(s.native_handle(), opts_.socket_group)) {
+    spdlog::warn("refused a client: its uid is neither root, ours, nor in the socket group");
+    co_await SendFrame(
+        s, proto::ToJson(proto::ErrorResponse("permission denied", "permission_denied")));
+    co_return;
+  }
+  // A client gets a bounded time to send its request (no slow-loris).
+  auto timer = std::make_shared<asio::steady_timer>(io_, opts_.request_timeout);
+  auto armed = std::make_shared<bool>(true);
+  timer->async_wait([&s, armed](error_code ec) {
+    if (!ec && *armed) {
+      error_code ignored;
+      s.close(ignored);
+    }
+  });
+  unsigned char hdr[4];
+  error_code ec;
+  co_await asio::async_read(s, asio::buffer(hdr), redirect_error(use_awaitable, ec));
+  if (ec) {
+    *armed = false;
+    timer->cancel();
+    co_return;
+  }
+  auto len = proto::DecodePoolLength(hdr, proto::kMaxRequest);
+  if (!len.ok()) {
+    *armed = false;
+    timer->cancel();
+    // Refused before reading (or allocating) the body.
+    service_.CountError(RunErrorKind::kBadRequest);
+    co_await SendFrame(s, proto::ToJson(proto::ErrorResponse(
+                              len.error().ToString(), RunErrorKindName(KindOfError(len.error())))));
+    co_return;
+  }
+  std::string body(*len, '\0');
+  co_await asio::async_read(s, asio::buffer(body), redirect_error(use_awaitable, ec));
+  *armed = false;
+  timer->cancel();
+  if (ec) co_return;
+  auto req = proto::ParsePoolRequest(body);
+  if (!req.ok()) {
+    service_.CountError(RunErrorKind::kBadRequest);
+    co_await SendFrame(s, proto::ToJson(proto::ErrorResponse(
+                              req.error().ToString(), RunErrorKindName(KindOfError(req.error())))));
+    co_return;
+  }
+  switch (req->op) {
+    case proto::Op::kStatus:
+      if (req->format == "prometheus") {
+        nlohmann::json j{{"format", "prometheus"}, {"metrics", service_.Metrics()}};
+        co_await SendFrame(s, j.dump());
+      } else {
+        co_await SendFrame(s, service_.StatusJson());
+      }
+      co_return;
+    case proto::Op::kStop:
+      co_await SendFrame(s, R"({"ok":true,"error":null})");
+      if (opts_.on_stop) opts_.on_stop();
+      co_return;
+    case proto::Op::kRun: {
+      SocketSink sink(s);
+      RunOutcome out = co_await service_.Run(std::move(req->run), sink);
+      // The same kind as the HTTP API's for the same failure (docs/errors.md).
+      if (out.resp.error) out.resp.kind = RunErrorKindName(out.kind);
+      if (out.kind != RunErrorKind::kClientGone) co_await SendFrame(s, proto::ToJson(out.resp));
+      co_return;
+    }
+  }
+}
+
+}  // namespace wb::daemon

@@ -1,0 +1,48 @@
+// The Unix-socket front end (docs/protocol.md): a peer of HttpServer behind
+// the same RunService. One coroutine per connection on the daemon's loop;
+// the peer's credentials are checked, the request is read within a time
+// limit, and a run's output frames are streamed as they come.
+#pragma once
+
+#include <sys/types.h>
+
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/local/stream_protocol.hpp>
+#include <chrono>
+#include <functional>
+#include <optional>
+#include <string>
+
+#include "base/error.h"
+#include "daemon/run_service.h"
+
+namespace wb::daemon {
+
+struct SocketOptions {
+  std::string path;                   // for messages only: the socket is bound by the caller
+  std::optional<gid_t> socket_group;  // members may connect (besides root and our uid)
+  std::chrono::milliseconds request_timeout{10000};  // to receive a request
+  std::function<void()> on_stop;                     // a client's stop request
+};
+
+class SocketServer {
+ public:
+  SocketServer(boost::asio::io_context& io, RunService& service, SocketOptions opts);
+  // Takes the listening socket (bound and listening).
+  [[nodiscard]] Result<void> Adopt(int listen_fd);
+  // Accepts connections until Close.
+  void Start();
+  // Stops accepting; connections already accepted go on.
+  void Close();
+
+ private:
+  boost::asio::awaitable<void> Accept();
+  boost::asio::awaitable<void> Session(boost::asio::local::stream_protocol::socket s);
+
+  boost::asio::io_context& io_;
+  RunService& service_;
+  SocketOptions opts_;
+  boost::asio::local::stream_protocol::acceptor acceptor_;
+};
+
+}  // namespace wb::daemon

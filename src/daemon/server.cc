@@ -203,16 +203,7 @@ class Daemon : public RunService {
 
   std::string StatusJson() const override {
     auto stats = registry_.Stats();
-    if (auto t = drivers_.VmTemplateStatus()) {
-      for (auto& s : stats) {
-        if (s.driver != "vm") continue;
-        s.template_state = t->state;
-        s.clones = t->clones;
-        s.clone_failures = t->clone_failures;
-        s.template_failures = static_cast<uint64_t>(t->failures);
-        s.template_error = t->last_error;
-      }
-    }
+    for (auto& s : stats) drivers_.AnnotateStat(s);
     return proto::StatusJson(stats);
   }
 
@@ -350,7 +341,16 @@ class Daemon : public RunService {
       er.timeout_ms = run.timeout_ms;
       if (run.output_cap) er.output_cap = *run.output_cap;
       if (run.nofile) er.nofile = *run.nofile;
-      er = lease->sandbox->WithImageDefaults(er);
+      // The per-run policy, as warmbox run applies it (sandbox/run_policy.h).
+      auto prepared = lease->sandbox->PrepareExec(er);
+      if (!prepared.ok()) {
+        sink.Disarm();
+        pool.Release(std::move(*lease), std::move(permit));
+        out.kind = KindOfError(prepared.error());
+        out.resp = proto::ErrorResponse(prepared.error().ToString());
+        co_return out;
+      }
+      er = std::move(*prepared);
       if (run.memory_bytes || run.pids || run.cpus) {
         // This run's own limits, on the pre-booted sandbox, before it starts.
         Limits l = opts_.pool.limits;
@@ -378,7 +378,7 @@ class Daemon : public RunService {
       bool unhealthy = false;
       std::optional<std::chrono::milliseconds> health;
       if (lease->hit) health = opts_.pool.health_timeout;
-      const uint64_t ooms = lease->sandbox->OomKills();
+      const OomWatch oom(*lease->sandbox);
       auto exit = co_await lease->conn->Exec(er, run.stdin_data, on_chunk, health, &unhealthy);
       sink.Disarm();
       if (unhealthy && !*gone && attempt < 2) {
@@ -390,7 +390,7 @@ class Daemon : public RunService {
         out.resp.timed_out = exit->timed_out;
         out.resp.stdout_truncated = exit->stdout_truncated;
         out.resp.stderr_truncated = exit->stderr_truncated;
-        out.resp.oom_killed = lease->sandbox->OomKills() > ooms;
+        out.resp.oom_killed = oom.Fired();
       } else if (*gone) {
         out.kind = RunErrorKind::kClientGone;
         out.resp.exit_code = -1;

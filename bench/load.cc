@@ -26,7 +26,7 @@
 #include "base/fs.h"
 #include "base/strings.h"
 #include "daemon/client.h"
-#include "sandbox/ns/cgroup.h"
+#include "sandbox/cgroup.h"
 
 namespace {
 

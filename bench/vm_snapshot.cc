@@ -106,7 +106,8 @@ int main(int argc, char** argv) {
   std::printf("| refill rate (sequential clones) | %.2f clones/s |\n", refill);
   std::printf("| PSS per clone QEMU, %zu clones up | %.1f MB |\n", up.size(),
               pss / 1024.0 / static_cast<double>(up.size()));
-  std::printf("| template state | %s, %llu clones, %d failures |\n", ts.state.c_str(),
-              static_cast<unsigned long long>(ts.clones), ts.failures);
+  std::printf("| template state | %s, %llu clones, %d failures |\n",
+              wb::vm::TemplateStateName(ts.state), static_cast<unsigned long long>(ts.clones),
+              ts.failures);
   return 0;
 }

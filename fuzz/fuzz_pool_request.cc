@@ -41,7 +41,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
       FUZZ_CHECK(!kv.empty() && kv[0] != '=' && kv.find('=') != std::string::npos);
     // What the daemon then computes from the request (UBSan reports values
     // it cannot represent): the backstop timer of src/pool/agent_conn.cc, as
-    // asio's nanoseconds, and the cgroup CPU quota of src/sandbox/ns/cgroup.cc.
+    // asio's nanoseconds, and the cgroup CPU quota of src/sandbox/cgroup.cc.
     if (run.timeout_ms) {
       auto backstop = std::chrono::milliseconds(run.timeout_ms) + std::chrono::seconds(10);
       volatile int64_t ns = std::chrono::duration_cast<std::chrono::nanoseconds>(backstop).count();

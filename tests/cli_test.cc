@@ -48,6 +48,17 @@ TEST_F(CliTest, RunReturnsOutputAndExitCode) {
   EXPECT_EQ(r.err, "oops\n");
 }
 
+TEST_F(CliTest, MissingProgramIs127WithTheAgentsMessage) {
+  auto r = Warmbox({"run", "--", "no-such-program"});
+  EXPECT_EQ(r.code, 127);
+  EXPECT_EQ(r.out, "");
+  EXPECT_EQ(r.err, wb::testing::kMissingProgramStderr);
+  // No command and no Cmd in the image: the run policy's refusal, as on every path.
+  auto none = Warmbox({"run"});
+  EXPECT_EQ(none.code, 125);
+  EXPECT_EQ(none.err, std::string("warmbox: ") + wb::testing::kMissingCommandError + "\n");
+}
+
 TEST_F(CliTest, StdinIsPassedThrough) {
   std::string input(300000, 'z');
   input += std::string("\0end", 4);

@@ -10,7 +10,7 @@
 #include "base/child.h"
 #include "base/fs.h"
 #include "daemon/client.h"
-#include "sandbox/ns/cgroup.h"
+#include "sandbox/cgroup.h"
 #include "sandbox/ns/ns_driver.h"
 #include "tests/assert_ok.h"
 #include "tests/test_util.h"

@@ -123,8 +123,10 @@ TEST_F(PoolTest, CliRunIsByteExactWithExitCodesAndStdin) {
   EXPECT_EQ(missing.code, 125);
   EXPECT_NE(missing.err.find("no such image"), std::string::npos);
   auto notfound =
-      wb::testing::RunProcess(Cli({"pool", "run", "--socket", sock_, "--", "no-such-prog"}));
+      wb::testing::RunProcess(Cli({"pool", "run", "--socket", sock_, "--", "no-such-program"}));
   EXPECT_EQ(notfound.code, 127);
+  // The same words as warmbox run's (cli_test), from the same agent.
+  EXPECT_EQ(notfound.err, wb::testing::kMissingProgramStderr);
 }
 
 TEST_F(PoolTest, PerRunLimitsApplyToThePrebootedSandbox) {

@@ -39,6 +39,14 @@ std::set<std::string> DirsBelow(const std::string& root);
 std::vector<std::string> Entries(const std::string& dir);
 // Processes whose command line mentions text (e.g. a test's own state dir).
 std::vector<pid_t> ProcessesMentioning(const std::string& text);
+// What every driver and path (warmbox run, pool run) prints on stderr for a
+// program that does not exist (exit 127), and the refusal of a run with no
+// command at all in the default image (no Cmd or Entrypoint).
+inline constexpr const char* kMissingProgramStderr =
+    "warmbox: exec(no-such-program): executable file not found in $PATH\n";
+inline constexpr const char* kMissingCommandError =
+    "run(busybox): missing command (the image has no Cmd or Entrypoint): give CMD [ARG...] after "
+    "--";
 
 // Probes: an empty string when usable, else the reason to skip.
 std::string SandboxProbe();

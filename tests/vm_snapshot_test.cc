@@ -10,7 +10,7 @@
 
 #include "base/fs.h"
 #include "base/strings.h"
-#include "sandbox/ns/cgroup.h"
+#include "sandbox/cgroup.h"
 #include "sandbox/sandbox_dir.h"
 #include "sandbox/vm/vm_driver.h"
 #include "tests/assert_ok.h"
@@ -88,7 +88,7 @@ TEST_F(VmSnapshotTest, ClonesAreUniqueIsolatedAndLeaveTheTemplateUnchanged) {
   auto a = drv->Create(spec);
   ASSERT_OK(a);
   auto st = drv->template_status();
-  EXPECT_EQ(st.state, "ready") << st.last_error;
+  EXPECT_STREQ(vm::TemplateStateName(st.state), "ready") << st.last_error;
   EXPECT_EQ(st.clones, 1u);
   auto ram = RamFiles();
   ASSERT_EQ(ram.size(), 1u);
@@ -191,7 +191,7 @@ TEST_F(VmSnapshotTest, CorruptStateFallsBackToColdBoots) {
   auto b = drv->Create(spec);  // the clone fails; a cold boot serves
   ASSERT_OK(b);
   auto st = drv->template_status();
-  EXPECT_EQ(st.state, "fallback");
+  EXPECT_STREQ(vm::TemplateStateName(st.state), "fallback");
   EXPECT_EQ(st.failures, 1);
   EXPECT_EQ(st.clone_failures, 1u);
   EXPECT_NE(st.last_error.find("restore"), std::string::npos) << st.last_error;

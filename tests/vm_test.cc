@@ -15,7 +15,7 @@
 #include "base/fs.h"
 #include "base/strings.h"
 #include "daemon/client.h"
-#include "sandbox/ns/cgroup.h"
+#include "sandbox/cgroup.h"
 #include "sandbox/sandbox_dir.h"
 #include "sandbox/vm/vm_driver.h"
 #include "tests/assert_ok.h"
@@ -112,6 +112,13 @@ TEST_F(VmTest, BootExecAndTeardown) {
     auto m = Run(missing);
     EXPECT_EQ(m.exit.exit_code, 127);
     EXPECT_NE(m.stderr_data.find("not found"), std::string::npos) << m.stderr_data;
+    // The same words as the ns driver's, on both paths (cli_test, pool_test).
+    EXPECT_EQ(m.stderr_data, wb::testing::kMissingProgramStderr);
+    // No command at all: the run policy's refusal, the ns driver's too.
+    ExecIo io;
+    auto none = Vm()->Exec(ExecRequest{}, io);
+    ASSERT_FALSE(none.ok());
+    EXPECT_EQ(none.error().ToString(), wb::testing::kMissingCommandError);
     auto t = Sh("sleep 30", 500);
     EXPECT_EQ(t.exit.exit_code, 137);
     EXPECT_TRUE(t.exit.timed_out);
@@ -316,6 +323,11 @@ TEST_F(VmTest, PoolWithTheVmDriver) {
       cli({"pool", "run", "--socket", sock, "--", "sh", "-c", "cat; exit 4"}), {}, &in);
   EXPECT_EQ(r2.code, 4) << r2.err;
   EXPECT_EQ(r2.out, "via the pool\n");
+  // A missing program through the daemon: 127 and the same words as every path.
+  auto r3 =
+      wb::testing::RunProcess(cli({"pool", "run", "--socket", sock, "--", "no-such-program"}));
+  EXPECT_EQ(r3.code, 127);
+  EXPECT_EQ(r3.err, wb::testing::kMissingProgramStderr);
 
   auto status = wb::testing::RunProcess(cli({"pool", "status", "--socket", sock}));
   EXPECT_EQ(status.code, 0);
@@ -325,7 +337,7 @@ TEST_F(VmTest, PoolWithTheVmDriver) {
   ASSERT_TRUE(st.ok());
   ASSERT_EQ(st->size(), 1u);
   EXPECT_EQ((*st)[0].driver, "vm");
-  EXPECT_EQ((*st)[0].total_acquired, 2u);
+  EXPECT_EQ((*st)[0].total_acquired, 3u);
   EXPECT_EQ((*st)[0].failed_creations, 0u);
 
   auto stop = wb::testing::RunProcess(cli({"pool", "stop", "--socket", sock}));

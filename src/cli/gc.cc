@@ -2,7 +2,7 @@
 #include <cstdio>
 
 #include "cli/verbs.h"
-#include "sandbox/ns/cgroup.h"
+#include "sandbox/cgroup.h"
 #include "sandbox/sandbox_dir.h"
 
 namespace wb::cli {

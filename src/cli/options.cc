@@ -6,6 +6,7 @@
 
 #include "base/fs.h"
 #include "base/strings.h"
+#include "sandbox/driver_factory.h"
 #include "sandbox/ns/ns_driver.h"
 
 namespace wb::cli {
@@ -81,7 +82,7 @@ void AddDriverOptions(CLI::App* sub, DriverChoice& d, bool with_driver) {
 }
 
 Result<void> ValidateDriver(const std::string& driver) {
-  if (driver != "ns" && driver != "vm") return Fail("--driver", driver, "expected ns or vm");
+  WB_RETURN_IF_ERROR(ParseDriverKind(driver, "--driver"));
   return Ok();
 }
 
@@ -99,19 +100,18 @@ vm::VmDriverOptions VmOptions(const GlobalOptions& g, const DriverChoice& d) {
 
 Result<std::unique_ptr<Driver>> OpenDriver(const GlobalOptions& g, const DriverChoice& d,
                                            ImageStore* store) {
-  WB_RETURN_IF_ERROR(ValidateDriver(d.driver));
-  if (d.driver == "vm")
-    return std::unique_ptr<Driver>(WB_TRY(vm::VmDriver::Open(VmOptions(g, d), store)));
-  if (!d.kernel.empty() || !d.initrd.empty()) {
+  DriverOptions o;
+  o.kind = WB_TRY(ParseDriverKind(d.driver, "--driver"));
+  if (!CapabilitiesOf(o.kind).boots_kernel && (!d.kernel.empty() || !d.initrd.empty())) {
     return Fail("--kernel/--initrd", d.kernel + d.initrd,
                 "only the vm driver boots a kernel (add --driver vm)");
   }
-  NsDriverOptions o;
-  o.state_dir = g.state_dir;
-  o.agent_path = g.agent_path;
-  o.uid_base = g.uid_base;
-  o.cgroup_parent = g.cgroup_parent;
-  return std::unique_ptr<Driver>(WB_TRY(NsDriver::Open(o, store)));
+  o.ns.state_dir = g.state_dir;
+  o.ns.agent_path = g.agent_path;
+  o.ns.uid_base = g.uid_base;
+  o.ns.cgroup_parent = g.cgroup_parent;
+  o.vm = VmOptions(g, d);
+  return wb::OpenDriver(o, store);
 }
 
 int ReportError(const Error& e) {

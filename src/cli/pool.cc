@@ -32,7 +32,7 @@ struct StartOpts {
 };
 
 Result<int> DoStart(const GlobalOptions& g, const StartOpts& o) {
-  WB_RETURN_IF_ERROR(ValidateDriver(o.driver.driver));
+  const DriverKind kind = WB_TRY(ParseDriverKind(o.driver.driver, "--driver"));
   if (o.size == 0) return Fail("--size", "", "--size must be greater than 0");
   if (o.size > o.max) {
     return Fail("--size", "",
@@ -56,11 +56,11 @@ Result<int> DoStart(const GlobalOptions& g, const StartOpts& o) {
   if (!o.pids.empty()) d.pool.limits.pids = WB_TRY(ParseUint(o.pids, "--pids"));
   if (!o.cpus.empty()) d.pool.limits.cpus = WB_TRY(ParseCpus(o.cpus, "--cpus"));
   d.pool.security = WB_TRY(ParseSecurityOptions(o.security_opts, o.nofile));
-  if (o.driver.driver == "vm" && d.pool.security.seccomp != "default" &&
-      d.pool.security.seccomp != "unconfined") {
+  if (d.pool.security.profile_file() && !CapabilitiesOf(kind).seccomp_profile_files) {
     // Refused here rather than by every creation of the pool.
-    return Fail("--security-opt", "seccomp=" + d.pool.security.seccomp,
-                "the vm driver takes default or unconfined only");
+    return Fail(
+        ErrorCode::kInvalidArgument, "--security-opt", "seccomp=" + d.pool.security.seccomp,
+        std::string("the ") + DriverKindName(kind) + " driver takes default or unconfined only");
   }
   if (!o.socket_group.empty()) {
     // A numeric gid, or a name from /etc/group (read directly: static binary, no NSS).

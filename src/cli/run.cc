@@ -11,6 +11,7 @@
 #include "cli/verbs.h"
 #include "image/store.h"
 #include "sandbox/ns/ns_driver.h"
+#include "sandbox/run_policy.h"
 
 namespace wb::cli {
 namespace {
@@ -27,7 +28,7 @@ struct RunOptions {
 
 Result<int> DoRun(const GlobalOptions& g, const RunOptions& o) {
   // An empty command is fine when the image has a Cmd or Entrypoint
-  // (checked below, before a sandbox is made).
+  // (checked below by the run policy, before a sandbox is made).
   SandboxSpec spec;
   spec.image = o.image;
   proto::ExecRequest req;
@@ -72,10 +73,10 @@ Result<int> DoRun(const GlobalOptions& g, const RunOptions& o) {
 
   ImageStore store(g.state_dir, g.uid_base);
   if (o.cmd.empty()) {
+    // The run policy's refusal (Sandbox::Exec applies it too), before a
+    // sandbox is made for nothing.
     Image img = WB_TRY(store.Get(o.image));
-    if (img.config.cmd.empty() && img.config.entrypoint.empty()) {
-      return Fail("run", "", "missing command: warmbox run [OPTIONS] -- CMD [ARG...]");
-    }
+    WB_RETURN_IF_ERROR(PrepareExec(img, req));
   }
   spdlog::debug("run: start");
   auto driver = WB_TRY(OpenDriver(g, o.driver, &store));

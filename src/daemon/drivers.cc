@@ -3,22 +3,22 @@
 namespace wb::daemon {
 
 Result<Driver*> DriverSet::Get(const std::string& name) {
+  const DriverKind kind = WB_TRY(ParseDriverKind(name));
   std::lock_guard<std::mutex> lock(mu_);
-  if (name == "ns") {
-    if (!ns_) ns_ = WB_TRY(NsDriver::Open(ns_opts_, store_));
-    return static_cast<Driver*>(ns_.get());
+  auto& d = drivers_[static_cast<size_t>(kind)];
+  if (!d) {
+    DriverOptions o = opts_;
+    o.kind = kind;
+    d = WB_TRY(OpenDriver(o, store_));
   }
-  if (name == "vm") {
-    if (!vm_) vm_ = WB_TRY(vm::VmDriver::Open(vm_opts_, store_));
-    return static_cast<Driver*>(vm_.get());
-  }
-  return Fail("driver", name, "expected ns or vm");
+  return d.get();
 }
 
-std::optional<vm::TemplateStatus> DriverSet::VmTemplateStatus() {
-  std::lock_guard<std::mutex> l(mu_);
-  if (!vm_ || !vm_opts_.snapshot) return std::nullopt;
-  return vm_->template_status();
+void DriverSet::AnnotateStat(proto::ImageStat& stat) {
+  auto kind = ParseDriverKind(stat.driver);
+  if (!kind.ok()) return;
+  std::lock_guard<std::mutex> lock(mu_);
+  if (const auto& d = drivers_[static_cast<size_t>(*kind)]) d->AnnotateStat(stat);
 }
 
 }  // namespace wb::daemon

@@ -3,34 +3,33 @@
 // (so its errors stop the start); the other on first use.
 #pragma once
 
+#include <array>
 #include <memory>
 #include <mutex>
-#include <optional>
 #include <string>
 
 #include "base/error.h"
 #include "image/store.h"
-#include "sandbox/ns/ns_driver.h"
-#include "sandbox/vm/vm_driver.h"
+#include "proto/pool_proto.h"
+#include "sandbox/driver_factory.h"
 
 namespace wb::daemon {
 
 class DriverSet {
  public:
   DriverSet(NsDriverOptions ns, vm::VmDriverOptions vm, ImageStore* store)
-      : ns_opts_(std::move(ns)), vm_opts_(std::move(vm)), store_(store) {}
+      : opts_{DriverKind::kNs, std::move(ns), std::move(vm)}, store_(store) {}
   // Thread-safe (the pool's creation threads call it).
   [[nodiscard]] Result<Driver*> Get(const std::string& name);
-  // The vm driver's template status when it runs with snapshot on.
-  std::optional<vm::TemplateStatus> VmTemplateStatus();
+  // The driver's own status added to a pool's stats (Driver::AnnotateStat),
+  // when the pool's driver is open.
+  void AnnotateStat(proto::ImageStat& stat);
 
  private:
   std::mutex mu_;
-  NsDriverOptions ns_opts_;
-  vm::VmDriverOptions vm_opts_;
+  DriverOptions opts_;
   ImageStore* store_;
-  std::unique_ptr<NsDriver> ns_;
-  std::unique_ptr<vm::VmDriver> vm_;
+  std::array<std::unique_ptr<Driver>, 2> drivers_;  // by DriverKind
 };
 
 }  // namespace wb::daemon

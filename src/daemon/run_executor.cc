@@ -31,14 +31,13 @@ class RunScope {
 }  // namespace
 
 RunExecutor::RunExecutor(asio::io_context& io, const DaemonOptions& opts,
-                         pool::DriverSource drivers, ImageStore& store,
-                         TemplateStatusFn vm_template)
+                         pool::DriverSource drivers, ImageStore& store, AnnotateFn annotate)
     : opts_(opts),
       rt_(io, std::move(drivers), store, opts.creation_cap),
       registry_(rt_, opts.pool),
       puller_(io,
               ImageToolCall{opts.image_tool_path, opts.driver.state_dir, opts.driver.uid_base, {}}),
-      vm_template_(std::move(vm_template)),
+      annotate_(std::move(annotate)),
       runs_(io.get_executor()) {}
 
 void RunExecutor::Warm() {
@@ -102,15 +101,8 @@ asio::awaitable<RunOutcome> RunExecutor::Run(proto::RunRequest run, RunSink& sin
 
 std::string RunExecutor::StatusJson() const {
   auto stats = registry_.Stats();
-  if (auto t = vm_template_ ? vm_template_() : std::nullopt) {
-    for (auto& s : stats) {
-      if (s.driver != "vm") continue;
-      s.template_state = t->state;
-      s.clones = t->clones;
-      s.clone_failures = t->clone_failures;
-      s.template_failures = static_cast<uint64_t>(t->failures);
-      s.template_error = t->last_error;
-    }
+  if (annotate_) {
+    for (auto& s : stats) annotate_(s);
   }
   return proto::StatusJson(stats);
 }
@@ -170,7 +162,16 @@ asio::awaitable<RunOutcome> RunExecutor::RunInPool(RunSink& sink, pool::WarmPool
     er.timeout_ms = run.timeout_ms;
     if (run.output_cap) er.output_cap = *run.output_cap;
     if (run.nofile) er.nofile = *run.nofile;
-    er = lease->sandbox->WithImageDefaults(er);
+    // The per-run policy, as warmbox run applies it (sandbox/run_policy.h).
+    auto prepared = lease->sandbox->PrepareExec(er);
+    if (!prepared.ok()) {
+      sink.Disarm();
+      pool.Release(std::move(*lease), std::move(permit));
+      out.kind = KindOfError(prepared.error());
+      out.resp = proto::ErrorResponse(prepared.error().ToString());
+      co_return out;
+    }
+    er = std::move(*prepared);
     if (run.memory_bytes || run.pids || run.cpus) {
       // This run's own limits, on the pre-booted sandbox, before it starts.
       Limits l = opts_.pool.limits;
@@ -198,7 +199,7 @@ asio::awaitable<RunOutcome> RunExecutor::RunInPool(RunSink& sink, pool::WarmPool
     bool unhealthy = false;
     std::optional<std::chrono::milliseconds> health;
     if (lease->hit) health = opts_.pool.health_timeout;
-    const uint64_t ooms = lease->sandbox->OomKills();
+    const OomWatch oom(*lease->sandbox);
     auto exit = co_await lease->conn->Exec(er, run.stdin_data, on_chunk, health, &unhealthy);
     sink.Disarm();
     if (unhealthy && !*gone && attempt < 2) {
@@ -210,7 +211,7 @@ asio::awaitable<RunOutcome> RunExecutor::RunInPool(RunSink& sink, pool::WarmPool
       out.resp.timed_out = exit->timed_out;
       out.resp.stdout_truncated = exit->stdout_truncated;
       out.resp.stderr_truncated = exit->stderr_truncated;
-      out.resp.oom_killed = lease->sandbox->OomKills() > ooms;
+      out.resp.oom_killed = oom.Fired();
     } else if (*gone) {
       out.kind = RunErrorKind::kClientGone;
       out.resp.exit_code = -1;

@@ -15,17 +15,17 @@
 #include "daemon/run_service.h"
 #include "pool/in_flight.h"
 #include "pool/warm_pool.h"
-#include "sandbox/vm/vm_driver.h"
 
 namespace wb::daemon {
 
 class RunExecutor : public RunService {
  public:
-  // The vm driver's template status, when it keeps one (for StatusJson).
-  using TemplateStatusFn = std::function<std::optional<vm::TemplateStatus>()>;
+  // Adds a pool's driver-specific status to its stats (Driver::AnnotateStat:
+  // a vm template's state), without the executor naming any driver.
+  using AnnotateFn = std::function<void(proto::ImageStat&)>;
 
   RunExecutor(boost::asio::io_context& io, const DaemonOptions& opts, pool::DriverSource drivers,
-              ImageStore& store, TemplateStatusFn vm_template = {});
+              ImageStore& store, AnnotateFn annotate = {});
 
   // Warms the default image and every --warm image, in parallel.
   void Warm();
@@ -64,7 +64,7 @@ class RunExecutor : public RunService {
   pool::PoolRuntime rt_;
   pool::PoolRegistry registry_;
   ImagePuller puller_;
-  TemplateStatusFn vm_template_;
+  AnnotateFn annotate_;
   std::function<uint64_t()> http_requests_;
   std::map<PoolKey, ImageRunMetrics> run_metrics_;
   std::map<RunErrorKind, uint64_t> errors_;

@@ -47,7 +47,7 @@ class Daemon {
       : opts_(opts),
         executor_(
             io_, opts, [&drivers](const std::string& name) { return drivers.Get(name); }, store,
-            [&drivers] { return drivers.VmTemplateStatus(); }),
+            [&drivers](proto::ImageStat& s) { drivers.AnnotateStat(s); }),
         socket_(io_, executor_,
                 SocketOptions{opts.socket_path, opts.socket_group, opts.request_timeout,
                               [this] { Stop(); }}),

@@ -83,25 +83,6 @@ class Watchdog {
 
 }  // namespace
 
-asio::awaitable<Result<void>> AgentConn::Heartbeat(std::chrono::milliseconds timeout) {
-  // The watchdog closes the socket if the answer is late, which ends the read.
-  Watchdog dog(sock_.get_executor(), timeout, this);
-  std::string msg = proto::EncodeFrame(proto::FrameType::kHeartbeat, "");
-  error_code ec;
-  co_await asio::async_write(sock_, asio::buffer(msg), redirect_error(use_awaitable, ec));
-  if (ec) co_return Fail("heartbeat", path_, ec.message());
-  // (No co_await inside a conditional expression: GCC 12 miscompiles it.)
-  Result<proto::Frame> f = co_await ReadFrame();
-  if (dog.fired()) {
-    co_return Fail("heartbeat", path_,
-                   "no answer within " + std::to_string(timeout.count()) + " ms");
-  }
-  if (!f.ok()) co_return f.error();
-  if (f->type != proto::FrameType::kHeartbeatReply)
-    co_return Fail("heartbeat", path_, "unexpected reply");
-  co_return Ok();
-}
-
 asio::awaitable<Result<proto::ExecExit>> AgentConn::Exec(
     const proto::ExecRequest& req_in, const std::optional<std::string>& stdin_data,
     ChunkFn on_chunk, std::optional<std::chrono::milliseconds> health_check, bool* unhealthy) {

@@ -29,9 +29,6 @@ class AgentConn {
   [[nodiscard]] static asio::awaitable<Result<std::unique_ptr<AgentConn>>> Connect(
       asio::any_io_executor ex, const AgentEndpoint& ep);
 
-  // One heartbeat; fails after timeout.
-  [[nodiscard]] asio::awaitable<Result<void>> Heartbeat(std::chrono::milliseconds timeout);
-
   // Runs req; streams output to on_chunk; returns the exit. stdin_data, when
   // set, is written concurrently with reading the output (no deadlock at any
   // size). The daemon keeps its own deadline over the agent's timeout.

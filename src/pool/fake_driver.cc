@@ -17,6 +17,7 @@
 
 #include "base/fd.h"
 #include "base/strings.h"
+#include "sandbox/run_policy.h"
 
 namespace wb::pool {
 
@@ -185,11 +186,9 @@ class FakeSandbox : public Sandbox {
 
   const std::string& id() const override { return id_; }
   AgentEndpoint endpoint() const override { return AgentEndpoint{path_, -1}; }
-  proto::ExecRequest WithImageDefaults(const proto::ExecRequest& req) const override { return req; }
-  // Not `override`: Sandbox::Heartbeat is about to be removed (nothing calls it).
-  Result<void> Heartbeat(int) {
-    return Fail(ErrorCode::kFailedPrecondition, "heartbeat", id_,
-                "the fake sandbox has no sync path");
+  // The real run policy, on an image without defaults.
+  Result<proto::ExecRequest> PrepareExec(const proto::ExecRequest& req) const override {
+    return wb::PrepareExec(Image{}, req);
   }
   // The synchronous path (`warmbox run`) is not the pool's: the fake serves
   // its agent socket only.

@@ -61,6 +61,8 @@ class FakeDriver : public Driver {
   size_t killed() const;
   size_t execs() const;  // exec requests received
 
+  // Stands in for the ns driver (pools name their driver "ns").
+  DriverKind kind() const override { return DriverKind::kNs; }
   [[nodiscard]] Result<std::unique_ptr<Sandbox>> Create(const SandboxSpec& spec) override;
 
   struct Agent;  // public for the sandbox and agent code in fake_driver.cc

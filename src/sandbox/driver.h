@@ -13,6 +13,28 @@
 
 namespace wb {
 
+namespace proto {
+struct ImageStat;
+}
+
+// The drivers warmbox has. Code above the drivers asks a driver's
+// capabilities (below), never its kind.
+enum class DriverKind { kNs, kVm };
+// "ns" or "vm" (the --driver value and the status/metrics label).
+const char* DriverKindName(DriverKind k);
+// what: the option or field named in the error ("--driver", "driver").
+[[nodiscard]] Result<DriverKind> ParseDriverKind(std::string_view name,
+                                                 const std::string& what = "driver");
+
+// What a driver can do, declared by the driver (kCapabilities of each
+// driver class) so the daemon and the CLI can check a request before any
+// driver is opened.
+struct DriverCapabilities {
+  bool seccomp_profile_files = false;  // --security-opt seccomp=PROFILE.json
+  bool boots_kernel = false;           // --kernel, --initrd
+};
+DriverCapabilities CapabilitiesOf(DriverKind k);
+
 // Where the host reaches a sandbox's agent.
 struct AgentEndpoint {
   std::string socket_path;
@@ -31,6 +53,7 @@ struct Limits {
 struct SecurityOptions {
   std::string seccomp = "default";  // "default", "unconfined" or a profile file
   uint64_t nofile = 1024;           // RLIMIT_NOFILE of commands
+  bool profile_file() const { return seccomp != "default" && seccomp != "unconfined"; }
 };
 
 struct SandboxSpec {
@@ -62,9 +85,11 @@ class Sandbox {
   virtual const std::string& id() const = 0;
   // For asynchronous clients (the pool daemon) that speak the protocol themselves.
   virtual AgentEndpoint endpoint() const = 0;
-  // Image config defaults (env, workdir, user) applied to a request.
-  virtual proto::ExecRequest WithImageDefaults(const proto::ExecRequest& req) const = 0;
-  [[nodiscard]] virtual Result<void> Heartbeat(int timeout_ms) = 0;
+  // The per-run policy (sandbox/run_policy.h) applied to a request: what
+  // the agent is sent, on every path (Exec, and the daemon's own connection).
+  [[nodiscard]] virtual Result<proto::ExecRequest> PrepareExec(
+      const proto::ExecRequest& req) const = 0;
+  // PrepareExec, then one command; the outcome's oom_killed set by OomWatch.
   [[nodiscard]] virtual Result<ExecOutcome> Exec(const proto::ExecRequest& req, ExecIo& io) = 0;
   // Changes the memory, pids and CPU limits of a running sandbox (a run's own
   // limits on a pre-booted sandbox). The disk limit is fixed at creation.
@@ -75,11 +100,28 @@ class Sandbox {
   [[nodiscard]] virtual Result<void> Destroy() = 0;
 };
 
+// Whether a sandbox's OOM killer struck between the watch's construction
+// and Fired(): the oom_killed flag of a run, on every exec path.
+class OomWatch {
+ public:
+  explicit OomWatch(const Sandbox& sb) : sb_(sb), before_(sb.OomKills()) {}
+  bool Fired() const { return sb_.OomKills() > before_; }
+
+ private:
+  const Sandbox& sb_;
+  uint64_t before_;
+};
+
 class Driver {
  public:
   virtual ~Driver() = default;
+  virtual DriverKind kind() const = 0;
+  DriverCapabilities capabilities() const { return CapabilitiesOf(kind()); }
   // Returns a sandbox whose agent has answered a heartbeat.
   [[nodiscard]] virtual Result<std::unique_ptr<Sandbox>> Create(const SandboxSpec& spec) = 0;
+  // Adds the driver's own status to a pool's stats (the vm driver's snapshot
+  // template); the daemon calls it for every pool of this driver.
+  virtual void AnnotateStat(proto::ImageStat& stat) const { (void)stat; }
 };
 
 }  // namespace wb

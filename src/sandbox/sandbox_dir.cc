@@ -8,7 +8,7 @@
 
 #include "base/fs.h"
 #include "base/strings.h"
-#include "sandbox/ns/cgroup.h"
+#include "sandbox/cgroup.h"
 
 namespace wb {
 

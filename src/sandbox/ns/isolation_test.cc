@@ -17,7 +17,7 @@
 #include "base/fs.h"
 #include "base/strings.h"
 #include "image/default_image.h"
-#include "sandbox/ns/cgroup.h"
+#include "sandbox/cgroup.h"
 #include "sandbox/ns/ns_driver.h"
 #include "tests/assert_ok.h"
 #include "tests/test_util.h"

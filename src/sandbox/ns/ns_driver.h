@@ -28,6 +28,9 @@ class NsDriver : public Driver {
  public:
   [[nodiscard]] static Result<std::unique_ptr<NsDriver>> Open(NsDriverOptions opts,
                                                               ImageStore* store);
+  static constexpr DriverCapabilities kCapabilities{.seccomp_profile_files = true,
+                                                    .boots_kernel = false};
+  DriverKind kind() const override { return DriverKind::kNs; }
   [[nodiscard]] Result<std::unique_ptr<Sandbox>> Create(const SandboxSpec& spec) override;
 
  private:

@@ -10,7 +10,7 @@
 
 #include "base/fs.h"
 #include "base/strings.h"
-#include "sandbox/ns/cgroup.h"
+#include "sandbox/cgroup.h"
 #include "sandbox/sandbox_dir.h"
 #include "tests/assert_ok.h"
 #include "tests/test_util.h"
@@ -94,6 +94,12 @@ TEST_F(NsDriverTest, ExitCodes) {
   ASSERT_TRUE(r.ok());
   EXPECT_EQ(r->exit.exit_code, 127);
   EXPECT_NE(r->stderr_data.find("no-such-program"), std::string::npos);
+  EXPECT_EQ(r->stderr_data, wb::testing::kMissingProgramStderr);
+  // No command at all (the default image has no Cmd): refused before the agent.
+  auto none = sb->Exec(ExecRequest{}, io);
+  ASSERT_FALSE(none.ok());
+  EXPECT_EQ(none.error().ToString(), wb::testing::kMissingCommandError);
+  EXPECT_EQ(none.error().code, ErrorCode::kInvalidArgument);
   auto t = Sh(*sb, "sleep 100", 200);
   EXPECT_EQ(t.exit.exit_code, 137);
   EXPECT_TRUE(t.exit.timed_out);

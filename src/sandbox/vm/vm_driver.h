@@ -15,6 +15,7 @@
 #include "sandbox/driver.h"
 #include "sandbox/vm/guest_kernel.h"
 #include "sandbox/vm/qemu_plan.h"
+#include "sandbox/vm/vm_template.h"
 
 namespace wb::vm {
 
@@ -41,10 +42,10 @@ struct VmDriverOptions {
 
 // The template state of a driver with snapshot on (pool status).
 struct TemplateStatus {
-  std::string key;             // the current pool key's hash ("" = none yet)
-  std::string state = "none";  // none, building, ready, failed, fallback
-  int failures = 0;            // template builds or clone restores that failed
-  uint64_t clones = 0;         // clones handed out
+  std::string key;  // the current pool key's hash ("" = none yet)
+  TemplateState state = TemplateState::kNone;
+  int failures = 0;     // template builds or clone restores that failed
+  uint64_t clones = 0;  // clones handed out
   uint64_t clone_failures = 0;
   std::string last_error;
 };
@@ -61,7 +62,14 @@ class VmDriver : public Driver {
  public:
   [[nodiscard]] static Result<std::unique_ptr<VmDriver>> Open(VmDriverOptions opts,
                                                               ImageStore* store);
+  // Profile files are read by the agent from the host's filesystem, which a
+  // guest does not see; QEMU boots a kernel.
+  static constexpr DriverCapabilities kCapabilities{.seccomp_profile_files = false,
+                                                    .boots_kernel = true};
+  DriverKind kind() const override { return DriverKind::kVm; }
   [[nodiscard]] Result<std::unique_ptr<Sandbox>> Create(const SandboxSpec& spec) override;
+  // With snapshot on: the template status (template_state, clones, ...).
+  void AnnotateStat(proto::ImageStat& stat) const override;
   const VmInfo& info() const { return info_; }
   TemplateStatus template_status() const;
   ~VmDriver() override;
@@ -76,6 +84,11 @@ class VmDriver : public Driver {
   [[nodiscard]] Result<std::unique_ptr<Sandbox>> Finish(const SandboxSpec& spec, Mode mode,
                                                         const TemplatePaths* t,
                                                         std::unique_ptr<Spawned> sp);
+  // Finish's steps (vm_boot.cc).
+  [[nodiscard]] Result<void> RestoreClone(Spawned& sp, const TemplatePaths& t);
+  [[nodiscard]] Result<std::string> AwaitAgent(const SandboxSpec& spec, Spawned& sp);
+  [[nodiscard]] Result<void> SendIdentity(Spawned& sp);
+  void WarmUp(Spawned& sp);
   // One clone QEMU started ahead (-incoming defer) for the current key, so a
   // clone costs only the restore and resume (guarded by tmpl_mu_).
   std::unique_ptr<Spawned> prestarted_;
@@ -96,13 +109,6 @@ class VmDriver : public Driver {
 
 // Resolves kernel, initrd and accelerator without booting anything.
 [[nodiscard]] Result<VmInfo> ResolveVmInfo(const VmDriverOptions& opts);
-
-// The canonical text of a pool key and its hash (16 hex digits). Pure.
-std::string TemplateKeyText(const std::vector<std::string>& layer_dirs,
-                            const std::string& kernel_id, const std::string& initrd_id,
-                            const std::string& agent_id, uint32_t vcpus, uint64_t memory_mib,
-                            const std::vector<std::string>& init_args, Accel accel);
-std::string TemplateKeyHash(const std::string& key_text);
 
 // Where failed VMs' console logs are kept (the newest few).
 std::string FailedLogsDir(const std::string& state_dir);

@@ -1,4 +1,4 @@
-#include "sandbox/ns/cgroup.h"
+#include "sandbox/cgroup.h"
 
 #include <gtest/gtest.h>
 

@@ -69,6 +69,9 @@ class Cgroup {
   [[nodiscard]] Result<void> Attach(pid_t pid);
   [[nodiscard]] Result<void> Remove();
   const std::vector<std::string>& dirs() const { return plan_.dirs; }
+  // OOM kills counted in the memory cgroup so far (v1 memory.oom_control,
+  // v2 memory.events: both have "oom_kill N").
+  uint64_t OomKills() const;
 
  private:
   CgroupPlan plan_;

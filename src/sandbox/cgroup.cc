@@ -1,4 +1,4 @@
-#include "sandbox/ns/cgroup.h"
+#include "sandbox/cgroup.h"
 
 #include <dirent.h>
 #include <fcntl.h>
@@ -227,6 +227,22 @@ Result<Cgroup> Cgroup::Apply(const CgroupPlan& plan) {
 Result<void> Cgroup::Attach(pid_t pid) {
   for (const auto& f : plan_.attach) WB_RETURN_IF_ERROR(WriteFile(f, std::to_string(pid)));
   return Ok();
+}
+
+uint64_t Cgroup::OomKills() const {
+  uint64_t n = 0;
+  for (const auto& d : plan_.dirs) {
+    for (const char* f : {"/memory.oom_control", "/memory.events"}) {
+      auto text = ReadFile(d + f);
+      if (!text.ok()) continue;
+      for (const auto& line : Split(*text, '\n')) {
+        if (!StartsWith(line, "oom_kill ")) continue;
+        auto v = ParseUint(line.substr(9), "oom_kill");
+        if (v.ok()) n += *v;
+      }
+    }
+  }
+  return n;
 }
 
 Result<void> Cgroup::Remove() {

@@ -1,0 +1,129 @@
+#include "sandbox/sandbox_base.h"
+
+#include <dirent.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+
+#include "base/fs.h"
+#include "base/log.h"
+#include "base/strings.h"
+#include "sandbox/agent_client.h"
+#include "sandbox/run_policy.h"
+#include "sandbox/sandbox_dir.h"
+
+namespace wb {
+
+SandboxBase::~SandboxBase() {
+  if (auto r = Destroy(); !r.ok()) spdlog::debug("destroy {}: {}", id_, r.error().ToString());
+}
+
+AgentEndpoint SandboxBase::endpoint() const {
+  return AgentEndpoint{dir_ + "/agent.sock", process_.pidfd()};
+}
+
+Result<proto::ExecRequest> SandboxBase::PrepareExec(const proto::ExecRequest& req) const {
+  return wb::PrepareExec(image_, req);
+}
+
+Result<ExecOutcome> SandboxBase::Exec(const proto::ExecRequest& req, ExecIo& io) {
+  if (destroyed_) return Fail("exec", id_, "sandbox destroyed");
+  proto::ExecRequest prepared = WB_TRY(PrepareExec(req));
+  OomWatch oom(*this);
+  auto out = AgentExec(endpoint(), prepared, io);
+  if (out.ok() && oom.Fired()) out->exit.oom_killed = true;
+  return out;
+}
+
+Result<void> SandboxBase::SetLimits(const Limits& limits) {
+  if (destroyed_) return Fail("set limits", id_, "sandbox destroyed");
+  return ApplyLimits(limits);
+}
+
+Result<void> SandboxBase::Destroy() {
+  if (destroyed_) return Ok();
+  destroyed_ = true;
+  if (process_.running()) {
+    if (stop_hook_) stop_hook_(*this);
+    // The ns driver's process is PID 1 of the sandbox's pid namespace: SIGKILL
+    // to it kills every process in it, and reaping it returns only after they
+    // are gone; the mount namespace (tmpfs, overlay) dies with the last one.
+    process_.KillAndReap();
+  }
+  spdlog::debug("{}: process gone", id_);
+  Result<void> result = cgroup_.Remove();
+  spdlog::debug("{}: cgroups removed", id_);
+  if (dir_.empty()) return result;
+  auto rm = RemoveTree(dir_);
+  spdlog::debug("{}: dir removed", id_);
+  if (result.ok() && !rm.ok()) result = rm.error();
+  return result;
+}
+
+Result<void> SandboxBase::AssignId(const std::string& state_dir) {
+  id_ = WB_TRY(RandomHex(6));
+  home_ = SandboxesDir(state_dir) + "/" + id_;
+  return Ok();
+}
+
+Result<void> SandboxBase::MakeHome(mode_t mode, const CgroupPlan& plan) {
+  if (::mkdir(home_.c_str(), mode) != 0) return Errno("mkdir", home_);  // not ours: never removed
+  dir_ = home_;
+  WB_RETURN_IF_ERROR(WriteSandboxRecord(
+      dir_, SandboxRecord{id_, ::getpid(), ProcessStartTime(::getpid()), plan.dirs}));
+  cgroup_ = WB_TRY(Cgroup::Apply(plan));
+  spdlog::debug("{}: dir and cgroups made", id_);
+  return Ok();
+}
+
+void SandboxBase::RestoreNormalPriority() {
+  // Nice values are per thread: every thread of the process (QEMU's vCPU
+  // threads were created by its main thread with its value).
+  for (pid_t tid : ListTasks(process_.pid())) {
+    if (::getpriority(PRIO_PROCESS, static_cast<id_t>(tid)) != 0 &&
+        ::setpriority(PRIO_PROCESS, static_cast<id_t>(tid), 0) != 0) {
+      spdlog::debug("{}: setpriority({}): {}", id_, tid, std::strerror(errno));
+    }
+  }
+}
+
+std::vector<pid_t> ListTasks(pid_t pid) {
+  std::vector<pid_t> out;
+  const std::string dir = "/proc/" + std::to_string(pid) + "/task";
+  if (DIR* d = ::opendir(dir.c_str())) {
+    while (dirent* e = ::readdir(d)) {
+      auto v = ParseUint(e->d_name, "tid");
+      if (v.ok()) out.push_back(static_cast<pid_t>(*v));
+    }
+    ::closedir(d);
+  }
+  return out;
+}
+
+Result<void> MakeWalkableDirs(const std::vector<std::string>& dirs) {
+  for (const std::string& d : dirs) {
+    WB_RETURN_IF_ERROR(MkdirAll(d, 0711));
+    struct stat st;
+    if (::stat(d.c_str(), &st) != 0) return Errno("stat", d);
+    if (!(st.st_mode & S_IXOTH) && ::chmod(d.c_str(), (st.st_mode & 07777) | 0011) != 0) {
+      return Errno("chmod", d);
+    }
+  }
+  return Ok();
+}
+
+Result<CgroupLayout> PrepareSandboxHost(const std::string& state_dir,
+                                        const std::string& cgroup_parent) {
+  CgroupLayout layout = WB_TRY(HostCgroupLayout());
+  GcReport gc = CollectGarbage(state_dir);
+  if (gc.removed) spdlog::debug("removed {} leftover sandbox(es)", gc.removed);
+  if (size_t n = SweepOrphanCgroups(layout, cgroup_parent)) {
+    spdlog::debug("removed {} orphaned sandbox cgroup(s)", n);
+  }
+  return layout;
+}
+
+}  // namespace wb

@@ -1,0 +1,95 @@
+#include "sandbox/vm/vm_sandbox.h"
+
+#include <poll.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstdio>
+
+#include "base/log.h"
+#include "sandbox/agent_client.h"
+
+namespace wb::vm {
+namespace {
+
+constexpr int kQuitGraceMs = 2000;
+
+// QMP "quit": QEMU exits at once, cleanly. Best effort, bounded: the caller
+// kills QEMU anyway if it is still there after the grace period. The
+// connection must stay open until QEMU is gone: QEMU drops the queued
+// commands of a client that hangs up.
+UniqueFd QmpQuit(const std::string& socket_path) {
+  auto fd = ConnectUnix(socket_path);
+  if (!fd.ok()) return UniqueFd();
+  (void)SetNonBlocking(fd->get());
+  // Capabilities negotiation must precede any command; QEMU handles the two
+  // in order, so both go in one write without waiting for the greeting.
+  static const char kMsg[] = "{\"execute\":\"qmp_capabilities\"}\r\n{\"execute\":\"quit\"}\r\n";
+  ssize_t n = ::send(fd->get(), kMsg, sizeof kMsg - 1, MSG_NOSIGNAL);
+  (void)n;
+  return std::move(*fd);
+}
+
+}  // namespace
+
+VmSandbox::VmSandbox() {
+  stop_hook_ = [](SandboxBase& sb) {
+    UniqueFd qmp = QmpQuit(sb.dir() + "/qmp.sock");
+    pollfd p{sb.process().pidfd(), POLLIN, 0};
+    int r;
+    do {
+      r = ::poll(&p, 1, kQuitGraceMs);
+    } while (r < 0 && errno == EINTR);
+  };
+}
+
+Result<void> VmSandbox::ApplyLimits(const Limits& limits) {
+  // The VM's RAM and vCPUs are fixed at boot; a run may ask for less (the
+  // guest has no more to give), not for more.
+  if (limits.memory_bytes > (memory_mib_ << 20)) {
+    return Fail("set limits", id_,
+                "the vm driver cannot raise memory above the VM's " + std::to_string(memory_mib_) +
+                    " MiB after boot (start the pool with a larger --memory)");
+  }
+  return Ok();
+}
+
+AgentArgs GuestAgentArgs(const SandboxSpec& spec, size_t layers, std::string hostname) {
+  AgentArgs a;
+  a.mode = AgentArgs::Mode::kGuest;
+  a.layers = layers;
+  a.tmpfs_size = spec.limits.disk_bytes;
+  a.hostname = std::move(hostname);
+  a.seccomp = spec.security.seccomp;
+  a.nofile = spec.security.nofile;
+  return a;
+}
+
+uint32_t VcpusOf(const Limits& limits) {
+  long ncpu = ::sysconf(_SC_NPROCESSORS_ONLN);
+  return VcpusFor(limits.cpus, ncpu > 0 ? static_cast<uint32_t>(ncpu) : 1);
+}
+
+uint64_t MemoryMibOf(const Limits& limits) {
+  return std::max<uint64_t>(limits.memory_bytes >> 20, 64);
+}
+
+int64_t NowUs() {
+  timespec ts;
+  ::clock_gettime(CLOCK_MONOTONIC, &ts);
+  return int64_t{ts.tv_sec} * 1000000 + ts.tv_nsec / 1000;
+}
+
+std::string VmDir(const std::string& state_dir) { return state_dir + "/vm"; }
+
+// "6.1 ms" etc. from guest microseconds.
+std::string Ms(double us) {
+  char b[32];
+  std::snprintf(b, sizeof b, "%.1f", us / 1000.0);
+  return b;
+}
+
+}  // namespace wb::vm

@@ -88,6 +88,12 @@ long Syscall(const std::string& name) {
     char c = 'x';
     return ::ioctl(0, TIOCSTI, &c);
   }
+  if (name == "tiocsti-high") {
+    // The kernel reads the request as an unsigned int: the upper half is
+    // ignored by it, and must be by the filter too (issue 19, finding 11).
+    char c = 'x';
+    return ::syscall(SYS_ioctl, 0, static_cast<unsigned long>(TIOCSTI) | (1UL << 32), &c);
+  }
   if (name == "userfaultfd") return ::syscall(SYS_userfaultfd, 0);
   if (name == "io_uring_setup") {
     char params[120];

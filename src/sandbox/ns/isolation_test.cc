@@ -111,7 +111,7 @@ TEST_F(IsolationTest, DeniedSyscallsFailWithEperm) {
   for (const char* name :
        {"mount", "umount", "unshare-user", "clone-newuser", "init_module", "finit_module",
         "kexec_load", "bpf", "perf_event_open", "keyctl", "add_key", "reboot", "swapon",
-        "clock_settime", "tiocsti", "userfaultfd", "io_uring_setup", "setns"}) {
+        "clock_settime", "tiocsti", "tiocsti-high", "userfaultfd", "io_uring_setup", "setns"}) {
     EXPECT_EQ(Probe(*sb, {"syscall", name}), "EPERM") << name;
   }
   // Controls: ordinary calls still work.

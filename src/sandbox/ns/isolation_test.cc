@@ -272,5 +272,15 @@ TEST_F(IsolationTest, SandboxesCannotReachEachOther) {
   t.join();
 }
 
+// Issue 19, finding 9: a command held the agent's host-facing socket (fd 3)
+// and could answer the host's heartbeats. Commands start with stdio only.
+TEST_F(IsolationTest, CommandsHoldNoAgentSocket) {
+  auto sb = New();
+  ASSERT_TRUE(sb);
+  // ls runs in a child of the shell: it lists the shell's fds, not its own.
+  EXPECT_EQ(Sh(*sb, "ls /proc/$$/fd").stdout_data, "0\n1\n2\n");
+  EXPECT_EQ(Sh(*sb, "ls -l /proc/$$/fd | grep -c socket:").stdout_data, "0\n");
+}
+
 }  // namespace
 }  // namespace wb

@@ -9,7 +9,9 @@
 //                               listen on an abstract Unix socket, print
 //                               "LISTENING", then stay SECONDS
 //   probe connect-abstract NAME
+//   probe fds                   the open fds (busybox's ls may run inside sh)
 #include <arpa/inet.h>
+#include <dirent.h>
 #include <fcntl.h>
 #include <linux/bpf.h>
 #include <linux/perf_event.h>
@@ -30,6 +32,7 @@
 
 #include <cerrno>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <string>
 
@@ -88,6 +91,12 @@ long Syscall(const std::string& name) {
     char c = 'x';
     return ::ioctl(0, TIOCSTI, &c);
   }
+  if (name == "tiocsti-high") {
+    // The kernel reads the request as an unsigned int: the upper half is
+    // ignored by it, and must be by the filter too (issue 19, finding 11).
+    char c = 'x';
+    return ::syscall(SYS_ioctl, 0, static_cast<unsigned long>(TIOCSTI) | (1UL << 32), &c);
+  }
   if (name == "userfaultfd") return ::syscall(SYS_userfaultfd, 0);
   if (name == "io_uring_setup") {
     char params[120];
@@ -118,9 +127,22 @@ int AbstractSocket(const std::string& name, bool listen, int seconds = 0) {
   return 0;
 }
 
+// The fds this process holds, one a line, without the one reading them.
+int ListFds() {
+  DIR* d = ::opendir("/proc/self/fd");
+  if (!d) return Report(-1);
+  while (dirent* e = ::readdir(d)) {
+    if (e->d_name[0] == '.' || std::atoi(e->d_name) == ::dirfd(d)) continue;
+    std::printf("%s\n", e->d_name);
+  }
+  ::closedir(d);
+  return 0;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
+  if (argc == 2 && std::string(argv[1]) == "fds") return ListFds();
   if (argc < 3) {
     std::fprintf(stderr,
                  "usage: probe syscall NAME | connect IP PORT | kill PID | ptrace PID | ...\n");

@@ -18,6 +18,21 @@ SeccompRule Deny(std::string name, std::string why, int err = 0) {
   return r;
 }
 
+// The filter sees each argument as a 64-bit register, but the kernel reads
+// some as 32-bit ints and ignores the upper half: ioctl's request is an
+// unsigned int, so TIOCSTI | 1 << 32 is TIOCSTI to the kernel, and a rule
+// comparing all 64 bits would let it through. Conditions on such an argument
+// compare its low 32 bits only.
+bool Is32BitArg(std::string_view syscall, int arg) { return syscall == "ioctl" && arg == 1; }
+
+SeccompRule NarrowTo32Bits(SeccompRule r) {
+  if (!Is32BitArg(r.syscall, r.arg)) return r;
+  r.mask = r.op == SeccompRule::Op::kEq ? 0xffffffffu : (r.mask & 0xffffffffu);
+  r.op = SeccompRule::Op::kMaskedEq;
+  r.value &= 0xffffffffu;
+  return r;
+}
+
 SeccompRule DenyIf(std::string name, int arg, SeccompRule::Op op, uint64_t mask, uint64_t value,
                    std::string why) {
   SeccompRule r = Deny(std::move(name), std::move(why));
@@ -25,7 +40,7 @@ SeccompRule DenyIf(std::string name, int arg, SeccompRule::Op op, uint64_t mask,
   r.op = op;
   r.mask = mask;
   r.value = value;
-  return r;
+  return NarrowTo32Bits(std::move(r));
 }
 
 struct ErrnoName {
@@ -36,6 +51,12 @@ constexpr ErrnoName kErrnos[] = {
     {"EPERM", EPERM}, {"ENOSYS", ENOSYS}, {"EACCES", EACCES}, {"EINVAL", EINVAL}};
 
 }  // namespace
+
+bool RuleMatches(const SeccompRule& rule, uint64_t arg_value) {
+  if (rule.arg < 0) return true;
+  if (rule.op == SeccompRule::Op::kEq) return arg_value == rule.value;
+  return (arg_value & rule.mask) == rule.value;
+}
 
 SeccompPolicy DefaultSeccompPolicy() {
   using Op = SeccompRule::Op;
@@ -130,7 +151,7 @@ Result<SeccompPolicy> ParseSeccompProfile(std::string_view text) {
       }
       rule.value = r["value"].get<uint64_t>();
     }
-    p.deny.push_back(std::move(rule));
+    p.deny.push_back(NarrowTo32Bits(std::move(rule)));
   }
   return p;
 }

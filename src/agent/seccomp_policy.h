@@ -36,7 +36,13 @@ struct SeccompPolicy {
   std::vector<SeccompRule> deny;
 };
 
+// Conditions on an argument the kernel reads as 32 bits (ioctl's request)
+// compare its low 32 bits only, in the default policy and in profiles alike:
+// an "eq" there becomes a "masked_eq" with mask 0xffffffff.
 SeccompPolicy DefaultSeccompPolicy();
+// Whether the rule applies to a call whose argument `arg` has this value (as
+// the compiled filter decides it).
+bool RuleMatches(const SeccompRule& rule, uint64_t arg_value);
 [[nodiscard]] Result<SeccompPolicy> ParseSeccompProfile(std::string_view json);
 // "default", "unconfined", or a profile file's contents.
 [[nodiscard]] Result<SeccompPolicy> SeccompPolicyFromOption(std::string_view option,

@@ -37,6 +37,34 @@ TEST(SeccompPolicyTest, CompilesToABpfProgram) {
   EXPECT_TRUE(none->empty());
 }
 
+// Issue 19, finding 11: ioctl's request is an unsigned int to the kernel but
+// a 64-bit register to the filter: a rule on all 64 bits let
+// TIOCSTI | 1 << 32 through. Rules on ioctl's request compare the low 32 bits.
+TEST(SeccompPolicyTest, IoctlRulesMatchTheLow32BitsOnly) {
+  int ioctl_rules = 0;
+  for (const auto& r : DefaultSeccompPolicy().deny) {
+    if (r.syscall != "ioctl") continue;
+    ++ioctl_rules;
+    EXPECT_EQ(r.arg, 1);
+    EXPECT_EQ(r.op, SeccompRule::Op::kMaskedEq) << r.why;
+    EXPECT_EQ(r.mask, 0xffffffffu) << r.why;
+    EXPECT_TRUE(RuleMatches(r, r.value | (1ULL << 32))) << r.why;
+    EXPECT_TRUE(RuleMatches(r, r.value | 0xffffffff00000000ULL)) << r.why;
+    EXPECT_FALSE(RuleMatches(r, r.value + 1)) << r.why;
+  }
+  EXPECT_EQ(ioctl_rules, 2);
+  // A profile's "eq" on ioctl's request is held to the same 32 bits.
+  auto p = ParseSeccompProfile(R"({"deny":[{"syscall":"ioctl","arg":1,"op":"eq","value":21522},
+      {"syscall":"ioctl","arg":1,"op":"masked_eq","mask":18446744073709551615,"value":21523}]})");
+  ASSERT_TRUE(p.ok()) << p.error().ToString();
+  EXPECT_TRUE(RuleMatches(p->deny[0], 21522 | (1ULL << 32)));
+  EXPECT_TRUE(RuleMatches(p->deny[1], 21523 | (1ULL << 40)));
+  // Other syscalls' 64-bit arguments keep all their bits.
+  auto clone = ParseSeccompProfile(R"({"deny":[{"syscall":"clone","arg":0,"value":1}]})");
+  ASSERT_TRUE(clone.ok());
+  EXPECT_FALSE(RuleMatches(clone->deny[0], 1 | (1ULL << 32)));
+}
+
 TEST(SeccompPolicyTest, ProfileFileRoundTrip) {
   auto p = ParseSeccompProfile(R"({"deny":[{"syscall":"mkdir"},
       {"syscall":"ioctl","arg":1,"op":"eq","value":21522},

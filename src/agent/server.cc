@@ -152,6 +152,12 @@ Result<void> ServerImpl::Init() {
     // Outside a pid namespace (tests), become the reaper of our orphans.
     if (::prctl(PR_SET_CHILD_SUBREAPER, 1) != 0) return Errno("prctl", "PR_SET_CHILD_SUBREAPER");
   }
+  // The host's socket (or port) came to us without close-on-exec: set it, so
+  // no command ever holds it (a command holding it could answer the host's
+  // heartbeats). Accepted connections are born close-on-exec.
+  for (int fd : {opts_.port_fd, opts_.listen_fd}) {
+    if (fd >= 0 && ::fcntl(fd, F_SETFD, FD_CLOEXEC) != 0) return Errno("fcntl(F_SETFD)", "");
+  }
   if (opts_.port_fd >= 0) {
     WB_RETURN_IF_ERROR(SetNonBlocking(opts_.port_fd));
     uint64_t id = next_id_++;
@@ -592,9 +598,26 @@ Result<std::string> ResolveProgram(const std::string& name, const std::vector<st
   return Fail("exec", name, "executable file not found in $PATH");
 }
 
+// Closes every fd >= 3 but keep (run in the vfork child: syscalls only).
+// close_range needs Linux 5.9; before it, one close per possible fd.
+int CloseFdsFrom3Except(int keep, int max_fd) {
+  auto close_span = [&](unsigned lo, unsigned hi) -> int {
+    if (lo > hi) return 0;
+    if (::syscall(SYS_close_range, lo, hi, 0) == 0) return 0;
+    if (errno != ENOSYS) return -1;
+    for (unsigned fd = lo; fd <= hi && fd < static_cast<unsigned>(max_fd); ++fd)
+      ::close(static_cast<int>(fd));
+    return 0;
+  };
+  if (keep < 3) return close_span(3, ~0U);
+  if (close_span(3, static_cast<unsigned>(keep) - 1) != 0) return -1;
+  return close_span(static_cast<unsigned>(keep) + 1, ~0U);
+}
+
 enum ChildStep : int {
   kCStepSetsid = 1,
   kCStepFds,
+  kCStepCloseFds,
   kCStepRlimit,
   kCStepGroups,
   kCStepGid,
@@ -611,6 +634,8 @@ const char* ChildStepName(int s) {
       return "setsid";
     case kCStepFds:
       return "dup2";
+    case kCStepCloseFds:
+      return "close_range";
     case kCStepGroups:
       return "setgroups";
     case kCStepGid:
@@ -689,6 +714,8 @@ void ServerImpl::StartExec(uint64_t conn_id, Conn& c, const proto::ExecRequest& 
   int status_w = status->write.get();
   rlimit cur{};
   ::getrlimit(RLIMIT_NOFILE, &cur);
+  // The agent's fds are all below its limit (it never lowers it).
+  const int max_fd = static_cast<int>(std::min<rlim_t>(cur.rlim_cur, 1 << 20));
   const uint64_t want = req.nofile ? req.nofile : opts_.nofile;
   rlimit nofile{std::min<rlim_t>(want, cur.rlim_max), std::min<rlim_t>(want, cur.rlim_max)};
   sock_fprog filter{static_cast<unsigned short>(opts_.seccomp.size()),
@@ -712,6 +739,11 @@ void ServerImpl::StartExec(uint64_t conn_id, Conn& c, const proto::ExecRequest& 
     if (::setsid() < 0) die(kCStepSetsid);
     if (::dup2(child_in, 0) < 0 || ::dup2(child_out, 1) < 0 || ::dup2(child_err, 2) < 0)
       die(kCStepFds);
+    // A command starts with its stdio only: close-on-exec is the rule, but an
+    // fd the agent inherited or one opened without it must not reach a
+    // command either. The status pipe stays open (it is close-on-exec: EOF
+    // tells the agent that execve succeeded).
+    if (CloseFdsFrom3Except(status_w, max_fd) != 0) die(kCStepCloseFds);
     // The agent is shielded from the OOM killer by the host; its commands are
     // not (best effort: a sandbox without /proc keeps the agent's value).
     int oom = ::open("/proc/self/oom_score_adj", O_WRONLY | O_CLOEXEC);

@@ -245,6 +245,20 @@ TEST_F(AgentTest, NoStdinMeansEof) {
   EXPECT_EQ(Run(req).stdout_data, "ok\n");
 }
 
+// Issue 19, finding 9: commands inherited the agent's listening socket (fd 3)
+// and could answer the host's heartbeats. A command starts with its stdio
+// only, whatever the agent holds (here its listening socket and a second
+// connection with a command running on it).
+TEST_F(AgentTest, CommandsStartWithOnlyTheirStdio) {
+  UniqueFd other;
+  StartSleeper(other);
+  ASSERT_TRUE(other.valid());
+  // ls runs in a child: it lists the shell's fds, not its own.
+  auto r = Sh("ls /proc/$$/fd");
+  EXPECT_EQ(r.exit.exit_code, 0) << r.stderr_data;
+  EXPECT_EQ(r.stdout_data, "0\n1\n2\n");
+}
+
 TEST_F(AgentTest, EnvAndCwdApplied) {
   ExecRequest req;
   req.argv = {"/bin/sh", "-c", "echo \"$FOO|$HOSTNAME|$PWD\"; pwd"};

@@ -115,11 +115,14 @@ Action AddImage(CLI::App& app) {
       ImageToolCall call{g.image_tool_path, g.state_dir, g.uid_base, {}};
       if (o->quiet) call.args.push_back("--quiet");
       if (pull->parsed()) {
-        call.args.insert(call.args.end(), {"pull", o->ref});
+        call.args.push_back("pull");
         if (o->insecure) call.args.push_back("--insecure");
+        call.operands = {o->ref};
       } else {
-        call.args.insert(call.args.end(), {"import", o->file});
-        if (!o->name.empty()) call.args.insert(call.args.end(), {"--name", o->name});
+        call.args.push_back("import");
+        // One word: a name like "--help" stays the option's value.
+        if (!o->name.empty()) call.args.push_back("--name=" + o->name);
+        call.operands = {o->file};
       }
       auto rc = ExecImageTool(call);
       if (!rc.ok()) return ReportError(rc.error());

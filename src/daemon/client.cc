@@ -1,6 +1,7 @@
 #include "daemon/client.h"
 
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "base/fd.h"
@@ -34,7 +35,29 @@ Result<std::string> ReadFrame(int fd, const std::string& what) {
 
 }  // namespace
 
+Result<void> CheckSocketOwner(const std::string& path, uid_t me) {
+  size_t slash = path.rfind('/');
+  std::string dir = slash == std::string::npos ? "." : slash == 0 ? "/" : path.substr(0, slash);
+  // The directory first: its owner decides who could have put the socket there.
+  // stat follows symlinks, as connect does: it is what connect would reach.
+  for (const auto& [p, what] : {std::pair{dir, "directory"}, std::pair{path, "socket"}}) {
+    struct stat st;
+    if (::stat(p.c_str(), &st) != 0) {
+      if (errno == ENOENT) continue;  // connect says "no daemon"
+      return Errno("stat", p);
+    }
+    if (st.st_uid != 0 && st.st_uid != me) {
+      return Fail(ErrorCode::kPermissionDenied, "pool", path,
+                  std::string("refusing the socket: its ") + what + " " + p + " belongs to uid " +
+                      std::to_string(st.st_uid) + ", neither root nor this user (uid " +
+                      std::to_string(me) + "); another user may be posing as the daemon");
+    }
+  }
+  return Ok();
+}
+
 Result<int> PoolClient::Connect() {
+  WB_RETURN_IF_ERROR(CheckSocketOwner(socket_, ::geteuid()));
   auto fd = ConnectUnix(socket_);
   if (!fd.ok()) {
     if (fd.error().err == ENOENT || fd.error().err == ECONNREFUSED) {

@@ -1,6 +1,8 @@
 // A blocking client of the pool socket (the CLI, tests, benchmarks).
 #pragma once
 
+#include <sys/types.h>
+
 #include <functional>
 #include <string>
 #include <string_view>
@@ -10,6 +12,14 @@
 #include "proto/pool_proto.h"
 
 namespace wb::daemon {
+
+// Whether a client of user `me` may trust the daemon socket at path: the
+// socket and its directory must belong to root or to `me`. Anyone else could
+// have created them first (the default /tmp/warmbox-UID/pool.sock is in a
+// directory every user may write) and would then see every request, its
+// environment included. A missing socket in a trusted directory is left to
+// connect to report.
+[[nodiscard]] Result<void> CheckSocketOwner(const std::string& path, uid_t me);
 
 class PoolClient {
  public:

@@ -7,6 +7,7 @@
 #include <nlohmann/json.hpp>
 
 #include "base/fs.h"
+#include "base/json.h"
 #include "base/strings.h"
 
 namespace wb::daemon {
@@ -45,9 +46,13 @@ Result<std::string> Base64Decode(std::string_view text, const char* field) {
 }
 
 Result<proto::RunRequest> ParseHttpRunRequest(std::string_view body) {
-  json j = json::parse(body, nullptr, /*allow_exceptions=*/false);
-  if (j.is_discarded())
-    return Fail(ErrorCode::kInvalidArgument, "bad request", "body", "not valid JSON");
+  auto parsed = ParseJsonBounded(body, "body");
+  if (!parsed.ok()) {
+    const std::string& why = parsed.error().detail;
+    return Fail(ErrorCode::kInvalidArgument, "bad request", "body",
+                why == "invalid JSON" ? "not valid JSON" : why);
+  }
+  json j = std::move(*parsed);
   if (!j.is_object())
     return Fail(ErrorCode::kInvalidArgument, "bad request", "body", "expected a JSON object");
   // Strict, unlike the socket (whose upstream clients may send fields of

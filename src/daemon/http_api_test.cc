@@ -41,6 +41,21 @@ TEST(HttpApiTest, StdinBase64CarriesArbitraryBytes) {
   EXPECT_EQ(*r->stdin_data, bytes);
 }
 
+// Issue 19, finding 4: a 200 KB body of nested arrays took the daemon down
+// (re-serialising it for the socket's parser overflowed the stack).
+TEST(HttpApiTest, DeepNestingIsABadRequestNotACrash) {
+  for (const std::string& body :
+       {std::string(200 * 1024, '['),
+        R"({"cmd":["x"],"user":)" + std::string(100 * 1024, '[') + std::string(100 * 1024, ']') +
+            "}",
+        R"({"cmd":["x"],"env":{"A":)" + std::string(100 * 1024, '[') + "}}"}) {
+    auto r = ParseHttpRunRequest(body);
+    ASSERT_FALSE(r.ok());
+    EXPECT_EQ(r.error().ToString(), "bad request(body): JSON nested deeper than 64 levels");
+    EXPECT_EQ(r.error().code, ErrorCode::kInvalidArgument);
+  }
+}
+
 TEST(HttpApiTest, BadRequestsNameTheField) {
   struct Case {
     const char* body;

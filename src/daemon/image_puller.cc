@@ -26,7 +26,8 @@ asio::awaitable<Result<void>> ImagePuller::Pull(const std::string& image) {
     p = std::make_shared<Pending>(io_);
     pending_.emplace(image, p);
     ImageToolCall call = base_;
-    call.args = {"pull", image};
+    call.args = {"pull"};
+    call.operands = {image};
     spdlog::info("pulling image {}", image);
     asio::post(threads_, [this, p, call, image] {
       auto r = RunImageTool(call);

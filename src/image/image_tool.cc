@@ -20,6 +20,12 @@ SpawnOptions Options(const ImageToolCall& call, bool quiet) {
             std::to_string(call.uid_base)};
   if (quiet) o.argv.push_back("--quiet");
   o.argv.insert(o.argv.end(), call.args.begin(), call.args.end());
+  // Operands come from users (an image named "--help"): after "--" the
+  // helper reads them as operands whatever they look like.
+  if (!call.operands.empty()) {
+    o.argv.push_back("--");
+    o.argv.insert(o.argv.end(), call.operands.begin(), call.operands.end());
+  }
   // Proxy settings, $HOME (docker config), $REGISTRY_AUTH_FILE and
   // $WARMBOX_INSECURE_REGISTRIES reach the helper.
   for (char** e = environ; *e; ++e) o.env.push_back(*e);
@@ -55,8 +61,8 @@ Result<void> RunImageTool(const ImageToolCall& call) {
   std::string words = WB_TRY(ReadAll(err.read.get()));
   ExitStatus st = WB_TRY(child.Wait());
   if (st.code == 0 && !st.signal) return Ok();
-  std::string what =
-      call.args.empty() ? "" : call.args[0] + (call.args.size() > 1 ? " " + call.args[1] : "");
+  std::string what = call.args.empty() ? "" : call.args[0];
+  if (!call.operands.empty()) what += " " + call.operands[0];
   std::string_view w = Trim(words);
   if (size_t nl = w.rfind('\n'); nl != std::string_view::npos) w = w.substr(nl + 1);
   if (StartsWith(w, "warmbox: ")) w.remove_prefix(9);

@@ -15,7 +15,8 @@ struct ImageToolCall {
   std::string tool_path;  // warmbox-image
   std::string state_dir;
   uint32_t uid_base = 0;
-  std::vector<std::string> args;  // "pull", REF, ... or "import", FILE, ...
+  std::vector<std::string> args;      // the verb and its options: "pull", "--insecure"
+  std::vector<std::string> operands;  // REF or FILE: after "--", never read as options
 };
 
 // Runs the helper to completion with its output captured; on failure the

@@ -72,6 +72,9 @@ std::string NowRfc3339() {
 Result<void> ImageStore::ValidateName(const std::string& name) {
   if (name.empty() || name.size() > 255)
     return Fail("image name", name, "must be 1-255 characters");
+  // A name is passed to the image helper as an argument: one that looks like
+  // an option ("--help") must never be read as one.
+  if (name.front() == '-') return Fail("image name", name, "must not start with '-'");
   for (unsigned char c : name) {
     if (!(std::isalnum(c) || c == '.' || c == '_' || c == '-' || c == '/' || c == ':' ||
           c == '@')) {

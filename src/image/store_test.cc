@@ -105,7 +105,7 @@ TEST_F(StoreTest, ImportDirShiftsOwnersAndKeepsLinks) {
 
 TEST_F(StoreTest, BadInputIsRefusedWithoutLeftovers) {
   ImageStore store(state_, kBase);
-  for (const char* bad : {"", "a b", "../x", "x;rm", "."}) {
+  for (const char* bad : {"", "a b", "../x", "x;rm", ".", "--help", "-x"}) {
     auto r = store.ImportDir(bad, src_);
     EXPECT_FALSE(r.ok()) << bad;
   }

@@ -10,6 +10,7 @@
 #include <nlohmann/json.hpp>
 
 #include "base/fs.h"
+#include "base/json.h"
 #include "base/strings.h"
 #include "imagetool/blob_store.h"
 #include "imagetool/blob_verify.h"
@@ -131,8 +132,11 @@ Result<oci::Descriptor> DescribeFile(const std::string& path) {
 
 Result<Parsed> ParseDockerArchive(const std::string& root, const std::string& want) {
   Parsed out;
-  auto j = nlohmann::json::parse(WB_TRY(ReadSmall(root + "/manifest.json")), nullptr, false);
-  if (j.is_discarded() || !j.is_array() || j.empty()) {
+  std::string text = WB_TRY(ReadSmall(root + "/manifest.json"));
+  auto parsed = ParseJsonBounded(text, root + "/manifest.json");
+  if (!parsed.ok()) return parsed.error();
+  auto& j = *parsed;
+  if (!j.is_array() || j.empty()) {
     return Fail("import", root + "/manifest.json", "expected a non-empty JSON array");
   }
   const nlohmann::json* pick = j.size() == 1 ? &j[0] : nullptr;

@@ -3,6 +3,7 @@
 #include <cctype>
 #include <nlohmann/json.hpp>
 
+#include "base/json.h"
 #include "base/strings.h"
 
 namespace wb::oci {
@@ -96,8 +97,10 @@ Result<std::string> TokenUrl(const Challenge& c, std::string_view repository) {
 }
 
 Result<std::string> ParseTokenResponse(std::string_view body) {
-  auto j = nlohmann::json::parse(body, nullptr, false);
-  if (j.is_discarded() || !j.is_object()) return Fail("token response", "", "not a JSON object");
+  auto parsed = ParseJsonBounded(body, "token response");
+  if (!parsed.ok()) return parsed.error().Wrap("token response");
+  auto& j = *parsed;
+  if (!j.is_object()) return Fail("token response", "", "not a JSON object");
   for (const char* k : {"token", "access_token"}) {
     if (auto it = j.find(k); it != j.end() && it->is_string() && !it->get<std::string>().empty()) {
       return it->get<std::string>();

@@ -2,6 +2,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "base/json.h"
 #include "base/strings.h"
 #include "oci/reference.h"
 
@@ -11,8 +12,8 @@ namespace {
 using nlohmann::json;
 
 Result<json> ParseJson(std::string_view body, const char* what) {
-  auto j = json::parse(body, nullptr, false);
-  if (j.is_discarded() || !j.is_object()) return Fail("parse", what, "not a JSON object");
+  auto j = WB_TRY(ParseJsonBounded(body, what));
+  if (!j.is_object()) return Fail("parse", what, "not a JSON object");
   return j;
 }
 

@@ -84,6 +84,15 @@ TEST(ManifestTest, RejectsBadDescriptors) {
   EXPECT_FALSE(ParseIndex(R"({"manifests":"x"})").ok());
 }
 
+// Issue 19, finding 4: a registry's documents are bounded like any request.
+TEST(ManifestTest, RejectsDeepNesting) {
+  std::string deep = R"({"config":)" + std::string(100 * 1024, '[') + "}";
+  for (auto r :
+       {ParseManifest(deep).error(), ParseIndex(deep).error(), ParseImageConfig(deep).error()}) {
+    EXPECT_NE(r.ToString().find("nested deeper"), std::string::npos) << r.ToString();
+  }
+}
+
 TEST(ManifestTest, ImageConfigDefaults) {
   auto c = ParseImageConfig(R"({"architecture":"amd64","config":{"Env":["PATH=/usr/bin","A=1"],
     "Cmd":["python3"],"Entrypoint":["/init","--"],"WorkingDir":"/app","User":"1000:1000"}})");

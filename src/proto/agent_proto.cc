@@ -3,6 +3,8 @@
 #include <cstdint>
 #include <nlohmann/json.hpp>
 
+#include "base/json.h"
+
 namespace wb::proto {
 
 using nlohmann::json;
@@ -84,8 +86,12 @@ std::optional<Frame> FrameDecoder::Next() {
 namespace {
 
 Result<json> ParseObject(std::string_view text, const char* what) {
-  json j = json::parse(text, nullptr, /*allow_exceptions=*/false);
-  if (j.is_discarded()) return Fail("parse " + std::string(what), "", "invalid JSON");
+  auto parsed = ParseJsonBounded(text, what);
+  if (!parsed.ok()) {
+    return Fail(ErrorCode::kInvalidArgument, "parse " + std::string(what), "",
+                parsed.error().detail);
+  }
+  json j = std::move(*parsed);
   if (!j.is_object()) return Fail("parse " + std::string(what), "", "expected a JSON object");
   return j;
 }

@@ -299,6 +299,17 @@ TEST(ExecRequestTest, RejectsInvalidJson) {
   EXPECT_FALSE(ParseExecRequest("").ok());
 }
 
+// Issue 19, finding 4: the agent's peer cannot make it build a deep tree.
+TEST(ExecRequestTest, RejectsDeepNesting) {
+  std::string deep = R"({"argv":["ls"],"env":)" + std::string(200 * 1024, '[') +
+                     std::string(200 * 1024, ']') + "}";
+  auto r = ParseExecRequest(deep);
+  ASSERT_FALSE(r.ok());
+  EXPECT_TRUE(Contains(r.error().ToString(), "JSON nested deeper than 64 levels"))
+      << r.error().ToString();
+  EXPECT_EQ(r.error().code, ErrorCode::kInvalidArgument);
+}
+
 TEST(ExecRequestTest, RejectsNonObject) {
   EXPECT_FALSE(ParseExecRequest(R"(["ls"])").ok());
   EXPECT_FALSE(ParseExecRequest(R"("ls")").ok());

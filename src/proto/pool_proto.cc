@@ -3,6 +3,8 @@
 #include <cstdint>
 #include <nlohmann/json.hpp>
 
+#include "base/json.h"
+
 namespace wb::proto {
 
 using nlohmann::json;
@@ -74,8 +76,10 @@ void AppendByteArray(std::string& out, std::string_view data) {
 }
 
 Result<PoolRequest> ParsePoolRequest(std::string_view text) {
-  json j = json::parse(text, nullptr, false);
-  if (j.is_discarded()) return Bad("request", "invalid JSON");
+  auto parsed = ParseJsonBounded(text, "request");
+  if (!parsed.ok())
+    return Bad("request", parsed.error().detail);
+  json j = std::move(*parsed);
   if (!j.is_object()) return Bad("request", "expected a JSON object");
   auto op = j.find("op");
   if (op == j.end() || !op->is_string()) return Bad("op", "missing or not a string");
@@ -228,8 +232,11 @@ std::string StreamChunkJson(bool is_stderr, std::string_view data) {
 }
 
 Result<StreamFrame> ParseStreamFrame(std::string_view text) {
-  json j = json::parse(text, nullptr, false);
-  if (j.is_discarded() || !j.is_object()) return Fail("parse response", "", "invalid JSON");
+  auto parsed = ParseJsonBounded(text, "response");
+  if (!parsed.ok())
+    return Fail(ErrorCode::kInvalidArgument, "parse response", "", parsed.error().detail);
+  json j = std::move(*parsed);
+  if (!j.is_object()) return Fail("parse response", "", "invalid JSON");
   StreamFrame f{StreamFrame::kFinal, {}, {}};
   auto st = j.find("stream");
   if (st != j.end() && st->is_string()) {
@@ -303,8 +310,9 @@ std::string StatusJson(const std::vector<ImageStat>& images) {
 }
 
 Result<std::vector<ImageStat>> ParseStatus(std::string_view text) {
-  json j = json::parse(text, nullptr, false);
-  if (j.is_discarded() || !j.is_object() || !j.contains("images") || !j["images"].is_array()) {
+  auto parsed = ParseJsonBounded(text, "status");
+  json j = parsed.ok() ? std::move(*parsed) : json();
+  if (!j.is_object() || !j.contains("images") || !j["images"].is_array()) {
     return Fail("parse status", "", "expected {\"images\":[...]}");
   }
   std::vector<ImageStat> out;

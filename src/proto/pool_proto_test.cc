@@ -265,6 +265,20 @@ TEST(PoolRequestErrorTest, InvalidJson) {
   EXPECT_TRUE(Contains(BadRequest(""), "invalid JSON"));
 }
 
+// Issue 19, finding 4: deep nesting is refused by name, at the top level or in a field.
+TEST(PoolRequestErrorTest, DeepNestingIsRefused) {
+  std::string deep(200 * 1024, '[');
+  EXPECT_TRUE(Contains(BadRequest(deep), "bad request(request): JSON nested deeper than 64"));
+  std::string field = R"({"op":"run","image":"x","cmd":)" + std::string(100 * 1024, '[') +
+                      std::string(100 * 1024, ']') + "}";
+  EXPECT_TRUE(Contains(BadRequest(field), "JSON nested deeper than 64"));
+  EXPECT_EQ(ParsePoolRequest(deep).error().code, ErrorCode::kInvalidArgument);
+  std::string frame = R"({"stream":"stdout","data":)" + std::string(100 * 1024, '[') + "}";
+  auto f = ParseStreamFrame(frame);
+  ASSERT_FALSE(f.ok());
+  EXPECT_TRUE(Contains(f.error().ToString(), "nested deeper")) << f.error().ToString();
+}
+
 TEST(PoolRequestErrorTest, NonObject) {
   EXPECT_TRUE(Contains(BadRequest("[]"), "expected a JSON object"));
   EXPECT_TRUE(Contains(BadRequest("42"), "expected a JSON object"));

@@ -191,6 +191,50 @@ class NoDaemonTest(unittest.TestCase):
             warmbox.Client(url=url).healthz()
 
 
+class SquattedSocketTest(unittest.TestCase):
+    """Issue 19, finding 12: another user created /tmp/warmbox-UID/pool.sock
+    first and captured a run's environment. The client refuses a socket, or
+    its directory, that belongs to neither root nor itself, before sending."""
+
+    OTHER = 65534  # nobody
+
+    def setUp(self) -> None:
+        if os.geteuid() != 0:
+            self.skipTest("needs root to give the socket to another user")
+
+    def test_socket_of_another_user_is_refused(self) -> None:
+        peer = ScriptedUnixPeer(b"", answer=False)
+        try:
+            os.chown(peer.path, self.OTHER, self.OTHER)
+            with self.assertRaises(warmbox.DaemonUnavailable) as cm:
+                warmbox.Client(socket=peer.path, timeout=0.5).run(["env"], env={"SECRET": "x"})
+            self.assertIn(f"belongs to uid {self.OTHER}", str(cm.exception))
+            self.assertEqual(cm.exception.kind, "permission_denied")
+            # Control: given back to us, the same socket is used.
+            os.chown(peer.path, 0, 0)
+            with self.assertRaises(warmbox.DaemonUnavailable) as cm:
+                warmbox.Client(socket=peer.path, timeout=0.05).run(["true"])
+            self.assertEqual(cm.exception.kind, "timeout")
+        finally:
+            peer.close()
+        self.assertIsNotNone(peer.request, "the control run reached the peer")
+        self.assertNotIn(b"SECRET", peer.request or b"")
+
+    def test_directory_of_another_user_is_refused(self) -> None:
+        peer = ScriptedUnixPeer(b"", answer=False)
+        try:
+            os.chown(peer.dir, self.OTHER, self.OTHER)
+            with self.assertRaises(warmbox.DaemonUnavailable) as cm:
+                warmbox.Client(socket=peer.path, timeout=0.5).status()
+            self.assertIn(f"directory {peer.dir} belongs to uid {self.OTHER}", str(cm.exception))
+            os.chown(peer.dir, 0, 0)
+            with self.assertRaises(warmbox.DaemonUnavailable) as cm:
+                warmbox.Client(socket=peer.path, timeout=0.05).status()
+            self.assertEqual(cm.exception.kind, "timeout")
+        finally:
+            peer.close()
+
+
 # A reply: status, headers, body pieces (sent chunked when there are several).
 Reply = Tuple[int, List[Tuple[str, str]], List[bytes]]
 

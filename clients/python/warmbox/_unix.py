@@ -8,12 +8,35 @@ client never half-closes its side while it still wants the answer.
 from __future__ import annotations
 
 import errno
+import os
 import socket
 from typing import Any, List, Optional, Union
 
 from . import _codec
 from .errors import DaemonUnavailable, ProtocolError
 from .types import Output, PoolStatus, Result
+
+
+def check_socket_owner(path: str) -> None:
+    """Refuses a socket, or a directory holding it, that belongs to neither root
+    nor this user: anyone else could have created them before the daemon (the
+    default ``/tmp/warmbox-UID/pool.sock`` is in a directory every user may
+    write) and would then see every request, its environment included."""
+    me = os.geteuid()
+    directory = os.path.dirname(path) or "."
+    # The directory first: its owner decides who could have put the socket
+    # there. stat follows symlinks, as connect does.
+    for p, what in ((directory, "directory"), (path, "socket")):
+        try:
+            uid = os.stat(p).st_uid
+        except FileNotFoundError:
+            continue  # connect reports the missing daemon
+        except OSError:
+            continue  # connect reports what is wrong with the path
+        if uid not in (0, me):
+            raise DaemonUnavailable(
+                f"refusing {path}: its {what} {p} belongs to uid {uid}, neither root nor this user "
+                f"(uid {me}); another user may be posing as the daemon", kind="permission_denied")
 
 
 class UnixTransport:
@@ -31,6 +54,7 @@ class UnixTransport:
     def _connect(self, read_timeout: Optional[float]) -> socket.socket:
         # Python creates sockets close-on-exec (PEP 446), so a command the
         # caller spawns meanwhile cannot keep the connection (and the run) alive.
+        check_socket_owner(self.path)
         s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
             s.settimeout(self.timeout)

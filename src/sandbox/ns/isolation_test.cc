@@ -113,7 +113,7 @@ TEST_F(IsolationTest, DeniedSyscallsFailWithEperm) {
   for (const char* name :
        {"mount", "umount", "unshare-user", "clone-newuser", "init_module", "finit_module",
         "kexec_load", "bpf", "perf_event_open", "keyctl", "add_key", "reboot", "swapon",
-        "clock_settime", "tiocsti", "userfaultfd", "io_uring_setup", "setns"}) {
+        "clock_settime", "tiocsti", "tiocsti-high", "userfaultfd", "io_uring_setup", "setns"}) {
     EXPECT_EQ(Probe(*sb, {"syscall", name}), "EPERM") << name;
   }
   // Controls: ordinary calls still work.
@@ -272,6 +272,17 @@ TEST_F(IsolationTest, SandboxesCannotReachEachOther) {
       << "control: B reaches its own";
   EXPECT_EQ(Probe(*a, {"connect-abstract", "wb-isolation"}), "ECONNREFUSED");
   t.join();
+}
+
+// Issue 19, finding 9: a command held the agent's host-facing socket (fd 3)
+// and could answer the host's heartbeats. Commands start with stdio only.
+TEST_F(IsolationTest, CommandsHoldNoAgentSocket) {
+  auto sb = New();
+  ASSERT_TRUE(sb);
+  // Busybox's ls may run inside the shell (and list its own directory fd):
+  // the probe lists its fds without the one it reads them with.
+  EXPECT_EQ(Probe(*sb, {"fds"}), "0\n1\n2");
+  EXPECT_EQ(Sh(*sb, "ls -l /proc/$$/fd | grep -c socket:").stdout_data, "0\n");
 }
 
 }  // namespace

@@ -4,7 +4,7 @@
 #include <unistd.h>
 
 #include "base/fs.h"
-#include "sandbox/ns/cgroup.h"
+#include "sandbox/cgroup.h"
 #include "tests/assert_ok.h"
 #include "tests/test_util.h"
 

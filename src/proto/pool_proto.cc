@@ -77,8 +77,7 @@ void AppendByteArray(std::string& out, std::string_view data) {
 
 Result<PoolRequest> ParsePoolRequest(std::string_view text) {
   auto parsed = ParseJsonBounded(text, "request");
-  if (!parsed.ok())
-    return Bad("request", parsed.error().detail);
+  if (!parsed.ok()) return Bad("request", parsed.error().detail);
   json j = std::move(*parsed);
   if (!j.is_object()) return Bad("request", "expected a JSON object");
   auto op = j.find("op");

@@ -1,7 +1,6 @@
 #include "pool/fake_driver.h"
 
 #include <sys/socket.h>
-#include <sys/un.h>
 #include <unistd.h>
 
 #include <boost/asio/co_spawn.hpp>
@@ -12,11 +11,11 @@
 #include <boost/asio/redirect_error.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/write.hpp>
-#include <cstring>
 #include <vector>
 
 #include "base/fd.h"
 #include "base/strings.h"
+#include "sandbox/agent_client.h"
 #include "sandbox/run_policy.h"
 
 namespace wb::pool {
@@ -33,20 +32,6 @@ struct BlockedExec {
   std::shared_ptr<Socket> sock;
   bool finished = false;
 };
-
-// A listening Unix socket at path (plain syscalls: called on a creation thread).
-Result<int> Listen(const std::string& path) {
-  sockaddr_un addr{};
-  addr.sun_family = AF_UNIX;
-  if (path.size() >= sizeof addr.sun_path) return Fail("fake agent", path, "path too long");
-  std::memcpy(addr.sun_path, path.data(), path.size());
-  UniqueFd fd(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
-  if (!fd) return Errno("socket", "AF_UNIX");
-  if (::bind(fd.get(), reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0)
-    return Errno("bind", path);
-  if (::listen(fd.get(), 64) != 0) return Errno("listen", path);
-  return fd.release();
-}
 
 asio::awaitable<Result<proto::Frame>> ReadFrame(Socket& s) {
   unsigned char hdr[proto::kHeaderSize];
@@ -297,7 +282,8 @@ Result<std::unique_ptr<Sandbox>> FakeDriver::Create(const SandboxSpec& spec) {
   // A dead agent has no listener: connecting fails at once, as for a real
   // sandbox whose agent died.
   if (what != FakeCreation::kDead) {
-    int fd = WB_TRY(Listen(path));
+    // The real agents' listener (plain syscalls: called on a creation thread).
+    int fd = WB_TRY(ListenUnix(path)).release();
     asio::post(io_, [agent, fd] { agent->Start(fd); });
   }
   {

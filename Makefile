@@ -58,11 +58,12 @@ SAN_REPORTS = $(abspath $(ASAN_BUILD))/sanitizer-reports
 $(ASAN_BUILD)/build.ninja:
 	cmake -S . -B $(ASAN_BUILD) -G Ninja -DWB_SANITIZE=address,undefined $(CMAKE_FLAGS)
 
-# Everything but the static agent and probe built with ASan+UBSan; runs the
-# unit tests and the daemon e2e tests (PoolTest, socket activation, the HTTP
-# API through curl) under them.
+# Everything the tests below need (CMakeLists.txt, wb_unit_tests), all but
+# the static agent and probe built with ASan+UBSan; runs the unit tests and
+# the daemon e2e tests (PoolTest, socket activation, the HTTP API through
+# curl) under them.
 test-asan: setup $(ASAN_BUILD)/build.ninja
-	cmake --build $(ASAN_BUILD)
+	cmake --build $(ASAN_BUILD) --target wb_unit_tests pool_test activation_test
 	rm -rf $(SAN_REPORTS) && mkdir -p $(SAN_REPORTS)
 	cd $(ASAN_BUILD) || exit 1; \
 	  export ASAN_OPTIONS=log_path=$(SAN_REPORTS)/asan:detect_leaks=1 \
@@ -84,7 +85,7 @@ $(TSAN_BUILD)/build.ninja:
 	cmake -S . -B $(TSAN_BUILD) -G Ninja -DWB_SANITIZE=thread $(CMAKE_FLAGS)
 
 test-tsan: setup $(TSAN_BUILD)/build.ninja
-	cmake --build $(TSAN_BUILD)
+	cmake --build $(TSAN_BUILD) --target pool_test pool_soak_test
 	rm -rf $(TSAN_REPORTS) && mkdir -p $(TSAN_REPORTS)
 	cd $(TSAN_BUILD) || exit 1; \
 	  export TSAN_OPTIONS=log_path=$(TSAN_REPORTS)/tsan:second_deadlock_stack=1; \

@@ -47,8 +47,8 @@ void ExpectPythonBasesInside(const std::string& rel, const std::string& name, Ui
   const std::string key = name + " = ";
   int found = 0;
   for (size_t at = text->find(key); at != std::string::npos; at = text->find(key, at + 1)) {
-    if (at > 0 && (std::isalnum(static_cast<unsigned char>((*text)[at - 1])) ||
-                   (*text)[at - 1] == '_')) {
+    if (at > 0 &&
+        (std::isalnum(static_cast<unsigned char>((*text)[at - 1])) || (*text)[at - 1] == '_')) {
       continue;  // a longer name that ends in `name`
     }
     size_t end = at + key.size();

@@ -10,7 +10,6 @@
 #error "spdlog_lib.cc is built with SPDLOG_COMPILED_LIB (CMakeLists.txt, wb_spdlog)"
 #endif
 
-#include <mutex>
 #include <spdlog/common-inl.h>
 #include <spdlog/details/backtracer-inl.h>
 #include <spdlog/details/console_globals.h>
@@ -27,6 +26,8 @@
 #include <spdlog/sinks/sink-inl.h>
 #include <spdlog/sinks/stdout_sinks-inl.h>
 #include <spdlog/spdlog-inl.h>
+
+#include <mutex>
 
 namespace spdlog {
 template class sinks::base_sink<std::mutex>;

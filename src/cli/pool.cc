@@ -29,6 +29,7 @@ struct StartOpts {
   std::vector<std::string> security_opts;
   size_t creation_cap = 0;
   std::string http, http_token_file;
+  size_t http_max_connections = 256;
 };
 
 Result<int> DoStart(const GlobalOptions& g, const StartOpts& o) {
@@ -93,6 +94,10 @@ Result<int> DoStart(const GlobalOptions& g, const StartOpts& o) {
   if (!d.http_token_file.empty() && d.http.empty() && !std::getenv("LISTEN_FDS")) {
     return Fail("--http-token-file", d.http_token_file, "given without --http ADDR:PORT");
   }
+  if (o.http_max_connections == 0) {
+    return Fail(ErrorCode::kInvalidArgument, "--http-max-connections", "0", "must be at least 1");
+  }
+  d.http_max_connections = o.http_max_connections;
   d.vm_driver = VmOptions(g, o.driver);
   d.default_driver = o.driver.driver;
   return daemon::RunDaemon(d);
@@ -257,7 +262,10 @@ Action AddPool(CLI::App& app) {
                     "serve the HTTP API on ADDR:PORT (off by default; see docs/openapi.yaml)");
   start->add_option(
       "--http-token-file", so->http_token_file,
-      "file holding the API's bearer token (mode 0600; required unless ADDR is loopback)");
+      "file holding the API's bearer token (mode 0600; default STATE/http-token, generated "
+      "at first start)");
+  start->add_option("--http-max-connections", so->http_max_connections,
+                    "HTTP connections open at once; more are answered 503 (default 256)");
 
   CLI::App* run = pool->add_subcommand("run", "run a command in a warm sandbox");
   run->add_option("--socket", ro->socket, "daemon socket");

@@ -236,4 +236,70 @@ Result<std::string> ReadTokenFile(const std::string& path) {
   return t;
 }
 
+std::string DefaultTokenPath(const std::string& state_dir) { return state_dir + "/http-token"; }
+
+Result<std::string> LoadOrCreateTokenFile(const std::string& path, bool* created) {
+  *created = false;
+  struct stat st {};
+  if (::lstat(path.c_str(), &st) == 0) return ReadTokenFile(path);
+  if (errno != ENOENT) return Errno("stat", path);
+  const std::string token = WB_TRY(RandomHex(32));
+  // Written under a temporary name created 0600 (never readable by others,
+  // not even for a moment), then renamed into place.
+  WB_RETURN_IF_ERROR(WriteFileAtomic(path, token + "\n", 0600));
+  *created = true;
+  return token;
+}
+
+namespace {
+
+std::string Lower(std::string_view s) {
+  std::string out(s);
+  for (char& c : out) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  return out;
+}
+
+// "localhost", "127.1.2.3", "[::1]", each with an optional ":PORT".
+bool IsLoopbackHost(std::string_view host) {
+  std::string h = Lower(Trim(host));
+  if (!h.empty() && h.front() == '[') {
+    size_t close = h.find(']');
+    if (close == std::string::npos) return false;
+    std::string rest = h.substr(close + 1);
+    if (!rest.empty() && (rest.front() != ':' || !ParseUint(rest.substr(1), "port").ok()))
+      return false;
+    in6_addr v6{};
+    return ::inet_pton(AF_INET6, h.substr(1, close - 1).c_str(), &v6) == 1 &&
+           IN6_IS_ADDR_LOOPBACK(&v6);
+  }
+  if (size_t colon = h.rfind(':'); colon != std::string::npos) {
+    if (!ParseUint(h.substr(colon + 1), "port").ok()) return false;
+    h.resize(colon);
+  }
+  if (h == "localhost" || h == "localhost.") return true;
+  in_addr v4{};
+  return ::inet_pton(AF_INET, h.c_str(), &v4) == 1 && (ntohl(v4.s_addr) >> 24) == 127;
+}
+
+}  // namespace
+
+std::optional<std::string> BrowserRequestRefusal(std::optional<std::string_view> origin,
+                                                 std::optional<std::string_view> host,
+                                                 bool loopback_listen) {
+  if (origin) {
+    return "cross-origin request refused (Origin: " + std::string(*origin) +
+           "): the API does not serve web pages";
+  }
+  if (loopback_listen && host && !IsLoopbackHost(*host)) {
+    return "unexpected Host header '" + std::string(*host) +
+           "': a loopback API answers only to localhost, 127.0.0.1 or [::1]";
+  }
+  return std::nullopt;
+}
+
+bool IsJsonContentType(std::string_view value) {
+  std::string_view type = value.substr(0, value.find(';'));
+  return Lower(Trim(type)) == "application/json";
+}
+
 }  // namespace wb::daemon

@@ -24,7 +24,8 @@ std::string HttpRunResponseJson(const proto::RunResponse& r);
 // {"stream":"stdout","data":"<base64>"}
 std::string HttpChunkJson(bool is_stderr, std::string_view data);
 // {"error":"...","kind":"busy"}; kind is RunErrorKindName or an HTTP-only kind
-// ("unauthorized", "not_found", "method_not_allowed", "too_large").
+// ("unauthorized", "forbidden", "not_found", "method_not_allowed", "too_large",
+// "unsupported_media_type", "too_many_connections").
 std::string HttpErrorJson(const std::string& message, std::string_view kind);
 // 400, 404, 429, 503, 500 ... (200 for kNone).
 unsigned HttpStatusFor(RunErrorKind kind);
@@ -46,5 +47,27 @@ std::optional<std::string_view> BearerToken(std::string_view authorization);
 bool TokenEquals(std::string_view given, std::string_view expected);
 // Reads a token file: one line, not empty, not readable by group or others.
 [[nodiscard]] Result<std::string> ReadTokenFile(const std::string& path);
+
+// The token file the daemon uses when --http-token-file is not given.
+std::string DefaultTokenPath(const std::string& state_dir);  // STATE/http-token
+// ReadTokenFile(path), or, when path does not exist, a new token (32 random
+// bytes as hex) written there with mode 0600. *created says which.
+[[nodiscard]] Result<std::string> LoadOrCreateTokenFile(const std::string& path, bool* created);
+
+// The browser defences, checked before the token on every endpoint but
+// /healthz (docs/security.md). The API is for programs, never for web pages:
+// - a request with an Origin header (browsers send one on every cross-site
+//   and every POST request) is refused;
+// - on a loopback listen address, the Host header must name loopback
+//   (localhost, 127.0.0.0/8, [::1], with or without a port): a page that
+//   rebinds its own DNS name to 127.0.0.1 sends that name.
+// Returns why the request is refused (403), or nullopt.
+std::optional<std::string> BrowserRequestRefusal(std::optional<std::string_view> origin,
+                                                 std::optional<std::string_view> host,
+                                                 bool loopback_listen);
+// Whether a Content-Type value is application/json (case-insensitive,
+// parameters such as "; charset=utf-8" allowed). POST /v1/run requires it: a
+// page can send text/plain cross-site without a CORS preflight, never JSON.
+bool IsJsonContentType(std::string_view value);
 
 }  // namespace wb::daemon

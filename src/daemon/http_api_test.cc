@@ -233,5 +233,69 @@ TEST_F(TokenFileTest, RefusesOpenModesEmptyShortAndMissingFiles) {
             std::string::npos);
 }
 
+TEST_F(TokenFileTest, GeneratesAPrivateTokenOnceAndKeepsIt) {
+  const std::string path = DefaultTokenPath(dir_);
+  EXPECT_EQ(path, dir_ + "/http-token");
+  bool created = false;
+  ASSERT_OK_AND_ASSIGN(std::string first, LoadOrCreateTokenFile(path, &created));
+  EXPECT_TRUE(created);
+  EXPECT_EQ(first.size(), 64u);
+  EXPECT_EQ(first.find_first_not_of("0123456789abcdef"), std::string::npos);
+  struct stat st {};
+  ASSERT_EQ(::stat(path.c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 0777, 0600u);
+  // The next start reads the same token: clients keep working across restarts.
+  ASSERT_OK_AND_ASSIGN(std::string again, LoadOrCreateTokenFile(path, &created));
+  EXPECT_FALSE(created);
+  EXPECT_EQ(again, first);
+  // A token file someone opened up is refused, never silently replaced.
+  ASSERT_EQ(::chmod(path.c_str(), 0644), 0);
+  auto opened = LoadOrCreateTokenFile(path, &created);
+  ASSERT_FALSE(opened.ok());
+  EXPECT_NE(opened.error().ToString().find("chmod 600"), std::string::npos);
+  // A missing state dir is an error naming the path.
+  auto missing = LoadOrCreateTokenFile(dir_ + "/no/such/http-token", &created);
+  ASSERT_FALSE(missing.ok());
+  EXPECT_NE(missing.error().ToString().find(dir_ + "/no/such/http-token"), std::string::npos);
+}
+
+TEST(HttpApiTest, BrowserRequestsAreRefused) {
+  using std::nullopt;
+  // Programs (curl, SDKs) send no Origin and the Host they connected to.
+  EXPECT_EQ(BrowserRequestRefusal(nullopt, "127.0.0.1:8080", true), nullopt);
+  EXPECT_EQ(BrowserRequestRefusal(nullopt, "localhost:8080", true), nullopt);
+  EXPECT_EQ(BrowserRequestRefusal(nullopt, "LOCALHOST", true), nullopt);
+  EXPECT_EQ(BrowserRequestRefusal(nullopt, "[::1]:80", true), nullopt);
+  EXPECT_EQ(BrowserRequestRefusal(nullopt, "127.3.2.1", true), nullopt);
+  EXPECT_EQ(BrowserRequestRefusal(nullopt, nullopt, true), nullopt);  // HTTP/1.0
+  // Any Origin: a web page (cross-site form, fetch) is behind it.
+  auto origin = BrowserRequestRefusal("https://evil.example", "127.0.0.1:8080", true);
+  ASSERT_TRUE(origin);
+  EXPECT_NE(origin->find("https://evil.example"), std::string::npos);
+  EXPECT_TRUE(BrowserRequestRefusal("null", "127.0.0.1:8080", true));
+  EXPECT_TRUE(BrowserRequestRefusal("http://127.0.0.1:8080", "127.0.0.1:8080", false));
+  // DNS rebinding: a page's own name resolving to 127.0.0.1.
+  for (const char* host :
+       {"evil.example:8080", "evil.example", "localhost.evil.example", "127.0.0.1.evil.example",
+        "128.0.0.1:80", "[::2]:80", "[::1]x", "localhost:", "localhost:port", ""}) {
+    auto r = BrowserRequestRefusal(nullopt, host, true);
+    ASSERT_TRUE(r) << host;
+    EXPECT_NE(r->find("Host"), std::string::npos) << *r;
+  }
+  // Off loopback the token is the defence; any Host name may be in use.
+  EXPECT_EQ(BrowserRequestRefusal(nullopt, "sandboxes.example.com", false), nullopt);
+}
+
+TEST(HttpApiTest, JsonContentTypes) {
+  EXPECT_TRUE(IsJsonContentType("application/json"));
+  EXPECT_TRUE(IsJsonContentType("Application/JSON; charset=utf-8"));
+  EXPECT_TRUE(IsJsonContentType(" application/json "));
+  EXPECT_FALSE(IsJsonContentType("text/plain"));
+  EXPECT_FALSE(IsJsonContentType("application/x-www-form-urlencoded"));
+  EXPECT_FALSE(IsJsonContentType("multipart/form-data; boundary=x"));
+  EXPECT_FALSE(IsJsonContentType("application/jsonx"));
+  EXPECT_FALSE(IsJsonContentType(""));
+}
+
 }  // namespace
 }  // namespace wb::daemon

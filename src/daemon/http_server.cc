@@ -2,6 +2,7 @@
 
 #include <sys/socket.h>
 
+#include <array>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
 #include <boost/asio/ip/tcp.hpp>
@@ -137,6 +138,13 @@ struct HttpServer::Impl {
         continue;
       }
       s.set_option(tcp::no_delay(true), ec);
+      if (connections >= opts.max_connections) {
+        asio::co_spawn(io, Refuse(std::move(s)), asio::detached);
+        continue;
+      }
+      // Counted here, not when the session first runs: the next accept is
+      // checked against it before then.
+      ++connections;
       asio::co_spawn(io, Session(std::move(s)), asio::detached);
     }
   }
@@ -172,7 +180,86 @@ struct HttpServer::Impl {
     co_await Send(s, version, head, status, HttpErrorJson(msg, kind), kJson, keep, extra);
   }
 
+  // Over --http-max-connections: a 503 without reading anything, then close.
+  asio::awaitable<void> Refuse(tcp::socket sock) {
+    beast::tcp_stream stream(std::move(sock));
+    ++requests;
+    std::vector<std::pair<http::field, std::string>> extra;
+    extra.emplace_back(http::field::retry_after, "1");
+    co_await SendError(stream, 11, false, http::status::service_unavailable,
+                       "too many connections (" + std::to_string(opts.max_connections) +
+                           " open; --http-max-connections)",
+                       "too_many_connections", false, extra);
+    co_await LingeringClose(stream);
+  }
+
+  // Closes after a response sent without reading the request's body. A
+  // close(2) with unread bytes makes the kernel send a reset, which can
+  // destroy the response before the client reads it: stop sending, then read
+  // and drop what the client still sends (into a small buffer, never kept)
+  // until it closes too, for at most 16 MiB or 2 s. (Loopback sockets can
+  // hold megabytes in flight when the client notices the answer.)
+  static asio::awaitable<void> LingeringClose(beast::tcp_stream& s) {
+    error_code ec;
+    s.socket().shutdown(tcp::socket::shutdown_send, ec);
+    if (ec) co_return;
+    std::array<char, 4096> sink;
+    size_t dropped = 0;
+    s.expires_after(std::chrono::seconds(2));
+    while (dropped < (size_t{16} << 20)) {
+      size_t n = co_await s.async_read_some(asio::buffer(sink), redirect_error(use_awaitable, ec));
+      if (ec) break;
+      dropped += n;
+    }
+    s.expires_never();
+  }
+
+  // Every request but /healthz passes here when its head has arrived, before
+  // its body is read (docs/security.md): the browser defences, then the
+  // token. Sends the refusal and returns false when the request may not go on.
+  asio::awaitable<bool> AdmitHead(beast::tcp_stream& s, const Request& req, bool body_pending) {
+    auto header = [&req](http::field f) -> std::optional<std::string_view> {
+      auto it = req.find(f);
+      if (it == req.end()) return std::nullopt;
+      return std::string_view(it->value().data(), it->value().size());
+    };
+    const unsigned v = req.version();
+    const bool head = req.method() == http::verb::head;
+    // Without the body read, the connection cannot serve another request.
+    const bool keep = req.keep_alive() && !body_pending;
+    http::status status = http::status::ok;
+    std::string msg;
+    const char* kind = "";
+    std::vector<std::pair<http::field, std::string>> extra;
+    if (auto why = BrowserRequestRefusal(header(http::field::origin), header(http::field::host),
+                                         opts.addr.loopback)) {
+      status = http::status::forbidden;
+      msg = *why;
+      kind = "forbidden";
+    } else if (!Authorized(req)) {
+      status = http::status::unauthorized;
+      kind = "unauthorized";
+      msg = "authentication required: send 'Authorization: Bearer TOKEN'";
+      std::string challenge = R"(Bearer realm="warmbox")";
+      if (req.find(http::field::authorization) != req.end()) {
+        msg = "invalid bearer token";
+        challenge = R"(Bearer realm="warmbox", error="invalid_token")";
+      }
+      extra.emplace_back(http::field::www_authenticate, std::move(challenge));
+    } else {
+      co_return true;
+    }
+    ++requests;
+    co_await SendError(s, v, head, status, msg, kind, keep, extra);
+    if (!keep) co_await LingeringClose(s);
+    co_return false;
+  }
+
   asio::awaitable<void> Session(tcp::socket sock) {
+    struct Count {
+      size_t& n;
+      ~Count() { --n; }
+    } count{connections};
     beast::tcp_stream stream(std::move(sock));
     beast::flat_buffer buf;
     for (;;) {
@@ -187,6 +274,14 @@ struct HttpServer::Impl {
       // for bodies over 1 MiB) waits for our go-ahead before the body. The
       // body limit is checked against Content-Length before it is sent.
       co_await http::async_read_header(stream, buf, parser, redirect_error(use_awaitable, ec));
+      if (!ec && !IsHealthz(parser.get().target())) {
+        stream.expires_never();
+        if (!co_await AdmitHead(stream, parser.get(), !parser.is_done())) {
+          if (!parser.is_done() || !parser.get().keep_alive()) co_return;
+          continue;
+        }
+        stream.expires_after(opts.request_timeout);
+      }
       if (!ec && !parser.is_done()) {
         auto expect = parser.get().find(http::field::expect);
         if (expect != parser.get().end() && beast::iequals(expect->value(), "100-continue")) {
@@ -202,6 +297,7 @@ struct HttpServer::Impl {
         co_await SendError(stream, 11, false, http::status::payload_too_large,
                            "request body exceeds " + std::to_string(proto::kMaxRequest) + " bytes",
                            "too_large", false);
+        co_await LingeringClose(stream);
         co_return;
       }
       if (ec) {
@@ -210,6 +306,7 @@ struct HttpServer::Impl {
           ++requests;
           co_await SendError(stream, 11, false, http::status::bad_request,
                              "malformed HTTP request: " + ec.message(), "bad_request", false);
+          co_await LingeringClose(stream);
         }
         co_return;  // EOF, timeout or reset
       }
@@ -223,8 +320,12 @@ struct HttpServer::Impl {
     }
   }
 
+  static bool IsHealthz(beast::string_view target) {
+    return target.substr(0, target.find('?')) == "/healthz";
+  }
+
   bool Authorized(const Request& req) const {
-    if (opts.token.empty()) return true;
+    if (opts.token.empty()) return false;  // the daemon always sets one
     auto it = req.find(http::field::authorization);
     if (it == req.end()) return false;
     auto tok = BearerToken(std::string_view(it->value().data(), it->value().size()));
@@ -265,18 +366,7 @@ struct HttpServer::Impl {
       co_await Send(s, v, head, status, std::move(body), kJson, keep);
       co_return keep;
     }
-    if (!Authorized(req)) {
-      std::string msg = "authentication required: send 'Authorization: Bearer TOKEN'";
-      std::string challenge = R"(Bearer realm="warmbox")";
-      if (req.find(http::field::authorization) != req.end()) {
-        msg = "invalid bearer token";
-        challenge = R"(Bearer realm="warmbox", error="invalid_token")";
-      }
-      std::vector<std::pair<http::field, std::string>> extra;
-      extra.emplace_back(http::field::www_authenticate, std::move(challenge));
-      co_await SendError(s, v, head, http::status::unauthorized, msg, "unauthorized", keep, extra);
-      co_return keep;
-    }
+    // The browser defences and the token were checked at the head (AdmitHead).
     if (target == "/metrics") {
       if (!get) co_return co_await MethodNotAllowed(s, req, target, "GET", keep);
       co_await Send(s, v, head, http::status::ok, svc.Metrics(),
@@ -291,6 +381,15 @@ struct HttpServer::Impl {
     if (target == "/v1/run") {
       if (req.method() != http::verb::post)
         co_return co_await MethodNotAllowed(s, req, target, "POST", keep);
+      auto type = req.find(http::field::content_type);
+      if (type == req.end() ||
+          !IsJsonContentType(std::string_view(type->value().data(), type->value().size()))) {
+        svc.CountError(RunErrorKind::kBadRequest);
+        co_await SendError(s, v, false, http::status::unsupported_media_type,
+                           "POST /v1/run takes a JSON body: send 'Content-Type: application/json'",
+                           "unsupported_media_type", keep);
+        co_return keep;
+      }
       co_return co_await HandleRun(s, req, keep);
     }
     co_await SendError(s, v, head, http::status::not_found, "no such endpoint: " + target,
@@ -337,6 +436,7 @@ struct HttpServer::Impl {
   HttpOptions opts;
   tcp::acceptor acceptor;
   uint64_t requests = 0;
+  size_t connections = 0;  // open sessions (Session), against opts.max_connections
 };
 
 HttpServer::HttpServer(asio::io_context& io, RunService& service, HttpOptions opts)
@@ -355,6 +455,9 @@ Result<void> HttpServer::Open() {
     }
     a.assign(ss.ss_family == AF_INET6 ? tcp::v6() : tcp::v4(), impl_->opts.listen_fd, ec);
     if (ec) return ErrnoValue(ec.value(), "assign", "http listen fd");
+    // The Host check (AdmitHead) applies on loopback, wherever the address came from.
+    auto local = a.local_endpoint(ec);
+    impl_->opts.addr.loopback = !ec && local.address().is_loopback();
     return Ok();
   }
   const auto& addr = impl_->opts.addr;

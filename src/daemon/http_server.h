@@ -15,8 +15,12 @@ namespace wb::daemon {
 
 struct HttpOptions {
   ListenAddress addr;
-  std::string token;  // "" = no authentication (loopback only; checked by the caller)
+  std::string token;  // the bearer token (never empty: the daemon generates one)
   std::chrono::milliseconds request_timeout{10000};  // to receive a request's head and body
+  // Connections open at once; one more is answered 503 and closed. With 16
+  // KiB of headers and nothing read before the token, this bounds what
+  // unauthenticated clients can make the daemon hold.
+  size_t max_connections = 256;
   int listen_fd = -1;  // an inherited listening socket (systemd), instead of binding addr
 };
 

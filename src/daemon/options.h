@@ -25,10 +25,11 @@ struct DaemonOptions {
   std::chrono::milliseconds drain_grace{10000};      // in-flight runs at stop
   std::chrono::milliseconds request_timeout{10000};  // to receive a request
   NsDriverOptions driver;
-  // The HTTP API: "ADDR:PORT" ("" = off), and the bearer token's file
-  // (required unless ADDR is loopback).
+  // The HTTP API: "ADDR:PORT" ("" = off), the bearer token's file ("" =
+  // STATE/http-token, generated at first start) and the connection cap.
   std::string http;
   std::string http_token_file;
+  size_t http_max_connections = 256;
   // Whether to remove socket_path at exit (not when systemd passed the socket).
   bool unlink_socket = true;
   std::string image_tool_path;  // warmbox-image: pulls images the pools need

@@ -198,20 +198,23 @@ Result<int> RunDaemon(const DaemonOptions& options) {
       }
       h.addr = *addr;
     }
-    if (!opts.http_token_file.empty()) {
-      auto token = ReadTokenFile(opts.http_token_file);
-      if (!token.ok()) {
-        cleanup_socket();
-        return token.error();
-      }
-      h.token = *token;
-    } else if (http_fd || !h.addr.loopback) {
-      // Anyone who can reach a non-loopback port could run code: a token is
-      // mandatory there (and for inherited sockets, whose address systemd chose).
+    // A token always (docs/security.md): the one in --http-token-file, or
+    // the state dir's, generated at first start. Without one, every local
+    // user (and, through the browser, every web page) could run code.
+    bool created = false;
+    auto token = opts.http_token_file.empty()
+                     ? LoadOrCreateTokenFile(DefaultTokenPath(opts.driver.state_dir), &created)
+                     : ReadTokenFile(opts.http_token_file);
+    if (!token.ok()) {
       cleanup_socket();
-      return Fail("--http", opts.http.empty() ? "socket activation" : opts.http,
-                  "a non-loopback address needs --http-token-file (bearer-token authentication)");
+      return token.error();
     }
+    if (created) {
+      spdlog::info("http: generated the API's bearer token in {}",
+                   DefaultTokenPath(opts.driver.state_dir));
+    }
+    h.token = *token;
+    h.max_connections = opts.http_max_connections;
     h.request_timeout = opts.request_timeout;
     h.listen_fd = http_fd.release();
     http = std::move(h);

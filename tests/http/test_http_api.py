@@ -346,6 +346,8 @@ class Daemon:
                 self.proc = subprocess.Popen(argv, env=self.env, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
                                              preexec_fn=die_with_parent)
             if eventually(self._healthy_or_dead, timeout=20) and self.proc.poll() is None:
+                if self.token is None:
+                    self.token = self.generated_token()
                 return self
             if self.proc.poll() is None:
                 raise AssertionError("daemon did not answer /healthz within 20 s:\n" + self.log())
@@ -363,12 +365,24 @@ class Daemon:
         except OSError:
             return False
 
+    def generated_token(self):
+        """STATE/http-token, which the daemon generates without --http-token-file."""
+        path = os.path.join(self.tmp, "http-token")
+        mode = os.stat(path).st_mode & 0o777
+        assert mode == 0o600, "%s has mode %o" % (path, mode)
+        with open(path) as f:
+            return f.read().strip()
+
     @property
     def url(self):
         return "http://127.0.0.1:%d" % self.port
 
     def auth(self):
         return ["Authorization: Bearer " + self.token] if self.token else []
+
+    def curl_auth(self):
+        """auth() as curl arguments."""
+        return [arg for h in self.auth() for arg in ("-H", h)]
 
     def log(self):
         try:
@@ -595,7 +609,7 @@ BAD_REQUESTS = [
 
 
 class ApiTest(DaemonTestCase):
-    """A loopback daemon without a token: runs, streams, bad requests."""
+    """A loopback daemon with its generated token: runs, streams, bad requests."""
     UID_BASE = 1650000000
     CGROUP_PARENT = "warmbox-httptest"
     ARGS = ("--size", "2", "--max", "4")
@@ -638,7 +652,7 @@ class ApiTest(DaemonTestCase):
             hfile = os.path.join(d, "h")
             with subprocess.Popen(["curl", "-sS", "-N", "--max-time", "60", "-D", hfile, "-X", "POST",
                                    "-H", "Accept: application/x-ndjson", "-H", "Content-Type: application/json",
-                                   "--data-binary", body, self.daemon.url + "/v1/run"],
+                                   *self.daemon.curl_auth(), "--data-binary", body, self.daemon.url + "/v1/run"],
                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE) as p:
                 lines, arrived = [], []
                 for raw in p.stdout:
@@ -798,6 +812,7 @@ class ApiTest(DaemonTestCase):
             f.flush()
             p = subprocess.run(["curl", "-sS", "-v", "-o", "/dev/null", "-H", "Expect: 100-continue",
                                 "--expect100-timeout", "2", "--max-time", "60", "-X", "POST",
+                                "-H", "Content-Type: application/json", *self.daemon.curl_auth(),
                                 "--data-binary", "@" + f.name, self.daemon.url + "/v1/run"],
                                capture_output=True, text=True, timeout=90)
         self.assertEqual(p.returncode, 0, p.stderr)
@@ -841,7 +856,8 @@ class BusyTest(DaemonTestCase):
         process once the command has printed "started" (proof it runs)."""
         cmd = ["sh", "-c", "echo started; sleep %s; %s" % (seconds, then or "true")]
         p = subprocess.Popen(["curl", "-sS", "-N", "--max-time", "60", "-X", "POST",
-                              "-H", "Accept: application/x-ndjson", "--data-binary",
+                              "-H", "Accept: application/x-ndjson", "-H", "Content-Type: application/json",
+                              *self.daemon.curl_auth(), "--data-binary",
                               json.dumps({"cmd": cmd}), self.daemon.url + "/v1/run"],
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         first = json.loads(p.stdout.readline() or b"null")
@@ -949,6 +965,171 @@ class TokenTest(DaemonTestCase):
         self.assertEqual(r.status, 200)
 
 
+def daemon_rss_kib(pid):
+    with open("/proc/%d/status" % pid) as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    raise AssertionError("no VmRSS for pid %d" % pid)
+
+
+def read_response_head(sock):
+    """The status code and headers of the response on sock (raw HTTP/1.1)."""
+    data = b""
+    while b"\r\n\r\n" not in data:
+        chunk = sock.recv(4096)
+        if not chunk:
+            raise AssertionError("connection closed before a response head: %r" % data)
+        data += chunk
+    head = data.split(b"\r\n\r\n", 1)[0].decode("latin-1")
+    status = int(head.split("\r\n", 1)[0].split(" ")[1])
+    return status, parse_headers(head)
+
+
+def drain_until_closed(sock, timeout=5):
+    """Reads until the peer closes; True if it did within timeout."""
+    sock.settimeout(timeout)
+    try:
+        while sock.recv(65536):
+            pass
+        return True
+    except socket.timeout:
+        return False
+    except ConnectionResetError:
+        return True
+
+
+class HardeningTest(DaemonTestCase):
+    """What stands before the token and the body: a loopback daemon with its
+    generated token and 8 connections at most (docs/security.md, HTTP API)."""
+    UID_BASE = 1650210000  # RefusalTest's range: its daemons never start a sandbox
+    CGROUP_PARENT = "warmbox-httptest-hardening"
+    MAX_CONNECTIONS = 8
+    ARGS = ("--size", "1", "--http-max-connections", str(MAX_CONNECTIONS))
+
+    def connect(self):
+        s = socket.create_connection(("127.0.0.1", self.daemon.port), timeout=10)
+        self.addCleanup(s.close)
+        return s
+
+    def test_generated_token_is_required(self):
+        self.assertEqual(len(self.daemon.token), 64)
+        r = self.request("GET", "/v1/pools", auth=False)
+        self.assertEqual((r.status, r.parsed["kind"]), (401, "unauthorized"))
+        self.assertEqual(self.request("GET", "/v1/pools").status, 200)
+        self.assertEqual(self.run_json({"cmd": ["echo", "ok"]}).parsed["exit_code"], 0)
+
+    def test_refused_at_the_head_before_the_body(self):
+        # An 8,000,000-byte body announced, not one byte of it sent: the
+        # answer comes at once (the old daemon waited for the whole body).
+        cases = [
+            ("no token", [], 401, "unauthorized"),
+            ("wrong token", ["Authorization: Bearer " + "x" * 64], 401, "unauthorized"),
+            ("a web page", ["Authorization: Bearer " + self.daemon.token, "Origin: https://evil.example"],
+             403, "forbidden"),
+        ]
+        for name, extra, status, kind in cases:
+            with self.subTest(name):
+                s = self.connect()
+                head = ["POST /v1/run HTTP/1.1", "Host: 127.0.0.1:%d" % self.daemon.port,
+                        "Content-Type: application/json", "Content-Length: 8000000"] + extra
+                s.sendall(("\r\n".join(head) + "\r\n\r\n").encode())
+                s.settimeout(5)
+                got, headers = read_response_head(s)
+                self.assertEqual(got, status)
+                self.assertEqual(headers.get("connection"), "close")
+                # The body was never awaited: the daemon closes its side at once.
+                self.assertTrue(drain_until_closed(s), "the daemon kept the connection open")
+
+    def test_browser_requests_are_refused(self):
+        # A cross-site form or fetch carries an Origin, token or not.
+        for path, method in [("/v1/run", "POST"), ("/v1/pools", "GET"), ("/metrics", "GET")]:
+            for auth in (True, False):
+                with self.subTest(path=path, auth=auth):
+                    r = self.request(method, path, headers=["Origin: https://evil.example"], auth=auth,
+                                     body='{"cmd":["true"]}' if method == "POST" else None)
+                    self.assertEqual((r.status, r.parsed["kind"]), (403, "forbidden"))
+                    self.assertIn("evil.example", r.parsed["error"])
+        # DNS rebinding: the page's own name, resolved to 127.0.0.1.
+        r = self.request("GET", "/v1/pools", headers=["Host: rebind.evil.example:%d" % self.daemon.port])
+        self.assertEqual((r.status, r.parsed["kind"]), (403, "forbidden"))
+        self.assertIn("Host", r.parsed["error"])
+        r = self.request("GET", "/v1/pools", headers=["Host: localhost:%d" % self.daemon.port])
+        self.assertEqual(r.status, 200)
+        # The bodies a page may send cross-site without a preflight.
+        for ctype in ["text/plain", "application/x-www-form-urlencoded", "multipart/form-data; boundary=x"]:
+            with self.subTest(ctype=ctype):
+                r = self.request("POST", "/v1/run", body='{"cmd":["true"]}', headers=["Content-Type: " + ctype])
+                self.assertEqual((r.status, r.parsed["kind"]), (415, "unsupported_media_type"))
+        r = self.run_json({"cmd": ["true"]}, headers=["Content-Type: application/json; charset=utf-8"])
+        self.assertEqual(r.parsed["exit_code"], 0)
+        # Health probes stay open to load balancers.
+        r = self.request("GET", "/healthz", headers=["Origin: https://evil.example", "Host: lb.example"],
+                         auth=False)
+        self.assertEqual(r.status, 200)
+
+    def test_connection_cap(self):
+        def attempt():
+            idle = [self.connect() for _ in range(self.MAX_CONNECTIONS)]
+            extra = self.connect()
+            extra.settimeout(5)
+            status, headers = read_response_head(extra)
+            refused_idle = 0
+            for s in idle:
+                s.setblocking(False)
+                try:
+                    if s.recv(1):
+                        refused_idle += 1  # a leftover connection of an earlier test still counted
+                except BlockingIOError:
+                    pass
+            for s in idle + [extra]:
+                s.close()
+            return (status, headers) if refused_idle == 0 else None
+
+        got = eventually(attempt, timeout=30)
+        self.assertIsNotNone(got, "8 idle connections did not fill the cap")
+        status, headers = got
+        self.assertEqual(status, 503)
+        self.assertEqual(headers.get("retry-after"), "1")
+        # Once they are closed, requests are served again.
+        self.assertTrue(eventually(lambda: self.request("GET", "/v1/pools").status == 200, timeout=10))
+        r = self.request("GET", "/metrics")
+        self.assertEqual(r.status, 200)
+
+    def test_z_unauthenticated_flood_holds_no_memory(self):
+        # The review's attack: 150 connections without a token, each sending a
+        # head announcing 8 MiB and then body bytes. The daemon reads no body
+        # before the token and holds at most 8 connections.
+        pid = self.daemon.proc.pid
+        before = daemon_rss_kib(pid)
+        socks = []
+        for _ in range(150):
+            s = socket.create_connection(("127.0.0.1", self.daemon.port), timeout=10)
+            socks.append(s)
+            head = ("POST /v1/run HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+                    "Content-Length: 8388000\r\n\r\n").encode()
+            s.sendall(head)
+        statuses = []
+        chunk = b"[" * 65536
+        for s in socks:
+            s.settimeout(5)
+            try:
+                for _ in range(4):
+                    s.sendall(chunk)
+            except OSError:
+                pass  # the daemon answered and closed: the rest is not wanted
+            try:
+                statuses.append(read_response_head(s)[0])
+            except (OSError, AssertionError) as e:
+                statuses.append(repr(e))
+        grown = daemon_rss_kib(pid) - before
+        for s in socks:
+            s.close()
+        self.assertTrue(set(statuses) <= {401, 503}, statuses)
+        self.assertLess(grown, 32 * 1024, "the daemon grew by %d KiB" % grown)
+        self.assertTrue(eventually(lambda: self.request("GET", "/v1/pools").status == 200, timeout=10))
+
+
 class RefusalTest(unittest.TestCase):
     """The daemon refuses unsafe HTTP configurations at start: exit 125, a clear error, nothing left."""
 
@@ -967,11 +1148,24 @@ class RefusalTest(unittest.TestCase):
         return subprocess.run(d.cli("pool", "start", "--socket", d.socket, *args), env=d.env,
                               stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=30)
 
-    def test_non_loopback_without_token(self):
-        r = self.start("--http", "0.0.0.0:%d" % free_port())
+    def test_generated_token_file_opened_up(self):
+        # STATE/http-token is never silently replaced or used once others can read it.
+        path = os.path.join(self.daemon.tmp, "http-token")
+        with open(path, "w") as f:
+            f.write(TOKEN + "\n")
+        os.chmod(path, 0o644)
+        r = self.start("--http", "127.0.0.1:%d" % free_port())
         self.assertEqual(r.returncode, 125, r.stderr)
-        self.assertIn("non-loopback address needs --http-token-file", r.stderr)
+        self.assertIn(path, r.stderr)
+        self.assertIn("chmod 600", r.stderr)
         self.assertFalse(os.path.exists(self.daemon.socket), "the socket file was left behind")
+        with open(path) as f:
+            self.assertEqual(f.read(), TOKEN + "\n")
+
+    def test_zero_max_connections(self):
+        r = self.start("--http", "127.0.0.1:%d" % free_port(), "--http-max-connections", "0")
+        self.assertEqual(r.returncode, 125, r.stderr)
+        self.assertIn("--http-max-connections", r.stderr)
 
     def test_token_file_readable_by_others(self):
         path = os.path.join(self.daemon.tmp, "token")

@@ -142,10 +142,11 @@ class PrometheusTest(DaemonTestCase):
         # Both warm sandboxes ready first, so the first run is a hit for sure.
         self.daemon.wait_pool(lambda p: p and p["idle"] == 2, "2 idle sandboxes")
         for i in range(RUNS):
-            r = self.request("POST", "/v1/run", body=json.dumps({"cmd": ["sh", "-c", "echo %d" % i]}))
+            r = self.request("POST", "/v1/run", body=json.dumps({"cmd": ["sh", "-c", "echo %d" % i]}),
+                             headers=["Content-Type: application/json"])
             self.assertEqual(r.status, 200, r)
             self.assertEqual(r.parsed["exit_code"], 0)
-        r = self.request("POST", "/v1/run", body="{bad json")
+        r = self.request("POST", "/v1/run", body="{bad json", headers=["Content-Type: application/json"])
         self.assertEqual(r.status, 400)
 
         image = frozenset({("image", "busybox"), ("driver", "ns")})

@@ -155,6 +155,13 @@ class Daemon:
         if not eventually(serving, 30):
             raise AssertionError("daemon did not serve within 30 s:\n" + self.log_text())
         if self.http:
+            if self.token is None:
+                # No --http-token-file: the daemon generated STATE/http-token.
+                path = os.path.join(self.state, "http-token")
+                if os.stat(path).st_mode & 0o077:
+                    raise AssertionError(f"{path} is readable by group or others")
+                with open(path) as f:
+                    self.token = f.read().strip()
             hc = warmbox.Client(url=self.url, token=self.token, timeout=5)
 
             def http_serving() -> bool:

@@ -228,6 +228,14 @@ class ResponseTest(unittest.TestCase):
         e = err(404, {"error": "image(x): no such image", "kind": "no_image"})
         self.assertEqual((type(e), e.kind), (warmbox.RunError, "no_image"))
         self.assertEqual(err(503, {"error": "draining"}).kind, "draining")
+        e = err(503, {"error": "too many connections", "kind": "too_many_connections"}, "1")
+        self.assertIsInstance(e, warmbox.Busy)
+        self.assertEqual((e.kind, e.retry_after), ("too_many_connections", 1.0))  # type: ignore[attr-defined]
+        e = err(403, {"error": "cross-origin request refused", "kind": "forbidden"})
+        self.assertEqual((type(e), e.kind), (warmbox.AuthError, "forbidden"))
+        self.assertEqual(err(403, b"").kind, "forbidden")
+        e = err(415, {"error": "send Content-Type: application/json", "kind": "unsupported_media_type"})
+        self.assertEqual((type(e), e.kind), (warmbox.BadRequest, "unsupported_media_type"))
         e = err(500, b"<html>oops</html>")
         self.assertEqual((type(e), e.kind, str(e)), (warmbox.RunError, "internal", "<html>oops</html>"))
 

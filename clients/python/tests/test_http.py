@@ -61,7 +61,9 @@ class HttpRunTest(DaemonTestCase):
         self.assertTrue(eventually(lambda: self.daemon.pool().active == 0, 20), self.daemon.pool())
 
     def test_wrong_or_missing_token_is_auth_error(self) -> None:
-        env = {k: v for k, v in os.environ.items() if k != "WARMBOX_TOKEN"}
+        env = {k: v for k, v in os.environ.items() if not k.startswith("WARMBOX_")}
+        # No generated token file to fall back on either.
+        env["WARMBOX_STATE_DIR"] = os.path.join(self.daemon.state, "no-such-dir")
         with mock.patch.dict(os.environ, env, clear=True):
             for token in ("wrong", None):
                 c = warmbox.Client(url=self.daemon.url, token=token)
@@ -89,6 +91,26 @@ class HttpRunTest(DaemonTestCase):
         self.assertTrue(self.c.healthz())
         m = self.c.metrics()
         self.assertRegex(m, r'(?m)^warmbox_pool_max\{[^}]*image="busybox"[^}]*\} 4(\.0)?$')
+
+    def test_token_file_default(self) -> None:
+        # $WARMBOX_TOKEN_FILE, or the daemon's generated STATE/http-token.
+        env = {k: v for k, v in os.environ.items() if not k.startswith("WARMBOX_")}
+        with mock.patch.dict(os.environ, env, clear=True):
+            os.environ["WARMBOX_TOKEN_FILE"] = os.path.join(self.daemon.state, "token")
+            self.assertEqual(warmbox.Client(url=self.daemon.url).run(["echo", "f"]).stdout, b"f\n")
+            del os.environ["WARMBOX_TOKEN_FILE"]
+            os.environ["WARMBOX_STATE_DIR"] = self.daemon.state
+            os.link(os.path.join(self.daemon.state, "token"), os.path.join(self.daemon.state, "http-token"))
+            try:
+                self.assertEqual(warmbox.default_token(), self.TOKEN)
+                self.assertEqual(warmbox.Client(url=self.daemon.url).run(["echo", "g"]).stdout, b"g\n")
+            finally:
+                os.unlink(os.path.join(self.daemon.state, "http-token"))
+            self.assertIsNone(warmbox.default_token())
+            # A token file named by the caller must exist.
+            os.environ["WARMBOX_TOKEN_FILE"] = os.path.join(self.daemon.state, "missing")
+            with self.assertRaises(FileNotFoundError):
+                warmbox.Client(url=self.daemon.url)
 
     def test_env_default_url_and_token(self) -> None:
         with mock.patch.dict(os.environ, {"WARMBOX_URL": self.daemon.url or "", "WARMBOX_TOKEN": self.TOKEN}):

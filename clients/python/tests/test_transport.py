@@ -15,6 +15,7 @@ import struct
 import tempfile
 import threading
 import unittest
+from unittest import mock
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Callable, List, Optional, Tuple
 
@@ -321,7 +322,11 @@ class HttpTransportTest(unittest.TestCase):
 
     def test_path_prefix_and_no_token(self) -> None:
         p = self.peer(lambda m, path, h, b: _json(200, {"images": []}))
-        self.assertEqual(warmbox.Client(url=p.url + "/warm", token=None).status(), [])
+        # Nothing to fall back on: no token variable, no generated token file.
+        env = {k: v for k, v in os.environ.items() if not k.startswith("WARMBOX_")}
+        env["WARMBOX_STATE_DIR"] = "/nonexistent/warmbox-state"
+        with mock.patch.dict(os.environ, env, clear=True):
+            self.assertEqual(warmbox.Client(url=p.url + "/warm", token=None).status(), [])
         self.assertEqual(p.requests[0][:2], ("GET", "/warm/v1/pools"))
         self.assertNotIn("authorization", p.requests[0][2])
 

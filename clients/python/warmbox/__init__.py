@@ -11,7 +11,7 @@ Standard library only, Python >= 3.9::
 See :class:`Client` and the README.
 """
 
-from .client import Client, RunStream, default_socket
+from .client import Client, RunStream, default_socket, default_token
 from .errors import (AuthError, BadRequest, Busy, CommandFailed, DaemonUnavailable, ProtocolError, RunError,
                      WarmboxError)
 from .types import Event, Exit, Output, PoolStatus, Result
@@ -22,6 +22,7 @@ __all__ = [
     "Client",
     "RunStream",
     "default_socket",
+    "default_token",
     "Result",
     "Output",
     "Exit",

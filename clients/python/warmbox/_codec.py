@@ -366,7 +366,7 @@ def http_error(status: int, body: bytes, retry_after: Optional[str]) -> WarmboxE
             kind = obj["kind"]
     if not message:
         message = body.decode("utf-8", "replace").strip()[:500] or f"HTTP {status}"
-    if status == 429 or kind == "busy":
+    if status == 429 or kind in ("busy", "too_many_connections"):
         ra: Optional[float] = None
         if retry_after:
             try:
@@ -374,10 +374,11 @@ def http_error(status: int, body: bytes, retry_after: Optional[str]) -> WarmboxE
             except ValueError:
                 ra = None  # an HTTP-date: not worth parsing for a hint
         return Busy(message, retry_after=ra, kind=kind or "busy", status=status)
-    if status == 401:
-        return AuthError(message, kind=kind or "unauthorized", status=status)
-    if status in (400, 413):
-        return BadRequest(message, kind=kind or ("too_large" if status == 413 else "bad_request"), status=status)
+    if status in (401, 403):
+        return AuthError(message, kind=kind or ("forbidden" if status == 403 else "unauthorized"), status=status)
+    if status in (400, 413, 415):
+        default = {413: "too_large", 415: "unsupported_media_type"}.get(status, "bad_request")
+        return BadRequest(message, kind=kind or default, status=status)
     if kind is None:
         kind = {404: "not_found", 405: "method_not_allowed", 503: "draining"}.get(status, "internal")
     return RunError(message, kind=kind, status=status)

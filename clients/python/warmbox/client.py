@@ -29,6 +29,26 @@ def default_socket() -> str:
     return f"/tmp/warmbox-{os.geteuid()}/pool.sock"
 
 
+def default_token() -> Optional[str]:
+    """The HTTP API's bearer token when none is passed: ``$WARMBOX_TOKEN``,
+    else the first line of ``$WARMBOX_TOKEN_FILE``, else of the token the
+    daemon generated at first start, ``$WARMBOX_STATE_DIR/http-token``
+    (``/var/lib/warmbox/http-token`` by default; mode 0600, so readable by
+    root). ``None`` when there is none to read."""
+    token = os.environ.get("WARMBOX_TOKEN")
+    if token:
+        return token
+    path = os.environ.get("WARMBOX_TOKEN_FILE")
+    if not path:
+        state = os.environ.get("WARMBOX_STATE_DIR") or "/var/lib/warmbox"
+        path = os.path.join(state, "http-token")
+        if not os.access(path, os.R_OK):
+            return None
+    # A file named by the caller must be readable: its absence is an error.
+    with open(path, encoding="utf-8") as f:
+        return f.readline().strip() or None
+
+
 class RunStream:
     """A streamed run: iterate it for :class:`Output` events as the command
     produces them, then one :class:`Exit` with the :class:`Result`.
@@ -114,7 +134,10 @@ class Client:
 
     With neither ``socket`` nor ``url``: ``$WARMBOX_URL`` if set, else
     ``$WARMBOX_SOCKET``, else :func:`default_socket`. ``token`` defaults to
-    ``$WARMBOX_TOKEN``.
+    ``$WARMBOX_TOKEN``, else to the content of the file ``$WARMBOX_TOKEN_FILE``
+    or, without that variable, of the daemon's generated token file
+    (``$WARMBOX_STATE_DIR/http-token``, ``/var/lib/warmbox/http-token`` by
+    default) when it is readable: see :func:`default_token`.
 
     A Client holds no connection between calls (each call opens its own), so
     one instance may be shared between threads.
@@ -130,8 +153,8 @@ class Client:
             url = os.environ.get("WARMBOX_URL") or None
             if url is None:
                 socket = os.environ.get("WARMBOX_SOCKET") or default_socket()
-        if token is None:
-            token = os.environ.get("WARMBOX_TOKEN") or None
+        if token is None and url is not None:
+            token = default_token()
         self.timeout = timeout
         self._t: Union[UnixTransport, HttpTransport]
         if url is not None:

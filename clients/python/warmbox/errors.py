@@ -60,7 +60,9 @@ class DaemonUnavailable(WarmboxError):
 
 class Busy(WarmboxError):
     """Every run slot of the image stayed taken for the daemon's queue timeout,
-    or its queue is full (kind ``"busy"``; HTTP 429). Retry later.
+    or its queue is full (kind ``"busy"``; HTTP 429), or the HTTP API has its
+    ``--http-max-connections`` open (kind ``"too_many_connections"``; HTTP
+    503). Retry later.
 
     Attributes:
         retry_after: seconds the daemon suggests waiting (HTTP ``Retry-After``),
@@ -83,7 +85,10 @@ class RunError(WarmboxError):
 
 
 class AuthError(WarmboxError):
-    """The HTTP API refused the bearer token (missing or wrong): HTTP 401."""
+    """The HTTP API refused the request: no bearer token or a wrong one (HTTP
+    401, kind ``"unauthorized"``), or it looked like a browser's (HTTP 403,
+    kind ``"forbidden"``: an ``Origin`` header, or a ``Host`` that does not
+    name loopback on a loopback address)."""
 
     default_kind = "unauthorized"
 

@@ -388,6 +388,28 @@ TEST_F(OciTest, ImportDockerArchiveAndOciLayouts) {
   ASSERT_TRUE(MkdirAll(da).ok());
   ASSERT_EQ(RunProcess({"/bin/tar", "-C", da, "-xf", archive}).code, 0);
   auto man = nlohmann::json::parse(*ReadFile(da + "/manifest.json"));
+  const nlohmann::json layer_files = man[0]["Layers"];
+  ASSERT_EQ(layer_files.size(), 2u);
+  // A docker archive has no manifest: its config's rootfs.diff_ids are all
+  // that bind the layer tars to the image (named by the config's digest).
+  // Swapped, or one missing: refused, nothing stored.
+  const size_t images_before = Images(), layers_before = Layers();
+  man[0]["Layers"] = nlohmann::json::array({layer_files[1], layer_files[0]});
+  WriteText(da + "/manifest.json", man.dump());
+  auto swapped = Wb({"image", "import", da, "--name", "swapped:v1"});
+  EXPECT_EQ(swapped.code, 125);
+  EXPECT_NE(swapped.err.find("diff_id mismatch"), std::string::npos) << swapped.err;
+  EXPECT_NE(swapped.err.find("layer 1"), std::string::npos) << swapped.err;
+  man[0]["Layers"] = nlohmann::json::array({layer_files[0]});
+  WriteText(da + "/manifest.json", man.dump());
+  auto dropped = Wb({"image", "import", da, "--name", "dropped:v1"});
+  EXPECT_EQ(dropped.code, 125);
+  EXPECT_NE(dropped.err.find("names 2 layers, the archive holds 1"), std::string::npos)
+      << dropped.err;
+  EXPECT_EQ(Images(), images_before);
+  EXPECT_EQ(Layers(), layers_before);
+  EXPECT_EQ(Tmp(), 0u);
+  man[0]["Layers"] = layer_files;
   const std::string first = man[0]["Layers"][0];
   ASSERT_EQ(::symlink(("./" + first).c_str(), (da + "/linked.tar").c_str()), 0);
   man[0]["Layers"][0] = "linked.tar";

@@ -43,8 +43,12 @@ RunExecutor::RunExecutor(asio::io_context& io, const DaemonOptions& opts,
 void RunExecutor::Warm() {
   // The socket already serves meanwhile (status answers at once, runs are
   // served cold).
-  if (!opts_.default_image.empty()) registry_.Get(opts_.default_image, opts_.default_driver, 0);
-  for (const auto& w : opts_.warm) registry_.Get(w.image, opts_.default_driver, w.count);
+  if (!opts_.default_image.empty()) {
+    registry_.Get(rt_.store.Resolve(opts_.default_image), opts_.default_driver, 0);
+  }
+  for (const auto& w : opts_.warm) {
+    registry_.Get(rt_.store.Resolve(w.image), opts_.default_driver, w.count);
+  }
 }
 
 void RunExecutor::Shutdown(std::function<void()> when_idle) {
@@ -83,7 +87,11 @@ asio::awaitable<RunOutcome> RunExecutor::Run(proto::RunRequest run, RunSink& sin
       co_return out;
     }
   }
-  pool::WarmPool& pool = registry_.Get(image, run.driver.value_or(opts_.default_driver));
+  // One pool per stored image, whatever its spelling ("python:3",
+  // "docker.io/library/python:3", ...): each pool has its own --max, so a
+  // spelling per pool would multiply the limits (docs/security.md).
+  pool::WarmPool& pool =
+      registry_.Get(rt_.store.Resolve(image), run.driver.value_or(opts_.default_driver));
   auto permit = co_await pool.TakePermit();
   if (!permit.ok()) {
     Refuse(out, KindOfError(permit.error()), permit.error().ToString());

@@ -172,6 +172,33 @@ TEST_F(RunExecutorTest, BadRequestsAreRefused) {
   EXPECT_EQ(driver_.create_calls(), 0u);
 }
 
+// Spellings of one image share one pool (and so one --max): a client
+// cannot multiply its limits by naming the image five ways.
+TEST_F(RunExecutorTest, SpellingsOfOneImageShareOnePool) {
+  Image img;
+  img.name = "docker.io/library/python:3";
+  ASSERT_TRUE(store_.CommitOci(img).ok());
+  Start();
+  TestSink sink;
+  std::vector<std::shared_ptr<std::optional<RunOutcome>>> runs;
+  for (const char* spelling : {"python:3", "docker.io/library/python:3", "library/python:3",
+                               "docker.io/python:3", "index.docker.io/library/python:3"}) {
+    auto r = Cmd({"echo", spelling});
+    r.image = spelling;
+    runs.push_back(Run(std::move(r), sink));
+  }
+  ASSERT_TRUE(loop_.RunUntil([&] {
+    for (const auto& r : runs)
+      if (!r->has_value()) return false;
+    return true;
+  }));
+  for (const auto& r : runs)
+    EXPECT_EQ((*r)->kind, RunErrorKind::kNone) << (*r)->resp.error.value_or("");
+  std::vector<std::string> images;
+  for (const auto& st : executor_->registry().Stats()) images.push_back(st.image);
+  EXPECT_EQ(images, (std::vector<std::string>{"busybox", "docker.io/library/python:3"}));
+}
+
 // Stop waits for the runs in flight, and learns that they ended from the
 // runs themselves: the drain's callback runs when the last one ends.
 TEST_F(RunExecutorTest, DrainIsSignalledWhenTheLastRunEnds) {

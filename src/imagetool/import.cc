@@ -179,6 +179,31 @@ Result<Parsed> ParseDockerArchive(const std::string& root, const std::string& wa
   return out;
 }
 
+// The config's rootfs.diff_ids name each layer's uncompressed content. A
+// docker-archive has no manifest: they are all that binds its layer tars to
+// the image (which is named by its config's digest), so a swapped or
+// tampered layer.tar is caught here, before anything is written.
+Result<void> CheckDiffIds(const Parsed& parsed) {
+  const auto& want = parsed.config.diff_ids;
+  if (want.size() != parsed.layers.size()) {
+    return Fail(ErrorCode::kInvalidArgument, "import", "rootfs.diff_ids",
+                "the image config names " + std::to_string(want.size()) +
+                    " layers, the archive holds " + std::to_string(parsed.layers.size()));
+  }
+  for (size_t i = 0; i < want.size(); ++i) {
+    const auto& [d, src] = parsed.layers[i];
+    if (d.digest == want[i]) continue;  // an uncompressed layer: its digest is its diff_id
+    std::string got = WB_TRY(UncompressedDigest(src, &d));
+    if (got != want[i]) {
+      return Fail(ErrorCode::kInvalidArgument, "import",
+                  "layer " + std::to_string(i + 1) + " (" + d.digest + ")",
+                  "diff_id mismatch: its uncompressed content is " + got +
+                      ", the image config's rootfs.diff_ids says " + want[i]);
+    }
+  }
+  return Ok();
+}
+
 }  // namespace
 
 Result<Image> Import(ImageStore& store, const std::string& file, const std::string& name,
@@ -223,6 +248,7 @@ Result<Image> Import(ImageStore& store, const std::string& file, const std::stri
                       (chosen.empty() ? std::string() : " (only '" + chosen + "')") +
                       ": give one with --name REF");
     }
+    WB_RETURN_IF_ERROR(CheckDiffIds(parsed));
     Image img;
     img.name = ref->Canonical();
     img.source = kind + " " + file;

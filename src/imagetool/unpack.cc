@@ -9,13 +9,17 @@
 #include <sys/xattr.h>
 #include <unistd.h>
 
+#include <cstring>
 #include <memory>
+#include <optional>
 #include <utility>
 #include <vector>
 
 #include "base/fd.h"
 #include "base/fs.h"
 #include "base/log.h"
+#include "imagetool/blob_verify.h"
+#include "imagetool/sha256.h"
 #include "oci/layer_plan.h"
 
 namespace wb::imagetool {
@@ -231,6 +235,87 @@ Result<UnpackStats> UnpackLayer(const std::string& archive, const std::string& d
   }
   if (::chmod(dest.c_str(), 0755) != 0) return Errno("chmod", dest);
   return s;
+}
+
+namespace {
+
+// Feeds libarchive from an fd, showing every raw (compressed) byte to a
+// BlobVerifier on the way: one pass checks the blob and its content.
+struct RawTap {
+  int fd = -1;
+  BlobVerifier* verifier = nullptr;
+  Result<void> verified = Ok();
+  std::vector<char> buf = std::vector<char>(1 << 20);
+
+  ssize_t ReadMore() {
+    ssize_t n;
+    do {
+      n = ::read(fd, buf.data(), buf.size());
+    } while (n < 0 && errno == EINTR);
+    if (n > 0 && verifier && verified.ok()) {
+      verified = verifier->Update(std::string_view(buf.data(), static_cast<size_t>(n)));
+    }
+    return n;
+  }
+  static la_ssize_t Read(archive* a, void* self, const void** out) {
+    auto* t = static_cast<RawTap*>(self);
+    ssize_t n = t->ReadMore();
+    if (n < 0) {
+      archive_set_error(a, errno, "read: %s", strerror(errno));
+      return -1;
+    }
+    *out = t->buf.data();
+    return n;
+  }
+  // The rest of the file through the verifier, then its verdict.
+  Result<void> Finish() {
+    if (!verifier) return Ok();
+    while (verified.ok() && ReadMore() > 0) {
+    }
+    if (!verified.ok()) return verified;
+    return verifier->Finish();
+  }
+};
+
+}  // namespace
+
+Result<std::string> UncompressedDigest(const std::string& path, const oci::Descriptor* blob) {
+  UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW));
+  if (!fd) return Errno("open", path);
+  std::optional<BlobVerifier> verifier;
+  if (blob) verifier.emplace(*blob);
+  RawTap tap;
+  tap.fd = fd.get();
+  tap.verifier = verifier ? &*verifier : nullptr;
+  // libarchive's "raw" format: the whole (decompressed) stream as one entry.
+  std::unique_ptr<archive, ArchiveReadDeleter> in(archive_read_new());
+  archive_read_support_filter_all(in.get());
+  archive_read_support_format_raw(in.get());
+  // A blob that is not what its descriptor says is reported as such, even
+  // when it also fails to decompress.
+  auto fail = [&](const char* call) -> Error {
+    Error e = Fail(call, path, ArchiveError(in.get()));
+    auto v = tap.Finish();
+    return v.ok() ? e : v.error();
+  };
+  if (archive_read_open(in.get(), &tap, nullptr, &RawTap::Read, nullptr) != ARCHIVE_OK) {
+    return fail("open archive");
+  }
+  Sha256 h;
+  archive_entry* e = nullptr;
+  int r = archive_read_next_header(in.get(), &e);
+  if (r < ARCHIVE_WARN && r != ARCHIVE_EOF) return fail("read archive");
+  while (r != ARCHIVE_EOF) {
+    const void* buf = nullptr;
+    size_t size = 0;
+    la_int64_t off = 0;
+    int rr = archive_read_data_block(in.get(), &buf, &size, &off);
+    if (rr == ARCHIVE_EOF) break;
+    if (rr < ARCHIVE_WARN) return fail("read archive");
+    h.Update(std::string_view(static_cast<const char*>(buf), size));
+  }
+  WB_RETURN_IF_ERROR(tap.Finish());
+  return h.Digest();
 }
 
 Result<UnpackStats> ExtractArchive(const std::string& archive, const std::string& dest) {

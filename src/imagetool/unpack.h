@@ -15,6 +15,7 @@
 #include <string>
 
 #include "base/error.h"
+#include "oci/manifest.h"
 
 namespace wb::imagetool {
 
@@ -30,5 +31,12 @@ struct UnpackStats {
 // existing empty dir), with the same path safety, owned by the caller.
 [[nodiscard]] Result<UnpackStats> ExtractArchive(const std::string& archive,
                                                  const std::string& dest);
+
+// "sha256:<hex>" of the archive's content once decompressed (gzip, zstd,
+// xz sniffed; a plain tar as it is): what an image config's
+// rootfs.diff_ids name. With blob, the file itself is verified against it in
+// the same pass (its size and digest errors come first).
+[[nodiscard]] Result<std::string> UncompressedDigest(const std::string& archive,
+                                                     const oci::Descriptor* blob = nullptr);
 
 }  // namespace wb::imagetool

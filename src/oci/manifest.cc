@@ -127,6 +127,9 @@ Result<Descriptor> SelectPlatform(const std::vector<Descriptor>& index, std::str
 Result<RuntimeConfig> ParseImageConfig(std::string_view body) {
   json j = WB_TRY(ParseJson(body, "image config"));
   RuntimeConfig rc;
+  if (auto fs = j.find("rootfs"); fs != j.end() && fs->is_object()) {
+    rc.diff_ids = StrList(*fs, "diff_ids");
+  }
   auto c = j.find("config");
   if (c == j.end() || c->is_null()) return rc;
   if (!c->is_object()) return Fail("parse", "image config", "config is not an object");

@@ -37,6 +37,9 @@ struct Manifest {
 struct RuntimeConfig {
   std::vector<std::string> env, cmd, entrypoint;
   std::string working_dir, user;
+  // rootfs.diff_ids: the sha256 of each layer's uncompressed tar, bottom
+  // first, as given (checked against the layers on import).
+  std::vector<std::string> diff_ids;
 };
 
 enum class ManifestKind { kIndex, kManifest };

@@ -102,9 +102,14 @@ TEST(ManifestTest, ImageConfigDefaults) {
   EXPECT_EQ(c->entrypoint, (std::vector<std::string>{"/init", "--"}));
   EXPECT_EQ(c->working_dir, "/app");
   EXPECT_EQ(c->user, "1000:1000");
+  EXPECT_TRUE(c->diff_ids.empty());
   auto empty = ParseImageConfig(R"({"config":null})");
   ASSERT_TRUE(empty.ok());
   EXPECT_TRUE(empty->cmd.empty());
+  auto layered = ParseImageConfig(
+      R"({"rootfs":{"type":"layers","diff_ids":["sha256:aa","sha256:bb"]},"config":null})");
+  ASSERT_TRUE(layered.ok());
+  EXPECT_EQ(layered->diff_ids, (std::vector<std::string>{"sha256:aa", "sha256:bb"}));
   EXPECT_FALSE(ParseImageConfig("[]").ok());
 }
 

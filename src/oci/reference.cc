@@ -110,7 +110,9 @@ Result<Reference> ParseReference(std::string_view text) {
       path = rest.substr(first + 1);
     }
   }
-  if (r.registry.empty()) r.registry = "docker.io";
+  // Docker Hub's legacy name is the same registry (as docker's own
+  // reference normalisation has it): one canonical name per image.
+  if (r.registry.empty() || r.registry == "index.docker.io") r.registry = "docker.io";
   if (path.empty()) return Fail("image reference", what, "missing repository name");
   for (const auto& c : Split(path, '/')) {
     if (!ValidComponent(c)) {

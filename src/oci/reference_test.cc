@@ -17,6 +17,9 @@ TEST(ReferenceTest, DockerHubShortNames) {
   EXPECT_EQ(Canon("busybox"), "docker.io/library/busybox:latest");
   EXPECT_EQ(Canon("team/tool"), "docker.io/team/tool:latest");
   EXPECT_EQ(Canon("docker.io/python"), "docker.io/library/python:latest");
+  // Docker Hub's legacy host is the same registry: one name per image.
+  EXPECT_EQ(Canon("index.docker.io/python:3"), "docker.io/library/python:3");
+  EXPECT_EQ(Canon("index.docker.io/team/tool"), "docker.io/team/tool:latest");
 }
 
 TEST(ReferenceTest, NameLimitAppliesToTheCanonicalNameWhichAlwaysParsesBack) {

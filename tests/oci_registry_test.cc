@@ -486,6 +486,52 @@ TEST_F(OciTest, HostileArchivesAreRejected) {
   EXPECT_FALSE(PathExists(state_ + "/blobs/sha256/" + top.substr(7)));
 }
 
+// A small layer that unpacks big (zeros compress 1000:1), or into many
+// files: refused past the layer and image caps, nothing left behind.
+TEST_F(OciTest, UnpackedSizeAndFileCountAreCapped) {
+  MakeTrees();
+  const std::string bomb = work_ + "/bomb", many = work_ + "/many";
+  ASSERT_TRUE(MkdirAll(bomb).ok());
+  ASSERT_TRUE(MkdirAll(many).ok());
+  // 24 MiB of zeros (sparse here; about 24 KB once gzipped in the layer).
+  ASSERT_EQ(RunProcess({"/usr/bin/truncate", "-s", "24M", bomb + "/zeros"}).code, 0);
+  for (int i = 0; i < 200; ++i) WriteText(many + "/f" + std::to_string(i), "");
+  std::string layout = Layout("capped", "v1", {"base", "bomb"});
+  struct Case {
+    std::vector<std::string> env;
+    std::string layout, needle;
+    size_t layers;  // unpacked by now: the layers within the caps stay (until a prune)
+  };
+  std::string files = Layout("files", "v1", {"base", "many"});
+  std::string two = Layout("two", "v1", {"bomb", "many"});
+  for (const Case& c : std::vector<Case>{
+           {{"WARMBOX_MAX_LAYER_SIZE=16m"},
+            layout,
+            "more than 16777216 bytes unpacked (WARMBOX_MAX_LAYER_SIZE=16m)",
+            1},
+           {{"WARMBOX_MAX_LAYER_FILES=100"}, files, "more than 100 entries", 1},
+           // The image's caps count all its layers: the bomb fits (24 MiB,
+           // 2 entries), the 200 files of the next layer do not.
+           {{"WARMBOX_MAX_IMAGE_SIZE=24m", "WARMBOX_MAX_IMAGE_FILES=150"},
+            two,
+            "(WARMBOX_MAX_IMAGE_FILES=150)",
+            2},
+           {{"WARMBOX_MAX_LAYER_SIZE=lots"}, layout, "expected a size such as 16g", 2}}) {
+    SCOPED_TRACE(c.needle);
+    auto r = Wb({"image", "import", c.layout, "--name", "capped:v1"}, c.env);
+    EXPECT_EQ(r.code, 125) << r.err;
+    EXPECT_NE(r.err.find(c.needle), std::string::npos) << r.err;
+    EXPECT_EQ(Images(), 0u);
+    EXPECT_EQ(Tmp(), 0u);
+    EXPECT_EQ(Layers(), c.layers);
+  }
+  // Within the caps (the defaults), the same image imports and runs.
+  auto ok = Wb({"image", "import", layout, "--name", "capped:v1"});
+  ASSERT_EQ(ok.code, 0) << ok.err;
+  auto r = Wb({"run", "--image", "capped:v1", "--", "stat", "-c", "%s", "/zeros"});
+  EXPECT_EQ(r.out, "25165824\n") << r.err;
+}
+
 // What a layer may carry, unpacked as the user namespace allows (zstd).
 TEST_F(OciTest, LayerFeaturesUnpackAsTheSandboxAllows) {
   MakeTrees();

@@ -46,7 +46,7 @@ Result<void> EnsureBlobBytes(ImageStore& store, const oci::Descriptor& d,
   return Ok();
 }
 
-Result<void> EnsureLayer(ImageStore& store, const oci::Descriptor& d) {
+Result<void> EnsureLayer(ImageStore& store, const oci::Descriptor& d, UnpackBudget& budget) {
   const std::string dir = store.LayerDir(d.digest);
   if (PathExists(dir)) return Ok();
   const std::string hex = oci::DigestHex(d.digest);
@@ -55,11 +55,12 @@ Result<void> EnsureLayer(ImageStore& store, const oci::Descriptor& d) {
   if (PathExists(dir)) return Ok();
   const std::string tmp = store.TmpDir() + "/layer-" + hex + "-" + WB_TRY(RandomHex(4));
   if (::mkdir(tmp.c_str(), 0755) != 0) return Errno("mkdir", tmp);
-  auto r = UnpackLayer(store.BlobPath(d.digest), tmp, store.uid_base());
+  auto r = UnpackLayer(store.BlobPath(d.digest), tmp, store.uid_base(), budget.NextLayer());
   if (!r.ok()) {
     (void)RemoveTree(tmp);
     return r.error().Wrap("layer " + d.digest.substr(0, 19));
   }
+  budget.Spend(*r);
   if (::rename(tmp.c_str(), dir.c_str()) != 0) {
     Error e = Errno("rename", tmp + " -> " + dir);
     (void)RemoveTree(tmp);

@@ -9,6 +9,7 @@
 
 #include "base/error.h"
 #include "image/store.h"
+#include "imagetool/unpack.h"
 #include "oci/manifest.h"
 
 namespace wb::imagetool {
@@ -23,8 +24,10 @@ using BlobWriter = std::function<Result<void>(const std::string& tmp_path)>;
 // A small blob from memory, verified against d.
 [[nodiscard]] Result<void> EnsureBlobBytes(ImageStore& store, const oci::Descriptor& d,
                                            const std::string& bytes);
-// Unpacks the (present) blob of d into its layer dir unless it exists.
-[[nodiscard]] Result<void> EnsureLayer(ImageStore& store, const oci::Descriptor& d);
+// Unpacks the (present) blob of d into its layer dir unless it exists,
+// within what the image's budget has left (and spends it).
+[[nodiscard]] Result<void> EnsureLayer(ImageStore& store, const oci::Descriptor& d,
+                                       UnpackBudget& budget);
 
 // Copies a local file into tmp_path, verifying d's size and digest.
 [[nodiscard]] Result<void> CopyVerified(const std::string& from, const oci::Descriptor& d,

@@ -211,6 +211,7 @@ Result<Image> Import(ImageStore& store, const std::string& file, const std::stri
   struct stat st;
   if (::stat(file.c_str(), &st) != 0) return Errno("import", file);
   if (!name.empty()) WB_RETURN_IF_ERROR(oci::ParseReference(name));
+  const UnpackLimits limits = WB_TRY(UnpackLimitsFromEnv());
   WB_RETURN_IF_ERROR(store.PrepareOciDirs());
   UniqueFd store_lock = WB_TRY(LockPath(store.LocksDir() + "/store.lock", false));
   std::string root = file, extracted;
@@ -218,7 +219,7 @@ Result<Image> Import(ImageStore& store, const std::string& file, const std::stri
     // A tar of either format: unpacked (path-checked) into our temp dir.
     extracted = store.TmpDir() + "/import-" + WB_TRY(RandomHex(6));
     if (::mkdir(extracted.c_str(), 0700) != 0) return Errno("mkdir", extracted);
-    auto x = ExtractArchive(file, extracted);
+    auto x = ExtractArchive(file, extracted, limits.image);
     if (!x.ok()) {
       (void)RemoveTree(extracted);
       return x.error().Wrap("import " + file);
@@ -226,6 +227,7 @@ Result<Image> Import(ImageStore& store, const std::string& file, const std::stri
     root = extracted;
   }
   auto run = [&]() -> Result<Image> {
+    UnpackBudget budget(limits);
     Parsed parsed;
     std::string kind;
     if (PathExists(root + "/oci-layout")) {
@@ -265,7 +267,7 @@ Result<Image> Import(ImageStore& store, const std::string& file, const std::stri
       (void)WB_TRY(
           EnsureBlob(store, d, [&](const std::string& tmp) { return CopyVerified(src, d, tmp); }));
       p.Update(label, d.size, d.size);
-      WB_RETURN_IF_ERROR(EnsureLayer(store, d));
+      WB_RETURN_IF_ERROR(EnsureLayer(store, d, budget));
       p.Done(label, "imported");
       img.layer_digests.push_back(d.digest);
       img.blobs.push_back(d.digest);

@@ -41,7 +41,8 @@ oci::Descriptor DescriptorOf(const FetchedManifest& m) {
 // own; stops at the first error.
 class LayerUnpacker {
  public:
-  explicit LayerUnpacker(ImageStore& store) : store_(store), thread_([this] { Loop(); }) {}
+  LayerUnpacker(ImageStore& store, UnpackLimits limits)
+      : store_(store), budget_(std::move(limits)), thread_([this] { Loop(); }) {}
   ~LayerUnpacker() { (void)Finish(); }
   void Add(const oci::Descriptor& d) {
     std::lock_guard<std::mutex> l(mu_);
@@ -75,7 +76,7 @@ class LayerUnpacker {
         d = queue_.front();
         queue_.pop_front();
       }
-      auto r = EnsureLayer(store_, d);
+      auto r = EnsureLayer(store_, d, budget_);
       if (!r.ok()) {
         std::lock_guard<std::mutex> l(mu_);
         error_ = std::move(r).error();
@@ -84,6 +85,7 @@ class LayerUnpacker {
   }
 
   ImageStore& store_;
+  UnpackBudget budget_;  // used by the unpacker thread only
   std::mutex mu_;
   std::condition_variable cv_;
   std::deque<oci::Descriptor> queue_;
@@ -139,7 +141,7 @@ Result<Image> Pull(ImageStore& store, const std::string& text, const PullOptions
   // Layer i unpacks on a worker while layer i+1 downloads. One unpack at a
   // time: unpacking works relative to the cwd (libarchive), which is the
   // process's; the downloads use absolute paths only.
-  LayerUnpacker unpacker(store);
+  LayerUnpacker unpacker(store, WB_TRY(UnpackLimitsFromEnv()));
   for (size_t i = 0; i < m.layers.size(); ++i) {
     const auto& l = m.layers[i];
     std::string label = "layer " + std::to_string(i + 1) + "/" + std::to_string(m.layers.size()) +

@@ -9,6 +9,8 @@
 #include <sys/xattr.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <cstdlib>
 #include <cstring>
 #include <memory>
 #include <optional>
@@ -18,6 +20,7 @@
 #include "base/fd.h"
 #include "base/fs.h"
 #include "base/log.h"
+#include "base/strings.h"
 #include "imagetool/blob_verify.h"
 #include "imagetool/sha256.h"
 #include "oci/layer_plan.h"
@@ -94,8 +97,13 @@ std::string ArchiveError(archive* a) {
   return s ? s : "unknown libarchive error";
 }
 
+Error OverCap(const std::string& path, const char* what, uint64_t cap, const std::string& from) {
+  return Fail(ErrorCode::kResourceExhausted, "unpack", path,
+              "more than " + std::to_string(cap) + " " + what + " (" + from + ")");
+}
+
 Result<UnpackStats> Unpack(const std::string& path, const std::string& dest, bool layer,
-                           uint32_t uid_base) {
+                           uint32_t uid_base, const UnpackCap& cap) {
   std::unique_ptr<archive, ArchiveReadDeleter> in(archive_read_new());
   archive_read_support_filter_all(in.get());
   archive_read_support_format_tar(in.get());
@@ -118,7 +126,8 @@ Result<UnpackStats> Unpack(const std::string& path, const std::string& dest, boo
     int r = archive_read_next_header(in.get(), &e);
     if (r == ARCHIVE_EOF) break;
     if (r < ARCHIVE_WARN) return Fail("read archive", path, ArchiveError(in.get()));
-    ++stats.entries;
+    if (++stats.entries > cap.entries)
+      return OverCap(path, "entries", cap.entries, cap.entries_from);
     const char* raw = archive_entry_pathname(e);
     std::string name = raw ? raw : "";
     oci::EntryPlan plan;
@@ -201,6 +210,9 @@ Result<UnpackStats> Unpack(const std::string& path, const std::string& dest, boo
           return Fail("unpack", plan.path, ArchiveError(out.get()));
         }
         stats.bytes += size;
+        if (stats.bytes > cap.bytes) {
+          return OverCap(path, "bytes unpacked", cap.bytes, cap.bytes_from);
+        }
       }
     }
     if (archive_write_finish_entry(out.get()) < ARCHIVE_WARN) {
@@ -224,8 +236,8 @@ int ClaimOne(const char* p, const struct stat* st, int, FTW*) {
 }  // namespace
 
 Result<UnpackStats> UnpackLayer(const std::string& archive, const std::string& dest,
-                                uint32_t uid_base) {
-  UnpackStats s = WB_TRY(Unpack(archive, dest, true, uid_base));
+                                uint32_t uid_base, const UnpackCap& cap) {
+  UnpackStats s = WB_TRY(Unpack(archive, dest, true, uid_base, cap));
   // Directories libarchive made for members whose parents were not in the
   // layer belong to host root: give them (and the layer root) to root
   // inside, so the sandbox does not see them as nobody.
@@ -318,8 +330,64 @@ Result<std::string> UncompressedDigest(const std::string& path, const oci::Descr
   return h.Digest();
 }
 
-Result<UnpackStats> ExtractArchive(const std::string& archive, const std::string& dest) {
-  return Unpack(archive, dest, false, 0);
+Result<UnpackStats> ExtractArchive(const std::string& archive, const std::string& dest,
+                                   const UnpackCap& cap) {
+  return Unpack(archive, dest, false, 0, cap);
+}
+
+namespace {
+
+Result<uint64_t> EnvLimit(const char* name, uint64_t dflt, bool size, std::string* from) {
+  const char* v = std::getenv(name);
+  std::string text = v && *v ? v : (size ? std::to_string(dflt >> 30) + "g" : std::to_string(dflt));
+  *from = std::string(name) + "=" + text;
+  if (!v || !*v) return dflt;
+  auto n = size ? ParseSize(text, name) : ParseUint(text, name);
+  if (!n.ok() || *n == 0) {
+    return Fail(ErrorCode::kInvalidArgument, name, text,
+                size ? "expected a size such as 16g" : "expected a positive count");
+  }
+  return *n;
+}
+
+UnpackCap Min(const UnpackCap& a, const UnpackCap& b) {
+  UnpackCap c = a;
+  if (b.bytes < c.bytes) {
+    c.bytes = b.bytes;
+    c.bytes_from = b.bytes_from;
+  }
+  if (b.entries < c.entries) {
+    c.entries = b.entries;
+    c.entries_from = b.entries_from;
+  }
+  return c;
+}
+
+}  // namespace
+
+Result<UnpackLimits> UnpackLimitsFromEnv() {
+  UnpackLimits l;
+  l.layer.bytes =
+      WB_TRY(EnvLimit("WARMBOX_MAX_LAYER_SIZE", uint64_t{16} << 30, true, &l.layer.bytes_from));
+  l.layer.entries =
+      WB_TRY(EnvLimit("WARMBOX_MAX_LAYER_FILES", 1000000, false, &l.layer.entries_from));
+  l.image.bytes =
+      WB_TRY(EnvLimit("WARMBOX_MAX_IMAGE_SIZE", uint64_t{32} << 30, true, &l.image.bytes_from));
+  l.image.entries =
+      WB_TRY(EnvLimit("WARMBOX_MAX_IMAGE_FILES", 2000000, false, &l.image.entries_from));
+  return l;
+}
+
+UnpackCap UnpackBudget::NextLayer() const {
+  UnpackCap left = limits_.image;
+  left.bytes -= std::min(bytes_, left.bytes);
+  left.entries -= std::min(entries_, left.entries);
+  return Min(limits_.layer, left);
+}
+
+void UnpackBudget::Spend(const UnpackStats& s) {
+  bytes_ += s.bytes;
+  entries_ += s.entries;
 }
 
 }  // namespace wb::imagetool

@@ -30,7 +30,35 @@ struct StartOpts {
   size_t creation_cap = 0;
   std::string http, http_token_file;
   size_t http_max_connections = 256;
+  std::string max_run_memory, max_run_pids, max_run_cpus, max_run_nofile, max_run_output,
+      max_run_timeout;
 };
+
+// The ceilings on what one run may ask for (daemon/run_ceilings.h). A ceiling
+// below the daemon's own default for the field is raised to that default.
+Result<daemon::RunCeilings> ParseCeilings(const StartOpts& o, const pool::PoolSettings& p) {
+  daemon::RunCeilings c;
+  if (!o.max_run_memory.empty())
+    c.memory_bytes = WB_TRY(ParseSize(o.max_run_memory, "--max-run-memory"));
+  if (!o.max_run_pids.empty()) c.pids = WB_TRY(ParseUint(o.max_run_pids, "--max-run-pids"));
+  if (!o.max_run_cpus.empty()) {
+    c.cpus = WB_TRY(ParseCpus(o.max_run_cpus, "--max-run-cpus"));
+  } else {
+    c.cpus = static_cast<double>(std::max(1L, ::sysconf(_SC_NPROCESSORS_ONLN)));
+  }
+  if (!o.max_run_nofile.empty()) c.nofile = WB_TRY(ParseUint(o.max_run_nofile, "--max-run-nofile"));
+  if (!o.max_run_output.empty())
+    c.output_cap = WB_TRY(ParseSize(o.max_run_output, "--max-run-output"));
+  if (!o.max_run_timeout.empty()) {
+    double s = WB_TRY(ParseSeconds(o.max_run_timeout, "--max-run-timeout"));
+    c.timeout_ms = static_cast<uint64_t>(std::ceil(s * 1000));
+  }
+  c.memory_bytes = std::max(c.memory_bytes, p.limits.memory_bytes);
+  c.pids = std::max(c.pids, p.limits.pids);
+  c.cpus = std::max(c.cpus, p.limits.cpus);
+  c.nofile = std::max(c.nofile, p.security.nofile);
+  return c;
+}
 
 Result<int> DoStart(const GlobalOptions& g, const StartOpts& o) {
   const DriverKind kind = WB_TRY(ParseDriverKind(o.driver.driver, "--driver"));
@@ -57,6 +85,7 @@ Result<int> DoStart(const GlobalOptions& g, const StartOpts& o) {
   if (!o.pids.empty()) d.pool.limits.pids = WB_TRY(ParseUint(o.pids, "--pids"));
   if (!o.cpus.empty()) d.pool.limits.cpus = WB_TRY(ParseCpus(o.cpus, "--cpus"));
   d.pool.security = WB_TRY(ParseSecurityOptions(o.security_opts, o.nofile));
+  d.ceilings = WB_TRY(ParseCeilings(o, d.pool));
   if (d.pool.security.profile_file() && !CapabilitiesOf(kind).seccomp_profile_files) {
     // Refused here rather than by every creation of the pool.
     return Fail(
@@ -264,6 +293,18 @@ Action AddPool(CLI::App& app) {
       "--http-token-file", so->http_token_file,
       "file holding the API's bearer token (mode 0600; default STATE/http-token, generated "
       "at first start)");
+  start->add_option("--max-run-memory", so->max_run_memory,
+                    "the most memory one run may ask for (default 8g)");
+  start->add_option("--max-run-pids", so->max_run_pids,
+                    "the most processes one run may ask for (default 32768)");
+  start->add_option("--max-run-cpus", so->max_run_cpus,
+                    "the most CPUs one run may ask for (default: the host's)");
+  start->add_option("--max-run-nofile", so->max_run_nofile,
+                    "the most open files one run may ask for (default 65536)");
+  start->add_option("--max-run-output", so->max_run_output,
+                    "the largest output cap one run may ask for, per stream (default 64m)");
+  start->add_option("--max-run-timeout", so->max_run_timeout,
+                    "the longest timeout one run may ask for, in seconds (default 86400)");
   start->add_option("--http-max-connections", so->http_max_connections,
                     "HTTP connections open at once; more are answered 503 (default 256)");
 

@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include "daemon/run_ceilings.h"
 #include "pool/settings.h"
 #include "pool/warm_spec.h"
 #include "sandbox/ns/ns_driver.h"
@@ -24,6 +25,7 @@ struct DaemonOptions {
   size_t creation_cap = 4;                           // concurrent sandbox creations, daemon-wide
   std::chrono::milliseconds drain_grace{10000};      // in-flight runs at stop
   std::chrono::milliseconds request_timeout{10000};  // to receive a request
+  RunCeilings ceilings;                              // what one run may ask for
   NsDriverOptions driver;
   // The HTTP API: "ADDR:PORT" ("" = off), the bearer token's file ("" =
   // STATE/http-token, generated at first start) and the connection cap.

@@ -75,6 +75,8 @@ asio::awaitable<RunOutcome> RunExecutor::Run(proto::RunRequest run, RunSink& sin
            "no image: pass --image or start the daemon with --image");
   } else if (auto v = ImageStore::ValidateName(image); !v.ok()) {
     Refuse(out, RunErrorKind::kBadRequest, v.error().ToString());
+  } else if (auto c = CheckRunCeilings(run, opts_.ceilings); !c.ok()) {
+    Refuse(out, RunErrorKind::kBadRequest, c.error().ToString());
   }
   if (out.kind != RunErrorKind::kNone) co_return out;
   if (!rt_.store.Exists(image)) {

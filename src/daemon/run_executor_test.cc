@@ -166,9 +166,21 @@ TEST_F(RunExecutorTest, BadRequestsAreRefused) {
         return r;
       }(),
       sink);
-  ASSERT_TRUE(loop_.RunUntil([&] { return *none && *bad; }));
+  // Above a daemon-wide ceiling (daemon/run_ceilings.h): refused before any sandbox.
+  auto greedy = Run(
+      [] {
+        auto r = Cmd({"echo"});
+        r.image = "busybox";
+        r.memory_bytes = uint64_t{64} << 30;
+        return r;
+      }(),
+      sink);
+  ASSERT_TRUE(loop_.RunUntil([&] { return *none && *bad && *greedy; }));
   EXPECT_EQ((*none)->kind, RunErrorKind::kBadRequest);
   EXPECT_EQ((*bad)->kind, RunErrorKind::kBadRequest);
+  EXPECT_EQ((*greedy)->kind, RunErrorKind::kBadRequest);
+  EXPECT_NE((*greedy)->resp.error.value_or("").find("--max-run-memory"), std::string::npos)
+      << (*greedy)->resp.error.value_or("");
   EXPECT_EQ(driver_.create_calls(), 0u);
 }
 

@@ -14,12 +14,11 @@ std::string Text(T v) {
 }
 
 template <typename T>
-Result<void> AtMost(const char* field, const std::optional<T>& asked, T ceiling,
-                    const char* flag) {
+Result<void> AtMost(const char* field, const std::optional<T>& asked, T ceiling, const char* flag) {
   if (!asked || *asked <= ceiling) return Ok();
-  return Fail(ErrorCode::kInvalidArgument, "bad request", field,
-              Text(*asked) + " is above the daemon's ceiling of " + Text(ceiling) + " (" + flag +
-                  ")");
+  return Fail(
+      ErrorCode::kInvalidArgument, "bad request", field,
+      Text(*asked) + " is above the daemon's ceiling of " + Text(ceiling) + " (" + flag + ")");
 }
 
 }  // namespace

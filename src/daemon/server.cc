@@ -202,6 +202,12 @@ Result<int> RunDaemon(const DaemonOptions& options) {
     // the state dir's, generated at first start. Without one, every local
     // user (and, through the browser, every web page) could run code.
     bool created = false;
+    // On a fresh machine the state dir does not exist yet (the driver makes
+    // it later, the same way).
+    if (auto made = MkdirAll(opts.driver.state_dir, 0755); !made.ok()) {
+      cleanup_socket();
+      return made.error();
+    }
     auto token = opts.http_token_file.empty()
                      ? LoadOrCreateTokenFile(DefaultTokenPath(opts.driver.state_dir), &created)
                      : ReadTokenFile(opts.http_token_file);

@@ -317,6 +317,7 @@ class Daemon:
         self.token = token
         self.proc = None
         self.tmp = tempfile.mkdtemp(prefix="wb-http-test-")
+        self.state = self.tmp  # --state-dir
         self.socket = os.path.join(self.tmp, "pool.sock")
         self.log_path = os.path.join(self.tmp, "daemon.log")
         self.token_file = None
@@ -330,7 +331,7 @@ class Daemon:
         self.env.pop("NOTIFY_SOCKET", None)
 
     def cli(self, *args):
-        return [WARMBOX, "--state-dir", self.tmp] + list(args)
+        return [WARMBOX, "--state-dir", self.state] + list(args)
 
     def run_cli(self, *args, timeout=30):
         return subprocess.run(self.cli(*args), env=self.env, capture_output=True, timeout=timeout)
@@ -367,7 +368,7 @@ class Daemon:
 
     def generated_token(self):
         """STATE/http-token, which the daemon generates without --http-token-file."""
-        path = os.path.join(self.tmp, "http-token")
+        path = os.path.join(self.state, "http-token")
         mode = os.stat(path).st_mode & 0o777
         assert mode == 0o600, "%s has mode %o" % (path, mode)
         with open(path) as f:
@@ -1161,6 +1162,15 @@ class RefusalTest(unittest.TestCase):
         self.assertFalse(os.path.exists(self.daemon.socket), "the socket file was left behind")
         with open(path) as f:
             self.assertEqual(f.read(), TOKEN + "\n")
+
+    def test_fresh_state_dir_gets_its_token(self):
+        # The first start on a fresh machine: no state dir yet.
+        self.daemon.state = os.path.join(self.daemon.tmp, "new", "state")
+        os.chmod(self.daemon.tmp, 0o711)  # the sandboxes' uid range walks to their state dir
+        self.daemon.start()
+        self.assertEqual(len(self.daemon.token), 64)
+        r = curl(self.daemon.url + "/v1/pools", headers=self.daemon.auth())
+        self.assertEqual(r.status, 200, r)
 
     def test_zero_max_connections(self):
         r = self.start("--http", "127.0.0.1:%d" % free_port(), "--http-max-connections", "0")

@@ -161,13 +161,28 @@ std::string ImageStore::LayerDir(const std::string& digest) const {
   return state_dir_ + "/layers/" + std::to_string(uid_base_) + "/" + oci::DigestHex(digest);
 }
 
+Result<void> CloseToOthers(const std::string& dir, uint32_t uid_base) {
+  struct stat st {};
+  if (::lstat(dir.c_str(), &st) != 0) return Errno("stat", dir);
+  if (!S_ISDIR(st.st_mode))
+    return Fail(ErrorCode::kFailedPrecondition, "store", dir, "not a directory");
+  // The owner first, then the mode: never group-searchable by a group that
+  // should not pass.
+  if ((st.st_uid != 0 || st.st_gid != uid_base) && ::lchown(dir.c_str(), 0, uid_base) != 0) {
+    return Errno("chown", dir);
+  }
+  if ((st.st_mode & 07777) != 0710 && ::chmod(dir.c_str(), 0710) != 0) return Errno("chmod", dir);
+  return Ok();
+}
+
 Result<void> ImageStore::PrepareOciDirs() {
   // The sandbox's uid range walks layers/<base>/<hex> when its overlay is
-  // mounted: every dir on the way is searchable by others.
-  for (const std::string& d :
-       {state_dir_ + "/blobs/sha256", state_dir_ + "/layers/" + std::to_string(uid_base_)}) {
-    WB_RETURN_IF_ERROR(MkdirAll(d, 0755));
-  }
+  // mounted; other host users may not (CloseToOthers).
+  WB_RETURN_IF_ERROR(MkdirAll(state_dir_ + "/blobs/sha256", 0755));
+  WB_RETURN_IF_ERROR(MkdirAll(state_dir_ + "/layers", 0711));
+  const std::string layers = state_dir_ + "/layers/" + std::to_string(uid_base_);
+  WB_RETURN_IF_ERROR(MkdirAll(layers, 0710));
+  WB_RETURN_IF_ERROR(CloseToOthers(layers, uid_base_));
   WB_RETURN_IF_ERROR(MkdirAll(LocksDir(), 0700));
   WB_RETURN_IF_ERROR(MkdirAll(TmpDir(), 0700));
   WB_RETURN_IF_ERROR(MkdirAll(ImagesDir(), 0755));
@@ -202,6 +217,15 @@ Result<Image> ImageStore::Get(const std::string& input) {
                     " but sandboxes use " + std::to_string(uid_base_) +
                     "; re-import it or use --userns-base " + std::to_string(img.uid_base));
   }
+  // A store written before the dirs were closed is closed as its images are
+  // used (root only: it owns them).
+  if (::geteuid() == 0) {
+    WB_RETURN_IF_ERROR(CloseToOthers(dir, uid_base_));
+    if (!img.layer_digests.empty()) {
+      WB_RETURN_IF_ERROR(
+          CloseToOthers(state_dir_ + "/layers/" + std::to_string(uid_base_), uid_base_));
+    }
+  }
   return img;
 }
 
@@ -215,6 +239,7 @@ Result<Image> ImageStore::Commit(const std::string& name, const std::string& tmp
       {"layers", {"rootfs"}},
       {"config", {{"Env", nlohmann::json::array()}, {"WorkingDir", "/"}, {"User", ""}}}};
   auto w = WriteFileAtomic(tmp + "/image.json", j.dump(2) + "\n");
+  if (w.ok()) w = CloseToOthers(tmp, uid_base_);
   if (!w.ok()) {
     (void)RemoveTree(tmp);
     return w.error();
@@ -263,7 +288,9 @@ Result<Image> ImageStore::CommitOci(const Image& img) {
   WB_RETURN_IF_ERROR(MkdirAll(ImagesDir(), 0755));
   std::string tmp = ImagesDir() + "/.tmp-" + WB_TRY(RandomHex(6));
   WB_RETURN_IF_ERROR(MkdirAll(tmp, 0755));
-  if (auto w = WriteFileAtomic(tmp + "/image.json", j.dump(2) + "\n"); !w.ok()) {
+  auto w = WriteFileAtomic(tmp + "/image.json", j.dump(2) + "\n");
+  if (w.ok()) w = CloseToOthers(tmp, uid_base_);
+  if (!w.ok()) {
     (void)RemoveTree(tmp);
     return w.error();
   }

@@ -70,6 +70,13 @@ struct PruneReport {
   uint64_t bytes = 0;  // blob bytes freed
 };
 
+// Host users other than root must not reach what sandboxes see: the
+// files of an image are set-uid to sandbox uids and its /tmp is
+// world-writable. A dir holding image trees (an image's own, layers/<base>)
+// is made root:<uid base> 0710: the sandbox range, which mounts them, may
+// pass; no other host user may (docs/security.md).
+[[nodiscard]] Result<void> CloseToOthers(const std::string& dir, uint32_t uid_base);
+
 class ImageStore {
  public:
   ImageStore(std::string state_dir, uint32_t uid_base)

@@ -2,11 +2,15 @@
 // sandbox range. Needs root (chown).
 #include "image/store.h"
 
+#include <fcntl.h>
+#include <grp.h>
 #include <gtest/gtest.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <fstream>
+#include <functional>
 
 #include "base/fs.h"
 #include "tests/assert_ok.h"
@@ -101,6 +105,62 @@ TEST_F(StoreTest, ImportDirShiftsOwnersAndKeepsLinks) {
   auto dup = store.ImportDir("team/tool:1.0", src_);
   ASSERT_FALSE(dup.ok());
   EXPECT_NE(dup.error().ToString().find("exists"), std::string::npos);
+}
+
+// What a host user (uid 65534, in a child) can do to a path: 0 or the errno.
+int AsNobody(const std::function<int()>& op) {
+  pid_t pid = ::fork();
+  if (pid == 0) {
+    if (::setgroups(0, nullptr) != 0 || ::setresgid(65534, 65534, 65534) != 0 ||
+        ::setresuid(65534, 65534, 65534) != 0) {
+      ::_exit(255);
+    }
+    ::_exit(op());
+  }
+  int status = 0;
+  if (pid < 0 || ::waitpid(pid, &status, 0) != pid || !WIFEXITED(status)) return -1;
+  return WEXITSTATUS(status);
+}
+
+// Issue 19, finding 1: a set-uid file of an image ran from the store made a
+// host user a sandbox uid, and an image's /tmp was world-writable on the
+// host. The dirs holding image trees are root:<base> 0710.
+TEST_F(StoreTest, HostUsersCannotReachImageTrees) {
+  ASSERT_TRUE(MkdirAll(src_ + "/bin").ok());
+  ASSERT_TRUE(MkdirAll(src_ + "/tmp").ok());
+  ASSERT_EQ(::chmod((src_ + "/tmp").c_str(), 01777), 0);
+  { std::ofstream(src_ + "/bin/suid") << "#!/bin/sh\nid -u\n"; }
+  ASSERT_EQ(::chmod((src_ + "/bin/suid").c_str(), 04755), 0);
+  // The state dir is walkable by everyone, as the sandboxes need; an image's
+  // root is 0755, as in real images.
+  ASSERT_EQ(::chmod(state_.c_str(), 0711), 0);
+  ASSERT_EQ(::chmod(src_.c_str(), 0755), 0);
+  ImageStore store(state_, kBase);
+  ASSERT_OK_AND_ASSIGN(Image img, store.ImportDir("suid:1", src_));
+  const std::string root = img.lower_dirs[0];
+  ASSERT_EQ(Lstat(root + "/bin/suid").st_mode & 07777, 04755u);  // kept for the sandbox
+  const std::string dir = root.substr(0, root.size() - std::string("/rootfs").size());
+  auto st = Lstat(dir);
+  EXPECT_EQ(st.st_mode & 07777, 0710u) << dir;
+  EXPECT_EQ(st.st_uid, 0u);
+  EXPECT_EQ(st.st_gid, kBase);
+  const std::string suid = root + "/bin/suid", tmp = root + "/tmp/planted";
+  auto attack = [&] {
+    return AsNobody([&] {
+      if (::access(suid.c_str(), X_OK) == 0) return 1;  // could run it
+      int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_CLOEXEC, 0644);
+      if (fd >= 0) return 2;  // could plant a file in the image
+      return errno == EACCES ? 0 : 3;
+    });
+  };
+  EXPECT_EQ(attack(), 0);
+  // A store written by an older warmbox (0755) is closed when the image is used.
+  ASSERT_EQ(::chmod(dir.c_str(), 0755), 0);
+  EXPECT_EQ(attack(), 1) << "the test must reproduce the attack on an open store";
+  ASSERT_OK(store.Get("suid:1"));
+  EXPECT_EQ(Lstat(dir).st_mode & 07777, 0710u);
+  EXPECT_EQ(attack(), 0);
+  EXPECT_FALSE(PathExists(tmp));
 }
 
 TEST_F(StoreTest, BadInputIsRefusedWithoutLeftovers) {

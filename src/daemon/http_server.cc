@@ -411,7 +411,6 @@ struct HttpServer::Impl {
     HttpSink sink(s, v);
     RunOutcome out = co_await svc.Run(std::move(*run), sink);
     if (out.kind == RunErrorKind::kClientGone) co_return false;
-    if (out.resp.error) out.resp.kind = RunErrorKindName(out.kind);
     if (sink.started()) {
       // Mid-stream failures end the stream with a final line carrying the error.
       co_return co_await sink.Finish(HttpRunResponseJson(out.resp)) && keep;

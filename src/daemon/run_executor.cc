@@ -65,6 +65,12 @@ void RunExecutor::Join() {
 }
 
 asio::awaitable<RunOutcome> RunExecutor::Run(proto::RunRequest run, RunSink& sink) {
+  RunOutcome out = co_await RunUnlabelled(std::move(run), sink);
+  if (out.resp.error) out.resp.kind = RunErrorKindName(out.kind);
+  co_return out;
+}
+
+asio::awaitable<RunOutcome> RunExecutor::RunUnlabelled(proto::RunRequest run, RunSink& sink) {
   const auto t0 = Clock::now();
   RunOutcome out;
   std::string image = run.image.value_or(opts_.default_image);

@@ -56,6 +56,9 @@ class RunExecutor : public RunService {
 
  private:
   void Refuse(RunOutcome& out, RunErrorKind kind, std::string msg);
+  // Run without the error's kind word in the response (Run adds it, once
+  // for every front end).
+  boost::asio::awaitable<RunOutcome> RunUnlabelled(proto::RunRequest run, RunSink& sink);
   boost::asio::awaitable<RunOutcome> RunInPool(RunSink& sink, pool::WarmPool& pool,
                                                proto::RunRequest& run, pool::Clock::time_point t0,
                                                pool::Permit permit);

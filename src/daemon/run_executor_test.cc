@@ -179,6 +179,9 @@ TEST_F(RunExecutorTest, BadRequestsAreRefused) {
   EXPECT_EQ((*none)->kind, RunErrorKind::kBadRequest);
   EXPECT_EQ((*bad)->kind, RunErrorKind::kBadRequest);
   EXPECT_EQ((*greedy)->kind, RunErrorKind::kBadRequest);
+  // The kind word is in the response, once, for every front end.
+  EXPECT_EQ((*greedy)->resp.kind, "bad_request");
+  EXPECT_EQ((*none)->resp.kind, "bad_request");
   EXPECT_NE((*greedy)->resp.error.value_or("").find("--max-run-memory"), std::string::npos)
       << (*greedy)->resp.error.value_or("");
   EXPECT_EQ(driver_.create_calls(), 0u);

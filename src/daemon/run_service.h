@@ -32,7 +32,8 @@ class RunService {
  public:
   virtual ~RunService() = default;
   // Runs req (image default, validation, permit, sandbox, exec), streaming
-  // output to sink when req.stream. Never fails: errors are in the outcome.
+  // output to sink when req.stream. Never fails: errors are in the outcome,
+  // whose response carries the error's kind word (docs/errors.md).
   virtual boost::asio::awaitable<RunOutcome> Run(proto::RunRequest req, RunSink& sink) = 0;
   // Counts a request refused before it reached Run (e.g. bad JSON over HTTP).
   virtual void CountError(RunErrorKind kind) = 0;

@@ -179,8 +179,7 @@ asio::awaitable<void> SocketServer::Session(Socket s) {
     case proto::Op::kRun: {
       SocketSink sink(s);
       RunOutcome out = co_await service_.Run(std::move(req->run), sink);
-      // The same kind as the HTTP API's for the same failure (docs/errors.md).
-      if (out.resp.error) out.resp.kind = RunErrorKindName(out.kind);
+      // out.resp carries the kind (the HTTP API's word for the same failure).
       if (out.kind != RunErrorKind::kClientGone) co_await SendFrame(s, proto::ToJson(out.resp));
       co_return;
     }

@@ -84,39 +84,60 @@ struct ChildPlan {
   int parent_error_fd;
 };
 
+// The child between clone3 and execve calls the kernel directly, never a
+// libc wrapper: clone3 bypasses libc's fork, so a wrapper that a sanitizer
+// intercepts (sigaction, close, _exit ...) can take a lock that another
+// thread of the parent held at the clone, and hang the child forever (seen
+// under TSan: sigaction's interceptor spinning on its allocator's lock).
+namespace raw {
+long Close(int fd) { return ::syscall(SYS_close, fd); }
+long Dup3(int from, int to, int flags) { return ::syscall(SYS_dup3, from, to, flags); }
+long Fcntl(int fd, int cmd, long arg) { return ::syscall(SYS_fcntl, fd, cmd, arg); }
+long Write(int fd, const void* buf, size_t n) { return ::syscall(SYS_write, fd, buf, n); }
+long Read(int fd, void* buf, size_t n) { return ::syscall(SYS_read, fd, buf, n); }
+[[noreturn]] void Exit(int code) {
+  for (;;) ::syscall(SYS_exit_group, code);
+}
+// The kernel's struct sigaction (x86_64 and the generic layout of arm64),
+// not libc's: handler, flags, restorer, then a 64-bit mask.
+struct KernelSigaction {
+  void (*handler)(int);
+  unsigned long flags;
+  void (*restorer)();
+  uint64_t mask;
+};
+static_assert(sizeof(void*) == 8, "the kernel sigaction layout above is the 64-bit one");
+long SetDisposition(int sig, void (*handler)(int)) {
+  KernelSigaction ks{handler, 0, nullptr, 0};
+  return ::syscall(SYS_rt_sigaction, sig, &ks, nullptr, sizeof ks.mask);
+}
+}  // namespace raw
+
 [[noreturn]] void ChildFail(const ChildPlan& p, int step) {
   int msg[2] = {step, errno};
   // Best effort: if the parent is gone there is nobody to tell.
-  ssize_t ignored = ::write(p.error_fd, msg, sizeof msg);
-  (void)ignored;
-  ::_exit(127);
+  (void)raw::Write(p.error_fd, msg, sizeof msg);
+  raw::Exit(127);
 }
 
-// Runs in the child between clone3 and execve: raw syscalls only.
+// Runs in the child between clone3 and execve: raw syscalls only (raw::).
 [[noreturn]] void ChildMain(const ChildPlan& p) {
-  ::close(p.parent_release_fd);
-  ::close(p.parent_error_fd);
+  raw::Close(p.parent_release_fd);
+  raw::Close(p.parent_error_fd);
   // Handlers of the parent must not run here; reset every disposition, then
   // unblock (the parent blocked all signals around clone3).
-  struct sigaction dfl;
-  std::memset(&dfl, 0, sizeof dfl);
-  dfl.sa_handler = SIG_DFL;
   for (int sig = 1; sig < NSIG; ++sig) {
     if (sig == SIGKILL || sig == SIGSTOP) continue;
-    ::sigaction(sig, &dfl, nullptr);  // EINVAL for glibc-reserved signals: fine
+    raw::SetDisposition(sig, SIG_DFL);
   }
   if (p.file_size_limit) {
     // SIG_IGN survives execve: the program sees EFBIG past the limit.
-    struct sigaction ign;
-    std::memset(&ign, 0, sizeof ign);
-    ign.sa_handler = SIG_IGN;
-    if (::sigaction(SIGXFSZ, &ign, nullptr) != 0) ChildFail(p, kStepSignals);
+    if (raw::SetDisposition(SIGXFSZ, SIG_IGN) != 0) ChildFail(p, kStepSignals);
     struct rlimit rl = {p.file_size_limit, p.file_size_limit};
     if (::syscall(SYS_prlimit64, 0, RLIMIT_FSIZE, &rl, nullptr) != 0) ChildFail(p, kStepRlimit);
   }
-  sigset_t none;
-  sigemptyset(&none);
-  if (::syscall(SYS_rt_sigprocmask, SIG_SETMASK, &none, nullptr, _NSIG / 8) != 0) {
+  const uint64_t none = 0;
+  if (::syscall(SYS_rt_sigprocmask, SIG_SETMASK, &none, nullptr, sizeof none) != 0) {
     ChildFail(p, kStepSignals);
   }
 
@@ -124,7 +145,7 @@ struct ChildPlan {
   // first duplicate every source above all targets, then move into place.
   int tmp[64];
   for (int i = 0; i < p.nfds; ++i) {
-    tmp[i] = ::fcntl(p.src[i], F_DUPFD_CLOEXEC, kHighFd + 8);
+    tmp[i] = static_cast<int>(raw::Fcntl(p.src[i], F_DUPFD_CLOEXEC, kHighFd + 8));
     if (tmp[i] < 0) ChildFail(p, kStepDupFds);
   }
   // Everything inherited without O_CLOEXEC (from whoever started us) must not
@@ -132,25 +153,25 @@ struct ChildPlan {
   // targets, which dup3(..., 0) makes inheritable.
   ::syscall(SYS_close_range, 3, ~0U, CLOSE_RANGE_CLOEXEC);
   for (int i = 0; i < p.nfds; ++i) {
-    if (::dup3(tmp[i], p.dst[i], 0) < 0) ChildFail(p, kStepDupFds);
+    if (raw::Dup3(tmp[i], p.dst[i], 0) < 0) ChildFail(p, kStepDupFds);
   }
   for (int s = 0; s < 3; ++s) {
     if (p.stdio_mapped[s]) continue;
-    int null = ::open("/dev/null", O_RDWR | O_CLOEXEC);
+    int null = static_cast<int>(::syscall(SYS_openat, AT_FDCWD, "/dev/null", O_RDWR | O_CLOEXEC));
     if (null < 0) ChildFail(p, kStepDupFds);
     if (null == s) {
-      if (::fcntl(null, F_SETFD, 0) < 0) ChildFail(p, kStepDupFds);
+      if (raw::Fcntl(null, F_SETFD, 0) < 0) ChildFail(p, kStepDupFds);
       continue;
     }
-    if (::dup3(null, s, 0) < 0) ChildFail(p, kStepDupFds);
-    ::close(null);
+    if (raw::Dup3(null, s, 0) < 0) ChildFail(p, kStepDupFds);
+    raw::Close(null);
   }
 
   if (p.hold) {
     char c;
     ssize_t n;
     do {
-      n = ::read(p.release_fd, &c, 1);
+      n = raw::Read(p.release_fd, &c, 1);
     } while (n < 0 && errno == EINTR);
     if (n != 1) {
       errno = n == 0 ? EPIPE : errno;  // parent gone or gave up
@@ -168,16 +189,18 @@ struct ChildPlan {
   // signal. (Set before the release wait too, so a parent that dies while we
   // wait is noticed: read() returns 0.)
   if (p.pdeath_signal != 0) {
-    if (::prctl(PR_SET_PDEATHSIG, p.pdeath_signal) != 0) ChildFail(p, kStepPdeathsig);
+    if (::syscall(SYS_prctl, PR_SET_PDEATHSIG, p.pdeath_signal, 0, 0, 0) != 0)
+      ChildFail(p, kStepPdeathsig);
     // The parent keeps the write end of the release pipe until we have
     // exec'd, so a hang-up here means it died before prctl took effect.
     struct pollfd pfd = {p.release_fd, 0, 0};
-    if (::poll(&pfd, 1, 0) == 1 && (pfd.revents & POLLHUP)) {
+    const struct timespec now = {0, 0};
+    if (::syscall(SYS_ppoll, &pfd, 1, &now, nullptr, 0) == 1 && (pfd.revents & POLLHUP)) {
       errno = ESRCH;
       ChildFail(p, kStepPdeathsig);
     }
   }
-  ::execve(p.path, p.argv, p.envp);
+  ::syscall(SYS_execve, p.path, p.argv, p.envp);
   ChildFail(p, kStepExecve);
 }
 

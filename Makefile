@@ -18,13 +18,15 @@ configure: $(BUILD)/build.ninja
 build: setup configure
 	cmake --build $(BUILD)
 
-# Builds, then runs every test (unit, root, slow) with ctest.
+# Builds, then runs every test (unit, root, slow) with ctest. A test that
+# hangs fails after 10 minutes (--timeout; ctest's own default is 25), so a
+# hang cannot eat CI's whole budget.
 test: build
-	cd $(BUILD) && ctest --output-on-failure -j$$(nproc) $(CTEST_FLAGS)
+	cd $(BUILD) && ctest --output-on-failure --timeout 600 -j$$(nproc) $(CTEST_FLAGS)
 
 # The tests that need neither root nor kernel features.
 test-unit: build
-	cd $(BUILD) && ctest --output-on-failure -L unit $(CTEST_FLAGS)
+	cd $(BUILD) && ctest --output-on-failure --timeout 600 -L unit $(CTEST_FLAGS)
 
 demo: build
 	./scripts/demo $(BUILD)
@@ -69,8 +71,8 @@ test-asan: setup $(ASAN_BUILD)/build.ninja
 	  export ASAN_OPTIONS=log_path=$(SAN_REPORTS)/asan:detect_leaks=1 \
 	         UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1; \
 	  rc=0; \
-	  ctest --output-on-failure -j$$(nproc) -L unit $(CTEST_FLAGS) || rc=1; \
-	  ctest --output-on-failure -R '^(PoolTest\.|ActivationTest\.|http_api_test$$)' $(CTEST_FLAGS) || rc=1; \
+	  ctest --output-on-failure --timeout 600 -j$$(nproc) -L unit $(CTEST_FLAGS) || rc=1; \
+	  ctest --output-on-failure --timeout 600 -R '^(PoolTest\.|ActivationTest\.|http_api_test$$)' $(CTEST_FLAGS) || rc=1; \
 	  if [ -n "$$(ls -A $(SAN_REPORTS))" ]; then \
 	    echo "test-asan: sanitizer reports in $(SAN_REPORTS):"; cat $(SAN_REPORTS)/*; rc=1; \
 	  fi; \
@@ -90,7 +92,7 @@ test-tsan: setup $(TSAN_BUILD)/build.ninja
 	cd $(TSAN_BUILD) || exit 1; \
 	  export TSAN_OPTIONS=log_path=$(TSAN_REPORTS)/tsan:second_deadlock_stack=1; \
 	  rc=0; \
-	  ctest --output-on-failure -R '^(PoolTest|PoolSoakTest)\.' $(CTEST_FLAGS) || rc=1; \
+	  ctest --output-on-failure --timeout 600 -R '^(PoolTest|PoolSoakTest)\.' $(CTEST_FLAGS) || rc=1; \
 	  if [ -n "$$(ls -A $(TSAN_REPORTS))" ]; then \
 	    echo "test-tsan: sanitizer reports in $(TSAN_REPORTS):"; cat $(TSAN_REPORTS)/*; rc=1; \
 	  fi; \

@@ -29,6 +29,12 @@ bool StartsWith(std::string_view s, std::string_view prefix) {
   return s.substr(0, prefix.size()) == prefix;
 }
 
+std::string AsciiLower(std::string_view s) {
+  std::string out(s);
+  for (char& c : out) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  return out;
+}
+
 Result<uint64_t> ParseUint(std::string_view text, std::string_view what) {
   std::string_view t = Trim(text);
   uint64_t v = 0;
@@ -45,8 +51,7 @@ Result<uint64_t> ParseSize(std::string_view text, std::string_view what) {
   size_t i = 0;
   while (i < t.size() && (std::isdigit(static_cast<unsigned char>(t[i])) || t[i] == '.')) ++i;
   std::string num = t.substr(0, i);
-  std::string unit = t.substr(i);
-  for (char& c : unit) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  std::string unit = AsciiLower(t.substr(i));
   if (num.empty() || num.find('.') != num.rfind('.') || num == ".") {
     return Fail(std::string(what), std::string(text), hint);
   }

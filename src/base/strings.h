@@ -13,6 +13,8 @@ namespace wb {
 std::string_view Trim(std::string_view s);
 std::vector<std::string> Split(std::string_view s, char sep);
 bool StartsWith(std::string_view s, std::string_view prefix);
+// s with ASCII letters in lower case (header names, schemes, units).
+std::string AsciiLower(std::string_view s);
 
 // "512", "512k", "64m", "2g", "1.5g", "100MiB" -> bytes. what names the option
 // in the error ("--memory").

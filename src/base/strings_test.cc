@@ -25,6 +25,12 @@ constexpr uint64_t kGiB = 1024 * kMiB;
 
 // --- ParseSize ---------------------------------------------------------------
 
+TEST(StringsTest, AsciiLower) {
+  EXPECT_EQ(AsciiLower("Content-Type: Application/JSON"), "content-type: application/json");
+  EXPECT_EQ(AsciiLower(""), "");
+  EXPECT_EQ(AsciiLower("\xC3\x89t\xE9"), "\xC3\x89t\xE9");  // only ASCII letters change
+}
+
 TEST(ParseSizeTest, PlainNumberIsBytes) {
   auto r = ParseSize("512", "--memory");
   ASSERT_OK(r);

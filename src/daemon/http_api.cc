@@ -159,6 +159,20 @@ unsigned HttpStatusFor(RunErrorKind kind) {
   return 500;
 }
 
+namespace {
+
+// Whether a numeric IPv4 or IPv6 address is a loopback one (127.0.0.0/8,
+// ::1); nullopt when text is not a numeric address.
+std::optional<bool> IsLoopbackLiteral(const std::string& text) {
+  in_addr v4{};
+  in6_addr v6{};
+  if (::inet_pton(AF_INET, text.c_str(), &v4) == 1) return (ntohl(v4.s_addr) >> 24) == 127;
+  if (::inet_pton(AF_INET6, text.c_str(), &v6) == 1) return IN6_IS_ADDR_LOOPBACK(&v6) != 0;
+  return std::nullopt;
+}
+
+}  // namespace
+
 Result<ListenAddress> ParseListenAddress(std::string_view text) {
   ListenAddress a;
   std::string_view host, port;
@@ -181,16 +195,12 @@ Result<ListenAddress> ParseListenAddress(std::string_view text) {
     return Fail("--http", std::string(text), "port must be 1-65535");
   a.port = static_cast<uint16_t>(*p);
   a.host = host == "localhost" ? "127.0.0.1" : std::string(host);
-  in_addr v4{};
-  in6_addr v6{};
-  if (::inet_pton(AF_INET, a.host.c_str(), &v4) == 1) {
-    a.loopback = (ntohl(v4.s_addr) >> 24) == 127;
-  } else if (::inet_pton(AF_INET6, a.host.c_str(), &v6) == 1) {
-    a.loopback = IN6_IS_ADDR_LOOPBACK(&v6);
-  } else {
+  auto loopback = IsLoopbackLiteral(a.host);
+  if (!loopback) {
     return Fail("--http", std::string(text),
                 "the address must be a numeric IPv4 or IPv6 address, or localhost");
   }
+  a.loopback = *loopback;
   return a;
 }
 
@@ -253,32 +263,27 @@ Result<std::string> LoadOrCreateTokenFile(const std::string& path, bool* created
 
 namespace {
 
-std::string Lower(std::string_view s) {
-  std::string out(s);
-  for (char& c : out) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-  return out;
-}
-
 // "localhost", "127.1.2.3", "[::1]", each with an optional ":PORT".
 bool IsLoopbackHost(std::string_view host) {
-  std::string h = Lower(Trim(host));
+  std::string h = AsciiLower(Trim(host));
   if (!h.empty() && h.front() == '[') {
     size_t close = h.find(']');
     if (close == std::string::npos) return false;
     std::string rest = h.substr(close + 1);
     if (!rest.empty() && (rest.front() != ':' || !ParseUint(rest.substr(1), "port").ok()))
       return false;
-    in6_addr v6{};
-    return ::inet_pton(AF_INET6, h.substr(1, close - 1).c_str(), &v6) == 1 &&
-           IN6_IS_ADDR_LOOPBACK(&v6);
+    // Brackets hold an IPv6 address only.
+    const std::string ip = h.substr(1, close - 1);
+    return ip.find(':') != std::string::npos && IsLoopbackLiteral(ip).value_or(false);
   }
   if (size_t colon = h.rfind(':'); colon != std::string::npos) {
     if (!ParseUint(h.substr(colon + 1), "port").ok()) return false;
     h.resize(colon);
   }
   if (h == "localhost" || h == "localhost.") return true;
-  in_addr v4{};
-  return ::inet_pton(AF_INET, h.c_str(), &v4) == 1 && (ntohl(v4.s_addr) >> 24) == 127;
+  // An IPv6 address outside brackets would have lost its last group as the
+  // "port" above: only IPv4 here.
+  return h.find(':') == std::string::npos && IsLoopbackLiteral(h).value_or(false);
 }
 
 }  // namespace
@@ -299,7 +304,7 @@ std::optional<std::string> BrowserRequestRefusal(std::optional<std::string_view>
 
 bool IsJsonContentType(std::string_view value) {
   std::string_view type = value.substr(0, value.find(';'));
-  return Lower(Trim(type)) == "application/json";
+  return AsciiLower(Trim(type)) == "application/json";
 }
 
 }  // namespace wb::daemon

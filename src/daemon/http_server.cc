@@ -218,11 +218,6 @@ struct HttpServer::Impl {
   // its body is read (docs/security.md): the browser defences, then the
   // token. Sends the refusal and returns false when the request may not go on.
   asio::awaitable<bool> AdmitHead(beast::tcp_stream& s, const Request& req, bool body_pending) {
-    auto header = [&req](http::field f) -> std::optional<std::string_view> {
-      auto it = req.find(f);
-      if (it == req.end()) return std::nullopt;
-      return std::string_view(it->value().data(), it->value().size());
-    };
     const unsigned v = req.version();
     const bool head = req.method() == http::verb::head;
     // Without the body read, the connection cannot serve another request.
@@ -231,8 +226,8 @@ struct HttpServer::Impl {
     std::string msg;
     const char* kind = "";
     std::vector<std::pair<http::field, std::string>> extra;
-    if (auto why = BrowserRequestRefusal(header(http::field::origin), header(http::field::host),
-                                         opts.addr.loopback)) {
+    if (auto why = BrowserRequestRefusal(HeaderValue(req, http::field::origin),
+                                         HeaderValue(req, http::field::host), opts.addr.loopback)) {
       status = http::status::forbidden;
       msg = *why;
       kind = "forbidden";
@@ -241,7 +236,7 @@ struct HttpServer::Impl {
       kind = "unauthorized";
       msg = "authentication required: send 'Authorization: Bearer TOKEN'";
       std::string challenge = R"(Bearer realm="warmbox")";
-      if (req.find(http::field::authorization) != req.end()) {
+      if (HeaderValue(req, http::field::authorization)) {
         msg = "invalid bearer token";
         challenge = R"(Bearer realm="warmbox", error="invalid_token")";
       }
@@ -320,15 +315,21 @@ struct HttpServer::Impl {
     }
   }
 
+  static std::optional<std::string_view> HeaderValue(const Request& req, http::field f) {
+    auto it = req.find(f);
+    if (it == req.end()) return std::nullopt;
+    return std::string_view(it->value().data(), it->value().size());
+  }
+
   static bool IsHealthz(beast::string_view target) {
     return target.substr(0, target.find('?')) == "/healthz";
   }
 
   bool Authorized(const Request& req) const {
     if (opts.token.empty()) return false;  // the daemon always sets one
-    auto it = req.find(http::field::authorization);
-    if (it == req.end()) return false;
-    auto tok = BearerToken(std::string_view(it->value().data(), it->value().size()));
+    auto authorization = HeaderValue(req, http::field::authorization);
+    if (!authorization) return false;
+    auto tok = BearerToken(*authorization);
     return tok && TokenEquals(*tok, opts.token);
   }
 
@@ -381,9 +382,8 @@ struct HttpServer::Impl {
     if (target == "/v1/run") {
       if (req.method() != http::verb::post)
         co_return co_await MethodNotAllowed(s, req, target, "POST", keep);
-      auto type = req.find(http::field::content_type);
-      if (type == req.end() ||
-          !IsJsonContentType(std::string_view(type->value().data(), type->value().size()))) {
+      auto type = HeaderValue(req, http::field::content_type);
+      if (!type || !IsJsonContentType(*type)) {
         svc.CountError(RunErrorKind::kBadRequest);
         co_await SendError(s, v, false, http::status::unsupported_media_type,
                            "POST /v1/run takes a JSON body: send 'Content-Type: application/json'",

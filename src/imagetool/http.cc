@@ -27,8 +27,7 @@ size_t OnHeader(char* data, size_t size, size_t n, void* user) {
   }
   size_t colon = line.find(':');
   if (colon == std::string_view::npos) return size * n;
-  std::string key(Trim(line.substr(0, colon)));
-  for (auto& c : key) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  std::string key = AsciiLower(Trim(line.substr(0, colon)));
   t->resp->headers[key] = std::string(Trim(line.substr(colon + 1)));
   return size * n;
 }

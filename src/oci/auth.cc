@@ -11,12 +11,6 @@ namespace {
 
 constexpr char kB64[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
 
-std::string Lower(std::string_view s) {
-  std::string out(s);
-  for (auto& c : out) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-  return out;
-}
-
 // The host part of a config.json key: "https://index.docker.io/v1/" -> "index.docker.io".
 std::string KeyHost(std::string_view key) {
   if (size_t p = key.find("://"); p != std::string_view::npos) key = key.substr(p + 3);
@@ -29,7 +23,7 @@ Result<Challenge> ParseChallenge(std::string_view header) {
   std::string_view h = Trim(header);
   size_t sp = h.find(' ');
   Challenge c;
-  c.scheme = Lower(h.substr(0, sp));
+  c.scheme = AsciiLower(h.substr(0, sp));
   if (c.scheme != "bearer" && c.scheme != "basic") {
     return Fail("WWW-Authenticate", std::string(header),
                 "unsupported scheme (expected Bearer or Basic)");
@@ -42,7 +36,7 @@ Result<Challenge> ParseChallenge(std::string_view header) {
     size_t eq = rest.find('=', i);
     if (eq == std::string_view::npos)
       return Fail("WWW-Authenticate", std::string(header), "expected key=value");
-    std::string key = Lower(Trim(rest.substr(i, eq - i)));
+    std::string key = AsciiLower(Trim(rest.substr(i, eq - i)));
     i = eq + 1;
     std::string value;
     if (i < rest.size() && rest[i] == '"') {

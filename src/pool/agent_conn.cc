@@ -53,6 +53,14 @@ asio::awaitable<Result<proto::Frame>> AgentConn::ReadFrame() {
   co_return proto::Frame{static_cast<proto::FrameType>(hdr[0]), std::move(payload)};
 }
 
+asio::awaitable<Result<void>> AgentConn::Send(proto::FrameType type, std::string_view payload) {
+  std::string frame = proto::EncodeFrame(type, payload);
+  error_code ec;
+  co_await asio::async_write(sock_, asio::buffer(frame), redirect_error(use_awaitable, ec));
+  if (ec) co_return Fail("write to agent", path_, ec.message());
+  co_return Ok();
+}
+
 namespace {
 
 // Closes the connection if it is still armed when the time is up. The flags

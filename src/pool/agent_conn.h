@@ -43,12 +43,16 @@ class AgentConn {
       std::optional<std::chrono::milliseconds> health_check = std::nullopt,
       bool* unhealthy = nullptr);
 
-  // Aborts whatever is pending; the agent kills a running command on hang-up.
+  // Aborts whatever is pending; the agent kills a running command on hang-up
+  // (not a kept process of a live sandbox: docs/protocol.md).
   void Close();
 
- private:
-  asio::awaitable<Result<proto::Frame>> ReadFrame();
+  // Frame by frame, for the live sandboxes' relay (daemon/live_service.h).
+  [[nodiscard]] asio::awaitable<Result<proto::Frame>> ReadFrame();
+  [[nodiscard]] asio::awaitable<Result<void>> Send(proto::FrameType type, std::string_view payload);
+  asio::local::stream_protocol::socket& socket() { return sock_; }
 
+ private:
   asio::local::stream_protocol::socket sock_;
   std::string path_;
 };

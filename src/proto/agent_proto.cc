@@ -13,6 +13,20 @@ bool IsKnownFrameType(char c) {
   switch (c) {
     case 'H':
     case 'h':
+    case 'S':
+    case 'A':
+    case 'W':
+    case 'K':
+    case 'k':
+    case 'P':
+    case 'p':
+    case 'M':
+    case 'm':
+    case 'L':
+    case 'l':
+    case 'x':
+    case 'V':
+    case 'e':
     case 'E':
     case 'I':
     case 'C':

@@ -39,6 +39,21 @@ enum class FrameType : char {
   kFailure = 'F',
   kIdentity = 'D',  // host -> guest agent: a VM clone's identity (docs/protocol.md)
   kIdentityReply = 'd',
+  // Live sandboxes (docs/protocol.md, "Live sandboxes").
+  kStarted = 'S',      // agent -> host {"pid":N,"offset":N}
+  kAttach = 'A',       // host -> agent {"pid":N,"from":N}
+  kResize = 'W',       // host -> agent {"rows":R,"cols":C}
+  kSignal = 'K',       // host -> agent {"pid":N,"signal":N}
+  kSignalReply = 'k',  // agent -> host {}
+  kList = 'P',         // host -> agent (empty)
+  kListReply = 'p',    // agent -> host {"processes":[...]}
+  kClaim = 'M',        // host -> agent {"env":[..],"persist":true}
+  kClaimReply = 'm',   // agent -> host {}
+  kFile = 'L',         // host -> agent FileRequest
+  kFileReply = 'l',    // agent -> host FileReply
+  kFileEnd = 'x',      // agent -> host {"size":N}: end of a read
+  kWatchEvents = 'V',  // agent -> host {"events":[...]}
+  kOpError = 'e',      // agent -> host {"code":..,"errno":N,"message":..}
 };
 
 bool IsKnownFrameType(char c);

@@ -11,10 +11,15 @@ namespace wb::proto {
 namespace {
 
 const FrameType kAllTypes[] = {
-    FrameType::kHeartbeat, FrameType::kHeartbeatReply, FrameType::kExec,
-    FrameType::kStdin,     FrameType::kStdinClose,     FrameType::kStdout,
-    FrameType::kStderr,    FrameType::kExit,           FrameType::kFailure,
-    FrameType::kIdentity,  FrameType::kIdentityReply,
+    FrameType::kHeartbeat,   FrameType::kHeartbeatReply, FrameType::kExec,
+    FrameType::kStdin,       FrameType::kStdinClose,     FrameType::kStdout,
+    FrameType::kStderr,      FrameType::kExit,           FrameType::kFailure,
+    FrameType::kIdentity,    FrameType::kIdentityReply,  FrameType::kStarted,
+    FrameType::kAttach,      FrameType::kResize,         FrameType::kSignal,
+    FrameType::kSignalReply, FrameType::kList,           FrameType::kListReply,
+    FrameType::kClaim,       FrameType::kClaimReply,     FrameType::kFile,
+    FrameType::kFileReply,   FrameType::kFileEnd,        FrameType::kWatchEvents,
+    FrameType::kOpError,
 };
 
 ::testing::AssertionResult Contains(const std::string& haystack, const std::string& needle) {
@@ -88,7 +93,7 @@ TEST(EncodeFrameTest, KnownTypesAreExactlyTheEnumerators) {
   for (FrameType t : kAllTypes) EXPECT_TRUE(IsKnownFrameType(static_cast<char>(t)));
   int known = 0;
   for (int c = 0; c < 256; ++c) known += IsKnownFrameType(static_cast<char>(c)) ? 1 : 0;
-  EXPECT_EQ(known, 11);
+  EXPECT_EQ(known, 25);
 }
 
 // --- decoding ------------------------------------------------------------------

@@ -1,0 +1,90 @@
+// What the front ends (socket, HTTP) need from the daemon's live sandboxes
+// (docs/live-sandboxes.md): their lifecycle, and a fresh agent connection
+// for each process, file or watch operation. One implementation
+// (live_registry.h); everything runs on the daemon's event loop.
+#pragma once
+
+#include <boost/asio/awaitable.hpp>
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "base/error.h"
+#include "pool/agent_conn.h"
+
+namespace wb::daemon {
+
+struct LiveCreateRequest {
+  std::optional<std::string> image;   // absent: the daemon's default
+  std::optional<std::string> driver;  // absent: the daemon's --driver
+  std::optional<uint64_t> timeout_s;  // absent: 300 (capped by --max-sandbox-timeout)
+  std::vector<std::string> env;       // "K=V": default env of every process
+  std::map<std::string, std::string> metadata;
+  std::optional<uint64_t> memory_bytes, pids;
+  std::optional<double> cpus;
+  std::string user;  // default user of processes ("" = root)
+  std::string cwd;   // default working dir ("" = /)
+  // The deferred main: absent = the image's Entrypoint+Cmd (none if the image
+  // has none); an empty vector = --no-main.
+  std::optional<std::vector<std::string>> main;
+  std::string on_timeout = "kill";  // "kill" or "pause"
+};
+
+enum class LiveState { kRunning, kPaused, kDead };
+const char* LiveStateName(LiveState s);  // "running", "paused", "dead"
+
+struct LiveInfo {
+  std::string id;  // 32 hex digits
+  std::string image, driver;
+  LiveState state = LiveState::kRunning;
+  std::string dead_reason;  // when kDead: why ("agent exited: signal 9", ...)
+  int64_t created_ms = 0;   // wall clock
+  int64_t expires_ms = 0;   // wall clock
+  std::string on_timeout;   // "kill" or "pause"
+  std::map<std::string, std::string> metadata;
+  std::vector<std::string> env;
+  std::string user, cwd;
+  uint64_t memory_bytes = 0, pids = 0;
+  double cpus = 0;
+  std::vector<std::string> main;  // empty: none
+  int64_t main_pid = 0;           // 0: none
+  std::optional<int> main_exit_code;
+  // From the sandbox's cgroups at the time of the call.
+  uint64_t memory_current = 0, cpu_usage_us = 0, pids_current = 0;
+};
+
+// {"id":..,"image":..,...}: the JSON both front ends send (docs/openapi.yaml).
+std::string ToJson(const LiveInfo& i);
+
+class LiveService {
+ public:
+  virtual ~LiveService() = default;
+  // Claims a sandbox; errors: bad_request, no_image, busy (--max-sandboxes),
+  // draining, internal.
+  virtual boost::asio::awaitable<Result<LiveInfo>> Create(LiveCreateRequest req) = 0;
+  // Sorted by creation time; filter: every pair must match the metadata.
+  virtual std::vector<LiveInfo> List(const std::map<std::string, std::string>& filter) const = 0;
+  virtual Result<LiveInfo> Inspect(const std::string& id) const = 0;  // not_found
+  virtual boost::asio::awaitable<Result<void>> Kill(const std::string& id) = 0;
+  virtual Result<LiveInfo> SetTimeout(const std::string& id, uint64_t seconds) = 0;
+  // failed_precondition when already in that state.
+  virtual boost::asio::awaitable<Result<void>> Pause(const std::string& id) = 0;
+  virtual boost::asio::awaitable<Result<void>> Resume(const std::string& id) = 0;
+  // A new connection to the sandbox's agent; not_found, failed_precondition
+  // when paused or dead. The caller speaks the frames of docs/protocol.md.
+  virtual boost::asio::awaitable<Result<std::unique_ptr<pool::AgentConn>>> Connect(
+      const std::string& id) = 0;
+  // The main process's log: the last `tail` lines (0: all that is kept), as
+  // "<RFC 3339 time> <stream> <text>" lines. follow: called with every later
+  // line until the returned handle is destroyed or the sandbox ends (then
+  // on_line is called with std::nullopt).
+  virtual Result<std::vector<std::string>> Logs(const std::string& id, size_t tail) const = 0;
+  using LineFn = std::function<void(const std::optional<std::string>& line)>;
+  virtual Result<std::shared_ptr<void>> FollowLogs(const std::string& id, LineFn on_line) = 0;
+};
+
+}  // namespace wb::daemon

@@ -11,6 +11,7 @@
 #include <string_view>
 
 #include "fuzz/fuzz_check.h"
+#include "proto/live_ops.h"
 #include "proto/pool_proto.h"
 
 using namespace wb::proto;
@@ -32,6 +33,11 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
 
   auto r = ParsePoolRequest(text);
   if (!r.ok()) return 0;
+  if (r->op == Op::kLive) {
+    // The socket server's second parse of the same text.
+    auto live = ParseLiveOpRequest(text);
+    if (live.ok()) FUZZ_CHECK(!live->sandbox.empty());
+  }
   if (r->op == Op::kRun) {
     const RunRequest& run = r->run;
     FUZZ_CHECK(!run.cmd.empty());

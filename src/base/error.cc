@@ -60,6 +60,13 @@ const char* ErrorCodeName(ErrorCode c) {
   return "internal";
 }
 
+ErrorCode ErrorCodeFromName(std::string_view name) {
+  for (int c = 0; c <= static_cast<int>(ErrorCode::kUnavailable); ++c) {
+    if (name == ErrorCodeName(static_cast<ErrorCode>(c))) return static_cast<ErrorCode>(c);
+  }
+  return ErrorCode::kInternal;
+}
+
 ErrorCode CodeForErrno(int err) {
   switch (err) {
     case ENOENT:

@@ -5,6 +5,7 @@
 
 #include <cerrno>
 #include <string>
+#include <string_view>
 #include <utility>
 #include <variant>
 
@@ -29,6 +30,8 @@ enum class ErrorCode {
   kUnavailable,         // "unavailable": a dependency (agent, registry) cannot be reached
 };
 const char* ErrorCodeName(ErrorCode c);
+// The code of a wire name (ErrorCodeName's inverse); an unknown name is kInternal.
+ErrorCode ErrorCodeFromName(std::string_view name);
 // The code of an errno value: ENOENT is not found, EACCES/EPERM permission
 // denied, ENOSPC/EDQUOT/EMFILE/ENFILE/ENOMEM resource exhausted, ETIMEDOUT a
 // deadline, ECONNREFUSED/ECONNRESET/EPIPE unavailable, anything else internal.

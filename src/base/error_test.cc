@@ -304,5 +304,13 @@ TEST(ErrorCodeTest, WireNamesAreDistinct) {
   EXPECT_STREQ(ErrorCodeName(ErrorCode::kInvalidArgument), "bad_request");
 }
 
+TEST(ErrorCodeTest, NamesMapBackToTheirCodes) {
+  for (int c = 0; c <= static_cast<int>(ErrorCode::kUnavailable); ++c) {
+    auto code = static_cast<ErrorCode>(c);
+    EXPECT_EQ(ErrorCodeFromName(ErrorCodeName(code)), code);
+  }
+  EXPECT_EQ(ErrorCodeFromName("no_such_kind"), ErrorCode::kInternal);
+}
+
 }  // namespace
 }  // namespace wb

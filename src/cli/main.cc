@@ -55,6 +55,11 @@ int main(int argc, char** argv) {
   add(AddGc(app));
   add(AddPool(app));
   add(AddVm(app));
+  add(AddExec(app));
+  add(AddAttach(app));
+  add(AddPs(app));
+  add(AddSignal(app));
+  add(AddCp(app));
 
   try {
     app.parse(argc, argv);

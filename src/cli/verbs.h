@@ -16,5 +16,11 @@ Action AddImage(CLI::App& app);
 Action AddGc(CLI::App& app);
 Action AddPool(CLI::App& app);
 Action AddVm(CLI::App& app);
+// Live sandboxes' processes and files (exec.cc, ps.cc, cp.cc).
+Action AddExec(CLI::App& app);
+Action AddAttach(CLI::App& app);
+Action AddPs(CLI::App& app);
+Action AddSignal(CLI::App& app);
+Action AddCp(CLI::App& app);
 
 }  // namespace wb::cli

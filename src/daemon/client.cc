@@ -4,6 +4,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <nlohmann/json.hpp>
+
 #include "base/fd.h"
 #include "sandbox/agent_client.h"
 
@@ -93,6 +95,20 @@ Result<proto::RunResponse> PoolClient::Run(
     if (f.kind == proto::StreamFrame::kFinal) return f.final;
     if (on_chunk) on_chunk(f.kind == proto::StreamFrame::kStderr, f.data);
   }
+}
+
+Result<UniqueFd> PoolClient::OpenLive(std::string_view request_json) {
+  UniqueFd fd(WB_TRY(Connect()));
+  WB_RETURN_IF_ERROR(WriteAll(fd.get(), proto::EncodePoolFrame(request_json)));
+  std::string body = WB_TRY(ReadFrame(fd.get(), socket_));
+  auto j = nlohmann::json::parse(body, nullptr, false);
+  if (j.is_object() && j.value("ok", false)) return fd;
+  if (!j.is_object() || !j.contains("error")) {
+    return Fail("pool", socket_, "unexpected answer: " + body.substr(0, 200));
+  }
+  std::string kind = j.value("kind", "internal");
+  std::string text = j["error"].is_string() ? j["error"].get<std::string>() : body;
+  return Fail(ErrorCodeFromName(kind), "", "", text);
 }
 
 Result<std::vector<proto::ImageStat>> PoolClient::Status() {

@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "base/error.h"
+#include "base/fd.h"
 #include "proto/pool_proto.h"
 
 namespace wb::daemon {
@@ -33,6 +34,11 @@ class PoolClient {
       const std::function<void(bool is_stderr, std::string_view)>& on_chunk = {});
   [[nodiscard]] Result<std::vector<proto::ImageStat>> Status();
   [[nodiscard]] Result<void> Stop();
+  // A live sandbox's process or file operation (proto/live_ops.h): sends the
+  // request and, once the daemon answers {"ok":true}, returns the connection,
+  // which then carries the agent's frames (docs/protocol.md). A refusal is an
+  // error with the code of the daemon's kind.
+  [[nodiscard]] Result<UniqueFd> OpenLive(std::string_view request_json);
   // One request, one raw response body (for tests of the wire format).
   [[nodiscard]] Result<std::string> RoundTrip(std::string_view request_json);
 

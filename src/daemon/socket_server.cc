@@ -16,6 +16,7 @@
 #include "base/fs.h"
 #include "base/log.h"
 #include "base/strings.h"
+#include "daemon/sandbox_ops.h"
 #include "proto/pool_proto.h"
 
 namespace wb::daemon {
@@ -175,6 +176,14 @@ asio::awaitable<void> SocketServer::Session(Socket s) {
     case proto::Op::kStop:
       co_await SendFrame(s, R"({"ok":true,"error":null})");
       if (opts_.on_stop) opts_.on_stop();
+      co_return;
+    case proto::Op::kLive:
+      if (!opts_.live) {
+        co_await SendFrame(s, LiveErrorJson(Fail(ErrorCode::kFailedPrecondition, "live sandboxes",
+                                                 "", "not served by this daemon")));
+        co_return;
+      }
+      co_await ServeLiveOp(s, body, *opts_.live);
       co_return;
     case proto::Op::kRun: {
       SocketSink sink(s);

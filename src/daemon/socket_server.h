@@ -14,6 +14,7 @@
 #include <string>
 
 #include "base/error.h"
+#include "daemon/live_service.h"
 #include "daemon/run_service.h"
 
 namespace wb::daemon {
@@ -23,6 +24,7 @@ struct SocketOptions {
   std::optional<gid_t> socket_group;  // members may connect (besides root and our uid)
   std::chrono::milliseconds request_timeout{10000};  // to receive a request
   std::function<void()> on_stop;                     // a client's stop request
+  LiveService* live = nullptr;  // live sandboxes' process and file ops (none: refused)
 };
 
 class SocketServer {

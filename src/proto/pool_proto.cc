@@ -4,6 +4,7 @@
 #include <nlohmann/json.hpp>
 
 #include "base/json.h"
+#include "proto/live_ops.h"
 
 namespace wb::proto {
 
@@ -99,6 +100,11 @@ Result<PoolRequest> ParsePoolRequest(std::string_view text) {
     r.op = Op::kStop;
     return r;
   }
+  if (IsLiveOp(name)) {
+    r.op = Op::kLive;  // the socket server parses it (proto/live_ops.h)
+    r.live_op = name;
+    return r;
+  }
   if (name != "run") return Bad("op", "unknown op '" + name + "' (expected run, status or stop)");
   r.op = Op::kRun;
   RunRequest& run = r.run;
@@ -167,6 +173,8 @@ std::string ToJson(const PoolRequest& r) {
                  : R"({"op":"status","format":")" + r.format + "\"}";
     case Op::kStop:
       return R"({"op":"stop"})";
+    case Op::kLive:
+      return json{{"op", r.live_op}}.dump();
     case Op::kRun:
       break;
   }

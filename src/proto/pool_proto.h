@@ -38,13 +38,15 @@ struct RunRequest {
   std::optional<std::string> driver;
 };
 
-enum class Op { kRun, kStatus, kStop };
+// kLive: a process or file operation on a live sandbox (proto/live_ops.h).
+enum class Op { kRun, kStatus, kStop, kLive };
 
 struct PoolRequest {
   Op op = Op::kStatus;
   RunRequest run;
   // status: "" or "json" (the pools), "prometheus" ({"format":"prometheus","metrics":"<text>"}).
   std::string format;
+  std::string live_op;  // kLive: the op's name ("exec", ...)
 };
 
 [[nodiscard]] Result<PoolRequest> ParsePoolRequest(std::string_view json);

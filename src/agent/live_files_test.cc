@@ -256,6 +256,23 @@ TEST_F(LiveFilesTest, WriteOverMaxBytesIsRefusedAndLeavesNothing) {
   EXPECT_EQ(proto::ParseFileStat(f.payload)->size, 100004u);
 }
 
+TEST_F(LiveFilesTest, UploadCutShortByHangUpLeavesNothing) {
+  std::string path = root_ + "/partial";
+  {
+    Wire w(agent_.sock());
+    w.Send(FrameType::kFile, proto::ToJson(Req("write", path)));
+    w.Send(FrameType::kStdin, "some bytes");
+    // A heartbeat's answer: the frames before it were handled.
+    w.Send(FrameType::kHeartbeat);
+    ASSERT_TRUE(w.Expect(FrameType::kHeartbeatReply)) << w.last_unexpected();
+    ASSERT_TRUE(PathExists(path));
+  }  // no C
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+  while (PathExists(path) && std::chrono::steady_clock::now() < deadline) {
+  }
+  EXPECT_FALSE(PathExists(path));
+}
+
 TEST_F(LiveFilesTest, ReadOfMissingOrDirectoryFails) {
   EXPECT_EQ(Code(Do(Req("read", root_ + "/none"))), "not_found");
   EXPECT_EQ(Code(Do(Req("read", root_))), "failed_precondition");

@@ -266,6 +266,26 @@ TEST_F(LiveAgentTest, SlowListenerLosesNothing) {
   EXPECT_EQ(o.exit->exit_code, 0);
 }
 
+TEST_F(LiveAgentTest, The256LatestExitsAreRetained) {
+  std::vector<int64_t> pids;
+  for (int i = 0; i < 260; ++i) {
+    Wire w(agent_.sock());
+    pids.push_back(StartKept(w, Sh("exit " + std::to_string(i % 100))));
+    ASSERT_GT(pids.back(), 0);
+    ASSERT_TRUE(w.UntilExit().exit) << i;  // final: the exit is recorded
+  }
+  auto list = List();
+  ASSERT_EQ(list.size(), 256u);
+  EXPECT_EQ(list.front().pid, pids[4]);  // in start order, the oldest 4 gone
+  EXPECT_EQ(list.back().pid, pids[259]);
+  EXPECT_EQ(list.back().exit->exit_code, 59);
+  EXPECT_EQ(Ask(FrameType::kAttach, proto::ToJson(proto::AttachRequest{pids[0], 0})).type,
+            FrameType::kOpError);
+  Wire w(agent_.sock());
+  ASSERT_TRUE(Attach(w, pids[4], 0));
+  EXPECT_EQ(w.UntilExit().exit->exit_code, 4);
+}
+
 TEST_F(LiveAgentTest, ListShowsProcessesAndSignalEndsThem) {
   ExecRequest req;
   req.argv = {"sleep", "100"};

@@ -169,10 +169,10 @@ void ServerImpl::PumpFileRead(uint64_t conn_id, Conn& c) {
 void ServerImpl::FileWriteFrame(uint64_t conn_id, Conn& c, const proto::Frame& f) {
   FileXfer& x = *c.file;
   if (x.kind != FileXfer::kWrite) {
+    ReleaseConn(conn_id, c);
     Send(conn_id, FrameType::kFailure, "unexpected stdin frame");
     c.close_after_flush = true;
     c.peer_closed = true;
-    c.file.reset();
     return;
   }
   if (f.type == FrameType::kStdin) {

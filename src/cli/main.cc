@@ -55,6 +55,8 @@ int main(int argc, char** argv) {
   add(AddGc(app));
   add(AddPool(app));
   add(AddVm(app));
+  add(AddSandbox(app));
+  add(AddLogs(app));
 
   try {
     app.parse(argc, argv);

@@ -16,5 +16,8 @@ Action AddImage(CLI::App& app);
 Action AddGc(CLI::App& app);
 Action AddPool(CLI::App& app);
 Action AddVm(CLI::App& app);
+Action AddSandbox(
+    CLI::App& app);  // sandbox create | ls | inspect | kill | set-timeout | pause | resume
+Action AddLogs(CLI::App& app);  // logs [-f] [--tail N] ID
 
 }  // namespace wb::cli

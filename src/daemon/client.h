@@ -32,7 +32,11 @@ class PoolClient {
       proto::RunRequest req,
       const std::function<void(bool is_stderr, std::string_view)>& on_chunk = {});
   [[nodiscard]] Result<std::vector<proto::ImageStat>> Status();
-  [[nodiscard]] Result<void> Stop();
+  [[nodiscard]] Result<void> Stop(bool keep_sandboxes = false);
+  // One request, then every response frame to on_frame until it returns
+  // false or the daemon closes the connection (streamed live-sandbox logs).
+  [[nodiscard]] Result<void> Stream(std::string_view request_json,
+                                    const std::function<bool(const std::string&)>& on_frame);
   // One request, one raw response body (for tests of the wire format).
   [[nodiscard]] Result<std::string> RoundTrip(std::string_view request_json);
 

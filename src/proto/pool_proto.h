@@ -45,6 +45,8 @@ struct PoolRequest {
   RunRequest run;
   // status: "" or "json" (the pools), "prometheus" ({"format":"prometheus","metrics":"<text>"}).
   std::string format;
+  // stop: leave the live sandboxes running for the next daemon (pool stop --keep-sandboxes).
+  bool keep_sandboxes = false;
 };
 
 [[nodiscard]] Result<PoolRequest> ParsePoolRequest(std::string_view json);

@@ -31,6 +31,7 @@ enum class UidUser {
   kHttpPrometheusTest,  // tests/http/test_prometheus.py
   kPythonClientTest,    // clients/python/tests/_support.py
   kLiveOpsTest,
+  kLiveTest,
   kCount_,
 };
 
@@ -61,6 +62,8 @@ inline constexpr std::array<UidRange, static_cast<size_t>(UidUser::kCount_)> kUi
     {UidUser::kHttpPrometheusTest, "http_prometheus_test", 1650280000, kRangeIds},
     {UidUser::kPythonClientTest, "python_client_test", 1700000000, kRangeIds},
     {UidUser::kLiveOpsTest, "live_ops_test", 1710000000, kRangeIds},
+    // 1700000000 is python_client_test's: the next free one.
+    {UidUser::kLiveTest, "live_test", 1720000000, kRangeIds},
 }};
 
 // The first host uid of u's range.

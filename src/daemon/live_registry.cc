@@ -304,8 +304,12 @@ asio::awaitable<Result<LiveInfo>> LiveRegistry::Create(LiveCreateRequest req) {
   }
   lease.conn.reset();
   std::shared_ptr<Sandbox> sb(std::move(lease.sandbox));
+  // (Every blocking call is a named std::function before its co_await: GCC 12
+  // destroys a lambda temporary of a co_await expression twice, and with it
+  // a captured shared_ptr's reference.)
   auto destroy_on_error = [&](Error e) -> asio::awaitable<Result<LiveInfo>> {
-    co_await OnBlockingThread(rt, [sb]() { return sb->Destroy(); });
+    std::function<Result<void>()> fn = [sb]() { return sb->Destroy(); };
+    co_await OnBlockingThread(rt, std::move(fn));
     co_return e;
   };
   if (req.memory_bytes || req.pids || req.cpus) {
@@ -626,11 +630,13 @@ asio::awaitable<Result<void>> LiveRegistry::Destroy(EntryPtr e, std::string why)
   std::shared_ptr<Sandbox> sb = std::move(e->sb);
   if (!sb) co_return Ok();
   const bool paused = e->rec.state == "paused";
-  auto r = co_await OnBlockingThread(pools_.runtime(), [sb, paused]() -> Result<void> {
+  std::function<Result<void>()> fn = [sb, paused]() -> Result<void> {
     // A frozen v1 cgroup would hold SIGKILL: thaw first.
     if (paused) (void)sb->Pause(false);
     return sb->Destroy();
-  });
+  };
+  sb.reset();  // the last reference goes on the blocking thread, with fn
+  auto r = co_await OnBlockingThread(pools_.runtime(), std::move(fn));
   LogEvent(spdlog::level::info, "sandbox_end", {{"id", e->rec.id}, {"reason", why}});
   if (!r.ok()) spdlog::warn("live sandbox {}: teardown: {}", e->rec.id, r.error().ToString());
   co_return r;
@@ -655,8 +661,8 @@ asio::awaitable<Result<void>> LiveRegistry::Resume(const std::string& id) {
 asio::awaitable<Result<void>> LiveRegistry::SetPaused(EntryPtr e, bool paused) {
   std::shared_ptr<Sandbox> sb = e->sb;
   if (!sb || e->gone) co_return NotFound(e->rec.id);
-  auto r = co_await OnBlockingThread(pools_.runtime(),
-                                     [sb, paused]() -> Result<void> { return sb->Pause(paused); });
+  std::function<Result<void>()> fn = [sb, paused]() -> Result<void> { return sb->Pause(paused); };
+  auto r = co_await OnBlockingThread(pools_.runtime(), std::move(fn));
   if (!r.ok()) co_return r.error();
   if (e->gone) co_return Ok();
   e->state = paused ? LiveState::kPaused : LiveState::kRunning;

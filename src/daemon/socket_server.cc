@@ -207,7 +207,17 @@ asio::awaitable<void> SocketServer::Session(Socket s) {
 
 namespace {
 
-std::string InfoReply(const LiveInfo& i) { return "{\"ok\":true,\"sandbox\":" + ToJson(i) + "}"; }
+// (Replies are built before the co_await that sends them: GCC 12 evaluates
+// both arms of a conditional inside a co_await expression.)
+std::string InfoReply(const Result<LiveInfo>& r) {
+  if (!r.ok()) return LiveErrorJson(r.error());
+  return "{\"ok\":true,\"sandbox\":" + ToJson(r.value()) + "}";
+}
+
+std::string OkReply(const Result<void>& r) {
+  if (!r.ok()) return LiveErrorJson(r.error());
+  return R"({"ok":true})";
+}
 
 }  // namespace
 
@@ -226,7 +236,8 @@ asio::awaitable<void> SocketServer::LiveSession(Socket& s, std::string body) {
         co_return;
       }
       auto r = co_await live.Create(std::move(req->create));
-      co_await SendFrame(s, r.ok() ? InfoReply(*r) : LiveErrorJson(r.error()));
+      std::string reply = InfoReply(r);
+      co_await SendFrame(s, reply);
       co_return;
     }
     case LiveOp::kList: {
@@ -242,22 +253,28 @@ asio::awaitable<void> SocketServer::LiveSession(Socket& s, std::string body) {
       co_return;
     }
     case LiveOp::kInspect: {
-      auto r = live.Inspect(req->id);
-      co_await SendFrame(s, r.ok() ? InfoReply(*r) : LiveErrorJson(r.error()));
+      std::string reply = InfoReply(live.Inspect(req->id));
+      co_await SendFrame(s, reply);
       co_return;
     }
     case LiveOp::kSetTimeout: {
-      auto r = live.SetTimeout(req->id, req->timeout_s);
-      co_await SendFrame(s, r.ok() ? InfoReply(*r) : LiveErrorJson(r.error()));
+      std::string reply = InfoReply(live.SetTimeout(req->id, req->timeout_s));
+      co_await SendFrame(s, reply);
       co_return;
     }
     case LiveOp::kKill:
     case LiveOp::kPause:
     case LiveOp::kResume: {
-      auto r = req->op == LiveOp::kKill    ? co_await live.Kill(req->id)
-               : req->op == LiveOp::kPause ? co_await live.Pause(req->id)
-                                           : co_await live.Resume(req->id);
-      co_await SendFrame(s, r.ok() ? std::string(R"({"ok":true})") : LiveErrorJson(r.error()));
+      Result<void> r = Ok();
+      if (req->op == LiveOp::kKill) {
+        r = co_await live.Kill(req->id);
+      } else if (req->op == LiveOp::kPause) {
+        r = co_await live.Pause(req->id);
+      } else {
+        r = co_await live.Resume(req->id);
+      }
+      std::string reply = OkReply(r);
+      co_await SendFrame(s, reply);
       co_return;
     }
     case LiveOp::kLogs: {
@@ -295,8 +312,10 @@ asio::awaitable<void> SocketServer::LiveSession(Socket& s, std::string body) {
         while (!queue->empty() && !*gone) {
           std::optional<std::string> line = std::move(queue->front());
           queue->pop_front();
-          nlohmann::json f = line ? nlohmann::json{{"line", *line}} : nlohmann::json{{"end", true}};
-          co_await SendFrame(s, f.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace));
+          nlohmann::json f = {{"end", true}};
+          if (line) f = {{"line", *line}};
+          std::string frame = f.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+          co_await SendFrame(s, frame);
           if (!line) {
             error_code ignored;
             s.cancel(ignored);

@@ -132,7 +132,7 @@ Result<int> DoExec(const ExecOpts& o) {
     return Fail(ErrorCode::kInvalidArgument, "exec", o.id,
                 "missing command: warmbox exec [OPTIONS] ID -- CMD [ARG...]");
   }
-  nlohmann::json req{{"op", "exec"}, {"sandbox", o.id}, {"cmd", o.cmd}};
+  nlohmann::json req{{"op", "exec"}, {"id", o.id}, {"cmd", o.cmd}};
   std::vector<std::string> env;
   for (const auto& kv : o.env) {
     if (kv.empty() || kv.front() == '=') return Fail("-e", kv, "expected KEY=VALUE");
@@ -182,7 +182,7 @@ struct AttachOpts {
 };
 
 Result<int> DoAttach(const AttachOpts& o) {
-  nlohmann::json req{{"op", "attach"}, {"sandbox", o.id}, {"pid", WB_TRY(ParseUint(o.pid, "PID"))}};
+  nlohmann::json req{{"op", "attach"}, {"id", o.id}, {"pid", WB_TRY(ParseUint(o.pid, "PID"))}};
   if (!o.from.empty()) req["from"] = WB_TRY(ParseUint(o.from, "--from"));
   LiveConn c = WB_TRY(LiveConn::Open(SocketOrDefault(o.socket), req));
   return Follow(c, o.interactive || o.tty, o.tty);

@@ -81,8 +81,8 @@ TEST(LiveOpsTest, SignalsByNameOrNumber) {
 }
 
 TEST(LiveOpsTest, FileWritesTakeDataFramesOthersNone) {
-  auto w = ParseLiveOpRequest(
-      R"({"op":"fs","id":"x","request":{"op":"write","path":"/a","mode":420}})");
+  auto w =
+      ParseLiveOpRequest(R"({"op":"fs","id":"x","request":{"op":"write","path":"/a","mode":420}})");
   ASSERT_TRUE(w.ok());
   EXPECT_EQ(w->first, FrameType::kFile);
   EXPECT_EQ(w->client_frames, (std::vector<FrameType>{FrameType::kStdin, FrameType::kStdinClose}));

@@ -45,7 +45,8 @@ class LiveOpsTest : public wb::testing::DaemonFixture {
   }
 
   wb::testing::ProcResult W(std::vector<std::string> args, const std::string* in = nullptr) {
-    args.insert(args.begin() + 1, {"--socket", sock_});
+    // After the verb ("sandbox inspect" is a verb of two words).
+    args.insert(args.begin() + (args[0] == "sandbox" ? 2 : 1), {"--socket", sock_});
     return RunProcess(Cli(std::move(args)), {}, in);
   }
 
@@ -330,6 +331,41 @@ TEST_F(LiveOpsTest, TerminalSizeResizeAndCtrlC) {
   }));
   ASSERT_TRUE(WIFEXITED(status));
   EXPECT_EQ(WEXITSTATUS(status), 7);
+}
+
+// A sandbox that dies on its own (here its agent is SIGKILLed from the host,
+// as the OOM killer would) is released and shown as dead with the reason;
+// operations on it fail with failed_precondition, and kill removes it.
+TEST_F(LiveOpsTest, SandboxThatDiesOnItsOwnShowsAsDeadAndIsReleased) {
+  pid_t host_pid = 0;
+  std::string dir;
+  for (const auto& name : wb::testing::Entries(state_ + "/sandboxes")) {
+    auto rec = ReadFile(state_ + "/sandboxes/" + name + "/live.json");
+    if (!rec.ok()) continue;
+    auto j = nlohmann::json::parse(*rec, nullptr, false);
+    if (j.value("id", "") == id_) {
+      host_pid = j.value("host_pid", 0);
+      dir = state_ + "/sandboxes/" + name;
+    }
+  }
+  ASSERT_GT(host_pid, 1) << "no live.json names " << id_;
+  ASSERT_EQ(::kill(host_pid, SIGKILL), 0);
+  nlohmann::json info;
+  ASSERT_TRUE(Eventually(
+      [&] {
+        auto r = W({"sandbox", "inspect", "--json", id_});
+        info = nlohmann::json::parse(r.out, nullptr, false);
+        return info.is_object() && info.value("state", "") == "dead";
+      },
+      10000))
+      << info.dump();
+  EXPECT_NE(info.value("dead_reason", ""), "");
+  EXPECT_TRUE(Eventually([&] { return ::access(dir.c_str(), F_OK) != 0; }));  // released
+  auto r = W({"exec", id_, "--", "true"});
+  EXPECT_EQ(r.code, 125);
+  EXPECT_NE(r.err.find("dead"), std::string::npos) << r.err;
+  ASSERT_EQ(W({"sandbox", "kill", id_}).code, 0);
+  EXPECT_EQ(W({"sandbox", "inspect", id_}).code, 125);
 }
 
 }  // namespace

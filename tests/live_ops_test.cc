@@ -368,5 +368,29 @@ TEST_F(LiveOpsTest, SandboxThatDiesOnItsOwnShowsAsDeadAndIsReleased) {
   EXPECT_EQ(W({"sandbox", "inspect", id_}).code, 125);
 }
 
+// A symlink swapped in while files are written (a loop in the sandbox turns
+// /tmp/sw into a symlink to / and back): every write lands in the sandbox.
+TEST_F(LiveOpsTest, SymlinkSwappedInDuringWritesStaysInside) {
+  auto r = W({"exec", "-d", id_, "--", "sh", "-c",
+              "while :; do rm -rf /tmp/sw; mkdir /tmp/sw; rm -rf /tmp/sw; ln -s / /tmp/sw; done"});
+  ASSERT_EQ(r.code, 0) << r.err;
+  const std::string name = "wb-race-" + std::to_string(::getpid());
+  ASSERT_TRUE(Put(state_ + "/f", "raced\n"));
+  int landed = 0;
+  for (int i = 0; i < 30; ++i) {
+    // Either it fails (the dir vanished), or it lands in /tmp/sw or in the
+    // sandbox's own / through the symlink: never on the host.
+    if (W({"cp", state_ + "/f", id_ + ":/tmp/sw/" + name}).code == 0) ++landed;
+  }
+  ASSERT_EQ(W({"signal", id_, r.out.substr(0, r.out.size() - 1), "KILL"}).code, 0);
+  EXPECT_NE(::access(("/" + name).c_str(), F_OK), 0) << "a write reached the host's /";
+  EXPECT_NE(::access(("/tmp/" + name).c_str(), F_OK), 0);
+  if (landed) {
+    auto found =
+        W({"exec", id_, "--", "sh", "-c", "ls /" + name + " /tmp/sw/" + name + " 2>/dev/null"});
+    EXPECT_NE(found.out, "") << landed << " writes succeeded but none is in the sandbox";
+  }
+}
+
 }  // namespace
 }  // namespace wb

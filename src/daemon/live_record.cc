@@ -155,8 +155,11 @@ Result<void> WriteLiveRecord(const std::string& dir, const LiveRecord& r) {
   {
     UniqueFd fd(::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600));
     if (!fd) return Errno("open", tmp);
+    // No fsync: the record must survive the daemon (a crash, a kill, an
+    // upgrade), not the host: a reboot ends every sandbox it describes. The
+    // rename keeps a reader from ever seeing half a record, and the claim
+    // path (and the event loop, which writes it) does not wait on the disk.
     auto w = WriteAll(fd.get(), data);
-    if (w.ok() && ::fsync(fd.get()) != 0) w = Errno("fsync", tmp);
     if (!w.ok()) {
       ::unlink(tmp.c_str());
       return w.error();

@@ -315,6 +315,10 @@ asio::awaitable<Result<LiveInfo>> LiveRegistry::Create(LiveCreateRequest req) {
     if (req.cpus) l.cpus = *req.cpus;
     if (auto r = sb->SetLimits(l); !r.ok()) co_return co_await destroy_on_error(r.error());
   }
+  // Every later operation connects to live_endpoint() (a vm's bridge, which
+  // takes over the agent's port now that the pool's exchange is over).
+  if (auto r = co_await OnBlockingThread(rt, [sb]() { return sb->ServeLive(); }); !r.ok())
+    co_return co_await destroy_on_error(r.error());
   auto hex = RandomHex(16);
   if (!hex.ok()) co_return co_await destroy_on_error(hex.error());
 
@@ -368,7 +372,7 @@ asio::awaitable<Result<LiveInfo>> LiveRegistry::Create(LiveCreateRequest req) {
 // --- the main process and its log ----------------------------------------------
 
 asio::awaitable<Result<void>> LiveRegistry::StartMain(EntryPtr e) {
-  auto conn = co_await pool::AgentConn::Connect(io_.get_executor(), e->sb->endpoint());
+  auto conn = co_await pool::AgentConn::Connect(io_.get_executor(), e->sb->live_endpoint());
   if (!conn.ok()) co_return conn.error();
   proto::ExecRequest er;
   er.argv = e->rec.main;
@@ -411,7 +415,7 @@ asio::awaitable<Result<void>> LiveRegistry::StartMain(EntryPtr e) {
 }
 
 asio::awaitable<Result<std::shared_ptr<pool::AgentConn>>> LiveRegistry::AttachMain(EntryPtr e) {
-  auto conn = co_await pool::AgentConn::Connect(io_.get_executor(), e->sb->endpoint());
+  auto conn = co_await pool::AgentConn::Connect(io_.get_executor(), e->sb->live_endpoint());
   if (!conn.ok()) co_return conn.error();
   json a = {{"pid", e->rec.main_pid}, {"from", e->rec.main_offset}};
   auto sent = co_await (*conn)->Send(proto::FrameType::kAttach, a.dump());
@@ -673,7 +677,7 @@ asio::awaitable<Result<std::unique_ptr<pool::AgentConn>>> LiveRegistry::Connect(
     co_return Fail(ErrorCode::kFailedPrecondition, "sandbox", id,
                    "the sandbox is paused; resume it first");
   }
-  co_return co_await pool::AgentConn::Connect(io_.get_executor(), (*e)->sb->endpoint());
+  co_return co_await pool::AgentConn::Connect(io_.get_executor(), (*e)->sb->live_endpoint());
 }
 
 // --- restart survival ------------------------------------------------------------

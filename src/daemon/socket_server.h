@@ -23,7 +23,6 @@ struct SocketOptions {
   std::string path;                   // for messages only: the socket is bound by the caller
   std::optional<gid_t> socket_group;  // members may connect (besides root and our uid)
   std::chrono::milliseconds request_timeout{10000};  // to receive a request
-  std::function<void()> on_stop;                     // a client's stop request
   // A client's stop request; keep_sandboxes: leave the live sandboxes running.
   std::function<void(bool keep_sandboxes)> on_stop;
 };

@@ -317,8 +317,11 @@ asio::awaitable<Result<LiveInfo>> LiveRegistry::Create(LiveCreateRequest req) {
   }
   // Every later operation connects to live_endpoint() (a vm's bridge, which
   // takes over the agent's port now that the pool's exchange is over).
-  if (auto r = co_await OnBlockingThread(rt, [sb]() { return sb->ServeLive(); }); !r.ok())
-    co_return co_await destroy_on_error(r.error());
+  // (A named function and result: GCC 12 frees a temporary twice when
+  // co_await sits in an if's init-statement.)
+  std::function<Result<void>()> serve_live = [sb]() { return sb->ServeLive(); };
+  Result<void> served = co_await OnBlockingThread(rt, serve_live);
+  if (!served.ok()) co_return co_await destroy_on_error(served.error());
   auto hex = RandomHex(16);
   if (!hex.ok()) co_return co_await destroy_on_error(hex.error());
 

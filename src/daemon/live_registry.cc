@@ -305,7 +305,8 @@ asio::awaitable<Result<LiveInfo>> LiveRegistry::Create(LiveCreateRequest req) {
   lease.conn.reset();
   std::shared_ptr<Sandbox> sb(std::move(lease.sandbox));
   auto destroy_on_error = [&](Error e) -> asio::awaitable<Result<LiveInfo>> {
-    co_await OnBlockingThread(rt, [sb]() { return sb->Destroy(); });
+    std::function<Result<void>()> destroy = [sb]() { return sb->Destroy(); };
+    co_await OnBlockingThread(rt, destroy);
     co_return e;
   };
   if (req.memory_bytes || req.pids || req.cpus) {
@@ -633,11 +634,12 @@ asio::awaitable<Result<void>> LiveRegistry::Destroy(EntryPtr e, std::string why)
   std::shared_ptr<Sandbox> sb = std::move(e->sb);
   if (!sb) co_return Ok();
   const bool paused = e->rec.state == "paused";
-  auto r = co_await OnBlockingThread(pools_.runtime(), [sb, paused]() -> Result<void> {
+  std::function<Result<void>()> teardown = [sb, paused]() -> Result<void> {
     // A frozen v1 cgroup would hold SIGKILL: thaw first.
     if (paused) (void)sb->Pause(false);
     return sb->Destroy();
-  });
+  };
+  auto r = co_await OnBlockingThread(pools_.runtime(), teardown);
   LogEvent(spdlog::level::info, "sandbox_end", {{"id", e->rec.id}, {"reason", why}});
   if (!r.ok()) spdlog::warn("live sandbox {}: teardown: {}", e->rec.id, r.error().ToString());
   co_return r;
@@ -662,8 +664,9 @@ asio::awaitable<Result<void>> LiveRegistry::Resume(const std::string& id) {
 asio::awaitable<Result<void>> LiveRegistry::SetPaused(EntryPtr e, bool paused) {
   std::shared_ptr<Sandbox> sb = e->sb;
   if (!sb || e->gone) co_return NotFound(e->rec.id);
-  auto r = co_await OnBlockingThread(pools_.runtime(),
-                                     [sb, paused]() -> Result<void> { return sb->Pause(paused); });
+  // Named: GCC 12 frees a lambda temporary passed to a coroutine twice.
+  std::function<Result<void>()> pause = [sb, paused]() { return sb->Pause(paused); };
+  auto r = co_await OnBlockingThread(pools_.runtime(), pause);
   if (!r.ok()) co_return r.error();
   if (e->gone) co_return Ok();
   e->state = paused ? LiveState::kPaused : LiveState::kRunning;

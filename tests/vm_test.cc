@@ -11,6 +11,7 @@
 
 #include <chrono>
 
+#include "agent/live_test_util.h"
 #include "base/child.h"
 #include "base/fs.h"
 #include "base/strings.h"
@@ -172,6 +173,100 @@ TEST_F(VmTest, BootExecAndTeardown) {
     // The root is an overlay with a writable tmpfs upper.
     EXPECT_EQ(Sh("echo x > /new-file && cat /new-file").stdout_data, "x\n");
     EXPECT_EQ(Sh("hostname").stdout_data, sandbox_->id() + "\n");
+  }
+  // --- Live: claimed, then every operation a connection of its own to
+  // live.sock, each relayed as a channel over the VM's one port
+  // (sandbox/vm/mux_bridge.h), pause and resume by QMP.
+  {
+    using live_test::Wire;
+    using proto::FrameType;
+    Sandbox* sb = Vm();
+    ASSERT_NE(sb, nullptr);
+    ASSERT_OK(AgentRequest(sb->endpoint(), FrameType::kClaim,
+                           R"({"env":["LIVE=yes"],"persist":false})", FrameType::kClaimReply,
+                           kBootMs));
+    ASSERT_OK(sb->ServeLive());
+    ASSERT_OK(sb->ServeLive());  // idempotent
+    const std::string live = sb->live_endpoint().socket_path;
+    EXPECT_EQ(live, SandboxesDir(State()) + "/" + sb->id() + "/live.sock");
+    auto exec = [](bool keep, const std::string& script) {
+      ExecRequest r;
+      r.argv = {"sh", "-c", script};
+      r.keep = keep;
+      return proto::ToJson(r);
+    };
+    // An exec: output, exit code, the claim's env.
+    {
+      Wire w(live);
+      ASSERT_TRUE(w.ok());
+      w.Send(FrameType::kExec, exec(false, "echo $LIVE; echo oops >&2; exit 5"));
+      auto o = w.UntilExit(kBootMs);
+      EXPECT_EQ(o.out, "yes\n");
+      EXPECT_EQ(o.err, "oops\n");
+      ASSERT_TRUE(o.exit);
+      EXPECT_EQ(o.exit->exit_code, 5);
+    }
+    // Two at once: the first waits for the second's file.
+    {
+      Wire a(live), b(live);
+      a.Send(FrameType::kExec,
+             exec(false, "while [ ! -e /tmp/flag ]; do sleep 0.05; done; echo a"));
+      b.Send(FrameType::kExec, exec(false, "touch /tmp/flag; echo b"));
+      EXPECT_EQ(b.UntilExit(kBootMs).out, "b\n");
+      EXPECT_EQ(a.UntilExit(kBootMs).out, "a\n");
+    }
+    // A background process outlives its client and is attached again.
+    int64_t pid = 0;
+    {
+      Wire k(live);
+      k.Send(FrameType::kExec,
+             exec(true, "i=0; while :; do echo tick $i; i=$((i+1)); sleep 0.2; done"));
+      auto s = k.Expect(FrameType::kStarted, kBootMs);
+      ASSERT_TRUE(s) << k.last_unexpected();
+      pid = proto::ParseStarted(*s)->pid;
+      ASSERT_TRUE(k.UntilOutput("tick 0\n", nullptr, kBootMs));
+    }
+    Wire at(live);
+    at.Send(FrameType::kAttach, proto::ToJson(proto::AttachRequest{pid, 0}));
+    ASSERT_TRUE(at.Expect(FrameType::kStarted, kBootMs)) << at.last_unexpected();
+    std::string ticks;
+    ASSERT_TRUE(at.UntilOutput("tick 0\ntick 1\ntick 2\n", &ticks, kBootMs)) << ticks;
+    // A file written, then read back.
+    {
+      Wire w(live);
+      proto::FileRequest r;
+      r.op = "write";
+      r.path = "/tmp/dir/f.txt";
+      w.Send(FrameType::kFile, proto::ToJson(r));
+      w.Send(FrameType::kStdin, "hello ");
+      w.Send(FrameType::kStdin, "file\n");
+      w.Send(FrameType::kStdinClose);
+      auto st = w.Expect(FrameType::kFileReply, kBootMs);
+      ASSERT_TRUE(st) << w.last_unexpected();
+      EXPECT_EQ(proto::ParseFileStat(*st)->size, 11u);
+      Wire rd(live);
+      r.op = "read";
+      rd.Send(FrameType::kFile, proto::ToJson(r));
+      ASSERT_TRUE(rd.Expect(FrameType::kFileReply, kBootMs)) << rd.last_unexpected();
+      EXPECT_EQ(rd.Expect(FrameType::kStdout, kBootMs).value_or(""), "hello file\n");
+      EXPECT_TRUE(rd.Expect(FrameType::kFileEnd, kBootMs)) << rd.last_unexpected();
+    }
+    // Paused: nothing runs (no tick, no answer); resumed: both go on.
+    ASSERT_OK(sb->Pause(true));
+    while (auto f = at.Next(500)) ticks += f->payload;  // what was on its way
+    Wire p(live);
+    p.Send(FrameType::kExec, exec(false, "echo after"));
+    EXPECT_FALSE(at.Next(1500)) << "output while paused";
+    EXPECT_FALSE(p.Next(10)) << "an answer while paused";
+    ASSERT_OK(sb->Pause(false));
+    EXPECT_EQ(p.UntilExit(kBootMs).out, "after\n");
+    ASSERT_TRUE(at.UntilOutput("tick", nullptr, kBootMs));
+    Wire kill(live);
+    kill.Send(FrameType::kSignal, proto::ToJson(proto::SignalRequest{pid, 9}));
+    EXPECT_TRUE(kill.Expect(FrameType::kSignalReply, kBootMs)) << kill.last_unexpected();
+    auto x = at.UntilExit(kBootMs);
+    ASSERT_TRUE(x.exit);
+    EXPECT_EQ(x.exit->signal, 9);
   }
   // --- TeardownLeavesNothing
   {

@@ -81,11 +81,14 @@ bool ServerImpl::OnLiveFrame(uint64_t id, Conn& c, proto::Frame& f) {
     return true;
   }
   if (!IsLiveOnly(f.type)) return false;
-  // Each of these starts an operation: one per connection, none over the
-  // VM port (not served there yet), none while shutting down.
-  if (c.port || c.exec || c.attached || c.file || terminating_) {
+  // Each of these starts an operation: one per connection, none while
+  // shutting down. On the VM port's own stream only the claim (M, made on
+  // the pool's connection before any channel exists); the others travel in
+  // channels (port_mux.cc), which are connections like a socket's.
+  const bool port_refused = c.port && f.type != FrameType::kClaim;
+  if (port_refused || c.exec || c.attached || c.file || terminating_) {
     Send(id, FrameType::kFailure,
-         c.port         ? "live operations are not served over the VM port"
+         port_refused   ? "live operations over the VM port travel in channels (Y)"
          : terminating_ ? "agent is shutting down"
                         : std::string("unexpected frame type ") + static_cast<char>(f.type));
     // Closed once written (a pool run's connection once its command ends;

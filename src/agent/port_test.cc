@@ -115,7 +115,7 @@ TEST_F(PortTest, ExchangesFollowEachOtherOnOneStream) {
 }
 
 TEST_F(PortTest, GarbageIsAnsweredAndTheStreamStartsAfresh) {
-  ASSERT_TRUE(WriteAll(host_.get(), std::string("Zjunk")).ok());
+  ASSERT_TRUE(WriteAll(host_.get(), std::string("\x01junk")).ok());
   proto::Frame f = Next();
   EXPECT_EQ(f.type, FrameType::kFailure);
   Send(FrameType::kHeartbeat, "");

@@ -29,6 +29,7 @@
 #include "base/fs.h"
 #include "base/strings.h"
 #include "proto/agent_proto.h"
+#include "proto/mux.h"
 
 namespace wb::agent {
 
@@ -63,6 +64,7 @@ Result<void> ServerImpl::Init() {
     c.sock.fd = UniqueFd(opts_.port_fd);
     c.sock.edge = true;
     c.port = true;
+    port_conn_ = id;
   } else {
     WB_RETURN_IF_ERROR(SetNonBlocking(opts_.listen_fd));
     listen_.fd = UniqueFd(opts_.listen_fd);
@@ -98,22 +100,17 @@ void ServerImpl::Unwatch(Watched& w) {
 void ServerImpl::UpdateInterest() {
   // Connections that are done, their last frame already written (Send may
   // have written it at once, so no EPOLLOUT event will come to close them).
-  for (auto it = conns_.begin(); it != conns_.end();) {
-    Conn& c = it->second;
+  if (!channels_.empty()) PumpChannels();
+  std::vector<uint64_t> done;
+  for (auto& [id, c] : conns_) {
     if (c.port) {
       // The port's "connection" goes on: the next exchange follows.
       c.close_after_flush = false;
-      ++it;
       continue;
     }
-    if (c.close_after_flush && !c.pending() && !c.exec) {
-      ReleaseConn(it->first, c);
-      Unwatch(c.sock);
-      it = conns_.erase(it);
-    } else {
-      ++it;
-    }
+    if (c.close_after_flush && !c.pending() && !c.exec) done.push_back(id);
   }
+  for (uint64_t id : done) CloseConn(id);
   for (auto& [id, c] : conns_) {
     uint32_t ev = 0;
     bool stdin_full = KeptStdinFull(c);
@@ -357,6 +354,7 @@ void ServerImpl::OnConnReadable(uint64_t id) {
 }
 
 void ServerImpl::OnFrame(uint64_t id, Conn& c, proto::Frame f) {
+  if (c.port && OnMuxFrame(id, f)) return;
   if (OnLiveFrame(id, c, f)) return;
   switch (f.type) {
     case FrameType::kHeartbeat:
@@ -408,7 +406,7 @@ void ServerImpl::OnFrame(uint64_t id, Conn& c, proto::Frame f) {
       }
       if (req->keep) {
         if (c.port) {
-          Send(id, FrameType::kFailure, "live operations are not served over the VM port");
+          Send(id, FrameType::kFailure, "live operations over the VM port travel in channels (Y)");
           c.close_after_flush = true;
           return;
         }
@@ -487,6 +485,7 @@ void ServerImpl::Send(uint64_t conn_id, FrameType t, std::string_view payload) {
   Conn& c = it->second;
   const bool idle = c.pending() == 0;
   proto::AppendFrame(c.out, t, payload);
+  if (c.channel) return FlushChannel(conn_id);
   // Write at once when nothing is queued (the usual case): a heartbeat's
   // answer must not wait behind the fork of the command it precedes, and
   // every frame saves a trip through epoll. Errors and short writes are left
@@ -510,8 +509,20 @@ ssize_t ServerImpl::WriteConn(const Conn& c, const char* data, size_t len) {
 void ServerImpl::CloseConn(uint64_t id) {
   auto it = conns_.find(id);
   if (it == conns_.end()) return;
-  ReleaseConn(id, it->second);
-  Unwatch(it->second.sock);
+  Conn& c = it->second;
+  ReleaseConn(id, c);
+  Unwatch(c.sock);
+  if (c.channel) {
+    // The agent's close of a channel is a Z (after all its output: callers
+    // close once nothing is pending); the host's close needs none.
+    auto port = conns_.find(port_conn_);
+    if (!c.host_closed && port != conns_.end()) {
+      const bool was_idle = port->second.pending() == 0;
+      proto::AppendChannelClose(port->second.out, c.channel);
+      WritePortNow(was_idle);
+    }
+    channels_.erase(c.channel);
+  }
   conns_.erase(it);
 }
 
@@ -541,9 +552,10 @@ void ServerImpl::SendOpError(uint64_t conn_id, const Error& err) {
   // act on the answer at once.
   ReleaseConn(conn_id, it->second);
   Send(conn_id, FrameType::kOpError, proto::ToJson(proto::ToOpError(err)));
-  // Nothing more is read from it: what the host still sends is moot.
+  // Nothing more is read from it: what the host still sends is moot. (The
+  // port's own stream is read on: the next exchange follows.)
   it->second.close_after_flush = true;
-  it->second.peer_closed = true;
+  if (!it->second.port) it->second.peer_closed = true;
 }
 
 void ServerImpl::DropIdentityCaps() {

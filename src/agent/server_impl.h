@@ -128,8 +128,16 @@ struct Conn {
   bool peer_closed = false;
   bool close_after_flush = false;
   uint64_t exec = 0;
-  bool port = false;   // the virtio-serial port (ServerOptions::port_fd): never closed
-  pid_t attached = 0;  // the kept process this connection started or attached to
+  bool port = false;  // the virtio-serial port (ServerOptions::port_fd): never closed
+  // A channel of the port (port_mux.cc): a connection without an fd. Its
+  // output (out) moves to the port as Y frames within credit; its input
+  // waits in inq while its operation's stdin is full.
+  uint32_t channel = 0;
+  std::string inq;
+  uint64_t credit = 0;       // bytes the agent may still send the host
+  uint64_t ungranted = 0;    // bytes consumed since the last G to the host
+  bool host_closed = false;  // the host sent Z (or Q): no Z back
+  pid_t attached = 0;        // the kept process this connection started or attached to
   std::unique_ptr<FileXfer> file;
   size_t pending() const { return out.size() - out_off; }
 };
@@ -189,6 +197,25 @@ class ServerImpl : public Server {
   std::vector<std::string> CommandEnv(const Credentials& cred,
                                       const std::vector<std::string>& request_env) const;
 
+  // --- port_mux.cc (channels over the VM port, proto/mux.h) ---
+  // Y, Z, G, Q on the port's own stream; false for any other frame.
+  bool OnMuxFrame(uint64_t port_id, const proto::Frame& f);
+  // Decodes and handles what a channel has queued, unless its operation's
+  // stdin is full; grants the host credit for what it consumed.
+  void ChannelInput(uint64_t conn_id);
+  bool ChannelStalled(const Conn& c) const;
+  // Moves a channel's output to the port, within its credit and while the
+  // port has little queued.
+  void FlushChannel(uint64_t conn_id);
+  // Every channel: input that waited, output that waited, refills (attached
+  // output, file reads). Before each epoll_wait.
+  void PumpChannels();
+  // The host's Z: a hang-up, as EOF on a socket connection.
+  void HangUpChannel(uint64_t conn_id);
+  // Writes what the port has queued, if nothing was queued before (else
+  // EPOLLOUT will).
+  void WritePortNow(bool was_idle);
+
   // --- live_procs.cc ---
   // True for the frames of live sandboxes; handles them.
   bool OnLiveFrame(uint64_t id, Conn& c, proto::Frame& f);
@@ -229,6 +256,9 @@ class ServerImpl : public Server {
   std::map<pid_t, Kept> kept_;
   std::deque<pid_t> exited_;  // kept processes whose exit is final, oldest first
   std::vector<std::string> claim_env_;
+  uint64_t port_conn_ = 0;                 // the port's Conn (port mode), 0: none
+  std::map<uint32_t, uint64_t> channels_;  // channel -> its Conn
+  uint32_t max_channel_ = 0;               // highest channel opened since the last Q
   uint64_t next_id_ = 1;
   bool terminating_ = false;
   bool any_exec_ = false;  // a command has started: the identity is fixed from then on

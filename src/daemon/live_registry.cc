@@ -355,6 +355,13 @@ asio::awaitable<Result<LiveInfo>> LiveRegistry::Create(LiveCreateRequest req) {
     if (req.cpus) l.cpus = *req.cpus;
     if (auto r = sb->SetLimits(l); !r.ok()) co_return co_await destroy_on_error(r.error());
   }
+  // Every later operation connects to live_endpoint() (a vm's bridge, which
+  // takes over the agent's port now that the pool's exchange is over).
+  // (A named function and result: GCC 12 frees a temporary twice when
+  // co_await sits in an if's init-statement.)
+  std::function<Result<void>()> serve_live = [sb]() { return sb->ServeLive(); };
+  Result<void> served = co_await OnBlockingThread(rt, serve_live);
+  if (!served.ok()) co_return co_await destroy_on_error(served.error());
   auto hex = RandomHex(16);
   if (!hex.ok()) co_return co_await destroy_on_error(hex.error());
 
@@ -417,7 +424,7 @@ asio::awaitable<Result<LiveInfo>> LiveRegistry::Create(LiveCreateRequest req) {
 // --- the main process and its log ----------------------------------------------
 
 asio::awaitable<Result<void>> LiveRegistry::StartMain(EntryPtr e) {
-  auto conn = co_await pool::AgentConn::Connect(io_.get_executor(), e->sb->endpoint());
+  auto conn = co_await pool::AgentConn::Connect(io_.get_executor(), e->sb->live_endpoint());
   if (!conn.ok()) co_return conn.error();
   proto::ExecRequest er;
   er.argv = e->rec.main;
@@ -460,7 +467,7 @@ asio::awaitable<Result<void>> LiveRegistry::StartMain(EntryPtr e) {
 }
 
 asio::awaitable<Result<std::shared_ptr<pool::AgentConn>>> LiveRegistry::AttachMain(EntryPtr e) {
-  auto conn = co_await pool::AgentConn::Connect(io_.get_executor(), e->sb->endpoint());
+  auto conn = co_await pool::AgentConn::Connect(io_.get_executor(), e->sb->live_endpoint());
   if (!conn.ok()) co_return conn.error();
   json a = {{"pid", e->rec.main_pid}, {"from", e->rec.main_offset}};
   auto sent = co_await (*conn)->Send(proto::FrameType::kAttach, a.dump());
@@ -734,7 +741,7 @@ asio::awaitable<Result<std::unique_ptr<pool::AgentConn>>> LiveRegistry::Connect(
     co_return Fail(ErrorCode::kFailedPrecondition, "sandbox", id,
                    "the sandbox is dead: " + (*e)->dead_reason);
   }
-  co_return co_await pool::AgentConn::Connect(io_.get_executor(), (*e)->sb->endpoint());
+  co_return co_await pool::AgentConn::Connect(io_.get_executor(), (*e)->sb->live_endpoint());
 }
 
 // --- restart survival ------------------------------------------------------------

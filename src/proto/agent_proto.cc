@@ -36,6 +36,11 @@ bool IsKnownFrameType(char c) {
     case 'F':
     case 'D':
     case 'd':
+    case 'Y':
+    case 'Z':
+    case 'G':
+    case 'Q':
+    case 'q':
       return true;
   }
   return false;

@@ -54,6 +54,12 @@ enum class FrameType : char {
   kFileEnd = 'x',      // agent -> host {"size":N}: end of a read
   kWatchEvents = 'V',  // agent -> host {"events":[...]}
   kOpError = 'e',      // agent -> host {"code":..,"errno":N,"message":..}
+  // Channels over a VM's port (proto/mux.h; docs/protocol.md, "Channels").
+  kChannelData = 'Y',   // both ways: channel | bytes of its stream
+  kChannelClose = 'Z',  // both ways: channel closed
+  kChannelGrant = 'G',  // both ways: channel | count: credit
+  kMuxReset = 'Q',      // host -> agent: forget every channel
+  kMuxResetDone = 'q',  // agent -> host: the reset is done
 };
 
 bool IsKnownFrameType(char c);

@@ -11,15 +11,16 @@ namespace wb::proto {
 namespace {
 
 const FrameType kAllTypes[] = {
-    FrameType::kHeartbeat,   FrameType::kHeartbeatReply, FrameType::kExec,
-    FrameType::kStdin,       FrameType::kStdinClose,     FrameType::kStdout,
-    FrameType::kStderr,      FrameType::kExit,           FrameType::kFailure,
-    FrameType::kIdentity,    FrameType::kIdentityReply,  FrameType::kStarted,
-    FrameType::kAttach,      FrameType::kResize,         FrameType::kSignal,
-    FrameType::kSignalReply, FrameType::kList,           FrameType::kListReply,
-    FrameType::kClaim,       FrameType::kClaimReply,     FrameType::kFile,
-    FrameType::kFileReply,   FrameType::kFileEnd,        FrameType::kWatchEvents,
-    FrameType::kOpError,
+    FrameType::kHeartbeat,    FrameType::kHeartbeatReply, FrameType::kExec,
+    FrameType::kStdin,        FrameType::kStdinClose,     FrameType::kStdout,
+    FrameType::kStderr,       FrameType::kExit,           FrameType::kFailure,
+    FrameType::kIdentity,     FrameType::kIdentityReply,  FrameType::kStarted,
+    FrameType::kAttach,       FrameType::kResize,         FrameType::kSignal,
+    FrameType::kSignalReply,  FrameType::kList,           FrameType::kListReply,
+    FrameType::kClaim,        FrameType::kClaimReply,     FrameType::kFile,
+    FrameType::kFileReply,    FrameType::kFileEnd,        FrameType::kWatchEvents,
+    FrameType::kOpError,      FrameType::kChannelData,    FrameType::kChannelClose,
+    FrameType::kChannelGrant, FrameType::kMuxReset,       FrameType::kMuxResetDone,
 };
 
 ::testing::AssertionResult Contains(const std::string& haystack, const std::string& needle) {
@@ -93,7 +94,7 @@ TEST(EncodeFrameTest, KnownTypesAreExactlyTheEnumerators) {
   for (FrameType t : kAllTypes) EXPECT_TRUE(IsKnownFrameType(static_cast<char>(t)));
   int known = 0;
   for (int c = 0; c < 256; ++c) known += IsKnownFrameType(static_cast<char>(c)) ? 1 : 0;
-  EXPECT_EQ(known, 25);
+  EXPECT_EQ(known, 30);
 }
 
 // --- decoding ------------------------------------------------------------------
@@ -181,7 +182,7 @@ TEST(FrameDecoderTest, HugeLengthFails) {
 
 TEST(FrameDecoderTest, UnknownTypeFails) {
   FrameDecoder d;
-  auto r = d.Feed(Header('Z', 0));
+  auto r = d.Feed(Header('z', 0));
   ASSERT_FALSE(r.ok());
   EXPECT_TRUE(Contains(r.error().ToString(), "unknown frame type"));
 }
@@ -203,7 +204,7 @@ TEST(FrameDecoderTest, UnknownTypeAfterGoodFrameFails) {
 
 TEST(FrameDecoderTest, StaysFailedAfterError) {
   FrameDecoder d;
-  auto first = d.Feed(Header('Z', 0));
+  auto first = d.Feed(Header('z', 0));
   ASSERT_FALSE(first.ok());
   auto again = d.Feed(EncodeFrame(FrameType::kHeartbeat, ""));
   ASSERT_FALSE(again.ok());

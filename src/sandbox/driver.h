@@ -125,6 +125,18 @@ class Sandbox {
   // Leaves the sandbox running when this object goes (a live sandbox kept
   // for the next daemon): its process, cgroups and dir stay.
   virtual void Abandon() {}
+  // The socket a live sandbox's operations connect to, one connection per
+  // operation (docs/live-sandboxes.md): the agent's own (ns), or the bridge
+  // that relays each connection as a channel over a VM's one port (vm:
+  // sandbox/vm/mux_bridge.h, STATE/sandboxes/<id>/live.sock), once
+  // ServeLive has started it.
+  virtual AgentEndpoint live_endpoint() const { return endpoint(); }
+  // Makes live_endpoint() serve: the vm driver starts its bridge (a
+  // connection to the agent's port, a reset of its channels, a thread);
+  // blocking, bounded (seconds). Idempotent; again after the bridge ended.
+  // After the claim: from then on the pool's one-exchange-at-a-time
+  // endpoint() is not used for this sandbox.
+  [[nodiscard]] virtual Result<void> ServeLive() { return Ok(); }
   // Stops (paused true) or resumes every process of the sandbox: the ns
   // driver freezes its cgroup, the vm driver stops its vCPUs (QMP).
   [[nodiscard]] virtual Result<void> Pause(bool paused) {

@@ -38,6 +38,9 @@ UniqueFd QmpQuit(const std::string& socket_path) {
 
 VmSandbox::VmSandbox() {
   stop_hook_ = [](SandboxBase& sb) {
+    // The bridge's connections fail first (their clients see the end at
+    // once), then QEMU goes.
+    static_cast<VmSandbox&>(sb).StopBridge();
     UniqueFd qmp = QmpQuit(sb.dir() + "/qmp.sock");
     pollfd p{sb.process().pidfd(), POLLIN, 0};
     int r;
@@ -53,6 +56,28 @@ Result<void> VmSandbox::Pause(bool paused) {
   Qmp q = WB_TRY(Qmp::Connect(dir_ + "/qmp.sock", 5000));
   WB_TRY(q.Execute(paused ? "stop" : "cont"));
   return Ok();
+}
+
+AgentEndpoint VmSandbox::live_endpoint() const {
+  return AgentEndpoint{dir_ + "/live.sock", process_.pidfd()};
+}
+
+Result<void> VmSandbox::ServeLive() {
+  std::lock_guard<std::mutex> lock(bridge_mu_);
+  if (bridge_ && bridge_->alive()) return Ok();
+  bridge_.reset();
+  if (dir_.empty() || !process_.running())
+    return Fail(ErrorCode::kFailedPrecondition, "serve live", id_, "the VM is not running");
+  // QEMU's chardev takes one connection at a time: this one, from now on
+  // (the pool's exchanges with this sandbox are over once it is claimed).
+  UniqueFd port = WB_TRY(ConnectUnix(dir_ + "/agent.sock"));
+  bridge_ = WB_TRY(MuxBridge::Start(std::move(port), dir_ + "/live.sock", 10000));
+  return Ok();
+}
+
+void VmSandbox::StopBridge() {
+  std::lock_guard<std::mutex> lock(bridge_mu_);
+  bridge_.reset();
 }
 
 Result<void> VmSandbox::ApplyLimits(const Limits& limits) {

@@ -4,11 +4,13 @@
 
 #include <cstdint>
 #include <memory>
+#include <mutex>
 #include <string>
 
 #include "sandbox/agent_args.h"
 #include "sandbox/cgroup.h"
 #include "sandbox/sandbox_base.h"
+#include "sandbox/vm/mux_bridge.h"
 #include "sandbox/vm/vm_driver.h"
 
 namespace wb::vm {
@@ -27,8 +29,15 @@ class VmSandbox : public SandboxBase {
   // QMP stop / cont: the vCPUs stop, QEMU's own threads (and the agent
   // socket's backlog) stay.
   Result<void> Pause(bool paused) override;
+  // Live operations: live.sock, served by the bridge (mux_bridge.h), one
+  // channel over the agent's port per connection.
+  AgentEndpoint live_endpoint() const override;
+  Result<void> ServeLive() override;
 
  private:
+  void StopBridge();
+  std::mutex bridge_mu_;
+  std::unique_ptr<MuxBridge> bridge_;
   // Only a check: RAM and vCPUs are fixed at boot.
   Result<void> ApplyLimits(const Limits& limits) override;
   uint64_t memory_mib_ = 0;

@@ -33,7 +33,6 @@ class PoolClient {
       proto::RunRequest req,
       const std::function<void(bool is_stderr, std::string_view)>& on_chunk = {});
   [[nodiscard]] Result<std::vector<proto::ImageStat>> Status();
-  [[nodiscard]] Result<void> Stop();
   // A live sandbox's process or file operation (proto/live_ops.h): sends the
   // request and, once the daemon answers {"ok":true}, returns the connection,
   // which then carries the agent's frames (docs/protocol.md). A refusal is an

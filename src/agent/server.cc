@@ -22,6 +22,8 @@
 
 #include "agent/caps.h"
 #include "agent/identity.h"
+#include "agent/server_impl.h"
+#include "agent/spawn.h"
 #include "agent/users.h"
 #include "base/fd.h"
 #include "base/fs.h"
@@ -29,110 +31,6 @@
 #include "proto/agent_proto.h"
 
 namespace wb::agent {
-namespace {
-
-using proto::FrameType;
-
-constexpr size_t kReadChunk = 64 * 1024;
-// Stop reading a command's output while this much is queued for the host:
-// backpressure instead of unbounded buffering.
-constexpr size_t kConnHighWater = 1 << 20;
-// Stop reading stdin frames while this much is queued for the command.
-constexpr size_t kStdinHighWater = 1 << 20;
-constexpr const char* kDefaultPath = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
-
-enum Kind : uint64_t { kListen = 1, kSignal, kConn, kOut, kErr, kIn, kTimer, kGrace };
-
-uint64_t Tag(Kind k, uint64_t id) { return (uint64_t{k} << 56) | id; }
-
-// An fd plus the epoll interest currently registered for it.
-struct Watched {
-  UniqueFd fd;
-  uint32_t events = 0;
-  bool added = false;
-  // Edge-triggered: for a virtio-serial port, which polls readable (read
-  // returns 0) for as long as no host is connected; level-triggered, an idle
-  // agent would spin. Each host connect, disconnect and data arrival wakes
-  // the port's waitqueue, so no edge that matters is lost.
-  bool edge = false;
-};
-
-struct Exec {
-  uint64_t conn = 0;  // 0 once the connection is gone
-  pid_t pid = -1;
-  Watched in, out, err, timer;
-  std::string stdin_buf;
-  bool stdin_close = false;
-  uint64_t cap = proto::kDefaultOutputCap;
-  uint64_t out_n = 0, err_n = 0;
-  bool out_trunc = false, err_trunc = false;
-  uint64_t timeout_ms = 0;
-  bool timed_out = false;
-  std::string start_error;
-};
-
-struct Conn {
-  Watched sock;
-  proto::FrameDecoder dec;
-  std::string out;
-  size_t out_off = 0;
-  bool peer_closed = false;
-  bool close_after_flush = false;
-  uint64_t exec = 0;
-  bool port = false;  // the virtio-serial port (ServerOptions::port_fd): never closed
-  size_t pending() const { return out.size() - out_off; }
-};
-
-class ServerImpl : public Server {
- public:
-  explicit ServerImpl(ServerOptions opts) : opts_(std::move(opts)) {}
-  Result<void> Init();
-  Result<int> Run() override;
-
- private:
-  void SetInterest(Watched& w, uint64_t tag, uint32_t wanted);
-  void Unwatch(Watched& w);
-  void UpdateInterest();
-
-  void OnAccept();
-  void OnSignal();
-  void OnConnReadable(uint64_t id);
-  void OnPortReadable(uint64_t id);
-  void OnConnWritable(uint64_t id);
-  void OnFrame(uint64_t id, Conn& c, proto::Frame f);
-  void OnOutput(uint64_t exec_id, bool is_err);
-  void OnStdinWritable(uint64_t exec_id);
-  void OnTimer(uint64_t exec_id);
-  void OnGrace();
-
-  void StartExec(uint64_t conn_id, Conn& c, const proto::ExecRequest& req);
-  void ReapAll();
-  void DropIdentityCaps() {
-    if (!opts_.identity_caps) return;
-    // Failing to drop leaves the agent (not its commands: the bounding set
-    // lacks them) more privileged than needed; nothing to report it to.
-    (void)DropOwnCaps(opts_.identity_caps);
-    opts_.identity_caps = 0;
-  }
-  void FinishExec(uint64_t exec_id, int wait_status);
-  // Reads what is readable now; returns false at EOF or error.
-  bool DrainOutput(Exec& e, bool is_err, bool until_eagain);
-  void Send(uint64_t conn_id, FrameType t, std::string_view payload);
-  void CloseConn(uint64_t id);
-  static ssize_t WriteConn(const Conn& c, const char* data, size_t len);
-  void KillGroup(const Exec& e);
-  void BeginTerminate();
-
-  ServerOptions opts_;
-  UniqueFd epoll_;
-  Watched listen_, signal_, grace_;
-  std::map<uint64_t, Conn> conns_;
-  std::map<uint64_t, Exec> execs_;
-  std::map<pid_t, uint64_t> exec_by_pid_;
-  uint64_t next_id_ = 1;
-  bool terminating_ = false;
-  bool any_exec_ = false;  // a command has started: the identity is fixed from then on
-};
 
 Result<void> ServerImpl::Init() {
   epoll_ = UniqueFd(::epoll_create1(EPOLL_CLOEXEC));
@@ -209,6 +107,7 @@ void ServerImpl::UpdateInterest() {
       continue;
     }
     if (c.close_after_flush && !c.pending() && !c.exec) {
+      ReleaseConn(it->first, c);
       Unwatch(c.sock);
       it = conns_.erase(it);
     } else {
@@ -217,7 +116,7 @@ void ServerImpl::UpdateInterest() {
   }
   for (auto& [id, c] : conns_) {
     uint32_t ev = 0;
-    bool stdin_full = false;
+    bool stdin_full = KeptStdinFull(c);
     if (c.exec) {
       auto it = execs_.find(c.exec);
       stdin_full = it != execs_.end() && it->second.stdin_buf.size() > kStdinHighWater;
@@ -225,6 +124,11 @@ void ServerImpl::UpdateInterest() {
     if (!c.peer_closed && !stdin_full) ev |= EPOLLIN;
     if (c.pending()) ev |= EPOLLOUT;
     SetInterest(c.sock, Tag(kConn, id), ev);
+    if (c.file && c.file->kind == FileXfer::kWatch) {
+      // Events wait in the kernel's queue while the host is slow.
+      SetInterest(c.file->inotify, Tag(kInotify, id),
+                  c.pending() > kConnHighWater ? 0u : uint32_t{EPOLLIN});
+    }
   }
   for (auto& [id, e] : execs_) {
     bool host_full = false;
@@ -236,12 +140,24 @@ void ServerImpl::UpdateInterest() {
     SetInterest(e.err, Tag(kErr, id), host_full ? 0u : uint32_t{EPOLLIN});
     SetInterest(e.in, Tag(kIn, id), e.stdin_buf.empty() ? 0u : uint32_t{EPOLLOUT});
   }
+  for (auto& [pid, k] : kept_) {
+    // Listeners attached: the slowest may lag at most half a ring, so the
+    // ring never overwrites what one of them has not had (docs/protocol.md,
+    // "Backpressure"). None: the ring overwrites its oldest bytes.
+    const bool blocked = !k.listeners.empty() && MaxLag(k) > k.ring.capacity() / 2;
+    const uint64_t tag = static_cast<uint64_t>(pid);
+    SetInterest(k.out, Tag(kKeptOut, tag), blocked ? 0u : uint32_t{EPOLLIN});
+    SetInterest(k.err, Tag(kKeptErr, tag), blocked ? 0u : uint32_t{EPOLLIN});
+    SetInterest(k.in, Tag(kKeptIn, tag), k.stdin_buf.empty() ? 0u : uint32_t{EPOLLOUT});
+  }
 }
 
 Result<int> ServerImpl::Run() {
   epoll_event events[64];
   for (;;) {
-    if (terminating_ && execs_.empty()) {
+    bool kept_running = false;
+    for (const auto& [pid, k] : kept_) kept_running = kept_running || !k.reaped;
+    if (terminating_ && execs_.empty() && !kept_running) {
       // With SIGTERM pending: done once no child is left.
       errno = 0;
       if (::waitpid(-1, nullptr, WNOHANG) < 0 && errno == ECHILD) return 0;
@@ -282,6 +198,21 @@ Result<int> ServerImpl::Run() {
         case kGrace:
           OnGrace();
           break;
+        case kKeptOut:
+          OnKeptOutput(static_cast<pid_t>(id), false);
+          break;
+        case kKeptErr:
+          OnKeptOutput(static_cast<pid_t>(id), true);
+          break;
+        case kKeptIn:
+          OnKeptStdin(static_cast<pid_t>(id));
+          break;
+        case kKeptTimer:
+          OnKeptTimer(static_cast<pid_t>(id));
+          break;
+        case kInotify:
+          OnInotify(id);
+          break;
       }
     }
   }
@@ -313,6 +244,10 @@ void ServerImpl::ReapAll() {
     int status = 0;
     pid_t pid = ::waitpid(-1, &status, WNOHANG);
     if (pid <= 0) return;
+    if (auto k = kept_.find(pid); k != kept_.end() && !k->second.reaped) {
+      OnKeptReaped(k->second, status);
+      continue;
+    }
     auto it = exec_by_pid_.find(pid);
     if (it == exec_by_pid_.end()) continue;  // an orphan: reaped, nothing else to do
     uint64_t id = it->second;
@@ -329,6 +264,9 @@ void ServerImpl::BeginTerminate() {
     ::kill(-1, SIGTERM);  // every process of the namespace but us
   } else {
     for (auto& [id, e] : execs_) ::kill(-e.pid, SIGTERM);
+    for (auto& [pid, k] : kept_) {
+      if (!k.reaped) ::kill(-pid, SIGTERM);
+    }
   }
   grace_.fd = UniqueFd(::timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC | TFD_NONBLOCK));
   itimerspec its{};
@@ -345,6 +283,9 @@ void ServerImpl::OnGrace() {
     ::kill(-1, SIGKILL);
   } else {
     for (auto& [id, e] : execs_) ::kill(-e.pid, SIGKILL);
+    for (auto& [pid, k] : kept_) {
+      if (!k.reaped) ::kill(-pid, SIGKILL);
+    }
   }
 }
 
@@ -416,6 +357,7 @@ void ServerImpl::OnConnReadable(uint64_t id) {
 }
 
 void ServerImpl::OnFrame(uint64_t id, Conn& c, proto::Frame f) {
+  if (OnLiveFrame(id, c, f)) return;
   switch (f.type) {
     case FrameType::kHeartbeat:
       Send(id, FrameType::kHeartbeatReply,
@@ -452,7 +394,7 @@ void ServerImpl::OnFrame(uint64_t id, Conn& c, proto::Frame f) {
     case FrameType::kExec: {
       any_exec_ = true;
       DropIdentityCaps();
-      if (c.exec || terminating_) {
+      if (c.exec || c.attached || c.file || terminating_) {
         Send(id, FrameType::kFailure,
              terminating_ ? "agent is shutting down" : "one exec per connection");
         c.close_after_flush = true;
@@ -464,7 +406,16 @@ void ServerImpl::OnFrame(uint64_t id, Conn& c, proto::Frame f) {
         c.close_after_flush = true;
         return;
       }
-      StartExec(id, c, *req);
+      if (req->keep) {
+        if (c.port) {
+          Send(id, FrameType::kFailure, "live operations are not served over the VM port");
+          c.close_after_flush = true;
+          return;
+        }
+        StartKept(id, c, *req);
+      } else {
+        StartExec(id, c, *req);
+      }
       return;
     }
     case FrameType::kStdin:
@@ -523,7 +474,11 @@ void ServerImpl::OnConnWritable(uint64_t id) {
     c.out.erase(0, c.out_off);
     c.out_off = 0;
   }
-  if (!c.pending() && c.close_after_flush && !c.exec && !c.port) CloseConn(id);
+  if (!c.pending() && c.close_after_flush && !c.exec && !c.port) {
+    CloseConn(id);
+    return;
+  }
+  OnConnDrained(id, c);
 }
 
 void ServerImpl::Send(uint64_t conn_id, FrameType t, std::string_view payload) {
@@ -555,8 +510,61 @@ ssize_t ServerImpl::WriteConn(const Conn& c, const char* data, size_t len) {
 void ServerImpl::CloseConn(uint64_t id) {
   auto it = conns_.find(id);
   if (it == conns_.end()) return;
+  ReleaseConn(id, it->second);
   Unwatch(it->second.sock);
   conns_.erase(it);
+}
+
+void ServerImpl::ReleaseConn(uint64_t id, Conn& c) {
+  // A kept process is never killed by a hang-up; it loses a listener.
+  if (c.attached) Detach(id, c);
+  if (c.file) {
+    Unwatch(c.file->inotify);
+    c.file.reset();
+  }
+}
+
+void ServerImpl::OnConnDrained(uint64_t id, Conn& c) {
+  if (c.attached) {
+    auto k = kept_.find(c.attached);
+    if (k != kept_.end()) PumpListener(k->second, id);
+  } else if (c.file && c.file->kind == FileXfer::kRead) {
+    PumpFileRead(id, c);
+  }
+}
+
+void ServerImpl::SendOpError(uint64_t conn_id, const Error& err) {
+  Send(conn_id, FrameType::kOpError, proto::ToJson(proto::ToOpError(err)));
+  auto it = conns_.find(conn_id);
+  if (it == conns_.end()) return;
+  // Nothing more is read from it: what the host still sends is moot.
+  it->second.close_after_flush = true;
+  it->second.peer_closed = true;
+  ReleaseConn(conn_id, it->second);
+}
+
+void ServerImpl::DropIdentityCaps() {
+  if (!opts_.identity_caps) return;
+  // Failing to drop leaves the agent (not its commands: the bounding set
+  // lacks them) more privileged than needed; nothing to report it to.
+  (void)DropOwnCaps(opts_.identity_caps);
+  opts_.identity_caps = 0;
+}
+
+Result<Credentials> ServerImpl::Resolve(const std::string& user) const {
+  // An image without these files still has root.
+  auto passwd = ReadFile(opts_.passwd_path);
+  auto group = ReadFile(opts_.group_path);
+  auto cred = ResolveUser(user, passwd.ok() ? passwd.value() : "", group.ok() ? group.value() : "");
+  if (!cred.ok()) return cred.error().WithCode(ErrorCode::kInvalidArgument);
+  return cred;
+}
+
+std::vector<std::string> ServerImpl::CommandEnv(const Credentials& cred,
+                                                const std::vector<std::string>& req_env) const {
+  std::vector<std::string> env = {std::string("PATH=") + kDefaultPath, "HOME=" + cred.home};
+  if (!opts_.hostname.empty()) env.push_back("HOSTNAME=" + opts_.hostname);
+  return MergeEnv(std::move(env), {&claim_env_, &req_env});
 }
 
 void ServerImpl::KillGroup(const Exec& e) {
@@ -564,312 +572,7 @@ void ServerImpl::KillGroup(const Exec& e) {
   if (e.pid > 0) ::kill(-e.pid, SIGKILL);
 }
 
-// ---------------------------------------------------------------------------
-// Starting a command.
-
-std::optional<std::string> LookupEnv(const std::vector<std::string>& env, std::string_view key) {
-  for (auto it = env.rbegin(); it != env.rend(); ++it) {
-    if (it->size() > key.size() && it->compare(0, key.size(), key) == 0 &&
-        (*it)[key.size()] == '=') {
-      return it->substr(key.size() + 1);
-    }
-  }
-  return std::nullopt;
-}
-
-// execvp's search, done before fork so the child only calls execve and the
-// "not found" case is reported without starting anything.
-Result<std::string> ResolveProgram(const std::string& name, const std::vector<std::string>& env) {
-  if (name.empty()) return Fail("exec", name, "empty program name");
-  if (name.find('/') != std::string::npos) return name;
-  std::string path = LookupEnv(env, "PATH").value_or(kDefaultPath);
-  int last_err = ENOENT;
-  for (const auto& dir : Split(path, ':')) {
-    std::string cand = (dir.empty() ? std::string(".") : dir) + "/" + name;
-    struct stat st;
-    if (::stat(cand.c_str(), &st) != 0 || !S_ISREG(st.st_mode)) continue;
-    if (::access(cand.c_str(), X_OK) != 0) {
-      last_err = EACCES;
-      continue;
-    }
-    return cand;
-  }
-  if (last_err == EACCES) return Fail("exec", name, "found in $PATH but not executable");
-  return Fail("exec", name, "executable file not found in $PATH");
-}
-
-// Closes every fd >= 3 but keep (run in the vfork child: syscalls only).
-// close_range needs Linux 5.9; before it, one close per possible fd.
-int CloseFdsFrom3Except(int keep, int max_fd) {
-  auto close_span = [&](unsigned lo, unsigned hi) -> int {
-    if (lo > hi) return 0;
-    if (::syscall(SYS_close_range, lo, hi, 0) == 0) return 0;
-    if (errno != ENOSYS) return -1;
-    for (unsigned fd = lo; fd <= hi && fd < static_cast<unsigned>(max_fd); ++fd)
-      ::close(static_cast<int>(fd));
-    return 0;
-  };
-  if (keep < 3) return close_span(3, ~0U);
-  if (close_span(3, static_cast<unsigned>(keep) - 1) != 0) return -1;
-  return close_span(static_cast<unsigned>(keep) + 1, ~0U);
-}
-
-enum ChildStep : int {
-  kCStepSetsid = 1,
-  kCStepFds,
-  kCStepCloseFds,
-  kCStepRlimit,
-  kCStepGroups,
-  kCStepGid,
-  kCStepUid,
-  kCStepChdir,
-  kCStepNnp,
-  kCStepSeccomp,
-  kCStepExec
-};
-
-const char* ChildStepName(int s) {
-  switch (s) {
-    case kCStepSetsid:
-      return "setsid";
-    case kCStepFds:
-      return "dup2";
-    case kCStepCloseFds:
-      return "close_range";
-    case kCStepGroups:
-      return "setgroups";
-    case kCStepGid:
-      return "setresgid";
-    case kCStepUid:
-      return "setresuid";
-    case kCStepChdir:
-      return "chdir";
-    case kCStepRlimit:
-      return "setrlimit(RLIMIT_NOFILE)";
-    case kCStepNnp:
-      return "prctl(PR_SET_NO_NEW_PRIVS)";
-    case kCStepSeccomp:
-      return "seccomp(SECCOMP_SET_MODE_FILTER)";
-    case kCStepExec:
-      return "execve";
-  }
-  return "start";
-}
-
-void ServerImpl::StartExec(uint64_t conn_id, Conn& c, const proto::ExecRequest& req) {
-  uint64_t id = next_id_++;
-  Exec& e = execs_[id];
-  c.exec = id;
-  e.conn = conn_id;
-  e.cap = req.output_cap;
-  e.timeout_ms = req.timeout_ms;
-
-  auto fail_start = [&](const std::string& msg) {
-    // Not started: report 127 at once, as a shell would.
-    Send(conn_id, FrameType::kStderr, "warmbox: " + msg + "\n");
-    proto::ExecExit x;
-    x.exit_code = 127;
-    x.error = msg;
-    Send(conn_id, FrameType::kExit, proto::ToJson(x));
-    execs_.erase(id);
-    c.exec = 0;
-    c.close_after_flush = true;
-  };
-
-  // An image without these files still has root.
-  auto passwd = ReadFile(opts_.passwd_path);
-  auto group = ReadFile(opts_.group_path);
-  auto cred =
-      ResolveUser(req.user, passwd.ok() ? passwd.value() : "", group.ok() ? group.value() : "");
-  if (!cred.ok()) return fail_start(cred.error().ToString());
-
-  std::vector<std::string> env = {std::string("PATH=") + kDefaultPath, "HOME=" + cred->home};
-  if (!opts_.hostname.empty()) env.push_back("HOSTNAME=" + opts_.hostname);
-  for (const auto& kv : req.env) {
-    std::string key = kv.substr(0, kv.find('='));
-    std::erase_if(
-        env, [&](const std::string& s) { return s.compare(0, key.size() + 1, key + "=") == 0; });
-    env.push_back(kv);
-  }
-  auto prog = ResolveProgram(req.argv[0], env);
-  if (!prog.ok()) return fail_start(prog.error().ToString());
-  std::string cwd = req.cwd.empty() ? "/" : req.cwd;
-
-  auto in = MakePipe(), out = MakePipe(), err = MakePipe(), status = MakePipe();
-  for (auto* p : {&in, &out, &err, &status}) {
-    if (!p->ok()) return fail_start(p->error().ToString());
-  }
-
-  // Everything the child needs is prepared here; after fork it makes only
-  // syscalls (the agent is single-threaded, so fork itself is safe).
-  std::vector<char*> argv, envp;
-  for (const auto& a : req.argv) argv.push_back(const_cast<char*>(a.c_str()));
-  argv.push_back(nullptr);
-  for (const auto& kv : env) envp.push_back(const_cast<char*>(kv.c_str()));
-  envp.push_back(nullptr);
-  const char* path = prog->c_str();
-  const char* dir = cwd.c_str();
-  const Credentials& cr = *cred;
-  int child_in = in->read.get(), child_out = out->write.get(), child_err = err->write.get();
-  int status_w = status->write.get();
-  rlimit cur{};
-  ::getrlimit(RLIMIT_NOFILE, &cur);
-  // The agent's fds are all below its limit (it never lowers it).
-  const int max_fd = static_cast<int>(std::min<rlim_t>(cur.rlim_cur, 1 << 20));
-  const uint64_t want = req.nofile ? req.nofile : opts_.nofile;
-  rlimit nofile{std::min<rlim_t>(want, cur.rlim_max), std::min<rlim_t>(want, cur.rlim_max)};
-  sock_fprog filter{static_cast<unsigned short>(opts_.seccomp.size()),
-                    const_cast<sock_filter*>(opts_.seccomp.data())};
-
-  // vfork: the child shares our memory until it execs (no page-table copy),
-  // which is safe because it only makes syscalls on data prepared above.
-  pid_t pid = ::vfork();
-  if (pid == 0) {
-    auto die = [&](int step) {
-      int msg[2] = {step, errno};
-      ssize_t ignored = ::write(status_w, msg, sizeof msg);
-      (void)ignored;
-      ::_exit(127);
-    };
-    sigset_t none;
-    sigemptyset(&none);
-    ::sigprocmask(SIG_SETMASK, &none, nullptr);
-    ::signal(SIGPIPE, SIG_DFL);
-    // Own session and process group: a timeout or hang-up kills the whole group.
-    if (::setsid() < 0) die(kCStepSetsid);
-    if (::dup2(child_in, 0) < 0 || ::dup2(child_out, 1) < 0 || ::dup2(child_err, 2) < 0)
-      die(kCStepFds);
-    // A command starts with its stdio only: close-on-exec is the rule, but an
-    // fd the agent inherited or one opened without it must not reach a
-    // command either. The status pipe stays open (it is close-on-exec: EOF
-    // tells the agent that execve succeeded).
-    if (CloseFdsFrom3Except(status_w, max_fd) != 0) die(kCStepCloseFds);
-    // The agent is shielded from the OOM killer by the host; its commands are
-    // not (best effort: a sandbox without /proc keeps the agent's value).
-    int oom = ::open("/proc/self/oom_score_adj", O_WRONLY | O_CLOEXEC);
-    if (oom >= 0) {
-      ssize_t ignored = ::write(oom, "0", 1);
-      (void)ignored;
-      ::close(oom);
-    }
-    if (::setrlimit(RLIMIT_NOFILE, &nofile) != 0) die(kCStepRlimit);
-    if (::setgroups(cr.groups.size(), cr.groups.data()) != 0) die(kCStepGroups);
-    if (::setresgid(cr.gid, cr.gid, cr.gid) != 0) die(kCStepGid);
-    if (::setresuid(cr.uid, cr.uid, cr.uid) != 0) die(kCStepUid);
-    if (::chdir(dir) != 0) die(kCStepChdir);
-    // No set-id or file-capability gains from here on; required by seccomp.
-    if (::prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0) die(kCStepNnp);
-    // The filter goes last: from here the command's own policy applies.
-    if (filter.len && ::syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, 0, &filter) != 0)
-      die(kCStepSeccomp);
-    ::execve(path, argv.data(), envp.data());
-    die(kCStepExec);
-  }
-  if (pid < 0) return fail_start(Errno("fork", req.argv[0]).ToString());
-  // Registered before the loop can call waitpid again: never stolen.
-  e.pid = pid;
-  exec_by_pid_[pid] = id;
-
-  status->write.reset();
-  int msg[2];
-  ssize_t n;
-  do {
-    n = ::read(status->read.get(), msg, sizeof msg);
-  } while (n < 0 && errno == EINTR);
-  if (n == sizeof msg) {
-    e.start_error =
-        ErrnoValue(msg[1], ChildStepName(msg[0]), msg[0] == kCStepChdir ? cwd : req.argv[0])
-            .ToString();
-  }
-
-  e.in.fd = std::move(in->write);
-  e.out.fd = std::move(out->read);
-  e.err.fd = std::move(err->read);
-  for (Watched* w : {&e.in, &e.out, &e.err}) (void)SetNonBlocking(w->fd.get());
-  if (!req.stdin) Unwatch(e.in);  // the command sees EOF at once
-  if (req.timeout_ms) {
-    e.timer.fd = UniqueFd(::timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC | TFD_NONBLOCK));
-    itimerspec its{};
-    its.it_value.tv_sec = static_cast<time_t>(req.timeout_ms / 1000);
-    its.it_value.tv_nsec = static_cast<long>(req.timeout_ms % 1000) * 1000000L;
-    ::timerfd_settime(e.timer.fd.get(), 0, &its, nullptr);
-    SetInterest(e.timer, Tag(kTimer, id), EPOLLIN);
-  }
-}
-
-bool ServerImpl::DrainOutput(Exec& e, bool is_err, bool until_eagain) {
-  Watched& w = is_err ? e.err : e.out;
-  if (!w.fd) return false;
-  char buf[kReadChunk];
-  do {
-    ssize_t n = ::read(w.fd.get(), buf, sizeof buf);
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      if (errno == EAGAIN) return true;
-      Unwatch(w);
-      return false;
-    }
-    if (n == 0) {
-      Unwatch(w);
-      return false;
-    }
-    uint64_t& sent = is_err ? e.err_n : e.out_n;
-    bool& trunc = is_err ? e.err_trunc : e.out_trunc;
-    uint64_t room = sent < e.cap ? e.cap - sent : 0;
-    uint64_t take = std::min<uint64_t>(room, static_cast<uint64_t>(n));
-    if (take < static_cast<uint64_t>(n)) trunc = true;  // keep draining, drop the rest
-    if (take && e.conn) {
-      Send(e.conn, is_err ? FrameType::kStderr : FrameType::kStdout,
-           std::string_view(buf, static_cast<size_t>(take)));
-    }
-    sent += take;
-  } while (until_eagain);
-  return true;
-}
-
-void ServerImpl::OnOutput(uint64_t exec_id, bool is_err) {
-  auto it = execs_.find(exec_id);
-  if (it == execs_.end()) return;
-  DrainOutput(it->second, is_err, false);
-}
-
-void ServerImpl::OnStdinWritable(uint64_t exec_id) {
-  auto it = execs_.find(exec_id);
-  if (it == execs_.end()) return;
-  Exec& e = it->second;
-  while (!e.stdin_buf.empty() && e.in.fd) {
-    ssize_t n = ::write(e.in.fd.get(), e.stdin_buf.data(), e.stdin_buf.size());
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      if (errno == EAGAIN) return;
-      // EPIPE: the command closed its stdin; what is left is dropped.
-      e.stdin_buf.clear();
-      Unwatch(e.in);
-      return;
-    }
-    e.stdin_buf.erase(0, static_cast<size_t>(n));
-  }
-  if (e.stdin_buf.empty() && e.stdin_close) Unwatch(e.in);
-}
-
-void ServerImpl::OnTimer(uint64_t exec_id) {
-  auto it = execs_.find(exec_id);
-  if (it == execs_.end()) return;
-  Unwatch(it->second.timer);
-  it->second.timed_out = true;
-  KillGroup(it->second);
-}
-
-void ServerImpl::FinishExec(uint64_t exec_id, int wait_status) {
-  auto it = execs_.find(exec_id);
-  if (it == execs_.end()) return;
-  Exec& e = it->second;
-  // The command is done; what is left of its process group goes with it.
-  // Output written before it exited is still in the pipes: drain it.
-  KillGroup(e);
-  DrainOutput(e, false, true);
-  DrainOutput(e, true, true);
-
+proto::ExecExit ExitOfStatus(int wait_status) {
   proto::ExecExit x;
   if (WIFEXITED(wait_status)) {
     x.exit_code = WEXITSTATUS(wait_status);
@@ -877,40 +580,18 @@ void ServerImpl::FinishExec(uint64_t exec_id, int wait_status) {
     x.signal = WTERMSIG(wait_status);
     x.exit_code = 128 + x.signal;
   }
-  x.stdout_truncated = e.out_trunc;
-  x.stderr_truncated = e.err_trunc;
-  if (!e.start_error.empty()) {
-    x.exit_code = 127;
-    x.signal = 0;
-    x.error = e.start_error;
-    Send(e.conn, FrameType::kStderr, "warmbox: " + e.start_error + "\n");
-  } else if (e.timed_out) {
-    x.timed_out = true;
-    x.exit_code = 137;
-    std::string secs = std::to_string(e.timeout_ms / 1000);
-    if (e.timeout_ms % 1000) {
-      char frac[8];
-      std::snprintf(frac, sizeof frac, ".%03u", static_cast<unsigned>(e.timeout_ms % 1000));
-      secs += frac;
-    }
-    x.error = "timed out after " + secs + "s; the command's process group was killed";
-    Send(e.conn, FrameType::kStderr, "warmbox: command " + x.error + "\n");
-  }
-  uint64_t conn_id = e.conn;
-  Unwatch(e.in);
-  Unwatch(e.out);
-  Unwatch(e.err);
-  Unwatch(e.timer);
-  execs_.erase(it);
-  auto c = conns_.find(conn_id);
-  if (c != conns_.end()) {
-    Send(conn_id, FrameType::kExit, proto::ToJson(x));
-    c->second.exec = 0;
-    c->second.close_after_flush = true;
-  }
+  return x;
 }
 
-}  // namespace
+std::string TimeoutMessage(uint64_t timeout_ms) {
+  std::string secs = std::to_string(timeout_ms / 1000);
+  if (timeout_ms % 1000) {
+    char frac[8];
+    std::snprintf(frac, sizeof frac, ".%03u", static_cast<unsigned>(timeout_ms % 1000));
+    secs += frac;
+  }
+  return "timed out after " + secs + "s; the command's process group was killed";
+}
 
 Result<std::unique_ptr<Server>> CreateServer(const ServerOptions& opts) {
   auto s = std::make_unique<ServerImpl>(opts);

@@ -1,0 +1,158 @@
+// Test helpers for the live sandboxes' frames: an agent spawned as a plain
+// process on a listening socket, and a blocking frame connection to it with
+// bounded waits (no sleeps stand in for synchronisation).
+#pragma once
+
+#include <poll.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <optional>
+#include <string>
+
+#include "base/child.h"
+#include "base/fd.h"
+#include "base/fs.h"
+#include "proto/agent_proto.h"
+#include "sandbox/agent_client.h"
+
+namespace wb::live_test {
+
+using proto::Frame;
+using proto::FrameType;
+
+// One connection to the agent, frame by frame.
+class Wire {
+ public:
+  explicit Wire(const std::string& sock) {
+    auto fd = ConnectUnix(sock);
+    if (fd.ok()) fd_ = std::move(*fd);
+  }
+  bool ok() const { return fd_.valid(); }
+  void Send(FrameType t, std::string_view payload = "") {
+    (void)WriteAll(fd_.get(), proto::EncodeFrame(t, payload));
+  }
+  // The next frame, or nullopt at EOF or after ms.
+  std::optional<Frame> Next(int ms = 10000) {
+    auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(ms);
+    for (;;) {
+      if (auto f = dec_.Next()) return f;
+      if (eof_) return std::nullopt;
+      int left = static_cast<int>(std::chrono::duration_cast<std::chrono::milliseconds>(
+                                      deadline - std::chrono::steady_clock::now())
+                                      .count());
+      if (left <= 0) return std::nullopt;
+      pollfd p{fd_.get(), POLLIN, 0};
+      if (::poll(&p, 1, left) <= 0) continue;
+      char buf[65536];
+      ssize_t n = ::read(fd_.get(), buf, sizeof buf);
+      if (n <= 0) {
+        eof_ = true;
+        continue;
+      }
+      if (!dec_.Feed(std::string_view(buf, static_cast<size_t>(n))).ok()) eof_ = true;
+    }
+  }
+  // The next frame, which must be of type t (else nullopt).
+  std::optional<std::string> Expect(FrameType t, int ms = 10000) {
+    auto f = Next(ms);
+    if (!f || f->type != t) {
+      last_unexpected_ = f ? std::string(1, static_cast<char>(f->type)) + " " + f->payload : "none";
+      return std::nullopt;
+    }
+    return f->payload;
+  }
+  // O/R frames until X (returned) or something else (nullopt).
+  struct Output {
+    std::string out, err;
+    std::optional<proto::ExecExit> exit;
+  };
+  Output UntilExit(int ms = 20000) {
+    Output o;
+    while (auto f = Next(ms)) {
+      if (f->type == FrameType::kStdout) {
+        o.out += f->payload;
+      } else if (f->type == FrameType::kStderr) {
+        o.err += f->payload;
+      } else {
+        if (f->type == FrameType::kExit) {
+          auto x = proto::ParseExecExit(f->payload);
+          if (x.ok()) o.exit = *x;
+        }
+        break;
+      }
+    }
+    return o;
+  }
+  // O frames until their concatenation contains needle; returns all of it.
+  std::optional<std::string> UntilOutput(const std::string& needle, std::string* seen = nullptr,
+                                         int ms = 10000) {
+    std::string all = seen ? *seen : "";
+    while (all.find(needle) == std::string::npos) {
+      auto f = Next(ms);
+      if (!f || (f->type != FrameType::kStdout && f->type != FrameType::kStderr)) {
+        if (seen) *seen = all;
+        return std::nullopt;
+      }
+      all += f->payload;
+    }
+    if (seen) *seen = all;
+    return all;
+  }
+  // Waits (bounded) for the agent to close its end.
+  bool ClosedByAgent(int ms = 5000) {
+    while (auto f = Next(ms)) {
+    }
+    return eof_;
+  }
+  int fd() const { return fd_.get(); }
+  const std::string& last_unexpected() const { return last_unexpected_; }
+
+ private:
+  UniqueFd fd_;
+  proto::FrameDecoder dec_;
+  bool eof_ = false;
+  std::string last_unexpected_;
+};
+
+// An agent serving a fresh socket, killed at the end.
+class TestAgent {
+ public:
+  bool Start() {
+    char tmpl[] = "/tmp/wb-live-test-XXXXXX";
+    if (!::mkdtemp(tmpl)) return false;
+    dir_ = tmpl;
+    sock_ = dir_ + "/agent.sock";
+    UniqueFd l(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
+    sockaddr_un addr{};
+    addr.sun_family = AF_UNIX;
+    std::snprintf(addr.sun_path, sizeof addr.sun_path, "%s", sock_.c_str());
+    if (::bind(l.get(), reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) return false;
+    if (::listen(l.get(), 128) != 0) return false;
+    SpawnOptions o;
+    o.path = std::string(WB_BUILD_DIR) + "/warmbox-agent";
+    o.argv = {"warmbox-agent", "--listen-fd", "3", "--hostname", "testbox"};
+    o.fds = {{l.get(), 3}};
+    o.pdeath_signal = SIGKILL;
+    auto c = ChildProcess::Spawn(o);
+    if (!c.ok()) return false;
+    child_ = std::move(*c);
+    return WaitAgentReady(AgentEndpoint{sock_, child_.pidfd()}, 1000, 10000).ok();
+  }
+  ~TestAgent() {
+    child_.KillAndReap();
+    if (!dir_.empty()) (void)RemoveTree(dir_);
+  }
+  const std::string& sock() const { return sock_; }
+  const std::string& dir() const { return dir_; }
+  pid_t pid() const { return child_.pid(); }
+  AgentEndpoint ep() const { return AgentEndpoint{sock_, child_.pidfd()}; }
+
+ private:
+  std::string dir_, sock_;
+  ChildProcess child_;
+};
+
+}  // namespace wb::live_test

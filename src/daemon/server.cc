@@ -57,7 +57,7 @@ class Daemon {
   Result<void> Bind(int listen_fd) { return socket_.Adopt(listen_fd); }
 
   Result<void> BindHttp(HttpOptions o) {
-    http_ = std::make_unique<HttpServer>(io_, executor_, std::move(o));
+    http_ = std::make_unique<HttpServer>(io_, executor_, live_, std::move(o));
     executor_.set_http_requests([this] { return http_->requests(); });
     return http_->Open();
   }
@@ -119,6 +119,8 @@ class Daemon {
   SocketServer socket_;
   asio::signal_set signals_;
   asio::steady_timer drain_timer_;
+  // The live sandboxes (both front ends); none until the registry is wired.
+  LiveService* live_ = nullptr;
   std::unique_ptr<HttpServer> http_;
   bool finishing_ = false;
 };

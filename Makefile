@@ -34,6 +34,7 @@ demo: build
 bench: build
 	./bench/cold_run.sh $(BUILD)
 	./bench/pool_run.sh $(BUILD)
+	./bench/live_run.py $(BUILD)
 
 # 1 to 1000 concurrent clients against one daemon (docs/reliability.md).
 load: build

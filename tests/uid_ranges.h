@@ -30,6 +30,8 @@ enum class UidUser {
   kHttpApiTest,         // tests/http/test_http_api.py: one range per daemon class
   kHttpPrometheusTest,  // tests/http/test_prometheus.py
   kPythonClientTest,    // clients/python/tests/_support.py
+  kLiveOpsTest,
+  kLiveTest,
   kCount_,
 };
 
@@ -59,6 +61,9 @@ inline constexpr std::array<UidRange, static_cast<size_t>(UidUser::kCount_)> kUi
     {UidUser::kHttpApiTest, "http_api_test", 1650000000, 280000},  // classes 70000 apart
     {UidUser::kHttpPrometheusTest, "http_prometheus_test", 1650280000, kRangeIds},
     {UidUser::kPythonClientTest, "python_client_test", 1700000000, kRangeIds},
+    {UidUser::kLiveOpsTest, "live_ops_test", 1710000000, kRangeIds},
+    // 1700000000 is python_client_test's: the next free one.
+    {UidUser::kLiveTest, "live_test", 1720000000, kRangeIds},
 }};
 
 // The first host uid of u's range.

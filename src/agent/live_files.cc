@@ -169,24 +169,15 @@ void ServerImpl::PumpFileRead(uint64_t conn_id, Conn& c) {
 void ServerImpl::FileWriteFrame(uint64_t conn_id, Conn& c, const proto::Frame& f) {
   FileXfer& x = *c.file;
   if (x.kind != FileXfer::kWrite) {
+    ReleaseConn(conn_id, c);
     Send(conn_id, FrameType::kFailure, "unexpected stdin frame");
     c.close_after_flush = true;
     c.peer_closed = true;
-    c.file.reset();
     return;
   }
   if (f.type == FrameType::kStdin) {
     if (x.max_bytes && x.bytes + f.payload.size() > x.max_bytes) {
-      // Refused: nothing of the upload stays (a created file goes, an
-      // appended one is cut back). As the user, who made it.
-      {
-        auto id = FsIdentity::Enter(x.cred);
-        if (x.created) {
-          ::unlink(x.path.c_str());
-        } else if (::ftruncate(x.fd.get(), x.orig_size) != 0) {
-          errno = 0;  // best effort; the error below is what matters
-        }
-      }
+      // ReleaseConn (from SendOpError) undoes the partial upload.
       return SendOpError(conn_id, Fail(ErrorCode::kResourceExhausted, "write", x.path,
                                        "upload exceeds max_bytes " + std::to_string(x.max_bytes)));
     }
@@ -219,6 +210,20 @@ void ServerImpl::FileWriteFrame(uint64_t conn_id, Conn& c, const proto::Frame& f
   Send(conn_id, FrameType::kFileReply, proto::ToJson(*st));
   c.close_after_flush = true;
   c.peer_closed = true;
+}
+
+void AbortUpload(FileXfer& x) {
+  if (x.kind != FileXfer::kWrite || !x.fd) return;
+  // An upload that did not end with C (refused, failed, or its host went
+  // away) leaves nothing: a file it created goes, one it appended to is cut
+  // back to its old size. As the user, who made it.
+  auto id = FsIdentity::Enter(x.cred);
+  if (x.created) {
+    ::unlink(x.path.c_str());
+  } else if (x.append && ::ftruncate(x.fd.get(), x.orig_size) != 0) {
+    errno = 0;  // best effort: the error already sent is what matters
+  }
+  x.fd.reset();
 }
 
 void ServerImpl::StartWatch(uint64_t conn_id, Conn& c, const proto::FileRequest& req,

@@ -88,8 +88,9 @@ bool ServerImpl::OnLiveFrame(uint64_t id, Conn& c, proto::Frame& f) {
          c.port         ? "live operations are not served over the VM port"
          : terminating_ ? "agent is shutting down"
                         : std::string("unexpected frame type ") + static_cast<char>(f.type));
+    // Closed once written (a pool run's connection once its command ends;
+    // it is still read, so its hang-up still cancels the command).
     c.close_after_flush = true;
-    if (!c.port) c.peer_closed = true;
     return true;
   }
   switch (f.type) {

@@ -1,10 +1,12 @@
 // Kept processes of live sandboxes (docs/protocol.md, "Kept processes"),
 // against warmbox-agent run as a plain process.
+#include <dirent.h>
 #include <gtest/gtest.h>
 #include <unistd.h>
 
 #include <chrono>
 #include <memory>
+#include <sstream>
 #include <thread>
 #include <vector>
 
@@ -84,6 +86,30 @@ class LiveAgentTest : public ::testing::Test {
 
   TestAgent agent_;
 };
+
+// Whether a process named comm, a descendant of session leader `session`,
+// is its terminal's foreground process group (pgrp == tpgid, procfs).
+bool ForegroundInSession(const std::string& comm, int64_t session) {
+  DIR* d = ::opendir("/proc");
+  if (!d) return false;
+  bool found = false;
+  while (dirent* de = ::readdir(d)) {
+    auto stat = ReadFile(std::string("/proc/") + de->d_name + "/stat");
+    if (!stat.ok()) continue;
+    size_t close = stat->rfind(')');
+    size_t open = stat->find('(');
+    if (close == std::string::npos || open == std::string::npos) continue;
+    if (stat->substr(open + 1, close - open - 1) != comm) continue;
+    // After ")": state ppid pgrp session tty_nr tpgid
+    std::istringstream rest(stat->substr(close + 1));
+    std::string state;
+    int64_t ppid, pgrp, sid, tty, tpgid;
+    if (!(rest >> state >> ppid >> pgrp >> sid >> tty >> tpgid)) continue;
+    if (sid == session && pgrp == tpgid) found = true;
+  }
+  ::closedir(d);
+  return found;
+}
 
 std::string Seq(int n) {
   std::string s;
@@ -240,6 +266,26 @@ TEST_F(LiveAgentTest, SlowListenerLosesNothing) {
   EXPECT_EQ(o.exit->exit_code, 0);
 }
 
+TEST_F(LiveAgentTest, The256LatestExitsAreRetained) {
+  std::vector<int64_t> pids;
+  for (int i = 0; i < 260; ++i) {
+    Wire w(agent_.sock());
+    pids.push_back(StartKept(w, Sh("exit " + std::to_string(i % 100))));
+    ASSERT_GT(pids.back(), 0);
+    ASSERT_TRUE(w.UntilExit().exit) << i;  // final: the exit is recorded
+  }
+  auto list = List();
+  ASSERT_EQ(list.size(), 256u);
+  EXPECT_EQ(list.front().pid, pids[4]);  // in start order, the oldest 4 gone
+  EXPECT_EQ(list.back().pid, pids[259]);
+  EXPECT_EQ(list.back().exit->exit_code, 59);
+  EXPECT_EQ(Ask(FrameType::kAttach, proto::ToJson(proto::AttachRequest{pids[0], 0})).type,
+            FrameType::kOpError);
+  Wire w(agent_.sock());
+  ASSERT_TRUE(Attach(w, pids[4], 0));
+  EXPECT_EQ(w.UntilExit().exit->exit_code, 4);
+}
+
 TEST_F(LiveAgentTest, ListShowsProcessesAndSignalEndsThem) {
   ExecRequest req;
   req.argv = {"sleep", "100"};
@@ -371,10 +417,16 @@ TEST_F(LiveAgentTest, CtrlCInterruptsSleepInInteractiveShell) {
   req.env = {"PS1=$ "};
   req.tty = true;
   Wire w(agent_.sock());
-  ASSERT_GT(StartKept(w, req), 0);
-  w.Send(FrameType::kStdin, "echo sta''rt; sleep 100\n");
+  int64_t pid = StartKept(w, req);
+  ASSERT_GT(pid, 0);
+  w.Send(FrameType::kStdin, "sleep 100\n");
+  // ^C once sleep is the terminal's foreground job (before, it would
+  // interrupt the shell, not the sleep).
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+  while (!ForegroundInSession("sleep", pid) && std::chrono::steady_clock::now() < deadline) {
+  }
+  ASSERT_TRUE(ForegroundInSession("sleep", pid));
   std::string seen;
-  ASSERT_TRUE(w.UntilOutput("start\r\n", &seen)) << seen;
   w.Send(FrameType::kStdin, "\x03");
   // Well before sleep's 100 s: the shell takes commands again.
   w.Send(FrameType::kStdin, "echo done$((40+2))\n");

@@ -519,6 +519,7 @@ void ServerImpl::ReleaseConn(uint64_t id, Conn& c) {
   // A kept process is never killed by a hang-up; it loses a listener.
   if (c.attached) Detach(id, c);
   if (c.file) {
+    AbortUpload(*c.file);
     Unwatch(c.file->inotify);
     c.file.reset();
   }
@@ -534,13 +535,15 @@ void ServerImpl::OnConnDrained(uint64_t id, Conn& c) {
 }
 
 void ServerImpl::SendOpError(uint64_t conn_id, const Error& err) {
-  Send(conn_id, FrameType::kOpError, proto::ToJson(proto::ToOpError(err)));
   auto it = conns_.find(conn_id);
   if (it == conns_.end()) return;
+  // Undone before it is reported (an upload's partial file): the host may
+  // act on the answer at once.
+  ReleaseConn(conn_id, it->second);
+  Send(conn_id, FrameType::kOpError, proto::ToJson(proto::ToOpError(err)));
   // Nothing more is read from it: what the host still sends is moot.
   it->second.close_after_flush = true;
   it->second.peer_closed = true;
-  ReleaseConn(conn_id, it->second);
 }
 
 void ServerImpl::DropIdentityCaps() {

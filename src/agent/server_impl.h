@@ -134,6 +134,9 @@ struct Conn {
   size_t pending() const { return out.size() - out_off; }
 };
 
+// Undoes an unfinished upload (live_files.cc).
+void AbortUpload(FileXfer& x);
+
 // ExecExit of a wait status (code, signal); the caller adds the rest.
 proto::ExecExit ExitOfStatus(int wait_status);
 // The message of a command's timeout, "timed out after 1.500s; ...".

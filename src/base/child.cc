@@ -234,6 +234,7 @@ ChildProcess& ChildProcess::operator=(ChildProcess&& o) noexcept {
     error_fd_ = std::move(o.error_fd_);
     path_ = std::move(o.path_);
     reaped_ = std::exchange(o.reaped_, false);
+    adopted_ = std::exchange(o.adopted_, false);
   }
   return *this;
 }
@@ -337,6 +338,23 @@ Result<void> ChildProcess::AwaitExec() {
   return ErrnoValue(msg[1], StepName(msg[0]), path_);
 }
 
+Result<ChildProcess> ChildProcess::Adopt(pid_t pid) {
+  if (pid <= 0) return Fail(ErrorCode::kInvalidArgument, "adopt", std::to_string(pid), "bad pid");
+  int fd = static_cast<int>(::syscall(SYS_pidfd_open, pid, 0));
+  if (fd < 0) return Errno("pidfd_open", std::to_string(pid));
+  ChildProcess c;
+  c.pid_ = pid;
+  c.pidfd_ = UniqueFd(fd);
+  c.path_ = "pid " + std::to_string(pid);
+  c.adopted_ = true;
+  return c;
+}
+
+void ChildProcess::Abandon() {
+  reaped_ = true;
+  pidfd_.reset();
+}
+
 Result<void> ChildProcess::Signal(int sig) {
   if (!running()) return Fail("signal", path_, "process already reaped");
   if (::syscall(SYS_pidfd_send_signal, pidfd_.get(), sig, nullptr, 0) != 0) {
@@ -384,6 +402,14 @@ Result<std::optional<ExitStatus>> ChildProcess::TryWait() {
 void ChildProcess::KillAndReap() {
   if (pid_ <= 0 || reaped_) return;
   ::syscall(SYS_pidfd_send_signal, pidfd_.get(), SIGKILL, nullptr, 0);
+  if (adopted_) {
+    // Not ours to reap: the pidfd turns readable once the process is gone.
+    pollfd p{pidfd_.get(), POLLIN, 0};
+    while (::poll(&p, 1, -1) < 0 && errno == EINTR) {
+    }
+    reaped_ = true;
+    return;
+  }
   siginfo_t info;
   while (::waitid(static_cast<idtype_t>(P_PIDFD), pidfd_.get(), &info, WEXITED) != 0 &&
          errno == EINTR) {

@@ -75,8 +75,17 @@ class ChildProcess {
   [[nodiscard]] Result<ExitStatus> Wait();
   // Reaps the child if it has exited.
   [[nodiscard]] Result<std::optional<ExitStatus>> TryWait();
-  // SIGKILL and reap (idempotent).
+  // SIGKILL and reap (idempotent). An adopted process (not our child) is
+  // waited for through its pidfd instead: its parent reaps it.
   void KillAndReap();
+
+  // A process that is not our child (a live sandbox's agent left by an
+  // earlier daemon): a pidfd on pid. The caller checks that it is still the
+  // process it expects (its start time) after this call, as the pidfd pins it.
+  [[nodiscard]] static Result<ChildProcess> Adopt(pid_t pid);
+  // Lets the process go on without us: neither killed nor reaped when this
+  // object is destroyed (a live sandbox left for the next daemon).
+  void Abandon();
 
  private:
   [[nodiscard]] Result<void> AwaitExec();
@@ -87,6 +96,7 @@ class ChildProcess {
   UniqueFd error_fd_;    // read end: (step, errno) or EOF at exec
   std::string path_;
   bool reaped_ = false;
+  bool adopted_ = false;  // not our child: waitid does not apply
 };
 
 }  // namespace wb

@@ -60,6 +60,8 @@ int main(int argc, char** argv) {
   add(AddPs(app));
   add(AddSignal(app));
   add(AddCp(app));
+  add(AddSandbox(app));
+  add(AddLogs(app));
 
   try {
     app.parse(argc, argv);

@@ -30,6 +30,8 @@ struct StartOpts {
   size_t creation_cap = 0;
   std::string http, http_token_file;
   size_t http_max_connections = 256;
+  size_t max_sandboxes = 100;
+  uint64_t max_sandbox_timeout = 86400;
   std::string max_run_memory, max_run_pids, max_run_cpus, max_run_nofile, max_run_output,
       max_run_timeout;
 };
@@ -129,6 +131,10 @@ Result<int> DoStart(const GlobalOptions& g, const StartOpts& o) {
   d.http_max_connections = o.http_max_connections;
   d.vm_driver = VmOptions(g, o.driver);
   d.default_driver = o.driver.driver;
+  if (o.max_sandbox_timeout == 0)
+    return Fail(ErrorCode::kInvalidArgument, "--max-sandbox-timeout", "0", "must be at least 1");
+  d.max_sandboxes = o.max_sandboxes;
+  d.max_sandbox_timeout_s = o.max_sandbox_timeout;
   return daemon::RunDaemon(d);
 }
 
@@ -307,6 +313,10 @@ Action AddPool(CLI::App& app) {
                     "the longest timeout one run may ask for, in seconds (default 86400)");
   start->add_option("--http-max-connections", so->http_max_connections,
                     "HTTP connections open at once; more are answered 503 (default 256)");
+  start->add_option("--max-sandboxes", so->max_sandboxes,
+                    "live sandboxes at once; more are refused as busy (default 100)");
+  start->add_option("--max-sandbox-timeout", so->max_sandbox_timeout,
+                    "the longest timeout of a live sandbox, in seconds (default 86400)");
 
   CLI::App* run = pool->add_subcommand("run", "run a command in a warm sandbox");
   run->add_option("--socket", ro->socket, "daemon socket");
@@ -332,6 +342,9 @@ Action AddPool(CLI::App& app) {
 
   CLI::App* stop = pool->add_subcommand("stop", "stop the daemon (in-flight runs finish first)");
   stop->add_option("--socket", *socket, "daemon socket");
+  auto keep = std::make_shared<bool>(false);
+  stop->add_flag("--keep-sandboxes", *keep,
+                 "leave the live sandboxes running for the next daemon (default: destroy them)");
 
   return [=](const GlobalOptions& g) -> int {
     if (start->parsed()) {
@@ -347,7 +360,7 @@ Action AddPool(CLI::App& app) {
     if (status->parsed()) return DoStatus(*socket, *json, *format);
     if (stop->parsed()) {
       daemon::PoolClient client(socket->empty() ? daemon::DefaultSocketPath() : *socket);
-      auto r = client.Stop();
+      auto r = client.Stop(*keep);
       if (!r.ok()) return ReportError(r.error());
       return 0;
     }

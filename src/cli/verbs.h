@@ -22,5 +22,8 @@ Action AddAttach(CLI::App& app);
 Action AddPs(CLI::App& app);
 Action AddSignal(CLI::App& app);
 Action AddCp(CLI::App& app);
+Action AddSandbox(
+    CLI::App& app);  // sandbox create | ls | inspect | kill | set-timeout | pause | resume
+Action AddLogs(CLI::App& app);  // logs [-f] [--tail N] ID
 
 }  // namespace wb::cli

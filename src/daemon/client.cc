@@ -116,8 +116,19 @@ Result<std::vector<proto::ImageStat>> PoolClient::Status() {
   return proto::ParseStatus(body);
 }
 
-Result<void> PoolClient::Stop() {
-  std::string body = WB_TRY(RoundTrip(R"({"op":"stop"})"));
+Result<void> PoolClient::Stream(std::string_view request_json,
+                                const std::function<bool(const std::string&)>& on_frame) {
+  UniqueFd fd(WB_TRY(Connect()));
+  WB_RETURN_IF_ERROR(WriteAll(fd.get(), proto::EncodePoolFrame(request_json)));
+  for (;;) {
+    std::string body = WB_TRY(ReadFrame(fd.get(), socket_));
+    if (!on_frame(body)) return Ok();
+  }
+}
+
+Result<void> PoolClient::Stop(bool keep_sandboxes) {
+  std::string body = WB_TRY(
+      RoundTrip(keep_sandboxes ? R"({"op":"stop","keep_sandboxes":true})" : R"({"op":"stop"})"));
   if (body.find("\"error\":null") == std::string::npos &&
       body.find("\"ok\":true") == std::string::npos) {
     return Fail("pool stop", socket_, body);

@@ -39,6 +39,11 @@ class PoolClient {
   // which then carries the agent's frames (docs/protocol.md). A refusal is an
   // error with the code of the daemon's kind.
   [[nodiscard]] Result<UniqueFd> OpenLive(std::string_view request_json);
+  [[nodiscard]] Result<void> Stop(bool keep_sandboxes = false);
+  // One request, then every response frame to on_frame until it returns
+  // false or the daemon closes the connection (streamed live-sandbox logs).
+  [[nodiscard]] Result<void> Stream(std::string_view request_json,
+                                    const std::function<bool(const std::string&)>& on_frame);
   // One request, one raw response body (for tests of the wire format).
   [[nodiscard]] Result<std::string> RoundTrip(std::string_view request_json);
 

@@ -611,7 +611,7 @@ Error AgentError(const proto::Frame& f, const char* what) {
   if (f.type == proto::FrameType::kOpError) {
     auto e = proto::ParseOpError(f.payload);
     if (!e.ok()) return e.error().WithCode(ErrorCode::kUnavailable);
-    Error err = Fail(proto::ErrorCodeFromName(e->code), what, "", e->message);
+    Error err = Fail(ErrorCodeFromName(e->code), what, "", e->message);
     err.err = e->err;
     return err;
   }

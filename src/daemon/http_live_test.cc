@@ -199,13 +199,13 @@ TEST(HttpLiveRoutesTest, ExecBodyIsTheSocketsPlusStdinAndBackground) {
   EXPECT_FALSE(none->req.exec.stdin);
   auto tty = ParseHttpExec("sb", R"({"cmd":["sh"],"tty":true,"rows":40,"cols":100})");
   ASSERT_OK(tty);
-  EXPECT_TRUE(tty->req.tty);
-  EXPECT_EQ(tty->req.rows, 40);
+  EXPECT_TRUE(tty->req.exec.tty);
+  EXPECT_EQ(tty->req.exec.rows, 40u);
 
   for (const char* bad :
        {R"({})", R"({"cmd":[]})", R"({"cmd":["x"],"stdin":1})",
         R"({"cmd":["x"],"stdin":"a","stdin_base64":"YQ=="})", R"({"cmd":["x"],"background":"yes"})",
-        R"({"cmd":["x"],"op":"ps"})", R"({"cmd":["x"],"rows":70000})"}) {
+        R"({"cmd":["x"],"op":"ps"})", R"({"cmd":["x"],"tty":true,"rows":70000})"}) {
     SCOPED_TRACE(bad);
     auto e = ParseHttpExec("sb", bad);
     ASSERT_FALSE(e.ok());

@@ -154,6 +154,13 @@ std::string RenderPrometheus(const MetricsSnapshot& s) {
   out += "warmbox_http_requests_total " + std::to_string(s.http_requests) + "\n";
   Header(out, "warmbox_draining", "gauge", "1 while the daemon is stopping.");
   out += std::string("warmbox_draining ") + (s.draining ? "1" : "0") + "\n";
+  if (!s.live.empty()) {
+    Header(out, "warmbox_live_sandboxes", "gauge", "Live sandboxes, by state.");
+    for (const auto& [state, n] : s.live) {
+      out += "warmbox_live_sandboxes{state=\"" + EscapeLabel(state) + "\"} " + std::to_string(n) +
+             "\n";
+    }
+  }
   return out;
 }
 

@@ -47,6 +47,8 @@ struct MetricsSnapshot {
   std::map<RunErrorKind, uint64_t> errors;
   uint64_t http_requests = 0;
   bool draining = false;
+  // Live sandboxes by state ("running", "paused"); empty: not rendered.
+  std::map<std::string, uint64_t> live;
 };
 
 std::string RenderPrometheus(const MetricsSnapshot& s);

@@ -37,6 +37,9 @@ struct DaemonOptions {
   std::string image_tool_path;  // warmbox-image: pulls images the pools need
   vm::VmDriverOptions vm_driver;
   std::string default_driver = "ns";  // of runs that name none ("driver" in a run request)
+  // Live sandboxes (docs/live-sandboxes.md).
+  size_t max_sandboxes = 100;              // --max-sandboxes: beyond it, create is busy
+  uint64_t max_sandbox_timeout_s = 86400;  // --max-sandbox-timeout
 };
 
 }  // namespace wb::daemon

@@ -132,6 +132,7 @@ std::string RunExecutor::Metrics() const {
   for (const auto& [key, r] : run_metrics_) m.runs[key] = &r;
   m.errors = errors_;
   m.http_requests = http_requests_ ? http_requests_() : 0;
+  if (live_counts_) m.live = live_counts_();
   m.draining = stopping_;
   return RenderPrometheus(m);
 }

@@ -31,6 +31,10 @@ class RunExecutor : public RunService {
   void Warm();
   // The HTTP front end's request count, for Metrics.
   void set_http_requests(std::function<uint64_t()> fn) { http_requests_ = std::move(fn); }
+  // The live sandboxes by state, for Metrics (warmbox_live_sandboxes).
+  void set_live_counts(std::function<std::map<std::string, uint64_t>()> fn) {
+    live_counts_ = std::move(fn);
+  }
 
   // --- RunService ---------------------------------------------------------
   boost::asio::awaitable<RunOutcome> Run(proto::RunRequest run, RunSink& sink) override;
@@ -53,6 +57,7 @@ class RunExecutor : public RunService {
 
   size_t runs_in_flight() const { return runs_.count(); }
   pool::PoolRegistry& registry() { return registry_; }
+  ImagePuller& puller() { return puller_; }
 
  private:
   void Refuse(RunOutcome& out, RunErrorKind kind, std::string msg);
@@ -69,6 +74,7 @@ class RunExecutor : public RunService {
   ImagePuller puller_;
   AnnotateFn annotate_;
   std::function<uint64_t()> http_requests_;
+  std::function<std::map<std::string, uint64_t>()> live_counts_;
   std::map<PoolKey, ImageRunMetrics> run_metrics_;
   std::map<RunErrorKind, uint64_t> errors_;
   pool::InFlight runs_;

@@ -9,6 +9,7 @@
 #include <boost/asio/write.hpp>
 #include <nlohmann/json.hpp>
 
+#include "daemon/live_proto.h"
 #include "proto/live_ops.h"
 #include "proto/pool_proto.h"
 
@@ -70,11 +71,6 @@ asio::awaitable<void> PumpClient(Socket& client, Socket& agent,
 }
 
 }  // namespace
-
-std::string LiveErrorJson(const Error& e) {
-  nlohmann::json j{{"ok", false}, {"error", e.ToString()}, {"kind", ErrorCodeName(e.code)}};
-  return j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
-}
 
 asio::awaitable<void> RelayFrames(Socket& client, Socket& agent,
                                   std::vector<proto::FrameType> client_may_send) {

@@ -19,9 +19,6 @@
 
 namespace wb::daemon {
 
-// {"ok":false,"error":"<text>","kind":"<docs/errors.md name>"}.
-std::string LiveErrorJson(const Error& e);
-
 // Serves one operation whose request body is json (its "op" satisfied
 // proto::IsLiveOp). Never throws; errors go to the client.
 boost::asio::awaitable<void> ServeLiveOp(boost::asio::local::stream_protocol::socket& client,

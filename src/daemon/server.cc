@@ -17,6 +17,7 @@
 #include "base/log.h"
 #include "daemon/drivers.h"
 #include "daemon/http_server.h"
+#include "daemon/live_registry.h"
 #include "daemon/run_executor.h"
 #include "daemon/socket_server.h"
 #include "daemon/systemd.h"
@@ -48,16 +49,25 @@ class Daemon {
         executor_(
             io_, opts, [&drivers](const std::string& name) { return drivers.Get(name); }, store,
             [&drivers](proto::ImageStat& s) { drivers.AnnotateStat(s); }),
+        live_(io_, executor_.registry(), executor_.puller(),
+              LiveOptions{.state_dir = opts.driver.state_dir,
+                          .default_image = opts.default_image,
+                          .default_driver = opts.default_driver,
+                          .max_sandboxes = opts.max_sandboxes,
+                          .max_timeout_s = opts.max_sandbox_timeout_s}),
         socket_(io_, executor_,
                 SocketOptions{opts.socket_path, opts.socket_group, opts.request_timeout,
-                              [this] { Stop(); }}),
+                              [this](bool keep) { Stop(keep); }}),
         signals_(io_, SIGINT, SIGTERM),
-        drain_timer_(io_) {}
+        drain_timer_(io_) {
+    socket_.set_live(&live_);
+    executor_.set_live_counts([this] { return live_.CountByState(); });
+  }
 
   Result<void> Bind(int listen_fd) { return socket_.Adopt(listen_fd); }
 
   Result<void> BindHttp(HttpOptions o) {
-    http_ = std::make_unique<HttpServer>(io_, executor_, live_, std::move(o));
+    http_ = std::make_unique<HttpServer>(io_, executor_, &live_, std::move(o));
     executor_.set_http_requests([this] { return http_->requests(); });
     return http_->Open();
   }
@@ -69,6 +79,8 @@ class Daemon {
       spdlog::info("signal {}: stopping", sig);
       Stop();
     });
+    // Live sandboxes an earlier daemon left running are ours again first.
+    live_.AdoptAll();
     socket_.Start();
     if (http_) http_->Start();
     // Warm the default image and every --warm image, in parallel; the socket
@@ -84,9 +96,13 @@ class Daemon {
  private:
   // The drain: refuse new runs, let those in flight finish within the grace,
   // then FinishStop.
-  void Stop() {
+  // keep_sandboxes: the live sandboxes stay for the next daemon (pool stop
+  // --keep-sandboxes); otherwise they are destroyed with the pools.
+  void Stop(bool keep_sandboxes = false) {
     if (executor_.draining()) return;
+    keep_sandboxes_ = keep_sandboxes;
     executor_.BeginDrain();
+    live_.BeginDrain();
     Notify("STOPPING=1\nSTATUS=draining");
     socket_.Close();
     if (opts_.unlink_socket) ::unlink(opts_.socket_path.c_str());
@@ -109,6 +125,7 @@ class Daemon {
     drain_timer_.cancel();
     // The HTTP API answered 503 (and /healthz "draining") during the grace.
     if (http_) http_->Close();
+    live_.Shutdown(keep_sandboxes_);
     // The loop stops when the last creation or teardown in flight ends.
     executor_.Shutdown([this] { io_.stop(); });
   }
@@ -116,13 +133,13 @@ class Daemon {
   const DaemonOptions& opts_;
   asio::io_context io_;
   RunExecutor executor_;
+  LiveRegistry live_;
   SocketServer socket_;
   asio::signal_set signals_;
   asio::steady_timer drain_timer_;
-  // The live sandboxes (both front ends); none until the registry is wired.
-  LiveService* live_ = nullptr;
   std::unique_ptr<HttpServer> http_;
   bool finishing_ = false;
+  bool keep_sandboxes_ = false;
 };
 
 // Binds the socket, refusing when a live daemon answers on it and replacing a

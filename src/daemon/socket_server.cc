@@ -10,12 +10,14 @@
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/write.hpp>
+#include <deque>
 #include <memory>
 #include <nlohmann/json.hpp>
 
 #include "base/fs.h"
 #include "base/log.h"
 #include "base/strings.h"
+#include "daemon/live_proto.h"
 #include "daemon/sandbox_ops.h"
 #include "proto/pool_proto.h"
 
@@ -157,6 +159,10 @@ asio::awaitable<void> SocketServer::Session(Socket s) {
   *armed = false;
   timer->cancel();
   if (ec) co_return;
+  if (live_ && IsLiveRequest(body)) {
+    co_await LiveSession(s, std::move(body));
+    co_return;
+  }
   auto req = proto::ParsePoolRequest(body);
   if (!req.ok()) {
     service_.CountError(RunErrorKind::kBadRequest);
@@ -175,15 +181,15 @@ asio::awaitable<void> SocketServer::Session(Socket s) {
       co_return;
     case proto::Op::kStop:
       co_await SendFrame(s, R"({"ok":true,"error":null})");
-      if (opts_.on_stop) opts_.on_stop();
+      if (opts_.on_stop) opts_.on_stop(req->keep_sandboxes);
       co_return;
     case proto::Op::kLive:
-      if (!opts_.live) {
+      if (!live_) {
         co_await SendFrame(s, LiveErrorJson(Fail(ErrorCode::kFailedPrecondition, "live sandboxes",
                                                  "", "not served by this daemon")));
         co_return;
       }
-      co_await ServeLiveOp(s, body, *opts_.live);
+      co_await ServeLiveOp(s, body, *live_);
       co_return;
     case proto::Op::kRun: {
       SocketSink sink(s);
@@ -191,6 +197,116 @@ asio::awaitable<void> SocketServer::Session(Socket s) {
       // out.resp carries the kind (the HTTP API's word for the same failure).
       if (out.kind != RunErrorKind::kClientGone) co_await SendFrame(s, proto::ToJson(out.resp));
       co_return;
+    }
+  }
+}
+
+// --- live sandboxes (sandbox_* ops; docs/protocol.md) ---------------------------
+// Kept in this one block: every live op is parsed by live_proto.h and served
+// by the LiveService.
+
+namespace {
+
+std::string InfoReply(const LiveInfo& i) { return "{\"ok\":true,\"sandbox\":" + ToJson(i) + "}"; }
+
+}  // namespace
+
+asio::awaitable<void> SocketServer::LiveSession(Socket& s, std::string body) {
+  auto req = ParseLiveRequest(body);
+  if (!req.ok()) {
+    co_await SendFrame(s, LiveErrorJson(req.error()));
+    co_return;
+  }
+  LiveService& live = *live_;
+  switch (req->op) {
+    case LiveOp::kCreate: {
+      if (service_.draining()) {
+        co_await SendFrame(s, LiveErrorJson(Fail(ErrorCode::kDraining, "sandbox create", "",
+                                                 "the daemon is shutting down")));
+        co_return;
+      }
+      auto r = co_await live.Create(std::move(req->create));
+      co_await SendFrame(s, r.ok() ? InfoReply(*r) : LiveErrorJson(r.error()));
+      co_return;
+    }
+    case LiveOp::kList: {
+      std::string out = "{\"ok\":true,\"sandboxes\":[";
+      bool first = true;
+      for (const auto& i : live.List(req->metadata)) {
+        if (!first) out += ',';
+        first = false;
+        out += ToJson(i);
+      }
+      out += "]}";
+      co_await SendFrame(s, out);
+      co_return;
+    }
+    case LiveOp::kInspect: {
+      auto r = live.Inspect(req->id);
+      co_await SendFrame(s, r.ok() ? InfoReply(*r) : LiveErrorJson(r.error()));
+      co_return;
+    }
+    case LiveOp::kSetTimeout: {
+      auto r = live.SetTimeout(req->id, req->timeout_s);
+      co_await SendFrame(s, r.ok() ? InfoReply(*r) : LiveErrorJson(r.error()));
+      co_return;
+    }
+    case LiveOp::kKill:
+    case LiveOp::kPause:
+    case LiveOp::kResume: {
+      auto r = req->op == LiveOp::kKill    ? co_await live.Kill(req->id)
+               : req->op == LiveOp::kPause ? co_await live.Pause(req->id)
+                                           : co_await live.Resume(req->id);
+      co_await SendFrame(s, r.ok() ? std::string(R"({"ok":true})") : LiveErrorJson(r.error()));
+      co_return;
+    }
+    case LiveOp::kLogs: {
+      // follow: lines logged from the tail's read on are queued until sent.
+      auto queue = std::make_shared<std::deque<std::optional<std::string>>>();
+      auto wake = std::make_shared<asio::steady_timer>(io_, asio::steady_timer::time_point::max());
+      std::shared_ptr<void> handle;
+      if (req->follow) {
+        auto h = live.FollowLogs(req->id, [queue, wake](const std::optional<std::string>& line) {
+          queue->push_back(line);
+          wake->cancel();
+        });
+        if (!h.ok()) {
+          co_await SendFrame(s, LiveErrorJson(h.error()));
+          co_return;
+        }
+        handle = *h;
+      }
+      auto lines = live.Logs(req->id, req->tail);
+      if (!lines.ok()) {
+        co_await SendFrame(s, LiveErrorJson(lines.error()));
+        co_return;
+      }
+      nlohmann::json first = {{"ok", true}, {"lines", *lines}};
+      co_await SendFrame(s, first.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace));
+      if (!req->follow) co_return;
+      // Until the sandbox ends or the client hangs up (the socket turns
+      // readable: a client sends nothing after its request).
+      auto gone = std::make_shared<bool>(false);
+      s.async_wait(Socket::wait_read, [gone, wake](error_code) {
+        *gone = true;
+        wake->cancel();
+      });
+      for (;;) {
+        while (!queue->empty() && !*gone) {
+          std::optional<std::string> line = std::move(queue->front());
+          queue->pop_front();
+          nlohmann::json f = line ? nlohmann::json{{"line", *line}} : nlohmann::json{{"end", true}};
+          co_await SendFrame(s, f.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace));
+          if (!line) {
+            error_code ignored;
+            s.cancel(ignored);
+            co_return;
+          }
+        }
+        if (*gone) co_return;
+        error_code ec;
+        co_await wake->async_wait(redirect_error(use_awaitable, ec));
+      }
     }
   }
 }

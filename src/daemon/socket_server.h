@@ -23,8 +23,8 @@ struct SocketOptions {
   std::string path;                   // for messages only: the socket is bound by the caller
   std::optional<gid_t> socket_group;  // members may connect (besides root and our uid)
   std::chrono::milliseconds request_timeout{10000};  // to receive a request
-  std::function<void()> on_stop;                     // a client's stop request
-  LiveService* live = nullptr;  // live sandboxes' process and file ops (none: refused)
+  // A client's stop request; keep_sandboxes: leave the live sandboxes running.
+  std::function<void(bool keep_sandboxes)> on_stop;
 };
 
 class SocketServer {
@@ -32,6 +32,8 @@ class SocketServer {
   SocketServer(boost::asio::io_context& io, RunService& service, SocketOptions opts);
   // Takes the listening socket (bound and listening).
   [[nodiscard]] Result<void> Adopt(int listen_fd);
+  // The live sandboxes' ops (sandbox_*): refused as unknown ops without.
+  void set_live(LiveService* live) { live_ = live; }
   // Accepts connections until Close.
   void Start();
   // Stops accepting; connections already accepted go on.
@@ -40,9 +42,13 @@ class SocketServer {
  private:
   boost::asio::awaitable<void> Accept();
   boost::asio::awaitable<void> Session(boost::asio::local::stream_protocol::socket s);
+  // One sandbox_* request (live_proto.h), answered on s.
+  boost::asio::awaitable<void> LiveSession(boost::asio::local::stream_protocol::socket& s,
+                                           std::string body);
 
   boost::asio::io_context& io_;
   RunService& service_;
+  LiveService* live_ = nullptr;
   SocketOptions opts_;
   boost::asio::local::stream_protocol::acceptor acceptor_;
 };

@@ -181,6 +181,41 @@ asio::awaitable<Result<Lease>> WarmPool::Acquire() {
   co_return Lease{std::move(*sb), std::move(*conn), false};
 }
 
+asio::awaitable<Result<Lease>> WarmPool::Claim() {
+  auto lease = co_await Acquire();
+  if (!lease.ok()) co_return lease.error();
+  // Not a run: the status view's acquisitions and hits are the runs'.
+  ++claimed_;
+  ++returned_unused_;
+  if (lease->hit) ++returned_unused_hits_;
+  co_return lease;
+}
+
+asio::awaitable<Result<void>> OnBlockingThread(PoolRuntime& rt, std::function<Result<void>()> fn) {
+  rt.in_flight.Add();
+  std::optional<Result<void>> out;
+  co_await asio::co_spawn(
+      rt.destroy,
+      [&]() -> asio::awaitable<void> {
+        out.emplace(fn());
+        co_return;
+      },
+      use_awaitable);
+  rt.in_flight.Done();
+  co_return std::move(*out);
+}
+
+asio::awaitable<Result<void>> DestroySandbox(PoolRuntime& rt, std::unique_ptr<Sandbox> sb) {
+  if (!sb) co_return Ok();
+  Sandbox* raw = sb.get();
+  auto r = co_await OnBlockingThread(rt, [&]() -> Result<void> {
+    auto d = raw->Destroy();
+    sb.reset();
+    return d;
+  });
+  co_return r;
+}
+
 void WarmPool::Evict(Lease lease, const Error& why) {
   spdlog::warn("pool {}: idle sandbox {} failed its health check ({}); evicted", image_,
                lease.sandbox->id(), why.ToString());

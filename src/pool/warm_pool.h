@@ -92,6 +92,13 @@ class WarmPool {
   [[nodiscard]] asio::awaitable<Result<Permit>> TakePermit();
   // The oldest healthy idle sandbox, or a new one on a miss. Starts a refill.
   [[nodiscard]] asio::awaitable<Result<Lease>> Acquire();
+  // For a live sandbox (docs/live-sandboxes.md): what Acquire hands out (an
+  // idle sandbox, or a new one on a miss; the refill starts at once), taken
+  // for keeps and without a run permit. It is never given back: the caller
+  // owns it and destroys it with DestroySandbox. Counted as claimed, not as a
+  // run's acquisition.
+  [[nodiscard]] asio::awaitable<Result<Lease>> Claim();
+  uint64_t claimed() const { return claimed_; }
   // Destroys the used sandbox in the background, then drops the permit.
   void Release(Lease lease, Permit permit);
   // An idle sandbox that failed its health check: counted, destroyed, replaced.
@@ -145,7 +152,16 @@ class WarmPool {
   uint64_t returned_unused_hits_ = 0;  // of which hits (today: all of them)
   Histogram creation_seconds_;
   uint64_t peak_active_ = 0;
+  uint64_t claimed_ = 0;
 };
+
+// Destroys a sandbox on the runtime's destroy threads (counted in flight, so
+// a shutdown waits for it) and resumes on the loop once it is gone.
+[[nodiscard]] asio::awaitable<Result<void>> DestroySandbox(PoolRuntime& rt,
+                                                           std::unique_ptr<Sandbox> sb);
+// Runs fn (a blocking call) on the runtime's destroy threads; resumes on the loop.
+[[nodiscard]] asio::awaitable<Result<void>> OnBlockingThread(PoolRuntime& rt,
+                                                             std::function<Result<void>()> fn);
 
 class PoolRegistry {
  public:
@@ -157,6 +173,8 @@ class PoolRegistry {
   std::vector<proto::ImageStat> CounterStats() const;  // the same, for Prometheus
   std::vector<const WarmPool*> Pools() const;          // sorted by image, then driver
   void Shutdown();
+  PoolRuntime& runtime() { return rt_; }
+  const PoolSettings& defaults() const { return defaults_; }
 
  private:
   PoolRuntime& rt_;

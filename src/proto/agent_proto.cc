@@ -555,11 +555,4 @@ Result<OpError> ParseOpError(std::string_view text) {
 
 OpError ToOpError(const Error& e) { return OpError{ErrorCodeName(e.code), e.err, e.ToString()}; }
 
-ErrorCode ErrorCodeFromName(std::string_view name) {
-  for (int c = 0; c <= static_cast<int>(ErrorCode::kUnavailable); ++c) {
-    if (name == ErrorCodeName(static_cast<ErrorCode>(c))) return static_cast<ErrorCode>(c);
-  }
-  return ErrorCode::kInternal;
-}
-
 }  // namespace wb::proto

@@ -247,7 +247,5 @@ std::string ToJson(const OpError& e);
 [[nodiscard]] Result<OpError> ParseOpError(std::string_view json);
 // The OpError of an Error: its code's name, errno and ToString().
 OpError ToOpError(const Error& e);
-// The inverse of ErrorCodeName (unknown names: kInternal).
-ErrorCode ErrorCodeFromName(std::string_view name);
 
 }  // namespace wb::proto

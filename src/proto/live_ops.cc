@@ -97,10 +97,13 @@ Result<void> ParseExec(const json& j, LiveOpRequest& r) {
   r.exec.cwd = WB_TRY(Str(j, "cwd", false));
   r.exec.user = WB_TRY(Str(j, "user", false));
   r.exec.timeout_ms = WB_TRY(Uint(j, "timeout_ms", 0, uint64_t{1} << 40));
-  r.tty = WB_TRY(Flag(j, "tty"));
-  r.exec.stdin = r.tty || WB_TRY(Flag(j, "stdin"));
-  r.rows = static_cast<uint16_t>(WB_TRY(Uint(j, "rows", 24, 0xffff)));
-  r.cols = static_cast<uint16_t>(WB_TRY(Uint(j, "cols", 80, 0xffff)));
+  r.exec.keep = true;  // a client that goes away never kills the process
+  r.exec.tty = WB_TRY(Flag(j, "tty"));
+  r.exec.stdin = r.exec.tty || WB_TRY(Flag(j, "stdin"));
+  if (r.exec.tty) {
+    r.exec.rows = static_cast<uint32_t>(WB_TRY(Uint(j, "rows", 24, 0xffff)));
+    r.exec.cols = static_cast<uint32_t>(WB_TRY(Uint(j, "cols", 80, 0xffff)));
+  }
   r.first = FrameType::kExec;
   r.client_frames = {FrameType::kStdin, FrameType::kStdinClose, FrameType::kResize};
   return Ok();
@@ -206,14 +209,9 @@ Result<LiveOpRequest> ParseLiveOpRequest(std::string_view text) {
 }
 
 std::string LiveExecJson(const LiveOpRequest& r) {
-  json j = json::parse(ToJson(r.exec));
-  j["keep"] = true;
-  if (r.tty) {
-    j["tty"] = true;
-    j["rows"] = r.rows;
-    j["cols"] = r.cols;
-  }
-  return j.dump();
+  ExecRequest e = r.exec;
+  e.keep = true;
+  return ToJson(e);
 }
 
 }  // namespace wb::proto

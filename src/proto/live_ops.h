@@ -28,8 +28,6 @@ struct LiveOpRequest {
   std::string payload;
   // exec only: the request as parsed; user/cwd empty = the sandbox's defaults.
   ExecRequest exec;
-  bool tty = false;
-  uint16_t rows = 24, cols = 80;
   // Frame types the client may send after the daemon's {"ok":true}.
   std::vector<FrameType> client_frames;
 };

@@ -45,7 +45,7 @@ TEST(LiveOpsTest, BadRequestsNameTheirField) {
       {R"({"op":"exec","sandbox":"x"})", "cmd"},
       {R"({"op":"exec","sandbox":"x","cmd":[]})", "cmd"},
       {R"({"op":"exec","sandbox":"x","cmd":["a"],"env":["NOEQ"]})", "env NOEQ"},
-      {R"({"op":"exec","sandbox":"x","cmd":["a"],"rows":70000})", "rows"},
+      {R"({"op":"exec","sandbox":"x","cmd":["a"],"tty":true,"rows":70000})", "rows"},
       {R"({"op":"attach","sandbox":"x"})", "pid"},
       {R"({"op":"attach","sandbox":"x","pid":0})", "pid"},
       {R"({"op":"attach","sandbox":"x","pid":5,"from":-2})", "from"},

@@ -98,6 +98,10 @@ Result<PoolRequest> ParsePoolRequest(std::string_view text) {
   }
   if (name == "stop") {
     r.op = Op::kStop;
+    if (auto k = j.find("keep_sandboxes"); k != j.end() && !k->is_null()) {
+      if (!k->is_boolean()) return Bad("keep_sandboxes", "expected a boolean");
+      r.keep_sandboxes = k->get<bool>();
+    }
     return r;
   }
   if (IsLiveOp(name)) {
@@ -105,7 +109,10 @@ Result<PoolRequest> ParsePoolRequest(std::string_view text) {
     r.live_op = name;
     return r;
   }
-  if (name != "run") return Bad("op", "unknown op '" + name + "' (expected run, status or stop)");
+  if (name != "run") {
+    return Bad("op", "unknown op '" + name +
+                         "' (expected run, status, stop, sandbox_*, exec, attach, ps, signal or fs)");
+  }
   r.op = Op::kRun;
   RunRequest& run = r.run;
   auto img = j.find("image");
@@ -172,7 +179,7 @@ std::string ToJson(const PoolRequest& r) {
                  ? R"({"op":"status"})"
                  : R"({"op":"status","format":")" + r.format + "\"}";
     case Op::kStop:
-      return R"({"op":"stop"})";
+      return r.keep_sandboxes ? R"({"op":"stop","keep_sandboxes":true})" : R"({"op":"stop"})";
     case Op::kLive:
       return json{{"op", r.live_op}}.dump();
     case Op::kRun:

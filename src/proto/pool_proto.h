@@ -47,6 +47,8 @@ struct PoolRequest {
   // status: "" or "json" (the pools), "prometheus" ({"format":"prometheus","metrics":"<text>"}).
   std::string format;
   std::string live_op;  // kLive: the op's name ("exec", ...)
+  // stop: leave the live sandboxes running for the next daemon (pool stop --keep-sandboxes).
+  bool keep_sandboxes = false;
 };
 
 [[nodiscard]] Result<PoolRequest> ParsePoolRequest(std::string_view json);

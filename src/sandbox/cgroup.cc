@@ -9,6 +9,7 @@
 
 #include <cerrno>
 #include <cmath>
+#include <functional>
 
 #include "base/fs.h"
 #include "base/strings.h"
@@ -66,6 +67,12 @@ Result<CgroupLayout> ParseCgroupLayout(std::string_view mountinfo, std::string_v
       }
     } else if (right[0] == "cgroup") {
       for (const auto& opt : Split(right[2], ',')) {
+        if (opt == "freezer" && l.v1_freezer_mount.empty()) {
+          auto it = self_v1.find("freezer");
+          l.v1_freezer_self =
+              JoinPath(mnt, RelativeTo(it == self_v1.end() ? "/" : it->second, root));
+          l.v1_freezer_mount = mnt;
+        }
         for (const char* c : kV1Controllers) {
           if (opt == c && !l.v1_dir_of_self.count(c)) {
             auto it = self_v1.find(c);
@@ -158,6 +165,15 @@ CgroupPlan PlanSandboxCgroup(const CgroupLayout& l, const std::string& id, const
       p.writes.push_back({JoinPath(dir, "cpu.cfs_quota_us"), std::to_string(quota), false});
     }
   }
+  if (l.unified_mount.empty() && !l.v1_freezer_self.empty()) {
+    // No cgroup2 (whose cgroup.freeze pauses): the v1 freezer does.
+    std::string parent = parent_override.empty() ? JoinPath(l.v1_freezer_self, "warmbox")
+                                                 : JoinPath(l.v1_freezer_mount, parent_override);
+    p.parents.push_back(parent);
+    std::string dir = JoinPath(parent, id);
+    p.dirs.push_back(dir);
+    p.attach.push_back(JoinPath(dir, "cgroup.procs"));
+  }
   return p;
 }
 
@@ -243,6 +259,109 @@ uint64_t Cgroup::OomKills() const {
     }
   }
   return n;
+}
+
+Cgroup Cgroup::FromDirs(const std::vector<std::string>& dirs) {
+  Cgroup cg;
+  cg.plan_.dirs = dirs;
+  for (const auto& d : dirs) {
+    if (cg.plan_.v2_dir.empty() && PathExists(d + "/cgroup.freeze")) cg.plan_.v2_dir = d;
+  }
+  cg.removed_ = false;
+  return cg;
+}
+
+namespace {
+
+// Polls (1 ms steps, bounded) until pred holds.
+bool WaitFor(const std::function<bool()>& pred, int timeout_ms) {
+  for (int waited = 0;; ++waited) {
+    if (pred()) return true;
+    if (waited >= timeout_ms) return false;
+    timespec ts{0, 1000000};
+    ::nanosleep(&ts, nullptr);
+  }
+}
+
+bool EventsSayFrozen(const std::string& dir, bool frozen) {
+  auto text = ReadFile(dir + "/cgroup.events");
+  if (!text.ok()) return false;
+  for (const auto& line : Split(*text, '\n')) {
+    if (StartsWith(line, "frozen ")) return Trim(line.substr(7)) == (frozen ? "1" : "0");
+  }
+  return false;
+}
+
+uint64_t ReadCounter(const std::string& path) {
+  auto text = ReadFile(path);
+  if (!text.ok()) return 0;
+  auto v = ParseUint(Trim(*text), path);
+  return v.ok() ? *v : 0;
+}
+
+}  // namespace
+
+Result<void> Cgroup::Freeze(bool frozen, int timeout_ms) {
+  std::string v2;
+  for (const auto& d : plan_.dirs) {
+    if (PathExists(d + "/cgroup.freeze")) {
+      v2 = d;
+      break;
+    }
+  }
+  if (!v2.empty()) {
+    WB_RETURN_IF_ERROR(WriteFile(v2 + "/cgroup.freeze", frozen ? "1" : "0"));
+    if (!WaitFor([&] { return EventsSayFrozen(v2, frozen); }, timeout_ms)) {
+      return Fail(ErrorCode::kDeadlineExceeded, frozen ? "freeze" : "thaw", v2,
+                  "cgroup.events did not say frozen " + std::string(frozen ? "1" : "0") +
+                      " within " + std::to_string(timeout_ms) + " ms");
+    }
+    return Ok();
+  }
+  for (const auto& d : plan_.dirs) {
+    if (!PathExists(d + "/freezer.state")) continue;
+    const std::string want = frozen ? "FROZEN" : "THAWED";
+    WB_RETURN_IF_ERROR(WriteFile(d + "/freezer.state", want));
+    bool done = WaitFor(
+        [&] {
+          auto st = ReadFile(d + "/freezer.state");
+          return st.ok() && Trim(*st) == want;
+        },
+        timeout_ms);
+    if (!done) {
+      return Fail(
+          ErrorCode::kDeadlineExceeded, frozen ? "freeze" : "thaw", d,
+          "freezer.state did not become " + want + " within " + std::to_string(timeout_ms) + " ms");
+    }
+    return Ok();
+  }
+  return Fail(ErrorCode::kFailedPrecondition, "freeze", plan_.dirs.empty() ? "" : plan_.dirs[0],
+              "the sandbox has no cgroup v2 dir (cgroup.freeze) and no v1 freezer cgroup");
+}
+
+ResourceUsage Cgroup::Usage() const {
+  ResourceUsage u;
+  for (const auto& d : plan_.dirs) {
+    if (!u.memory_bytes) {
+      if (PathExists(d + "/memory.current"))
+        u.memory_bytes = ReadCounter(d + "/memory.current");
+      else if (PathExists(d + "/memory.usage_in_bytes"))
+        u.memory_bytes = ReadCounter(d + "/memory.usage_in_bytes");
+    }
+    if (!u.pids && PathExists(d + "/pids.current")) u.pids = ReadCounter(d + "/pids.current");
+    if (!u.cpu_usage_us) {
+      if (PathExists(d + "/cpuacct.usage")) {
+        u.cpu_usage_us = ReadCounter(d + "/cpuacct.usage") / 1000;
+      } else if (auto stat = ReadFile(d + "/cpu.stat"); stat.ok()) {
+        for (const auto& line : Split(*stat, '\n')) {
+          if (!StartsWith(line, "usage_usec ")) continue;
+          auto v = ParseUint(Trim(line.substr(11)), "usage_usec");
+          if (v.ok()) u.cpu_usage_us = *v;
+        }
+      }
+    }
+  }
+  return u;
 }
 
 Result<void> Cgroup::Remove() {

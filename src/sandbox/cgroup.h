@@ -28,6 +28,10 @@ struct CgroupLayout {
   std::map<std::string, std::string> v1_dir_of_self;
   // v1: controller -> its mount point.
   std::map<std::string, std::string> v1_mount;
+  // v1 freezer: our own cgroup dir in its hierarchy and its mount point ("" if
+  // not mounted). Used for pause only where there is no cgroup2 mount (whose
+  // cgroup.freeze works with or without controllers).
+  std::string v1_freezer_self, v1_freezer_mount;
 };
 
 // Reads /proc/self/mountinfo and /proc/self/cgroup text.
@@ -72,6 +76,15 @@ class Cgroup {
   // OOM kills counted in the memory cgroup so far (v1 memory.oom_control,
   // v2 memory.events: both have "oom_kill N").
   uint64_t OomKills() const;
+  // Freezes (true) or thaws every process of the sandbox: cgroup v2's
+  // cgroup.freeze, waiting (bounded) until cgroup.events says "frozen 1";
+  // else the v1 freezer's freezer.state (FROZEN/THAWED), waiting the same way.
+  [[nodiscard]] Result<void> Freeze(bool frozen, int timeout_ms = 5000);
+  // Memory, CPU and pids counted by the sandbox's cgroups now.
+  ResourceUsage Usage() const;
+  // The cgroups of a sandbox made by an earlier process (re-adoption): the
+  // dirs of its owner record; removed by Remove like those of Apply.
+  static Cgroup FromDirs(const std::vector<std::string>& dirs);
 
  private:
   CgroupPlan plan_;

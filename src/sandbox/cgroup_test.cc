@@ -6,7 +6,10 @@
 #include <string>
 #include <vector>
 
+#include "base/fs.h"
+#include "base/strings.h"
 #include "tests/assert_ok.h"
+#include "tests/test_util.h"
 
 namespace wb {
 namespace {
@@ -446,6 +449,87 @@ TEST(PlanSandboxCgroupTest, DistinctIdsGetDistinctDirs) {
   for (const auto& d : a.dirs) {
     EXPECT_EQ(std::find(b.dirs.begin(), b.dirs.end(), d), b.dirs.end()) << d;
   }
+}
+
+}  // namespace
+}  // namespace wb
+
+namespace wb {
+namespace {
+
+// Freeze on plain files standing in for cgroupfs: what is written, and the
+// bounded wait on what the kernel would report.
+TEST(CgroupFreezeTest, V2WritesFreezeAndWaitsForEvents) {
+  std::string d = wb::testing::MakeTempDir("wb-freeze-v2");
+  ASSERT_FALSE(d.empty());
+  ASSERT_TRUE(WriteFileAtomic(d + "/cgroup.freeze", "0\n").ok());
+  ASSERT_TRUE(WriteFileAtomic(d + "/cgroup.events", "populated 1\nfrozen 1\n").ok());
+  Cgroup cg = Cgroup::FromDirs({d});
+  ASSERT_TRUE(cg.Freeze(true, 50).ok());
+  EXPECT_EQ(Trim(*ReadFile(d + "/cgroup.freeze")), "1");
+  // The kernel never says "frozen 0": the thaw times out, with a clear error.
+  auto thaw = cg.Freeze(false, 20);
+  ASSERT_FALSE(thaw.ok());
+  EXPECT_EQ(thaw.error().code, ErrorCode::kDeadlineExceeded);
+  EXPECT_NE(thaw.error().ToString().find("frozen 0"), std::string::npos);
+  cg = Cgroup();
+  (void)RemoveTree(d);
+}
+
+TEST(CgroupFreezeTest, V1FreezerState) {
+  std::string d = wb::testing::MakeTempDir("wb-freeze-v1");
+  ASSERT_FALSE(d.empty());
+  ASSERT_TRUE(WriteFileAtomic(d + "/freezer.state", "THAWED\n").ok());
+  Cgroup cg = Cgroup::FromDirs({d});
+  ASSERT_TRUE(cg.Freeze(true, 50).ok());  // a plain file reads back what was written
+  EXPECT_EQ(Trim(*ReadFile(d + "/freezer.state")), "FROZEN");
+  ASSERT_TRUE(cg.Freeze(false, 50).ok());
+  EXPECT_EQ(Trim(*ReadFile(d + "/freezer.state")), "THAWED");
+  cg = Cgroup();
+  (void)RemoveTree(d);
+}
+
+TEST(CgroupFreezeTest, NoFreezerIsFailedPrecondition) {
+  std::string d = wb::testing::MakeTempDir("wb-freeze-none");
+  Cgroup cg = Cgroup::FromDirs({d});
+  auto r = cg.Freeze(true, 10);
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.error().code, ErrorCode::kFailedPrecondition);
+  cg = Cgroup();
+  (void)RemoveTree(d);
+}
+
+TEST(CgroupFreezeTest, UsageReadsV2AndV1Files) {
+  std::string v2 = wb::testing::MakeTempDir("wb-usage-v2");
+  std::string v1 = wb::testing::MakeTempDir("wb-usage-v1");
+  ASSERT_TRUE(WriteFileAtomic(v2 + "/cgroup.freeze", "0\n").ok());
+  ASSERT_TRUE(WriteFileAtomic(v2 + "/cpu.stat", "usage_usec 1234\nuser_usec 1000\n").ok());
+  ASSERT_TRUE(WriteFileAtomic(v1 + "/memory.usage_in_bytes", "4096\n").ok());
+  ASSERT_TRUE(WriteFileAtomic(v1 + "/pids.current", "3\n").ok());
+  Cgroup cg = Cgroup::FromDirs({v2, v1});
+  ResourceUsage u = cg.Usage();
+  EXPECT_EQ(u.cpu_usage_us, 1234u);
+  EXPECT_EQ(u.memory_bytes, 4096u);
+  EXPECT_EQ(u.pids, 3u);
+  cg = Cgroup();
+  (void)RemoveTree(v2);
+  (void)RemoveTree(v1);
+}
+
+TEST(CgroupFreezeTest, V1OnlyHostsGetAFreezerCgroup) {
+  CgroupLayout l;
+  l.v1_dir_of_self = {{"memory", "/sys/fs/cgroup/memory"}};
+  l.v1_mount = {{"memory", "/sys/fs/cgroup/memory"}};
+  l.v1_freezer_self = "/sys/fs/cgroup/freezer/me";
+  l.v1_freezer_mount = "/sys/fs/cgroup/freezer";
+  CgroupPlan p = PlanSandboxCgroup(l, "abc", Limits{}, "");
+  ASSERT_EQ(p.dirs.size(), 2u);
+  EXPECT_EQ(p.dirs[1], "/sys/fs/cgroup/freezer/me/warmbox/abc");
+  // With a cgroup2 mount (hybrid, as here), its cgroup.freeze pauses: no freezer dir.
+  l.unified_mount = "/sys/fs/cgroup/unified";
+  l.unified_self = "/";
+  p = PlanSandboxCgroup(l, "abc", Limits{}, "");
+  for (const auto& d : p.dirs) EXPECT_EQ(d.find("freezer"), std::string::npos) << d;
 }
 
 }  // namespace

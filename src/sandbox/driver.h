@@ -2,6 +2,8 @@
 // isolates it (namespaces today, microVMs later).
 #pragma once
 
+#include <sys/types.h>
+
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -56,6 +58,23 @@ struct SecurityOptions {
   bool profile_file() const { return seccomp != "default" && seccomp != "unconfined"; }
 };
 
+struct ResourceUsage {
+  uint64_t memory_bytes = 0;  // memory.current (v2), memory.usage_in_bytes (v1)
+  uint64_t cpu_usage_us = 0;  // cpu.stat usage_usec (v2), cpuacct.usage / 1000 (v1)
+  uint64_t pids = 0;          // pids.current
+};
+
+// A live sandbox left running by an earlier daemon, to be taken over
+// (Driver::Adopt): its dir, and the host process that must still be the one
+// it recorded (pid and /proc start time).
+struct AdoptSpec {
+  std::string dir;
+  std::string image;
+  pid_t pid = 0;
+  uint64_t start_time = 0;
+  Limits limits;
+};
+
 struct SandboxSpec {
   std::string image = "busybox";
   Limits limits;
@@ -96,6 +115,22 @@ class Sandbox {
   [[nodiscard]] virtual Result<void> SetLimits(const Limits& limits) = 0;
   // OOM kills counted by the sandbox's memory cgroup so far.
   virtual uint64_t OomKills() const { return 0; }
+  // --- live sandboxes (docs/live-sandboxes.md) ---
+  // The sandbox's host dir (STATE/sandboxes/<id>), "" when none.
+  virtual std::string host_dir() const { return ""; }
+  // The one host process that is the sandbox (the ns agent, the vm's QEMU).
+  virtual pid_t host_pid() const { return 0; }
+  // What the sandbox's cgroups count now (zeros where unknown).
+  virtual ResourceUsage Usage() const { return {}; }
+  // Leaves the sandbox running when this object goes (a live sandbox kept
+  // for the next daemon): its process, cgroups and dir stay.
+  virtual void Abandon() {}
+  // Stops (paused true) or resumes every process of the sandbox: the ns
+  // driver freezes its cgroup, the vm driver stops its vCPUs (QMP).
+  [[nodiscard]] virtual Result<void> Pause(bool paused) {
+    (void)paused;
+    return Fail(ErrorCode::kFailedPrecondition, "pause", id(), "not supported by this driver");
+  }
   // Kills everything inside and removes every trace on the host.
   [[nodiscard]] virtual Result<void> Destroy() = 0;
 };
@@ -119,6 +154,13 @@ class Driver {
   DriverCapabilities capabilities() const { return CapabilitiesOf(kind()); }
   // Returns a sandbox whose agent has answered a heartbeat.
   [[nodiscard]] virtual Result<std::unique_ptr<Sandbox>> Create(const SandboxSpec& spec) = 0;
+  // Takes over a live sandbox an earlier daemon left running (its process,
+  // cgroups and agent socket); its owner record then names this process.
+  [[nodiscard]] virtual Result<std::unique_ptr<Sandbox>> Adopt(const AdoptSpec& spec) {
+    return Fail(ErrorCode::kFailedPrecondition, "adopt", spec.dir,
+                std::string("the ") + DriverKindName(kind()) +
+                    " driver cannot adopt a sandbox left by an earlier daemon");
+  }
   // Adds the driver's own status to a pool's stats (the vm driver's snapshot
   // template); the daemon calls it for every pool of this driver.
   virtual void AnnotateStat(proto::ImageStat& stat) const { (void)stat; }

@@ -63,6 +63,41 @@ Result<void> SandboxBase::Destroy() {
   return result;
 }
 
+Result<void> SandboxBase::Pause(bool paused) {
+  if (destroyed_) return Fail(ErrorCode::kFailedPrecondition, "pause", id_, "sandbox destroyed");
+  return cgroup_.Freeze(paused);
+}
+
+void SandboxBase::Abandon() {
+  destroyed_ = true;
+  process_.Abandon();
+  cgroup_ = Cgroup();  // an empty one: nothing to remove
+}
+
+Result<void> SandboxBase::AdoptHome(const AdoptSpec& spec) {
+  SandboxRecord rec = WB_TRY(ReadSandboxRecord(spec.dir));
+  if (rec.id.empty()) return Fail("adopt", spec.dir, "owner.json names no sandbox id");
+  ChildProcess p = WB_TRY(ChildProcess::Adopt(spec.pid));
+  // The pidfd pins the process: if the start time matches now, it is the one recorded.
+  if (ProcessStartTime(spec.pid) != spec.start_time) {
+    p.Abandon();
+    return Fail(
+        ErrorCode::kNotFound, "adopt", spec.dir,
+        "process " + std::to_string(spec.pid) + " is gone (or another process has its pid)");
+  }
+  if (auto w = WriteSandboxRecord(
+          spec.dir, SandboxRecord{rec.id, ::getpid(), ProcessStartTime(::getpid()), rec.cgroups});
+      !w.ok()) {
+    p.Abandon();  // not taken over: left as it was
+    return w.error();
+  }
+  id_ = rec.id;
+  home_ = dir_ = spec.dir;
+  process_ = std::move(p);
+  cgroup_ = Cgroup::FromDirs(rec.cgroups);
+  return Ok();
+}
+
 Result<void> SandboxBase::AssignId(const std::string& state_dir) {
   id_ = WB_TRY(RandomHex(6));
   home_ = SandboxesDir(state_dir) + "/" + id_;

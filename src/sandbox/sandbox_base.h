@@ -29,6 +29,14 @@ class SandboxBase : public Sandbox {
   Result<void> SetLimits(const Limits& limits) final;
   // The sandbox cgroup's count (Cgroup::OomKills).
   uint64_t OomKills() const override { return cgroup_.OomKills(); }
+  std::string host_dir() const override { return dir_; }
+  pid_t host_pid() const override { return process_.running() ? process_.pid() : 0; }
+  ResourceUsage Usage() const override { return cgroup_.Usage(); }
+  // Freezes the sandbox's cgroups (Cgroup::Freeze); the vm driver overrides.
+  Result<void> Pause(bool paused) override;
+  // A live sandbox left for the next daemon: its process, cgroups and dir
+  // stay when this object goes.
+  void Abandon() override;
   // Stops the process (stop_hook_ first, then SIGKILL and reap), removes the
   // cgroups, then the dir. Idempotent.
   Result<void> Destroy() final;
@@ -40,6 +48,10 @@ class SandboxBase : public Sandbox {
   // and makes them. From here on Destroy (and so the destructor) removes
   // whatever exists.
   [[nodiscard]] Result<void> MakeHome(mode_t mode, const CgroupPlan& plan);
+  // Re-adoption (Driver::Adopt): the dir of an earlier daemon's sandbox, its
+  // owner record rewritten to name this process, its cgroups, and a pidfd on
+  // its process, checked to be the one recorded (pid and start time).
+  [[nodiscard]] Result<void> AdoptHome(const AdoptSpec& spec);
   // Once ready: a creation at a lower priority (the pool's refills run at
   // nice 10) hands the process, every thread of it, back the normal priority.
   void RestoreNormalPriority();

@@ -57,6 +57,20 @@ Result<SandboxRecord> ReadSandboxRecord(const std::string& dir) {
   return r;
 }
 
+bool LiveSandboxAlive(const std::string& dir) {
+  auto text = ReadFile(dir + "/live.json");
+  if (!text.ok()) return false;
+  auto j = nlohmann::json::parse(*text, nullptr, false);
+  if (j.is_discarded() || !j.is_object()) return false;
+  auto pid = j.find("host_pid");
+  auto start = j.find("host_start");
+  if (pid == j.end() || start == j.end() || !pid->is_number_integer() ||
+      !start->is_number_unsigned() || pid->get<int64_t>() <= 0) {
+    return false;
+  }
+  return ProcessStartTime(pid->get<pid_t>()) == start->get<uint64_t>();
+}
+
 GcReport CollectGarbage(const std::string& state_dir) {
   GcReport rep;
   std::string base = SandboxesDir(state_dir);
@@ -70,6 +84,10 @@ GcReport CollectGarbage(const std::string& state_dir) {
   ::closedir(d);
   for (const auto& n : names) {
     std::string dir = base + "/" + n;
+    if (LiveSandboxAlive(dir)) {
+      ++rep.kept;
+      continue;
+    }
     auto rec = ReadSandboxRecord(dir);
     if (rec.ok()) {
       if (rec->owner_pid > 0 && ProcessStartTime(rec->owner_pid) == rec->owner_start) {

@@ -29,13 +29,20 @@ uint64_t ProcessStartTime(pid_t pid);
 [[nodiscard]] Result<void> WriteSandboxRecord(const std::string& dir, const SandboxRecord& rec);
 [[nodiscard]] Result<SandboxRecord> ReadSandboxRecord(const std::string& dir);
 
+// Whether dir holds a live sandbox's record (live.json, written by the
+// daemon's live registry) naming a host process that is still the same
+// process (pid and start time): such a sandbox outlives the daemon that made
+// it, and start-up and gc leave it (and its cgroups) for the next daemon.
+bool LiveSandboxAlive(const std::string& dir);
+
 struct GcReport {
   int removed = 0;
   int kept = 0;  // owned by a live process
   std::vector<std::string> errors;
 };
 
-// Removes every sandbox dir whose owner is gone: kills its cgroups' processes,
+// Removes every sandbox dir whose owner is gone (and that is not a living
+// live sandbox, LiveSandboxAlive): kills its cgroups' processes,
 // removes the cgroups and the dir.
 GcReport CollectGarbage(const std::string& state_dir);
 

@@ -95,6 +95,16 @@ Result<std::unique_ptr<NsDriver>> NsDriver::Open(NsDriverOptions opts, ImageStor
   return drv;
 }
 
+Result<std::unique_ptr<Sandbox>> NsDriver::Adopt(const AdoptSpec& spec) {
+  auto sb = std::make_unique<NsSandbox>();
+  sb->image_ = WB_TRY(store_->Get(spec.image));
+  sb->layout_ = layout_->layout;
+  sb->cgroup_parent_ = opts_.cgroup_parent;
+  WB_RETURN_IF_ERROR(sb->AdoptHome(spec));
+  spdlog::debug("{}: adopted (pid {})", sb->id_, spec.pid);
+  return std::unique_ptr<Sandbox>(std::move(sb));
+}
+
 Result<std::unique_ptr<Sandbox>> NsDriver::Create(const SandboxSpec& spec) {
   auto sb = std::make_unique<NsSandbox>();
   sb->image_ = WB_TRY(store_->Get(spec.image));

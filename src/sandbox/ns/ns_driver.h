@@ -32,6 +32,7 @@ class NsDriver : public Driver {
                                                     .boots_kernel = false};
   DriverKind kind() const override { return DriverKind::kNs; }
   [[nodiscard]] Result<std::unique_ptr<Sandbox>> Create(const SandboxSpec& spec) override;
+  [[nodiscard]] Result<std::unique_ptr<Sandbox>> Adopt(const AdoptSpec& spec) override;
 
  private:
   NsDriver() = default;

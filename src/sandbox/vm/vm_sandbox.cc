@@ -11,6 +11,7 @@
 
 #include "base/log.h"
 #include "sandbox/agent_client.h"
+#include "sandbox/vm/qmp.h"
 
 namespace wb::vm {
 namespace {
@@ -44,6 +45,14 @@ VmSandbox::VmSandbox() {
       r = ::poll(&p, 1, kQuitGraceMs);
     } while (r < 0 && errno == EINTR);
   };
+}
+
+Result<void> VmSandbox::Pause(bool paused) {
+  if (dir_.empty() || !process_.running())
+    return Fail(ErrorCode::kFailedPrecondition, "pause", id_, "the VM is not running");
+  Qmp q = WB_TRY(Qmp::Connect(dir_ + "/qmp.sock", 5000));
+  WB_TRY(q.Execute(paused ? "stop" : "cont"));
+  return Ok();
 }
 
 Result<void> VmSandbox::ApplyLimits(const Limits& limits) {

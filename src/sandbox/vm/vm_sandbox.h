@@ -24,6 +24,9 @@ class VmSandbox : public SandboxBase {
   // The guest's OOM kills happen in the guest kernel; the host cgroup holds
   // QEMU, whose own kill ends the sandbox: none is reported as a command's.
   uint64_t OomKills() const override { return 0; }
+  // QMP stop / cont: the vCPUs stop, QEMU's own threads (and the agent
+  // socket's backlog) stay.
+  Result<void> Pause(bool paused) override;
 
  private:
   // Only a check: RAM and vCPUs are fixed at boot.

@@ -1,0 +1,54 @@
+// live.json: what the daemon keeps on disk about a live sandbox
+// (docs/live-sandboxes.md, "Record"), so that the next daemon can take it
+// over. Pure: serialization and parsing, with clear errors for bad files;
+// the registry (live_registry.h) reads and writes the file.
+#pragma once
+
+#include <sys/types.h>
+
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "base/error.h"
+
+namespace wb::daemon {
+
+inline constexpr const char* kLiveRecordFile = "live.json";
+
+struct LiveRecord {
+  int version = 1;
+  std::string id;       // the live id: 32 lower-case hex digits
+  std::string sandbox;  // the sandbox dir's short id
+  std::string image, driver;
+  int64_t created_ms = 0, expires_ms = 0;  // wall clock
+  std::string on_timeout = "kill";         // "kill" or "pause"
+  std::map<std::string, std::string> metadata;
+  std::vector<std::string> env;
+  std::string user, cwd;
+  uint64_t memory_bytes = 0, pids = 0;
+  double cpus = 0;
+  std::vector<std::string> main;  // empty: none
+  int64_t main_pid = 0;
+  std::optional<int> main_exit_code;
+  uint64_t main_offset = 0;       // bytes of the main's output already in main.log
+  std::string state = "running";  // "running" or "paused"
+  pid_t host_pid = 0;             // the sandbox's host process ...
+  uint64_t host_start = 0;        // ... and its /proc start time (pid reuse guard)
+};
+
+// Whether id is a live id (32 lower-case hex digits).
+bool IsLiveId(std::string_view id);
+
+std::string ToJson(const LiveRecord& r);
+// what: where the text came from, for the errors ("STATE/sandboxes/x/live.json").
+[[nodiscard]] Result<LiveRecord> ParseLiveRecord(std::string_view text, const std::string& what);
+
+// DIR/live.json, written atomically (temp file, rename), mode 0600.
+[[nodiscard]] Result<void> WriteLiveRecord(const std::string& dir, const LiveRecord& r);
+[[nodiscard]] Result<LiveRecord> ReadLiveRecord(const std::string& dir);
+
+}  // namespace wb::daemon

@@ -110,8 +110,9 @@ Result<PoolRequest> ParsePoolRequest(std::string_view text) {
     return r;
   }
   if (name != "run") {
-    return Bad("op", "unknown op '" + name +
-                         "' (expected run, status, stop, sandbox_*, exec, attach, ps, signal or fs)");
+    return Bad("op",
+               "unknown op '" + name +
+                   "' (expected run, status, stop, sandbox_*, exec, attach, ps, signal or fs)");
   }
   r.op = Op::kRun;
   RunRequest& run = r.run;

@@ -305,7 +305,10 @@ asio::awaitable<Result<LiveInfo>> LiveRegistry::Create(LiveCreateRequest req) {
   lease.conn.reset();
   std::shared_ptr<Sandbox> sb(std::move(lease.sandbox));
   auto destroy_on_error = [&](Error e) -> asio::awaitable<Result<LiveInfo>> {
-    co_await OnBlockingThread(rt, [sb]() { return sb->Destroy(); });
+    // (A named function, not a temporary in the co_await: GCC 12 destroys
+    // such temporaries twice, and these hold a reference to the sandbox.)
+    std::function<Result<void>()> fn = [sb]() { return sb->Destroy(); };
+    (void)co_await OnBlockingThread(rt, std::move(fn));
     co_return e;
   };
   if (req.memory_bytes || req.pids || req.cpus) {
@@ -626,11 +629,14 @@ asio::awaitable<Result<void>> LiveRegistry::Destroy(EntryPtr e, std::string why)
   std::shared_ptr<Sandbox> sb = std::move(e->sb);
   if (!sb) co_return Ok();
   const bool paused = e->rec.state == "paused";
-  auto r = co_await OnBlockingThread(pools_.runtime(), [sb, paused]() -> Result<void> {
+  std::function<Result<void>()> fn = [sb, paused]() -> Result<void> {
     // A frozen v1 cgroup would hold SIGKILL: thaw first.
     if (paused) (void)sb->Pause(false);
     return sb->Destroy();
-  });
+  };
+  // (Named, not a temporary in the co_await: GCC 12 destroys those twice,
+  // which released the sandbox early.)
+  auto r = co_await OnBlockingThread(pools_.runtime(), std::move(fn));
   LogEvent(spdlog::level::info, "sandbox_end", {{"id", e->rec.id}, {"reason", why}});
   if (!r.ok()) spdlog::warn("live sandbox {}: teardown: {}", e->rec.id, r.error().ToString());
   co_return r;
@@ -641,7 +647,10 @@ asio::awaitable<Result<void>> LiveRegistry::Pause(const std::string& id) {
   if (!e.ok()) co_return e.error();
   if ((*e)->state == LiveState::kPaused)
     co_return Fail(ErrorCode::kFailedPrecondition, "pause", id, "the sandbox is already paused");
-  co_return co_await SetPaused(*e, true);
+  // (A named copy, not *e in the call: GCC 12 mishandles coroutine argument copies.)
+  EntryPtr entry = *e;
+  auto r = co_await SetPaused(entry, true);
+  co_return r;
 }
 
 asio::awaitable<Result<void>> LiveRegistry::Resume(const std::string& id) {
@@ -649,14 +658,18 @@ asio::awaitable<Result<void>> LiveRegistry::Resume(const std::string& id) {
   if (!e.ok()) co_return e.error();
   if ((*e)->state != LiveState::kPaused)
     co_return Fail(ErrorCode::kFailedPrecondition, "resume", id, "the sandbox is not paused");
-  co_return co_await SetPaused(*e, false);
+  EntryPtr entry = *e;
+  auto r = co_await SetPaused(entry, false);
+  co_return r;
 }
 
 asio::awaitable<Result<void>> LiveRegistry::SetPaused(EntryPtr e, bool paused) {
   std::shared_ptr<Sandbox> sb = e->sb;
   if (!sb || e->gone) co_return NotFound(e->rec.id);
-  auto r = co_await OnBlockingThread(pools_.runtime(),
-                                     [sb, paused]() -> Result<void> { return sb->Pause(paused); });
+  // (Named, not a temporary in the co_await: GCC 12 destroys those twice,
+  // which released the sandbox early: a use after free in the next Inspect.)
+  std::function<Result<void>()> fn = [sb, paused]() -> Result<void> { return sb->Pause(paused); };
+  auto r = co_await OnBlockingThread(pools_.runtime(), std::move(fn));
   if (!r.ok()) co_return r.error();
   if (e->gone) co_return Ok();
   e->state = paused ? LiveState::kPaused : LiveState::kRunning;

@@ -226,7 +226,11 @@ asio::awaitable<void> SocketServer::LiveSession(Socket& s, std::string body) {
         co_return;
       }
       auto r = co_await live.Create(std::move(req->create));
-      co_await SendFrame(s, r.ok() ? InfoReply(*r) : LiveErrorJson(r.error()));
+      {
+        // (No ?: in a co_await's operand: GCC 12 miscompiles it.)
+        std::string reply = r.ok() ? InfoReply(*r) : LiveErrorJson(r.error());
+        co_await SendFrame(s, reply);
+      }
       co_return;
     }
     case LiveOp::kList: {
@@ -243,21 +247,37 @@ asio::awaitable<void> SocketServer::LiveSession(Socket& s, std::string body) {
     }
     case LiveOp::kInspect: {
       auto r = live.Inspect(req->id);
-      co_await SendFrame(s, r.ok() ? InfoReply(*r) : LiveErrorJson(r.error()));
+      {
+        // (No ?: in a co_await's operand: GCC 12 miscompiles it.)
+        std::string reply = r.ok() ? InfoReply(*r) : LiveErrorJson(r.error());
+        co_await SendFrame(s, reply);
+      }
       co_return;
     }
     case LiveOp::kSetTimeout: {
       auto r = live.SetTimeout(req->id, req->timeout_s);
-      co_await SendFrame(s, r.ok() ? InfoReply(*r) : LiveErrorJson(r.error()));
+      {
+        // (No ?: in a co_await's operand: GCC 12 miscompiles it.)
+        std::string reply = r.ok() ? InfoReply(*r) : LiveErrorJson(r.error());
+        co_await SendFrame(s, reply);
+      }
       co_return;
     }
     case LiveOp::kKill:
     case LiveOp::kPause:
     case LiveOp::kResume: {
-      auto r = req->op == LiveOp::kKill    ? co_await live.Kill(req->id)
-               : req->op == LiveOp::kPause ? co_await live.Pause(req->id)
-                                           : co_await live.Resume(req->id);
-      co_await SendFrame(s, r.ok() ? std::string(R"({"ok":true})") : LiveErrorJson(r.error()));
+      // (No ?: around co_await: GCC 12 miscompiles it.)
+      Result<void> r = Ok();
+      if (req->op == LiveOp::kKill) {
+        r = co_await live.Kill(req->id);
+      } else if (req->op == LiveOp::kPause) {
+        r = co_await live.Pause(req->id);
+      } else {
+        r = co_await live.Resume(req->id);
+      }
+      std::string reply = R"({"ok":true})";
+      if (!r.ok()) reply = LiveErrorJson(r.error());
+      co_await SendFrame(s, reply);
       co_return;
     }
     case LiveOp::kLogs: {

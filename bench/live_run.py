@@ -71,7 +71,7 @@ class Pool:
 
     def exec_true(self, sid):
         """One in-process exec: request, ok, agent frames until X."""
-        with self.open({"op": "exec", "sandbox": sid, "cmd": ["/bin/true"]}) as s:
+        with self.open({"op": "exec", "id": sid, "cmd": ["/bin/true"]}) as s:
             a = self.answer(s)
             if not a.get("ok"):
                 raise RuntimeError(a)
@@ -171,12 +171,12 @@ def main():
             t0 = time.perf_counter()
             r = pool.call({"op": "sandbox_create", "no_main": True})
             claims.append(time.perf_counter() - t0)
-            if not r.get("id"):
+            if not r.get("ok"):
                 die(f"sandbox_create: {r}")
-            pool.call({"op": "sandbox_kill", "sandbox": r["id"]})
+            pool.call({"op": "sandbox_kill", "id": r["sandbox"]["id"]})
         results["claim_p50_ms"] = median_ms(claims)
         wait_idle(4)
-        sid = pool.call({"op": "sandbox_create", "no_main": True})["id"]
+        sid = pool.call({"op": "sandbox_create", "no_main": True})["sandbox"]["id"]
 
         # --- crun peer ---------------------------------------------------------
         bundle = os.path.join(work, "bundle")
@@ -236,21 +236,21 @@ def main():
                        crun_up_MBps=mbps(cup), crun_down_MBps=mbps(cdown))
 
         # --- memory ------------------------------------------------------------
-        pool.call({"op": "sandbox_kill", "sandbox": sid})
+        pool.call({"op": "sandbox_kill", "id": sid})
         wait_idle(4)
         before = mem_available_kb()
         ids = []
         for _ in range(MEM_SANDBOXES):
             r = pool.call({"op": "sandbox_create", "no_main": True})
-            if not r.get("id"):
+            if not r.get("ok"):
                 die(f"sandbox_create #{len(ids)}: {r}")
-            ids.append(r["id"])
+            ids.append(r["sandbox"]["id"])
         wait_idle(4, 300)
         after = mem_available_kb()
         results["memory_per_sandbox_MiB"] = (before - after) / 1024 / MEM_SANDBOXES
         results["memory_sandboxes"] = MEM_SANDBOXES
         for i in ids:
-            pool.call({"op": "sandbox_kill", "sandbox": i})
+            pool.call({"op": "sandbox_kill", "id": i})
     finally:
         subprocess.run(crun + ["--root", crun_root, "delete", "-f", container],
                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)

@@ -186,6 +186,13 @@ TEST_F(LiveOpsTest, FiftyConcurrentExecsInOneSandbox) {
   }
 }
 
+// Creates (or truncates) path with data.
+bool Put(const std::string& path, const std::string& data) {
+  std::ofstream out(path, std::ios::binary | std::ios::trunc);
+  out.write(data.data(), static_cast<std::streamsize>(data.size()));
+  return static_cast<bool>(out);
+}
+
 std::string RandomBytes(size_t n) {
   std::string s(n, '\0');
   std::mt19937_64 rng(42);
@@ -198,7 +205,7 @@ std::string RandomBytes(size_t n) {
 
 TEST_F(LiveOpsTest, HundredMebibyteFileRoundTripIsByteExact) {
   const std::string data = RandomBytes(100u << 20);
-  ASSERT_TRUE(WriteFile(state_ + "/big", data).ok());
+  ASSERT_TRUE(Put(state_ + "/big", data));
   auto r = W({"cp", state_ + "/big", id_ + ":/tmp/big"});
   ASSERT_EQ(r.code, 0) << r.err;
   EXPECT_EQ(W({"exec", id_, "--", "stat", "-c", "%s", "/tmp/big"}).out,
@@ -213,9 +220,9 @@ TEST_F(LiveOpsTest, HundredMebibyteFileRoundTripIsByteExact) {
 TEST_F(LiveOpsTest, DirectoryTreesKeepTheirModes) {
   const std::string src = state_ + "/tree";
   ASSERT_TRUE(MkdirAll(src + "/a/b").ok());
-  ASSERT_TRUE(WriteFile(src + "/a/b/run.sh", "#!/bin/sh\necho ran\n").ok());
+  ASSERT_TRUE(Put(src + "/a/b/run.sh", "#!/bin/sh\necho ran\n"));
   ASSERT_EQ(::chmod((src + "/a/b/run.sh").c_str(), 0750), 0);
-  ASSERT_TRUE(WriteFile(src + "/top.txt", "top\n").ok());
+  ASSERT_TRUE(Put(src + "/top.txt", "top\n"));
   ASSERT_EQ(::chmod((src + "/top.txt").c_str(), 0604), 0);
   ASSERT_EQ(W({"exec", id_, "--", "mkdir", "/work"}).code, 0);
   auto r = W({"cp", src, id_ + ":/work"});
@@ -234,7 +241,7 @@ TEST_F(LiveOpsTest, DirectoryTreesKeepTheirModes) {
 // `..` or /proc/self/root reaches a host file, for reading or writing.
 TEST_F(LiveOpsTest, HostilePathsStayInsideTheSandbox) {
   const std::string secret = state_ + "/host-secret";
-  ASSERT_TRUE(WriteFile(secret, "host\n").ok());
+  ASSERT_TRUE(Put(secret, "host\n"));
   ASSERT_EQ(W({"exec", id_, "--", "ln", "-s", "/", "/tmp/root"}).code, 0);
   ASSERT_EQ(W({"exec", id_, "--", "ln", "-s", "/etc", "/tmp/etc"}).code, 0);
   for (const std::string& p : {secret, "/tmp/root" + secret, "/../../.." + secret,
@@ -245,7 +252,7 @@ TEST_F(LiveOpsTest, HostilePathsStayInsideTheSandbox) {
   }
   // A write through a symlink lands in the sandbox's /etc, not the host's.
   const std::string name = "wb-live-ops-" + std::to_string(::getpid());
-  ASSERT_TRUE(WriteFile(state_ + "/f", "inside\n").ok());
+  ASSERT_TRUE(Put(state_ + "/f", "inside\n"));
   auto r = W({"cp", state_ + "/f", id_ + ":/tmp/etc/" + name});
   ASSERT_EQ(r.code, 0) << r.err;
   EXPECT_EQ(W({"exec", id_, "--", "cat", "/etc/" + name}).out, "inside\n");
@@ -304,7 +311,14 @@ TEST_F(LiveOpsTest, TerminalSizeResizeAndCtrlC) {
       15000))
       << screen;
   type("sleep 1000\r");
-  type("\x03");  // Ctrl-C: SIGINT to the sandbox terminal's foreground group
+  // Ctrl-C once sleep runs (before, the shell itself would take it).
+  ASSERT_TRUE(Eventually(
+      [&] {
+        return W({"exec", id_, "--", "sh", "-c", "ps -o args | grep -c '^sleep 1000'"}).out ==
+               "1\n";
+      },
+      15000));
+  type("\x03");  // SIGINT to the sandbox terminal's foreground group
   type("echo after-$((40+2))\r");
   ASSERT_TRUE(read_until("after-42")) << screen;
   type("exit 7\r");

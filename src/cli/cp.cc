@@ -40,7 +40,7 @@ std::string Join(const std::string& dir, const std::string& name) {
 
 Result<LiveConn> OpenFs(const Remote& r, json request) {
   if (!r.user.empty()) request["user"] = r.user;
-  return LiveConn::Open(r.socket, {{"op", "fs"}, {"sandbox", r.id}, {"request", request}});
+  return LiveConn::Open(r.socket, {{"op", "fs"}, {"id", r.id}, {"request", request}});
 }
 
 // The remote path's stat, or nullopt when it does not exist.

@@ -122,18 +122,17 @@ Result<int> Follow(LiveConn& c, bool forward_stdin, bool tty) {
 
 struct ExecOpts {
   std::string socket, workdir, user, timeout;
-  std::vector<std::string> env, args;
+  std::string id;
+  std::vector<std::string> env, cmd;
   bool detach = false, interactive = false, tty = false;
 };
 
 Result<int> DoExec(const ExecOpts& o) {
-  if (o.args.size() < 2) {
-    return Fail(ErrorCode::kInvalidArgument, "exec", "",
-                "expected a sandbox id and a command: warmbox exec [OPTIONS] ID -- CMD [ARG...]");
+  if (o.cmd.empty()) {
+    return Fail(ErrorCode::kInvalidArgument, "exec", o.id,
+                "missing command: warmbox exec [OPTIONS] ID -- CMD [ARG...]");
   }
-  nlohmann::json req{{"op", "exec"},
-                     {"sandbox", o.args[0]},
-                     {"cmd", std::vector<std::string>(o.args.begin() + 1, o.args.end())}};
+  nlohmann::json req{{"op", "exec"}, {"id", o.id}, {"cmd", o.cmd}};
   std::vector<std::string> env;
   for (const auto& kv : o.env) {
     if (kv.empty() || kv.front() == '=') return Fail("-e", kv, "expected KEY=VALUE");
@@ -169,7 +168,7 @@ Result<int> DoExec(const ExecOpts& o) {
   if (o.detach) {
     auto started = nlohmann::json::parse(WB_TRY(Expect(c, FrameType::kStarted)), nullptr, false);
     if (!started.is_object() || !started.contains("pid")) {
-      return Fail("exec", o.args[0], "the agent's start answer has no pid");
+      return Fail("exec", o.id, "the agent's start answer has no pid");
     }
     std::printf("%lld\n", started["pid"].get<long long>());
     return 0;
@@ -183,7 +182,7 @@ struct AttachOpts {
 };
 
 Result<int> DoAttach(const AttachOpts& o) {
-  nlohmann::json req{{"op", "attach"}, {"sandbox", o.id}, {"pid", WB_TRY(ParseUint(o.pid, "PID"))}};
+  nlohmann::json req{{"op", "attach"}, {"id", o.id}, {"pid", WB_TRY(ParseUint(o.pid, "PID"))}};
   if (!o.from.empty()) req["from"] = WB_TRY(ParseUint(o.from, "--from"));
   LiveConn c = WB_TRY(LiveConn::Open(SocketOrDefault(o.socket), req));
   return Follow(c, o.interactive || o.tty, o.tty);
@@ -202,7 +201,8 @@ Action AddExec(CLI::App& app) {
   exec->add_option("-w,--workdir", o->workdir, "working directory (default: the sandbox's)");
   exec->add_option("-u,--user", o->user, "user[:group] (default: the sandbox's)");
   exec->add_option("--timeout", o->timeout, "seconds before the process is killed (exit 137)");
-  exec->add_option("args", o->args, "ID -- CMD [ARG...]")->required();
+  exec->add_option("id", o->id, "sandbox id")->required();
+  exec->add_option("cmd", o->cmd, "command and arguments (after --)");
   return [o](const GlobalOptions&) -> int {
     auto r = DoExec(*o);
     if (!r.ok()) return ReportError(r.error());

@@ -23,7 +23,7 @@ std::string Status(const nlohmann::json& p) {
 }
 
 Result<int> DoPs(const std::string& socket, const std::string& id, bool json) {
-  LiveConn c = WB_TRY(LiveConn::Open(SocketOrDefault(socket), {{"op", "ps"}, {"sandbox", id}}));
+  LiveConn c = WB_TRY(LiveConn::Open(SocketOrDefault(socket), {{"op", "ps"}, {"id", id}}));
   std::string body = WB_TRY(Expect(c, FrameType::kListReply));
   auto j = nlohmann::json::parse(body, nullptr, false);
   if (!j.is_object() || !j["processes"].is_array()) {
@@ -48,7 +48,7 @@ Result<int> DoPs(const std::string& socket, const std::string& id, bool json) {
 
 Result<int> DoSignal(const std::string& socket, const std::string& id, const std::string& pid,
                      const std::string& sig) {
-  nlohmann::json req{{"op", "signal"}, {"sandbox", id}, {"pid", WB_TRY(ParseUint(pid, "PID"))}};
+  nlohmann::json req{{"op", "signal"}, {"id", id}, {"pid", WB_TRY(ParseUint(pid, "PID"))}};
   if (!sig.empty()) req["signal"] = sig;
   LiveConn c = WB_TRY(LiveConn::Open(SocketOrDefault(socket), req));
   if (auto b = Expect(c, FrameType::kSignalReply); !b.ok()) return b.error();

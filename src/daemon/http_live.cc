@@ -383,7 +383,7 @@ Result<HttpExec> ParseHttpExec(std::string_view id, std::string_view body) {
   j.erase("background");
   // The rest is the socket's exec (proto/live_ops.h), which checks it.
   j["op"] = "exec";
-  j["sandbox"] = std::string(id);
+  j["id"] = std::string(id);
   if (out.stdin_data) j["stdin"] = true;
   out.req = WB_TRY(proto::ParseLiveOpRequest(Dump(j)));
   return out;

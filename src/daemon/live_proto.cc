@@ -214,10 +214,8 @@ const char* LiveErrorKind(const Error& e) {
       return "busy";
     case ErrorCode::kDraining:
       return "draining";
-    case ErrorCode::kFailedPrecondition:
-      return "failed_precondition";
     default:
-      return "internal";
+      return ErrorCodeName(e.code);  // the same word as every other front end
   }
 }
 

@@ -304,11 +304,12 @@ asio::awaitable<Result<LiveInfo>> LiveRegistry::Create(LiveCreateRequest req) {
   }
   lease.conn.reset();
   std::shared_ptr<Sandbox> sb(std::move(lease.sandbox));
+  // (Every blocking call is a named std::function before its co_await: GCC 12
+  // destroys a lambda temporary of a co_await expression twice, and with it
+  // a captured shared_ptr's reference.)
   auto destroy_on_error = [&](Error e) -> asio::awaitable<Result<LiveInfo>> {
-    // (A named function, not a temporary in the co_await: GCC 12 destroys
-    // such temporaries twice, and these hold a reference to the sandbox.)
     std::function<Result<void>()> fn = [sb]() { return sb->Destroy(); };
-    (void)co_await OnBlockingThread(rt, std::move(fn));
+    co_await OnBlockingThread(rt, std::move(fn));
     co_return e;
   };
   if (req.memory_bytes || req.pids || req.cpus) {
@@ -634,8 +635,7 @@ asio::awaitable<Result<void>> LiveRegistry::Destroy(EntryPtr e, std::string why)
     if (paused) (void)sb->Pause(false);
     return sb->Destroy();
   };
-  // (Named, not a temporary in the co_await: GCC 12 destroys those twice,
-  // which released the sandbox early.)
+  sb.reset();  // the last reference goes on the blocking thread, with fn
   auto r = co_await OnBlockingThread(pools_.runtime(), std::move(fn));
   LogEvent(spdlog::level::info, "sandbox_end", {{"id", e->rec.id}, {"reason", why}});
   if (!r.ok()) spdlog::warn("live sandbox {}: teardown: {}", e->rec.id, r.error().ToString());
@@ -647,10 +647,7 @@ asio::awaitable<Result<void>> LiveRegistry::Pause(const std::string& id) {
   if (!e.ok()) co_return e.error();
   if ((*e)->state == LiveState::kPaused)
     co_return Fail(ErrorCode::kFailedPrecondition, "pause", id, "the sandbox is already paused");
-  // (A named copy, not *e in the call: GCC 12 mishandles coroutine argument copies.)
-  EntryPtr entry = *e;
-  auto r = co_await SetPaused(entry, true);
-  co_return r;
+  co_return co_await SetPaused(*e, true);
 }
 
 asio::awaitable<Result<void>> LiveRegistry::Resume(const std::string& id) {
@@ -658,16 +655,12 @@ asio::awaitable<Result<void>> LiveRegistry::Resume(const std::string& id) {
   if (!e.ok()) co_return e.error();
   if ((*e)->state != LiveState::kPaused)
     co_return Fail(ErrorCode::kFailedPrecondition, "resume", id, "the sandbox is not paused");
-  EntryPtr entry = *e;
-  auto r = co_await SetPaused(entry, false);
-  co_return r;
+  co_return co_await SetPaused(*e, false);
 }
 
 asio::awaitable<Result<void>> LiveRegistry::SetPaused(EntryPtr e, bool paused) {
   std::shared_ptr<Sandbox> sb = e->sb;
   if (!sb || e->gone) co_return NotFound(e->rec.id);
-  // (Named, not a temporary in the co_await: GCC 12 destroys those twice,
-  // which released the sandbox early: a use after free in the next Inspect.)
   std::function<Result<void>()> fn = [sb, paused]() -> Result<void> { return sb->Pause(paused); };
   auto r = co_await OnBlockingThread(pools_.runtime(), std::move(fn));
   if (!r.ok()) co_return r.error();

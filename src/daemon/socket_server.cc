@@ -207,7 +207,17 @@ asio::awaitable<void> SocketServer::Session(Socket s) {
 
 namespace {
 
-std::string InfoReply(const LiveInfo& i) { return "{\"ok\":true,\"sandbox\":" + ToJson(i) + "}"; }
+// (Replies are built before the co_await that sends them: GCC 12 evaluates
+// both arms of a conditional inside a co_await expression.)
+std::string InfoReply(const Result<LiveInfo>& r) {
+  if (!r.ok()) return LiveErrorJson(r.error());
+  return "{\"ok\":true,\"sandbox\":" + ToJson(r.value()) + "}";
+}
+
+std::string OkReply(const Result<void>& r) {
+  if (!r.ok()) return LiveErrorJson(r.error());
+  return R"({"ok":true})";
+}
 
 }  // namespace
 
@@ -226,11 +236,8 @@ asio::awaitable<void> SocketServer::LiveSession(Socket& s, std::string body) {
         co_return;
       }
       auto r = co_await live.Create(std::move(req->create));
-      {
-        // (No ?: in a co_await's operand: GCC 12 miscompiles it.)
-        std::string reply = r.ok() ? InfoReply(*r) : LiveErrorJson(r.error());
-        co_await SendFrame(s, reply);
-      }
+      std::string reply = InfoReply(r);
+      co_await SendFrame(s, reply);
       co_return;
     }
     case LiveOp::kList: {
@@ -246,27 +253,18 @@ asio::awaitable<void> SocketServer::LiveSession(Socket& s, std::string body) {
       co_return;
     }
     case LiveOp::kInspect: {
-      auto r = live.Inspect(req->id);
-      {
-        // (No ?: in a co_await's operand: GCC 12 miscompiles it.)
-        std::string reply = r.ok() ? InfoReply(*r) : LiveErrorJson(r.error());
-        co_await SendFrame(s, reply);
-      }
+      std::string reply = InfoReply(live.Inspect(req->id));
+      co_await SendFrame(s, reply);
       co_return;
     }
     case LiveOp::kSetTimeout: {
-      auto r = live.SetTimeout(req->id, req->timeout_s);
-      {
-        // (No ?: in a co_await's operand: GCC 12 miscompiles it.)
-        std::string reply = r.ok() ? InfoReply(*r) : LiveErrorJson(r.error());
-        co_await SendFrame(s, reply);
-      }
+      std::string reply = InfoReply(live.SetTimeout(req->id, req->timeout_s));
+      co_await SendFrame(s, reply);
       co_return;
     }
     case LiveOp::kKill:
     case LiveOp::kPause:
     case LiveOp::kResume: {
-      // (No ?: around co_await: GCC 12 miscompiles it.)
       Result<void> r = Ok();
       if (req->op == LiveOp::kKill) {
         r = co_await live.Kill(req->id);
@@ -275,8 +273,7 @@ asio::awaitable<void> SocketServer::LiveSession(Socket& s, std::string body) {
       } else {
         r = co_await live.Resume(req->id);
       }
-      std::string reply = R"({"ok":true})";
-      if (!r.ok()) reply = LiveErrorJson(r.error());
+      std::string reply = OkReply(r);
       co_await SendFrame(s, reply);
       co_return;
     }
@@ -315,8 +312,10 @@ asio::awaitable<void> SocketServer::LiveSession(Socket& s, std::string body) {
         while (!queue->empty() && !*gone) {
           std::optional<std::string> line = std::move(queue->front());
           queue->pop_front();
-          nlohmann::json f = line ? nlohmann::json{{"line", *line}} : nlohmann::json{{"end", true}};
-          co_await SendFrame(s, f.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace));
+          nlohmann::json f = {{"end", true}};
+          if (line) f = {{"line", *line}};
+          std::string frame = f.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+          co_await SendFrame(s, frame);
           if (!line) {
             error_code ignored;
             s.cancel(ignored);

@@ -205,17 +205,6 @@ asio::awaitable<Result<void>> OnBlockingThread(PoolRuntime& rt, std::function<Re
   co_return std::move(*out);
 }
 
-asio::awaitable<Result<void>> DestroySandbox(PoolRuntime& rt, std::unique_ptr<Sandbox> sb) {
-  if (!sb) co_return Ok();
-  Sandbox* raw = sb.get();
-  auto r = co_await OnBlockingThread(rt, [&]() -> Result<void> {
-    auto d = raw->Destroy();
-    sb.reset();
-    return d;
-  });
-  co_return r;
-}
-
 void WarmPool::Evict(Lease lease, const Error& why) {
   spdlog::warn("pool {}: idle sandbox {} failed its health check ({}); evicted", image_,
                lease.sandbox->id(), why.ToString());

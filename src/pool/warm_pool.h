@@ -95,7 +95,7 @@ class WarmPool {
   // For a live sandbox (docs/live-sandboxes.md): what Acquire hands out (an
   // idle sandbox, or a new one on a miss; the refill starts at once), taken
   // for keeps and without a run permit. It is never given back: the caller
-  // owns it and destroys it with DestroySandbox. Counted as claimed, not as a
+  // owns it and destroys it (OnBlockingThread). Counted as claimed, not as a
   // run's acquisition.
   [[nodiscard]] asio::awaitable<Result<Lease>> Claim();
   uint64_t claimed() const { return claimed_; }
@@ -155,11 +155,10 @@ class WarmPool {
   uint64_t claimed_ = 0;
 };
 
-// Destroys a sandbox on the runtime's destroy threads (counted in flight, so
-// a shutdown waits for it) and resumes on the loop once it is gone.
-[[nodiscard]] asio::awaitable<Result<void>> DestroySandbox(PoolRuntime& rt,
-                                                           std::unique_ptr<Sandbox> sb);
-// Runs fn (a blocking call) on the runtime's destroy threads; resumes on the loop.
+// Runs fn (a blocking call: a live sandbox's teardown, its freeze) on the
+// runtime's destroy threads, counted in flight (a shutdown waits for it);
+// resumes on the loop. Pass a named std::function, not a lambda temporary
+// (GCC 12 may destroy a temporary of a co_await expression twice).
 [[nodiscard]] asio::awaitable<Result<void>> OnBlockingThread(PoolRuntime& rt,
                                                              std::function<Result<void>()> fn);
 

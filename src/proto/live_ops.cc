@@ -162,8 +162,8 @@ Result<LiveOpRequest> ParseLiveOpRequest(std::string_view text) {
   if (!j.is_object()) return Bad("request", "expected a JSON object");
   LiveOpRequest r;
   std::string op = WB_TRY(Str(j, "op", true));
-  r.sandbox = WB_TRY(Str(j, "sandbox", true));
-  if (r.sandbox.empty()) return Bad("sandbox", "empty");
+  r.sandbox = WB_TRY(Str(j, "id", true));
+  if (r.sandbox.empty()) return Bad("id", "empty");
   if (op == "exec") {
     r.op = LiveOp::kExec;
     WB_RETURN_IF_ERROR(ParseExec(j, r));

@@ -21,7 +21,7 @@ enum class LiveOp { kExec, kAttach, kPs, kSignal, kFs };
 
 struct LiveOpRequest {
   LiveOp op = LiveOp::kExec;
-  std::string sandbox;  // the live id
+  std::string sandbox;  // the live id (\"id\" on the wire)
   // The first frame for the agent. For exec, the JSON is completed by the
   // daemon (the sandbox's default user and cwd) before it is sent: see exec.
   FrameType first = FrameType::kExec;

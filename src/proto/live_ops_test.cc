@@ -10,7 +10,7 @@ namespace {
 
 TEST(LiveOpsTest, ExecIsKeptAndCarriesItsTerminal) {
   auto r = ParseLiveOpRequest(
-      R"({"op":"exec","sandbox":"ab12","cmd":["sh","-i"],"env":{"A":"1"},"tty":true,"rows":40,"cols":100,"user":"app"})");
+      R"({"op":"exec","id":"ab12","cmd":["sh","-i"],"env":{"A":"1"},"tty":true,"rows":40,"cols":100,"user":"app"})");
   ASSERT_TRUE(r.ok()) << r.error().ToString();
   EXPECT_EQ(r->op, LiveOp::kExec);
   EXPECT_EQ(r->sandbox, "ab12");
@@ -28,7 +28,7 @@ TEST(LiveOpsTest, ExecIsKeptAndCarriesItsTerminal) {
 }
 
 TEST(LiveOpsTest, PlainExecHasNoTerminalFields) {
-  auto r = ParseLiveOpRequest(R"({"op":"exec","sandbox":"x","cmd":["true"]})");
+  auto r = ParseLiveOpRequest(R"({"op":"exec","id":"x","cmd":["true"]})");
   ASSERT_TRUE(r.ok());
   auto j = nlohmann::json::parse(LiveExecJson(*r));
   EXPECT_EQ(j["keep"], true);
@@ -41,20 +41,20 @@ TEST(LiveOpsTest, BadRequestsNameTheirField) {
     const char* json;
     const char* field;
   } cases[] = {
-      {R"({"op":"exec","cmd":["true"]})", "sandbox"},
-      {R"({"op":"exec","sandbox":"x"})", "cmd"},
-      {R"({"op":"exec","sandbox":"x","cmd":[]})", "cmd"},
-      {R"({"op":"exec","sandbox":"x","cmd":["a"],"env":["NOEQ"]})", "env NOEQ"},
-      {R"({"op":"exec","sandbox":"x","cmd":["a"],"tty":true,"rows":70000})", "rows"},
-      {R"({"op":"attach","sandbox":"x"})", "pid"},
-      {R"({"op":"attach","sandbox":"x","pid":0})", "pid"},
-      {R"({"op":"attach","sandbox":"x","pid":5,"from":-2})", "from"},
-      {R"({"op":"signal","sandbox":"x","pid":5,"signal":"NOPE"})", "signal"},
-      {R"({"op":"signal","sandbox":"x","pid":5,"signal":99})", "signal"},
-      {R"({"op":"fs","sandbox":"x","request":{"op":"chown","path":"/a"}})", "request.op"},
-      {R"({"op":"fs","sandbox":"x","request":{"op":"stat"}})", "path"},
-      {R"({"op":"fs","sandbox":"x"})", "request"},
-      {R"({"op":"fly","sandbox":"x"})", "op"},
+      {R"({"op":"exec","cmd":["true"]})", "id"},
+      {R"({"op":"exec","id":"x"})", "cmd"},
+      {R"({"op":"exec","id":"x","cmd":[]})", "cmd"},
+      {R"({"op":"exec","id":"x","cmd":["a"],"env":["NOEQ"]})", "env NOEQ"},
+      {R"({"op":"exec","id":"x","cmd":["a"],"tty":true,"rows":70000})", "rows"},
+      {R"({"op":"attach","id":"x"})", "pid"},
+      {R"({"op":"attach","id":"x","pid":0})", "pid"},
+      {R"({"op":"attach","id":"x","pid":5,"from":-2})", "from"},
+      {R"({"op":"signal","id":"x","pid":5,"signal":"NOPE"})", "signal"},
+      {R"({"op":"signal","id":"x","pid":5,"signal":99})", "signal"},
+      {R"({"op":"fs","id":"x","request":{"op":"chown","path":"/a"}})", "request.op"},
+      {R"({"op":"fs","id":"x","request":{"op":"stat"}})", "path"},
+      {R"({"op":"fs","id":"x"})", "request"},
+      {R"({"op":"fly","id":"x"})", "op"},
   };
   for (const auto& c : cases) {
     auto r = ParseLiveOpRequest(c.json);
@@ -74,19 +74,19 @@ TEST(LiveOpsTest, SignalsByNameOrNumber) {
   EXPECT_EQ(*ParseSignal("int"), SIGINT);
   EXPECT_FALSE(ParseSignal("").ok());
   EXPECT_FALSE(ParseSignal("0").ok());
-  auto r = ParseLiveOpRequest(R"({"op":"signal","sandbox":"x","pid":7,"signal":"HUP"})");
+  auto r = ParseLiveOpRequest(R"({"op":"signal","id":"x","pid":7,"signal":"HUP"})");
   ASSERT_TRUE(r.ok());
   EXPECT_EQ(nlohmann::json::parse(r->payload), (nlohmann::json{{"pid", 7}, {"signal", SIGHUP}}));
   EXPECT_TRUE(r->client_frames.empty());
 }
 
 TEST(LiveOpsTest, FileWritesTakeDataFramesOthersNone) {
-  auto w = ParseLiveOpRequest(
-      R"({"op":"fs","sandbox":"x","request":{"op":"write","path":"/a","mode":420}})");
+  auto w =
+      ParseLiveOpRequest(R"({"op":"fs","id":"x","request":{"op":"write","path":"/a","mode":420}})");
   ASSERT_TRUE(w.ok());
   EXPECT_EQ(w->first, FrameType::kFile);
   EXPECT_EQ(w->client_frames, (std::vector<FrameType>{FrameType::kStdin, FrameType::kStdinClose}));
-  auto s = ParseLiveOpRequest(R"({"op":"fs","sandbox":"x","request":{"op":"stat","path":"/a"}})");
+  auto s = ParseLiveOpRequest(R"({"op":"fs","id":"x","request":{"op":"stat","path":"/a"}})");
   ASSERT_TRUE(s.ok());
   EXPECT_TRUE(s->client_frames.empty());
   EXPECT_EQ(nlohmann::json::parse(s->payload)["path"], "/a");

@@ -524,7 +524,7 @@ class UnixLive:
 
     # processes
     def exec(self, sid: str, req: Dict[str, Any], stdin: Optional[bytes], background: bool) -> Any:
-        obj = {"op": "exec", "sandbox": sid}
+        obj = {"op": "exec", "id": sid}
         obj.update(req)
         if stdin is not None:
             obj["stdin"] = True
@@ -560,7 +560,7 @@ class UnixLive:
         return _socket_events(st, started, writer)
 
     def attach(self, sid: str, pid: int, from_: Optional[int]) -> Iterator[Event]:
-        req: Dict[str, Any] = {"op": "attach", "sandbox": sid, "pid": int(pid)}
+        req: Dict[str, Any] = {"op": "attach", "id": sid, "pid": int(pid)}
         if from_ is not None:
             req["from"] = from_
         st = self._open(req)
@@ -572,21 +572,21 @@ class UnixLive:
         return _socket_events(st, started, None)
 
     def ps(self, sid: str) -> List[Dict[str, Any]]:
-        st = self._open({"op": "ps", "sandbox": sid}, self.t.timeout)
+        st = self._open({"op": "ps", "id": sid}, self.t.timeout)
         try:
             return list(_codec.loads(st.expect(LIST_REPLY, "ps"), self.t.path).get("processes", []))
         finally:
             st.close()
 
     def signal(self, sid: str, pid: int, sig: Any) -> None:
-        st = self._open({"op": "signal", "sandbox": sid, "pid": int(pid), "signal": sig}, self.t.timeout)
+        st = self._open({"op": "signal", "id": sid, "pid": int(pid), "signal": sig}, self.t.timeout)
         try:
             st.expect(SIGNAL_REPLY, "signal")
         finally:
             st.close()
 
     def _attached(self, sid: str, pid: int) -> _AgentStream:
-        st = self._open({"op": "attach", "sandbox": sid, "pid": int(pid), "from": -1}, self.t.timeout)
+        st = self._open({"op": "attach", "id": sid, "pid": int(pid), "from": -1}, self.t.timeout)
         try:
             st.expect(STARTED, "attach")
         except BaseException:
@@ -613,7 +613,7 @@ class UnixLive:
 
     # files
     def _fs(self, sid: str, request: Dict[str, Any], read_timeout: Optional[float] = None) -> _AgentStream:
-        return self._open({"op": "fs", "sandbox": sid, "request": request}, read_timeout)
+        return self._open({"op": "fs", "id": sid, "request": request}, read_timeout)
 
     def read_file(self, sid: str, path: str, user: Optional[str]) -> Iterator[bytes]:
         st = self._fs(sid, {"op": "read", "path": path, "user": user or ""}, self.t.timeout)

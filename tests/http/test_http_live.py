@@ -257,6 +257,34 @@ class LiveHttpTest(unittest.TestCase):
         grew = (peak[0] - before) // 1024
         self.assertLess(grew, 40, "the daemon's RSS grew by %d MiB during the round trip" % grew)
 
+    def test_refused_uploads(self):
+        sid = self.create()
+        base = "/v1/sandboxes/%s/files" % sid
+        # The agent refuses at once (nobody may not write /root): the daemon
+        # answers 403, drops the rest of the body (up to 16 MiB, as for every
+        # refused body) and closes; it serves on.
+        status, _, data = self.request("PUT", base + "?path=/root/x&user=nobody", b"x" * (12 * MiB),
+                                       ctype="application/octet-stream")
+        self.assertEqual(status, 403, data)
+        self.assertEqual(json.loads(data)["kind"], "permission_denied")
+        # Over max_bytes: 413, whether the length is announced or found midway.
+        status, _, data = self.request("PUT", base + "?path=/tmp/m&max_bytes=1000", b"y" * 5000,
+                                       ctype="application/octet-stream")
+        self.assertEqual(status, 413, data)
+        self.assertEqual(json.loads(data)["kind"], "resource_exhausted")
+        c = self.conn()
+        c.request("PUT", base + "?path=/tmp/m&max_bytes=1000", body=iter([b"z" * 600, b"z" * 600]),
+                  headers={"Authorization": "Bearer " + self.daemon.token,
+                           "Content-Type": "application/octet-stream"}, encode_chunked=True)
+        r = c.getresponse()
+        self.assertEqual(r.status, 413, r.read())
+        c.close()
+        # Nothing was left behind, and the wrong type is refused.
+        self.json_call("GET", "/v1/sandboxes/%s/fs/stat?path=/tmp/m" % sid, want=404)
+        status, _, _ = self.request("PUT", base + "?path=/tmp/m", b"{}", ctype="application/json")
+        self.assertEqual(status, 415)
+        self.json_call("GET", "/v1/sandboxes/%s" % sid)
+
     def test_stat_list_mkdir_remove_rename(self):
         sid = self.create()
         base = "/v1/sandboxes/%s" % sid

@@ -18,7 +18,6 @@ import os
 import sys
 import threading
 import unittest
-from urllib.parse import quote
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
@@ -166,9 +165,32 @@ class LiveHttpTest(unittest.TestCase):
         started = json.loads(r.readline())
         first = json.loads(r.readline())
         self.assertEqual(base64.b64decode(first["stdout"]), b"first\n")
-        c.close()  # the process stays (kept): signal it away
-        self.json_call("POST", "/v1/sandboxes/%s/processes/%d/signal" % (sid, started["started"]["pid"]),
-                       {"signal": "KILL"}, want=204)
+        c.close()  # the process stays (kept): a client that goes away never kills it
+        pid = started["started"]["pid"]
+        ps = self.json_call("GET", "/v1/sandboxes/%s/processes" % sid, schema="ProcessList")
+        self.assertIn(pid, [p["pid"] for p in ps["processes"] if p["running"]])
+        self.json_call("POST", "/v1/sandboxes/%s/processes/%d/signal" % (sid, pid), {"signal": "KILL"}, want=204)
+
+    def test_logs_tail_and_follow(self):
+        sid = self.create(no_main=False, main=["sh", "-c", "echo one; echo two >&2; sleep 3; echo three"])
+        base = "/v1/sandboxes/%s" % sid
+        def lines():
+            status, headers, data = self.request("GET", base + "/logs", accept="text/plain")
+            self.assertEqual(status, 200)
+            self.assertTrue(headers["content-type"].startswith("text/plain"))
+            return data.decode().splitlines()
+        self.assertTrue(eventually(lambda: len(lines()) >= 2, timeout=10), lines())
+        self.assertIn("one", lines()[0])
+        status, _, data = self.request("GET", base + "/logs?tail=1", accept="text/plain")
+        self.assertEqual(len(data.decode().splitlines()), 1)
+        self.assertIn("two", data.decode())
+        c = self.conn(timeout=20)
+        c.request("GET", base + "/logs?follow=true&tail=1", headers={"Authorization": "Bearer " + self.daemon.token})
+        r = c.getresponse()
+        self.assertEqual(r.status, 200)
+        self.assertIn(b"two", r.readline())
+        self.assertIn(b"three", r.readline())  # logged after the request: it follows
+        c.close()
 
     def test_background_attach_stdin_signal(self):
         sid = self.create()
@@ -352,7 +374,8 @@ class LiveHttpTest(unittest.TestCase):
             self.assertEqual(err["kind"], "bad_request")
             self.assertIn("(%s)" % field, err["error"])
         sid = self.create()
-        for path, body, field in (("/processes", {"cmd": "ls"}, "cmd"), ("/processes", {"cmd": ["x"], "tty": True, "rows": -1}, "rows"),
+        for path, body, field in (("/processes", {"cmd": "ls"}, "cmd"),
+                                  ("/processes", {"cmd": ["x"], "tty": True, "rows": -1}, "rows"),
                                   ("/timeout", {"timeout": 0}, "timeout"), ("/fs/mkdir", {"path": "rel"}, "path"),
                                   ("/fs/rename", {"path": "/a"}, "to")):
             err = self.json_call("POST", "/v1/sandboxes/%s%s" % (sid, path), body, want=400)

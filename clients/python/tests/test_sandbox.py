@@ -8,7 +8,7 @@ import os
 import threading
 import unittest
 
-from _support import DaemonTestCase, daemon_has_http, eventually
+from _support import DaemonTestCase, eventually
 
 import warmbox
 
@@ -138,11 +138,22 @@ class _SandboxTests:
         self.assertEqual(self.sb.exec(["true"]).exit_code, 0)
 
     def test_main_log(self) -> None:
-        sb = self.c.create_sandbox(main=["sh", "-c", "echo hello-main; echo oops >&2"], timeout=60)
+        sb = self.c.create_sandbox(main=["sh", "-c", "echo hello-main; echo oops >&2; sleep 2; echo later"],
+                                   timeout=60)
         try:
-            self.assertTrue(eventually(lambda: any("hello-main" in line for line in sb.logs()), 10))
+            self.assertTrue(eventually(lambda: any("oops" in line for line in sb.logs()), 10))
+            self.assertIn("hello-main", list(sb.logs())[0])
             lines = list(sb.logs(tail=1))
             self.assertEqual(len(lines), 1)
+            it = sb.logs(tail=1, follow=True)
+            seen = []
+            for line in it:
+                seen.append(line)
+                if "later" in line:
+                    break
+            it.close()
+            self.assertIn("oops", seen[0])
+            self.assertIn("later", seen[-1])
         finally:
             sb.kill()
 

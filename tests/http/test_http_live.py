@@ -277,6 +277,7 @@ class LiveHttpTest(unittest.TestCase):
         self.assertEqual(got.hexdigest(), want.hexdigest())
         # Loosely: neither direction held the file (100 MiB) in the daemon.
         grew = (peak[0] - before) // 1024
+        sys.stderr.write("(the daemon's RSS grew by %d MiB at most) " % grew)
         self.assertLess(grew, 40, "the daemon's RSS grew by %d MiB during the round trip" % grew)
 
     def test_refused_uploads(self):

@@ -45,7 +45,8 @@ class LiveOpsTest : public wb::testing::DaemonFixture {
   }
 
   wb::testing::ProcResult W(std::vector<std::string> args, const std::string* in = nullptr) {
-    args.insert(args.begin() + 1, {"--socket", sock_});
+    // After the verb ("sandbox inspect" is a verb of two words).
+    args.insert(args.begin() + (args[0] == "sandbox" ? 2 : 1), {"--socket", sock_});
     return RunProcess(Cli(std::move(args)), {}, in);
   }
 
@@ -330,6 +331,65 @@ TEST_F(LiveOpsTest, TerminalSizeResizeAndCtrlC) {
   }));
   ASSERT_TRUE(WIFEXITED(status));
   EXPECT_EQ(WEXITSTATUS(status), 7);
+}
+
+// A sandbox that dies on its own (here its agent is SIGKILLed from the host,
+// as the OOM killer would) is released and shown as dead with the reason;
+// operations on it fail with failed_precondition, and kill removes it.
+TEST_F(LiveOpsTest, SandboxThatDiesOnItsOwnShowsAsDeadAndIsReleased) {
+  pid_t host_pid = 0;
+  std::string dir;
+  for (const auto& name : wb::testing::Entries(state_ + "/sandboxes")) {
+    auto rec = ReadFile(state_ + "/sandboxes/" + name + "/live.json");
+    if (!rec.ok()) continue;
+    auto j = nlohmann::json::parse(*rec, nullptr, false);
+    if (j.value("id", "") == id_) {
+      host_pid = j.value("host_pid", 0);
+      dir = state_ + "/sandboxes/" + name;
+    }
+  }
+  ASSERT_GT(host_pid, 1) << "no live.json names " << id_;
+  ASSERT_EQ(::kill(host_pid, SIGKILL), 0);
+  nlohmann::json info;
+  ASSERT_TRUE(Eventually(
+      [&] {
+        auto r = W({"sandbox", "inspect", "--json", id_});
+        info = nlohmann::json::parse(r.out, nullptr, false);
+        return info.is_object() && info.value("state", "") == "dead";
+      },
+      10000))
+      << info.dump();
+  EXPECT_NE(info.value("dead_reason", ""), "");
+  EXPECT_TRUE(Eventually([&] { return ::access(dir.c_str(), F_OK) != 0; }));  // released
+  auto r = W({"exec", id_, "--", "true"});
+  EXPECT_EQ(r.code, 125);
+  EXPECT_NE(r.err.find("dead"), std::string::npos) << r.err;
+  ASSERT_EQ(W({"sandbox", "kill", id_}).code, 0);
+  EXPECT_EQ(W({"sandbox", "inspect", id_}).code, 125);
+}
+
+// A symlink swapped in while files are written (a loop in the sandbox turns
+// /tmp/sw into a symlink to / and back): every write lands in the sandbox.
+TEST_F(LiveOpsTest, SymlinkSwappedInDuringWritesStaysInside) {
+  auto r = W({"exec", "-d", id_, "--", "sh", "-c",
+              "while :; do rm -rf /tmp/sw; mkdir /tmp/sw; rm -rf /tmp/sw; ln -s / /tmp/sw; done"});
+  ASSERT_EQ(r.code, 0) << r.err;
+  const std::string name = "wb-race-" + std::to_string(::getpid());
+  ASSERT_TRUE(Put(state_ + "/f", "raced\n"));
+  int landed = 0;
+  for (int i = 0; i < 30; ++i) {
+    // Either it fails (the dir vanished), or it lands in /tmp/sw or in the
+    // sandbox's own / through the symlink: never on the host.
+    if (W({"cp", state_ + "/f", id_ + ":/tmp/sw/" + name}).code == 0) ++landed;
+  }
+  ASSERT_EQ(W({"signal", id_, r.out.substr(0, r.out.size() - 1), "KILL"}).code, 0);
+  EXPECT_NE(::access(("/" + name).c_str(), F_OK), 0) << "a write reached the host's /";
+  EXPECT_NE(::access(("/tmp/" + name).c_str(), F_OK), 0);
+  if (landed) {
+    auto found =
+        W({"exec", id_, "--", "sh", "-c", "ls /" + name + " /tmp/sw/" + name + " 2>/dev/null"});
+    EXPECT_NE(found.out, "") << landed << " writes succeeded but none is in the sandbox";
+  }
 }
 
 }  // namespace

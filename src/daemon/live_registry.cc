@@ -9,6 +9,7 @@
 #include <algorithm>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
+#include <boost/asio/posix/stream_descriptor.hpp>
 #include <boost/asio/redirect_error.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <cstdio>
@@ -119,6 +120,8 @@ struct LiveRegistry::Entry {
   uint64_t log_size = 0;
   std::map<uint64_t, LineFn> followers;
   uint64_t next_follower = 0;
+  // Readable when the sandbox's host process dies on its own (WatchLiveness).
+  std::shared_ptr<asio::posix::stream_descriptor> liveness;
 };
 
 LiveRegistry::LiveRegistry(asio::io_context& io, pool::PoolRegistry& pools, ImagePuller& puller,
@@ -193,6 +196,38 @@ void LiveRegistry::ArmTimer(const EntryPtr& e) {
   e->timer.expires_after(std::chrono::milliseconds(left));
   e->timer.async_wait([this, e](error_code ec) {
     if (!ec && !e->gone) OnExpired(e);
+  });
+}
+
+void LiveRegistry::WatchLiveness(const EntryPtr& e) {
+  // The sandbox's pidfd (its agent, or its VM's QEMU) turns readable when it
+  // exits: an agent the OOM killer took, a guest that panicked. Watched on a
+  // duplicate, so the sandbox keeps its own.
+  int fd = e->sb ? e->sb->endpoint().liveness_fd : -1;
+  if (fd < 0) return;
+  int dup = ::fcntl(fd, F_DUPFD_CLOEXEC, 3);
+  if (dup < 0) return;
+  e->liveness = std::make_shared<asio::posix::stream_descriptor>(io_, dup);
+  e->liveness->async_wait(asio::posix::stream_descriptor::wait_read, [this, e](error_code ec) {
+    if (ec || e->gone) return;
+    std::string why = "the sandbox's process exited on its own";
+    if (e->sb && e->sb->OomKills() > 0) why += " (its memory cgroup counted an OOM kill)";
+    spdlog::warn("live sandbox {}: {}; releasing it", e->rec.id, why);
+    asio::co_spawn(
+        io_,
+        [this, e, why]() -> asio::awaitable<void> {
+          (void)co_await Destroy(e, why);
+          // Listed as dead, with the reason, until killed or until its
+          // timeout; its resources are already released.
+          e->timer.expires_after(
+              std::chrono::milliseconds(std::max<int64_t>(0, e->rec.expires_ms - NowMs())));
+          e->timer.async_wait([this, e](error_code ec2) {
+            if (ec2) return;
+            auto it = live_.find(e->rec.id);
+            if (it != live_.end() && it->second == e) live_.erase(it);
+          });
+        },
+        asio::detached);
   });
 }
 
@@ -359,6 +394,7 @@ asio::awaitable<Result<LiveInfo>> LiveRegistry::Create(LiveCreateRequest req) {
   if (auto w = WriteLiveRecord(e->dir, r); !w.ok()) co_return co_await destroy_on_error(w.error());
   live_[r.id] = e;
   ArmTimer(e);
+  WatchLiveness(e);
   if (!r.main.empty()) {
     if (auto m = co_await StartMain(e); !m.ok()) {
       spdlog::warn("live sandbox {}: its main could not start: {}", r.id, m.error().ToString());
@@ -624,6 +660,10 @@ asio::awaitable<Result<void>> LiveRegistry::Destroy(EntryPtr e, std::string why)
   e->dead_reason = why;
   e->timer.cancel();
   e->flush_timer.cancel();
+  if (e->liveness) {
+    error_code ignored;
+    e->liveness->cancel(ignored);
+  }
   if (e->main_conn) e->main_conn->Close();
   e->log.reset();
   EndFollowers(*e);
@@ -645,6 +685,8 @@ asio::awaitable<Result<void>> LiveRegistry::Destroy(EntryPtr e, std::string why)
 asio::awaitable<Result<void>> LiveRegistry::Pause(const std::string& id) {
   auto e = Find(id);
   if (!e.ok()) co_return e.error();
+  if ((*e)->state == LiveState::kDead)
+    co_return Fail(ErrorCode::kFailedPrecondition, "pause", id, "the sandbox is dead");
   if ((*e)->state == LiveState::kPaused)
     co_return Fail(ErrorCode::kFailedPrecondition, "pause", id, "the sandbox is already paused");
   co_return co_await SetPaused(*e, true);
@@ -678,6 +720,10 @@ asio::awaitable<Result<std::unique_ptr<pool::AgentConn>>> LiveRegistry::Connect(
   if ((*e)->state == LiveState::kPaused) {
     co_return Fail(ErrorCode::kFailedPrecondition, "sandbox", id,
                    "the sandbox is paused; resume it first");
+  }
+  if ((*e)->state == LiveState::kDead || !(*e)->sb) {
+    co_return Fail(ErrorCode::kFailedPrecondition, "sandbox", id,
+                   "the sandbox is dead: " + (*e)->dead_reason);
   }
   co_return co_await pool::AgentConn::Connect(io_.get_executor(), (*e)->sb->endpoint());
 }
@@ -722,6 +768,7 @@ void LiveRegistry::AdoptAll() {
     e->offset = e->rec.main_offset;
     live_[e->rec.id] = e;
     ArmTimer(e);
+    WatchLiveness(e);
     if (e->rec.main_pid && !e->rec.main_exit_code) {
       asio::co_spawn(
           io_,

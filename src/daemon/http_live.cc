@@ -782,7 +782,9 @@ struct Call {
     if (!info.ok()) co_return co_await Err(info.error());
     if (ex->req.exec.user.empty()) ex->req.exec.user = info->user;
     if (ex->req.exec.cwd.empty()) ex->req.exec.cwd = info->cwd;
-    auto conn = co_await Open(proto::FrameType::kExec, proto::LiveExecJson(ex->req));
+    // (Payloads are named, not temporaries in a co_await: GCC 12 mishandles those.)
+    const std::string payload = proto::LiveExecJson(ex->req);
+    auto conn = co_await Open(proto::FrameType::kExec, payload);
     if (!conn.ok()) co_return co_await Err(conn.error());
     auto f = co_await (*conn)->ReadFrame();
     if (!f.ok()) co_return co_await Err(f.error().WithCode(ErrorCode::kUnavailable));
@@ -804,7 +806,8 @@ struct Call {
     proto::AttachRequest a;
     a.pid = t.pid;
     a.from = from->value_or(0);
-    auto conn = co_await Open(proto::FrameType::kAttach, proto::ToJson(a));
+    const std::string payload = proto::ToJson(a);
+    auto conn = co_await Open(proto::FrameType::kAttach, payload);
     if (!conn.ok()) co_return co_await Err(conn.error());
     auto f = co_await (*conn)->ReadFrame();
     if (!f.ok()) co_return co_await Err(f.error().WithCode(ErrorCode::kUnavailable));
@@ -819,7 +822,8 @@ struct Call {
     proto::AttachRequest a;
     a.pid = t.pid;
     a.from = -1;
-    auto conn = co_await Open(proto::FrameType::kAttach, proto::ToJson(a));
+    const std::string payload = proto::ToJson(a);
+    auto conn = co_await Open(proto::FrameType::kAttach, payload);
     if (!conn.ok()) co_return conn.error();
     auto f = co_await (*conn)->ReadFrame();
     if (!f.ok()) co_return f.error().WithCode(ErrorCode::kUnavailable);
@@ -846,7 +850,8 @@ struct Call {
     if (!r.ok()) co_return co_await Err(r.error());
     auto conn = co_await AttachQuiet("resize");
     if (!conn.ok()) co_return co_await Err(conn.error());
-    auto sent = co_await (*conn)->Send(proto::FrameType::kResize, proto::ToJson(*r));
+    const std::string payload = proto::ToJson(*r);
+    auto sent = co_await (*conn)->Send(proto::FrameType::kResize, payload);
     if (!sent.ok()) co_return co_await Err(sent.error().WithCode(ErrorCode::kUnavailable));
     (*conn)->Close();
     co_await SendNoContent(s, req, keep);
@@ -860,8 +865,9 @@ struct Call {
     proto::SignalRequest k;
     k.pid = t.pid;
     k.signal = *sig;
-    auto f = co_await Exchange(proto::FrameType::kSignal, proto::ToJson(k),
-                               proto::FrameType::kSignalReply, "signal");
+    const std::string payload = proto::ToJson(k);
+    auto f = co_await Exchange(proto::FrameType::kSignal, payload, proto::FrameType::kSignalReply,
+                               "signal");
     if (!f.ok()) co_return co_await Err(f.error());
     co_await SendNoContent(s, req, keep);
     co_return keep;
@@ -878,8 +884,9 @@ struct Call {
 
   // stat, list, mkdir, remove, rename: one L, one l.
   asio::awaitable<bool> FsSimple(const proto::FileRequest& fr) {
-    auto f = co_await Exchange(proto::FrameType::kFile, proto::ToJson(fr),
-                               proto::FrameType::kFileReply, fr.op);
+    const std::string payload = proto::ToJson(fr);
+    auto f =
+        co_await Exchange(proto::FrameType::kFile, payload, proto::FrameType::kFileReply, fr.op);
     if (!f.ok()) co_return co_await Err(f.error());
     if (fr.op == "remove") {
       co_await SendNoContent(s, req, keep);
@@ -928,7 +935,8 @@ struct Call {
     if (!path.ok()) co_return co_await Err(path.error());
     fr.path = *path;
     fr.user = Param(query, "user").value_or("");
-    auto conn = co_await Open(proto::FrameType::kFile, proto::ToJson(fr));
+    const std::string payload = proto::ToJson(fr);
+    auto conn = co_await Open(proto::FrameType::kFile, payload);
     if (!conn.ok()) co_return co_await Err(conn.error());
     auto f = co_await (*conn)->ReadFrame();
     if (!f.ok()) co_return co_await Err(f.error().WithCode(ErrorCode::kUnavailable));
@@ -962,7 +970,8 @@ struct Call {
     auto rec = BoolParam(query, "recursive");
     if (!rec.ok()) co_return co_await Err(rec.error());
     fr.recursive = *rec;
-    auto conn = co_await Open(proto::FrameType::kFile, proto::ToJson(fr));
+    const std::string payload = proto::ToJson(fr);
+    auto conn = co_await Open(proto::FrameType::kFile, payload);
     if (!conn.ok()) co_return co_await Err(conn.error());
     auto f = co_await (*conn)->ReadFrame();
     if (!f.ok()) co_return co_await Err(f.error().WithCode(ErrorCode::kUnavailable));
@@ -1308,7 +1317,8 @@ asio::awaitable<bool> HttpLive::Upload(beast::tcp_stream& s, beast::flat_buffer&
   }
   auto conn = co_await live_->Connect(t.id);
   if (!conn.ok()) co_return co_await refuse(conn.error());
-  if (auto sent = co_await (*conn)->Send(proto::FrameType::kFile, proto::ToJson(fr)); !sent.ok()) {
+  const std::string payload = proto::ToJson(fr);
+  if (auto sent = co_await (*conn)->Send(proto::FrameType::kFile, payload); !sent.ok()) {
     co_return co_await refuse(sent.error().WithCode(ErrorCode::kUnavailable));
   }
   error_code ec;

@@ -725,7 +725,13 @@ asio::awaitable<Result<std::unique_ptr<pool::AgentConn>>> LiveRegistry::Connect(
     co_return Fail(ErrorCode::kFailedPrecondition, "sandbox", id,
                    "the sandbox is dead: " + (*e)->dead_reason);
   }
-  co_return co_await pool::AgentConn::Connect(io_.get_executor(), (*e)->sb->endpoint());
+  // (Named, not temporaries in the co_await: GCC 12 destroys a temporary
+  // bound to a coroutine's reference parameter twice, a double free of the
+  // endpoint's path.)
+  asio::any_io_executor ex = io_.get_executor();
+  const AgentEndpoint ep = (*e)->sb->endpoint();
+  auto conn = co_await pool::AgentConn::Connect(ex, ep);
+  co_return conn;
 }
 
 // --- restart survival ------------------------------------------------------------

@@ -70,6 +70,9 @@ TEST(UidRangesTest, PythonSuitesUseTheirRegisteredRanges) {
                           UidUser::kHttpPrometheusTest);
   ExpectPythonBasesInside("clients/python/tests/_support.py", "USERNS_BASE",
                           UidUser::kPythonClientTest);
+  ExpectPythonBasesInside("clients/python/tests/test_sandbox.py", "LIVE_USERNS_BASE",
+                          UidUser::kPythonLiveTest);
+  ExpectPythonBasesInside("tests/http/test_http_live.py", "UID_BASE", UidUser::kHttpLiveTest);
 }
 
 Result<int> Succeed() { return 7; }

@@ -32,6 +32,8 @@ enum class UidUser {
   kPythonClientTest,    // clients/python/tests/_support.py
   kLiveOpsTest,
   kLiveTest,
+  kPythonLiveTest,  // clients/python/tests/test_sandbox.py
+  kHttpLiveTest,    // tests/http/test_http_live.py
   kCount_,
 };
 
@@ -64,6 +66,8 @@ inline constexpr std::array<UidRange, static_cast<size_t>(UidUser::kCount_)> kUi
     {UidUser::kLiveOpsTest, "live_ops_test", 1710000000, kRangeIds},
     // 1700000000 is python_client_test's: the next free one.
     {UidUser::kLiveTest, "live_test", 1720000000, kRangeIds},
+    {UidUser::kPythonLiveTest, "python_client_test (test_sandbox.py)", 1730000000, kRangeIds},
+    {UidUser::kHttpLiveTest, "http_live_api_test", 1740000000, kRangeIds},
 }};
 
 // The first host uid of u's range.

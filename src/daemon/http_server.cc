@@ -13,6 +13,7 @@
 #include <boost/beast/http.hpp>
 
 #include "base/log.h"
+#include "daemon/http_live.h"
 
 namespace wb::daemon {
 
@@ -125,8 +126,8 @@ class HttpSink : public RunSink {
 }  // namespace
 
 struct HttpServer::Impl {
-  Impl(asio::io_context& io, RunService& svc, HttpOptions opts)
-      : io(io), svc(svc), opts(std::move(opts)), acceptor(io) {}
+  Impl(asio::io_context& io, RunService& svc, LiveService* live, HttpOptions opts)
+      : io(io), svc(svc), live(live), opts(std::move(opts)), acceptor(io) {}
 
   asio::awaitable<void> Accept() {
     for (;;) {
@@ -260,9 +261,10 @@ struct HttpServer::Impl {
     for (;;) {
       http::request_parser<http::string_body> parser;
       parser.header_limit(16 * 1024);
-      // The same cap as the socket's requests; a larger Content-Length is
-      // refused when the head arrives, before the body is read.
-      parser.body_limit(proto::kMaxRequest);
+      // No cap while the head is read: a file upload (PUT
+      // /v1/sandboxes/{id}/files) has its own, and streams its body. Every
+      // other body has the socket's cap, checked below before it is read.
+      parser.body_limit(boost::none);
       stream.expires_after(opts.request_timeout);
       error_code ec;
       // The head first: a client that sent "Expect: 100-continue" (curl does
@@ -275,8 +277,17 @@ struct HttpServer::Impl {
           if (!parser.is_done() || !parser.get().keep_alive()) co_return;
           continue;
         }
+        if (HttpLive::IsUpload(parser.get())) {
+          ++requests;
+          if (!co_await live.Upload(stream, buf, parser, opts.request_timeout)) co_return;
+          continue;
+        }
         stream.expires_after(opts.request_timeout);
       }
+      if (!ec && parser.content_length() && *parser.content_length() > proto::kMaxRequest) {
+        ec = http::error::body_limit;
+      }
+      if (!ec) parser.body_limit(proto::kMaxRequest);
       if (!ec && !parser.is_done()) {
         auto expect = parser.get().find(http::field::expect);
         if (expect != parser.get().end() && beast::iequals(expect->value(), "100-continue")) {
@@ -392,6 +403,7 @@ struct HttpServer::Impl {
       }
       co_return co_await HandleRun(s, req, keep);
     }
+    if (IsLivePath(target)) co_return co_await live.Handle(s, req);
     co_await SendError(s, v, head, http::status::not_found, "no such endpoint: " + target,
                        "not_found", keep);
     co_return keep;
@@ -432,14 +444,16 @@ struct HttpServer::Impl {
 
   asio::io_context& io;
   RunService& svc;
+  HttpLive live;
   HttpOptions opts;
   tcp::acceptor acceptor;
   uint64_t requests = 0;
   size_t connections = 0;  // open sessions (Session), against opts.max_connections
 };
 
-HttpServer::HttpServer(asio::io_context& io, RunService& service, HttpOptions opts)
-    : impl_(std::make_unique<Impl>(io, service, std::move(opts))) {}
+HttpServer::HttpServer(asio::io_context& io, RunService& service, LiveService* live,
+                       HttpOptions opts)
+    : impl_(std::make_unique<Impl>(io, service, live, std::move(opts))) {}
 HttpServer::~HttpServer() = default;
 
 Result<void> HttpServer::Open() {

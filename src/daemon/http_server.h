@@ -1,5 +1,6 @@
 // The HTTP API (Boost.Beast on the daemon's own Asio loop): POST /v1/run,
-// GET /v1/pools, GET /healthz, GET /metrics. See docs/openapi.yaml.
+// GET /v1/pools, GET /healthz, GET /metrics, and the live sandboxes under
+// /v1/sandboxes (http_live.h). See docs/openapi.yaml.
 #pragma once
 
 #include <boost/asio/io_context.hpp>
@@ -9,6 +10,7 @@
 
 #include "base/error.h"
 #include "daemon/http_api.h"
+#include "daemon/live_service.h"
 #include "daemon/run_service.h"
 
 namespace wb::daemon {
@@ -26,7 +28,9 @@ struct HttpOptions {
 
 class HttpServer {
  public:
-  HttpServer(boost::asio::io_context& io, RunService& service, HttpOptions opts);
+  // live: the live sandboxes' routes (/v1/sandboxes...); none: they answer
+  // 409 failed_precondition.
+  HttpServer(boost::asio::io_context& io, RunService& service, LiveService* live, HttpOptions opts);
   ~HttpServer();
   // Binds and listens (or adopts opts.listen_fd).
   [[nodiscard]] Result<void> Open();

@@ -424,7 +424,10 @@ asio::awaitable<Result<LiveInfo>> LiveRegistry::Create(LiveCreateRequest req) {
 // --- the main process and its log ----------------------------------------------
 
 asio::awaitable<Result<void>> LiveRegistry::StartMain(EntryPtr e) {
-  auto conn = co_await pool::AgentConn::Connect(io_.get_executor(), e->sb->live_endpoint());
+  // Named: GCC 12 destroys a temporary bound to a coroutine's reference
+  // parameter twice.
+  const AgentEndpoint ep = e->sb->live_endpoint();
+  auto conn = co_await pool::AgentConn::Connect(io_.get_executor(), ep);
   if (!conn.ok()) co_return conn.error();
   proto::ExecRequest er;
   er.argv = e->rec.main;
@@ -467,7 +470,10 @@ asio::awaitable<Result<void>> LiveRegistry::StartMain(EntryPtr e) {
 }
 
 asio::awaitable<Result<std::shared_ptr<pool::AgentConn>>> LiveRegistry::AttachMain(EntryPtr e) {
-  auto conn = co_await pool::AgentConn::Connect(io_.get_executor(), e->sb->live_endpoint());
+  // Named: GCC 12 destroys a temporary bound to a coroutine's reference
+  // parameter twice.
+  const AgentEndpoint ep = e->sb->live_endpoint();
+  auto conn = co_await pool::AgentConn::Connect(io_.get_executor(), ep);
   if (!conn.ok()) co_return conn.error();
   json a = {{"pid", e->rec.main_pid}, {"from", e->rec.main_offset}};
   auto sent = co_await (*conn)->Send(proto::FrameType::kAttach, a.dump());
@@ -741,7 +747,13 @@ asio::awaitable<Result<std::unique_ptr<pool::AgentConn>>> LiveRegistry::Connect(
     co_return Fail(ErrorCode::kFailedPrecondition, "sandbox", id,
                    "the sandbox is dead: " + (*e)->dead_reason);
   }
-  co_return co_await pool::AgentConn::Connect(io_.get_executor(), (*e)->sb->live_endpoint());
+  // (Named, not temporaries in the co_await: GCC 12 destroys a temporary
+  // bound to a coroutine's reference parameter twice, a double free of the
+  // endpoint's path.)
+  asio::any_io_executor ex = io_.get_executor();
+  const AgentEndpoint ep = (*e)->sb->live_endpoint();
+  auto conn = co_await pool::AgentConn::Connect(ex, ep);
+  co_return conn;
 }
 
 // --- restart survival ------------------------------------------------------------

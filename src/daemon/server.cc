@@ -67,7 +67,7 @@ class Daemon {
   Result<void> Bind(int listen_fd) { return socket_.Adopt(listen_fd); }
 
   Result<void> BindHttp(HttpOptions o) {
-    http_ = std::make_unique<HttpServer>(io_, executor_, std::move(o));
+    http_ = std::make_unique<HttpServer>(io_, executor_, &live_, std::move(o));
     executor_.set_http_requests([this] { return http_->requests(); });
     return http_->Open();
   }

@@ -153,7 +153,10 @@ asio::awaitable<Result<Lease>> WarmPool::Acquire() {
     }
     // A dead agent refuses the connection at once (its listener died with
     // it); a hung one is caught by the heartbeat that leads the request.
-    auto conn = co_await AgentConn::Connect(ex, it.sandbox->endpoint());
+    // Named: GCC 12 destroys a temporary bound to a coroutine's reference
+    // parameter twice.
+    const AgentEndpoint ep = it.sandbox->endpoint();
+    auto conn = co_await AgentConn::Connect(ex, ep);
     if (!conn.ok()) {
       Evict(Lease{std::move(it.sandbox), nullptr, true}, conn.error());
       continue;
@@ -172,7 +175,8 @@ asio::awaitable<Result<Lease>> WarmPool::Acquire() {
     Destroy(std::move(*sb));
     co_return Draining(image_);
   }
-  auto conn = co_await AgentConn::Connect(ex, (*sb)->endpoint());
+  const AgentEndpoint ep = (*sb)->endpoint();
+  auto conn = co_await AgentConn::Connect(ex, ep);
   if (!conn.ok()) {
     Destroy(std::move(*sb));
     co_return conn.error();

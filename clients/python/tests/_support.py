@@ -104,8 +104,10 @@ def _die_with_parent() -> None:
 class Daemon:
     """`warmbox pool start` with its own state dir, id range and cgroup parent."""
 
-    def __init__(self, *args: str, http: bool = False, token: Optional[str] = None) -> None:
+    def __init__(self, *args: str, http: bool = False, token: Optional[str] = None,
+                 userns_base: int = USERNS_BASE) -> None:
         self.args = list(args)
+        self.userns_base = userns_base
         self.http = http
         self.token = token
         self.state = tempfile.mkdtemp(prefix="wb-pytest-")
@@ -115,7 +117,7 @@ class Daemon:
         self.proc: Optional[subprocess.Popen] = None
 
     def start(self) -> "Daemon":
-        argv = [warmbox_bin(), "--state-dir", self.state, "--userns-base", str(USERNS_BASE),
+        argv = [warmbox_bin(), "--state-dir", self.state, "--userns-base", str(self.userns_base),
                 "pool", "start", "--socket", self.sock] + self.args
         if self.http:
             port = free_port()
@@ -209,8 +211,9 @@ class Daemon:
             problems.append(f"daemon exited with {self.proc.returncode}")
         # The kernel reaps a sandbox's processes once its pid namespace's init
         # is gone; give that a moment rather than racing it.
-        eventually(lambda: not _pids_with_uid_in(USERNS_BASE, USERNS_BASE + UID_COUNT), 5)
-        procs = _pids_with_uid_in(USERNS_BASE, USERNS_BASE + UID_COUNT)
+        lo = self.userns_base
+        eventually(lambda: not _pids_with_uid_in(lo, lo + UID_COUNT), 5)
+        procs = _pids_with_uid_in(lo, lo + UID_COUNT)
         if procs:
             problems.append(f"sandbox processes left: {procs}")
         mounts = [m for m in _mount_points() if m.startswith(self.state + "/")]
@@ -272,6 +275,7 @@ class DaemonTestCase(unittest.TestCase):
     DAEMON_ARGS: List[str] = ["--size", "2", "--max", "4"]
     HTTP = False
     TOKEN: Optional[str] = None
+    USERNS_BASE = USERNS_BASE
     daemon: Daemon
 
     @classmethod
@@ -281,7 +285,7 @@ class DaemonTestCase(unittest.TestCase):
             raise unittest.SkipTest(why)
         if cls.HTTP and not daemon_has_http():
             raise unittest.SkipTest(f"{warmbox_bin()} has no --http (the daemon's HTTP API is not in this build)")
-        cls.daemon = Daemon(*cls.DAEMON_ARGS, http=cls.HTTP, token=cls.TOKEN).start()
+        cls.daemon = Daemon(*cls.DAEMON_ARGS, http=cls.HTTP, token=cls.TOKEN, userns_base=cls.USERNS_BASE).start()
 
     @classmethod
     def tearDownClass(cls) -> None:

@@ -12,8 +12,9 @@ See :class:`Client` and the README.
 """
 
 from .client import Client, RunStream, default_socket, default_token
-from .errors import (AuthError, BadRequest, Busy, CommandFailed, DaemonUnavailable, ProtocolError, RunError,
-                     WarmboxError)
+from .errors import (AuthError, BadRequest, Busy, CommandFailed, Conflict, DaemonUnavailable, NotFound,
+                     PermissionDenied, ProtocolError, RunError, WarmboxError)
+from .sandbox import FileInfo, Process, ProcessInfo, ProcessResult, Sandbox, SandboxInfo, WatchEvent
 from .types import Event, Exit, Output, PoolStatus, Result
 
 __version__ = "0.1.0"
@@ -36,4 +37,14 @@ __all__ = [
     "BadRequest",
     "ProtocolError",
     "CommandFailed",
+    "NotFound",
+    "PermissionDenied",
+    "Conflict",
+    "Sandbox",
+    "SandboxInfo",
+    "Process",
+    "ProcessInfo",
+    "ProcessResult",
+    "FileInfo",
+    "WatchEvent",
 ]

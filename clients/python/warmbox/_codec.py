@@ -20,7 +20,8 @@ import struct
 from dataclasses import fields
 from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Sequence, Union
 
-from .errors import AuthError, BadRequest, Busy, ProtocolError, RunError, WarmboxError
+from .errors import (AuthError, BadRequest, Busy, Conflict, NotFound, PermissionDenied, ProtocolError, RunError,
+                     WarmboxError)
 from .types import Output, PoolStatus, Result
 
 # The daemon refuses requests larger than this (both transports).
@@ -293,7 +294,17 @@ def error_from(message: str, *, kind: Optional[str] = None, status: Optional[int
         return BadRequest(message, kind=k, status=status)
     if k == "unauthorized":
         return AuthError(message, kind=k, status=status)
-    return RunError(message, kind=k, status=status)
+    return _by_kind(message, k, status)
+
+
+def _by_kind(message: str, kind: str, status: Optional[int]) -> WarmboxError:
+    if kind == "not_found":
+        return NotFound(message, kind=kind, status=status)
+    if kind == "permission_denied":
+        return PermissionDenied(message, kind=kind, status=status)
+    if kind in ("failed_precondition", "already_exists"):
+        return Conflict(message, kind=kind, status=status)
+    return RunError(message, kind=kind, status=status)
 
 
 def result_from(obj: Any, decode: Callable[[Any, str], bytes], what: str) -> Result:
@@ -374,9 +385,11 @@ def http_error(status: int, body: bytes, retry_after: Optional[str]) -> WarmboxE
             except ValueError:
                 ra = None  # an HTTP-date: not worth parsing for a hint
         return Busy(message, retry_after=ra, kind=kind or "busy", status=status)
+    if kind in ("not_found", "permission_denied", "failed_precondition", "already_exists"):
+        return _by_kind(message, kind, status)
     if status in (401, 403):
         return AuthError(message, kind=kind or ("forbidden" if status == 403 else "unauthorized"), status=status)
-    if status in (400, 413, 415):
+    if status in (400, 413, 415) and kind != "resource_exhausted":
         default = {413: "too_large", 415: "unsupported_media_type"}.get(status, "bad_request")
         return BadRequest(message, kind=kind or default, status=status)
     if kind is None:

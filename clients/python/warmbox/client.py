@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import os
-from typing import List, Optional, Union
+from typing import Dict, List, Optional, Union
 
 from . import _codec
 from ._codec import Cmd, Env, Size
 from ._http import HttpStream, HttpTransport
+from ._live import HttpLive, UnixLive
 from ._unix import UnixStream, UnixTransport
 from .errors import CommandFailed
+from .sandbox import Sandbox, SandboxInfo, _info, build_create
 from .types import Event, Exit, Output, PoolStatus, Result
 
 __all__ = ["Client", "RunStream", "default_socket"]
@@ -157,11 +159,14 @@ class Client:
             token = default_token()
         self.timeout = timeout
         self._t: Union[UnixTransport, HttpTransport]
+        self._live: Union[UnixLive, HttpLive]
         if url is not None:
             self._t = HttpTransport(url, token, timeout)
+            self._live = HttpLive(self._t)
         else:
             assert socket is not None
             self._t = UnixTransport(os.fspath(socket), timeout)
+            self._live = UnixLive(self._t)
 
     @property
     def transport(self) -> str:
@@ -280,3 +285,54 @@ class Client:
         ``"format":"prometheus"``)."""
         return self._t.metrics()
 
+
+    # -- live sandboxes (docs/live-sandboxes.md) -------------------------------------
+
+    def create_sandbox(
+        self,
+        image: Optional[str] = None,
+        *,
+        driver: Optional[str] = None,
+        timeout: Optional[float] = None,
+        env: Optional[Env] = None,
+        metadata: Optional[Dict[str, str]] = None,
+        memory: Optional[Size] = None,
+        cpus: Optional[float] = None,
+        pids: Optional[int] = None,
+        user: Optional[str] = None,
+        cwd: Optional[str] = None,
+        main: Optional[Cmd] = None,
+        no_main: bool = False,
+        on_timeout: Optional[str] = None,
+    ) -> Sandbox:
+        """Claims a live sandbox from the warm pool and returns it.
+
+        Args:
+            image: the image; ``None`` for the daemon's default.
+            timeout: seconds until it ends (default 300; the daemon caps it).
+            env: the default environment of every process in it.
+            metadata: free string pairs, to find it again with
+                :meth:`list_sandboxes`.
+            memory, cpus, pids: its limits (``memory`` in bytes or like "512m").
+            user, cwd: the default user and working directory of its processes.
+            main: the main process (default: the image's Entrypoint/Cmd, if
+                any); ``no_main=True`` for none.
+            on_timeout: ``"kill"`` (the default) or ``"pause"``.
+
+        Use it as a context manager to kill it on leaving.
+        """
+        req = build_create(image=image, driver=driver, timeout=timeout, env=env, metadata=metadata, memory=memory,
+                           cpus=cpus, pids=pids, user=user, cwd=cwd, main=main, no_main=no_main,
+                           on_timeout=on_timeout)
+        info = _info(self._live.create(req))
+        return Sandbox(self._live, info.id, info)
+
+    def list_sandboxes(self, metadata: Optional[Dict[str, str]] = None) -> List[SandboxInfo]:
+        """The live sandboxes (oldest first) whose metadata has every given pair."""
+        return [_info(i) for i in self._live.list(dict(metadata or {}))]
+
+    def sandbox(self, sandbox_id: str) -> Sandbox:
+        """The live sandbox ``sandbox_id`` (not checked until used)."""
+        if not isinstance(sandbox_id, str) or not sandbox_id:
+            raise ValueError(f"sandbox_id: expected a non-empty string, got {sandbox_id!r}")
+        return Sandbox(self._live, sandbox_id)

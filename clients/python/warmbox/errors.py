@@ -26,6 +26,9 @@ __all__ = [
     "BadRequest",
     "ProtocolError",
     "CommandFailed",
+    "NotFound",
+    "PermissionDenied",
+    "Conflict",
 ]
 
 
@@ -99,6 +102,28 @@ class BadRequest(WarmboxError):
     request larger than the daemon accepts."""
 
     default_kind = "bad_request"
+
+
+class NotFound(RunError):
+    """What the request named does not exist: a live sandbox, a process, a file
+    (kind ``"not_found"``; HTTP 404)."""
+
+    default_kind = "not_found"
+
+
+class PermissionDenied(RunError):
+    """The sandbox's user may not do that, e.g. read a file (kind
+    ``"permission_denied"``; HTTP 403)."""
+
+    default_kind = "permission_denied"
+
+
+class Conflict(RunError):
+    """The target is in the wrong state: a paused sandbox, a non-empty
+    directory removed without ``recursive`` (kind ``"failed_precondition"``),
+    or a name that exists (``"already_exists"``); HTTP 409."""
+
+    default_kind = "failed_precondition"
 
 
 class ProtocolError(WarmboxError):

@@ -343,7 +343,8 @@ TEST_F(LiveTest, HundredLiveSandboxesAndStopLeavesNothing) {
   json busy = Call({{"op", "sandbox_create"}, {"no_main", true}});
   EXPECT_EQ(busy["kind"], "busy");
   auto status = RunProcess(Cli({"pool", "status", "--socket", sock_, "--format", "prometheus"}));
-  EXPECT_NE(status.out.find("warmbox_live_sandboxes{state=\"running\"} 100"), std::string::npos);
+  EXPECT_NE(status.out.find("warmbox_live_sandboxes{state=\"running\"} 100"), std::string::npos)
+      << status.out.substr(status.out.find("warmbox_live")) << status.err << Log();
   std::vector<std::string> sids;
   for (const auto& n : wb::testing::Entries(state_ + "/sandboxes")) sids.push_back(n);
   auto stop = RunProcess(Cli({"pool", "stop", "--socket", sock_}));

@@ -411,8 +411,16 @@ void ChildProcess::KillAndReap() {
     return;
   }
   siginfo_t info;
-  while (::waitid(static_cast<idtype_t>(P_PIDFD), pidfd_.get(), &info, WEXITED) != 0 &&
-         errno == EINTR) {
+  for (;;) {
+    if (::waitid(static_cast<idtype_t>(P_PIDFD), pidfd_.get(), &info, WEXITED) == 0) break;
+    if (errno == EINTR) continue;
+    // A pidfd whose file description was made non-blocking (a watcher's
+    // event loop does that to its own fd, and O_NONBLOCK is shared) makes
+    // waitid answer EAGAIN while the child is still dying: wait for it.
+    if (errno != EAGAIN) break;
+    pollfd p{pidfd_.get(), POLLIN, 0};
+    while (::poll(&p, 1, -1) < 0 && errno == EINTR) {
+    }
   }
   reaped_ = true;
 }

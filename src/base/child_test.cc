@@ -115,6 +115,19 @@ TEST(ChildProcessTest, WaitTwiceFails) {
   EXPECT_FALSE(child->Signal(SIGTERM).ok());
 }
 
+TEST(ChildProcessTest, KillAndReapReapsThroughANonBlockingPidfd) {
+  // A watcher's event loop may make the pidfd's file description
+  // non-blocking; waitid then answers EAGAIN while the child dies. The kill
+  // must still reap it: no zombie left.
+  auto child = ChildProcess::Spawn(Sleeper());
+  ASSERT_OK(child);
+  pid_t pid = child->pid();
+  ASSERT_EQ(::fcntl(child->pidfd(), F_SETFL, O_NONBLOCK), 0);
+  child->KillAndReap();
+  EXPECT_FALSE(child->running());
+  EXPECT_NE(::access(("/proc/" + std::to_string(pid)).c_str(), F_OK), 0) << "left a zombie";
+}
+
 TEST(ChildProcessTest, TryWaitIsEmptyWhileRunning) {
   auto child = ChildProcess::Spawn(Sleeper());
   ASSERT_OK(child);

@@ -2,7 +2,9 @@
 
 #include <dirent.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -203,13 +205,28 @@ void LiveRegistry::WatchLiveness(const EntryPtr& e) {
   // The sandbox's pidfd (its agent, or its VM's QEMU) turns readable when it
   // exits: an agent the OOM killer took, a guest that panicked. Watched on a
   // duplicate, so the sandbox keeps its own.
-  int fd = e->sb ? e->sb->endpoint().liveness_fd : -1;
+  if (!e->sb || e->sb->host_pid() <= 0) return;
+  // A pidfd of its own (not a dup of the sandbox's: the event loop makes its
+  // fd non-blocking, a flag a dup would share with the one the sandbox reaps
+  // through). The process is alive and pinned (our child, or adopted through
+  // a pidfd), so its pid names it.
+  int fd = static_cast<int>(::syscall(SYS_pidfd_open, e->sb->host_pid(), 0));
   if (fd < 0) return;
-  int dup = ::fcntl(fd, F_DUPFD_CLOEXEC, 3);
-  if (dup < 0) return;
-  e->liveness = std::make_shared<asio::posix::stream_descriptor>(io_, dup);
+  e->liveness = std::make_shared<asio::posix::stream_descriptor>(io_, fd);
+  ArmLiveness(e);
+}
+
+void LiveRegistry::ArmLiveness(const EntryPtr& e) {
   e->liveness->async_wait(asio::posix::stream_descriptor::wait_read, [this, e](error_code ec) {
     if (ec || e->gone) return;
+    // The kernel's own answer, not the reactor's: a pidfd polls readable
+    // only once its process has exited. A wake-up without it (the reactor
+    // may report a freshly registered descriptor) is not a death.
+    pollfd p{e->liveness->native_handle(), POLLIN, 0};
+    if (::poll(&p, 1, 0) != 1 || !(p.revents & POLLIN)) {
+      ArmLiveness(e);
+      return;
+    }
     std::string why = "the sandbox's process exited on its own";
     if (e->sb && e->sb->OomKills() > 0) why += " (its memory cgroup counted an OOM kill)";
     spdlog::warn("live sandbox {}: {}; releasing it", e->rec.id, why);

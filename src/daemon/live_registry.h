@@ -79,6 +79,7 @@ class LiveRegistry : public LiveService {
   void OnExpired(const EntryPtr& e);
   // A sandbox whose process dies on its own is released and shown as dead.
   void WatchLiveness(const EntryPtr& e);
+  void ArmLiveness(const EntryPtr& e);
   boost::asio::awaitable<Result<void>> SetPaused(EntryPtr e, bool paused);
   boost::asio::awaitable<Result<void>> Destroy(EntryPtr e, std::string why);
   // The main: started (E keep) or attached to (A from the logged offset).

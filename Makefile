@@ -64,16 +64,16 @@ $(ASAN_BUILD)/build.ninja:
 # Everything the tests below need (CMakeLists.txt, wb_unit_tests), all but
 # the static agent and probe built with ASan+UBSan; runs the unit tests and
 # the daemon e2e tests (PoolTest, socket activation, the HTTP API through
-# curl) under them.
+# curl, live sandboxes) under them.
 test-asan: setup $(ASAN_BUILD)/build.ninja
-	cmake --build $(ASAN_BUILD) --target wb_unit_tests pool_test activation_test
+	cmake --build $(ASAN_BUILD) --target wb_unit_tests pool_test activation_test live_test live_ops_test
 	rm -rf $(SAN_REPORTS) && mkdir -p $(SAN_REPORTS)
 	cd $(ASAN_BUILD) || exit 1; \
 	  export ASAN_OPTIONS=log_path=$(SAN_REPORTS)/asan:detect_leaks=1 \
 	         UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1; \
 	  rc=0; \
 	  ctest --output-on-failure --timeout 600 -j$$(nproc) -L unit $(CTEST_FLAGS) || rc=1; \
-	  ctest --output-on-failure --timeout 600 -R '^(PoolTest\.|ActivationTest\.|http_api_test$$)' $(CTEST_FLAGS) || rc=1; \
+	  ctest --output-on-failure --timeout 600 -R '^(PoolTest\.|ActivationTest\.|LiveTest\.|LiveOpsTest\.|http_api_test$$)' $(CTEST_FLAGS) || rc=1; \
 	  if [ -n "$$(ls -A $(SAN_REPORTS))" ]; then \
 	    echo "test-asan: sanitizer reports in $(SAN_REPORTS):"; cat $(SAN_REPORTS)/*; rc=1; \
 	  fi; \

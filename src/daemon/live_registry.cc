@@ -144,7 +144,7 @@ Result<LiveRegistry::EntryPtr> LiveRegistry::Find(const std::string& id) const {
   return it->second;
 }
 
-LiveInfo LiveRegistry::InfoOf(const Entry& e) const {
+LiveInfo LiveRegistry::InfoOf(const Entry& e, bool usage) const {
   LiveInfo i;
   const LiveRecord& r = e.rec;
   i.id = r.id;
@@ -165,7 +165,7 @@ LiveInfo LiveRegistry::InfoOf(const Entry& e) const {
   i.main = r.main;
   i.main_pid = r.main_pid;
   i.main_exit_code = r.main_exit_code;
-  if (e.sb) {
+  if (e.sb && usage) {
     ResourceUsage u = e.sb->Usage();
     i.memory_current = u.memory_bytes;
     i.cpu_usage_us = u.cpu_usage_us;
@@ -319,6 +319,12 @@ asio::awaitable<Result<LiveInfo>> LiveRegistry::Create(LiveCreateRequest req) {
   }
   const std::string resolved = rt.store.Resolve(image);
   pool::WarmPool& pool = pools_.Get(resolved, driver);
+  // The claimed sandbox's replacement starts when this create ends, whatever
+  // its outcome (WarmPool::Claim leaves it to us).
+  struct RefillAtEnd {
+    pool::WarmPool& pool;
+    ~RefillAtEnd() { pool.Refill(); }
+  } refill_at_end{pool};
 
   // Claim: an idle sandbox (another one if it does not answer the claim).
   pool::Lease lease;
@@ -376,9 +382,13 @@ asio::awaitable<Result<LiveInfo>> LiveRegistry::Create(LiveCreateRequest req) {
   // takes over the agent's port now that the pool's exchange is over).
   // (A named function and result: GCC 12 frees a temporary twice when
   // co_await sits in an if's init-statement.)
-  std::function<Result<void>()> serve_live = [sb]() { return sb->ServeLive(); };
-  Result<void> served = co_await OnBlockingThread(rt, serve_live);
-  if (!served.ok()) co_return co_await destroy_on_error(served.error());
+  // Only a driver whose live endpoint differs (a vm's bridge) has anything
+  // to start: the ns driver's claim does not pay for a thread hop.
+  if (sb->live_endpoint().socket_path != sb->endpoint().socket_path) {
+    std::function<Result<void>()> serve_live = [sb]() { return sb->ServeLive(); };
+    Result<void> served = co_await OnBlockingThread(rt, serve_live);
+    if (!served.ok()) co_return co_await destroy_on_error(served.error());
+  }
   auto hex = RandomHex(16);
   if (!hex.ok()) co_return co_await destroy_on_error(hex.error());
 
@@ -435,7 +445,9 @@ asio::awaitable<Result<LiveInfo>> LiveRegistry::Create(LiveCreateRequest req) {
             {"driver", driver},
             {"sandbox", r.sandbox},
             {"claim_us", std::to_string(claim_us), true}});
-  co_return InfoOf(*e);
+  // No usage figures in the create's answer (a fresh sandbox's are about
+  // zero; reading them is a dozen cgroup files on the claim path).
+  co_return InfoOf(*e, /*usage=*/false);
 }
 
 // --- the main process and its log ----------------------------------------------

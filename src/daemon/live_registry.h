@@ -72,7 +72,8 @@ class LiveRegistry : public LiveService {
   using EntryPtr = std::shared_ptr<Entry>;
 
   Result<EntryPtr> Find(const std::string& id) const;
-  LiveInfo InfoOf(const Entry& e) const;
+  // usage: read the cgroups' figures (not for a create's answer).
+  LiveInfo InfoOf(const Entry& e, bool usage = true) const;
   void Persist(Entry& e);
   void PersistSoon(const EntryPtr& e);
   void ArmTimer(const EntryPtr& e);

@@ -139,13 +139,13 @@ asio::awaitable<Result<std::unique_ptr<Sandbox>>> WarmPool::CreateOne() {
   co_return std::move(*out);
 }
 
-asio::awaitable<Result<Lease>> WarmPool::Acquire() {
+asio::awaitable<Result<Lease>> WarmPool::Acquire(bool refill) {
   auto ex = rt_.io.get_executor();
   while (!idle_.empty()) {
     Idle it = std::move(idle_.front());  // oldest first
     idle_.pop_front();
     ArmTtl();
-    Refill();  // the replacement starts now, not on a timer
+    if (refill) Refill();  // the replacement starts now, not on a timer
     if (settings_.ttl_s && Clock::now() >= it.created + std::chrono::seconds(settings_.ttl_s)) {
       ++stats_.total_evicted;
       Destroy(std::move(it.sandbox));
@@ -166,7 +166,7 @@ asio::awaitable<Result<Lease>> WarmPool::Acquire() {
     co_return Lease{std::move(it.sandbox), std::move(*conn), true};
   }
   ++stats_.misses;
-  Refill();
+  Refill();  // a miss refills at once: the claim waits for a creation anyway
   ++on_demand_;
   auto sb = co_await CreateOne();
   --on_demand_;
@@ -186,7 +186,10 @@ asio::awaitable<Result<Lease>> WarmPool::Acquire() {
 }
 
 asio::awaitable<Result<Lease>> WarmPool::Claim() {
-  auto lease = co_await Acquire();
+  // The replacement starts once the claim is done (the caller calls
+  // Refill): on a small host a creation competing with the claim for the
+  // CPU and the kernel's cgroup and mount locks triples the claim's time.
+  auto lease = co_await Acquire(/*refill=*/false);
   if (!lease.ok()) co_return lease.error();
   // Not a run: the status view's acquisitions and hits are the runs'.
   ++claimed_;

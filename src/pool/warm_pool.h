@@ -91,12 +91,14 @@ class WarmPool {
   // timeout, kDraining when the daemon stops.
   [[nodiscard]] asio::awaitable<Result<Permit>> TakePermit();
   // The oldest healthy idle sandbox, or a new one on a miss. Starts a refill.
-  [[nodiscard]] asio::awaitable<Result<Lease>> Acquire();
+  // refill false: a hit does not start the replacement (Claim's caller does).
+  [[nodiscard]] asio::awaitable<Result<Lease>> Acquire(bool refill = true);
   // For a live sandbox (docs/live-sandboxes.md): what Acquire hands out (an
   // idle sandbox, or a new one on a miss; the refill starts at once), taken
   // for keeps and without a run permit. It is never given back: the caller
   // owns it and destroys it (OnBlockingThread). Counted as claimed, not as a
   // run's acquisition.
+  // The caller calls Refill once the claim is done.
   [[nodiscard]] asio::awaitable<Result<Lease>> Claim();
   uint64_t claimed() const { return claimed_; }
   // Destroys the used sandbox in the background, then drops the permit.

@@ -6,9 +6,9 @@
 #include <sys/stat.h>
 
 #include <atomic>
+#include <cctype>
 #include <chrono>
 #include <nlohmann/json.hpp>
-#include <regex>
 #include <thread>
 
 #include "base/fs.h"
@@ -90,7 +90,7 @@ TEST_F(LiveTest, CreateListInspectKillThroughCliAndSocket) {
                            "team=a", "--metadata", "n=1", "-e", "GREETING=hi"}));
   ASSERT_EQ(c.code, 0) << c.err << Log();
   std::string a = std::string(Trim(c.out));
-  EXPECT_TRUE(std::regex_match(a, std::regex("[0-9a-f]{32}"))) << a;
+  EXPECT_TRUE(a.size() == 32 && a.find_first_not_of("0123456789abcdef") == std::string::npos) << a;
   json b = Create({{"metadata", {{"team", "b"}}}, {"no_main", true}});
   std::string bid = b.value("id", "");
   ASSERT_EQ(bid.size(), 32u);
@@ -224,6 +224,20 @@ TEST_F(LiveTest, PauseStopsCpuAndResumeRestartsIt) {
   EXPECT_TRUE(Eventually([&] { return cpu() > p1 + 50000; }, 10000)) << "did not resume";
 }
 
+// "2026-12-05T02:03:54.427Z stdout text" (no std::regex: GCC 12's <regex>
+// does not build under -fsanitize=address -Werror).
+bool LooksLikeLogLine(const std::string& l) {
+  const std::string shape = "dddd-dd-ddTdd:dd:dd.dddZ ";
+  if (l.size() < shape.size()) return false;
+  for (size_t i = 0; i < shape.size(); ++i) {
+    if (shape[i] == 'd' ? !std::isdigit(static_cast<unsigned char>(l[i])) : l[i] != shape[i]) {
+      return false;
+    }
+  }
+  std::string rest = l.substr(shape.size());
+  return rest.rfind("stdout ", 0) == 0 || rest.rfind("stderr ", 0) == 0;
+}
+
 TEST_F(LiveTest, MainLogIsCapturedBoundedAndTimestamped) {
   StartDaemon({"--size", "1"});
   // ~3 MB of stdout, then a line on stderr and exit 3.
@@ -238,10 +252,18 @@ TEST_F(LiveTest, MainLogIsCapturedBoundedAndTimestamped) {
       << Inspect(id).dump();
   auto lines = Logs(id);
   ASSERT_FALSE(lines.empty());
-  std::regex shape(R"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z (stdout|stderr) .*)");
-  for (const auto& l : lines) ASSERT_TRUE(std::regex_match(l, shape)) << l;
-  EXPECT_NE(lines.back().find("stderr the-end"), std::string::npos) << lines.back();
-  EXPECT_NE(lines[lines.size() - 2].find("stdout line-39999-"), std::string::npos);
+  for (const auto& l : lines) ASSERT_TRUE(LooksLikeLogLine(l)) << l;
+  // The two streams are two pipes: the agent reads whichever is ready, so
+  // the stderr line may come before the last stdout lines. Both are there.
+  auto near_end = [&](const std::string& want) {
+    size_t from = lines.size() > 200 ? lines.size() - 200 : 0;
+    for (size_t i = from; i < lines.size(); ++i) {
+      if (lines[i].find(want) != std::string::npos) return true;
+    }
+    return false;
+  };
+  EXPECT_TRUE(near_end("stderr the-end")) << lines.back();
+  EXPECT_TRUE(near_end("stdout line-39999-")) << lines.back();
   std::string dir = DirOf(id);
   struct stat s0, s1;
   ASSERT_EQ(::stat((dir + "/main.log").c_str(), &s0), 0);

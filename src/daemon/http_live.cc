@@ -18,6 +18,7 @@
 #include "base/log.h"
 #include "base/strings.h"
 #include "daemon/http_api.h"
+#include "daemon/http_respond.h"
 
 namespace wb::daemon {
 
@@ -37,7 +38,6 @@ constexpr const char* kNdjson = "application/x-ndjson";
 constexpr const char* kOctets = "application/octet-stream";
 constexpr const char* kText = "text/plain; charset=utf-8";
 // As the rest of the API: a client that stops reading is dropped.
-constexpr std::chrono::seconds kWriteTimeout{30};
 // The pieces of an upload or of stdin, as I frames.
 constexpr size_t kPiece = 256 * 1024;
 constexpr std::string_view kPrefix = "/v1/sandboxes";
@@ -476,29 +476,14 @@ std::string LiveErrorLine(const Error& e) {
 
 namespace {
 
-using Headers = std::vector<std::pair<http::field, std::string>>;
+using Headers = HttpHeaders;
 using Request = HttpLive::Request;
 using Socket = asio::local::stream_protocol::socket;
 
 asio::awaitable<void> Send(beast::tcp_stream& s, unsigned version, bool head, http::status status,
                            std::string body, const char* type, bool keep,
                            const Headers& extra = {}) {
-  http::response<http::string_body> res{status, version};
-  if (status != http::status::no_content) res.set(http::field::content_type, type);
-  res.set(http::field::cache_control, "no-store");
-  for (const auto& [f, v] : extra) res.set(f, v);
-  res.keep_alive(keep);
-  res.body() = std::move(body);
-  res.prepare_payload();
-  error_code ec;
-  s.expires_after(kWriteTimeout);
-  if (head) {
-    http::response_serializer<http::string_body> sr{res};
-    co_await http::async_write_header(s, sr, redirect_error(use_awaitable, ec));
-  } else {
-    co_await http::async_write(s, res, redirect_error(use_awaitable, ec));
-  }
-  s.expires_never();
+  co_await SendStringResponse(s, version, head, status, std::move(body), type, keep, extra);
 }
 
 asio::awaitable<void> SendJson(beast::tcp_stream& s, const Request& req, http::status status,

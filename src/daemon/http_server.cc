@@ -14,6 +14,7 @@
 
 #include "base/log.h"
 #include "daemon/http_live.h"
+#include "daemon/http_respond.h"
 
 namespace wb::daemon {
 
@@ -32,7 +33,6 @@ constexpr const char* kJson = "application/json";
 constexpr const char* kNdjson = "application/x-ndjson";
 // A client that stops reading its response for this long is dropped (and
 // its command, if streaming, is killed): it cannot hold a run slot forever.
-constexpr std::chrono::seconds kWriteTimeout{30};
 
 // Streams a run's output as NDJSON in a chunked response. The head goes out
 // with the first chunk, so a run refused before any output (busy, bad
@@ -151,27 +151,10 @@ struct HttpServer::Impl {
   }
 
   // A HEAD request gets the head GET would get, without the body.
-  static asio::awaitable<void> Send(
-      beast::tcp_stream& s, unsigned version, bool head, http::status status, std::string body,
-      const char* type, bool keep,
-      const std::vector<std::pair<http::field, std::string>>& extra = {}) {
-    http::response<http::string_body> res{status, version};
-    res.set(http::field::content_type, type);
-    res.set(http::field::cache_control, "no-store");
-    for (const auto& [f, v] : extra) res.set(f, v);
-    res.keep_alive(keep);
-    res.body() = std::move(body);
-    res.prepare_payload();
-    error_code ec;
-    // A client that does not read its response cannot hold the connection.
-    s.expires_after(kWriteTimeout);
-    if (head) {
-      http::response_serializer<http::string_body> sr{res};
-      co_await http::async_write_header(s, sr, redirect_error(use_awaitable, ec));
-    } else {
-      co_await http::async_write(s, res, redirect_error(use_awaitable, ec));
-    }
-    s.expires_never();
+  static asio::awaitable<void> Send(beast::tcp_stream& s, unsigned version, bool head,
+                                    http::status status, std::string body, const char* type,
+                                    bool keep, const HttpHeaders& extra = {}) {
+    co_await SendStringResponse(s, version, head, status, std::move(body), type, keep, extra);
   }
 
   static asio::awaitable<void> SendError(

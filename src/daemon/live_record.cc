@@ -149,28 +149,12 @@ Result<LiveRecord> ParseLiveRecord(std::string_view text, const std::string& wha
 }
 
 Result<void> WriteLiveRecord(const std::string& dir, const LiveRecord& r) {
-  const std::string path = dir + "/" + kLiveRecordFile;
-  const std::string tmp = path + ".tmp";
-  std::string data = ToJson(r);
-  {
-    UniqueFd fd(::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600));
-    if (!fd) return Errno("open", tmp);
-    // No fsync: the record must survive the daemon (a crash, a kill, an
-    // upgrade), not the host: a reboot ends every sandbox it describes. The
-    // rename keeps a reader from ever seeing half a record, and the claim
-    // path (and the event loop, which writes it) does not wait on the disk.
-    auto w = WriteAll(fd.get(), data);
-    if (!w.ok()) {
-      ::unlink(tmp.c_str());
-      return w.error();
-    }
-  }
-  if (::rename(tmp.c_str(), path.c_str()) != 0) {
-    Error e = Errno("rename", tmp + " -> " + path);
-    ::unlink(tmp.c_str());
-    return e;
-  }
-  return Ok();
+  // Written to a temp file and renamed, so a reader never sees half a
+  // record. No fsync: the record must survive the daemon (a crash, a kill,
+  // an upgrade), not the host: a reboot ends every sandbox it describes, and
+  // the claim path (and the event loop, which writes it) does not wait on
+  // the disk.
+  return WriteFileAtomic(dir + "/" + kLiveRecordFile, ToJson(r), 0600);
 }
 
 Result<LiveRecord> ReadLiveRecord(const std::string& dir) {

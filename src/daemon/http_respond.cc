@@ -1,0 +1,36 @@
+#include "daemon/http_respond.h"
+
+#include <boost/asio/redirect_error.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/beast/http.hpp>
+
+namespace wb::daemon {
+
+namespace asio = boost::asio;
+namespace http = boost::beast::http;
+using asio::redirect_error;
+using asio::use_awaitable;
+using boost::system::error_code;
+
+asio::awaitable<void> SendStringResponse(boost::beast::tcp_stream& s, unsigned version, bool head,
+                                         http::status status, std::string body, const char* type,
+                                         bool keep, const HttpHeaders& extra) {
+  http::response<http::string_body> res{status, version};
+  if (status != http::status::no_content) res.set(http::field::content_type, type);
+  res.set(http::field::cache_control, "no-store");
+  for (const auto& [f, v] : extra) res.set(f, v);
+  res.keep_alive(keep);
+  res.body() = std::move(body);
+  res.prepare_payload();
+  error_code ec;
+  s.expires_after(kWriteTimeout);
+  if (head) {
+    http::response_serializer<http::string_body> sr{res};
+    co_await http::async_write_header(s, sr, redirect_error(use_awaitable, ec));
+  } else {
+    co_await http::async_write(s, res, redirect_error(use_awaitable, ec));
+  }
+  s.expires_never();
+}
+
+}  // namespace wb::daemon

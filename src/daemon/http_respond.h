@@ -1,0 +1,29 @@
+// One whole HTTP response with a string body, the way every route of the
+// daemon's HTTP API answers (http_server.cc, http_live.cc).
+#pragma once
+
+#include <boost/asio/awaitable.hpp>
+#include <boost/beast/core/tcp_stream.hpp>
+#include <boost/beast/http/field.hpp>
+#include <boost/beast/http/status.hpp>
+#include <chrono>
+#include <string>
+#include <utility>
+#include <vector>
+
+namespace wb::daemon {
+
+// A client that does not read its response cannot hold the connection.
+inline constexpr std::chrono::seconds kWriteTimeout{30};
+
+using HttpHeaders = std::vector<std::pair<boost::beast::http::field, std::string>>;
+
+// Content-Type (none on 204), Cache-Control: no-store, extra, keep-alive,
+// Content-Length; head: the headers only. Write errors end the exchange
+// (the connection's next read fails).
+boost::asio::awaitable<void> SendStringResponse(boost::beast::tcp_stream& s, unsigned version,
+                                                bool head, boost::beast::http::status status,
+                                                std::string body, const char* type, bool keep,
+                                                const HttpHeaders& extra = {});
+
+}  // namespace wb::daemon

@@ -182,7 +182,8 @@ struct AttachOpts {
 };
 
 Result<int> DoAttach(const AttachOpts& o) {
-  nlohmann::json req{{"op", "attach"}, {"id", o.id}, {"pid", WB_TRY(ParseUint(o.pid, "PID"))}};
+  const uint64_t pid = WB_TRY(ParseUint(o.pid, "PID"));  // not inside the braces: see live_ops.cc
+  nlohmann::json req{{"op", "attach"}, {"id", o.id}, {"pid", pid}};
   if (!o.from.empty()) req["from"] = WB_TRY(ParseUint(o.from, "--from"));
   LiveConn c = WB_TRY(LiveConn::Open(SocketOrDefault(o.socket), req));
   return Follow(c, o.interactive || o.tty, o.tty);

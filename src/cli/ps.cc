@@ -48,7 +48,8 @@ Result<int> DoPs(const std::string& socket, const std::string& id, bool json) {
 
 Result<int> DoSignal(const std::string& socket, const std::string& id, const std::string& pid,
                      const std::string& sig) {
-  nlohmann::json req{{"op", "signal"}, {"id", id}, {"pid", WB_TRY(ParseUint(pid, "PID"))}};
+  const uint64_t n = WB_TRY(ParseUint(pid, "PID"));  // not inside the braces: see live_ops.cc
+  nlohmann::json req{{"op", "signal"}, {"id", id}, {"pid", n}};
   if (!sig.empty()) req["signal"] = sig;
   LiveConn c = WB_TRY(LiveConn::Open(SocketOrDefault(socket), req));
   if (auto b = Expect(c, FrameType::kSignalReply); !b.ok()) return b.error();

@@ -139,13 +139,13 @@ struct HttpServer::Impl {
         continue;
       }
       s.set_option(tcp::no_delay(true), ec);
-      if (connections >= opts.max_connections) {
+      if (*connections >= opts.max_connections) {
         asio::co_spawn(io, Refuse(std::move(s)), asio::detached);
         continue;
       }
       // Counted here, not when the session first runs: the next accept is
       // checked against it before then.
-      ++connections;
+      ++*connections;
       asio::co_spawn(io, Session(std::move(s)), asio::detached);
     }
   }
@@ -235,9 +235,12 @@ struct HttpServer::Impl {
   }
 
   asio::awaitable<void> Session(tcp::socket sock) {
+    // Shared with the server: a session frame destroyed after the server
+    // (an io_context torn down later, with sessions pending) still counts down
+    // a live counter.
     struct Count {
-      size_t& n;
-      ~Count() { --n; }
+      std::shared_ptr<size_t> n;
+      ~Count() { --*n; }
     } count{connections};
     beast::tcp_stream stream(std::move(sock));
     beast::flat_buffer buf;
@@ -431,7 +434,8 @@ struct HttpServer::Impl {
   HttpOptions opts;
   tcp::acceptor acceptor;
   uint64_t requests = 0;
-  size_t connections = 0;  // open sessions (Session), against opts.max_connections
+  // Open sessions (Session), against opts.max_connections.
+  std::shared_ptr<size_t> connections = std::make_shared<size_t>(0);
 };
 
 HttpServer::HttpServer(asio::io_context& io, RunService& service, LiveService* live,

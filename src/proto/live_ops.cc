@@ -169,7 +169,10 @@ Result<LiveOpRequest> ParseLiveOpRequest(std::string_view text) {
     WB_RETURN_IF_ERROR(ParseExec(j, r));
   } else if (op == "attach") {
     r.op = LiveOp::kAttach;
-    json a{{"pid", WB_TRY(Pid(j))}};
+    // (The pid first: a WB_TRY returning from inside a braced initializer
+    // would leak the elements already built.)
+    const uint64_t pid = WB_TRY(Pid(j));
+    json a{{"pid", pid}};
     auto from = j.find("from");
     if (from != j.end() && !from->is_null()) {
       if (!from->is_number_integer() || from->get<int64_t>() < -1) {

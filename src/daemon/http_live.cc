@@ -1207,24 +1207,6 @@ asio::awaitable<bool> HttpLive::Handle(beast::tcp_stream& s, Request& req) {
 
 namespace {
 
-// Closes after a response sent without reading the whole request body (as
-// the server does): stop sending, drop what the client still sends for at
-// most 16 MiB or 2 s, so the kernel does not reset the response away.
-asio::awaitable<void> LingeringClose(beast::tcp_stream& s) {
-  error_code ec;
-  s.socket().shutdown(tcp::socket::shutdown_send, ec);
-  if (ec) co_return;
-  std::array<char, 4096> sink;
-  size_t dropped = 0;
-  s.expires_after(std::chrono::seconds(2));
-  while (dropped < (size_t{16} << 20)) {
-    size_t n = co_await s.async_read_some(asio::buffer(sink), redirect_error(use_awaitable, ec));
-    if (ec) break;
-    dropped += n;
-  }
-  s.expires_never();
-}
-
 // "0644" (octal, as chmod takes it) -> 0644.
 Result<uint32_t> ParseMode(const std::string& text) {
   if (text.empty() || text.size() > 5) return Bad("mode", "expected octal permissions like 0644");

@@ -1,5 +1,6 @@
 #include "daemon/http_respond.h"
 
+#include <array>
 #include <boost/asio/redirect_error.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/beast/http.hpp>
@@ -29,6 +30,21 @@ asio::awaitable<void> SendStringResponse(boost::beast::tcp_stream& s, unsigned v
     co_await http::async_write_header(s, sr, redirect_error(use_awaitable, ec));
   } else {
     co_await http::async_write(s, res, redirect_error(use_awaitable, ec));
+  }
+  s.expires_never();
+}
+
+asio::awaitable<void> LingeringClose(boost::beast::tcp_stream& s) {
+  error_code ec;
+  s.socket().shutdown(asio::ip::tcp::socket::shutdown_send, ec);
+  if (ec) co_return;
+  std::array<char, 4096> sink;
+  size_t dropped = 0;
+  s.expires_after(std::chrono::seconds(2));
+  while (dropped < (size_t{16} << 20)) {
+    size_t n = co_await s.async_read_some(asio::buffer(sink), redirect_error(use_awaitable, ec));
+    if (ec) break;
+    dropped += n;
   }
   s.expires_never();
 }

@@ -26,4 +26,12 @@ boost::asio::awaitable<void> SendStringResponse(boost::beast::tcp_stream& s, uns
                                                 std::string body, const char* type, bool keep,
                                                 const HttpHeaders& extra = {});
 
+// Closes after a response sent without reading the request's body. A
+// close(2) with unread bytes makes the kernel send a reset, which can destroy
+// the response before the client reads it: stop sending, then read and drop
+// what the client still sends (into a small buffer, never kept) until it
+// closes too, for at most 16 MiB or 2 s. (Loopback sockets can hold
+// megabytes in flight when the client notices the answer.)
+boost::asio::awaitable<void> LingeringClose(boost::beast::tcp_stream& s);
+
 }  // namespace wb::daemon

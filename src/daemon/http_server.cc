@@ -177,27 +177,6 @@ struct HttpServer::Impl {
     co_await LingeringClose(stream);
   }
 
-  // Closes after a response sent without reading the request's body. A
-  // close(2) with unread bytes makes the kernel send a reset, which can
-  // destroy the response before the client reads it: stop sending, then read
-  // and drop what the client still sends (into a small buffer, never kept)
-  // until it closes too, for at most 16 MiB or 2 s. (Loopback sockets can
-  // hold megabytes in flight when the client notices the answer.)
-  static asio::awaitable<void> LingeringClose(beast::tcp_stream& s) {
-    error_code ec;
-    s.socket().shutdown(tcp::socket::shutdown_send, ec);
-    if (ec) co_return;
-    std::array<char, 4096> sink;
-    size_t dropped = 0;
-    s.expires_after(std::chrono::seconds(2));
-    while (dropped < (size_t{16} << 20)) {
-      size_t n = co_await s.async_read_some(asio::buffer(sink), redirect_error(use_awaitable, ec));
-      if (ec) break;
-      dropped += n;
-    }
-    s.expires_never();
-  }
-
   // Every request but /healthz passes here when its head has arrived, before
   // its body is read (docs/security.md): the browser defences, then the
   // token. Sends the refusal and returns false when the request may not go on.

@@ -123,7 +123,8 @@ Result<std::vector<std::string>> EnvField(const json& j) {
   return out;
 }
 
-// "%41" -> 'A'; '+' -> ' '.
+}  // namespace
+
 Result<std::string> PercentDecode(std::string_view s, const std::string& what) {
   std::string out;
   out.reserve(s.size());
@@ -149,8 +150,6 @@ Result<std::string> PercentDecode(std::string_view s, const std::string& what) {
   if (out.find('\0') != std::string::npos) return Bad(what, "NUL byte");
   return out;
 }
-
-}  // namespace
 
 // --- pure parts -------------------------------------------------------------------
 

@@ -159,6 +159,7 @@ LiveInfo LiveRegistry::InfoOf(const Entry& e, bool usage) const {
   i.env = r.env;
   i.user = r.user;
   i.cwd = r.cwd;
+  i.access_token = r.access_token;
   i.memory_bytes = r.memory_bytes;
   i.pids = r.pids;
   i.cpus = r.cpus;
@@ -397,6 +398,9 @@ asio::awaitable<Result<LiveInfo>> LiveRegistry::Create(LiveCreateRequest req) {
   e->dir = sb->host_dir();
   LiveRecord& r = e->rec;
   r.id = *hex;
+  auto token = RandomHex(16);
+  if (!token.ok()) co_return co_await destroy_on_error(token.error());
+  r.access_token = *token;
   r.sandbox = sb->id();
   r.image = resolved;
   r.driver = driver;
@@ -411,15 +415,18 @@ asio::awaitable<Result<LiveInfo>> LiveRegistry::Create(LiveCreateRequest req) {
   r.memory_bytes = req.memory_bytes.value_or(d.memory_bytes);
   r.pids = req.pids.value_or(d.pids);
   r.cpus = req.cpus.value_or(d.cpus);
-  if (req.main) {
-    r.main = *req.main;
-  } else {
-    auto img = rt.store.Get(resolved);
-    if (img.ok()) {
+  // The image's config fills what the request left out, as for a pool run:
+  // its User and WorkingDir are the default user and cwd, its
+  // Entrypoint+Cmd the deferred main.
+  if (auto img = rt.store.Get(resolved); img.ok()) {
+    if (r.user.empty()) r.user = img->config.user;
+    if (r.cwd.empty()) r.cwd = img->config.working_dir;
+    if (!req.main) {
       r.main = img->config.entrypoint;
       r.main.insert(r.main.end(), img->config.cmd.begin(), img->config.cmd.end());
     }
   }
+  if (req.main) r.main = *req.main;
   r.host_pid = sb->host_pid();
   r.host_start = ProcessStartTime(r.host_pid);
   if (draining_) {

@@ -817,6 +817,17 @@ void LiveRegistry::AdoptAll() {
                    sb.error().ToString());
       continue;
     }
+    if ((*sb)->live_endpoint().socket_path != (*sb)->endpoint().socket_path) {
+      // A vm sandbox: a new bridge on its port (live.sock), which
+      // resynchronises the port after the dead daemon's bridge (proto/mux.h).
+      // Here, before the socket serves, so that no operation finds it
+      // missing; bounded (10 s). A failure leaves the sandbox listed (and
+      // killable); its operations fail until it is killed.
+      if (auto served = (*sb)->ServeLive(); !served.ok()) {
+        spdlog::warn("live sandbox {}: its channels cannot be served: {}", rec->id,
+                     served.error().ToString());
+      }
+    }
     auto e = std::make_shared<Entry>(io_);
     e->sb = std::shared_ptr<Sandbox>(std::move(*sb));
     e->dir = dir;

@@ -71,7 +71,7 @@ Result<void> VmSandbox::ServeLive() {
   // QEMU's chardev takes one connection at a time: this one, from now on
   // (the pool's exchanges with this sandbox are over once it is claimed).
   UniqueFd port = WB_TRY(ConnectUnix(dir_ + "/agent.sock"));
-  bridge_ = WB_TRY(MuxBridge::Start(std::move(port), dir_ + "/live.sock", 10000));
+  bridge_ = WB_TRY(MuxBridge::Start(std::move(port), dir_ + "/live.sock", 10000, adopted_));
   return Ok();
 }
 

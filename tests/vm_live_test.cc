@@ -52,6 +52,22 @@ class VmLiveTest : public wb::testing::DaemonFixture {
     auto v = ParseUint(Trim(r.out), "counter");
     return v.ok() ? static_cast<int>(*v) : -1;
   }
+  json Call(const json& req) const {
+    auto body = PoolClient(sock_).RoundTrip(req.dump());
+    EXPECT_TRUE(body.ok()) << (body.ok() ? "" : body.error().ToString());
+    return body.ok() ? json::parse(*body) : json::object();
+  }
+  // The last n= of a sandbox's main log, -1 if none.
+  int LastLogged(const std::string& id) const {
+    json r = Call({{"op", "sandbox_logs"}, {"id", id}});
+    auto lines = r.value("lines", json::array());
+    if (lines.empty()) return -1;
+    const std::string last = lines.back().get<std::string>();
+    auto pos = last.find("n=");
+    if (pos == std::string::npos) return -1;
+    auto v = ParseUint(Trim(last.substr(pos + 2)), "n");
+    return v.ok() ? static_cast<int>(*v) : -1;
+  }
   // Sandbox dirs, and which of them hold a live record.
   std::vector<std::string> Dirs(bool live) const {
     std::vector<std::string> out;
@@ -95,8 +111,22 @@ TEST_F(VmLiveTest, CreateExecFilesAndRestartSurvival) {
   ASSERT_EQ(d.code, 0) << d.err;
   ASSERT_TRUE(Eventually([&] { return Counter(id) >= 2; }, 60000)) << Log();
 
+  // A second one, with a main that logs, paused across the restart: its
+  // channels and the main's log resume when it is resumed.
+  json made =
+      Call({{"op", "sandbox_create"},
+            {"driver", "vm"},
+            {"timeout", 3600},
+            {"main", {"sh", "-c", "i=0; while :; do echo n=$i; i=$((i+1)); sleep 0.2; done"}}});
+  ASSERT_TRUE(made.value("ok", false)) << made.dump() << Log();
+  const std::string paused_id = made["sandbox"]["id"];
+  ASSERT_TRUE(Eventually([&] { return LastLogged(paused_id) >= 1; }, 60000)) << Log();
+  ASSERT_EQ(Call({{"op", "sandbox_pause"}, {"id", paused_id}})["ok"], true);
+
   auto live_dirs = Dirs(true);
-  ASSERT_EQ(live_dirs.size(), 1u);
+  ASSERT_EQ(live_dirs.size(), 2u);
+  if (ReadFile(live_dirs[0] + "/live.json")->find(id) == std::string::npos)
+    std::swap(live_dirs[0], live_dirs[1]);
   auto rec = json::parse(*ReadFile(live_dirs[0] + "/live.json"));
   const pid_t qemu = rec["host_pid"].get<pid_t>();
   const uint64_t qemu_start = ProcessStartTime(qemu);
@@ -115,11 +145,12 @@ TEST_F(VmLiveTest, CreateExecFilesAndRestartSurvival) {
   EXPECT_EQ(before, -1);
 
   StartVmDaemon();
-  json list = json::parse(*PoolClient(sock_).RoundTrip(R"({"op":"sandbox_list"})"));
-  ASSERT_EQ(list["sandboxes"].size(), 1u) << list.dump() << Log();
-  EXPECT_EQ(list["sandboxes"][0]["id"], id);
-  EXPECT_EQ(list["sandboxes"][0]["state"], "running");
-  EXPECT_EQ(list["sandboxes"][0]["metadata"]["kind"], "vm");
+  json list = Call({{"op", "sandbox_list"}});
+  ASSERT_EQ(list["sandboxes"].size(), 2u) << list.dump() << Log();
+  json info = Call({{"op", "sandbox_inspect"}, {"id", id}});
+  EXPECT_EQ(info["sandbox"]["state"], "running") << info.dump();
+  EXPECT_EQ(info["sandbox"]["metadata"]["kind"], "vm");
+  EXPECT_EQ(Call({{"op", "sandbox_inspect"}, {"id", paused_id}})["sandbox"]["state"], "paused");
   EXPECT_EQ(ProcessStartTime(qemu), qemu_start);
   // The unclaimed VM the killed daemon left was killed by this start's gc.
   EXPECT_FALSE(PathExists(pool_dirs[0]));
@@ -136,6 +167,14 @@ TEST_F(VmLiveTest, CreateExecFilesAndRestartSurvival) {
   auto again = Warmbox({"exec", "--socket", sock_, id, "--", "cat", "/tmp/up.bin"});
   EXPECT_EQ(again.code, 0);
   EXPECT_TRUE(again.out == data) << again.out.size();
+
+  // The paused one, resumed: its main runs on and is logged again.
+  const int logged = LastLogged(paused_id);
+  ASSERT_EQ(Call({{"op", "sandbox_resume"}, {"id", paused_id}})["ok"], true) << Log();
+  EXPECT_TRUE(Eventually([&] { return LastLogged(paused_id) > logged + 2; }, 30000))
+      << "the main's log did not resume" << Log();
+  auto ep = Warmbox({"exec", "--socket", sock_, paused_id, "--", "echo", "ok"});
+  EXPECT_EQ(ep.out, "ok\n") << ep.err;
 
   // pool stop: nothing is left, no QEMU, no dir.
   auto stop = Warmbox({"pool", "stop", "--socket", sock_});

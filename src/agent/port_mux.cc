@@ -47,9 +47,15 @@ bool ServerImpl::OnMuxFrame(uint64_t port_id, const proto::Frame& f) {
       auto port = conns_.find(port_id);
       if (port == conns_.end()) return true;
       const bool pad = port_dec_.strict() || port->second.pending() > 0;
-      ForgetPortHost();
+      HangUpAllChannels();
+      max_channel_ = 0;
+      port_out_of_step_ = false;
       port_dec_.set_strict(true);  // from now on only channel frames
-      const bool was_idle = port->second.pending() == 0;
+      // Frames for channels that are gone (the first may be half-written:
+      // the new host resynchronises on the padding before the q).
+      port->second.out.clear();
+      port->second.out_off = 0;
+      const bool was_idle = true;
       proto::AppendReset(port->second.out, FrameType::kMuxResetDone, f.payload,
                          pad ? proto::kSyncPadBytes : 0);
       WritePortNow(was_idle);
@@ -206,18 +212,10 @@ void ServerImpl::HangUpChannel(uint64_t id) {
   CloseConn(id);
 }
 
-void ServerImpl::ForgetPortHost() {
+void ServerImpl::HangUpAllChannels() {
   std::vector<uint64_t> ids;
   for (const auto& [ch, id] : channels_) ids.push_back(id);
   for (uint64_t id : ids) HangUpChannel(id);
-  max_channel_ = 0;
-  port_out_of_step_ = false;
-  auto port = conns_.find(port_conn_);
-  if (port == conns_.end()) return;
-  // Frames for channels that are gone (the first may be half-written: the
-  // next host resynchronises on the pad before its q).
-  port->second.out.clear();
-  port->second.out_off = 0;
 }
 
 void ServerImpl::WritePortNow(bool was_idle) {

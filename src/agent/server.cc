@@ -304,13 +304,16 @@ void ServerImpl::OnPortReadable(uint64_t id) {
     if (n < 0 && errno == EINTR) continue;
     if (n == 0 && port_dec_.strict()) {
       // 0: no host is connected. Once the port carries channels, its one
-      // host is a bridge that stays for the VM's life, so this is that
-      // host gone (its daemon killed): its channels go now, and a frame it
-      // left half-written is dropped rather than completed by the next
-      // host's bytes (which resynchronise the stream anyway: kSyncPadBytes
-      // and Q). Idempotent: 0 comes again on every read until a host is back.
-      ForgetPortHost();
-      port_dec_.Reset();
+      // host is a bridge that stays for the VM's life, so this is that host
+      // gone (its daemon killed): its channels are hung up now, as a
+      // socket's EOF would. (Only that: the highest channel stays, so the
+      // rest of a Y it left half-written is dropped as a closed channel's
+      // late bytes once the next host's padding completes it; and what is
+      // queued or buffered may already be the next host's, whose bytes can
+      // reach the guest before it hears that the old one left: QEMU reports
+      // both on the control queue, data comes on the port's own. Nothing is
+      // written meanwhile: the port does not take writes without a host.)
+      HangUpAllChannels();
       return;
     }
     if (n <= 0) return;

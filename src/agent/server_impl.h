@@ -213,11 +213,9 @@ class ServerImpl : public Server {
   void PumpChannels();
   // The host's Z: a hang-up, as EOF on a socket connection.
   void HangUpChannel(uint64_t conn_id);
-  // The host that had channels is gone (a Q from a new host, or the port's
-  // host hung up): every channel is hung up, and what was queued for it is
-  // dropped. (On a hang-up, the caller also drops the half frame it may
-  // have left in port_dec_; after a Q, what is buffered is the new host's.)
-  void ForgetPortHost();
+  // Every channel, hung up (no Z: their host is gone): at a Q, and when
+  // the port's host hangs up.
+  void HangUpAllChannels();
   // Writes what the port has queued, if nothing was queued before (else
   // EPOLLOUT will).
   void WritePortNow(bool was_idle);

@@ -55,6 +55,16 @@ Result<void> VmSandbox::Pause(bool paused) {
     return Fail(ErrorCode::kFailedPrecondition, "pause", id_, "the VM is not running");
   Qmp q = WB_TRY(Qmp::Connect(dir_ + "/qmp.sock", 5000));
   WB_TRY(q.Execute(paused ? "stop" : "cont"));
+  if (!paused && adopted_) {
+    // Taken over while paused: the guest could not answer the bridge's
+    // reset then (the registry left it for now); it can now.
+    bool serving;
+    {
+      std::lock_guard<std::mutex> lock(bridge_mu_);
+      serving = bridge_ && bridge_->alive();
+    }
+    if (!serving) return ServeLive();
+  }
   return Ok();
 }
 

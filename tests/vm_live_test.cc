@@ -4,7 +4,9 @@
 // daemon on the same state dir takes the VM over (QEMU keeps running; a new
 // bridge resynchronises the port) and the counter still advances; the VM
 // the killed daemon had not handed out is gone after that start; `pool
-// stop` leaves no QEMU and no dir. One boot per daemon start (TCG is slow).
+// stop` leaves no QEMU and no dir. A paused VM is resumed after the
+// restart, and `pool stop --keep-sandboxes` hands both to a third daemon.
+// One boot per daemon start besides the two sandboxes (TCG is slow).
 #include <gtest/gtest.h>
 #include <signal.h>
 
@@ -175,6 +177,18 @@ TEST_F(VmLiveTest, CreateExecFilesAndRestartSurvival) {
       << "the main's log did not resume" << Log();
   auto ep = Warmbox({"exec", "--socket", sock_, paused_id, "--", "echo", "ok"});
   EXPECT_EQ(ep.out, "ok\n") << ep.err;
+
+  // pool stop --keep-sandboxes leaves both to the next daemon, which takes
+  // them over (a clean hand-over: the old bridge ends, the new one resets).
+  auto keep = Warmbox({"pool", "stop", "--socket", sock_, "--keep-sandboxes"});
+  EXPECT_EQ(keep.code, 0) << keep.err;
+  ASSERT_TRUE(daemon_.Wait().ok());
+  EXPECT_EQ(ProcessStartTime(qemu), qemu_start);
+  StartVmDaemon();
+  EXPECT_EQ(Call({{"op", "sandbox_list"}})["sandboxes"].size(), 2u) << Log();
+  const int kept = Counter(id);
+  EXPECT_GE(kept, after) << Log();
+  EXPECT_TRUE(Eventually([&] { return Counter(id) > kept; }, 30000)) << Log();
 
   // pool stop: nothing is left, no QEMU, no dir.
   auto stop = Warmbox({"pool", "stop", "--socket", sock_});

@@ -34,7 +34,8 @@ enum class UidUser {
   kLiveTest,
   kPythonLiveTest,  // clients/python/tests/test_sandbox.py
   kHttpLiveTest,    // tests/http/test_http_live.py
-  kE2bSdkTest,      // tests/e2b/daemon.mjs (the E2B SDK's tests)
+  kVmLiveTest,
+  kE2bSdkTest,  // tests/e2b/daemon.mjs (the E2B SDK's tests)
   kCount_,
 };
 
@@ -69,6 +70,7 @@ inline constexpr std::array<UidRange, static_cast<size_t>(UidUser::kCount_)> kUi
     {UidUser::kLiveTest, "live_test", 1720000000, kRangeIds},
     {UidUser::kPythonLiveTest, "python_client_test (test_sandbox.py)", 1730000000, kRangeIds},
     {UidUser::kHttpLiveTest, "http_live_api_test", 1740000000, kRangeIds},
+    {UidUser::kVmLiveTest, "vm_live_test", 1750000000, kRangeIds},
     {UidUser::kE2bSdkTest, "e2b_sdk_test", 1760000000, kRangeIds},
 }};
 

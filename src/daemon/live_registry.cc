@@ -124,6 +124,9 @@ struct LiveRegistry::Entry {
   uint64_t next_follower = 0;
   // Readable when the sandbox's host process dies on its own (WatchLiveness).
   std::shared_ptr<asio::posix::stream_descriptor> liveness;
+  // An adopted vm sandbox that was paused: its channels (and so the main's
+  // attachment) are served once it is resumed.
+  bool attach_main_on_resume = false;
 };
 
 LiveRegistry::LiveRegistry(asio::io_context& io, pool::PoolRegistry& pools, ImagePuller& puller,
@@ -768,6 +771,10 @@ asio::awaitable<Result<void>> LiveRegistry::SetPaused(EntryPtr e, bool paused) {
   e->state = paused ? LiveState::kPaused : LiveState::kRunning;
   e->rec.state = paused ? "paused" : "running";
   Persist(*e);
+  if (!paused && e->attach_main_on_resume) {
+    e->attach_main_on_resume = false;
+    ReattachMain(e);
+  }
   co_return Ok();
 }
 
@@ -793,6 +800,22 @@ asio::awaitable<Result<std::unique_ptr<pool::AgentConn>>> LiveRegistry::Connect(
 }
 
 // --- restart survival ------------------------------------------------------------
+
+void LiveRegistry::ReattachMain(const EntryPtr& e) {
+  if (!e->rec.main_pid || e->rec.main_exit_code) return;
+  asio::co_spawn(
+      io_,
+      [this, e]() -> asio::awaitable<void> {
+        auto c = co_await AttachMain(e);
+        if (!c.ok()) {
+          spdlog::warn("live sandbox {}: re-attach to its main: {}", e->rec.id,
+                       c.error().ToString());
+          co_return;
+        }
+        co_await FollowMain(e, *c);
+      },
+      asio::detached);
+}
 
 void LiveRegistry::AdoptAll() {
   const std::string base = SandboxesDir(opts_.state_dir);
@@ -824,6 +847,20 @@ void LiveRegistry::AdoptAll() {
                    sb.error().ToString());
       continue;
     }
+    const bool bridged = (*sb)->live_endpoint().socket_path != (*sb)->endpoint().socket_path;
+    const bool paused = rec->state == "paused";
+    if (bridged && !paused) {
+      // A vm sandbox: a new bridge on its port (live.sock), which
+      // resynchronises the port after the dead daemon's bridge (proto/mux.h).
+      // Here, before the socket serves, so that no operation finds it
+      // missing; bounded (10 s). A failure leaves the sandbox listed (and
+      // killable); its operations fail until it is killed. (A paused VM
+      // cannot answer: its bridge starts when it is resumed, VmSandbox::Pause.)
+      if (auto served = (*sb)->ServeLive(); !served.ok()) {
+        spdlog::warn("live sandbox {}: its channels cannot be served: {}", rec->id,
+                     served.error().ToString());
+      }
+    }
     auto e = std::make_shared<Entry>(io_);
     e->sb = std::shared_ptr<Sandbox>(std::move(*sb));
     e->dir = dir;
@@ -833,19 +870,10 @@ void LiveRegistry::AdoptAll() {
     live_[e->rec.id] = e;
     ArmTimer(e);
     WatchLiveness(e);
-    if (e->rec.main_pid && !e->rec.main_exit_code) {
-      asio::co_spawn(
-          io_,
-          [this, e]() -> asio::awaitable<void> {
-            auto c = co_await AttachMain(e);
-            if (!c.ok()) {
-              spdlog::warn("live sandbox {}: re-attach to its main: {}", e->rec.id,
-                           c.error().ToString());
-              co_return;
-            }
-            co_await FollowMain(e, *c);
-          },
-          asio::detached);
+    if (bridged && paused) {
+      e->attach_main_on_resume = true;
+    } else {
+      ReattachMain(e);
     }
     spdlog::info("live sandbox {} taken over (sandbox {}, pid {})", e->rec.id, e->rec.sandbox,
                  e->rec.host_pid);

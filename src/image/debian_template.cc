@@ -57,6 +57,10 @@ std::string TemplateSpec::Key() const {
 Result<TemplateSpec> PlanTemplate(const std::string& name, const std::string& suite,
                                   const std::vector<std::string>& extra) {
   WB_RETURN_IF_ERROR(ImageStore::ValidateName(name));
+  // A stored image of that name would replace the built-in one everywhere.
+  if (name == kDefaultImage)
+    return Fail(ErrorCode::kInvalidArgument, "template", name,
+                "is the built-in default image's name; choose another");
   if (suite.empty() || suite.find_first_of(" \t\n/") != std::string::npos)
     return Fail(ErrorCode::kInvalidArgument, "template " + name, suite, "not a release codename");
   std::set<std::string> all(std::begin(kTemplatePackages), std::end(kTemplatePackages));

@@ -58,6 +58,7 @@ TEST(DebianTemplateTest, SpecIsDefaultsPlusExtraSortedAndKeyed) {
   EXPECT_NE(a->Key(), s->Key());
   EXPECT_NE(PlanTemplate("base", "trixie", {})->Key(), s->Key());
   EXPECT_FALSE(PlanTemplate("--help", "bookworm", {}).ok());
+  EXPECT_FALSE(PlanTemplate("busybox", "bookworm", {}).ok());
   EXPECT_FALSE(PlanTemplate("base", "bookworm", {"BAD"}).ok());
   EXPECT_FALSE(PlanTemplate("base", "", {}).ok());
 }

@@ -147,19 +147,27 @@ TEST_F(TemplateTest, ErrorsNameTheTemplateAndTheCommand) {
 TEST_F(TemplateTest, DaemonBuildsBaseOnFirstUseOnce) {
   daemon_env_ = {CacheEnv()};
   StartDaemon({"--size", "1"});
-  // Two creates at once: one build, both get a sandbox of it. Live sandboxes
-  // take their default user and cwd from the request (as E2B's control plane
-  // gives them, from the image config), not from the image.
-  wb::testing::ProcResult a, b;
-  auto create = [&](wb::testing::ProcResult& r) {
-    r = RunProcess(Cli({"sandbox", "create", "--socket", sock_, "--image", "base", "--no-main",
-                        "-u", "user", "-w", "/home/user"}));
+  // Two creates and a pool run at once: one build, each gets a sandbox of it.
+  // Live sandboxes take their default user and cwd from the request (as
+  // E2B's control plane gives them, from the image config); a pool run takes
+  // the image config's.
+  wb::testing::ProcResult a, b, r;
+  auto create = [&](wb::testing::ProcResult& out) {
+    out = RunProcess(Cli({"sandbox", "create", "--socket", sock_, "--image", "base", "--no-main",
+                          "-u", "user", "-w", "/home/user"}));
   };
   std::thread ta(create, std::ref(a)), tb(create, std::ref(b));
+  std::thread tr([&] {
+    r = RunProcess(Cli(
+        {"pool", "run", "--socket", sock_, "--image", "base", "--", "sh", "-c", "id -un; pwd"}));
+  });
   ta.join();
   tb.join();
+  tr.join();
   ASSERT_EQ(a.code, 0) << a.err << Log();
   ASSERT_EQ(b.code, 0) << b.err << Log();
+  EXPECT_EQ(r.code, 0) << r.err << Log();
+  EXPECT_EQ(r.out, "user\n/home/user\n");
   std::string id(Trim(a.out));
   auto ex = RunProcess(Cli({"exec", "--socket", sock_, id, "--", "bash", "-c", kCheckScript}));
   ASSERT_EQ(ex.code, 0) << ex.err << ex.out;

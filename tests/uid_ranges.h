@@ -36,6 +36,7 @@ enum class UidUser {
   kHttpLiveTest,    // tests/http/test_http_live.py
   kVmLiveTest,
   kE2bSdkTest,  // tests/e2b/daemon.mjs (the E2B SDK's tests)
+  kTemplateTest,
   kCount_,
 };
 
@@ -72,6 +73,7 @@ inline constexpr std::array<UidRange, static_cast<size_t>(UidUser::kCount_)> kUi
     {UidUser::kHttpLiveTest, "http_live_api_test", 1740000000, kRangeIds},
     {UidUser::kVmLiveTest, "vm_live_test", 1750000000, kRangeIds},
     {UidUser::kE2bSdkTest, "e2b_sdk_test", 1760000000, kRangeIds},
+    {UidUser::kTemplateTest, "template_test", 1770000000, kRangeIds},
 }};
 
 // The first host uid of u's range.

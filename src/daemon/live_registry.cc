@@ -318,7 +318,8 @@ asio::awaitable<Result<LiveInfo>> LiveRegistry::Create(LiveCreateRequest req) {
     auto pulled = co_await puller_.Pull(image);
     if (!pulled.ok()) {
       co_return Fail(ErrorCode::kNotFound, "no image", image,
-                     "no such image, and pulling it failed: " + pulled.error().ToString());
+                     "no such image, and " + ImagePuller::HowMissing(image) +
+                         " failed: " + pulled.error().ToString());
     }
   }
   const std::string resolved = rt.store.Resolve(image);

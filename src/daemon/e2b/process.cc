@@ -506,6 +506,22 @@ struct Svc {
     co_return std::move(*conn);
   }
 
+  // An agent connection whose first frame (E or A) was answered S.
+  asio::awaitable<Result<std::unique_ptr<pool::AgentConn>>> Begin(FrameType type,
+                                                                  std::string_view payload,
+                                                                  const char* what,
+                                                                  proto::Started* started) {
+    auto conn = co_await Open(type, payload);
+    if (!conn.ok()) co_return conn.error();
+    auto f = co_await (*conn)->ReadFrame();
+    if (!f.ok()) co_return f.error().WithCode(ErrorCode::kUnavailable);
+    if (f->type != FrameType::kStarted) co_return AgentError(*f, what);
+    auto s = proto::ParseStarted(f->payload);
+    if (!s.ok()) co_return s.error().WithCode(ErrorCode::kUnavailable);
+    *started = *s;
+    co_return std::move(*conn);
+  }
+
   asio::awaitable<Result<std::vector<proto::ProcessInfo>>> Processes() {
     auto conn = co_await Open(FrameType::kList, "");
     if (!conn.ok()) co_return conn.error();
@@ -554,12 +570,10 @@ struct Svc {
     a.pid = pid;
     a.from = -1;
     const std::string payload = proto::ToJson(a);
-    auto conn = co_await Open(FrameType::kAttach, payload);
+    proto::Started started;
+    auto conn = co_await Begin(FrameType::kAttach, payload, what, &started);
     if (!conn.ok()) co_return conn.error();
     pool::AgentConn& c = **conn;
-    auto f = co_await c.ReadFrame();
-    if (!f.ok()) co_return f.error().WithCode(ErrorCode::kUnavailable);
-    if (f->type != FrameType::kStarted) co_return AgentError(*f, what);
     Result<void> sent = Ok();
     Result<void> answer = Ok();
     auto send = [&]() -> asio::awaitable<void> {
@@ -786,24 +800,14 @@ struct Svc {
     if (!h.ok()) co_return co_await End(out, h.error());
     proto::ExecRequest x = StartExec(*r, call.user, call.sandbox.cwd, h->timeout_ms);
     const std::string payload = proto::ToJson(x);
-    auto conn = co_await Open(FrameType::kExec, payload);
-    if (!conn.ok()) co_return co_await End(out, conn.error());
-    auto f = co_await (*conn)->ReadFrame();
-    if (!f.ok()) {
-      const Error e = f.error().WithCode(ErrorCode::kUnavailable);
-      co_return co_await End(out, e);
-    }
-    if (f->type != FrameType::kStarted) {
-      const Error e = AgentError(*f, "start");
+    proto::Started started;
+    auto conn = co_await Begin(FrameType::kExec, payload, "start", &started);
+    if (!conn.ok()) {
+      const Error e = conn.error();
       co_return co_await End(out, e, StartErrorCode(e));
     }
-    auto started = proto::ParseStarted(f->payload);
-    if (!started.ok()) {
-      const Error e = started.error().WithCode(ErrorCode::kUnavailable);
-      co_return co_await End(out, e);
-    }
     // The first event at once: the SDK's handshake waits for it.
-    const std::string first = StartEventJson(started->pid);
+    const std::string first = StartEventJson(started.pid);
     if (!co_await out.Send(first)) co_return false;
     co_return co_await Relay(**conn, out, x.tty, h->interval, 0);
   }
@@ -824,17 +828,9 @@ struct Svc {
     a.pid = info->pid;
     a.from = -1;  // envd replays nothing: only new output
     const std::string payload = proto::ToJson(a);
-    auto conn = co_await Open(FrameType::kAttach, payload);
+    proto::Started started;
+    auto conn = co_await Begin(FrameType::kAttach, payload, "connect", &started);
     if (!conn.ok()) co_return co_await End(out, conn.error());
-    auto f = co_await (*conn)->ReadFrame();
-    if (!f.ok()) {
-      const Error e = f.error().WithCode(ErrorCode::kUnavailable);
-      co_return co_await End(out, e);
-    }
-    if (f->type != FrameType::kStarted) {
-      const Error e = AgentError(*f, "connect");
-      co_return co_await End(out, e, StartErrorCode(e));
-    }
     const std::string first = StartEventJson(info->pid);
     if (!co_await out.Send(first)) co_return false;
     co_return co_await Relay(**conn, out, info->tty, h->interval, h->timeout_ms);

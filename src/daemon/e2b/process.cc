@@ -18,6 +18,7 @@
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/this_coro.hpp>
 #include <boost/asio/use_awaitable.hpp>
+#include <boost/asio/write.hpp>
 #include <boost/beast/http.hpp>
 #include <limits>
 #include <nlohmann/json.hpp>
@@ -436,6 +437,11 @@ std::optional<std::string_view> Header(const Request& req, std::string_view name
   return std::string_view(it->value().data(), it->value().size());
 }
 
+// (Built outside the coroutines: GCC 12 miscompiles braced lists of string
+// literals in a coroutine.)
+std::vector<proto::Frame> CloseFrames() { return {proto::Frame{FrameType::kStdinClose, ""}}; }
+HttpHeaders OneHeader(http::field f, const std::string& value) { return {{f, value}}; }
+
 // One writer at a time on a Connect stream: the relay's events and the
 // keepalives come from two coroutines, and two writes interleaved would
 // corrupt the chunks. The event loop is one thread; this only orders them.
@@ -557,45 +563,52 @@ struct Svc {
     co_return p->pid;
   }
 
-  // Attaches to pid (only output from now on) and sends frames, then H.
-  // The agent handles one connection's frames in order and answers H with h,
-  // so h means every frame before it was taken: stdin bytes are in the
-  // process's stdin buffer, ahead of anything a later call sends (a
-  // CloseStdin right after a SendInput cannot overtake it). Output that
-  // arrives meanwhile is read and dropped, so the attachment never holds
-  // the process back.
+  // Attaches to pid (only output from now on) and sends frames, then H,
+  // all in one write. The agent handles one connection's frames in order and
+  // answers H with h (docs/protocol.md, "Barrier"), so h means every frame
+  // before it was taken: stdin bytes are in the process's stdin buffer,
+  // ahead of anything a later call sends (a CloseStdin right after a
+  // SendInput cannot overtake it). One write, so that the agent reads the
+  // frames together and answers S and h in one turn of its loop: an X (the
+  // process ended) then comes before h only when the process had ended
+  // before the frames were taken, never because it ended right after
+  // taking them. Output that arrives meanwhile is read and dropped, so the
+  // attachment never holds the process back.
   asio::awaitable<Result<void>> Barrier(int64_t pid, const std::vector<proto::Frame>& frames,
                                         const char* what) {
     proto::AttachRequest a;
     a.pid = pid;
     a.from = -1;
-    const std::string payload = proto::ToJson(a);
-    proto::Started started;
-    auto conn = co_await Begin(FrameType::kAttach, payload, what, &started);
+    std::string bytes = proto::EncodeFrame(FrameType::kAttach, proto::ToJson(a));
+    for (const auto& fr : frames) proto::AppendFrame(bytes, fr.type, fr.payload);
+    proto::AppendFrame(bytes, FrameType::kHeartbeat, "");
+    auto conn = co_await call.live.Connect(call.sandbox.id);
     if (!conn.ok()) co_return conn.error();
     pool::AgentConn& c = **conn;
-    Result<void> sent = Ok();
+    error_code wrote;
     Result<void> answer = Ok();
     auto send = [&]() -> asio::awaitable<void> {
-      // A failed write (the agent closed: the process has exited) leaves
-      // the answer to the reader, which sees why.
-      for (const auto& fr : frames) {
-        sent = co_await c.Send(fr.type, fr.payload);
-        if (!sent.ok()) break;
-      }
-      if (sent.ok()) sent = co_await c.Send(FrameType::kHeartbeat, "");
+      // A failed write (the agent closed) leaves the answer to the reader,
+      // which sees why.
+      co_await asio::async_write(c.socket(), asio::buffer(bytes),
+                                 redirect_error(use_awaitable, wrote));
       co_await Forever();
     };
     auto read = [&]() -> asio::awaitable<void> {
+      bool started = false;
       for (;;) {
         auto r = co_await c.ReadFrame();
         if (!r.ok()) {
           answer = r.error().WithCode(ErrorCode::kUnavailable);
           co_return;
         }
-        if (r->type == FrameType::kStdout || r->type == FrameType::kStderr) continue;
-        if (r->type == FrameType::kHeartbeatReply) co_return;
-        if (r->type == FrameType::kExit) {
+        if (!started && r->type == FrameType::kStarted) {
+          started = true;
+          continue;
+        }
+        if (started && (r->type == FrameType::kStdout || r->type == FrameType::kStderr)) continue;
+        if (started && r->type == FrameType::kHeartbeatReply) co_return;
+        if (started && r->type == FrameType::kExit) {
           answer =
               wb::Fail(ErrorCode::kNotFound, what, std::to_string(pid), "the process has exited");
         } else {
@@ -607,7 +620,7 @@ struct Svc {
     co_await (read() || send());
     c.Close();
     if (!answer.ok()) co_return answer;
-    if (!sent.ok()) co_return sent.error().WithCode(ErrorCode::kUnavailable);
+    if (wrote) co_return wb::Fail(ErrorCode::kUnavailable, "write to agent", "", wrote.message());
     co_return Ok();
   }
 
@@ -639,7 +652,7 @@ struct Svc {
     if (!sel.ok()) co_return co_await Fail(sel.error());
     auto pid = co_await PidOf(*sel);
     if (!pid.ok()) co_return co_await Fail(pid.error());
-    const std::vector<proto::Frame> frames = {proto::Frame{FrameType::kStdinClose, ""}};
+    const std::vector<proto::Frame> frames = CloseFrames();
     auto done = co_await Barrier(*pid, frames, "close stdin");
     if (!done.ok()) co_return co_await Fail(done.error());
     co_return co_await Reply("{}");
@@ -848,7 +861,7 @@ asio::awaitable<bool> ServeProcess(beast::tcp_stream& s, const Request& req,
   Svc svc{s, req, call, req.keep_alive()};
   if (req.method() != http::verb::post) {
     std::string body = ConnectErrorJson("unimplemented", "Connect calls are POSTs");
-    const HttpHeaders allow = {{http::field::allow, "POST"}};
+    const HttpHeaders allow = OneHeader(http::field::allow, "POST");
     co_await SendStringResponse(s, req.version(), false, http::status::method_not_allowed,
                                 std::move(body), "application/json", svc.keep, allow);
     co_return svc.keep;
@@ -864,7 +877,7 @@ asio::awaitable<bool> ServeProcess(beast::tcp_stream& s, const Request& req,
     const std::string msg = "process." + std::string(method) + " takes Content-Type " + want +
                             " (the Connect protocol's JSON codec), not '" + std::string(type) + "'";
     std::string body = ConnectErrorJson("invalid_argument", msg);
-    const HttpHeaders accept = {{http::field::accept_post, want}};
+    const HttpHeaders accept = OneHeader(http::field::accept_post, want);
     co_await SendStringResponse(s, req.version(), false, http::status::unsupported_media_type,
                                 std::move(body), "application/json", svc.keep, accept);
     co_return svc.keep;

@@ -632,6 +632,27 @@ TEST_F(E2bProcessTest, ConnectSeesNewOutputAndInputKeepsItsOrder) {
   EXPECT_EQ(ended.end, a.end);
 }
 
+TEST_F(E2bProcessTest, InputThatEndsTheProcessIsDelivered) {
+  // The process ends as soon as it has the bytes: SendInput and CloseStdin
+  // still succeed (their frames were taken before the end), every time.
+  for (int i = 0; i < 20; ++i) {
+    SCOPED_TRACE(i);
+    auto c = Stream("Start", R"({"process":{"cmd":"head","args":["-c","3"]},"stdin":true})");
+    const int64_t pid = StartPid(*c);
+    auto in = Input(pid, "abc");
+    EXPECT_EQ(in.first, 200u) << in.second;
+    Events ev = Drain(*c);
+    EXPECT_EQ(ev.out, "abc");
+    EXPECT_EQ(ev.end["status"], "exit status 0");
+
+    auto t = Stream("Start", R"({"process":{"cmd":"cat"},"stdin":true})");
+    const int64_t tp = StartPid(*t);
+    auto close = Unary("CloseStdin", Pid(tp));
+    EXPECT_EQ(close.first, 200u) << close.second;
+    EXPECT_EQ(Drain(*t).end["status"], "exit status 0");
+  }
+}
+
 TEST_F(E2bProcessTest, SignalListAndTags) {
   auto sleeper =
       Stream("Start", R"({"process":{"cmd":"sleep","args":["100"],"cwd":"/"},"stdin":false,)"

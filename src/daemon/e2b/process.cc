@@ -457,9 +457,10 @@ class StreamWriter {
     }
     busy_ = true;
   }
-  void Unlock() {
+  // sent: a message went out (the idle time starts again).
+  void Unlock(bool sent = true) {
     busy_ = false;
-    last_ = Clock::now();
+    if (sent) last_ = Clock::now();
     gate_.cancel();
   }
   asio::awaitable<bool> Send(std::string json) {
@@ -469,7 +470,6 @@ class StreamWriter {
     co_return ok;
   }
   Clock::time_point last() const { return last_; }
-  ConnectStream& out() { return out_; }
 
  private:
   ConnectStream& out_;
@@ -495,6 +495,10 @@ struct Svc {
   }
   asio::awaitable<bool> Reply(std::string json) {
     co_return co_await SendUnary(s, req.version(), keep, std::move(json)) && keep;
+  }
+  asio::awaitable<bool> ReplyEmpty() {
+    std::string body = "{}";
+    co_return co_await Reply(std::move(body));
   }
   // The end of a stream with an error (code: its Connect code).
   asio::awaitable<bool> End(ConnectStream& out, Error e, const char* code = nullptr) {
@@ -522,9 +526,9 @@ struct Svc {
     auto f = co_await (*conn)->ReadFrame();
     if (!f.ok()) co_return f.error().WithCode(ErrorCode::kUnavailable);
     if (f->type != FrameType::kStarted) co_return AgentError(*f, what);
-    auto s = proto::ParseStarted(f->payload);
-    if (!s.ok()) co_return s.error().WithCode(ErrorCode::kUnavailable);
-    *started = *s;
+    auto parsed = proto::ParseStarted(f->payload);
+    if (!parsed.ok()) co_return parsed.error().WithCode(ErrorCode::kUnavailable);
+    *started = *parsed;
     co_return std::move(*conn);
   }
 
@@ -644,7 +648,7 @@ struct Svc {
     }
     auto done = co_await Barrier(*pid, frames, "send input");
     if (!done.ok()) co_return co_await Fail(done.error());
-    co_return co_await Reply("{}");
+    co_return co_await ReplyEmpty();
   }
 
   asio::awaitable<bool> CloseStdin() {
@@ -655,7 +659,7 @@ struct Svc {
     const std::vector<proto::Frame> frames = CloseFrames();
     auto done = co_await Barrier(*pid, frames, "close stdin");
     if (!done.ok()) co_return co_await Fail(done.error());
-    co_return co_await Reply("{}");
+    co_return co_await ReplyEmpty();
   }
 
   asio::awaitable<bool> Update() {
@@ -667,7 +671,7 @@ struct Svc {
     if (r->size) frames.push_back(proto::Frame{FrameType::kResize, proto::ToJson(*r->size)});
     auto done = co_await Barrier(*pid, frames, "update");
     if (!done.ok()) co_return co_await Fail(done.error());
-    co_return co_await Reply("{}");
+    co_return co_await ReplyEmpty();
   }
 
   asio::awaitable<bool> SendSignal() {
@@ -690,7 +694,7 @@ struct Svc {
       const Error e = AgentError(*f, "signal");
       co_return co_await Fail(e);
     }
-    co_return co_await Reply("{}");
+    co_return co_await ReplyEmpty();
   }
 
   // --- server streams -------------------------------------------------------------
@@ -749,7 +753,7 @@ struct Svc {
         co_await t.async_wait(redirect_error(use_awaitable, ec));
         co_await w.Lock();
         if (Clock::now() < w.last() + interval) {  // an event went out meanwhile
-          w.Unlock();
+          w.Unlock(false);
           continue;
         }
         const std::string ping = KeepaliveEventJson();

@@ -116,6 +116,9 @@ std::string LiveExitLine(const proto::ExecExit& e);
 const char* LiveErrorKindName(const Error& e);
 // {"error":"...","kind":"..."}: also the last line of a stream that failed.
 std::string LiveErrorLine(const Error& e);
+// The Error of an agent's answer that is not the one expected: an e frame's
+// code and message, an F frame as bad_request; anything else unavailable.
+Error AgentError(const proto::Frame& f, const char* what);
 
 // --- the server side --------------------------------------------------------------
 

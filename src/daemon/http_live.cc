@@ -572,6 +572,8 @@ std::string SandboxListJson(const std::vector<LiveInfo>& infos) {
   return out + "]}";
 }
 
+}  // namespace
+
 // Waits for ever (until cancelled by the || that runs it).
 asio::awaitable<void> Forever() {
   asio::steady_timer t(co_await asio::this_coro::executor, asio::steady_timer::time_point::max());
@@ -606,6 +608,8 @@ Error AgentError(const proto::Frame& f, const char* what) {
   return Fail(ErrorCode::kUnavailable, what, "",
               std::string("unexpected frame '") + static_cast<char>(f.type) + "' from the agent");
 }
+
+namespace {
 
 // Sends data as I frames (then C when close).
 asio::awaitable<Result<void>> SendStdin(pool::AgentConn& conn, std::string_view data, bool close) {

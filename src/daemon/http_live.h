@@ -114,6 +114,17 @@ const char* LiveErrorKindName(const Error& e);
 // {"error":"...","kind":"..."}: also the last line of a stream that failed.
 std::string LiveErrorLine(const Error& e);
 
+// --- shared with the E2B front end (e2b/*.cc) ----------------------------------
+
+// Waits for ever (until cancelled by the || that runs it).
+boost::asio::awaitable<void> Forever();
+// Completes when the HTTP client hangs up (EOF or an error). A pipelined
+// request (readable, not EOF) is left for later: then it waits until cancelled.
+boost::asio::awaitable<void> ClientGone(boost::beast::tcp_stream& s);
+// The Error of an agent's e (or F) frame; anything else is unexpected
+// (unavailable).
+Error AgentError(const proto::Frame& f, const char* what);
+
 // --- the server side --------------------------------------------------------------
 
 class HttpLive {

@@ -17,8 +17,8 @@
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
-#include <nlohmann/json.hpp>
 #include <future>
+#include <nlohmann/json.hpp>
 #include <set>
 #include <thread>
 
@@ -184,7 +184,8 @@ class EnvdFilesTest : public ::testing::Test {
   void SetUp() override {
     ASSERT_TRUE(agent_.Start());
     live_ = std::make_unique<FakeLive>(agent_.sock());
-    acc_ = std::make_unique<tcp::acceptor>(io_, tcp::endpoint(asio::ip::make_address("127.0.0.1"), 0));
+    acc_ =
+        std::make_unique<tcp::acceptor>(io_, tcp::endpoint(asio::ip::make_address("127.0.0.1"), 0));
     port_ = acc_->local_endpoint().port();
     asio::co_spawn(io_, Accept(*acc_, live_.get()), asio::detached);
     work_ = std::make_unique<asio::executor_work_guard<asio::io_context::executor_type>>(
@@ -201,8 +202,8 @@ class EnvdFilesTest : public ::testing::Test {
 
   // One request on its own connection; the whole response.
   Resp Call(http::verb method, const std::string& target, const std::string& body,
-            const std::string& type, const std::vector<std::pair<std::string, std::string>>& hdrs =
-                                         {},
+            const std::string& type,
+            const std::vector<std::pair<std::string, std::string>>& hdrs = {},
             bool chunked = false) {
     asio::io_context cio;
     beast::tcp_stream s(cio);
@@ -552,7 +553,7 @@ TEST_F(EnvdFilesTest, BadUploadsAreRefusedAndLeaveNothing) {
       << r.body;
   EXPECT_EQ(Rpc("Stat", {{"path", dir_ + "/u/cut.txt"}}).status, 404u);
   // Of two files, the second bad: neither is left.
-  std::string two = Multipart("b", {{dir_ + "/u/1", "one"}}) ;
+  std::string two = Multipart("b", {{dir_ + "/u/1", "one"}});
   two = two.substr(0, two.size() - 4) + "\r\nno colon\r\n\r\nx\r\n--b--";
   auto r2 = Call(http::verb::post, "/files", two, "multipart/form-data; boundary=b");
   EXPECT_EQ(r2.status, 400u) << r2.body;

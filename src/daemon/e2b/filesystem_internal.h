@@ -50,8 +50,7 @@ struct StreamHeaders {
 // agent's error (AgentError) or the connection's (unavailable).
 boost::asio::awaitable<Result<std::string>> AgentFileOp(LiveService& live, const std::string& id,
                                                         const proto::FileRequest& fr);
-boost::asio::awaitable<Result<proto::FileStat>> AgentStat(LiveService& live,
-                                                          const std::string& id,
+boost::asio::awaitable<Result<proto::FileStat>> AgentStat(LiveService& live, const std::string& id,
                                                           const std::string& path,
                                                           const std::string& user);
 

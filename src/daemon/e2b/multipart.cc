@@ -77,8 +77,8 @@ Result<std::string> DecodeExtValue(std::string_view v) {
   if (b == std::string_view::npos) return BadBody("Content-Disposition", "bad filename*");
   std::string charset = AsciiLower(v.substr(0, a));
   if (charset != "utf-8" && charset != "us-ascii") {
-    return BadBody("Content-Disposition", "filename* in charset '" + charset +
-                                              "' (only UTF-8 is taken)");
+    return BadBody("Content-Disposition",
+                   "filename* in charset '" + charset + "' (only UTF-8 is taken)");
   }
   std::string out;
   auto hex = [](char c) -> int {
@@ -106,7 +106,8 @@ Result<std::string> DecodeExtValue(std::string_view v) {
 Result<std::string> MultipartBoundary(std::string_view content_type) {
   std::string_view media = Trim(content_type.substr(0, content_type.find(';')));
   if (!StartsWith(AsciiLower(media), "multipart/")) {
-    return BadBody("Content-Type", "expected multipart/form-data, got '" + std::string(media) + "'");
+    return BadBody("Content-Type",
+                   "expected multipart/form-data, got '" + std::string(media) + "'");
   }
   size_t semi = content_type.find(';');
   auto params = ParseParams(
@@ -148,9 +149,8 @@ Result<PartHeaders> ParsePartHeaders(std::string_view block) {
   for (const auto& line : lines) {
     size_t colon = line.find(':');
     if (colon == std::string::npos || colon == 0) {
-      return BadBody("part header",
-                     "not 'Name: value': '" + line.substr(0, std::min<size_t>(line.size(), 80)) +
-                         "'");
+      return BadBody("part header", "not 'Name: value': '" +
+                                        line.substr(0, std::min<size_t>(line.size(), 80)) + "'");
     }
     std::string name = AsciiLower(Trim(std::string_view(line).substr(0, colon)));
     std::string_view value = Trim(std::string_view(line).substr(colon + 1));
@@ -160,9 +160,9 @@ Result<PartHeaders> ParsePartHeaders(std::string_view block) {
       if (disposition) return BadBody("Content-Disposition", "given twice in one part");
       disposition = true;
       size_t semi = value.find(';');
-      auto params = ParseParams(
-          semi == std::string_view::npos ? std::string_view() : value.substr(semi + 1),
-          "Content-Disposition");
+      auto params =
+          ParseParams(semi == std::string_view::npos ? std::string_view() : value.substr(semi + 1),
+                      "Content-Disposition");
       if (!params.ok()) return params.error();
       std::optional<std::string> ext;
       for (auto& [k, v] : *params) {
@@ -295,8 +295,8 @@ Result<void> MultipartParser::Finish() const {
     case State::kBody:
     case State::kHeaders:
     case State::kAfterBoundary:
-      return BadBody("body", "the body ended inside a part: no closing boundary '--" + boundary_ +
-                                 "--'");
+      return BadBody("body",
+                     "the body ended inside a part: no closing boundary '--" + boundary_ + "--'");
     case State::kFailed:
       break;
   }

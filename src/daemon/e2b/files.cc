@@ -61,8 +61,9 @@ std::string HeaderValue(const Request& req, http::field f) {
   return it == req.end() ? std::string() : std::string(it->value());
 }
 
-asio::awaitable<bool> SendEnvdError(beast::tcp_stream& s, unsigned version, bool keep,
-                                    const Error& e) {
+// (The error by value: callers pass temporaries, which GCC 12 mishandles as
+// coroutine reference parameters.)
+asio::awaitable<bool> SendEnvdError(beast::tcp_stream& s, unsigned version, bool keep, Error e) {
   const unsigned status = EnvdHttpStatus(e);
   co_await SendStringResponse(s, version, false, static_cast<http::status>(status),
                               EnvdHttpErrorJson(status, e.ToString()), kJson, keep);
@@ -389,7 +390,7 @@ asio::awaitable<bool> UploadFiles(beast::tcp_stream& s, beast::flat_buffer& buf,
   const bool body_pending = !parser.is_done();
   // Refused before the body is read: answered, then the connection closes
   // without keeping what the client still sends.
-  auto refuse = [&](const Error& e) -> asio::awaitable<bool> {
+  auto refuse = [&](Error e) -> asio::awaitable<bool> {
     const bool keep = !body_pending && head.keep_alive();
     co_await SendEnvdError(s, v, keep, e);
     if (!keep) {

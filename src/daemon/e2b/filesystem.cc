@@ -249,7 +249,9 @@ struct Ctx {
   const EnvdCall& call;
   bool keep;
 
-  asio::awaitable<bool> Err(const Error& e) {
+  // (By value: callers pass temporaries, which GCC 12 mishandles as
+  // coroutine reference parameters.)
+  asio::awaitable<bool> Err(Error e) {
     const std::string code = FsConnectCode(e);
     const std::string message = e.ToString();
     co_return co_await SendConnectError(s, req.version(), keep, code, message) && keep;
@@ -472,7 +474,7 @@ struct Ctx {
     co_return finished&& keep;
   }
 
-  asio::awaitable<bool> End(ConnectStream& out, const Error& e) {
+  asio::awaitable<bool> End(ConnectStream& out, Error e) {
     const std::string code = FsConnectCode(e);
     const std::string message = e.ToString();
     bool ok = co_await out.End(std::string_view(code), message);

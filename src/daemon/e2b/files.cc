@@ -109,25 +109,14 @@ asio::awaitable<bool> Download(beast::tcp_stream& s, const Request& req, const E
   fr.op = "read";
   fr.user = FilesUser(*query, call);
   fr.path = FilePath(*path, fr.user);
-  auto conn = co_await call.live.Connect(call.sandbox.id);
-  if (!conn.ok()) co_return co_await SendEnvdError(s, req.version(), keep, conn.error());
-  const std::string payload = proto::ToJson(fr);
-  auto sent = co_await (*conn)->Send(proto::FrameType::kFile, payload);
-  if (!sent.ok()) {
-    const Error e = sent.error().WithCode(ErrorCode::kUnavailable);
-    co_return co_await SendEnvdError(s, req.version(), keep, e);
-  }
-  auto f = co_await (*conn)->ReadFrame();
-  if (!f.ok()) {
-    const Error e = f.error().WithCode(ErrorCode::kUnavailable);
-    co_return co_await SendEnvdError(s, req.version(), keep, e);
-  }
-  if (f->type != proto::FrameType::kFileReply) {
-    Error e = AgentError(*f, "read");
+  auto op = co_await OpenAgentFileOp(call.live, call.sandbox.id, fr);
+  if (!op.ok()) {
+    Error e = op.error();
     // envd: a directory (or anything not a regular file) is 400.
     if (e.code == ErrorCode::kFailedPrecondition) e = e.WithCode(ErrorCode::kInvalidArgument);
-    co_return co_await SendEnvdError(s, req.version(), keep, e);
+    co_return co_await SendEnvdError(s, req.version(), keep, std::move(e));
   }
+  pool::AgentConn& conn = *op->conn;
   http::response<http::empty_body> res{http::status::ok, req.version()};
   res.set(http::field::content_type, "application/octet-stream");
   res.set(http::field::cache_control, "no-store");
@@ -140,7 +129,7 @@ asio::awaitable<bool> Download(beast::tcp_stream& s, const Request& req, const E
   s.expires_never();
   if (ec) co_return false;
   for (;;) {
-    auto d = co_await (*conn)->ReadFrame();
+    auto d = co_await conn.ReadFrame();
     // A read that fails mid-way ends without the last chunk: the client
     // sees the body cut, and the connection is closed.
     if (!d.ok()) co_return false;

@@ -27,6 +27,7 @@
 #include "daemon/e2b/connect.h"
 #include "daemon/e2b/envd.h"
 #include "daemon/e2b/filesystem_internal.h"
+#include "daemon/e2b/gzip_test_util.h"
 #include "daemon/http_api.h"
 #include "tests/assert_ok.h"
 
@@ -150,19 +151,7 @@ struct Resp {
   json Json() const { return json::parse(body, nullptr, false); }
 };
 
-std::string Gzip(const std::string& data) {
-  z_stream z{};
-  EXPECT_EQ(deflateInit2(&z, 6, Z_DEFLATED, 16 + MAX_WBITS, 8, Z_DEFAULT_STRATEGY), Z_OK);
-  std::string out(deflateBound(&z, data.size()) + 64, '\0');
-  z.next_in = reinterpret_cast<Bytef*>(const_cast<char*>(data.data()));
-  z.avail_in = static_cast<uInt>(data.size());
-  z.next_out = reinterpret_cast<Bytef*>(out.data());
-  z.avail_out = static_cast<uInt>(out.size());
-  EXPECT_EQ(deflate(&z, Z_FINISH), Z_STREAM_END);
-  out.resize(z.total_out);
-  deflateEnd(&z);
-  return out;
-}
+std::string Gzip(const std::string& data) { return GzipForTest(data); }
 
 struct FilePart {
   std::string filename;

@@ -36,8 +36,8 @@ using Clock = std::chrono::steady_clock;
 
 // --- agent file operations ----------------------------------------------------------
 
-asio::awaitable<Result<std::string>> AgentFileOp(LiveService& live, const std::string& id,
-                                                 const proto::FileRequest& fr) {
+asio::awaitable<Result<AgentFileConn>> OpenAgentFileOp(LiveService& live, const std::string& id,
+                                                       const proto::FileRequest& fr) {
   auto conn = co_await live.Connect(id);
   if (!conn.ok()) co_return conn.error();
   const std::string payload = proto::ToJson(fr);
@@ -46,7 +46,15 @@ asio::awaitable<Result<std::string>> AgentFileOp(LiveService& live, const std::s
   auto f = co_await (*conn)->ReadFrame();
   if (!f.ok()) co_return f.error().WithCode(ErrorCode::kUnavailable);
   if (f->type != proto::FrameType::kFileReply) co_return AgentError(*f, fr.op.c_str());
-  co_return std::move(f->payload);
+  co_return AgentFileConn{std::move(*conn), std::move(f->payload)};
+}
+
+asio::awaitable<Result<std::string>> AgentFileOp(LiveService& live, const std::string& id,
+                                                 const proto::FileRequest& fr) {
+  auto op = co_await OpenAgentFileOp(live, id, fr);
+  if (!op.ok()) co_return op.error();
+  op->conn->Close();
+  co_return std::move(op->reply);
 }
 
 asio::awaitable<Result<proto::FileStat>> AgentStat(LiveService& live, const std::string& id,
@@ -90,15 +98,9 @@ asio::awaitable<Result<std::unique_ptr<pool::AgentConn>>> OpenWatch(LiveService&
   fr.path = path;
   fr.user = user;
   fr.recursive = recursive;
-  auto conn = co_await live.Connect(id);
-  if (!conn.ok()) co_return conn.error();
-  const std::string payload = proto::ToJson(fr);
-  auto sent = co_await (*conn)->Send(proto::FrameType::kFile, payload);
-  if (!sent.ok()) co_return sent.error().WithCode(ErrorCode::kUnavailable);
-  auto f = co_await (*conn)->ReadFrame();
-  if (!f.ok()) co_return f.error().WithCode(ErrorCode::kUnavailable);
-  if (f->type != proto::FrameType::kFileReply) co_return AgentError(*f, "watch");
-  co_return std::move(*conn);
+  auto op = co_await OpenAgentFileOp(live, id, fr);
+  if (!op.ok()) co_return op.error();
+  co_return std::move(op->conn);
 }
 
 struct WatchSpec {

@@ -5,6 +5,7 @@
 #include <boost/asio/awaitable.hpp>
 #include <chrono>
 #include <cstddef>
+#include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -46,6 +47,15 @@ struct StreamHeaders {
 [[nodiscard]] Result<StreamHeaders> ParseStreamHeaders(std::optional<std::string_view> timeout_ms,
                                                        std::optional<std::string_view> keepalive_s);
 
+// An agent file operation started: the L sent, the l read (its payload),
+// the connection open for what follows (a read's O frames, a watch's V).
+struct AgentFileConn {
+  std::unique_ptr<pool::AgentConn> conn;
+  std::string reply;
+};
+boost::asio::awaitable<Result<AgentFileConn>> OpenAgentFileOp(LiveService& live,
+                                                              const std::string& id,
+                                                              const proto::FileRequest& fr);
 // One agent file operation (an L, its l): the reply's payload, or the
 // agent's error (AgentError) or the connection's (unavailable).
 boost::asio::awaitable<Result<std::string>> AgentFileOp(LiveService& live, const std::string& id,

@@ -7,6 +7,7 @@
 #include "base/json.h"
 #include "base/strings.h"
 #include "daemon/e2b/connect.h"
+#include "daemon/http_live.h"
 
 namespace wb::daemon::e2b {
 
@@ -206,30 +207,17 @@ std::string FsConnectCode(const Error& e) {
 
 unsigned EnvdHttpStatus(const Error& e) {
   if (IsUnknownUser(e)) return 401;
+  // warmbox's HTTP statuses (HttpStatusForCode) but where envd differs.
   switch (e.code) {
-    case ErrorCode::kInvalidArgument:
     case ErrorCode::kFailedPrecondition:
       return 400;
-    case ErrorCode::kPermissionDenied:
-      return 403;
-    case ErrorCode::kNotFound:
-      return 404;
-    case ErrorCode::kAlreadyExists:
-      return 409;
-    case ErrorCode::kBusy:
-      return 429;
-    case ErrorCode::kUnavailable:
     case ErrorCode::kDraining:
       return 502;
-    case ErrorCode::kDeadlineExceeded:
-      return 504;
-    case ErrorCode::kResourceExhausted:
-      return 507;
     case ErrorCode::kCancelled:
-    case ErrorCode::kInternal:
-      break;
+      return 500;
+    default:
+      return HttpStatusForCode(e.code);
   }
-  return 500;
 }
 
 std::string EnvdHttpErrorJson(unsigned status, std::string_view message) {

@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 #include <zlib.h>
 
+#include "daemon/e2b/gzip_test_util.h"
 #include "tests/assert_ok.h"
 
 namespace wb::daemon::e2b {
@@ -155,19 +156,7 @@ TEST(MultipartTest, TooManyParts) {
   EXPECT_NE(r.error().ToString().find("more than 1000 parts"), std::string::npos);
 }
 
-std::string Gzip(const std::string& data) {
-  z_stream z{};
-  EXPECT_EQ(deflateInit2(&z, 6, Z_DEFLATED, 16 + MAX_WBITS, 8, Z_DEFAULT_STRATEGY), Z_OK);
-  std::string out(deflateBound(&z, data.size()) + 64, '\0');
-  z.next_in = reinterpret_cast<Bytef*>(const_cast<char*>(data.data()));
-  z.avail_in = static_cast<uInt>(data.size());
-  z.next_out = reinterpret_cast<Bytef*>(out.data());
-  z.avail_out = static_cast<uInt>(out.size());
-  EXPECT_EQ(deflate(&z, Z_FINISH), Z_STREAM_END);
-  out.resize(z.total_out);
-  deflateEnd(&z);
-  return out;
-}
+std::string Gzip(const std::string& data) { return GzipForTest(data); }
 
 Result<std::string> Gunzip(const std::string& gz, size_t step) {
   GzipInflater g;

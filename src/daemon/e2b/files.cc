@@ -188,7 +188,6 @@ struct Upload {
   std::deque<PendingWrite> open;  // uncommitted, oldest first
   std::optional<PendingWrite> raw;
   PendingWrite* current = nullptr;  // the part being written (nullptr: skipped)
-  bool in_part = false;
   std::set<std::string> paths;
   std::vector<WrittenFile> written;
   size_t file_parts = 0;
@@ -250,7 +249,6 @@ struct Upload {
     if (!fed.ok()) co_return fed.error();
     for (auto& ev : events) {
       if (ev.kind == MultipartParser::Event::kBegin) {
-        in_part = true;
         current = nullptr;
         // As envd: only the parts named "file" are files.
         if (ev.part.name != "file") continue;
@@ -275,7 +273,6 @@ struct Upload {
         continue;
       }
       // kEnd: the file is complete; commit the oldest when too many wait.
-      in_part = false;
       current = nullptr;
       while (open.size() > kMaxOpenWrites) {
         auto r = co_await Commit(open.front());

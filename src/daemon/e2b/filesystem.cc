@@ -192,7 +192,11 @@ asio::awaitable<void> RunWatcher(std::shared_ptr<Watcher> w, std::unique_ptr<poo
     for (;;) {
       auto f = co_await conn->ReadFrame();
       if (!f.ok()) {
-        w->failed = f.error().WithCode(ErrorCode::kUnavailable).Wrap("watcher " + w->id + " ended");
+        // (Not when the watcher was removed or expired: that cancelled the read.)
+        if (!w->removed && Clock::now() < w->last_used + kWatcherIdle) {
+          w->failed =
+              f.error().WithCode(ErrorCode::kUnavailable).Wrap("watcher " + w->id + " ended");
+        }
         co_return;
       }
       if (f->type != proto::FrameType::kWatchEvents) {

@@ -4,6 +4,7 @@
 // plain process. Files are made as the test's own user (the agent takes no
 // other identity), so no root is needed but for the other-user test.
 #include <gtest/gtest.h>
+#include <sys/stat.h>
 #include <unistd.h>
 #include <zlib.h>
 
@@ -17,6 +18,7 @@
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
+#include <filesystem>
 #include <future>
 #include <nlohmann/json.hpp>
 #include <set>
@@ -427,6 +429,33 @@ TEST_F(EnvdFilesTest, WatchDirEndsAtItsDeadlineAndRefusesFiles) {
   WatchClient n(port_, {{"path", dir_ + "/none"}}, {});
   ASSERT_TRUE(n.Until([](uint8_t flags, const json&) { return flags == kEnvelopeEndStream; }));
   EXPECT_EQ(n.msgs.back().second["error"]["code"], "not_found");
+}
+
+// The agent's open fds (its listening socket, connections, inotify).
+size_t AgentFds(pid_t pid) {
+  size_t n = 0;
+  std::error_code ec;
+  for (auto it = std::filesystem::directory_iterator("/proc/" + std::to_string(pid) + "/fd", ec);
+       !ec && it != std::filesystem::directory_iterator(); it.increment(ec)) {
+    ++n;
+  }
+  return n;
+}
+
+TEST_F(EnvdFilesTest, ClientGoneEndsTheAgentWatch) {
+  ASSERT_EQ(::mkdir(dir_.c_str(), 0755), 0);
+  const size_t before = AgentFds(agent_.pid());
+  ASSERT_GT(before, 0u);
+  {
+    WatchClient w(port_, {{"path", dir_}}, {});
+    ASSERT_TRUE(w.Until([](uint8_t, const json& j) { return j.contains("start"); }));
+    EXPECT_GT(AgentFds(agent_.pid()), before);  // the watch's connection and inotify
+  }                                             // the client goes
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+  while (AgentFds(agent_.pid()) > before && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::yield();
+  }
+  EXPECT_EQ(AgentFds(agent_.pid()), before);
 }
 
 TEST_F(EnvdFilesTest, WatcherTrio) {

@@ -4,12 +4,12 @@
 #include <unistd.h>
 
 #include <algorithm>
-#include <charconv>
-#include <chrono>
-#include <cmath>
 #include <boost/asio/redirect_error.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/beast/http/write.hpp>
+#include <charconv>
+#include <chrono>
+#include <cmath>
 
 #include "base/json.h"
 #include "base/strings.h"
@@ -77,7 +77,8 @@ Result<LiveCreateRequest> ParseCreate(std::string_view body) {
   if (!j.is_object()) return Bad("body", "expected a JSON object");
   for (const auto& [key, v] : j.items()) {
     if (key == "templateID") {
-      if (!v.is_string() || v.get<std::string>().empty()) return Bad(key, "expected a template name");
+      if (!v.is_string() || v.get<std::string>().empty())
+        return Bad(key, "expected a template name");
       r.image = v.get<std::string>();
     } else if (key == "timeout") {
       if (!v.is_number_integer() || v.get<int64_t>() < 0) return Bad(key, "expected seconds, >= 0");
@@ -118,19 +119,16 @@ Result<std::optional<uint64_t>> ParseTimeoutBody(std::string_view body, bool req
     if (required) return Bad("timeout", "missing");
     return std::optional<uint64_t>();
   }
-  if (!it->is_number_integer() || it->get<int64_t>() < 0) return Bad("timeout", "expected seconds, >= 0");
+  if (!it->is_number_integer() || it->get<int64_t>() < 0)
+    return Bad("timeout", "expected seconds, >= 0");
   return std::optional<uint64_t>(it->get<uint64_t>());
 }
 
 std::string SandboxJson(const LiveInfo& i, std::string_view access_token) {
-  json j = {{"sandboxID", i.id},
-            {"templateID", i.image},
-            {"alias", i.image},
-            {"clientID", "warmbox"},
-            {"envdVersion", kEnvdVersion},
-            {"envdAccessToken", access_token},
-            {"domain", nullptr},
-            {"trafficAccessToken", nullptr}};
+  json j = {
+      {"sandboxID", i.id},     {"templateID", i.image},        {"alias", i.image},
+      {"clientID", "warmbox"}, {"envdVersion", kEnvdVersion},  {"envdAccessToken", access_token},
+      {"domain", nullptr},     {"trafficAccessToken", nullptr}};
   return j.dump(-1, ' ', false, json::error_handler_t::replace);
 }
 
@@ -382,7 +380,8 @@ asio::awaitable<ControlPlane::Reply> ControlPlane::Route(const Request& req) {
   }
   if (t.verb == "pause") {
     if (method != http::verb::post) co_return Fail(405, target + ": use POST");
-    if (info->state == LiveState::kPaused) co_return Fail(409, "sandbox " + id + " is already paused");
+    if (info->state == LiveState::kPaused)
+      co_return Fail(409, "sandbox " + id + " is already paused");
     auto r = co_await live_.Pause(id);
     if (!r.ok()) co_return FailWith(r.error());
     co_return Reply{204, ""};
@@ -418,7 +417,8 @@ asio::awaitable<ControlPlane::Reply> ControlPlane::Route(const Request& req) {
     if (auto it = cpu_.find(id); it != cpu_.end()) prev = it->second;
     cpu_[id] = CpuSample{info->cpu_usage_us, now_ms};
     const double wall_us = std::max<int64_t>(1, now_ms - prev.at_ms) * 1000.0;
-    const double used_us = static_cast<double>(info->cpu_usage_us - std::min(prev.usage_us, info->cpu_usage_us));
+    const double used_us =
+        static_cast<double>(info->cpu_usage_us - std::min(prev.usage_us, info->cpu_usage_us));
     const double pct = std::min(100.0, 100.0 * used_us / wall_us / CpuCount(*info));
     json m = {{"timestamp", Rfc3339Utc(now_ms)},
               {"timestampUnix", now_ms / 1000},

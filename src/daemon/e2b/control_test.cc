@@ -8,9 +8,9 @@ namespace wb::daemon::e2b {
 namespace {
 
 TEST(E2bControlTest, CreateMapsOntoALiveSandbox) {
-  auto r = ParseCreate(
-      R"({"templateID":"t1","timeout":120,"metadata":{"a":"b"},"envVars":{"K":"V"},)"
-      R"("autoPause":true,"secure":true,"allow_internet_access":false})");
+  auto r =
+      ParseCreate(R"({"templateID":"t1","timeout":120,"metadata":{"a":"b"},"envVars":{"K":"V"},)"
+                  R"("autoPause":true,"secure":true,"allow_internet_access":false})");
   ASSERT_TRUE(r.ok()) << r.error().ToString();
   EXPECT_EQ(r->image.value_or(""), "t1");
   EXPECT_EQ(r->timeout_s.value_or(0), 120u);

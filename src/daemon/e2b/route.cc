@@ -1,6 +1,5 @@
 #include "daemon/e2b/route.h"
 
-
 #include <charconv>
 
 #include "base/strings.h"
@@ -11,9 +10,8 @@ namespace wb::daemon::e2b {
 namespace {
 
 bool HasPrefixPath(std::string_view path, std::string_view prefix) {
-  return path == prefix ||
-         (path.size() > prefix.size() && path.substr(0, prefix.size()) == prefix &&
-          path[prefix.size()] == '/');
+  return path == prefix || (path.size() > prefix.size() &&
+                            path.substr(0, prefix.size()) == prefix && path[prefix.size()] == '/');
 }
 
 }  // namespace
@@ -29,7 +27,8 @@ Result<Route> Classify(std::optional<std::string_view> sandbox_id,
       unsigned v = 0;
       auto [end, ec] = std::from_chars(p.data(), p.data() + p.size(), v);
       if (ec != std::errc() || end != p.data() + p.size() || v == 0 || v > 65535) {
-        return Error{.call = "E2b-Sandbox-Port", .arg = std::string(p),
+        return Error{.call = "E2b-Sandbox-Port",
+                     .arg = std::string(p),
                      .detail = "expected a TCP port, 1 to 65535",
                      .code = ErrorCode::kInvalidArgument};
       }
@@ -44,7 +43,5 @@ Result<Route> Classify(std::optional<std::string_view> sandbox_id,
   }
   return r;
 }
-
-
 
 }  // namespace wb::daemon::e2b

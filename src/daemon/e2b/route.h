@@ -30,5 +30,4 @@ struct Route {
                                      std::optional<std::string_view> sandbox_port,
                                      std::string_view path);
 
-
 }  // namespace wb::daemon::e2b

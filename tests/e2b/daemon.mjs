@@ -87,7 +87,14 @@ export class Daemon {
     this.ownsState = !stateDir
     this.socket = path.join(this.tmp, 'pool.sock')
     this.logPath = path.join(this.tmp, 'daemon.log')
-    this.env = { ...process.env, WARMBOX_USERNS_BASE: String(UID_BASE), WARMBOX_CGROUP_PARENT: cgroupParent }
+    // The base template's root filesystem is built once per build dir (as
+    // template_test's) and imported into each state dir.
+    this.env = {
+      ...process.env,
+      WARMBOX_USERNS_BASE: String(UID_BASE),
+      WARMBOX_CGROUP_PARENT: cgroupParent,
+      WARMBOX_TEMPLATE_CACHE: process.env.WARMBOX_TEMPLATE_CACHE || path.join(BUILD_DIR, 'template-cache')
+    }
     delete this.env.LISTEN_FDS
     delete this.env.NOTIFY_SOCKET
   }
@@ -95,6 +102,11 @@ export class Daemon {
   cli (...args) { return [WARMBOX, '--state-dir', this.tmp, ...args] }
 
   async start () {
+    // E2B's default template first: built on first use, it would take
+    // longer than the SDK waits for a create.
+    const argv = this.cli('template', 'build-debian', '-q', 'base')
+    const built = spawnSync(argv[0], argv.slice(1), { env: this.env, encoding: 'utf8', timeout: 900_000 })
+    if (built.status !== 0) throw new Error(`template build-debian base: ${built.stderr || built.error}`)
     for (let attempt = 0; attempt < 3; attempt++) {
       this.port = await freePort()
       const argv = this.cli('pool', 'start', '--socket', this.socket, '--http', `127.0.0.1:${this.port}`, ...this.args)

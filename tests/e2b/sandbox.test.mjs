@@ -33,7 +33,7 @@ describe('E2B control plane', { skip: skip || false }, () => {
     assert.equal(r.exitCode, 0)
     assert.equal(r.stdout, 'hello from user in /home/user\n')
     assert.equal(await s.isRunning(), true)
-    assert.equal(await s.kill(), undefined)
+    assert.equal(await s.kill(), true)
     assert.equal(await s.isRunning(), false)
     assert.equal(await Sandbox.kill(s.sandboxId, d.opts), false, 'a second kill finds nothing')
   })

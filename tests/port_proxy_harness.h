@@ -110,8 +110,8 @@ class ProxyServer {
   boost::asio::awaitable<void> Accept() {
     for (;;) {
       boost::system::error_code ec;
-      tcp::socket s =
-          co_await acceptor_.async_accept(boost::asio::redirect_error(boost::asio::use_awaitable, ec));
+      tcp::socket s = co_await acceptor_.async_accept(
+          boost::asio::redirect_error(boost::asio::use_awaitable, ec));
       if (ec) co_return;
       boost::asio::co_spawn(io_, Session(std::move(s)), boost::asio::detached);
     }

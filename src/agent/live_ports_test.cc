@@ -19,67 +19,6 @@
 namespace wb::live_test {
 namespace {
 
-// A listening TCP socket on a loopback address, port chosen by the kernel.
-class Listener {
- public:
-  explicit Listener(bool ipv6 = false, bool listen = true) {
-    fd_ = UniqueFd(::socket(ipv6 ? AF_INET6 : AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
-    int r;
-    if (ipv6) {
-      int one = 1;
-      ::setsockopt(fd_.get(), IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof one);
-      sockaddr_in6 a{};
-      a.sin6_family = AF_INET6;
-      a.sin6_addr = in6addr_loopback;
-      r = ::bind(fd_.get(), reinterpret_cast<sockaddr*>(&a), sizeof a);
-      socklen_t len = sizeof a;
-      ::getsockname(fd_.get(), reinterpret_cast<sockaddr*>(&a), &len);
-      port_ = ntohs(a.sin6_port);
-    } else {
-      sockaddr_in a{};
-      a.sin_family = AF_INET;
-      a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-      r = ::bind(fd_.get(), reinterpret_cast<sockaddr*>(&a), sizeof a);
-      socklen_t len = sizeof a;
-      ::getsockname(fd_.get(), reinterpret_cast<sockaddr*>(&a), &len);
-      port_ = ntohs(a.sin_port);
-    }
-    ok_ = r == 0 && (!listen || ::listen(fd_.get(), 16) == 0);
-  }
-  bool ok() const { return ok_; }
-  uint16_t port() const { return port_; }
-  // The next connection (bounded wait).
-  UniqueFd Accept(int ms = 10000) {
-    pollfd p{fd_.get(), POLLIN, 0};
-    if (::poll(&p, 1, ms) != 1) return UniqueFd();
-    return UniqueFd(::accept4(fd_.get(), nullptr, nullptr, SOCK_CLOEXEC));
-  }
-
- private:
-  UniqueFd fd_;
-  uint16_t port_ = 0;
-  bool ok_ = false;
-};
-
-// Reads until EOF (bounded); what came.
-std::string ReadToEof(int fd, int ms = 20000) {
-  std::string all;
-  char buf[65536];
-  for (;;) {
-    pollfd p{fd, POLLIN, 0};
-    if (::poll(&p, 1, ms) != 1) return all + "<timeout>";
-    ssize_t n = ::read(fd, buf, sizeof buf);
-    if (n <= 0) return all;
-    all.append(buf, static_cast<size_t>(n));
-  }
-}
-
-std::string Pattern(size_t n) {
-  std::string s(n, '\0');
-  for (size_t i = 0; i < n; ++i) s[i] = static_cast<char>(i * 131 + (i >> 11));
-  return s;
-}
-
 class LivePortsTest : public ::testing::Test {
  protected:
   void SetUp() override { ASSERT_TRUE(agent_.Start()); }
@@ -109,7 +48,7 @@ class LivePortsTest : public ::testing::Test {
 };
 
 TEST_F(LivePortsTest, NothingListeningIsUnavailable) {
-  Listener bound(false, /*listen=*/false);  // bound, so no one else takes the port
+  TcpListener bound(false, /*listen=*/false);  // bound, so no one else takes the port
   ASSERT_TRUE(bound.ok());
   Wire w(agent_.sock());
   w.Send(FrameType::kTunnel, proto::ToJson(proto::TunnelRequest{bound.port()}));
@@ -138,7 +77,7 @@ TEST_F(LivePortsTest, BadRequestsNameThePort) {
     EXPECT_TRUE(w.ClosedByAgent());
   }
   // A second operation on a tunnel's connection is refused.
-  Listener l;
+  TcpListener l;
   ASSERT_TRUE(l.ok());
   Wire w(agent_.sock());
   ASSERT_TRUE(Open(w, l.port()));
@@ -147,7 +86,7 @@ TEST_F(LivePortsTest, BadRequestsNameThePort) {
 }
 
 TEST_F(LivePortsTest, BytesBothWaysAndHalfClose) {
-  Listener l;
+  TcpListener l;
   ASSERT_TRUE(l.ok());
   // The service reads the whole request (to the host's C), then answers
   // with it reversed and closes.
@@ -176,7 +115,7 @@ TEST_F(LivePortsTest, BytesBothWaysAndHalfClose) {
 }
 
 TEST_F(LivePortsTest, FullDuplexEchoOfALargeStream) {
-  Listener l;
+  TcpListener l;
   ASSERT_TRUE(l.ok());
   // An echo service: every byte back as it comes. Neither side may wait for
   // the other to finish (each direction has bounded buffers), so the host
@@ -208,7 +147,7 @@ TEST_F(LivePortsTest, FullDuplexEchoOfALargeStream) {
 }
 
 TEST_F(LivePortsTest, OutputIsStreamedAsTheServiceWritesIt) {
-  Listener l;
+  TcpListener l;
   ASSERT_TRUE(l.ok());
   int go[2];
   ASSERT_EQ(::pipe2(go, O_CLOEXEC), 0);
@@ -236,7 +175,7 @@ TEST_F(LivePortsTest, OutputIsStreamedAsTheServiceWritesIt) {
 }
 
 TEST_F(LivePortsTest, HostHangUpClosesTheServicesConnection) {
-  Listener l;
+  TcpListener l;
   ASSERT_TRUE(l.ok());
   UniqueFd c;
   {
@@ -255,7 +194,7 @@ TEST_F(LivePortsTest, HostHangUpClosesTheServicesConnection) {
 }
 
 TEST_F(LivePortsTest, ServiceOnIpv6LoopbackOnly) {
-  Listener l(/*ipv6=*/true);
+  TcpListener l(/*ipv6=*/true);
   if (!l.ok()) GTEST_SKIP() << "no IPv6 loopback here";
   std::thread service([&] {
     UniqueFd c = l.Accept();

@@ -3,9 +3,7 @@
 // plays the host), then the host's bridge (sandbox/vm/mux_bridge.h) on the
 // host end, with clients connecting per operation as they would to an ns
 // agent.
-#include <arpa/inet.h>
 #include <gtest/gtest.h>
-#include <netinet/in.h>
 #include <poll.h>
 #include <signal.h>
 #include <sys/socket.h>
@@ -471,28 +469,15 @@ TEST_F(BridgeTest, AStalledChannelDoesNotHoldUpTheOthers) {
 TEST_F(BridgeTest, TunnelToAPortCarriesBytesBothWays) {
   // T in a channel, as the port proxy sends it to a vm sandbox: a service
   // on the guest's loopback (here the test's), 2 MiB each way, half-close.
-  UniqueFd l(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  ASSERT_EQ(::bind(l.get(), reinterpret_cast<sockaddr*>(&a), sizeof a), 0);
-  ASSERT_EQ(::listen(l.get(), 4), 0);
-  socklen_t len = sizeof a;
-  ASSERT_EQ(::getsockname(l.get(), reinterpret_cast<sockaddr*>(&a), &len), 0);
-  const uint32_t port = ntohs(a.sin_port);
-  std::string data(2 << 20, '\0');
-  for (size_t i = 0; i < data.size(); ++i) data[i] = static_cast<char>(i * 7 + (i >> 9));
+  live_test::TcpListener l;
+  ASSERT_TRUE(l.ok());
+  const uint32_t port = l.port();
+  const std::string data = live_test::Pattern(2 << 20);
   std::string service_got;
   std::thread service([&] {
-    pollfd p{l.get(), POLLIN, 0};
-    if (::poll(&p, 1, 10000) != 1) return;
-    UniqueFd c(::accept4(l.get(), nullptr, nullptr, SOCK_CLOEXEC));
-    char buf[65536];
-    for (;;) {
-      ssize_t n = ::read(c.get(), buf, sizeof buf);
-      if (n <= 0) break;
-      service_got.append(buf, static_cast<size_t>(n));
-    }
+    UniqueFd c = l.Accept();
+    if (!c) return;
+    service_got = live_test::ReadToEof(c.get());
     (void)WriteAll(c.get(), std::string(service_got.rbegin(), service_got.rend()));
   });
   live_test::Wire w(sock());

@@ -15,12 +15,12 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
 #include <nlohmann/json.hpp>
-#include <atomic>
 #include <thread>
 
 #include "agent/live_test_util.h"
@@ -56,9 +56,10 @@ TEST(ProxyHeadTest, RequestHeadDropsHopByHopAndClosesAfterOne) {
             "POST /execute?x=1 HTTP/1.1\r\nHost: 127.0.0.1:8080\r\nE2b-Sandbox-Id: abc\r\n"
             "Content-Type: application/json\r\nContent-Length: 2\r\nConnection: close\r\n\r\n");
   // A chunked body is re-chunked: the encoding is said again, once.
-  std::string c = ProxyRequestHead(
-      Head("PUT /u HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n"));
-  EXPECT_EQ(c, "PUT /u HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n");
+  std::string c =
+      ProxyRequestHead(Head("PUT /u HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n"));
+  EXPECT_EQ(
+      c, "PUT /u HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n");
   EXPECT_EQ(ProxyRequestHead(Head("GET / HTTP/1.0\r\n\r\n")),
             "GET / HTTP/1.0\r\nConnection: close\r\n\r\n");
 }
@@ -106,34 +107,6 @@ TEST(ProxyHeadTest, ErrorJson) {
 
 constexpr const char* kId = "0123456789abcdef0123456789abcdef";
 
-// A plain TCP listener on 127.0.0.1 (the "service" side), port from the kernel.
-class Listener {
- public:
-  explicit Listener(bool listen = true) {
-    fd_ = UniqueFd(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
-    sockaddr_in a{};
-    a.sin_family = AF_INET;
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    bool ok = ::bind(fd_.get(), reinterpret_cast<sockaddr*>(&a), sizeof a) == 0;
-    socklen_t len = sizeof a;
-    ::getsockname(fd_.get(), reinterpret_cast<sockaddr*>(&a), &len);
-    port_ = ntohs(a.sin_port);
-    ok_ = ok && (!listen || ::listen(fd_.get(), 16) == 0);
-  }
-  bool ok() const { return ok_; }
-  uint16_t port() const { return port_; }
-  UniqueFd Accept(int ms = 20000) {
-    pollfd p{fd_.get(), POLLIN, 0};
-    if (::poll(&p, 1, ms) != 1) return UniqueFd();
-    return UniqueFd(::accept4(fd_.get(), nullptr, nullptr, SOCK_CLOEXEC));
-  }
-
- private:
-  UniqueFd fd_;
-  uint16_t port_ = 0;
-  bool ok_ = false;
-};
-
 // A request as the service received it (beast's blocking parser on the fd).
 struct Received {
   std::string head;  // the raw head
@@ -167,12 +140,6 @@ Received ReadRequest(int fd) {
   r.body = p.get().body();
   r.ok = true;
   return r;
-}
-
-std::string Pattern(size_t n) {
-  std::string s(n, '\0');
-  for (size_t i = 0; i < n; ++i) s[i] = static_cast<char>(i * 131 + (i >> 11));
-  return s;
 }
 
 size_t OpenFds(pid_t pid) {
@@ -228,7 +195,7 @@ class PortProxyTest : public ::testing::Test {
 };
 
 TEST_F(PortProxyTest, RelaysARequestAndItsAnswer) {
-  Listener l;
+  live_test::TcpListener l;
   ASSERT_TRUE(l.ok());
   Received got;
   std::thread service([&] {
@@ -272,7 +239,7 @@ TEST_F(PortProxyTest, RelaysARequestAndItsAnswer) {
 }
 
 TEST_F(PortProxyTest, NothingListeningIs502) {
-  Listener bound(/*listen=*/false);
+  live_test::TcpListener bound(false, /*listen=*/false);
   ASSERT_TRUE(bound.ok());
   auto c = Connect();
   auto req = Req<http::empty_body>(http::verb::get, bound.port());
@@ -291,7 +258,7 @@ TEST_F(PortProxyTest, NothingListeningIs502) {
 }
 
 TEST_F(PortProxyTest, ANonHttpAnswerIs502) {
-  Listener l;
+  live_test::TcpListener l;
   ASSERT_TRUE(l.ok());
   std::thread service([&] {
     UniqueFd c = l.Accept();
@@ -310,9 +277,9 @@ TEST_F(PortProxyTest, ANonHttpAnswerIs502) {
 TEST_F(PortProxyTest, LargeBodiesBothWaysByteExact) {
   for (bool chunked : {false, true}) {
     SCOPED_TRACE(chunked ? "chunked" : "content-length");
-    Listener l;
+    live_test::TcpListener l;
     ASSERT_TRUE(l.ok());
-    const std::string up = Pattern(5 * 1024 * 1024 + 3);
+    const std::string up = live_test::Pattern(5 * 1024 * 1024 + 3);
     Received got;
     std::thread service([&] {
       UniqueFd c = l.Accept();
@@ -350,7 +317,7 @@ TEST_F(PortProxyTest, LargeBodiesBothWaysByteExact) {
 }
 
 TEST_F(PortProxyTest, AStreamedAnswerReachesTheClientLineByLine) {
-  Listener l;
+  live_test::TcpListener l;
   ASSERT_TRUE(l.ok());
   int go[2];
   ASSERT_EQ(::pipe2(go, O_CLOEXEC), 0);
@@ -393,7 +360,7 @@ TEST_F(PortProxyTest, AStreamedAnswerReachesTheClientLineByLine) {
 }
 
 TEST_F(PortProxyTest, ClientDisconnectLeaksNothing) {
-  Listener l;
+  live_test::TcpListener l;
   ASSERT_TRUE(l.ok());
   const size_t agent_fds = OpenFds(agent_.pid());
   ASSERT_GT(agent_fds, 0u);
@@ -422,7 +389,7 @@ TEST_F(PortProxyTest, ClientDisconnectLeaksNothing) {
       http::read_some(c->s, c->buf, res, ec);
       ASSERT_FALSE(ec) << ec.message();
     }
-  }  // the client goes away mid-stream
+  }                // the client goes away mid-stream
   service.join();  // its writes failed: the tunnel was closed
   EXPECT_TRUE(service_saw_close);
   EXPECT_TRUE(Done(1));
@@ -438,7 +405,7 @@ TEST_F(PortProxyTest, ClientDisconnectLeaksNothing) {
 
 TEST_F(PortProxyTest, UnknownSandboxIs502) {
   // Connect fails: the router's check raced the sandbox's end.
-  Listener l;
+  live_test::TcpListener l;
   ASSERT_TRUE(l.ok());
   auto c = Connect();
   auto req = Req<http::empty_body>(http::verb::get, l.port());

@@ -22,6 +22,7 @@
 #include "tests/port_proxy_harness.h"
 #include "tests/test_util.h"
 #include "tests/uid_ranges.h"
+#include "tests/vm_fixture.h"
 
 namespace wb {
 namespace {
@@ -32,7 +33,7 @@ using wb::testing::RunProcess;
 constexpr uint32_t kBase = wb::testing::UidBase(wb::testing::UidUser::kLiveOpsTest);
 
 class LiveOpsTest : public wb::testing::DaemonFixture {
- protected:
+ public:
   LiveOpsTest() : DaemonFixture("wb-live-ops-test", kBase) {}
 
   void SetUp() override {
@@ -424,22 +425,23 @@ ProxyAnswer ProxyGet(uint16_t proxy_port, uint16_t port, const std::string& path
   return a;
 }
 
-TEST_F(LiveOpsTest, PortProxyReachesAServiceOnTheSandboxsLoopback) {
-  // busybox httpd inside, on the sandbox's own 127.0.0.1: no network device
-  // leads there from the host; the agent's T does.
-  auto bg = W({"exec", "-d", id_, "--", "sh", "-c",
-               "mkdir -p /tmp/www && printf 'hello from the sandbox' > /tmp/www/index.html && "
-               "exec httpd -f -p 127.0.0.1:8000 -h /tmp/www"});
+// busybox httpd inside sandbox id, on its own 127.0.0.1: no network device
+// leads there from the host; the agent's T does. sock: the sandbox's agent
+// socket (an ns sandbox's agent.sock, a vm sandbox's live.sock).
+void ExpectProxyReachesHttpd(LiveOpsTest& t, const std::string& state, const std::string& id,
+                             const std::string& sock_name) {
+  auto bg = t.W({"exec", "-d", id, "--", "sh", "-c",
+                 "mkdir -p /tmp/www && printf 'hello from the sandbox' > /tmp/www/index.html && "
+                 "exec httpd -f -p 127.0.0.1:8000 -h /tmp/www"});
   ASSERT_EQ(bg.code, 0) << bg.err;
-  std::string sock;
-  for (const auto& n : wb::testing::Entries(state_ + "/sandboxes")) {
-    auto text = ReadFile(state_ + "/sandboxes/" + n + "/live.json");
-    if (text.ok() && text->find(id_) != std::string::npos) sock = state_ + "/sandboxes/" + n;
+  std::string dir;
+  for (const auto& n : wb::testing::Entries(state + "/sandboxes")) {
+    auto text = ReadFile(state + "/sandboxes/" + n + "/live.json");
+    if (text.ok() && text->find(id) != std::string::npos) dir = state + "/sandboxes/" + n;
   }
-  ASSERT_FALSE(sock.empty()) << "no sandbox dir records " << id_;
-  sock += "/agent.sock";
-  wb::testing::SocketLive live(id_, sock);
-  wb::testing::ProxyServer proxy(live, id_);
+  ASSERT_FALSE(dir.empty()) << "no sandbox dir records " << id;
+  wb::testing::SocketLive live(id, dir + "/" + sock_name);
+  wb::testing::ProxyServer proxy(live, id);
   // httpd was started in the background: 502 until it listens.
   ProxyAnswer a;
   ASSERT_TRUE(Eventually(
@@ -456,6 +458,21 @@ TEST_F(LiveOpsTest, PortProxyReachesAServiceOnTheSandboxsLoopback) {
   EXPECT_EQ(none.status, 502u);
   EXPECT_NE(none.body.find("no service running on port 8001"), std::string::npos) << none.body;
   EXPECT_EQ(proxy.kept(), 0);
+}
+
+TEST_F(LiveOpsTest, PortProxyReachesAServiceOnTheSandboxsLoopback) {
+  ExpectProxyReachesHttpd(*this, state_, id_, "agent.sock");
+}
+
+TEST_F(LiveOpsTest, PortProxyReachesAServiceInAVmSandbox) {
+  // The same through a VM's channels (docs/protocol.md, "Channels"), on the
+  // same daemon (it serves both drivers).
+  if (auto why = wb::testing::VmProbe(); !why.empty()) GTEST_SKIP() << why;
+  auto r = RunProcess(Cli({"sandbox", "create", "--socket", sock_, "--driver", "vm", "--no-main"}));
+  ASSERT_EQ(r.code, 0) << r.err << Log();
+  const std::string vm_id(Trim(r.out));
+  ASSERT_EQ(vm_id.size(), 32u) << r.out;
+  ExpectProxyReachesHttpd(*this, state_, vm_id, "live.sock");
 }
 
 }  // namespace

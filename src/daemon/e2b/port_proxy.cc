@@ -122,6 +122,11 @@ std::string AgentFailure(const proto::Frame& f, bool* refused) {
 
 }  // namespace
 
+bool IsUpgradeRequest(const Request& head) {
+  return head.find(http::field::upgrade) != head.end() &&
+         ConnectionTokens(head.base()).count("upgrade") > 0;
+}
+
 std::string ProxyRequestHead(const Request& head) {
   std::string out;
   out.append(head.method_string().data(), head.method_string().size());
@@ -131,6 +136,15 @@ std::string ProxyRequestHead(const Request& head) {
   const bool chunked = head.chunked();
   AppendEndToEnd(out, head.base(), chunked);
   if (chunked) out += "Transfer-Encoding: chunked\r\n";
+  if (IsUpgradeRequest(head)) {
+    // The one hop-by-hop request that must reach the service: a protocol
+    // switch (WebSocket), after which the tunnel carries the new protocol.
+    auto up = head.find(http::field::upgrade);
+    out += "Upgrade: ";
+    out.append(up->value().data(), up->value().size());
+    out += "\r\nConnection: Upgrade\r\n\r\n";
+    return out;
+  }
   out += "Connection: close\r\n\r\n";
   return out;
 }
@@ -193,6 +207,7 @@ boost::asio::awaitable<bool> ProxyToPort(boost::beast::tcp_stream& s,
   const unsigned version = parser.get().version();
   const bool body_pending = !parser.is_done();
   const bool chunked = parser.get().chunked();
+  const bool upgrade = IsUpgradeRequest(parser.get());
   const std::string ports = std::to_string(port);
   bool body_done = !body_pending;
   // Answers before any byte of the service's: a 502, then close (after
@@ -292,7 +307,9 @@ boost::asio::awaitable<bool> ProxyToPort(boost::beast::tcp_stream& s,
         if (!*h) break;  // more to come
         const ProxyResponseHead& rh = **h;
         std::string out = rh.forwarded;
-        const bool interim = rh.status < 200;
+        // 101: the protocol switched (ParseProxyResponseHead passes it on
+        // as it came, Upgrade and Connection included); raw bytes follow.
+        const bool interim = rh.status < 200 && rh.status != 101;
         if (!interim) {
           out.append(held, rh.size);
           head_done = true;
@@ -336,10 +353,38 @@ boost::asio::awaitable<bool> ProxyToPort(boost::beast::tcp_stream& s,
       if (chunked && !(co_await agent.Send(proto::FrameType::kStdin, last_chunk)).ok()) co_return;
       body_done = true;
     }
-    // No C: a service may take the end of its input for the client's
-    // hang-up (an HTTP server may cancel a streamed answer). The request's
-    // own framing ends it.
-    co_await ClientGone(s);
+    if (!upgrade) {
+      // No C: a service may take the end of its input for the client's
+      // hang-up (an HTTP server may cancel a streamed answer). The
+      // request's own framing ends it.
+      co_await ClientGone(s);
+      co_return;
+    }
+    // An upgrade: whatever the client sends next is the new protocol's,
+    // relayed as it comes (first what the head's read already buffered);
+    // its EOF is the service's (C), and the service's close ends it all.
+    if (buf.size() > 0) {
+      std::string early(static_cast<const char*>(buf.data().data()), buf.size());
+      buf.consume(buf.size());
+      if (!(co_await agent.Send(proto::FrameType::kStdin, early)).ok()) co_return;
+    }
+    std::vector<char> piece(kPiece);
+    for (;;) {
+      error_code ec;
+      s.expires_never();  // an idle WebSocket is no stalled request
+      size_t n = co_await s.async_read_some(asio::buffer(piece), redirect_error(use_awaitable, ec));
+      if (ec == asio::error::eof) {
+        if (!(co_await agent.Send(proto::FrameType::kStdinClose, "")).ok()) co_return;
+        break;
+      }
+      if (ec) co_return;
+      const std::string_view data(piece.data(), n);
+      if (!(co_await agent.Send(proto::FrameType::kStdin, data)).ok()) co_return;
+    }
+    asio::steady_timer forever(co_await asio::this_coro::executor,
+                               asio::steady_timer::time_point::max());
+    error_code ec;
+    co_await forever.async_wait(redirect_error(use_awaitable, ec));
   };
   co_await (pump() || feed());
   agent.Close();

@@ -26,7 +26,11 @@ namespace wb::daemon::e2b {
 // Connection), with `Transfer-Encoding: chunked` again when the body is
 // chunked (it is re-chunked as it is relayed), and `Connection: close`: one
 // request per tunnel.
+// A WebSocket (any `Upgrade` with `Connection: upgrade`) keeps its
+// `Upgrade` and gets `Connection: Upgrade` instead: after the service's 101
+// the tunnel carries the new protocol both ways until either side closes.
 std::string ProxyRequestHead(const Request& head);
+bool IsUpgradeRequest(const Request& head);
 
 // The service's response head, once all of it has arrived.
 struct ProxyResponseHead {

@@ -17,6 +17,8 @@
 
 #include <atomic>
 #include <boost/asio/io_context.hpp>
+#include <boost/asio/read.hpp>
+#include <boost/asio/write.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
@@ -62,6 +64,14 @@ TEST(ProxyHeadTest, RequestHeadDropsHopByHopAndClosesAfterOne) {
       c, "PUT /u HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n");
   EXPECT_EQ(ProxyRequestHead(Head("GET / HTTP/1.0\r\n\r\n")),
             "GET / HTTP/1.0\r\nConnection: close\r\n\r\n");
+  // A protocol switch keeps its Upgrade.
+  auto ws = Head(
+      "GET /ws HTTP/1.1\r\nHost: h\r\nConnection: keep-alive, Upgrade\r\nUpgrade: "
+      "websocket\r\n\r\n");
+  EXPECT_TRUE(IsUpgradeRequest(ws));
+  EXPECT_EQ(ProxyRequestHead(ws),
+            "GET /ws HTTP/1.1\r\nHost: h\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n");
+  EXPECT_FALSE(IsUpgradeRequest(Head("GET / HTTP/1.1\r\nUpgrade: websocket\r\n\r\n")));
 }
 
 TEST(ProxyHeadTest, ResponseHeadIsCompletedThenRewritten) {
@@ -401,6 +411,61 @@ TEST_F(PortProxyTest, ClientDisconnectLeaksNothing) {
   // (At most: the readiness check's connection may still have been open
   // when the baseline was taken.)
   EXPECT_LE(OpenFds(agent_.pid()), agent_fds);
+}
+
+TEST_F(PortProxyTest, AWebSocketUpgradeCarriesTheNewProtocolBothWays) {
+  live_test::TcpListener l;
+  ASSERT_TRUE(l.ok());
+  std::string head;
+  std::thread service([&] {
+    UniqueFd c = l.Accept();
+    if (!c) return;
+    // The head, then an echo of whatever follows, until the client's EOF.
+    std::string in;
+    char buf[4096];
+    while (in.find("\r\n\r\n") == std::string::npos) {
+      ssize_t n = ::read(c.get(), buf, sizeof buf);
+      if (n <= 0) return;
+      in.append(buf, static_cast<size_t>(n));
+    }
+    head = in.substr(0, in.find("\r\n\r\n") + 4);
+    (void)WriteAll(c.get(),
+                   "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
+                   "Connection: Upgrade\r\n\r\n");
+    std::string rest = in.substr(head.size());
+    if (!rest.empty()) (void)WriteAll(c.get(), rest);
+    for (;;) {
+      ssize_t n = ::read(c.get(), buf, sizeof buf);
+      if (n <= 0) break;
+      (void)WriteAll(c.get(), std::string_view(buf, static_cast<size_t>(n)));
+    }
+  });
+  auto c = Connect();
+  auto req = Req<http::empty_body>(http::verb::get, l.port(), "/ws");
+  req.set(http::field::connection, "Upgrade");
+  req.set(http::field::upgrade, "websocket");
+  req.set("Sec-WebSocket-Key", "dGhlIHNhbXBsZSBub25jZQ==");
+  http::write(c->s, req);
+  http::response_parser<http::empty_body> res;
+  http::read_header(c->s, c->buf, res);
+  EXPECT_EQ(res.get().result_int(), 101u);
+  EXPECT_EQ(res.get()[http::field::upgrade], "websocket");
+  // Raw bytes both ways now.
+  ASSERT_EQ(c->buf.size(), 0u);
+  asio::write(c->s, asio::buffer(std::string("ping")));
+  std::string got(4, '\0');
+  asio::read(c->s, asio::buffer(got));
+  EXPECT_EQ(got, "ping");
+  c->s.socket().shutdown(tcp::socket::shutdown_send);
+  boost::system::error_code ec;
+  char b;
+  c->s.socket().read_some(asio::buffer(&b, 1), ec);
+  EXPECT_EQ(ec, asio::error::eof);
+  service.join();
+  EXPECT_NE(head.find("Upgrade: websocket\r\n"), std::string::npos) << head;
+  EXPECT_NE(head.find("Connection: Upgrade\r\n"), std::string::npos) << head;
+  EXPECT_NE(head.find("Sec-WebSocket-Key: "), std::string::npos) << head;
+  EXPECT_TRUE(Done(1));
 }
 
 TEST_F(PortProxyTest, UnknownSandboxIs502) {

@@ -49,6 +49,7 @@ void DaemonFixture::StartDaemon(std::vector<std::string> extra, std::string stat
   auto argv = Cli(args, state);
   o.path = argv[0];
   o.argv = argv;
+  o.env = daemon_env_;
   log_ = UniqueFd(
       ::open((state_ + "/daemon.log").c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600));
   o.fds = {{log_.get(), 2}};

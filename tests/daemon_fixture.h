@@ -59,6 +59,8 @@ class DaemonFixture : public ::testing::Test {
   uint32_t uid_base() const { return base_; }
 
   std::string state_, sock_;
+  // The daemon's environment ("K=V"; empty by default, as systemd gives it).
+  std::vector<std::string> daemon_env_;
   UniqueFd log_;
   ChildProcess daemon_;
 

@@ -73,6 +73,7 @@ TEST(UidRangesTest, PythonSuitesUseTheirRegisteredRanges) {
   ExpectPythonBasesInside("clients/python/tests/test_sandbox.py", "LIVE_USERNS_BASE",
                           UidUser::kPythonLiveTest);
   ExpectPythonBasesInside("tests/http/test_http_live.py", "UID_BASE", UidUser::kHttpLiveTest);
+  ExpectPythonBasesInside("tests/e2b/daemon.mjs", "UID_BASE", UidUser::kE2bSdkTest);
 }
 
 Result<int> Succeed() { return 7; }

@@ -34,6 +34,9 @@ enum class UidUser {
   kLiveTest,
   kPythonLiveTest,  // clients/python/tests/test_sandbox.py
   kHttpLiveTest,    // tests/http/test_http_live.py
+  kVmLiveTest,
+  kE2bSdkTest,  // tests/e2b/daemon.mjs (the E2B SDK's tests)
+  kTemplateTest,
   kCount_,
 };
 
@@ -68,6 +71,9 @@ inline constexpr std::array<UidRange, static_cast<size_t>(UidUser::kCount_)> kUi
     {UidUser::kLiveTest, "live_test", 1720000000, kRangeIds},
     {UidUser::kPythonLiveTest, "python_client_test (test_sandbox.py)", 1730000000, kRangeIds},
     {UidUser::kHttpLiveTest, "http_live_api_test", 1740000000, kRangeIds},
+    {UidUser::kVmLiveTest, "vm_live_test", 1750000000, kRangeIds},
+    {UidUser::kE2bSdkTest, "e2b_sdk_test", 1760000000, kRangeIds},
+    {UidUser::kTemplateTest, "template_test", 1770000000, kRangeIds},
 }};
 
 // The first host uid of u's range.

@@ -40,13 +40,25 @@ bool ServerImpl::OnMuxFrame(uint64_t port_id, const proto::Frame& f) {
   switch (f.type) {
     case FrameType::kMuxReset: {
       // A new host: every channel of the old one is hung up (no Z: the host
-      // that knew them is gone), then q marks where the new host's stream
-      // begins.
-      std::vector<uint64_t> ids;
-      for (const auto& [ch, id] : channels_) ids.push_back(id);
-      for (uint64_t id : ids) HangUpChannel(id);
+      // that knew them is gone), then q (with the host's nonce) marks where
+      // the new host's stream begins. If a host had channels before, what
+      // the agent sent it may have been cut mid-frame: padding first, so the
+      // new host reads the q in step (proto/mux.h, kSyncPadBytes).
+      auto port = conns_.find(port_id);
+      if (port == conns_.end()) return true;
+      const bool pad = port_dec_.strict() || port->second.pending() > 0;
+      HangUpAllChannels();
       max_channel_ = 0;
-      Send(port_id, FrameType::kMuxResetDone, "");
+      port_out_of_step_ = false;
+      port_dec_.set_strict(true);  // from now on only channel frames
+      // Frames for channels that are gone (the first may be half-written:
+      // the new host resynchronises on the padding before the q).
+      port->second.out.clear();
+      port->second.out_off = 0;
+      const bool was_idle = true;
+      proto::AppendReset(port->second.out, FrameType::kMuxResetDone, f.payload,
+                         pad ? proto::kSyncPadBytes : 0);
+      WritePortNow(was_idle);
       return true;
     }
     case FrameType::kChannelData:
@@ -198,6 +210,12 @@ void ServerImpl::HangUpChannel(uint64_t id) {
     }
   }
   CloseConn(id);
+}
+
+void ServerImpl::HangUpAllChannels() {
+  std::vector<uint64_t> ids;
+  for (const auto& [ch, id] : channels_) ids.push_back(id);
+  for (uint64_t id : ids) HangUpChannel(id);
 }
 
 void ServerImpl::WritePortNow(bool was_idle) {

@@ -88,7 +88,8 @@ class PortMuxTest : public ::testing::Test {
       char buf[65536];
       ssize_t n = ::read(fd(), buf, sizeof buf);
       if (n <= 0) return std::nullopt;
-      EXPECT_TRUE(dec_.Feed(std::string_view(buf, static_cast<size_t>(n))).ok());
+      dec_.Feed(std::string_view(buf, static_cast<size_t>(n)));
+      EXPECT_EQ(dec_.TakeSkipped(), 0u);
     }
   }
   // Reads port frames, demultiplexing channels, until pred holds (or ms).
@@ -146,7 +147,8 @@ class PortMuxTest : public ::testing::Test {
   }
 
   PortAgent agent_;
-  proto::FrameDecoder dec_;
+  // The port's own stream: a q may follow padding (proto/mux.h).
+  proto::PortDecoder dec_{proto::PortDecoder::Sender::kAgent};
   std::map<uint32_t, Chan> chans_;
   std::vector<Frame> main_;
 };
@@ -302,6 +304,55 @@ TEST_F(PortMuxTest, ResetHangsUpEveryChannel) {
   // After a reset, numbering starts again.
   SendOn(1, FrameType::kList);
   ASSERT_TRUE(Until([&] { return chans_[1].closed; }));
+}
+
+TEST_F(PortMuxTest, ANewHostResyncsAfterAHalfWrittenFrame) {
+  // A host (a daemon's bridge) dies in the middle of a Y; the next host's
+  // bytes follow in the same stream (the agent did not see the hang-up in
+  // between). Its padding completes or skips the half frame, its Q is read
+  // in step, and the agent's q (after padding of its own) echoes the nonce.
+  Send(FrameType::kMuxReset, "n1");
+  ASSERT_TRUE(Until([&] { return main_.size() == 1; }));
+  EXPECT_EQ(main_[0].payload, "n1");
+  SendOn(1, FrameType::kExec, Exec("echo $$; exec sleep 100"));
+  ASSERT_TRUE(Until([&] { return chans_[1].Out().find('\n') != std::string::npos; }));
+  pid_t pid = std::stoi(chans_[1].Out());
+  std::string half;
+  proto::AppendChannelData(half, 1, std::string(60000, 'x'));
+  Raw(half.substr(0, 1000));
+  std::string hello;
+  proto::AppendReset(hello, FrameType::kMuxReset, "n2", proto::kSyncPadBytes);
+  Raw(hello);
+  ASSERT_TRUE(Until([&] { return main_.size() >= 2 && main_.back().payload == "n2"; }));
+  EXPECT_EQ(main_.back().type, FrameType::kMuxResetDone);
+  // The old host's channel was hung up: its command is gone.
+  bool gone = false;
+  for (int i = 0; i < 500 && !gone; ++i) {
+    gone = ::kill(pid, 0) != 0;
+    if (!gone) ::usleep(10000);
+  }
+  EXPECT_TRUE(gone);
+  // The new host's channels start again at 1 and work.
+  chans_.clear();
+  SendOn(1, FrameType::kExec, Exec("echo again"));
+  ASSERT_TRUE(Until([&] { return chans_[1].closed; }));
+  EXPECT_EQ(chans_[1].Out(), "again\n");
+}
+
+TEST_F(PortMuxTest, TheHostsHangUpEndsItsChannels) {
+  // Once the port carries channels, its host hanging up (read 0: no host
+  // connected, as when a daemon is killed) hangs up every channel at once.
+  Send(FrameType::kMuxReset);
+  SendOn(1, FrameType::kExec, Exec("echo $$; exec sleep 100"));
+  ASSERT_TRUE(Until([&] { return chans_[1].Out().find('\n') != std::string::npos; }));
+  pid_t pid = std::stoi(chans_[1].Out());
+  ASSERT_EQ(::shutdown(fd(), SHUT_WR), 0);
+  bool gone = false;
+  for (int i = 0; i < 500 && !gone; ++i) {
+    gone = ::kill(pid, 0) != 0;
+    if (!gone) ::usleep(10000);
+  }
+  EXPECT_TRUE(gone) << "a channel's command outlived the port's host";
 }
 
 TEST_F(PortMuxTest, BadChannelFramesAreAnsweredAndThePortGoesOn) {
@@ -501,6 +552,51 @@ TEST_F(BridgeTest, TunnelToAPortCarriesBytesBothWays) {
   ASSERT_TRUE(end);
   EXPECT_EQ(end->type, FrameType::kFileEnd);
   EXPECT_TRUE(w.ClosedByAgent());
+}
+
+TEST_F(BridgeTest, ANewBridgeResyncsAPortCutMidFrameBothWays) {
+  // The bridge's daemon is killed: the agent's stream towards it and its own
+  // towards the agent may both stop mid-frame. Here the old host (the test,
+  // on a second agent) leaves the agent a half Y, and reads the agent's
+  // stream only up to the middle of a frame; then a new bridge takes the
+  // port over with resync.
+  PortAgent agent;
+  ASSERT_TRUE(agent.Start());
+  int fd = agent.host().get();
+  std::string out;
+  proto::AppendReset(out, FrameType::kMuxReset, "old", 0);
+  // A kept process whose output fills the channel's window.
+  proto::AppendChannelData(
+      out, 1,
+      proto::EncodeFrame(FrameType::kExec,
+                         proto::ToJson(Sh("echo started; head -c 1000000 /dev/zero", true))));
+  ASSERT_OK(WriteAll(fd, out));
+  std::string seen;
+  char buf[4096];
+  while (seen.size() < 100000) {
+    pollfd p{fd, POLLIN, 0};
+    ASSERT_EQ(::poll(&p, 1, 10000), 1) << "the agent sent " << seen.size() << " bytes";
+    ssize_t n = ::read(fd, buf, 1000 + seen.size() % 777);  // ends mid-frame
+    ASSERT_GT(n, 0);
+    seen.append(buf, static_cast<size_t>(n));
+  }
+  std::string half;
+  proto::AppendChannelData(half, 1, std::string(50000, 'y'));
+  ASSERT_OK(WriteAll(fd, half.substr(0, 777)));
+  const std::string sock2 = dir_ + "/live2.sock";
+  auto b = vm::MuxBridge::Start(std::move(agent.host()), sock2, 10000, /*resync=*/true);
+  ASSERT_OK(b);
+  live_test::Wire w(sock2);
+  w.Send(FrameType::kExec, proto::ToJson(Sh("echo fresh")));
+  EXPECT_EQ(w.UntilExit().out, "fresh\n");
+  // The kept process outlived the old host's channel; a new one lists it.
+  live_test::Wire l(sock2);
+  l.Send(FrameType::kList);
+  auto p = l.Expect(FrameType::kListReply);
+  ASSERT_TRUE(p) << l.last_unexpected();
+  auto list = proto::ParseProcessList(*p);
+  ASSERT_OK(list);
+  EXPECT_EQ(list->size(), 1u);
 }
 
 TEST_F(BridgeTest, TheBridgeEndsWithThePort) {

@@ -306,15 +306,31 @@ void ServerImpl::OnPortReadable(uint64_t id) {
     }
     ssize_t n = ::read(c.sock.fd.get(), buf, sizeof buf);
     if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) return;
-    if (auto r = c.dec.Feed(std::string_view(buf, static_cast<size_t>(n))); !r.ok()) {
-      // The stream cannot be resynchronised: say so, and start afresh (the
-      // host's health check fails and it replaces the sandbox).
-      Send(id, FrameType::kFailure, r.error().ToString());
-      c.dec = proto::FrameDecoder();
+    if (n == 0 && port_dec_.strict()) {
+      // 0: no host is connected. Once the port carries channels, its one
+      // host is a bridge that stays for the VM's life, so this is that host
+      // gone (its daemon killed): its channels are hung up now, as a
+      // socket's EOF would. (Only that: the highest channel stays, so the
+      // rest of a Y it left half-written is dropped as a closed channel's
+      // late bytes once the next host's padding completes it; and what is
+      // queued or buffered may already be the next host's, whose bytes can
+      // reach the guest before it hears that the old one left: QEMU reports
+      // both on the control queue, data comes on the port's own. Nothing is
+      // written meanwhile: the port does not take writes without a host.)
+      HangUpAllChannels();
       return;
     }
-    while (auto f = c.dec.Next()) {
+    if (n <= 0) return;
+    port_dec_.Feed(std::string_view(buf, static_cast<size_t>(n)));
+    if (port_dec_.TakeSkipped() > 0) {
+      // Out of step: said once per run of skipped bytes. (A pool's host
+      // fails its next health check and replaces the sandbox; a bridge
+      // resynchronises with its Q.)
+      if (!port_out_of_step_) Send(id, FrameType::kFailure, "the port's stream is out of step");
+      port_out_of_step_ = true;
+    }
+    while (auto f = port_dec_.Next()) {
+      port_out_of_step_ = false;
       OnFrame(id, c, std::move(*f));
       if (!conns_.count(id)) return;
     }

@@ -21,6 +21,7 @@
 #include "base/error.h"
 #include "base/fd.h"
 #include "proto/agent_proto.h"
+#include "proto/mux.h"
 
 namespace wb::agent {
 
@@ -234,6 +235,9 @@ class ServerImpl : public Server {
   void PumpChannels();
   // The host's Z: a hang-up, as EOF on a socket connection.
   void HangUpChannel(uint64_t conn_id);
+  // Every channel, hung up (no Z: their host is gone): at a Q, and when
+  // the port's host hangs up.
+  void HangUpAllChannels();
   // Writes what the port has queued, if nothing was queued before (else
   // EPOLLOUT will).
   void WritePortNow(bool was_idle);
@@ -296,6 +300,9 @@ class ServerImpl : public Server {
   uint64_t port_conn_ = 0;                 // the port's Conn (port mode), 0: none
   std::map<uint32_t, uint64_t> channels_;  // channel -> its Conn
   uint32_t max_channel_ = 0;               // highest channel opened since the last Q
+  // The port's own stream (proto::PortDecoder): strict from the first Q on.
+  proto::PortDecoder port_dec_{proto::PortDecoder::Sender::kHost};
+  bool port_out_of_step_ = false;  // F sent for the current run of skipped bytes
   uint64_t next_id_ = 1;
   bool terminating_ = false;
   bool any_exec_ = false;  // a command has started: the identity is fixed from then on

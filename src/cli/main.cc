@@ -52,6 +52,7 @@ int main(int argc, char** argv) {
   auto add = [&](Action a) { verbs.emplace_back(app.get_subcommands({}).back(), std::move(a)); };
   add(AddRun(app));
   add(AddImage(app));
+  add(AddTemplate(app));
   add(AddGc(app));
   add(AddPool(app));
   add(AddVm(app));

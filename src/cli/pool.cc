@@ -130,6 +130,9 @@ Result<int> DoStart(const GlobalOptions& g, const StartOpts& o) {
   }
   d.http_max_connections = o.http_max_connections;
   d.vm_driver = VmOptions(g, o.driver);
+  // Claimed (live) VMs must outlive a killed daemon; unclaimed ones a
+  // killed daemon leaves are killed by the next start's gc.
+  d.vm_driver.outlive_owner = true;
   d.default_driver = o.driver.driver;
   if (o.max_sandbox_timeout == 0)
     return Fail(ErrorCode::kInvalidArgument, "--max-sandbox-timeout", "0", "must be at least 1");

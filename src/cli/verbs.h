@@ -13,6 +13,7 @@ using Action = std::function<int(const GlobalOptions&)>;
 
 Action AddRun(CLI::App& app);
 Action AddImage(CLI::App& app);
+Action AddTemplate(CLI::App& app);  // template build-debian NAME
 Action AddGc(CLI::App& app);
 Action AddPool(CLI::App& app);
 Action AddVm(CLI::App& app);

@@ -123,7 +123,8 @@ Result<std::vector<std::string>> EnvField(const json& j) {
   return out;
 }
 
-// "%41" -> 'A'; '+' -> ' '.
+}  // namespace
+
 Result<std::string> PercentDecode(std::string_view s, const std::string& what) {
   std::string out;
   out.reserve(s.size());
@@ -149,8 +150,6 @@ Result<std::string> PercentDecode(std::string_view s, const std::string& what) {
   if (out.find('\0') != std::string::npos) return Bad(what, "NUL byte");
   return out;
 }
-
-}  // namespace
 
 // --- pure parts -------------------------------------------------------------------
 
@@ -572,24 +571,7 @@ std::string SandboxListJson(const std::vector<LiveInfo>& infos) {
   return out + "]}";
 }
 
-// Waits for ever (until cancelled by the || that runs it).
-asio::awaitable<void> Forever() {
-  asio::steady_timer t(co_await asio::this_coro::executor, asio::steady_timer::time_point::max());
-  error_code ec;
-  co_await t.async_wait(redirect_error(use_awaitable, ec));
-}
-
-// Completes when the HTTP client hangs up (EOF or an error). A pipelined
-// request (readable, not EOF) is left for later: then it waits until cancelled.
-asio::awaitable<void> ClientGone(beast::tcp_stream& s) {
-  error_code ec;
-  co_await s.socket().async_wait(tcp::socket::wait_read, redirect_error(use_awaitable, ec));
-  if (ec) co_return;
-  char c;
-  ssize_t n = ::recv(s.socket().native_handle(), &c, 1, MSG_PEEK | MSG_DONTWAIT);
-  if (n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK)) co_return;
-  co_await Forever();
-}
+}  // namespace
 
 // The Error of an agent's e (or F) frame; anything else is unexpected.
 Error AgentError(const proto::Frame& f, const char* what) {
@@ -606,6 +588,8 @@ Error AgentError(const proto::Frame& f, const char* what) {
   return Fail(ErrorCode::kUnavailable, what, "",
               std::string("unexpected frame '") + static_cast<char>(f.type) + "' from the agent");
 }
+
+namespace {
 
 // Sends data as I frames (then C when close).
 asio::awaitable<Result<void>> SendStdin(pool::AgentConn& conn, std::string_view data, bool close) {

@@ -65,6 +65,9 @@ LiveTarget ParseLiveTarget(std::string_view path);
 // The methods a route takes, as an Allow header ("GET, POST").
 const char* LiveRouteMethods(LiveRoute r);
 
+// "%41" -> 'A'; '+' -> ' '. Errors (bad escapes, NUL) are bad_request naming what.
+[[nodiscard]] Result<std::string> PercentDecode(std::string_view s, const std::string& what);
+
 // "a=1&b=x%20y&a=2" -> [(a,1),(b,"x y"),(a,2)]; '+' is a space. Errors
 // (bad percent escapes, NUL) are bad_request naming the parameter.
 [[nodiscard]] Result<std::vector<std::pair<std::string, std::string>>> ParseQuery(
@@ -113,6 +116,9 @@ std::string LiveExitLine(const proto::ExecExit& e);
 const char* LiveErrorKindName(const Error& e);
 // {"error":"...","kind":"..."}: also the last line of a stream that failed.
 std::string LiveErrorLine(const Error& e);
+// The Error of an agent's answer that is not the one expected: an e frame's
+// code and message, an F frame as bad_request; anything else unavailable.
+Error AgentError(const proto::Frame& f, const char* what);
 
 // --- the server side --------------------------------------------------------------
 

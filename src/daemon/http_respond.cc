@@ -1,9 +1,14 @@
 #include "daemon/http_respond.h"
 
+#include <sys/socket.h>
+
 #include <array>
 #include <boost/asio/redirect_error.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/this_coro.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/beast/http.hpp>
+#include <cerrno>
 
 namespace wb::daemon {
 
@@ -47,6 +52,24 @@ asio::awaitable<void> LingeringClose(boost::beast::tcp_stream& s) {
     dropped += n;
   }
   s.expires_never();
+}
+
+asio::awaitable<void> Forever() {
+  asio::steady_timer t(co_await asio::this_coro::executor, asio::steady_timer::time_point::max());
+  error_code ec;
+  co_await t.async_wait(redirect_error(use_awaitable, ec));
+}
+
+asio::awaitable<void> ClientGone(boost::beast::tcp_stream& s) {
+  error_code ec;
+  co_await s.socket().async_wait(asio::ip::tcp::socket::wait_read,
+                                 redirect_error(use_awaitable, ec));
+  if (ec) co_return;
+  // Readable: EOF (or an error) is the hang-up; bytes are a next request.
+  char c;
+  ssize_t n = ::recv(s.socket().native_handle(), &c, 1, MSG_PEEK | MSG_DONTWAIT);
+  if (n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK)) co_return;
+  co_await Forever();
 }
 
 }  // namespace wb::daemon

@@ -34,4 +34,11 @@ boost::asio::awaitable<void> SendStringResponse(boost::beast::tcp_stream& s, uns
 // megabytes in flight when the client notices the answer.)
 boost::asio::awaitable<void> LingeringClose(boost::beast::tcp_stream& s);
 
+// Waits for ever (until cancelled by the || that runs it).
+boost::asio::awaitable<void> Forever();
+// Completes when the HTTP client hangs up (EOF or an error) while a
+// response streams; waits on the socket, never reads it. A pipelined request
+// (readable, not EOF) is left for later: then it waits until cancelled.
+boost::asio::awaitable<void> ClientGone(boost::beast::tcp_stream& s);
+
 }  // namespace wb::daemon

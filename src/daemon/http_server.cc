@@ -13,6 +13,7 @@
 #include <boost/beast/http.hpp>
 
 #include "base/log.h"
+#include "daemon/e2b/front.h"
 #include "daemon/http_live.h"
 #include "daemon/http_respond.h"
 
@@ -127,7 +128,7 @@ class HttpSink : public RunSink {
 
 struct HttpServer::Impl {
   Impl(asio::io_context& io, RunService& svc, LiveService* live, HttpOptions opts)
-      : io(io), svc(svc), live(live), opts(std::move(opts)), acceptor(io) {}
+      : io(io), svc(svc), live(live), live_service(live), opts(std::move(opts)), acceptor(io) {}
 
   asio::awaitable<void> Accept() {
     for (;;) {
@@ -180,7 +181,8 @@ struct HttpServer::Impl {
   // Every request but /healthz passes here when its head has arrived, before
   // its body is read (docs/security.md): the browser defences, then the
   // token. Sends the refusal and returns false when the request may not go on.
-  asio::awaitable<bool> AdmitHead(beast::tcp_stream& s, const Request& req, bool body_pending) {
+  asio::awaitable<bool> AdmitHead(beast::tcp_stream& s, const Request& req, bool body_pending,
+                                  const std::optional<e2b::Route>& e2b_route) {
     const unsigned v = req.version();
     const bool head = req.method() == http::verb::head;
     // Without the body read, the connection cannot serve another request.
@@ -194,6 +196,16 @@ struct HttpServer::Impl {
       status = http::status::forbidden;
       msg = *why;
       kind = "forbidden";
+    } else if (e2b_route) {
+      // E2B's own credentials (docs/e2b.md): the API key, or the sandbox's
+      // access token.
+      auto refusal = e2b.Admit(req, *e2b_route);
+      if (!refusal) co_return true;
+      ++requests;
+      co_await Send(s, v, head, static_cast<http::status>(refusal->status),
+                    std::move(refusal->body), kJson, keep);
+      if (!keep) co_await LingeringClose(s);
+      co_return false;
     } else if (!Authorized(req)) {
       status = http::status::unauthorized;
       kind = "unauthorized";
@@ -236,10 +248,28 @@ struct HttpServer::Impl {
       // for bodies over 1 MiB) waits for our go-ahead before the body. The
       // body limit is checked against Content-Length before it is sent.
       co_await http::async_read_header(stream, buf, parser, redirect_error(use_awaitable, ec));
+      std::optional<e2b::Route> e2b_route;
       if (!ec && !IsHealthz(parser.get().target())) {
         stream.expires_never();
-        if (!co_await AdmitHead(stream, parser.get(), !parser.is_done())) {
+        auto route = e2b.Classify(parser.get());
+        if (!route.ok()) {
+          ++requests;
+          std::string body = e2b::E2bErrorJson(400, route.error().ToString());
+          co_await Send(stream, parser.get().version(), false, http::status::bad_request,
+                        std::move(body), kJson, false);
+          co_await LingeringClose(stream);
+          co_return;
+        }
+        if (route->plane != e2b::Plane::kNone) e2b_route = *route;
+        if (!co_await AdmitHead(stream, parser.get(), !parser.is_done(), e2b_route)) {
           if (!parser.is_done() || !parser.get().keep_alive()) co_return;
+          continue;
+        }
+        if (e2b_route && e2b.Streams(parser.get(), *e2b_route)) {
+          ++requests;
+          if (!co_await e2b.ServeStreaming(stream, buf, parser, *e2b_route, opts.request_timeout)) {
+            co_return;
+          }
           continue;
         }
         if (HttpLive::IsUpload(parser.get())) {
@@ -283,7 +313,12 @@ struct HttpServer::Impl {
       }
       ++requests;
       Request req = parser.release();
-      bool keep = co_await Handle(stream, req);
+      bool keep = false;
+      if (e2b_route) {
+        keep = co_await e2b.Serve(stream, req, *e2b_route);
+      } else {
+        keep = co_await Handle(stream, req);
+      }
       if (!keep) {
         stream.socket().shutdown(tcp::socket::shutdown_send, ec);
         co_return;
@@ -410,7 +445,9 @@ struct HttpServer::Impl {
   asio::io_context& io;
   RunService& svc;
   HttpLive live;
+  LiveService* live_service;
   HttpOptions opts;
+  e2b::Front e2b{live_service, opts.token};
   tcp::acceptor acceptor;
   uint64_t requests = 0;
   // Open sessions (Session), against opts.max_connections.

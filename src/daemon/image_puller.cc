@@ -7,6 +7,7 @@
 #include <optional>
 
 #include "base/log.h"
+#include "image/debian_template.h"
 
 namespace wb::daemon {
 
@@ -18,6 +19,17 @@ struct ImagePuller::Pending {
   std::optional<Result<void>> result;
 };
 
+std::string ImagePuller::HowMissing(const std::string& image) {
+  return FindKnownTemplate(image) ? "building the template from Debian packages" : "pulling it";
+}
+
+ImageToolCall ImagePuller::CallFor(ImageToolCall base, const std::string& image) {
+  // A template's packages come from the helper's own table.
+  base.args = {FindKnownTemplate(image) ? "build-debian" : "pull"};
+  base.operands = {image};
+  return base;
+}
+
 asio::awaitable<Result<void>> ImagePuller::Pull(const std::string& image) {
   std::shared_ptr<Pending> p;
   if (auto it = pending_.find(image); it != pending_.end()) {
@@ -25,17 +37,15 @@ asio::awaitable<Result<void>> ImagePuller::Pull(const std::string& image) {
   } else {
     p = std::make_shared<Pending>(io_);
     pending_.emplace(image, p);
-    ImageToolCall call = base_;
-    call.args = {"pull"};
-    call.operands = {image};
-    spdlog::info("pulling image {}", image);
+    ImageToolCall call = CallFor(base_, image);
+    spdlog::info("{} image {}", call.args[0] == "pull" ? "pulling" : "building template", image);
     asio::post(threads_, [this, p, call, image] {
       auto r = RunImageTool(call);
       asio::post(io_, [this, p, r = std::move(r), image]() mutable {
         if (r.ok()) {
-          spdlog::info("pulled image {}", image);
+          spdlog::info("image {} is ready", image);
         } else {
-          spdlog::warn("pull of image {} failed: {}", image, r.error().ToString());
+          spdlog::warn("{} image {} failed: {}", HowMissing(image), image, r.error().ToString());
         }
         p->result = std::move(r);
         p->done.cancel();

@@ -1,7 +1,9 @@
 // The daemon's pulls of missing images: one pull per image however many
 // runs ask for it at once (they all wait for the same one), run by the
 // warmbox-image helper on a thread of its own so the event loop never blocks.
-// A failed pull is not remembered: the next request tries again.
+// A failed pull is not remembered: the next request tries again. A known
+// template (image/debian_template.h: "base") is built from Debian packages
+// instead (warmbox-image build-debian, 20-60 s), the same way.
 #pragma once
 
 #include <boost/asio/awaitable.hpp>
@@ -22,8 +24,14 @@ class ImagePuller {
   ImagePuller(boost::asio::io_context& io, ImageToolCall base) : io_(io), base_(std::move(base)) {}
   ~ImagePuller() { threads_.join(); }
 
-  // Resolves when image has been pulled (or the pull failed). Runs on io.
+  // Resolves when image has been pulled or built (or that failed). Runs on io.
   boost::asio::awaitable<Result<void>> Pull(const std::string& image);
+  // How Pull gets image, for messages: "pulling it" or "building the
+  // template from Debian packages".
+  static std::string HowMissing(const std::string& image);
+  // The helper's call that gets image (pull, or build-debian for a
+  // template), from base (the helper, state dir and uid base).
+  static ImageToolCall CallFor(ImageToolCall base, const std::string& image);
   // Waits for pulls in flight (shutdown).
   void Join() { threads_.join(); }
 

@@ -43,6 +43,7 @@ std::string ToJson(const LiveRecord& r) {
             {"env", r.env},
             {"user", r.user},
             {"cwd", r.cwd},
+            {"access_token", r.access_token},
             {"memory_bytes", r.memory_bytes},
             {"pids", r.pids},
             {"cpus", r.cpus},
@@ -124,6 +125,7 @@ Result<LiveRecord> ParseLiveRecord(std::string_view text, const std::string& wha
   WB_RETURN_IF_ERROR(strings("env", r.env));
   WB_RETURN_IF_ERROR(str("user", r.user, false));
   WB_RETURN_IF_ERROR(str("cwd", r.cwd, false));
+  WB_RETURN_IF_ERROR(str("access_token", r.access_token, false));
   WB_RETURN_IF_ERROR(u64("memory_bytes", r.memory_bytes));
   WB_RETURN_IF_ERROR(u64("pids", r.pids));
   if (auto it = j.find("cpus"); it != j.end()) {

@@ -29,6 +29,9 @@ struct LiveRecord {
   std::map<std::string, std::string> metadata;
   std::vector<std::string> env;
   std::string user, cwd;
+  // The E2B envd access token (docs/e2b.md): 32 random hex digits; "" in
+  // records of older daemons (no E2B access).
+  std::string access_token;
   uint64_t memory_bytes = 0, pids = 0;
   double cpus = 0;
   std::vector<std::string> main;  // empty: none

@@ -124,6 +124,9 @@ struct LiveRegistry::Entry {
   uint64_t next_follower = 0;
   // Readable when the sandbox's host process dies on its own (WatchLiveness).
   std::shared_ptr<asio::posix::stream_descriptor> liveness;
+  // An adopted vm sandbox that was paused: its channels (and so the main's
+  // attachment) are served once it is resumed.
+  bool attach_main_on_resume = false;
 };
 
 LiveRegistry::LiveRegistry(asio::io_context& io, pool::PoolRegistry& pools, ImagePuller& puller,
@@ -159,6 +162,7 @@ LiveInfo LiveRegistry::InfoOf(const Entry& e, bool usage) const {
   i.env = r.env;
   i.user = r.user;
   i.cwd = r.cwd;
+  i.access_token = r.access_token;
   i.memory_bytes = r.memory_bytes;
   i.pids = r.pids;
   i.cpus = r.cpus;
@@ -314,7 +318,8 @@ asio::awaitable<Result<LiveInfo>> LiveRegistry::Create(LiveCreateRequest req) {
     auto pulled = co_await puller_.Pull(image);
     if (!pulled.ok()) {
       co_return Fail(ErrorCode::kNotFound, "no image", image,
-                     "no such image, and pulling it failed: " + pulled.error().ToString());
+                     "no such image, and " + ImagePuller::HowMissing(image) +
+                         " failed: " + pulled.error().ToString());
     }
   }
   const std::string resolved = rt.store.Resolve(image);
@@ -397,6 +402,9 @@ asio::awaitable<Result<LiveInfo>> LiveRegistry::Create(LiveCreateRequest req) {
   e->dir = sb->host_dir();
   LiveRecord& r = e->rec;
   r.id = *hex;
+  auto token = RandomHex(16);
+  if (!token.ok()) co_return co_await destroy_on_error(token.error());
+  r.access_token = *token;
   r.sandbox = sb->id();
   r.image = resolved;
   r.driver = driver;
@@ -411,15 +419,18 @@ asio::awaitable<Result<LiveInfo>> LiveRegistry::Create(LiveCreateRequest req) {
   r.memory_bytes = req.memory_bytes.value_or(d.memory_bytes);
   r.pids = req.pids.value_or(d.pids);
   r.cpus = req.cpus.value_or(d.cpus);
-  if (req.main) {
-    r.main = *req.main;
-  } else {
-    auto img = rt.store.Get(resolved);
-    if (img.ok()) {
+  // The image's config fills what the request left out, as for a pool run:
+  // its User and WorkingDir are the default user and cwd, its
+  // Entrypoint+Cmd the deferred main.
+  if (auto img = rt.store.Get(resolved); img.ok()) {
+    if (r.user.empty()) r.user = img->config.user;
+    if (r.cwd.empty()) r.cwd = img->config.working_dir;
+    if (!req.main) {
       r.main = img->config.entrypoint;
       r.main.insert(r.main.end(), img->config.cmd.begin(), img->config.cmd.end());
     }
   }
+  if (req.main) r.main = *req.main;
   r.host_pid = sb->host_pid();
   r.host_start = ProcessStartTime(r.host_pid);
   if (draining_) {
@@ -761,6 +772,10 @@ asio::awaitable<Result<void>> LiveRegistry::SetPaused(EntryPtr e, bool paused) {
   e->state = paused ? LiveState::kPaused : LiveState::kRunning;
   e->rec.state = paused ? "paused" : "running";
   Persist(*e);
+  if (!paused && e->attach_main_on_resume) {
+    e->attach_main_on_resume = false;
+    ReattachMain(e);
+  }
   co_return Ok();
 }
 
@@ -786,6 +801,22 @@ asio::awaitable<Result<std::unique_ptr<pool::AgentConn>>> LiveRegistry::Connect(
 }
 
 // --- restart survival ------------------------------------------------------------
+
+void LiveRegistry::ReattachMain(const EntryPtr& e) {
+  if (!e->rec.main_pid || e->rec.main_exit_code) return;
+  asio::co_spawn(
+      io_,
+      [this, e]() -> asio::awaitable<void> {
+        auto c = co_await AttachMain(e);
+        if (!c.ok()) {
+          spdlog::warn("live sandbox {}: re-attach to its main: {}", e->rec.id,
+                       c.error().ToString());
+          co_return;
+        }
+        co_await FollowMain(e, *c);
+      },
+      asio::detached);
+}
 
 void LiveRegistry::AdoptAll() {
   const std::string base = SandboxesDir(opts_.state_dir);
@@ -817,6 +848,20 @@ void LiveRegistry::AdoptAll() {
                    sb.error().ToString());
       continue;
     }
+    const bool bridged = (*sb)->live_endpoint().socket_path != (*sb)->endpoint().socket_path;
+    const bool paused = rec->state == "paused";
+    if (bridged && !paused) {
+      // A vm sandbox: a new bridge on its port (live.sock), which
+      // resynchronises the port after the dead daemon's bridge (proto/mux.h).
+      // Here, before the socket serves, so that no operation finds it
+      // missing; bounded (10 s). A failure leaves the sandbox listed (and
+      // killable); its operations fail until it is killed. (A paused VM
+      // cannot answer: its bridge starts when it is resumed, VmSandbox::Pause.)
+      if (auto served = (*sb)->ServeLive(); !served.ok()) {
+        spdlog::warn("live sandbox {}: its channels cannot be served: {}", rec->id,
+                     served.error().ToString());
+      }
+    }
     auto e = std::make_shared<Entry>(io_);
     e->sb = std::shared_ptr<Sandbox>(std::move(*sb));
     e->dir = dir;
@@ -826,19 +871,10 @@ void LiveRegistry::AdoptAll() {
     live_[e->rec.id] = e;
     ArmTimer(e);
     WatchLiveness(e);
-    if (e->rec.main_pid && !e->rec.main_exit_code) {
-      asio::co_spawn(
-          io_,
-          [this, e]() -> asio::awaitable<void> {
-            auto c = co_await AttachMain(e);
-            if (!c.ok()) {
-              spdlog::warn("live sandbox {}: re-attach to its main: {}", e->rec.id,
-                           c.error().ToString());
-              co_return;
-            }
-            co_await FollowMain(e, *c);
-          },
-          asio::detached);
+    if (bridged && paused) {
+      e->attach_main_on_resume = true;
+    } else {
+      ReattachMain(e);
     }
     spdlog::info("live sandbox {} taken over (sandbox {}, pid {})", e->rec.id, e->rec.sandbox,
                  e->rec.host_pid);

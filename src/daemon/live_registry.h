@@ -87,6 +87,8 @@ class LiveRegistry : public LiveService {
   boost::asio::awaitable<Result<void>> StartMain(EntryPtr e);
   boost::asio::awaitable<void> FollowMain(EntryPtr e, std::shared_ptr<pool::AgentConn> conn);
   boost::asio::awaitable<Result<std::shared_ptr<pool::AgentConn>>> AttachMain(EntryPtr e);
+  // An adopted sandbox's main, still running: attached again and followed.
+  void ReattachMain(const EntryPtr& e);
   void OnOutput(Entry& e, bool is_stderr, std::string_view data);
   void EmitLine(Entry& e, bool is_stderr, const std::string& text);
   void FlushPartials(Entry& e);

@@ -26,8 +26,8 @@ struct LiveCreateRequest {
   std::map<std::string, std::string> metadata;
   std::optional<uint64_t> memory_bytes, pids;
   std::optional<double> cpus;
-  std::string user;  // default user of processes ("" = root)
-  std::string cwd;   // default working dir ("" = /)
+  std::string user;  // default user of processes ("": the image's User, else root)
+  std::string cwd;   // default working dir ("": the image's WorkingDir, else /)
   // The deferred main: absent = the image's Entrypoint+Cmd (none if the image
   // has none); an empty vector = --no-main.
   std::optional<std::vector<std::string>> main;
@@ -48,6 +48,7 @@ struct LiveInfo {
   std::map<std::string, std::string> metadata;
   std::vector<std::string> env;
   std::string user, cwd;
+  std::string access_token;  // E2B's envd access token (docs/e2b.md); not in ToJson
   uint64_t memory_bytes = 0, pids = 0;
   double cpus = 0;
   std::vector<std::string> main;  // empty: none

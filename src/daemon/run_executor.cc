@@ -90,8 +90,8 @@ asio::awaitable<RunOutcome> RunExecutor::RunUnlabelled(proto::RunRequest run, Ru
     auto pulled = co_await puller_.Pull(image);
     if (!pulled.ok()) {
       Refuse(out, RunErrorKind::kNoImage,
-             "image " + image +
-                 ": no such image, and pulling it failed: " + pulled.error().ToString());
+             "image " + image + ": no such image, and " + ImagePuller::HowMissing(image) +
+                 " failed: " + pulled.error().ToString());
       co_return out;
     }
   }

@@ -250,15 +250,15 @@ Result<int> RunDaemon(const DaemonOptions& options) {
     cleanup_socket();
     return driver.error();
   }
-  // `pool start --warm` (and --image) pull what they need before warming.
+  // `pool start --warm` (and --image) pull (or build) what they need before warming.
   std::vector<std::string> needed;
   if (!opts.default_image.empty()) needed.push_back(opts.default_image);
   for (const auto& w : opts.warm) needed.push_back(w.image);
   for (const auto& image : needed) {
     if (store.Exists(image)) continue;
-    spdlog::info("pulling image {}", image);
-    auto pulled = RunImageTool(
-        {opts.image_tool_path, opts.driver.state_dir, opts.driver.uid_base, {"pull", image}});
+    spdlog::info("image {} is missing: {}", image, ImagePuller::HowMissing(image));
+    auto pulled = RunImageTool(ImagePuller::CallFor(
+        {opts.image_tool_path, opts.driver.state_dir, opts.driver.uid_base, {}}, image));
     if (!pulled.ok()) {
       cleanup_socket();
       return pulled.error().Wrap("image " + image + " is missing");

@@ -207,10 +207,14 @@ Result<void> CheckDiffIds(const Parsed& parsed) {
 }  // namespace
 
 Result<Image> Import(ImageStore& store, const std::string& file, const std::string& name,
-                     Progress& p) {
+                     Progress& p, const ImportOptions& o) {
   struct stat st;
   if (::stat(file.c_str(), &st) != 0) return Errno("import", file);
   if (!name.empty()) WB_RETURN_IF_ERROR(oci::ParseReference(name));
+  if (o.local_name) {
+    if (name.empty()) return Fail("import", file, "a local name needs --name");
+    WB_RETURN_IF_ERROR(ImageStore::ValidateName(name));
+  }
   const UnpackLimits limits = WB_TRY(UnpackLimitsFromEnv());
   WB_RETURN_IF_ERROR(store.PrepareOciDirs());
   UniqueFd store_lock = WB_TRY(LockPath(store.LocksDir() + "/store.lock", false));
@@ -252,8 +256,8 @@ Result<Image> Import(ImageStore& store, const std::string& file, const std::stri
     }
     WB_RETURN_IF_ERROR(CheckDiffIds(parsed));
     Image img;
-    img.name = ref->Canonical();
-    img.source = kind + " " + file;
+    img.name = o.local_name ? name : ref->Canonical();
+    img.source = o.source.empty() ? kind + " " + file : o.source;
     img.digest = parsed.digest;
     for (const auto& [d, bytes] : parsed.small) {
       WB_RETURN_IF_ERROR(EnsureBlobBytes(store, d, bytes));

@@ -1,4 +1,4 @@
-// warmbox-image: the image helper (pull, import). Dynamically linked, since
+// warmbox-image: the image helper (pull, import, build-debian). Dynamically linked, since
 // libarchive and libcurl cannot be linked statically here; `warmbox image
 // pull|import` and the pool daemon exec it.
 #include <curl/curl.h>
@@ -9,6 +9,7 @@
 
 #include "base/log.h"
 #include "base/strings.h"
+#include "image/debian_template.h"
 #include "image/store.h"
 #include "imagetool/ops.h"
 
@@ -31,6 +32,14 @@ int main(int argc, char** argv) {
       app.add_subcommand("import", "import a docker-archive or OCI layout (dir or tar)");
   imp->add_option("FILE", file, "archive or directory")->required();
   imp->add_option("--name", name, "image reference to store it under");
+  imagetool::TemplateBuild tb;
+  std::vector<std::string> package_lists;
+  CLI::App* deb = app.add_subcommand("build-debian",
+                                     "build a template image from Debian packages (mmdebstrap)");
+  deb->add_option("NAME", tb.name, "image name")->required();
+  deb->add_option("--packages", package_lists, "more packages, comma-separated (repeatable)")
+      ->allow_extra_args(false);
+  deb->add_flag("--force", tb.force, "build even when the image is up to date");
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -57,8 +66,17 @@ int main(int argc, char** argv) {
   } curl_cleanup;
   ImageStore store(state_dir, static_cast<uint32_t>(*base));
   imagetool::Progress progress(!quiet && ::isatty(2));
-  Result<Image> r = pull->parsed() ? imagetool::Pull(store, ref, po, progress)
-                                   : imagetool::Import(store, file, name, progress);
+  auto run = [&]() -> Result<Image> {
+    if (pull->parsed()) return imagetool::Pull(store, ref, po, progress);
+    if (imp->parsed()) return imagetool::Import(store, file, name, progress);
+    tb.quiet = quiet;
+    for (const auto& l : package_lists) {
+      auto parsed = WB_TRY(ParsePackageList(l));
+      tb.extra_packages.insert(tb.extra_packages.end(), parsed.begin(), parsed.end());
+    }
+    return imagetool::BuildDebianTemplate(store, tb, progress);
+  };
+  Result<Image> r = run();
   if (!r.ok()) {
     std::fprintf(stderr, "warmbox: %s\n", r.error().ToString().c_str());
     return 125;

@@ -55,11 +55,21 @@ unsigned ConnectHttpStatus(std::string_view code) {
   };
   // The Connect protocol's table (HTTP to error code mapping).
   static constexpr Row kRows[] = {
-      {"canceled", 499},          {"unknown", 500},          {"invalid_argument", 400},
-      {"deadline_exceeded", 504}, {"not_found", 404},        {"already_exists", 409},
-      {"permission_denied", 403}, {"resource_exhausted", 429}, {"failed_precondition", 400},
-      {"aborted", 409},           {"out_of_range", 400},     {"unimplemented", 501},
-      {"internal", 500},          {"unavailable", 503},      {"data_loss", 500},
+      {"canceled", 499},
+      {"unknown", 500},
+      {"invalid_argument", 400},
+      {"deadline_exceeded", 504},
+      {"not_found", 404},
+      {"already_exists", 409},
+      {"permission_denied", 403},
+      {"resource_exhausted", 429},
+      {"failed_precondition", 400},
+      {"aborted", 409},
+      {"out_of_range", 400},
+      {"unimplemented", 501},
+      {"internal", 500},
+      {"unavailable", 503},
+      {"data_loss", 500},
       {"unauthenticated", 401},
   };
   for (const auto& r : kRows) {
@@ -78,19 +88,23 @@ std::string Envelope(uint8_t flags, std::string_view payload) {
   out.reserve(5 + payload.size());
   out.push_back(static_cast<char>(flags));
   const auto n = static_cast<uint32_t>(payload.size());
-  for (int shift = 24; shift >= 0; shift -= 8) out.push_back(static_cast<char>((n >> shift) & 0xff));
+  for (int shift = 24; shift >= 0; shift -= 8)
+    out.push_back(static_cast<char>((n >> shift) & 0xff));
   out.append(payload);
   return out;
 }
 
 Result<std::string> ParseRequestEnvelope(std::string_view body) {
   auto bad = [](std::string detail) {
-    return Error{.call = "connect envelope", .detail = std::move(detail),
+    return Error{.call = "connect envelope",
+                 .detail = std::move(detail),
                  .code = ErrorCode::kInvalidArgument};
   };
-  if (body.size() < 5) return bad("the body is " + std::to_string(body.size()) + " bytes: no envelope");
+  if (body.size() < 5)
+    return bad("the body is " + std::to_string(body.size()) + " bytes: no envelope");
   const auto flags = static_cast<uint8_t>(body[0]);
-  if (flags != kEnvelopeMessage) return bad("flags " + std::to_string(flags) + ": only uncompressed messages");
+  if (flags != kEnvelopeMessage)
+    return bad("flags " + std::to_string(flags) + ": only uncompressed messages");
   uint32_t n = 0;
   for (int i = 1; i <= 4; ++i) n = (n << 8) | static_cast<uint8_t>(body[i]);
   if (body.size() - 5 != n) {
@@ -129,8 +143,7 @@ asio::awaitable<bool> SendUnary(beast::tcp_stream& s, unsigned version, bool kee
 
 asio::awaitable<bool> SendConnectError(beast::tcp_stream& s, unsigned version, bool keep,
                                        std::string_view code, std::string_view message) {
-  co_await SendStringResponse(s, version, false,
-                              static_cast<http::status>(ConnectHttpStatus(code)),
+  co_await SendStringResponse(s, version, false, static_cast<http::status>(ConnectHttpStatus(code)),
                               ConnectErrorJson(code, message), "application/json", keep);
   co_return s.socket().is_open();
 }

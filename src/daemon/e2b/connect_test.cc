@@ -42,7 +42,8 @@ TEST(ConnectTest, CodesAndStatuses) {
   EXPECT_EQ(EndStreamJson(), "{}");
   EXPECT_EQ(EndStreamJson("deadline_exceeded", "late"),
             R"({"error":{"code":"deadline_exceeded","message":"late"}})");
-  EXPECT_EQ(ConnectErrorJson("not_found", "no \"x\""), R"({"code":"not_found","message":"no \"x\""})");
+  EXPECT_EQ(ConnectErrorJson("not_found", "no \"x\""),
+            R"({"code":"not_found","message":"no \"x\""})");
 }
 
 TEST(ConnectTest, ContentTypes) {

@@ -10,7 +10,8 @@ Result<std::optional<std::string>> BasicAuthUser(std::optional<std::string_view>
   std::string_view v = Trim(*authorization);
   constexpr std::string_view kBasic = "basic ";
   if (v.size() < kBasic.size() || AsciiLower(v.substr(0, kBasic.size())) != kBasic) {
-    return Error{.call = "Authorization", .arg = std::string(v.substr(0, v.find(' '))),
+    return Error{.call = "Authorization",
+                 .arg = std::string(v.substr(0, v.find(' '))),
                  .detail = "envd takes 'Basic base64(user:)'",
                  .code = ErrorCode::kInvalidArgument};
   }

@@ -69,6 +69,9 @@ Result<std::string> EnsureLayerDisk(const std::string& cache_dir, const std::str
   // -T0: no build time in the image; --quiet: stderr holds only errors.
   o.argv = {"mkfs.erofs", "--quiet", "-T0", tmp, layer_dir};
   o.fds = {{errpipe->write.get(), 2}};
+  // A helper of one creation, not part of any VM: it dies with its process
+  // (unlike the daemon's QEMUs, VmDriverOptions::outlive_owner), and the
+  // temp file it leaves is never renamed into the cache.
   o.pdeath_signal = SIGKILL;
   if (uid_base) {
     o.clone_flags = CLONE_NEWUSER;

@@ -11,6 +11,7 @@
 #include <map>
 #include <vector>
 
+#include "base/fs.h"
 #include "base/log.h"
 #include "proto/agent_proto.h"
 #include "proto/mux.h"
@@ -39,7 +40,8 @@ struct Client {
 
 struct MuxBridge::State {
   UniqueFd port, listener;
-  proto::FrameDecoder dec;
+  // The agent's stream, strict: from a q on, only what the agent sends there.
+  proto::PortDecoder dec{proto::PortDecoder::Sender::kAgent};
   std::string out;  // for the port
   size_t out_off = 0;
   std::map<uint32_t, Client> clients;
@@ -48,31 +50,37 @@ struct MuxBridge::State {
 };
 
 Result<std::unique_ptr<MuxBridge>> MuxBridge::Start(UniqueFd port, const std::string& listen_path,
-                                                    int timeout_ms) {
+                                                    int timeout_ms, bool resync) {
   std::unique_ptr<MuxBridge> b(new MuxBridge());
   b->path_ = listen_path;
   b->st_ = std::make_unique<State>();
   State& st = *b->st_;
   st.port = std::move(port);
-  // Q, then everything up to q is an earlier host's (stale).
-  WB_RETURN_IF_ERROR(WriteAll(st.port.get(), proto::EncodeFrame(FrameType::kMuxReset, "")));
+  st.dec.set_strict(true);
+  // Q, then everything up to the q that echoes its nonce is an earlier
+  // host's (stale, possibly cut mid-frame: the strict decoder skips what it
+  // cannot read, and the agent pads before its q when it had a host).
+  const std::string nonce = WB_TRY(RandomHex(8));
+  std::string hello;
+  proto::AppendReset(hello, FrameType::kMuxReset, nonce, resync ? proto::kSyncPadBytes : 0);
+  WB_RETURN_IF_ERROR(WriteAll(st.port.get(), hello));
   auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);
   for (bool done = false; !done;) {
     while (auto f = st.dec.Next()) {
-      if (f->type == FrameType::kMuxResetDone) {
+      if (f->type == FrameType::kMuxResetDone && f->payload == nonce) {
         done = true;
         break;
-      }
-      if (f->type == FrameType::kFailure) {
-        return Fail(ErrorCode::kFailedPrecondition, "mux reset", listen_path,
-                    "the agent does not serve channels: " + f->payload);
       }
     }
     if (done) break;
     auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
                     deadline - std::chrono::steady_clock::now())
                     .count();
-    if (left <= 0) return Fail("mux reset", listen_path, "no answer from the agent");
+    if (left <= 0) {
+      return Fail(ErrorCode::kFailedPrecondition, "mux reset", listen_path,
+                  "no answer from the agent (an agent that does not serve channels, or a stream "
+                  "out of step)");
+    }
     pollfd p{st.port.get(), POLLIN, 0};
     int r = ::poll(&p, 1, static_cast<int>(left));
     if (r < 0 && errno != EINTR) return Errno("poll", listen_path);
@@ -81,9 +89,9 @@ Result<std::unique_ptr<MuxBridge>> MuxBridge::Start(UniqueFd port, const std::st
     ssize_t n = ::read(st.port.get(), buf, sizeof buf);
     if (n < 0 && errno == EINTR) continue;
     if (n <= 0) return Fail("mux reset", listen_path, "the port closed");
-    if (auto fed = st.dec.Feed(std::string_view(buf, static_cast<size_t>(n))); !fed.ok())
-      return fed.error().Wrap("mux reset");
+    st.dec.Feed(std::string_view(buf, static_cast<size_t>(n)));
   }
+  (void)st.dec.TakeSkipped();  // the earlier host's
   WB_RETURN_IF_ERROR(SetNonBlocking(st.port.get()));
   ::unlink(listen_path.c_str());  // an earlier bridge's
   st.listener = WB_TRY(ListenUnix(listen_path));
@@ -187,11 +195,14 @@ void MuxBridge::Run() {
       ssize_t n = ::read(st.port.get(), buf, sizeof buf);
       if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR)) break;  // QEMU is gone
       if (n > 0) {
-        if (!st.dec.Feed(std::string_view(buf, static_cast<size_t>(n))).ok()) {
+        st.dec.Feed(std::string_view(buf, static_cast<size_t>(n)));
+        while (auto f = st.dec.Next()) on_frame(*f);
+        if (st.dec.TakeSkipped() > 0) {
+          // In step since the q: a broken agent (or port); its channels
+          // cannot be trusted any more.
           spdlog::warn("mux bridge {}: the port's stream is out of step", path_);
           break;
         }
-        while (auto f = st.dec.Next()) on_frame(*f);
       }
     }
     if (fds[2].revents & POLLIN) {

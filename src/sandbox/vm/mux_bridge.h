@@ -29,12 +29,17 @@ namespace wb::vm {
 class MuxBridge {
  public:
   // port: a connected stream to the agent's port (a connection to QEMU's
-  // agent.sock; a socketpair in tests). Sends Q and waits up to timeout_ms
-  // for q (an agent that does not serve channels fails here), then listens
-  // on listen_path (mode 0600) and relays from a thread of its own.
+  // agent.sock; a socketpair in tests). Sends Q with a random nonce and
+  // waits up to timeout_ms for the q that echoes it (an agent that does not
+  // serve channels fails here), then listens on listen_path (mode 0600) and
+  // relays from a thread of its own. resync: an earlier host may have left
+  // a frame half-written in the port (a daemon taking over a live VM), so
+  // the Q follows proto::kSyncPadBytes of padding; the agent's stream is
+  // read in step from its q on, whatever came before it.
   [[nodiscard]] static Result<std::unique_ptr<MuxBridge>> Start(UniqueFd port,
                                                                 const std::string& listen_path,
-                                                                int timeout_ms);
+                                                                int timeout_ms,
+                                                                bool resync = false);
   // Stops the thread, closes every connection and the port, removes the
   // socket file.
   ~MuxBridge();

@@ -142,7 +142,12 @@ Result<std::unique_ptr<VmDriver::Spawned>> VmDriver::Spawn(const SandboxSpec& sp
   o.path = plan.qemu;
   o.argv = QemuArgv(plan);
   o.fds = {{agent_listener.get(), 3}, {qmp_listener.get(), 4}, {qemu_err.get(), 2}};
-  o.pdeath_signal = SIGKILL;  // the VM dies with its host process
+  // The VM dies with its host process, unless it may become a live sandbox
+  // that must outlive a killed daemon (outlive_owner): the parent-death
+  // signal cannot be cleared from outside QEMU at the claim, as the ns
+  // agent clears its own, so the daemon's VMs never get it, and the next
+  // start's gc kills the unclaimed ones a killed daemon leaves.
+  o.pdeath_signal = opts_.outlive_owner && mode != Mode::kTemplate ? 0 : SIGKILL;
   o.file_size_limit = mode == Mode::kCold ? opts_.console_cap : 0;
   o.cgroup_fd = sb->cgroup_.clone_fd();  // cgroup v2: born there
   o.hold_until_released = true;          // v1: moved there before it execs

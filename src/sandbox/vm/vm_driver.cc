@@ -4,6 +4,7 @@
 
 #include "base/fs.h"
 #include "base/log.h"
+#include "base/strings.h"
 #include "sandbox/sandbox_dir.h"
 #include "sandbox/vm/initramfs.h"
 #include "sandbox/vm/vm_sandbox.h"
@@ -55,6 +56,45 @@ Result<std::unique_ptr<VmDriver>> VmDriver::Open(VmDriverOptions opts, ImageStor
   drv->layout_ = std::make_shared<CgroupLayoutHolder>();
   drv->layout_->layout = WB_TRY(PrepareSandboxHost(drv->opts_.state_dir, drv->opts_.cgroup_parent));
   return drv;
+}
+
+namespace {
+
+// The guest RAM (MiB) of a running QEMU, from its "-m N" argument; 0 if
+// unknown.
+uint64_t QemuMemoryMib(pid_t pid) {
+  auto cmdline = ReadFile("/proc/" + std::to_string(pid) + "/cmdline");
+  if (!cmdline.ok()) return 0;
+  std::vector<std::string> argv;
+  for (size_t pos = 0; pos < cmdline->size();) {
+    size_t end = cmdline->find('\0', pos);
+    if (end == std::string::npos) end = cmdline->size();
+    argv.push_back(cmdline->substr(pos, end - pos));
+    pos = end + 1;
+  }
+  for (size_t i = 0; i + 1 < argv.size(); ++i) {
+    if (argv[i] != "-m") continue;
+    auto v = ParseUint(argv[i + 1], "-m");
+    return v.ok() ? *v : 0;
+  }
+  return 0;
+}
+
+}  // namespace
+
+Result<std::unique_ptr<Sandbox>> VmDriver::Adopt(const AdoptSpec& spec) {
+  auto sb = std::make_unique<VmSandbox>();
+  sb->image_ = WB_TRY(store_->Get(spec.image));
+  // The dir, its owner record (now naming this process), the cgroups, and a
+  // pidfd on QEMU checked against the recorded start time. QEMU's listening
+  // sockets (agent.sock, qmp.sock) are its own: they are there as long as
+  // it is.
+  WB_RETURN_IF_ERROR(sb->AdoptHome(spec));
+  sb->adopted_ = true;
+  sb->memory_mib_ = QemuMemoryMib(spec.pid);
+  if (sb->memory_mib_ == 0) sb->memory_mib_ = MemoryMibOf(spec.limits);
+  spdlog::debug("{}: adopted (qemu pid {}, {} MiB)", sb->id_, spec.pid, sb->memory_mib_);
+  return std::unique_ptr<Sandbox>(std::move(sb));
 }
 
 Result<std::unique_ptr<Sandbox>> VmDriver::Create(const SandboxSpec& spec) {

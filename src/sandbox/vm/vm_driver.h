@@ -33,6 +33,12 @@ struct VmDriverOptions {
   // QEMU's own memory beside the guest's RAM (the kernel's ROM copy, the TCG
   // cache, its heap): the cgroup's memory limit is guest RAM + this.
   uint64_t qemu_overhead_bytes = 512ull << 20;
+  // QEMU without PR_SET_PDEATHSIG (the daemon: a live VM outlives it). A
+  // VM the owner never handed out then outlives a killed owner too, until
+  // the next start or `warmbox gc` on the state dir kills it (its owner
+  // record names a dead process and it has no live.json). Off (warmbox run):
+  // the VM dies with its process. Template builds always die with it.
+  bool outlive_owner = false;
   // Snapshot templates (docs/architecture.md, "VM snapshot templates"):
   // sandboxes are copy-on-write clones of one template VM per key.
   bool snapshot = false;
@@ -68,6 +74,10 @@ class VmDriver : public Driver {
                                                     .boots_kernel = true};
   DriverKind kind() const override { return DriverKind::kVm; }
   [[nodiscard]] Result<std::unique_ptr<Sandbox>> Create(const SandboxSpec& spec) override;
+  // A live VM an earlier daemon left running (its QEMU, by pid and start
+  // time; its cgroups; its dir with agent.sock and qmp.sock). ServeLive then
+  // starts a bridge that resynchronises the port.
+  [[nodiscard]] Result<std::unique_ptr<Sandbox>> Adopt(const AdoptSpec& spec) override;
   // With snapshot on: the template status (template_state, clones, ...).
   void AnnotateStat(proto::ImageStat& stat) const override;
   const VmInfo& info() const { return info_; }

@@ -55,6 +55,16 @@ Result<void> VmSandbox::Pause(bool paused) {
     return Fail(ErrorCode::kFailedPrecondition, "pause", id_, "the VM is not running");
   Qmp q = WB_TRY(Qmp::Connect(dir_ + "/qmp.sock", 5000));
   WB_TRY(q.Execute(paused ? "stop" : "cont"));
+  if (!paused && adopted_) {
+    // Taken over while paused: the guest could not answer the bridge's
+    // reset then (the registry left it for now); it can now.
+    bool serving;
+    {
+      std::lock_guard<std::mutex> lock(bridge_mu_);
+      serving = bridge_ && bridge_->alive();
+    }
+    if (!serving) return ServeLive();
+  }
   return Ok();
 }
 
@@ -71,7 +81,7 @@ Result<void> VmSandbox::ServeLive() {
   // QEMU's chardev takes one connection at a time: this one, from now on
   // (the pool's exchanges with this sandbox are over once it is claimed).
   UniqueFd port = WB_TRY(ConnectUnix(dir_ + "/agent.sock"));
-  bridge_ = WB_TRY(MuxBridge::Start(std::move(port), dir_ + "/live.sock", 10000));
+  bridge_ = WB_TRY(MuxBridge::Start(std::move(port), dir_ + "/live.sock", 10000, adopted_));
   return Ok();
 }
 

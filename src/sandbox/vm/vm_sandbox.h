@@ -38,6 +38,10 @@ class VmSandbox : public SandboxBase {
   void StopBridge();
   std::mutex bridge_mu_;
   std::unique_ptr<MuxBridge> bridge_;
+  // Taken over from an earlier daemon (VmDriver::Adopt): the port may hold
+  // a frame that daemon's bridge left half-written, so the first bridge
+  // resynchronises it.
+  bool adopted_ = false;
   // Only a check: RAM and vCPUs are fixed at boot.
   Result<void> ApplyLimits(const Limits& limits) override;
   uint64_t memory_mib_ = 0;

@@ -1,0 +1,454 @@
+#include "daemon/e2b/control.h"
+
+#include <sys/sysinfo.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <boost/asio/redirect_error.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/beast/http/write.hpp>
+#include <charconv>
+#include <chrono>
+#include <cmath>
+
+#include "base/json.h"
+#include "base/strings.h"
+#include "daemon/e2b/envd.h"
+#include "daemon/e2b/route.h"
+#include "daemon/http_live.h"
+#include "daemon/http_respond.h"
+#include "daemon/live_registry.h"
+
+namespace wb::daemon::e2b {
+
+namespace asio = boost::asio;
+namespace beast = boost::beast;
+namespace http = beast::http;
+using nlohmann::json;
+
+namespace {
+
+Error Bad(const std::string& field, const std::string& why) {
+  return Error{.call = "e2b", .arg = field, .detail = why, .code = ErrorCode::kInvalidArgument};
+}
+
+Result<std::map<std::string, std::string>> StringMap(const json& j, const char* field) {
+  std::map<std::string, std::string> out;
+  if (j.is_null()) return out;
+  if (!j.is_object()) return Bad(field, "expected an object of strings");
+  for (const auto& [k, v] : j.items()) {
+    if (!v.is_string()) return Bad(std::string(field) + "." + k, "expected a string");
+    out[k] = v.get<std::string>();
+  }
+  return out;
+}
+
+int64_t NowMs() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+uint64_t HostMemoryBytes() {
+  struct sysinfo si {};
+  if (::sysinfo(&si) != 0) return 0;
+  return static_cast<uint64_t>(si.totalram) * si.mem_unit;
+}
+
+int CpuCount(const LiveInfo& i) {
+  if (i.cpus > 0) return std::max(1, static_cast<int>(std::ceil(i.cpus)));
+  long n = ::sysconf(_SC_NPROCESSORS_ONLN);
+  return n > 0 ? static_cast<int>(n) : 1;
+}
+
+uint64_t MemoryLimit(const LiveInfo& i) {
+  return i.memory_bytes > 0 ? i.memory_bytes : HostMemoryBytes();
+}
+
+// A page token: the start time and id of the last sandbox of the page.
+std::string PageToken(const LiveInfo& i) { return std::to_string(i.created_ms) + "." + i.id; }
+
+}  // namespace
+
+Result<LiveCreateRequest> ParseCreate(std::string_view body) {
+  LiveCreateRequest r;
+  json j = json::object();
+  if (!Trim(body).empty()) j = WB_TRY(ParseJsonBounded(body, "body"));
+  if (!j.is_object()) return Bad("body", "expected a JSON object");
+  for (const auto& [key, v] : j.items()) {
+    if (key == "templateID") {
+      if (!v.is_string() || v.get<std::string>().empty())
+        return Bad(key, "expected a template name");
+      r.image = v.get<std::string>();
+    } else if (key == "timeout") {
+      if (!v.is_number_integer() || v.get<int64_t>() < 0) return Bad(key, "expected seconds, >= 0");
+      if (v.get<int64_t>() > 0) r.timeout_s = v.get<uint64_t>();
+    } else if (key == "metadata") {
+      r.metadata = WB_TRY(StringMap(v, "metadata"));
+    } else if (key == "envVars") {
+      for (auto& [k, val] : WB_TRY(StringMap(v, "envVars"))) {
+        if (k.empty() || k.find('=') != std::string::npos) return Bad("envVars." + k, "bad name");
+        r.env.push_back(k + "=" + val);
+      }
+    } else if (key == "autoPause") {
+      if (!v.is_boolean()) return Bad(key, "expected a boolean");
+      r.on_timeout = v.get<bool>() ? "pause" : "kill";
+    } else if (key == "secure" || key == "autoPauseMemory" || key == "allow_internet_access") {
+      if (!v.is_boolean() && !v.is_null()) return Bad(key, "expected a boolean");
+    } else if (key == "autoResume") {
+      if (!v.is_object() && !v.is_null()) return Bad(key, "expected an object");
+    } else if (key == "network" || key == "mcp" || key == "volumeMounts") {
+      if (v.is_null() || (v.is_object() && v.empty()) || (v.is_array() && v.empty())) continue;
+      return Bad(key, "not supported by warmbox yet (docs/e2b.md)");
+    } else if (key == "iam") {
+      if (!v.is_null()) return Bad(key, "not supported by warmbox");
+    } else {
+      return Bad(key, "unknown field");
+    }
+  }
+  if (!r.image) r.image = std::string(kDefaultTemplate);
+  return r;
+}
+
+Result<std::optional<uint64_t>> ParseTimeoutBody(std::string_view body, bool required) {
+  json j = json::object();
+  if (!Trim(body).empty()) j = WB_TRY(ParseJsonBounded(body, "body"));
+  if (!j.is_object()) return Bad("body", "expected a JSON object");
+  auto it = j.find("timeout");
+  if (it == j.end() || it->is_null()) {
+    if (required) return Bad("timeout", "missing");
+    return std::optional<uint64_t>();
+  }
+  if (!it->is_number_integer() || it->get<int64_t>() < 0)
+    return Bad("timeout", "expected seconds, >= 0");
+  return std::optional<uint64_t>(it->get<uint64_t>());
+}
+
+std::string SandboxJson(const LiveInfo& i, std::string_view access_token) {
+  json j = {
+      {"sandboxID", i.id},     {"templateID", i.image},        {"alias", i.image},
+      {"clientID", "warmbox"}, {"envdVersion", kEnvdVersion},  {"envdAccessToken", access_token},
+      {"domain", nullptr},     {"trafficAccessToken", nullptr}};
+  return j.dump(-1, ' ', false, json::error_handler_t::replace);
+}
+
+json ListedJson(const LiveInfo& i) {
+  return {{"sandboxID", i.id},
+          {"templateID", i.image},
+          {"alias", i.image},
+          {"clientID", "warmbox"},
+          {"metadata", i.metadata},
+          {"startedAt", Rfc3339Utc(i.created_ms)},
+          {"endAt", Rfc3339Utc(i.expires_ms)},
+          {"state", i.state == LiveState::kPaused ? "paused" : "running"},
+          {"cpuCount", CpuCount(i)},
+          {"memoryMB", MemoryLimit(i) >> 20},
+          {"diskSizeMB", 0},
+          {"envdVersion", kEnvdVersion},
+          {"volumeMounts", json::array()}};
+}
+
+std::string SandboxDetailJson(const LiveInfo& i, std::string_view access_token) {
+  json j = ListedJson(i);
+  j["envdAccessToken"] = access_token;
+  j["domain"] = nullptr;
+  j["allowInternetAccess"] = false;
+  j["lifecycle"] = {{"onTimeout", i.on_timeout}, {"autoResume", false}};
+  return j.dump(-1, ' ', false, json::error_handler_t::replace);
+}
+
+Result<ListQuery> ParseListQuery(const std::vector<std::pair<std::string, std::string>>& query) {
+  ListQuery q;
+  for (const auto& [k, v] : query) {
+    if (k == "metadata") {
+      // The SDK URL-encodes each key and value, joins them as a query string,
+      // and the whole is URL-encoded once more as the parameter (docs/e2b.md).
+      std::string pairs = WB_TRY(PercentDecode(v, "metadata"));
+      for (const auto& [mk, mv] : WB_TRY(ParseQuery(pairs))) q.metadata[mk] = mv;
+    } else if (k == "state") {
+      q.running = q.paused = false;
+      for (std::string_view s : Split(v, ',')) {
+        s = Trim(s);
+        if (s == "running") {
+          q.running = true;
+        } else if (s == "paused") {
+          q.paused = true;
+        } else {
+          return Bad("state", "'" + std::string(s) + "': expected running or paused");
+        }
+      }
+    } else if (k == "limit") {
+      size_t n = 0;
+      auto [end, ec] = std::from_chars(v.data(), v.data() + v.size(), n);
+      if (ec != std::errc() || end != v.data() + v.size() || n < 1 || n > 1000) {
+        return Bad("limit", "'" + v + "': expected 1 to 1000");
+      }
+      q.limit = n;
+    } else if (k == "nextToken") {
+      q.next_token = v;
+    } else if (k == "order") {
+      if (v != "asc" && v != "desc") return Bad("order", "'" + v + "': expected asc or desc");
+      q.ascending = v == "asc";
+    } else if (k == "template") {
+      q.template_id = v;
+    }
+    // Others (startedAfter, ...) are not filters warmbox applies yet.
+  }
+  return q;
+}
+
+std::pair<std::vector<LiveInfo>, std::string> ListPage(std::vector<LiveInfo> all,
+                                                       const ListQuery& q) {
+  std::vector<LiveInfo> kept;
+  for (auto& i : all) {
+    if (i.state == LiveState::kDead) continue;
+    if (i.state == LiveState::kRunning && !q.running) continue;
+    if (i.state == LiveState::kPaused && !q.paused) continue;
+    if (!q.template_id.empty() && i.image != q.template_id) continue;
+    bool match = true;
+    for (const auto& [k, v] : q.metadata) {
+      auto it = i.metadata.find(k);
+      if (it == i.metadata.end() || it->second != v) match = false;
+    }
+    if (match) kept.push_back(std::move(i));
+  }
+  auto before = [](const LiveInfo& a, const LiveInfo& b) {
+    return a.created_ms != b.created_ms ? a.created_ms < b.created_ms : a.id < b.id;
+  };
+  std::sort(kept.begin(), kept.end(), [&](const LiveInfo& a, const LiveInfo& b) {
+    return q.ascending ? before(a, b) : before(b, a);
+  });
+  size_t start = 0;
+  if (!q.next_token.empty()) {
+    // The page starts after the token's sandbox in this order, whether or
+    // not that sandbox still exists.
+    LiveInfo mark;
+    auto dot = q.next_token.find('.');
+    std::from_chars(q.next_token.data(), q.next_token.data() + std::min(dot, q.next_token.size()),
+                    mark.created_ms);
+    if (dot != std::string::npos) mark.id = q.next_token.substr(dot + 1);
+    while (start < kept.size() &&
+           !(q.ascending ? before(mark, kept[start]) : before(kept[start], mark))) {
+      ++start;
+    }
+  }
+  std::vector<LiveInfo> page;
+  for (size_t k = start; k < kept.size() && page.size() < q.limit; ++k) page.push_back(kept[k]);
+  std::string next;
+  if (start + page.size() < kept.size() && !page.empty()) next = PageToken(page.back());
+  return {std::move(page), std::move(next)};
+}
+
+std::string E2bErrorJson(unsigned status, std::string_view message) {
+  json j = {{"code", status}, {"message", message}};
+  return j.dump(-1, ' ', false, json::error_handler_t::replace);
+}
+
+unsigned E2bStatusForCode(ErrorCode c) {
+  switch (c) {
+    case ErrorCode::kInvalidArgument:
+      return 400;
+    case ErrorCode::kNotFound:
+      return 404;
+    case ErrorCode::kPermissionDenied:
+      return 403;
+    case ErrorCode::kAlreadyExists:
+    case ErrorCode::kFailedPrecondition:
+      return 409;
+    case ErrorCode::kBusy:
+      return 429;
+    case ErrorCode::kResourceExhausted:
+      return 507;
+    case ErrorCode::kDraining:
+      return 503;
+    case ErrorCode::kUnavailable:
+      return 502;
+    case ErrorCode::kDeadlineExceeded:
+      return 504;
+    default:
+      return 500;
+  }
+}
+
+// --- the server side --------------------------------------------------------------
+
+namespace {
+
+constexpr const char* kJson = "application/json";
+
+struct Target {
+  std::string id;    // empty: the collection
+  std::string verb;  // "", "timeout", "pause", "resume", "connect", "metrics", ...
+  bool v2 = false;
+  bool known = false;
+};
+
+ControlPlaneReply Fail(unsigned status, const std::string& message) {
+  return {status, E2bErrorJson(status, message), ""};
+}
+
+ControlPlaneReply FailWith(const Error& e) { return Fail(E2bStatusForCode(e.code), e.ToString()); }
+
+Target ParseTarget(std::string_view path) {
+  Target t;
+  if (path.substr(0, 3) == "/v2") {
+    t.v2 = true;
+    path.remove_prefix(3);
+  }
+  if (path.substr(0, 10) != "/sandboxes") return t;
+  path.remove_prefix(10);
+  if (path.empty() || path == "/") {
+    t.known = true;
+    return t;
+  }
+  path.remove_prefix(1);
+  auto slash = path.find('/');
+  auto id = PercentDecode(path.substr(0, slash), "id");
+  if (!id.ok() || id->empty()) return t;
+  t.id = *id;
+  if (slash != std::string_view::npos) t.verb = std::string(path.substr(slash + 1));
+  t.known = t.verb.find('/') == std::string::npos;
+  return t;
+}
+
+}  // namespace
+
+asio::awaitable<ControlPlane::Reply> ControlPlane::Route(const Request& req) {
+  std::string target(req.target());
+  std::string query;
+  if (auto q = target.find('?'); q != std::string::npos) {
+    query = target.substr(q + 1);
+    target.resize(q);
+  }
+  const Target t = ParseTarget(target);
+  const auto method = req.method();
+  if (!t.known) co_return Fail(404, target + ": not an endpoint warmbox serves");
+
+  // The collection: create and list.
+  if (t.id.empty()) {
+    if (method == http::verb::post) {
+      auto cr = ParseCreate(req.body());
+      if (!cr.ok()) co_return FailWith(cr.error());
+      auto info = co_await live_.Create(std::move(*cr));
+      if (!info.ok()) co_return FailWith(info.error());
+      std::string body = SandboxJson(*info, info->access_token);
+      co_return Reply{201, std::move(body)};
+    }
+    if (method == http::verb::get) {
+      auto pairs = ParseQuery(query);
+      if (!pairs.ok()) co_return FailWith(pairs.error());
+      auto lq = ParseListQuery(*pairs);
+      if (!lq.ok()) co_return FailWith(lq.error());
+      if (!t.v2 && !pairs->empty()) lq->limit = 1000;  // v1 has no pages
+      auto [page, next] = ListPage(live_.List({}), *lq);
+      json arr = json::array();
+      for (const auto& i : page) arr.push_back(ListedJson(i));
+      co_return Reply{200, arr.dump(-1, ' ', false, json::error_handler_t::replace), next};
+    }
+    co_return Fail(405, std::string(req.method_string()) + " " + target + ": use GET or POST");
+  }
+
+  const std::string& id = t.id;
+  auto info = live_.Inspect(id);
+  if (!info.ok() || info->state == LiveState::kDead) {
+    if (t.verb.empty() && method == http::verb::delete_ && info.ok()) {
+      // A dead sandbox is still released by a kill.
+      (void)co_await live_.Kill(id);
+    }
+    co_return Fail(404, "sandbox " + id + " not found");
+  }
+
+  if (t.verb.empty()) {
+    if (method == http::verb::get) {
+      co_return Reply{200, SandboxDetailJson(*info, info->access_token)};
+    }
+    if (method == http::verb::delete_) {
+      auto k = co_await live_.Kill(id);
+      if (!k.ok()) co_return FailWith(k.error());
+      cpu_.erase(id);
+      co_return Reply{204, ""};
+    }
+    co_return Fail(405, std::string(req.method_string()) + " " + target + ": use GET or DELETE");
+  }
+  if (t.verb == "timeout") {
+    if (method != http::verb::post) co_return Fail(405, target + ": use POST");
+    auto secs = ParseTimeoutBody(req.body(), true);
+    if (!secs.ok()) co_return FailWith(secs.error());
+    auto r = live_.SetTimeout(id, **secs);
+    if (!r.ok()) co_return FailWith(r.error());
+    co_return Reply{204, ""};
+  }
+  if (t.verb == "pause") {
+    if (method != http::verb::post) co_return Fail(405, target + ": use POST");
+    if (info->state == LiveState::kPaused)
+      co_return Fail(409, "sandbox " + id + " is already paused");
+    auto r = co_await live_.Pause(id);
+    if (!r.ok()) co_return FailWith(r.error());
+    co_return Reply{204, ""};
+  }
+  if (t.verb == "connect" || t.verb == "resume") {
+    if (method != http::verb::post) co_return Fail(405, target + ": use POST");
+    auto secs = ParseTimeoutBody(req.body(), false);
+    if (!secs.ok()) co_return FailWith(secs.error());
+    const bool was_paused = info->state == LiveState::kPaused;
+    if (was_paused) {
+      auto r = co_await live_.Resume(id);
+      if (!r.ok()) co_return FailWith(r.error());
+    }
+    // A running sandbox's time is only extended, never shortened; a resumed
+    // one gets the timeout asked for.
+    if (*secs && **secs > 0) {
+      const int64_t wanted = NowMs() + static_cast<int64_t>(**secs) * 1000;
+      if (was_paused || wanted > info->expires_ms) {
+        auto r = live_.SetTimeout(id, **secs);
+        if (!r.ok()) co_return FailWith(r.error());
+      }
+    }
+    auto now = live_.Inspect(id);
+    if (!now.ok()) co_return FailWith(now.error());
+    co_return Reply{was_paused ? 201u : 200u, SandboxJson(*now, now->access_token)};
+  }
+  if (t.verb == "metrics") {
+    if (method != http::verb::get) co_return Fail(405, target + ": use GET");
+    // CPU use since the previous call (the first: since creation), as a
+    // share of the sandbox's CPUs.
+    const int64_t now_ms = NowMs();
+    CpuSample prev{0, info->created_ms};
+    if (auto it = cpu_.find(id); it != cpu_.end()) prev = it->second;
+    cpu_[id] = CpuSample{info->cpu_usage_us, now_ms};
+    const double wall_us = std::max<int64_t>(1, now_ms - prev.at_ms) * 1000.0;
+    const double used_us =
+        static_cast<double>(info->cpu_usage_us - std::min(prev.usage_us, info->cpu_usage_us));
+    const double pct = std::min(100.0, 100.0 * used_us / wall_us / CpuCount(*info));
+    json m = {{"timestamp", Rfc3339Utc(now_ms)},
+              {"timestampUnix", now_ms / 1000},
+              {"cpuCount", CpuCount(*info)},
+              {"cpuUsedPct", pct},
+              {"memUsed", info->memory_current},
+              {"memTotal", MemoryLimit(*info)},
+              {"memCache", 0},
+              {"diskUsed", 0},
+              {"diskTotal", 0}};
+    co_return Reply{200, json::array({m}).dump()};
+  }
+  co_return Fail(404, target + ": not an endpoint warmbox serves");
+}
+
+asio::awaitable<bool> ControlPlane::Handle(beast::tcp_stream& s, const Request& req) {
+  Reply r = co_await Route(req);
+  http::response<http::string_body> res{static_cast<http::status>(r.status), req.version()};
+  if (r.status != 204) res.set(http::field::content_type, kJson);
+  res.set(http::field::cache_control, "no-store");
+  // The list's next page (the SDK reads this header).
+  if (!r.next_token.empty()) res.set("X-Next-Token", r.next_token);
+  res.keep_alive(req.keep_alive());
+  res.body() = std::move(r.body);
+  res.prepare_payload();
+  boost::system::error_code ec;
+  s.expires_after(kWriteTimeout);
+  co_await http::async_write(s, res, asio::redirect_error(asio::use_awaitable, ec));
+  s.expires_never();
+  co_return !ec && req.keep_alive();
+}
+
+}  // namespace wb::daemon::e2b

@@ -40,6 +40,7 @@ bool IsLiveOnly(FrameType t) {
     case FrameType::kList:
     case FrameType::kClaim:
     case FrameType::kFile:
+    case FrameType::kTunnel:
       return true;
     default:
       return false;
@@ -51,6 +52,10 @@ bool IsLiveOnly(FrameType t) {
 bool ServerImpl::OnLiveFrame(uint64_t id, Conn& c, proto::Frame& f) {
   // Stdin of an attached process, or the bytes of a file being written.
   if (f.type == FrameType::kStdin || f.type == FrameType::kStdinClose) {
+    if (c.tunnel) {
+      TunnelFrame(c, f);
+      return true;
+    }
     if (c.attached) {
       KeptStdinFrame(c, f);
       return true;
@@ -86,7 +91,7 @@ bool ServerImpl::OnLiveFrame(uint64_t id, Conn& c, proto::Frame& f) {
   // the pool's connection before any channel exists); the others travel in
   // channels (port_mux.cc), which are connections like a socket's.
   const bool port_refused = c.port && f.type != FrameType::kClaim;
-  if (port_refused || c.exec || c.attached || c.file || terminating_) {
+  if (port_refused || c.busy() || terminating_) {
     Send(id, FrameType::kFailure,
          port_refused   ? "live operations over the VM port travel in channels (Y)"
          : terminating_ ? "agent is shutting down"
@@ -163,6 +168,12 @@ bool ServerImpl::OnLiveFrame(uint64_t id, Conn& c, proto::Frame& f) {
       auto req = proto::ParseFileRequest(f.payload);
       if (!req.ok()) return SendOpError(id, req.error()), true;
       OnFileRequest(id, c, *req);
+      return true;
+    }
+    case FrameType::kTunnel: {
+      auto req = proto::ParseTunnelRequest(f.payload);
+      if (!req.ok()) return SendOpError(id, req.error()), true;
+      StartTunnel(id, c, *req);
       return true;
     }
     default:
@@ -341,7 +352,8 @@ void ServerImpl::KeptStdinFrame(Conn& c, const proto::Frame& f) {
   if (k.stdin_buf.empty()) Unwatch(k.in);
 }
 
-bool ServerImpl::KeptStdinFull(const Conn& c) const {
+bool ServerImpl::InputFull(const Conn& c) const {
+  if (c.tunnel) return c.tunnel->to_service.size() > kStdinHighWater;
   if (!c.attached) return false;
   auto it = kept_.find(c.attached);
   return it != kept_.end() && it->second.stdin_buf.size() > kStdinHighWater;

@@ -3,6 +3,8 @@
 // bounded waits (no sleeps stand in for synchronisation).
 #pragma once
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <poll.h>
 #include <signal.h>
 #include <sys/socket.h>
@@ -120,6 +122,70 @@ class Wire {
   bool eof_ = false;
   std::string last_unexpected_;
 };
+
+// A TCP socket bound to a loopback address (127.0.0.1, or ::1 only), port
+// chosen by the kernel, and listening unless told not to (then a connection
+// to its port is refused, and no one else takes the port meanwhile).
+class TcpListener {
+ public:
+  explicit TcpListener(bool ipv6 = false, bool listen = true) {
+    fd_ = UniqueFd(::socket(ipv6 ? AF_INET6 : AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
+    int r;
+    if (ipv6) {
+      int one = 1;
+      ::setsockopt(fd_.get(), IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof one);
+      sockaddr_in6 a{};
+      a.sin6_family = AF_INET6;
+      a.sin6_addr = in6addr_loopback;
+      r = ::bind(fd_.get(), reinterpret_cast<sockaddr*>(&a), sizeof a);
+      socklen_t len = sizeof a;
+      ::getsockname(fd_.get(), reinterpret_cast<sockaddr*>(&a), &len);
+      port_ = ntohs(a.sin6_port);
+    } else {
+      sockaddr_in a{};
+      a.sin_family = AF_INET;
+      a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+      r = ::bind(fd_.get(), reinterpret_cast<sockaddr*>(&a), sizeof a);
+      socklen_t len = sizeof a;
+      ::getsockname(fd_.get(), reinterpret_cast<sockaddr*>(&a), &len);
+      port_ = ntohs(a.sin_port);
+    }
+    ok_ = r == 0 && (!listen || ::listen(fd_.get(), 16) == 0);
+  }
+  bool ok() const { return ok_; }
+  uint16_t port() const { return port_; }
+  // The next connection (bounded wait).
+  UniqueFd Accept(int ms = 10000) {
+    pollfd p{fd_.get(), POLLIN, 0};
+    if (::poll(&p, 1, ms) != 1) return UniqueFd();
+    return UniqueFd(::accept4(fd_.get(), nullptr, nullptr, SOCK_CLOEXEC));
+  }
+
+ private:
+  UniqueFd fd_;
+  uint16_t port_ = 0;
+  bool ok_ = false;
+};
+
+// Reads until EOF (bounded); what came.
+inline std::string ReadToEof(int fd, int ms = 20000) {
+  std::string all;
+  char buf[65536];
+  for (;;) {
+    pollfd p{fd, POLLIN, 0};
+    if (::poll(&p, 1, ms) != 1) return all + "<timeout>";
+    ssize_t n = ::read(fd, buf, sizeof buf);
+    if (n <= 0) return all;
+    all.append(buf, static_cast<size_t>(n));
+  }
+}
+
+// n bytes of a pattern that does not repeat within 2 KiB.
+inline std::string Pattern(size_t n) {
+  std::string s(n, '\0');
+  for (size_t i = 0; i < n; ++i) s[i] = static_cast<char>(i * 131 + (i >> 11));
+  return s;
+}
 
 // An agent serving a fresh socket, killed at the end.
 class TestAgent {

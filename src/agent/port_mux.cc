@@ -108,7 +108,7 @@ bool ServerImpl::ChannelStalled(const Conn& c) const {
     auto e = execs_.find(c.exec);
     return e != execs_.end() && e->second.stdin_buf.size() > kStdinHighWater;
   }
-  return KeptStdinFull(c);
+  return InputFull(c);
 }
 
 void ServerImpl::ChannelInput(uint64_t id) {

@@ -517,6 +517,43 @@ TEST_F(BridgeTest, AStalledChannelDoesNotHoldUpTheOthers) {
   EXPECT_TRUE(k.Expect(FrameType::kSignalReply)) << k.last_unexpected();
 }
 
+TEST_F(BridgeTest, TunnelToAPortCarriesBytesBothWays) {
+  // T in a channel, as the port proxy sends it to a vm sandbox: a service
+  // on the guest's loopback (here the test's), 2 MiB each way, half-close.
+  live_test::TcpListener l;
+  ASSERT_TRUE(l.ok());
+  const uint32_t port = l.port();
+  const std::string data = live_test::Pattern(2 << 20);
+  std::string service_got;
+  std::thread service([&] {
+    UniqueFd c = l.Accept();
+    if (!c) return;
+    service_got = live_test::ReadToEof(c.get());
+    (void)WriteAll(c.get(), std::string(service_got.rbegin(), service_got.rend()));
+  });
+  live_test::Wire w(sock());
+  w.Send(FrameType::kTunnel, proto::ToJson(proto::TunnelRequest{port}));
+  ASSERT_TRUE(w.Expect(FrameType::kTunnelReply)) << w.last_unexpected();
+  for (size_t off = 0; off < data.size(); off += 60000)
+    w.Send(FrameType::kStdin, std::string_view(data).substr(off, 60000));
+  w.Send(FrameType::kStdinClose);
+  std::string back;
+  std::optional<Frame> end;
+  while (auto f = w.Next(30000)) {
+    if (f->type != FrameType::kStdout) {
+      end = f;
+      break;
+    }
+    back += f->payload;
+  }
+  service.join();
+  EXPECT_TRUE(service_got == data) << service_got.size();
+  EXPECT_TRUE(back == std::string(data.rbegin(), data.rend())) << back.size();
+  ASSERT_TRUE(end);
+  EXPECT_EQ(end->type, FrameType::kFileEnd);
+  EXPECT_TRUE(w.ClosedByAgent());
+}
+
 TEST_F(BridgeTest, ANewBridgeResyncsAPortCutMidFrameBothWays) {
   // The bridge's daemon is killed: the agent's stream towards it and its own
   // towards the agent may both stop mid-frame. Here the old host (the test,

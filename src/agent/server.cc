@@ -113,7 +113,7 @@ void ServerImpl::UpdateInterest() {
   for (uint64_t id : done) CloseConn(id);
   for (auto& [id, c] : conns_) {
     uint32_t ev = 0;
-    bool stdin_full = KeptStdinFull(c);
+    bool stdin_full = InputFull(c);
     if (c.exec) {
       auto it = execs_.find(c.exec);
       stdin_full = it != execs_.end() && it->second.stdin_buf.size() > kStdinHighWater;
@@ -121,6 +121,7 @@ void ServerImpl::UpdateInterest() {
     if (!c.peer_closed && !stdin_full) ev |= EPOLLIN;
     if (c.pending()) ev |= EPOLLOUT;
     SetInterest(c.sock, Tag(kConn, id), ev);
+    if (c.tunnel) TunnelInterest(id, c);
     if (c.file && c.file->kind == FileXfer::kWatch) {
       // Events wait in the kernel's queue while the host is slow.
       SetInterest(c.file->inotify, Tag(kInotify, id),
@@ -209,6 +210,9 @@ Result<int> ServerImpl::Run() {
           break;
         case kInotify:
           OnInotify(id);
+          break;
+        case kTunnel:
+          OnTunnel(id, ev);
           break;
       }
     }
@@ -408,7 +412,7 @@ void ServerImpl::OnFrame(uint64_t id, Conn& c, proto::Frame f) {
     case FrameType::kExec: {
       any_exec_ = true;
       DropIdentityCaps();
-      if (c.exec || c.attached || c.file || terminating_) {
+      if (c.busy() || terminating_) {
         Send(id, FrameType::kFailure,
              terminating_ ? "agent is shutting down" : "one exec per connection");
         c.close_after_flush = true;
@@ -549,6 +553,12 @@ void ServerImpl::ReleaseConn(uint64_t id, Conn& c) {
     AbortUpload(*c.file);
     Unwatch(c.file->inotify);
     c.file.reset();
+  }
+  // The service sees the connection end (EOF, or a reset if it had unread
+  // bytes) as it would any client's.
+  if (c.tunnel) {
+    Unwatch(c.tunnel->sock);
+    c.tunnel.reset();
   }
 }
 

@@ -1,6 +1,7 @@
 // The agent's exec server (server.h), shared by the files that implement it:
 // server.cc (the loop, connections, pool runs), live_procs.cc (kept
-// processes of live sandboxes), live_files.cc (file operations and watches).
+// processes of live sandboxes), live_files.cc (file operations and watches),
+// live_ports.cc (TCP connections to the sandbox's ports).
 // One thread: every member is touched by the epoll loop only.
 #pragma once
 
@@ -35,6 +36,8 @@ inline constexpr size_t kStdinHighWater = 1 << 20;
 // A kept process's output queued for one attached connection beyond this
 // stays in the ring until the connection drains (the ring is the buffer).
 inline constexpr size_t kListenerHighWater = 256 * 1024;
+// A tunnel's service is read while less than this is queued for the host.
+inline constexpr size_t kTunnelHighWater = 256 * 1024;
 // Exited kept processes retained for P and A, and their rings' total.
 inline constexpr size_t kMaxExited = 256;
 inline constexpr uint64_t kExitedRingBudget = 8 << 20;
@@ -53,6 +56,7 @@ enum Kind : uint64_t {
   kKeptIn,
   kKeptTimer,
   kInotify,  // id: the watching connection
+  kTunnel,   // id: the connection whose TCP socket it is
 };
 
 inline uint64_t Tag(Kind k, uint64_t id) { return (uint64_t{k} << 56) | id; }
@@ -121,6 +125,21 @@ struct FileXfer {
   bool recursive = false;
 };
 
+// A TCP connection to a port on the sandbox's loopback (T): one host
+// connection's bytes, both ways (live_ports.cc).
+struct Tunnel {
+  uint32_t port = 0;
+  Watched sock;
+  bool connecting = false;    // connect(2) in progress (EPOLLOUT completes it)
+  bool ipv6 = false;          // 127.0.0.1 refused: ::1 is being tried
+  int refused = 0;            // the IPv4 attempt's errno, reported if ::1 fails too
+  std::string to_service;     // I bytes not yet written
+  bool shut_pending = false;  // C: shutdown(SHUT_WR) once to_service is written
+  bool write_done = false;    // shut down, or the service stopped reading
+  bool read_eof = false;      // the service's EOF came and x was sent
+  uint64_t sent = 0;          // bytes sent to the host as O
+};
+
 struct Conn {
   Watched sock;
   proto::FrameDecoder dec;
@@ -140,6 +159,9 @@ struct Conn {
   bool host_closed = false;  // the host sent Z (or Q): no Z back
   pid_t attached = 0;        // the kept process this connection started or attached to
   std::unique_ptr<FileXfer> file;
+  std::unique_ptr<Tunnel> tunnel;
+  // Whether an operation already owns this connection (one per connection).
+  bool busy() const { return exec || attached || file || tunnel; }
   size_t pending() const { return out.size() - out_off; }
 };
 
@@ -242,7 +264,9 @@ class ServerImpl : public Server {
   uint64_t MaxLag(const Kept& k) const;
   void Retain();
   void KeptStdinFrame(Conn& c, const proto::Frame& f);
-  bool KeptStdinFull(const Conn& c) const;
+  // The operation's input (a kept process's stdin, a tunnel's bytes for its
+  // service) is full: the host's connection is not read meanwhile.
+  bool InputFull(const Conn& c) const;
 
   // --- live_files.cc ---
   void OnFileRequest(uint64_t conn_id, Conn& c, const proto::FileRequest& req);
@@ -250,6 +274,19 @@ class ServerImpl : public Server {
   void FileWriteFrame(uint64_t conn_id, Conn& c, const proto::Frame& f);
   void StartWatch(uint64_t conn_id, Conn& c, const proto::FileRequest& req, Credentials cred);
   void OnInotify(uint64_t conn_id);
+
+  // --- live_ports.cc ---
+  void StartTunnel(uint64_t conn_id, Conn& c, const proto::TunnelRequest& req);
+  // connect(2) to the tunnel's port at 127.0.0.1 (or ::1).
+  void TunnelConnect(uint64_t conn_id, Conn& c);
+  void TunnelConnectFailed(uint64_t conn_id, Conn& c, int err);
+  void OnTunnel(uint64_t conn_id, uint32_t events);
+  // I and C of a tunnel's connection.
+  void TunnelFrame(Conn& c, const proto::Frame& f);
+  void TunnelWrite(Conn& c);
+  void TunnelRead(uint64_t conn_id, Conn& c);
+  // The epoll interest of a tunnel's socket, from its state and the host's queue.
+  void TunnelInterest(uint64_t conn_id, Conn& c);
 
   ServerOptions opts_;
   UniqueFd epoll_;

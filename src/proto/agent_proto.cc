@@ -27,6 +27,8 @@ bool IsKnownFrameType(char c) {
     case 'x':
     case 'V':
     case 'e':
+    case 'T':
+    case 't':
     case 'E':
     case 'I':
     case 'C':
@@ -518,6 +520,17 @@ Result<FileEnd> ParseFileEnd(std::string_view text) {
   FileEnd e;
   e.size = WB_TRY(Uint(j, "size", what, 0));
   return e;
+}
+
+std::string ToJson(const TunnelRequest& t) { return Dump({{"port", t.port}}); }
+
+Result<TunnelRequest> ParseTunnelRequest(std::string_view text) {
+  const char* what = "tunnel request";
+  json j = WB_TRY(ParseObject(text, what));
+  if (!j.contains("port")) return Bad(what, "port", "missing");
+  TunnelRequest t;
+  t.port = static_cast<uint32_t>(WB_TRY(UintIn(j, "port", what, 0, 1, 65535)));
+  return t;
 }
 
 std::string ToJson(const std::vector<WatchEvent>& events) {

@@ -54,6 +54,8 @@ enum class FrameType : char {
   kFileEnd = 'x',      // agent -> host {"size":N}: end of a read
   kWatchEvents = 'V',  // agent -> host {"events":[...]}
   kOpError = 'e',      // agent -> host {"code":..,"errno":N,"message":..}
+  kTunnel = 'T',       // host -> agent {"port":N}: a TCP connection inside the sandbox
+  kTunnelReply = 't',  // agent -> host {}: connected
   // Channels over a VM's port (proto/mux.h; docs/protocol.md, "Channels").
   kChannelData = 'Y',   // both ways: channel | bytes of its stream
   kChannelClose = 'Z',  // both ways: channel closed
@@ -242,6 +244,14 @@ struct WatchEvent {
 };
 std::string ToJson(const std::vector<WatchEvent>& events);
 [[nodiscard]] Result<std::vector<WatchEvent>> ParseWatchEvents(std::string_view json);
+
+// 'T': a byte stream to TCP port N on the sandbox's loopback (docs/protocol.md,
+// "Ports").
+struct TunnelRequest {
+  uint32_t port = 0;  // required, 1..65535
+};
+std::string ToJson(const TunnelRequest& t);
+[[nodiscard]] Result<TunnelRequest> ParseTunnelRequest(std::string_view json);
 
 // 'e': a failed operation; code is an ErrorCodeName ("not_found", ...).
 struct OpError {

@@ -21,6 +21,7 @@ const FrameType kAllTypes[] = {
     FrameType::kFileReply,    FrameType::kFileEnd,        FrameType::kWatchEvents,
     FrameType::kOpError,      FrameType::kChannelData,    FrameType::kChannelClose,
     FrameType::kChannelGrant, FrameType::kMuxReset,       FrameType::kMuxResetDone,
+    FrameType::kTunnel,       FrameType::kTunnelReply,
 };
 
 ::testing::AssertionResult Contains(const std::string& haystack, const std::string& needle) {
@@ -94,7 +95,7 @@ TEST(EncodeFrameTest, KnownTypesAreExactlyTheEnumerators) {
   for (FrameType t : kAllTypes) EXPECT_TRUE(IsKnownFrameType(static_cast<char>(t)));
   int known = 0;
   for (int c = 0; c < 256; ++c) known += IsKnownFrameType(static_cast<char>(c)) ? 1 : 0;
-  EXPECT_EQ(known, 30);
+  EXPECT_EQ(known, 32);
 }
 
 // --- decoding ------------------------------------------------------------------

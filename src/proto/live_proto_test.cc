@@ -119,6 +119,18 @@ TEST(SignalRequestTest, RoundTripAndErrors) {
   EXPECT_TRUE(FailsNaming(ParseSignalRequest, R"({"pid":-3,"signal":9})", "pid"));
 }
 
+TEST(TunnelRequestTest, RoundTripAndErrors) {
+  auto t = ParseTunnelRequest(ToJson(TunnelRequest{8000}));
+  ASSERT_OK(t);
+  EXPECT_EQ(t->port, 8000u);
+  EXPECT_EQ(ParseTunnelRequest(R"({"port":65535})")->port, 65535u);
+  EXPECT_TRUE(FailsNaming(ParseTunnelRequest, R"({})", "port"));
+  EXPECT_TRUE(FailsNaming(ParseTunnelRequest, R"({"port":0})", "port"));
+  EXPECT_TRUE(FailsNaming(ParseTunnelRequest, R"({"port":65536})", "port"));
+  EXPECT_TRUE(FailsNaming(ParseTunnelRequest, R"({"port":"80"})", "port"));
+  EXPECT_TRUE(FailsNaming(ParseTunnelRequest, R"({"port":-1})", "port"));
+}
+
 TEST(ProcessListTest, RoundTrip) {
   ProcessInfo running{12,   {"sh", "-c", "x"}, "/tmp",       "1000", "main", true,
                       true, std::nullopt,      1796050000123};

@@ -1,16 +1,399 @@
-// Placeholder until the port proxy lands.
+// The port proxy (docs/e2b.md, "Ports"): one HTTP request relayed to a TCP
+// service inside the sandbox through the agent's T operation
+// (docs/protocol.md, "Ports"), its answer relayed back as it comes.
+//
+//   client --HTTP--> daemon --T, I frames--> agent --TCP 127.0.0.1:N--> service
+//   client <--bytes-- daemon <--O frames, x-- agent <--bytes------------ service
+//
+// The request's head is rewritten (hop-by-hop headers out, Connection:
+// close in), its body relayed piece by piece as the client sends it; the
+// answer's head is rewritten the same way and the rest of it passed through
+// byte for byte (chunked or not), each piece written to the client before
+// the next is read from the agent, so a stream (NDJSON, server-sent events)
+// reaches the client as the service writes it, and a slow client slows the
+// service (the agent reads the service no faster than it is drained). The
+// client's connection ends with the service's: one request per connection.
 #include "daemon/e2b/port_proxy.h"
 
-#include "daemon/e2b/connect.h"
+#include <sys/socket.h>
+
+#include <boost/asio/experimental/awaitable_operators.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/redirect_error.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/this_coro.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/asio/write.hpp>
+#include <boost/beast/http.hpp>
+#include <cerrno>
+#include <nlohmann/json.hpp>
+#include <set>
+#include <vector>
+
+#include "base/strings.h"
+#include "daemon/http_respond.h"
+#include "proto/agent_proto.h"
 
 namespace wb::daemon::e2b {
+namespace {
 
-boost::asio::awaitable<bool> ProxyToPort(boost::beast::tcp_stream& s, boost::beast::flat_buffer&,
-                                         Parser& parser, LiveService&, const LiveInfo&,
-                                         uint16_t port, std::chrono::milliseconds) {
-  co_await SendConnectError(
-      s, parser.get().version(), false, "unimplemented",
-      "port " + std::to_string(port) + ": the port proxy is not implemented yet");
+namespace asio = boost::asio;
+namespace beast = boost::beast;
+namespace http = beast::http;
+using asio::redirect_error;
+using asio::use_awaitable;
+using boost::system::error_code;
+using tcp = asio::ip::tcp;
+
+// Request body pieces relayed to the agent (each one I frame).
+constexpr size_t kPiece = 256 * 1024;
+constexpr size_t kMaxResponseHead = 64 * 1024;
+
+// Hop-by-hop headers (RFC 9110 7.6.1): about this connection, not the
+// request; never forwarded. (Transfer-Encoding is set again when the body
+// is re-chunked; Content-Length stays when it is not.)
+bool IsHopByHop(std::string_view name) {
+  static const char* const kNames[] = {"connection", "keep-alive", "proxy-connection", "te",
+                                       "trailer",    "upgrade",    "transfer-encoding"};
+  for (const char* n : kNames) {
+    if (beast::iequals(name, n)) return true;
+  }
+  return false;
+}
+
+// The header names a Connection header lists (also hop-by-hop), lower-case.
+template <class Fields>
+std::set<std::string> ConnectionTokens(const Fields& f) {
+  std::set<std::string> out;
+  for (auto it = f.find(http::field::connection);
+       it != f.end() && it->name() == http::field::connection; ++it) {
+    std::string_view v(it->value().data(), it->value().size());
+    for (const auto& t : Split(v, ',')) {
+      std::string tok = AsciiLower(Trim(t));
+      if (!tok.empty()) out.insert(std::move(tok));
+    }
+  }
+  return out;
+}
+
+template <class Fields>
+void AppendEndToEnd(std::string& out, const Fields& f, bool drop_content_length) {
+  const auto listed = ConnectionTokens(f);
+  for (const auto& field : f) {
+    std::string_view name(field.name_string().data(), field.name_string().size());
+    if (IsHopByHop(name) || listed.count(AsciiLower(name))) continue;
+    if (drop_content_length && beast::iequals(name, "content-length")) continue;
+    out.append(name);
+    out += ": ";
+    out.append(field.value().data(), field.value().size());
+    out += "\r\n";
+  }
+}
+
+// Completes when the HTTP client hangs up (EOF or an error); a readable
+// socket that is not at EOF (a pipelined request) is left alone: then it
+// waits until cancelled.
+asio::awaitable<void> ClientGone(beast::tcp_stream& s) {
+  error_code ec;
+  co_await s.socket().async_wait(tcp::socket::wait_read, redirect_error(use_awaitable, ec));
+  if (ec) co_return;
+  char c;
+  ssize_t n = ::recv(s.socket().native_handle(), &c, 1, MSG_PEEK | MSG_DONTWAIT);
+  if (n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK)) co_return;
+  asio::steady_timer forever(co_await asio::this_coro::executor,
+                             asio::steady_timer::time_point::max());
+  co_await forever.async_wait(redirect_error(use_awaitable, ec));
+}
+
+// The message of an agent's e (or anything else where t was expected).
+std::string AgentFailure(const proto::Frame& f, bool* refused) {
+  *refused = false;
+  if (f.type == proto::FrameType::kOpError) {
+    auto e = proto::ParseOpError(f.payload);
+    if (e.ok()) {
+      *refused = e->err == ECONNREFUSED;
+      return e->message;
+    }
+    return "the agent's error does not parse: " + e.error().ToString();
+  }
+  if (f.type == proto::FrameType::kFailure) return "the agent refused the tunnel: " + f.payload;
+  return std::string("unexpected frame '") + static_cast<char>(f.type) + "' from the agent";
+}
+
+}  // namespace
+
+bool IsUpgradeRequest(const Request& head) {
+  return head.find(http::field::upgrade) != head.end() &&
+         ConnectionTokens(head.base()).count("upgrade") > 0;
+}
+
+std::string ProxyRequestHead(const Request& head) {
+  std::string out;
+  out.append(head.method_string().data(), head.method_string().size());
+  out += ' ';
+  out.append(head.target().data(), head.target().size());
+  out += head.version() == 10 ? " HTTP/1.0\r\n" : " HTTP/1.1\r\n";
+  const bool chunked = head.chunked();
+  AppendEndToEnd(out, head.base(), chunked);
+  if (chunked) out += "Transfer-Encoding: chunked\r\n";
+  if (IsUpgradeRequest(head)) {
+    // The one hop-by-hop request that must reach the service: a protocol
+    // switch (WebSocket), after which the tunnel carries the new protocol.
+    auto up = head.find(http::field::upgrade);
+    out += "Upgrade: ";
+    out.append(up->value().data(), up->value().size());
+    out += "\r\nConnection: Upgrade\r\n\r\n";
+    return out;
+  }
+  out += "Connection: close\r\n\r\n";
+  return out;
+}
+
+Result<std::optional<ProxyResponseHead>> ParseProxyResponseHead(std::string_view bytes) {
+  http::response_parser<http::empty_body> p;
+  p.header_limit(kMaxResponseHead);
+  p.eager(false);
+  error_code ec;
+  size_t used = p.put(asio::buffer(bytes.data(), bytes.size()), ec);
+  if (ec == http::error::need_more) {
+    if (bytes.size() > kMaxResponseHead) {
+      return Fail(ErrorCode::kInvalidArgument, "response head", "",
+                  "longer than " + std::to_string(kMaxResponseHead) + " bytes");
+    }
+    return std::optional<ProxyResponseHead>();
+  }
+  if (ec) return Fail(ErrorCode::kInvalidArgument, "response head", "", ec.message());
+  if (!p.is_header_done()) return std::optional<ProxyResponseHead>();
+  ProxyResponseHead h;
+  h.size = used;
+  h.status = p.get().result_int();
+  if (h.status >= 100 && h.status < 200) {
+    h.forwarded = std::string(bytes.substr(0, used));
+    return std::optional<ProxyResponseHead>(std::move(h));
+  }
+  // The status line exactly as the service wrote it (its version, its reason).
+  size_t eol = bytes.find("\r\n");
+  h.forwarded = std::string(bytes.substr(0, eol == std::string_view::npos ? 0 : eol)) + "\r\n";
+  std::string& out = h.forwarded;
+  // The body is relayed as the service encoded it: Transfer-Encoding stays.
+  const auto listed = ConnectionTokens(p.get().base());
+  for (const auto& field : p.get().base()) {
+    std::string_view name(field.name_string().data(), field.name_string().size());
+    if (!beast::iequals(name, "transfer-encoding") &&
+        (IsHopByHop(name) || listed.count(AsciiLower(name))))
+      continue;
+    out.append(name);
+    out += ": ";
+    out.append(field.value().data(), field.value().size());
+    out += "\r\n";
+  }
+  out += "Connection: close\r\n\r\n";
+  return std::optional<ProxyResponseHead>(std::move(h));
+}
+
+std::string PortErrorJson(std::string_view sandbox, uint16_t port, std::string_view message) {
+  nlohmann::json j = {{"code", 502},
+                      {"message", std::string(message)},
+                      {"sandboxId", std::string(sandbox)},
+                      {"port", port}};
+  return j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+}
+
+boost::asio::awaitable<bool> ProxyToPort(boost::beast::tcp_stream& s,
+                                         boost::beast::flat_buffer& buf, Parser& parser,
+                                         LiveService& live, const LiveInfo& sandbox, uint16_t port,
+                                         std::chrono::milliseconds read_timeout) {
+  using namespace asio::experimental::awaitable_operators;
+  const unsigned version = parser.get().version();
+  const bool body_pending = !parser.is_done();
+  const bool chunked = parser.get().chunked();
+  const bool upgrade = IsUpgradeRequest(parser.get());
+  const std::string ports = std::to_string(port);
+  bool body_done = !body_pending;
+  // Answers before any byte of the service's: a 502, then close (after
+  // draining what the client still sends, so the answer is not lost to a
+  // reset).
+  // (Its message is a named local at every call: GCC 12 frees temporaries
+  // passed into a co_await twice.)
+  auto bad_gateway = [&](const std::string& message) -> asio::awaitable<void> {
+    std::string body = PortErrorJson(sandbox.id, port, message);
+    co_await SendStringResponse(s, version, false, http::status::bad_gateway, std::move(body),
+                                "application/json", false);
+    if (!body_done) co_await LingeringClose(s);
+  };
+
+  auto conn = co_await live.Connect(sandbox.id);
+  if (!conn.ok()) {
+    const std::string why =
+        "port " + ports + ": the sandbox cannot be reached: " + conn.error().ToString();
+    co_await bad_gateway(why);
+    co_return false;
+  }
+  pool::AgentConn& agent = **conn;
+  const std::string open = proto::ToJson(proto::TunnelRequest{port});
+  if (auto sent = co_await agent.Send(proto::FrameType::kTunnel, open); !sent.ok()) {
+    const std::string why = "port " + ports + ": the sandbox's agent: " + sent.error().ToString();
+    co_await bad_gateway(why);
+    co_return false;
+  }
+  auto answer = co_await agent.ReadFrame();
+  if (!answer.ok() || answer->type != proto::FrameType::kTunnelReply) {
+    bool refused = false;
+    std::string why = answer.ok() ? AgentFailure(*answer, &refused)
+                                  : "the sandbox's agent: " + answer.error().ToString();
+    // E2B's proxy answers 502 for a port where nothing listens, in these words.
+    if (refused) {
+      why = "The sandbox " + sandbox.id + " is running but there's no service running on port " +
+            ports + ".";
+    } else {
+      why = "port " + ports + ": " + why;
+    }
+    agent.Close();
+    co_await bad_gateway(why);
+    co_return false;
+  }
+  const std::string head = ProxyRequestHead(parser.get());
+  if (auto sent = co_await agent.Send(proto::FrameType::kStdin, head); !sent.ok()) {
+    agent.Close();
+    const std::string why = "port " + ports + ": the sandbox's agent: " + sent.error().ToString();
+    co_await bad_gateway(why);
+    co_return false;
+  }
+
+  bool wrote_any = false;  // bytes of the service's answer reached the client
+  std::optional<std::string> gateway_error;
+  auto write = [&](std::string_view data) -> asio::awaitable<bool> {
+    error_code ec;
+    s.expires_after(kWriteTimeout);
+    co_await asio::async_write(s, asio::buffer(data.data(), data.size()),
+                               redirect_error(use_awaitable, ec));
+    if (ec) co_return false;
+    wrote_any = true;
+    co_return true;
+  };
+  // The service's answer, as it comes.
+  auto pump = [&]() -> asio::awaitable<void> {
+    std::string held;  // bytes before the final head is complete
+    bool head_done = false;
+    for (;;) {
+      auto f = co_await agent.ReadFrame();
+      if (!f.ok()) {
+        gateway_error = "the sandbox's agent: " + f.error().ToString();
+        co_return;
+      }
+      if (f->type == proto::FrameType::kFileEnd) {
+        if (!head_done) {
+          gateway_error = held.empty() ? "the service closed the connection without an answer"
+                                       : "the service closed the connection mid-answer";
+        }
+        co_return;
+      }
+      if (f->type != proto::FrameType::kStdout) {
+        bool refused = false;
+        gateway_error = AgentFailure(*f, &refused);
+        co_return;
+      }
+      if (head_done) {
+        if (!co_await write(f->payload)) co_return;
+        continue;
+      }
+      held += f->payload;
+      for (;;) {
+        auto h = ParseProxyResponseHead(held);
+        if (!h.ok()) {
+          gateway_error = "the service's answer is not HTTP: " + h.error().ToString();
+          co_return;
+        }
+        if (!*h) break;  // more to come
+        const ProxyResponseHead& rh = **h;
+        std::string out = rh.forwarded;
+        // 101: the protocol switched (ParseProxyResponseHead passes it on
+        // as it came, Upgrade and Connection included); raw bytes follow.
+        const bool interim = rh.status < 200 && rh.status != 101;
+        if (!interim) {
+          out.append(held, rh.size);
+          head_done = true;
+        }
+        held.erase(0, interim ? rh.size : held.size());
+        if (!co_await write(out)) co_return;
+        if (head_done) break;
+      }
+    }
+  };
+  // The request's body, piece by piece, then the client's hang-up.
+  auto feed = [&]() -> asio::awaitable<void> {
+    if (body_pending) {
+      http::request_parser<http::buffer_body> p{std::move(parser)};
+      p.body_limit(boost::none);
+      std::vector<char> piece(kPiece);
+      while (!p.is_done()) {
+        p.get().body().data = piece.data();
+        p.get().body().size = piece.size();
+        error_code ec;
+        s.expires_after(read_timeout);
+        co_await http::async_read_some(s, buf, p, redirect_error(use_awaitable, ec));
+        if (ec == http::error::need_buffer) ec = {};
+        if (ec) co_return;  // gone, timed out, or a malformed body: the exchange ends
+        size_t n = piece.size() - p.get().body().size;
+        if (n == 0) continue;
+        std::string frame;
+        if (chunked) {
+          char size_line[24];
+          std::snprintf(size_line, sizeof size_line, "%zx\r\n", n);
+          frame.reserve(n + 32);
+          frame += size_line;
+          frame.append(piece.data(), n);
+          frame += "\r\n";
+        } else {
+          frame.assign(piece.data(), n);
+        }
+        if (!(co_await agent.Send(proto::FrameType::kStdin, frame)).ok()) co_return;
+      }
+      const std::string last_chunk = "0\r\n\r\n";
+      if (chunked && !(co_await agent.Send(proto::FrameType::kStdin, last_chunk)).ok()) co_return;
+      body_done = true;
+    }
+    if (!upgrade) {
+      // No C: a service may take the end of its input for the client's
+      // hang-up (an HTTP server may cancel a streamed answer). The
+      // request's own framing ends it.
+      co_await ClientGone(s);
+      co_return;
+    }
+    // An upgrade: whatever the client sends next is the new protocol's,
+    // relayed as it comes (first what the head's read already buffered);
+    // its EOF is the service's (C), and the service's close ends it all.
+    if (buf.size() > 0) {
+      std::string early(static_cast<const char*>(buf.data().data()), buf.size());
+      buf.consume(buf.size());
+      if (!(co_await agent.Send(proto::FrameType::kStdin, early)).ok()) co_return;
+    }
+    std::vector<char> piece(kPiece);
+    for (;;) {
+      error_code ec;
+      s.expires_never();  // an idle WebSocket is no stalled request
+      size_t n = co_await s.async_read_some(asio::buffer(piece), redirect_error(use_awaitable, ec));
+      if (ec == asio::error::eof) {
+        if (!(co_await agent.Send(proto::FrameType::kStdinClose, "")).ok()) co_return;
+        break;
+      }
+      if (ec) co_return;
+      const std::string_view data(piece.data(), n);
+      if (!(co_await agent.Send(proto::FrameType::kStdin, data)).ok()) co_return;
+    }
+    asio::steady_timer forever(co_await asio::this_coro::executor,
+                               asio::steady_timer::time_point::max());
+    error_code ec;
+    co_await forever.async_wait(redirect_error(use_awaitable, ec));
+  };
+  co_await (pump() || feed());
+  agent.Close();
+  if (gateway_error && !wrote_any) {
+    const std::string why = "port " + ports + ": " + *gateway_error;
+    co_await bad_gateway(why);
+    co_return false;
+  }
+  if (!body_done) co_await LingeringClose(s);
   co_return false;
 }
 

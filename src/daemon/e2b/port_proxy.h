@@ -9,11 +9,48 @@
 #include <boost/beast/core/tcp_stream.hpp>
 #include <chrono>
 #include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
 
 #include "daemon/e2b/envd.h"
 #include "daemon/live_service.h"
 
 namespace wb::daemon::e2b {
+
+// --- pure parts -------------------------------------------------------------------
+
+// The head sent to the service: the client's request line (its HTTP
+// version) and headers, without the hop-by-hop ones (Connection, Keep-Alive,
+// Proxy-Connection, TE, Trailer, Upgrade, Transfer-Encoding and any named in
+// Connection), with `Transfer-Encoding: chunked` again when the body is
+// chunked (it is re-chunked as it is relayed), and `Connection: close`: one
+// request per tunnel.
+// A WebSocket (any `Upgrade` with `Connection: upgrade`) keeps its
+// `Upgrade` and gets `Connection: Upgrade` instead: after the service's 101
+// the tunnel carries the new protocol both ways until either side closes.
+std::string ProxyRequestHead(const Request& head);
+bool IsUpgradeRequest(const Request& head);
+
+// The service's response head, once all of it has arrived.
+struct ProxyResponseHead {
+  size_t size = 0;      // bytes of the head (through its blank line)
+  unsigned status = 0;  // 1xx: an interim answer, another head follows
+  // What the client gets: the status line as the service wrote it, its
+  // headers without the hop-by-hop ones, and `Connection: close` (the
+  // tunnel, and so the client's connection, ends with the service's answer).
+  // An interim answer is passed on as it came.
+  std::string forwarded;
+};
+// nullopt while the head is incomplete; invalid_argument when it is not an
+// HTTP/1 response head or exceeds 64 KiB.
+[[nodiscard]] Result<std::optional<ProxyResponseHead>> ParseProxyResponseHead(
+    std::string_view bytes);
+
+// The 502 body: {"code":502,"message":"...","sandboxId":"...","port":N}.
+std::string PortErrorJson(std::string_view sandbox, uint16_t port, std::string_view message);
+
+// --- served on the HTTP connection ----------------------------------------------------
 
 // Only the head has been read (parser); the body, if any, is relayed as it
 // arrives. Returns whether the connection may serve another request.

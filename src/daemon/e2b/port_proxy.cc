@@ -90,21 +90,6 @@ void AppendEndToEnd(std::string& out, const Fields& f, bool drop_content_length)
   }
 }
 
-// Completes when the HTTP client hangs up (EOF or an error); a readable
-// socket that is not at EOF (a pipelined request) is left alone: then it
-// waits until cancelled.
-asio::awaitable<void> ClientGone(beast::tcp_stream& s) {
-  error_code ec;
-  co_await s.socket().async_wait(tcp::socket::wait_read, redirect_error(use_awaitable, ec));
-  if (ec) co_return;
-  char c;
-  ssize_t n = ::recv(s.socket().native_handle(), &c, 1, MSG_PEEK | MSG_DONTWAIT);
-  if (n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK)) co_return;
-  asio::steady_timer forever(co_await asio::this_coro::executor,
-                             asio::steady_timer::time_point::max());
-  co_await forever.async_wait(redirect_error(use_awaitable, ec));
-}
-
 // The message of an agent's e (or anything else where t was expected).
 std::string AgentFailure(const proto::Frame& f, bool* refused) {
   *refused = false;

@@ -119,8 +119,12 @@ describe('E2B control plane', { skip: skip || false }, () => {
     // The same sandbox reached with another sandbox's access token.
     const other = await create()
     const headers = { 'X-Access-Token': other.envdAccessToken, 'E2b-Sandbox-Id': s.sandboxId, 'E2b-Sandbox-Port': '49983' }
+    assert.match(other.envdAccessToken, /^[0-9a-f]{32}$/)
+    assert.notEqual(other.envdAccessToken, s.envdAccessToken)
     const res = await fetch(`${d.url}/files?path=/etc/hostname`, { headers })
     assert.equal(res.status, 401)
+    const own = await fetch(`${d.url}/files?path=/etc/hostname`, { headers: { ...headers, 'X-Access-Token': s.envdAccessToken } })
+    assert.equal(own.status, 200)
   })
 
   it('an unknown sandbox is not found on every call', async () => {
@@ -131,6 +135,24 @@ describe('E2B control plane', { skip: skip || false }, () => {
     assert.equal(await Sandbox.kill(id, d.opts), false)
     const res = await fetch(`${d.url}/health`, { headers: { 'E2b-Sandbox-Id': id, 'E2b-Sandbox-Port': '49983' } })
     assert.equal(res.status, 502)
+  })
+
+  it('reaches a service in the sandbox through E2b-Sandbox-Port', async () => {
+    const s = await create()
+    await s.files.write('/home/user/www/index.html', 'served from the sandbox')
+    await s.commands.run('cd /home/user/www && exec python3 -m http.server 8000 --bind 127.0.0.1', { background: true, timeoutMs: 0 })
+    const headers = { 'E2b-Sandbox-Id': s.sandboxId, 'E2b-Sandbox-Port': '8000', 'X-Access-Token': s.envdAccessToken }
+    let res
+    assert.ok(await eventually(async () => {
+      res = await fetch(`${d.url}/index.html`, { headers })
+      return res.status === 200
+    }, 15_000), `last status ${res && res.status}`)
+    assert.equal(await res.text(), 'served from the sandbox')
+    const none = await fetch(`${d.url}/`, { headers: { ...headers, 'E2b-Sandbox-Port': '8001' } })
+    assert.equal(none.status, 502)
+    assert.equal((await none.json()).code, 502)
+    const noToken = await fetch(`${d.url}/index.html`, { headers: { ...headers, 'X-Access-Token': 'x' } })
+    assert.equal(noToken.status, 401)
   })
 
   it('serves 20 SDK sandboxes at once', async () => {

@@ -508,56 +508,7 @@ asio::awaitable<void> SendError(beast::tcp_stream& s, const Request& req, const 
   co_await SendError(s, req.version(), req.method() == http::verb::head, e, keep);
 }
 
-// A chunked response whose head goes out with the first piece.
-class Chunked {
- public:
-  Chunked(beast::tcp_stream& s, unsigned version, const char* type)
-      : s_(s), version_(version), type_(type) {}
-
-  asio::awaitable<bool> Write(std::string_view data) {
-    if (failed_) co_return false;
-    error_code ec;
-    if (!started_) {
-      started_ = true;
-      http::response<http::empty_body> res{http::status::ok, version_};
-      res.set(http::field::content_type, type_);
-      res.set(http::field::cache_control, "no-store");
-      res.chunked(true);
-      http::response_serializer<http::empty_body> sr{res};
-      s_.expires_after(kWriteTimeout);
-      co_await http::async_write_header(s_, sr, redirect_error(use_awaitable, ec));
-      s_.expires_never();
-      if (ec) co_return !(failed_ = true);
-    }
-    if (data.empty()) co_return true;
-    s_.expires_after(kWriteTimeout);
-    co_await asio::async_write(s_, http::make_chunk(asio::buffer(data.data(), data.size())),
-                               redirect_error(use_awaitable, ec));
-    s_.expires_never();
-    if (ec) failed_ = true;
-    co_return !failed_;
-  }
-  asio::awaitable<bool> Line(std::string line) {
-    line += '\n';
-    co_return co_await Write(line);
-  }
-  asio::awaitable<bool> Finish() {
-    if (!co_await Write("")) co_return false;
-    error_code ec;
-    s_.expires_after(kWriteTimeout);
-    co_await asio::async_write(s_, http::make_chunk_last(), redirect_error(use_awaitable, ec));
-    s_.expires_never();
-    co_return !ec;
-  }
-  bool failed() const { return failed_; }
-
- private:
-  beast::tcp_stream& s_;
-  unsigned version_;
-  const char* type_;
-  bool started_ = false;
-  bool failed_ = false;
-};
+using Chunked = ChunkedResponse;
 
 // (Built outside the coroutines: GCC 12 miscompiles braced lists of string
 // literals in a coroutine.)

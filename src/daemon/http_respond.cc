@@ -72,4 +72,39 @@ asio::awaitable<void> ClientGone(boost::beast::tcp_stream& s) {
   co_await Forever();
 }
 
+asio::awaitable<bool> ChunkedResponse::Write(std::string_view data) {
+  if (failed_) co_return false;
+  error_code ec;
+  if (!started_) {
+    started_ = true;
+    http::response<http::empty_body> res{http::status::ok, version_};
+    res.set(http::field::content_type, type_);
+    res.set(http::field::cache_control, "no-store");
+    res.chunked(true);
+    http::response_serializer<http::empty_body> sr{res};
+    s_.expires_after(kWriteTimeout);
+    co_await http::async_write_header(s_, sr, asio::redirect_error(asio::use_awaitable, ec));
+    s_.expires_never();
+    if (ec) co_return !(failed_ = true);
+  }
+  if (data.empty()) co_return true;
+  s_.expires_after(kWriteTimeout);
+  co_await asio::async_write(s_, http::make_chunk(asio::buffer(data.data(), data.size())),
+                             asio::redirect_error(asio::use_awaitable, ec));
+  s_.expires_never();
+  if (ec) failed_ = true;
+  co_return !failed_;
+}
+
+asio::awaitable<bool> ChunkedResponse::Finish() {
+  if (!co_await Write("")) co_return false;
+  error_code ec;
+  s_.expires_after(kWriteTimeout);
+  co_await asio::async_write(s_, http::make_chunk_last(),
+                             asio::redirect_error(asio::use_awaitable, ec));
+  s_.expires_never();
+  if (ec) failed_ = true;
+  co_return !ec;
+}
+
 }  // namespace wb::daemon

@@ -8,6 +8,7 @@
 #include <boost/beast/http/status.hpp>
 #include <chrono>
 #include <string>
+#include <string_view>
 #include <utility>
 #include <vector>
 
@@ -40,5 +41,31 @@ boost::asio::awaitable<void> Forever();
 // response streams; waits on the socket, never reads it. A pipelined request
 // (readable, not EOF) is left for later: then it waits until cancelled.
 boost::asio::awaitable<void> ClientGone(boost::beast::tcp_stream& s);
+
+// A 200 chunked response whose head (Content-Type type, Cache-Control:
+// no-store) goes out with the first piece. Every write has kWriteTimeout;
+// after a failed write every call returns false at once.
+class ChunkedResponse {
+ public:
+  ChunkedResponse(boost::beast::tcp_stream& s, unsigned version, const char* type)
+      : s_(s), version_(version), type_(type) {}
+  // A piece (the head first, when not yet sent); an empty piece sends only the head.
+  boost::asio::awaitable<bool> Write(std::string_view data);
+  boost::asio::awaitable<bool> Line(std::string line) {
+    line += '\n';
+    co_return co_await Write(line);
+  }
+  // The last chunk (and the head, for an empty body).
+  boost::asio::awaitable<bool> Finish();
+  bool started() const { return started_; }
+  bool failed() const { return failed_; }
+
+ private:
+  boost::beast::tcp_stream& s_;
+  unsigned version_;
+  const char* type_;
+  bool started_ = false;
+  bool failed_ = false;
+};
 
 }  // namespace wb::daemon

@@ -148,39 +148,26 @@ asio::awaitable<bool> SendConnectError(beast::tcp_stream& s, unsigned version, b
   co_return s.socket().is_open();
 }
 
+// (Every argument is named before the co_await: GCC 12 miscompiles
+// temporaries in co_await expressions.)
 asio::awaitable<bool> ConnectStream::Write(std::string data, bool last) {
-  if (failed_) co_return false;
-  error_code ec;
-  if (!started_) {
-    started_ = true;
-    http::response<http::empty_body> res{http::status::ok, version_};
-    res.set(http::field::content_type, "application/connect+json");
-    res.set(http::field::cache_control, "no-store");
-    res.chunked(true);
-    http::response_serializer<http::empty_body> sr{res};
-    s_.expires_after(kWriteTimeout);
-    co_await http::async_write_header(s_, sr, redirect_error(use_awaitable, ec));
-    s_.expires_never();
-    if (ec) co_return !(failed_ = true);
-  }
-  s_.expires_after(kWriteTimeout);
-  co_await asio::async_write(s_, http::make_chunk(asio::buffer(data.data(), data.size())),
-                             redirect_error(use_awaitable, ec));
-  if (!ec && last) {
-    co_await asio::async_write(s_, http::make_chunk_last(), redirect_error(use_awaitable, ec));
-  }
-  s_.expires_never();
-  if (ec) failed_ = true;
-  co_return !failed_;
+  const std::string_view piece = data;
+  bool ok = co_await out_.Write(piece);
+  if (ok && last) ok = co_await out_.Finish();
+  co_return ok;
 }
 
 asio::awaitable<bool> ConnectStream::Send(std::string_view json) {
-  co_return co_await Write(Envelope(kEnvelopeMessage, json), false);
+  std::string envelope = Envelope(kEnvelopeMessage, json);
+  bool ok = co_await Write(std::move(envelope), false);
+  co_return ok;
 }
 
 asio::awaitable<bool> ConnectStream::End(std::optional<std::string_view> code,
                                          std::string_view message) {
-  co_return co_await Write(Envelope(kEnvelopeEndStream, EndStreamJson(code, message)), true);
+  std::string envelope = Envelope(kEnvelopeEndStream, EndStreamJson(code, message));
+  bool ok = co_await Write(std::move(envelope), true);
+  co_return ok;
 }
 
 }  // namespace wb::daemon::e2b

@@ -19,6 +19,7 @@
 #include <string_view>
 
 #include "base/error.h"
+#include "daemon/http_respond.h"
 
 namespace wb::daemon::e2b {
 
@@ -72,22 +73,20 @@ inline boost::asio::awaitable<bool> SendConnectError(boost::beast::tcp_stream& s
 // daemon). After a failed write every call returns false at once.
 class ConnectStream {
  public:
-  ConnectStream(boost::beast::tcp_stream& s, unsigned version) : s_(s), version_(version) {}
+  ConnectStream(boost::beast::tcp_stream& s, unsigned version)
+      : out_(s, version, "application/connect+json") {}
   boost::asio::awaitable<bool> Send(std::string_view json);
   boost::asio::awaitable<bool> End(std::optional<std::string_view> code = std::nullopt,
                                    std::string_view message = {});
   boost::asio::awaitable<bool> End(const Error& e) {
     co_return co_await End(std::string_view(ConnectCode(e.code)), e.ToString());
   }
-  bool started() const { return started_; }
-  bool failed() const { return failed_; }
+  bool started() const { return out_.started(); }
+  bool failed() const { return out_.failed(); }
 
  private:
   boost::asio::awaitable<bool> Write(std::string data, bool last);
-  boost::beast::tcp_stream& s_;
-  unsigned version_;
-  bool started_ = false;
-  bool failed_ = false;
+  ChunkedResponse out_;
 };
 
 }  // namespace wb::daemon::e2b

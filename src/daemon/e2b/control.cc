@@ -244,31 +244,7 @@ std::string E2bErrorJson(unsigned status, std::string_view message) {
   return j.dump(-1, ' ', false, json::error_handler_t::replace);
 }
 
-unsigned E2bStatusForCode(ErrorCode c) {
-  switch (c) {
-    case ErrorCode::kInvalidArgument:
-      return 400;
-    case ErrorCode::kNotFound:
-      return 404;
-    case ErrorCode::kPermissionDenied:
-      return 403;
-    case ErrorCode::kAlreadyExists:
-    case ErrorCode::kFailedPrecondition:
-      return 409;
-    case ErrorCode::kBusy:
-      return 429;
-    case ErrorCode::kResourceExhausted:
-      return 507;
-    case ErrorCode::kDraining:
-      return 503;
-    case ErrorCode::kUnavailable:
-      return 502;
-    case ErrorCode::kDeadlineExceeded:
-      return 504;
-    default:
-      return 500;
-  }
-}
+unsigned E2bStatusForCode(ErrorCode c) { return HttpStatusForCode(c); }
 
 // --- the server side --------------------------------------------------------------
 

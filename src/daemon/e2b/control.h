@@ -65,7 +65,8 @@ std::pair<std::vector<LiveInfo>, std::string> ListPage(std::vector<LiveInfo> all
 
 // {"code":N,"message":"..."}
 std::string E2bErrorJson(unsigned status, std::string_view message);
-// The HTTP status of a warmbox error on the control plane.
+// The HTTP status of a warmbox error on the control plane: warmbox's own
+// API's (HttpStatusForCode).
 unsigned E2bStatusForCode(ErrorCode c);
 
 // --- the server side --------------------------------------------------------------

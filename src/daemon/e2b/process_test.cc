@@ -680,7 +680,9 @@ TEST_F(E2bProcessTest, SignalListAndTags) {
   EXPECT_EQ(ev.end_stream, json::object());  // killed, not timed out
 
   // Exited: not listed, and signalling it is not_found (the SDK's false).
-  for (const auto& p : Unary("List", "").second["processes"]) EXPECT_NE(p["pid"], pid);
+  // (Named: a range-for over a temporary's member reads freed memory.)
+  auto after = Unary("List", "");
+  for (const auto& p : after.second["processes"]) EXPECT_NE(p["pid"], pid);
   auto gone = Kill(pid);
   EXPECT_EQ(gone.first, 404u);
   EXPECT_EQ(gone.second["code"], "not_found");

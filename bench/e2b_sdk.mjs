@@ -10,6 +10,7 @@
 import fs from 'node:fs'
 import path from 'node:path'
 import { createRequire } from 'node:module'
+import { execFileSync } from 'node:child_process'
 import { fileURLToPath, pathToFileURL } from 'node:url'
 
 const HERE = path.dirname(fileURLToPath(import.meta.url))
@@ -36,10 +37,46 @@ function pct (xs, p) {
   return s[Math.min(s.length - 1, Math.floor(s.length * p))]
 }
 
+// CPU time (ms) a process has used: utime + stime from /proc/PID/stat.
+function cpuMs (pid) {
+  const f = fs.readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' ')
+  return (Number(f[11]) + Number(f[12])) * 1000 / 100
+}
+
+// Where the time of commands.run('true') goes, in one kept sandbox: the SDK
+// client's own CPU (process.cpuUsage), the daemon's and the agents' CPU, and
+// what `bash -l -c true` (the SDK's wrapping of every command) costs inside
+// the sandbox by itself.
+async function runBreakdown (s, daemonPid) {
+  const N = Math.max(50, Math.min(ROUNDS, 200))
+  for (let i = 0; i < 5; i++) await s.commands.run('true')
+  const agents = execFileSync('pgrep', ['-x', 'warmbox-agent'], { encoding: 'utf8' }).trim().split('\n')
+  const agentCpu = () => agents.reduce((sum, p) => { try { return sum + cpuMs(p) } catch { return sum } }, 0)
+  const a0 = agentCpu(); const d0 = cpuMs(daemonPid); const c0 = process.cpuUsage()
+  const wall = []
+  for (let i = 0; i < N; i++) {
+    const t = performance.now()
+    await s.commands.run('true')
+    wall.push(performance.now() - t)
+  }
+  const c = process.cpuUsage(c0)
+  const out = {
+    runs: N,
+    wall_p50_ms: pct(wall, 0.5),
+    client_cpu_ms: (c.user + c.system) / 1000 / N,
+    daemon_cpu_ms: (cpuMs(daemonPid) - d0) / N,
+    agent_cpu_ms: (agentCpu() - a0) / N
+  }
+  const loop = await s.commands.run('s=$(date +%s%N); for i in $(seq 100); do bash -l -c true; done; e=$(date +%s%N); echo $(( (e - s) / 100000 ))')
+  out.bash_login_ms = Number(loop.stdout.trim()) / 1000
+  return out
+}
+
 const d = await new Daemon({ args: ['--size', '2', '--max', '8'] }).start()
 const opts = d.opts
 const times = { create: [], run: [], write: [], read: [], kill: [], total: [] }
 const blob = new Uint8Array(1 << 20).map((_, i) => i & 0xff)
+let breakdown = null
 try {
   // One round first, unmeasured: the base pool is made on its first use.
   await (await Sandbox.create({ ...opts })).kill()
@@ -63,6 +100,9 @@ try {
     times.kill.push(t5 - t4)
     times.total.push(t5 - t0)
   }
+  const kept = await Sandbox.create({ ...opts })
+  breakdown = await runBreakdown(kept, d.proc.pid)
+  await kept.kill()
 } finally {
   const problems = await d.stop()
   if (problems.length) console.error(problems.join('\n'))
@@ -72,6 +112,7 @@ const rows = Object.fromEntries(Object.entries(times).map(([k, v]) => [k, { p50:
 const out = {
   rounds: ROUNDS,
   ms: rows,
+  run_breakdown: breakdown,
   e2b_published: { start_ms: E2B_START_MS, time_to_interactive_ms: E2B_TTI_MS },
   ratios: {
     create_vs_e2b_start: rows.create.p50 / E2B_START_MS,
@@ -83,3 +124,7 @@ console.log(`E2B SDK against warmbox (ns), ${ROUNDS} rounds, ms:`)
 for (const [k, v] of Object.entries(rows)) console.log(`  ${k.padEnd(22)} p50 ${v.p50.toFixed(2).padStart(8)}   p99 ${v.p99.toFixed(2).padStart(8)}`)
 console.log(`  Sandbox.create() p50 is ${out.ratios.create_vs_e2b_start.toFixed(3)}x E2B's published start (${E2B_START_MS} ms); target <= 10 ms`)
 console.log(`  create + run('true') p50 is ${out.ratios.create_plus_run_vs_e2b_tti.toFixed(3)}x E2B's time to interactive (${E2B_TTI_MS} ms); run target <= 5 ms`)
+const b = breakdown
+console.log(`  run('true') in one kept sandbox, ${b.runs} runs: wall p50 ${b.wall_p50_ms.toFixed(2)} ms; CPU per run: ` +
+  `SDK client ${b.client_cpu_ms.toFixed(2)}, daemon ${b.daemon_cpu_ms.toFixed(2)}, agent ${b.agent_cpu_ms.toFixed(2)} ms; ` +
+  `bash -l -c true alone ${b.bash_login_ms.toFixed(2)} ms`)

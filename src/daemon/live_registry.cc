@@ -699,6 +699,11 @@ Result<LiveInfo> LiveRegistry::Inspect(const std::string& id) const {
   return InfoOf(*e);
 }
 
+Result<LiveInfo> LiveRegistry::Lookup(const std::string& id) const {
+  EntryPtr e = WB_TRY(Find(id));
+  return InfoOf(*e, /*usage=*/false);
+}
+
 Result<LiveInfo> LiveRegistry::SetTimeout(const std::string& id, uint64_t seconds) {
   EntryPtr e = WB_TRY(Find(id));
   if (seconds == 0) return Bad("timeout", "must be at least 1 second");

@@ -58,6 +58,7 @@ class LiveRegistry : public LiveService {
   boost::asio::awaitable<Result<LiveInfo>> Create(LiveCreateRequest req) override;
   std::vector<LiveInfo> List(const std::map<std::string, std::string>& filter) const override;
   Result<LiveInfo> Inspect(const std::string& id) const override;
+  Result<LiveInfo> Lookup(const std::string& id) const override;
   boost::asio::awaitable<Result<void>> Kill(const std::string& id) override;
   Result<LiveInfo> SetTimeout(const std::string& id, uint64_t seconds) override;
   boost::asio::awaitable<Result<void>> Pause(const std::string& id) override;

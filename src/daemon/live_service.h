@@ -70,6 +70,9 @@ class LiveService {
   // Sorted by creation time; filter: every pair must match the metadata.
   virtual std::vector<LiveInfo> List(const std::map<std::string, std::string>& filter) const = 0;
   virtual Result<LiveInfo> Inspect(const std::string& id) const = 0;  // not_found
+  // Inspect without the resource usage (no cgroup reads): what the hot paths
+  // (admitting each E2B envd request) need.
+  virtual Result<LiveInfo> Lookup(const std::string& id) const { return Inspect(id); }
   virtual boost::asio::awaitable<Result<void>> Kill(const std::string& id) = 0;
   virtual Result<LiveInfo> SetTimeout(const std::string& id, uint64_t seconds) = 0;
   // failed_precondition when already in that state.

@@ -70,7 +70,7 @@ std::optional<Refusal> Front::Admit(const Request& head, const Route& r) const {
     return Refusal{401, E2bErrorJson(401, why)};
   }
   // A sandbox's planes.
-  auto info = live_->Inspect(r.sandbox);
+  auto info = live_->Lookup(r.sandbox);
   if (!info.ok() || info->state != LiveState::kRunning) {
     std::string why = "sandbox " + r.sandbox + " is not running";
     if (!info.ok()) {
@@ -97,7 +97,7 @@ bool Front::Streams(const Request& head, const Route& r) const {
 }
 
 Result<EnvdCall> Front::Call(const Request& req, const Route& r) const {
-  auto info = live_->Inspect(r.sandbox);
+  auto info = live_->Lookup(r.sandbox);
   if (!info.ok()) return info.error();
   EnvdCall call{*live_, *info, info->user};
   auto user = BasicAuthUser(Header(req, "Authorization"));
@@ -148,7 +148,7 @@ asio::awaitable<bool> Front::ServeStreaming(beast::tcp_stream& s, beast::flat_bu
                                             Parser& parser, const Route& r,
                                             std::chrono::milliseconds read_timeout) {
   if (r.plane == Plane::kPort) {
-    auto info = live_->Inspect(r.sandbox);
+    auto info = live_->Lookup(r.sandbox);
     if (info.ok()) {
       co_return co_await ProxyToPort(s, buf, parser, *live_, *info, r.port, read_timeout);
     }

@@ -96,10 +96,13 @@ Action AddImage(CLI::App& app) {
     if (rm->parsed()) {
       int rc = 0;
       for (const auto& r : o->refs) {
+        const std::string name = store.Resolve(r);
         if (auto res = store.Remove(r); !res.ok()) {
           rc = ReportError(res.error());
+        } else if (*res) {
+          std::printf("%s\n", name.c_str());
         } else {
-          std::printf("%s\n", store.Resolve(r).c_str());
+          std::printf("%s (its files stay until the sandboxes using them end)\n", name.c_str());
         }
       }
       return rc;
@@ -109,6 +112,10 @@ Action AddImage(CLI::App& app) {
       if (!rep.ok()) return ReportError(rep.error());
       std::printf("removed %zu blob(s) (%s), %zu layer dir(s), %zu temp file(s)\n", rep->blobs,
                   Human(rep->bytes).c_str(), rep->layers, rep->tmp);
+      if (rep->in_use) {
+        std::printf("kept %zu removed dir(s) that running sandboxes mount (deleted later)\n",
+                    rep->in_use);
+      }
       return 0;
     }
     if (pull->parsed() || imp->parsed()) {

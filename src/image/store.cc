@@ -313,15 +313,101 @@ Result<Image> ImageStore::CommitOci(const Image& img) {
   return Load(dir);
 }
 
-Result<void> ImageStore::Remove(const std::string& input) {
+namespace {
+
+// "dev:ino" of a dir: what a sandbox's record and a trash entry are matched
+// by (a rename into trash/ keeps it), "" when path does not exist.
+std::string DirId(const std::string& path) {
+  struct stat st;
+  if (::stat(path.c_str(), &st) != 0) return "";
+  return std::to_string(st.st_dev) + ":" + std::to_string(st.st_ino);
+}
+
+std::vector<std::string> Entries(const std::string& d) {
+  std::vector<std::string> out;
+  if (DIR* dir = ::opendir(d.c_str())) {
+    while (dirent* e = ::readdir(dir)) {
+      if (std::string n = e->d_name; n != "." && n != "..") out.push_back(n);
+    }
+    ::closedir(dir);
+  }
+  return out;
+}
+
+// Every dir id some sandbox dir records (sandbox dirs of dead sandboxes
+// count until gc removes them: a dir is kept too long, never deleted early).
+std::set<std::string> LowerIdsInUse(const std::string& state_dir) {
+  std::set<std::string> ids;
+  const std::string base = state_dir + "/sandboxes";
+  for (const auto& n : Entries(base)) {
+    auto text = ReadFile(base + "/" + n + "/lowers");
+    if (!text.ok()) continue;
+    for (const auto& line : Split(*text, '\n')) {
+      if (!line.empty()) ids.insert(std::string(line));
+    }
+  }
+  return ids;
+}
+
+}  // namespace
+
+Result<void> RecordLowerDirs(const std::string& sandbox_dir, const Image& img) {
+  auto ids = [&]() -> Result<std::string> {
+    std::string out;
+    for (const auto& d : img.lower_dirs) {
+      std::string id = DirId(d);
+      if (id.empty()) {
+        return Fail(ErrorCode::kNotFound, "image " + img.name, d,
+                    "was removed while a sandbox of it was being made");
+      }
+      out += id + "\n";
+    }
+    return out;
+  };
+  const std::string before = WB_TRY(ids());
+  WB_RETURN_IF_ERROR(WriteFileAtomic(sandbox_dir + "/lowers", before, 0600));
+  // A remover renames a dir into trash/ before it reads the records. So a
+  // dir still in place after the record is written either was not renamed,
+  // or was renamed after the record existed, and the remover saw it.
+  if (WB_TRY(ids()) != before) {
+    return Fail(ErrorCode::kNotFound, "image " + img.name, sandbox_dir,
+                "was removed while a sandbox of it was being made");
+  }
+  return Ok();
+}
+
+Result<void> ImageStore::Discard(const std::string& path) {
+  WB_RETURN_IF_ERROR(MkdirAll(TrashDir(), 0700));
+  std::string to = TrashDir() + "/" + WB_TRY(RandomHex(6));
+  if (::rename(path.c_str(), to.c_str()) != 0) return Errno("rename", path + " -> " + to);
+  return Ok();
+}
+
+Result<size_t> ImageStore::EmptyTrash() {
+  const std::set<std::string> in_use = LowerIdsInUse(state_dir_);
+  size_t kept = 0;
+  for (const auto& n : Entries(TrashDir())) {
+    const std::string p = TrashDir() + "/" + n;
+    // An image's entry is mounted as its rootfs/; a layer dir as itself.
+    if (in_use.count(DirId(p)) || in_use.count(DirId(p + "/rootfs"))) {
+      ++kept;
+      continue;
+    }
+    WB_RETURN_IF_ERROR(RemoveTree(p));
+  }
+  return kept;
+}
+
+Result<bool> ImageStore::Remove(const std::string& input) {
   WB_RETURN_IF_ERROR(ValidateName(input));
   const std::string name = Resolve(input);
   std::string dir = ImagesDir() + "/" + Escape(name);
   if (!PathExists(dir + "/image.json")) return Fail("image rm", input, "no such image");
-  // Out of the index at once (rename), then deleted.
-  std::string gone = ImagesDir() + "/.rm-" + WB_TRY(RandomHex(6));
-  if (::rename(dir.c_str(), gone.c_str()) != 0) return Errno("rename", dir + " -> " + gone);
-  return RemoveTree(gone);
+  // Out of the index at once (rename), then deleted unless a sandbox mounts it.
+  const std::string id = DirId(dir + "/rootfs");
+  WB_RETURN_IF_ERROR(Discard(dir));
+  (void)WB_TRY(EmptyTrash());
+  return id.empty() || !LowerIdsInUse(state_dir_).count(id);
 }
 
 Result<PruneReport> ImageStore::Prune() {
@@ -336,16 +422,7 @@ Result<PruneReport> ImageStore::Prune() {
     for (const auto& l : img.layer_digests)
       layers.insert(std::to_string(img.uid_base) + "/" + oci::DigestHex(l));
   }
-  auto entries = [](const std::string& d) {
-    std::vector<std::string> out;
-    if (DIR* dir = ::opendir(d.c_str())) {
-      while (dirent* e = ::readdir(dir)) {
-        if (std::string n = e->d_name; n != "." && n != "..") out.push_back(n);
-      }
-      ::closedir(dir);
-    }
-    return out;
-  };
+  const auto& entries = Entries;
   const std::string bdir = state_dir_ + "/blobs/sha256";
   for (const auto& n : entries(bdir)) {
     if (blobs.count(n)) continue;
@@ -358,7 +435,7 @@ Result<PruneReport> ImageStore::Prune() {
   for (const auto& base : entries(ldir)) {
     for (const auto& n : entries(ldir + "/" + base)) {
       if (layers.count(base + "/" + n)) continue;
-      WB_RETURN_IF_ERROR(RemoveTree(ldir + "/" + base + "/" + n));
+      WB_RETURN_IF_ERROR(Discard(ldir + "/" + base + "/" + n));
       ++rep.layers;
     }
   }
@@ -366,6 +443,7 @@ Result<PruneReport> ImageStore::Prune() {
     WB_RETURN_IF_ERROR(RemoveTree(TmpDir() + "/" + n));
     ++rep.tmp;
   }
+  rep.in_use = WB_TRY(EmptyTrash());
   // Per-blob and per-layer lock files: every process that takes one holds
   // the store lock shared first, so none is in use now.
   for (const auto& n : entries(LocksDir())) {

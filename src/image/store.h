@@ -8,6 +8,8 @@
 //   STATE/locks/                             flock files: store (shared by pulls,
 //                                            exclusive for prune), one per blob and layer
 //   STATE/tmp/                               work in progress (renamed into place)
+//   STATE/trash/                             removed image trees and layer dirs that a
+//                                            sandbox still mounts (deleted once none does)
 //
 // The images index is keyed by name: import-dir names as given, pulled and
 // imported OCI images by their canonical reference
@@ -68,7 +70,16 @@ struct Image {
 struct PruneReport {
   size_t blobs = 0, layers = 0, tmp = 0;
   uint64_t bytes = 0;  // blob bytes freed
+  size_t in_use = 0;   // removed dirs kept in trash/ because a sandbox mounts them
 };
+
+// Files in use are never deleted. A sandbox records the image dirs it mounts
+// (their dev:ino) in STATE/sandboxes/<id>/lowers before it mounts them;
+// `image rm` and `image prune` first rename what they remove into trash/,
+// then delete only the trash entries that no sandbox dir names. The rest
+// goes at a later rm, prune or gc, once the sandboxes using it are gone.
+// not_found when an image dir is gone (removed while the sandbox was made).
+[[nodiscard]] Result<void> RecordLowerDirs(const std::string& sandbox_dir, const Image& img);
 
 // Host users other than root must not reach what sandboxes see: the
 // files of an image are set-uid to sandbox uids and its /tmp is
@@ -92,11 +103,15 @@ class ImageStore {
   // The stored name name resolves to: itself if stored under it, else its
   // canonical reference ("python:3" -> "docker.io/library/python:3").
   std::string Resolve(const std::string& name) const;
-  // Removes an image from the index (its layers stay until Prune).
-  [[nodiscard]] Result<void> Remove(const std::string& name);
+  // Removes an image from the index (its layers stay until Prune). Its own
+  // tree (built-in and import-dir images) is deleted now, or kept in trash/
+  // while a sandbox mounts it: false then.
+  [[nodiscard]] Result<bool> Remove(const std::string& name);
   // Removes blobs and layer dirs no image references, and stale temp files.
   // Waits for pulls and imports in progress (exclusive store lock).
   [[nodiscard]] Result<PruneReport> Prune();
+  // Deletes the trash entries no sandbox mounts; the number kept.
+  [[nodiscard]] Result<size_t> EmptyTrash();
   // Records an OCI image whose blobs and layer dirs are in place (replacing
   // an image of the same name atomically).
   [[nodiscard]] Result<Image> CommitOci(const Image& img);
@@ -107,6 +122,7 @@ class ImageStore {
   std::string LayerDir(const std::string& digest) const;  // for this store's uid base
   std::string LocksDir() const { return state_dir_ + "/locks"; }
   std::string TmpDir() const { return state_dir_ + "/tmp"; }
+  std::string TrashDir() const { return state_dir_ + "/trash"; }
   const std::string& state_dir() const { return state_dir_; }
   uint32_t uid_base() const { return uid_base_; }
   // Creates blobs/, layers/<base>/, locks/, tmp/ (searchable by the sandbox range).
@@ -114,6 +130,8 @@ class ImageStore {
 
  private:
   Result<Image> Load(const std::string& dir);
+  // Renames path into trash/ (out of every index at once).
+  Result<void> Discard(const std::string& path);
   // Moves a finished tmp dir into place (atomic; the first of two racing
   // creators wins and the other's copy is dropped).
   Result<Image> Commit(const std::string& name, const std::string& tmp, const std::string& source);

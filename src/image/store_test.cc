@@ -260,5 +260,52 @@ TEST_F(StoreTest, OciImagesResolveShareAndPrune) {
   EXPECT_EQ(store.Resolve("busybox"), "busybox");
 }
 
+// What a sandbox dir records (STATE/sandboxes/<id>/lowers) is never deleted
+// by rm or prune: it waits in trash/ until no sandbox dir names it.
+TEST_F(StoreTest, RemovedDirsThatASandboxMountsWaitInTrash) {
+  ImageStore store(state_, kBase);
+  ASSERT_TRUE(store.PrepareOciDirs().ok());
+  ASSERT_TRUE(MkdirAll(src_ + "/bin").ok());
+  { std::ofstream(src_ + "/bin/tool") << "#!/bin/sh\n"; }
+  auto tree = store.ImportDir("tree", src_);
+  ASSERT_OK(tree);
+  const std::string layer = "sha256:" + std::string(64, 'f');
+  ASSERT_TRUE(MkdirAll(store.LayerDir(layer) + "/usr").ok());
+  Image oci;
+  oci.name = "localhost:5000/layered:v1";
+  oci.layer_digests = {layer};
+  auto layered = store.CommitOci(oci);
+  ASSERT_OK(layered);
+  const std::string sb = state_ + "/sandboxes/s1";
+  ASSERT_TRUE(MkdirAll(sb).ok());
+  ASSERT_OK(RecordLowerDirs(sb, *tree));
+  ASSERT_TRUE(MkdirAll(state_ + "/sandboxes/s2").ok());
+  ASSERT_OK(RecordLowerDirs(state_ + "/sandboxes/s2", *layered));
+
+  auto rm = store.Remove("tree");
+  ASSERT_OK(rm);
+  EXPECT_FALSE(*rm);
+  ASSERT_OK(store.Remove("localhost:5000/layered:v1"));
+  auto rep = store.Prune();
+  ASSERT_OK(rep);
+  EXPECT_EQ(rep->layers, 1u);
+  EXPECT_EQ(rep->in_use, 2u);                       // the tree and the layer
+  EXPECT_FALSE(PathExists(store.LayerDir(layer)));  // out of layers/ (in trash/)
+  // A sandbox made now of what was removed is refused, naming the dir.
+  auto late = RecordLowerDirs(state_ + "/sandboxes/s1", *tree);
+  ASSERT_FALSE(late.ok());
+  EXPECT_EQ(late.error().code, ErrorCode::kNotFound);
+  // The sandboxes end: the next prune (or rm, or gc) deletes what they held.
+  ASSERT_TRUE(RemoveTree(sb).ok());
+  rep = store.Prune();
+  ASSERT_OK(rep);
+  EXPECT_EQ(rep->in_use, 1u);
+  ASSERT_TRUE(RemoveTree(state_ + "/sandboxes/s2").ok());
+  auto kept = store.EmptyTrash();
+  ASSERT_OK(kept);
+  EXPECT_EQ(*kept, 0u);
+  EXPECT_EQ(::rmdir(store.TrashDir().c_str()), 0) << "trash/ is not empty";
+}
+
 }  // namespace
 }  // namespace wb

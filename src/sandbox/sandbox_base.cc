@@ -109,6 +109,9 @@ Result<void> SandboxBase::MakeHome(mode_t mode, const CgroupPlan& plan) {
   dir_ = home_;
   WB_RETURN_IF_ERROR(WriteSandboxRecord(
       dir_, SandboxRecord{id_, ::getpid(), ProcessStartTime(::getpid()), plan.dirs}));
+  // Before anything mounts the image's dirs: image rm and prune keep what a
+  // sandbox dir records (image/store.h).
+  WB_RETURN_IF_ERROR(RecordLowerDirs(dir_, image_));
   cgroup_ = WB_TRY(Cgroup::Apply(plan));
   spdlog::debug("{}: dir and cgroups made", id_);
   return Ok();

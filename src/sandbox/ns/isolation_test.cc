@@ -126,6 +126,38 @@ TEST_F(IsolationTest, DeniedSyscallsFailWithEperm) {
   EXPECT_NE(Sh(*sb, "unshare -U true").exit.exit_code, 0);
 }
 
+// Security review finding 7: `image rm` of a running sandbox's image (and
+// then `image prune`) deleted the files under it (its /bin went from 274
+// entries to 0). Removal now keeps what a sandbox mounts until it is gone.
+TEST_F(IsolationTest, RemovingTheImageOfARunningSandboxKeepsItsFiles) {
+  auto sb = New();
+  ASSERT_TRUE(sb);
+  const std::string before = Sh(*sb, "ls /bin | wc -l").stdout_data;
+  ASSERT_GT(std::stoi(before), 10);
+  auto rm = store_->Remove("probe");
+  ASSERT_OK(rm);
+  EXPECT_FALSE(*rm) << "deleted at once although a sandbox mounts it";
+  EXPECT_FALSE(store_->Exists("probe"));
+  auto rep = store_->Prune();
+  ASSERT_OK(rep);
+  EXPECT_EQ(rep->in_use, 1u);
+  EXPECT_EQ(Sh(*sb, "ls /bin | wc -l").stdout_data, before);
+  EXPECT_EQ(Sh(*sb, "echo still-here | cat").stdout_data, "still-here\n");
+  // A new sandbox of the removed image is refused by name.
+  SandboxSpec spec;
+  spec.image = "probe";
+  auto refused = driver_->Create(spec);
+  ASSERT_FALSE(refused.ok());
+  EXPECT_NE(refused.error().ToString().find("no such image"), std::string::npos)
+      << refused.error().ToString();
+  // Once the sandbox is gone, the next prune deletes the tree.
+  sb.reset();
+  auto after = store_->Prune();
+  ASSERT_OK(after);
+  EXPECT_EQ(after->in_use, 0u);
+  EXPECT_EQ(::rmdir(store_->TrashDir().c_str()), 0) << "trash/ is not empty";
+}
+
 TEST_F(IsolationTest, Pid1CannotBeTracedAndOutsideIsInvisible) {
   auto sb = New();
   ASSERT_TRUE(sb);

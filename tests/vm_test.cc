@@ -174,6 +174,26 @@ TEST_F(VmTest, BootExecAndTeardown) {
     EXPECT_EQ(Sh("echo x > /new-file && cat /new-file").stdout_data, "x\n");
     EXPECT_EQ(Sh("hostname").stdout_data, sandbox_->id() + "\n");
   }
+  // --- GuestKernelKnobsAndDevicesAreClosed (security review finding 6):
+  // guest root wrote kernel.core_pattern (a program the kernel runs as full
+  // root) and reached /dev/userfaultfd. Commands now get the ns driver's
+  // /proc masks, a read-only /sys and the minimal /dev.
+  {
+    const std::string pattern = Sh("cat /proc/sys/kernel/core_pattern").stdout_data;
+    ASSERT_FALSE(pattern.empty());
+    EXPECT_NE(Sh("echo '|/tmp/x' > /proc/sys/kernel/core_pattern").exit.exit_code, 0);
+    EXPECT_EQ(Sh("cat /proc/sys/kernel/core_pattern").stdout_data, pattern);
+    EXPECT_NE(Sh("echo /tmp/x > /sys/kernel/uevent_helper").exit.exit_code, 0);
+    EXPECT_EQ(Sh("ls /dev | tr '\\n' ' '").stdout_data,
+              "fd full null ptmx pts random shm stderr stdin stdout tty urandom zero ");
+    for (const char* dev : {"userfaultfd", "kmsg", "mem", "vda", "console"}) {
+      EXPECT_NE(Sh(std::string("test -e /dev/") + dev).exit.exit_code, 0) << dev;
+    }
+    // Controls: the devices a program needs still work.
+    EXPECT_EQ(Sh("head -c 16 /dev/urandom | wc -c").stdout_data, "16\n");
+    EXPECT_EQ(Sh("echo gone > /dev/null && echo ok").stdout_data, "ok\n");
+    EXPECT_EQ(Sh("echo shm > /dev/shm/x && cat /dev/shm/x").stdout_data, "shm\n");
+  }
   // --- Live: claimed, then every operation a connection of its own to
   // live.sock, each relayed as a channel over the VM's one port
   // (sandbox/vm/mux_bridge.h), pause and resume by QMP.

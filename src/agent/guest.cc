@@ -185,10 +185,16 @@ Result<GuestResult> SetUpGuest(const GuestSetup& s) {
 
   // Switch root. The initramfs is the kernel's rootfs, which cannot be
   // pivoted away: move the new root over "/" and chroot into it (what
-  // busybox's switch_root does). /dev, /proc and /sys move along first.
+  // busybox's switch_root does). /proc and /sys move along first.
   for (const char* d : {"/dev", "/proc", "/sys", "/tmp"})
     WB_RETURN_IF_ERROR(MkdirAll(std::string("/newroot") + d, 0755));
-  for (const char* d : {"/dev", "/proc", "/sys"}) {
+  // Commands get the ns driver's /dev, not the devtmpfs: it holds every
+  // device the guest kernel has (userfaultfd, kmsg, mem, the disks). The
+  // minimal one binds its nodes from the devtmpfs, which is then detached:
+  // the port's open fd and the disks' mounts need no path to their nodes.
+  WB_RETURN_IF_ERROR(SetUpDev("/newroot/dev"));
+  if (::umount2("/dev", MNT_DETACH) != 0) return Errno("umount2", "/dev");
+  for (const char* d : {"/proc", "/sys"}) {
     WB_RETURN_IF_ERROR(Mount(d, std::string("/newroot") + d, nullptr, MS_MOVE, ""));
   }
   if (::chdir("/newroot") != 0) return Errno("chdir", "/newroot");
@@ -199,17 +205,15 @@ Result<GuestResult> SetUpGuest(const GuestSetup& s) {
   if (::chmod("/tmp", 01777) != 0) return Errno("chmod", "/tmp");
   WB_RETURN_IF_ERROR(Mount("tmpfs", "/tmp", "tmpfs", MS_NOSUID | MS_NODEV,
                            "mode=1777,size=" + std::to_string(s.tmpfs_bytes)));
-  WB_RETURN_IF_ERROR(MkdirAll("/dev/pts", 0755));
-  WB_RETURN_IF_ERROR(
-      Mount("devpts", "/dev/pts", "devpts", MS_NOSUID | MS_NOEXEC, "ptmxmode=0666,mode=620"));
-  WB_RETURN_IF_ERROR(MkdirAll("/dev/shm", 01777));
-  WB_RETURN_IF_ERROR(Mount("shm", "/dev/shm", "tmpfs", MS_NOSUID | MS_NODEV, "mode=1777"));
-  for (const auto& [target, link] : {std::pair{"/proc/self/fd", "/dev/fd"},
-                                     {"/proc/self/fd/0", "/dev/stdin"},
-                                     {"/proc/self/fd/1", "/dev/stdout"},
-                                     {"/proc/self/fd/2", "/dev/stderr"}}) {
-    if (::symlink(target, link) != 0 && errno != EEXIST) return Errno("symlink", link);
-  }
+  // Guest root is real root of the guest kernel: a writable /proc/sys or
+  // /sys lets even a command without capabilities hand the kernel a program
+  // to run as full root (kernel.core_pattern, /sys/kernel/uevent_helper).
+  // The ns driver's proc masks, and sysfs read-only; the agent only reads
+  // them from here on, and commands cannot undo either (no CAP_SYS_ADMIN,
+  // mount and umount denied by seccomp).
+  WB_RETURN_IF_ERROR(MaskProc("/proc"));
+  WB_RETURN_IF_ERROR(Mount("sysfs", "/sys", nullptr,
+                           MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC, ""));
   if (!s.hostname.empty() && ::sethostname(s.hostname.data(), s.hostname.size()) != 0) {
     return Errno("sethostname", s.hostname);
   }

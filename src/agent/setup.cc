@@ -41,6 +41,8 @@ Result<void> Symlink(const char* target, const std::string& link) {
   return Ok();
 }
 
+}  // namespace
+
 // A minimal /dev: the safe character devices bind-mounted from the host
 // (mknod is not permitted in a user namespace, and a tmpfs mounted there is
 // nodev anyway), a private devpts instance and a /dev/shm.
@@ -64,8 +66,6 @@ Result<void> SetUpDev(const std::string& dev) {
   WB_RETURN_IF_ERROR(Symlink("/proc/self/fd/2", dev + "/stderr"));
   return Ok();
 }
-
-}  // namespace
 
 Result<void> LoopbackUp() {
   UniqueFd s(::socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0));

@@ -23,5 +23,9 @@ struct NsSetup {
 [[nodiscard]] Result<void> LoopbackUp();
 // Masks and read-only binds inside a freshly mounted proc (part of the setup).
 [[nodiscard]] Result<void> MaskProc(const std::string& proc);
+// A minimal /dev at dev: a tmpfs holding null, zero, full, random, urandom
+// and tty bind-mounted from the current /dev, a private devpts, /dev/shm and
+// the fd links. Both drivers' commands see this /dev and nothing else.
+[[nodiscard]] Result<void> SetUpDev(const std::string& dev);
 
 }  // namespace wb::agent

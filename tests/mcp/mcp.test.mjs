@@ -33,6 +33,30 @@ print(len(png))
 `
 
 const skip = skipReason()
+
+// Needs only the CLI: no daemon, no root.
+test('warmbox mcp without a daemon answers each request with an error, never a hang',
+  { skip: fs.existsSync(WARMBOX) ? false : `${WARMBOX} missing: build it first` }, () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'wb-mcp-nodaemon-'))
+    try {
+      const input = [
+        JSON.stringify({ jsonrpc: '2.0', id: 1, method: 'ping' }),
+        JSON.stringify({ jsonrpc: '2.0', method: 'notifications/initialized' }),
+        JSON.stringify({ jsonrpc: '2.0', id: 'two', method: 'tools/list' })
+      ].join('\n') + '\n'
+      const r = spawnSync(WARMBOX, ['mcp', '--socket', path.join(dir, 'none.sock')], { input, encoding: 'utf8', timeout: 30000 })
+      assert.equal(r.status, 0, r.stderr)
+      const replies = r.stdout.trim().split('\n').map(l => JSON.parse(l)).sort((a, b) => String(a.id).localeCompare(String(b.id)))
+      assert.deepEqual(replies.map(m => m.id), [1, 'two'])
+      for (const m of replies) {
+        assert.equal(m.error.code, -32603)
+        assert.match(m.error.message, /cannot reach the warmbox daemon/)
+      }
+      assert.match(r.stderr, /warmbox mcp: cannot reach/)
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true })
+    }
+  })
 let daemon
 
 function text (result) {

@@ -125,13 +125,23 @@ asio::awaitable<Result<CommandResult>> LiveBackend::Run(std::string id, CommandS
   }
 }
 
-asio::awaitable<Result<std::string>> LiveBackend::ReadFile(std::string id, std::string path) {
+// A file operation on path, as the sandbox's default user (E2B's envd
+// does the same: files belong to whoever runs the code).
+Result<proto::FileRequest> LiveBackend::FileRequestFor(const std::string& id, const char* op,
+                                                       const std::string& path) const {
   auto info = live_.Inspect(id);
-  if (!info.ok()) co_return SandboxError(info.error(), id);
+  if (!info.ok()) return SandboxError(info.error(), id);
   proto::FileRequest fr;
-  fr.op = "read";
+  fr.op = op;
   fr.path = path;
   fr.user = info->user;
+  return fr;
+}
+
+asio::awaitable<Result<std::string>> LiveBackend::ReadFile(std::string id, std::string path) {
+  auto req = FileRequestFor(id, "read", path);
+  if (!req.ok()) co_return req.error();
+  proto::FileRequest& fr = *req;
   auto op = co_await daemon::e2b::OpenAgentFileOp(live_, id, fr);
   if (!op.ok()) co_return SandboxError(op.error(), id);
   auto st = proto::ParseFileStat(op->reply);
@@ -165,12 +175,9 @@ asio::awaitable<Result<std::string>> LiveBackend::ReadFile(std::string id, std::
 
 asio::awaitable<Result<void>> LiveBackend::WriteFile(std::string id, std::string path,
                                                      std::string data) {
-  auto info = live_.Inspect(id);
-  if (!info.ok()) co_return SandboxError(info.error(), id);
-  proto::FileRequest fr;
-  fr.op = "write";
-  fr.path = path;
-  fr.user = info->user;
+  auto req = FileRequestFor(id, "write", path);
+  if (!req.ok()) co_return req.error();
+  proto::FileRequest& fr = *req;
   auto conn = co_await live_.Connect(id);
   if (!conn.ok()) co_return SandboxError(conn.error(), id);
   const std::string payload = proto::ToJson(fr);
@@ -198,12 +205,9 @@ asio::awaitable<Result<void>> LiveBackend::WriteFile(std::string id, std::string
 asio::awaitable<Result<std::vector<FileEntry>>> LiveBackend::ListFiles(std::string id,
                                                                        std::string path,
                                                                        uint32_t depth) {
-  auto info = live_.Inspect(id);
-  if (!info.ok()) co_return SandboxError(info.error(), id);
-  proto::FileRequest fr;
-  fr.op = "list";
-  fr.path = path;
-  fr.user = info->user;
+  auto req = FileRequestFor(id, "list", path);
+  if (!req.ok()) co_return req.error();
+  proto::FileRequest& fr = *req;
   fr.depth = depth;
   auto reply = co_await daemon::e2b::AgentFileOp(live_, id, fr);
   if (!reply.ok()) co_return SandboxError(reply.error(), id);

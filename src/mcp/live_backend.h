@@ -5,6 +5,7 @@
 
 #include "daemon/live_service.h"
 #include "mcp/backend.h"
+#include "proto/agent_proto.h"
 
 namespace wb::mcp {
 
@@ -23,6 +24,8 @@ class LiveBackend : public Backend {
                                                                    uint32_t depth) override;
 
  private:
+  [[nodiscard]] Result<proto::FileRequest> FileRequestFor(const std::string& id, const char* op,
+                                                          const std::string& path) const;
   daemon::LiveService& live_;
 };
 

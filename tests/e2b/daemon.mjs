@@ -7,12 +7,5 @@ export { SOURCE_DIR, BUILD_DIR, WARMBOX, skipReason, eventually } from '../lib/d
 
 const UID_BASE = 1760000000
 
-export function pidsInUidRange (lo = UID_BASE, hi = lo + lib.UID_COUNT) {
-  return lib.pidsInUidRange(lo, hi)
-}
-
-export class Daemon extends lib.Daemon {
-  constructor (opts = {}) {
-    super({ uidBase: UID_BASE, name: 'e2b', stateDir: process.env.WARMBOX_E2B_STATE_DIR, ...opts })
-  }
-}
+export const { Daemon, pidsInUidRange } =
+  lib.forSuite({ uidBase: UID_BASE, name: 'e2b', stateDir: process.env.WARMBOX_E2B_STATE_DIR })

@@ -165,3 +165,14 @@ export class Daemon {
     return problems
   }
 }
+
+// A suite's Daemon and pidsInUidRange, in its own uid range.
+export function forSuite ({ uidBase, name, stateDir }) {
+  class SuiteDaemon extends Daemon {
+    constructor (opts = {}) { super({ uidBase, name, stateDir, ...opts }) }
+  }
+  return {
+    Daemon: SuiteDaemon,
+    pidsInUidRange: (lo = uidBase, hi = lo + UID_COUNT) => pidsInUidRange(lo, hi)
+  }
+}

@@ -116,6 +116,7 @@ describe('MCP', { skip: skip || false }, () => {
 
       test('run_code in a fresh sandbox, destroyed after', async () => {
         const before = (await client.callTool({ name: 'list_sandboxes', arguments: {} })).structuredContent.sandboxes.length
+        const t0 = Date.now()
         const r = await client.callTool({
           name: 'run_code',
           arguments: { language: 'python', code: 'import sys; print(6*7); print("oops", file=sys.stderr); sys.exit(3)' }
@@ -125,6 +126,7 @@ describe('MCP', { skip: skip || false }, () => {
         assert.equal(r.structuredContent.stderr, 'oops\n')
         assert.equal(r.structuredContent.exit_code, 3)
         assert.match(text(r), /exit_code: 3/)
+        console.log(`# ${name}: run_code (python) in a fresh sandbox, created and killed, in ${Date.now() - t0} ms`)
         const bash = await client.callTool({ name: 'run_code', arguments: { language: 'bash', code: 'echo $((1+2))' } })
         assert.equal(bash.structuredContent.stdout, '3\n')
         const now = (await client.callTool({ name: 'list_sandboxes', arguments: {} })).structuredContent.sandboxes.length
@@ -179,6 +181,15 @@ describe('MCP', { skip: skip || false }, () => {
         const gone = await client.callTool({ name: 'run_command', arguments: { sandbox_id: id, command: 'true' } })
         assert.equal(gone.isError, true)
         assert.match(text(gone), /no such sandbox .*create_sandbox/)
+      })
+
+      test('a command past its timeout is killed: exit 137, timed_out', async () => {
+        const r = await client.callTool({ name: 'run_command', arguments: { command: 'echo started; sleep 30', timeout_seconds: 1 } })
+        assert.equal(r.isError, false, text(r))
+        assert.equal(r.structuredContent.timed_out, true)
+        assert.equal(r.structuredContent.exit_code, 137)
+        assert.equal(r.structuredContent.stdout, 'started\n')
+        assert.match(text(r), /timed out/)
       })
 
       test('tool errors a model can act on, bad arguments, unknown tools', async () => {

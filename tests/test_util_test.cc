@@ -74,6 +74,7 @@ TEST(UidRangesTest, PythonSuitesUseTheirRegisteredRanges) {
                           UidUser::kPythonLiveTest);
   ExpectPythonBasesInside("tests/http/test_http_live.py", "UID_BASE", UidUser::kHttpLiveTest);
   ExpectPythonBasesInside("tests/e2b/daemon.mjs", "UID_BASE", UidUser::kE2bSdkTest);
+  ExpectPythonBasesInside("tests/mcp/mcp_daemon.mjs", "UID_BASE", UidUser::kMcpTest);
 }
 
 Result<int> Succeed() { return 7; }

@@ -26,5 +26,6 @@ Action AddCp(CLI::App& app);
 Action AddSandbox(
     CLI::App& app);  // sandbox create | ls | inspect | kill | set-timeout | pause | resume
 Action AddLogs(CLI::App& app);  // logs [-f] [--tail N] ID
+Action AddMcp(CLI::App& app);   // mcp [--socket PATH]: MCP over stdio (docs/mcp.md)
 
 }  // namespace wb::cli

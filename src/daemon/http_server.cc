@@ -15,6 +15,7 @@
 #include "base/log.h"
 #include "daemon/e2b/front.h"
 #include "daemon/http_live.h"
+#include "daemon/http_mcp.h"
 #include "daemon/http_respond.h"
 
 namespace wb::daemon {
@@ -404,6 +405,7 @@ struct HttpServer::Impl {
       co_return co_await HandleRun(s, req, keep);
     }
     if (IsLivePath(target)) co_return co_await live.Handle(s, req);
+    if (target == "/mcp") co_return co_await mcp.Handle(s, req);
     co_await SendError(s, v, head, http::status::not_found, "no such endpoint: " + target,
                        "not_found", keep);
     co_return keep;
@@ -446,6 +448,7 @@ struct HttpServer::Impl {
   RunService& svc;
   HttpLive live;
   LiveService* live_service;
+  HttpMcp mcp{live_service};
   HttpOptions opts;
   e2b::Front e2b{live_service, opts.token};
   tcp::acceptor acceptor;

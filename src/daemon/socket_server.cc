@@ -15,10 +15,13 @@
 #include <nlohmann/json.hpp>
 
 #include "base/fs.h"
+#include "base/json.h"
 #include "base/log.h"
 #include "base/strings.h"
 #include "daemon/live_proto.h"
 #include "daemon/sandbox_ops.h"
+#include "mcp/live_backend.h"
+#include "mcp/server.h"
 #include "proto/pool_proto.h"
 
 namespace wb::daemon {
@@ -78,6 +81,17 @@ class SocketSink : public RunSink {
   std::shared_ptr<bool> armed_;
 };
 
+// The message of an MCP request ({"op":"mcp","message":"..."}), else nullopt.
+std::optional<std::string> McpRequestMessage(const std::string& body) {
+  auto j = ParseJsonBounded(body, "request");
+  if (!j.ok() || !j->is_object()) return std::nullopt;
+  auto op = j->find("op");
+  if (op == j->end() || *op != "mcp") return std::nullopt;
+  auto m = j->find("message");
+  if (m == j->end() || !m->is_string()) return std::string();  // answered as a parse error
+  return m->get<std::string>();
+}
+
 asio::awaitable<void> SendFrame(Socket& s, std::string_view json) {
   std::string frame = proto::EncodePoolFrame(json);
   error_code ec;
@@ -92,6 +106,17 @@ asio::awaitable<void> SocketSink::Chunk(bool is_stderr, std::string data) {
 
 SocketServer::SocketServer(asio::io_context& io, RunService& service, SocketOptions opts)
     : io_(io), service_(service), opts_(std::move(opts)), acceptor_(io) {}
+
+SocketServer::~SocketServer() = default;
+
+void SocketServer::set_live(LiveService* live) {
+  live_ = live;
+  mcp_.reset();
+  mcp_backend_.reset();
+  if (!live) return;
+  mcp_backend_ = std::make_unique<mcp::LiveBackend>(*live);
+  mcp_ = std::make_unique<mcp::Server>(*mcp_backend_);
+}
 
 Result<void> SocketServer::Adopt(int listen_fd) {
   error_code ec;
@@ -159,6 +184,10 @@ asio::awaitable<void> SocketServer::Session(Socket s) {
   *armed = false;
   timer->cancel();
   if (ec) co_return;
+  if (auto m = McpRequestMessage(body)) {
+    co_await McpMessage(s, std::move(*m));
+    co_return;
+  }
   if (live_ && IsLiveRequest(body)) {
     co_await LiveSession(s, std::move(body));
     co_return;
@@ -199,6 +228,22 @@ asio::awaitable<void> SocketServer::Session(Socket s) {
       co_return;
     }
   }
+}
+
+asio::awaitable<void> SocketServer::McpMessage(Socket& s, std::string message) {
+  if (!mcp_) {
+    const std::string refusal = LiveErrorJson(Fail(ErrorCode::kFailedPrecondition, "mcp", "",
+                                                   "live sandboxes are not served by this daemon"));
+    co_await SendFrame(s, refusal);
+    co_return;
+  }
+  // Each message stands alone: the stdio relay is one session, and nothing
+  // of a session changes what a later message gets.
+  auto session = std::make_shared<mcp::Session>();
+  std::string reply = co_await mcp_->Handle(std::move(message), session);
+  nlohmann::json out = {{"ok", true}, {"reply", std::move(reply)}};
+  std::string frame = mcp::Dump(out);
+  co_await SendFrame(s, frame);
 }
 
 // --- live sandboxes (sandbox_* ops; docs/protocol.md) ---------------------------

@@ -10,12 +10,18 @@
 #include <boost/asio/local/stream_protocol.hpp>
 #include <chrono>
 #include <functional>
+#include <memory>
 #include <optional>
 #include <string>
 
 #include "base/error.h"
 #include "daemon/live_service.h"
 #include "daemon/run_service.h"
+
+namespace wb::mcp {
+class Server;
+class LiveBackend;
+}  // namespace wb::mcp
 
 namespace wb::daemon {
 
@@ -30,10 +36,12 @@ struct SocketOptions {
 class SocketServer {
  public:
   SocketServer(boost::asio::io_context& io, RunService& service, SocketOptions opts);
+  ~SocketServer();
   // Takes the listening socket (bound and listening).
   [[nodiscard]] Result<void> Adopt(int listen_fd);
   // The live sandboxes' ops (sandbox_*): refused as unknown ops without.
-  void set_live(LiveService* live) { live_ = live; }
+  // Also the MCP op ({"op":"mcp"}: docs/mcp.md), which `warmbox mcp` relays.
+  void set_live(LiveService* live);
   // Accepts connections until Close.
   void Start();
   // Stops accepting; connections already accepted go on.
@@ -45,10 +53,15 @@ class SocketServer {
   // One sandbox_* request (live_proto.h), answered on s.
   boost::asio::awaitable<void> LiveSession(boost::asio::local::stream_protocol::socket& s,
                                            std::string body);
+  // One MCP message ({"op":"mcp","message":TEXT}), answered {"ok":true,"reply":TEXT}.
+  boost::asio::awaitable<void> McpMessage(boost::asio::local::stream_protocol::socket& s,
+                                          std::string message);
 
   boost::asio::io_context& io_;
   RunService& service_;
   LiveService* live_ = nullptr;
+  std::unique_ptr<mcp::LiveBackend> mcp_backend_;
+  std::unique_ptr<mcp::Server> mcp_;
   SocketOptions opts_;
   boost::asio::local::stream_protocol::acceptor acceptor_;
 };

@@ -533,8 +533,9 @@ class SpecDocumentTest(unittest.TestCase):
         self.assertEqual(doc["openapi"], "3.1.0")
         paths = set(doc["paths"])
         self.assertLessEqual({"/v1/run", "/v1/pools", "/healthz", "/metrics"}, paths)
-        # The rest are the live sandboxes' (tests/http/test_http_live.py).
-        for p in paths - {"/v1/run", "/v1/pools", "/healthz", "/metrics"}:
+        # The rest are the live sandboxes' (tests/http/test_http_live.py)
+        # and MCP's (tests/mcp).
+        for p in paths - {"/v1/run", "/v1/pools", "/healthz", "/metrics", "/mcp"}:
             self.assertTrue(p.startswith("/v1/sandboxes"), p)
         for name, schema in doc["components"]["schemas"].items():
             jsonschema.Draft202012Validator.check_schema(schema)

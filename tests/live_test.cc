@@ -120,6 +120,8 @@ TEST_F(LiveTest, CreateListInspectKillThroughCliAndSocket) {
   EXPECT_EQ(ia["env"][0], "GREETING=hi");
   EXPECT_GT(ia["pids_current"].get<uint64_t>(), 0u);
   EXPECT_GT(ia["memory_current"].get<uint64_t>(), 0u);
+  // The writable layer's statfs: something is used, under a positive cap.
+  EXPECT_GT(ia["disk_total"].get<uint64_t>(), ia["disk_used"].get<uint64_t>());
 
   std::string dir = DirOf(a);
   ASSERT_FALSE(dir.empty());

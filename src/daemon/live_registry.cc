@@ -96,7 +96,9 @@ std::string ToJson(const LiveInfo& i) {
             {"main_exit_code", i.main_exit_code ? json(*i.main_exit_code) : json(nullptr)},
             {"memory_current", i.memory_current},
             {"cpu_usage_us", i.cpu_usage_us},
-            {"pids_current", i.pids_current}};
+            {"pids_current", i.pids_current},
+            {"disk_used", i.disk_used},
+            {"disk_total", i.disk_total}};
   if (i.state == LiveState::kDead) j["dead_reason"] = i.dead_reason;
   return j.dump(-1, ' ', false, json::error_handler_t::replace);
 }
@@ -174,6 +176,8 @@ LiveInfo LiveRegistry::InfoOf(const Entry& e, bool usage) const {
     i.memory_current = u.memory_bytes;
     i.cpu_usage_us = u.cpu_usage_us;
     i.pids_current = u.pids;
+    i.disk_used = u.disk_used_bytes;
+    i.disk_total = u.disk_total_bytes;
   }
   return i;
 }

@@ -56,6 +56,7 @@ struct LiveInfo {
   std::optional<int> main_exit_code;
   // From the sandbox's cgroups at the time of the call.
   uint64_t memory_current = 0, cpu_usage_us = 0, pids_current = 0;
+  uint64_t disk_used = 0, disk_total = 0;  // the writable layer (ns), bytes
 };
 
 // {"id":..,"image":..,...}: the JSON both front ends send (docs/openapi.yaml).

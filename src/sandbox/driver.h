@@ -62,6 +62,8 @@ struct ResourceUsage {
   uint64_t memory_bytes = 0;  // memory.current (v2), memory.usage_in_bytes (v1)
   uint64_t cpu_usage_us = 0;  // cpu.stat usage_usec (v2), cpuacct.usage / 1000 (v1)
   uint64_t pids = 0;          // pids.current
+  // The writable layer (ns: the sandbox's size-capped tmpfs); 0 when unknown.
+  uint64_t disk_used_bytes = 0, disk_total_bytes = 0;
 };
 
 // A live sandbox left running by an earlier daemon, to be taken over

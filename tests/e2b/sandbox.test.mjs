@@ -104,7 +104,11 @@ describe('E2B control plane', { skip: skip || false }, () => {
   it('reports metrics from the cgroups', async () => {
     const s = await create()
     await s.commands.run('head -c 20000000 /dev/zero | md5sum')
+    await s.commands.run('head -c 3000000 /dev/zero > /tmp/three-mb')
     const m = await s.getMetrics()
+    // The writable layer: the 3 MB file counts; the total is its size cap.
+    assert.ok(m[0].diskUsed >= 3000000, `diskUsed ${m[0].diskUsed}`)
+    assert.ok(m[0].diskTotal > m[0].diskUsed, `diskTotal ${m[0].diskTotal}`)
     assert.ok(m.length >= 1)
     assert.ok(m[0].memUsed > 0, `memUsed ${m[0].memUsed}`)
     assert.ok(m[0].memTotal >= m[0].memUsed)

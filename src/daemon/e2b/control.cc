@@ -403,8 +403,8 @@ asio::awaitable<ControlPlane::Reply> ControlPlane::Route(const Request& req) {
               {"memUsed", info->memory_current},
               {"memTotal", MemoryLimit(*info)},
               {"memCache", 0},
-              {"diskUsed", 0},
-              {"diskTotal", 0}};
+              {"diskUsed", info->disk_used},
+              {"diskTotal", info->disk_total}};
     co_return Reply{200, json::array({m}).dump()};
   }
   co_return Fail(404, target + ": not an endpoint warmbox serves");

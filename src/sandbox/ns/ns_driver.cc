@@ -7,6 +7,7 @@
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/statfs.h>
 #include <sys/un.h>
 #include <unistd.h>
 
@@ -36,6 +37,22 @@ class NsSandbox : public SandboxBase {
  public:
   CgroupLayout layout_;
   std::string cgroup_parent_;
+
+  ResourceUsage Usage() const override {
+    ResourceUsage u = cgroup_.Usage();
+    // The writable layer is mounted only in the sandbox's mount namespace:
+    // reach it through the agent's root. statfs of an overlay reports its
+    // upper fs, the size-capped tmpfs.
+    if (pid_t pid = host_pid(); pid > 0) {
+      struct statfs fs;
+      if (::statfs(("/proc/" + std::to_string(pid) + "/root/").c_str(), &fs) == 0) {
+        const uint64_t bsize = static_cast<uint64_t>(fs.f_bsize);
+        u.disk_total_bytes = static_cast<uint64_t>(fs.f_blocks) * bsize;
+        u.disk_used_bytes = static_cast<uint64_t>(fs.f_blocks - fs.f_bfree) * bsize;
+      }
+    }
+    return u;
+  }
 
  private:
   Result<void> ApplyLimits(const Limits& limits) override {

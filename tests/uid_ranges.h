@@ -37,6 +37,7 @@ enum class UidUser {
   kVmLiveTest,
   kE2bSdkTest,  // tests/e2b/daemon.mjs (the E2B SDK's tests)
   kTemplateTest,
+  kServicesTest,
   kCount_,
 };
 
@@ -74,6 +75,7 @@ inline constexpr std::array<UidRange, static_cast<size_t>(UidUser::kCount_)> kUi
     {UidUser::kVmLiveTest, "vm_live_test", 1750000000, kRangeIds},
     {UidUser::kE2bSdkTest, "e2b_sdk_test", 1760000000, kRangeIds},
     {UidUser::kTemplateTest, "template_test", 1770000000, kRangeIds},
+    {UidUser::kServicesTest, "services_test", 1800000000, kRangeIds},
 }};
 
 // The first host uid of u's range.

@@ -63,6 +63,7 @@ int main(int argc, char** argv) {
   add(AddCp(app));
   add(AddSandbox(app));
   add(AddLogs(app));
+  add(AddRunCode(app));
 
   try {
     app.parse(argc, argv);

@@ -25,6 +25,7 @@ Action AddSignal(CLI::App& app);
 Action AddCp(CLI::App& app);
 Action AddSandbox(
     CLI::App& app);  // sandbox create | ls | inspect | kill | set-timeout | pause | resume
-Action AddLogs(CLI::App& app);  // logs [-f] [--tail N] ID
+Action AddLogs(CLI::App& app);     // logs [-f] [--tail N] ID
+Action AddRunCode(CLI::App& app);  // run-code ID [--language L] [--context C] -- CODE
 
 }  // namespace wb::cli

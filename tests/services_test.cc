@@ -157,8 +157,8 @@ TEST_F(ServicesTest, StartAtPreBootListedEnvFileAndRunCode) {
   EXPECT_EQ(json::parse(envs.out), (json{{"FOO", "bar"}, {"X", "1 2"}})) << envs.out;
   auto mode = Exec(id, {"stat", "-c", "%a %u", "/run/warmbox/envs.json"});
   EXPECT_EQ(mode.out, "644 0\n");
-  auto as_user = Wb({"exec", "--socket", sock_, "-u", "user", id, "--", "cat",
-                     "/run/warmbox/envs.json"});
+  auto as_user =
+      Wb({"exec", "--socket", sock_, "-u", "user", id, "--", "cat", "/run/warmbox/envs.json"});
   EXPECT_EQ(as_user.code, 0) << as_user.err;
   // The service's own env: the image's, then its own; not the claim's.
   auto pid = std::to_string(by_name["interp"]["pid"].get<int64_t>());
@@ -205,8 +205,8 @@ TEST_F(ServicesTest, RunCodeWithoutAnInterpreterSaysSo) {
   auto rc = Wb({"run-code", "--socket", sock_, id, "--", "1+1"});
   EXPECT_EQ(rc.code, 125);
   EXPECT_NE(rc.err.find("no code interpreter listens on port 49999"), std::string::npos) << rc.err;
-  auto both = Wb({"run-code", "--socket", sock_, "--language", "python", "--context", "c", id,
-                  "--", "1"});
+  auto both =
+      Wb({"run-code", "--socket", sock_, "--language", "python", "--context", "c", id, "--", "1"});
   EXPECT_EQ(both.code, 125);
   EXPECT_NE(both.err.find("not both"), std::string::npos) << both.err;
 }

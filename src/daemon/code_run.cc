@@ -169,10 +169,10 @@ asio::awaitable<Result<void>> RunCode(LiveService& live, std::string id, CodeReq
   }
   std::shared_ptr<pool::AgentConn> agent(std::move(*conn));
   const std::string body = ExecuteBody(r);
-  const std::string request = "POST /execute HTTP/1.1\r\nHost: localhost:49999\r\n"
-                              "Content-Type: application/json\r\nContent-Length: " +
-                              std::to_string(body.size()) + "\r\nConnection: close\r\n\r\n" +
-                              body;
+  const std::string request =
+      "POST /execute HTTP/1.1\r\nHost: localhost:49999\r\n"
+      "Content-Type: application/json\r\nContent-Length: " +
+      std::to_string(body.size()) + "\r\nConnection: close\r\n\r\n" + body;
   if (auto s = co_await agent->Send(proto::FrameType::kStdin, request); !s.ok())
     co_return s.error().WithCode(ErrorCode::kUnavailable);
   // The deadline closes the tunnel: the server sees its client go and

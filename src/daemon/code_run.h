@@ -23,8 +23,8 @@ inline constexpr uint16_t kCodeInterpreterPort = 49999;
 
 struct CodeRequest {
   std::string code;
-  std::string language;    // "": the server's default (python)
-  std::string context_id;  // "": the language's default context
+  std::string language;                         // "": the server's default (python)
+  std::string context_id;                       // "": the language's default context
   std::map<std::string, std::string> env_vars;  // this execution only
   uint64_t timeout_ms = 0;                      // 0: none; else the daemon ends it then
 };

@@ -78,8 +78,8 @@ asio::awaitable<Result<void>> StartServices(asio::any_io_executor ex, AgentEndpo
     auto f = co_await (*conn)->ReadFrame();
     if (!f.ok()) co_return f.error();
     if (f->type != proto::FrameType::kStarted) {
-      co_return Fail(ErrorCode::kFailedPrecondition, "start service",
-                     image.name + ": " + s.name, AgentRefusal(*f));
+      co_return Fail(ErrorCode::kFailedPrecondition, "start service", image.name + ": " + s.name,
+                     AgentRefusal(*f));
     }
     // Hanging up leaves it running (a kept process), its output in its ring.
   }

@@ -12,9 +12,8 @@ std::string ErrOf(std::string_view v) {
 }
 
 TEST(ServicesLabel, ParsesEveryKey) {
-  auto r = ParseServicesLabel(
-      "img",
-      R"([{"name":"interp","argv":["python3","/srv/s.py","--port","49999"]},
+  auto r = ParseServicesLabel("img",
+                              R"([{"name":"interp","argv":["python3","/srv/s.py","--port","49999"]},
           {"name":"b.2","argv":["sh"],"user":"user","cwd":"/tmp","env":["A=1","B="]}])");
   ASSERT_TRUE(r.ok()) << r.error().ToString();
   ASSERT_EQ(r->size(), 2u);
@@ -42,16 +41,15 @@ TEST(ServicesLabel, ErrorsNameTheImageAndTheField) {
             std::string::npos);
   EXPECT_NE(ErrOf(R"([{"name":"a","argv":[""]}])").find("[0].argv"), std::string::npos);
   EXPECT_NE(ErrOf(R"([{"name":"a","argv":["x",1]}])").find("[0].argv"), std::string::npos);
-  EXPECT_NE(ErrOf(R"([{"name":"a","argv":["x"],"cwd":"rel"}])").find("[0].cwd"),
-            std::string::npos);
+  EXPECT_NE(ErrOf(R"([{"name":"a","argv":["x"],"cwd":"rel"}])").find("[0].cwd"), std::string::npos);
   EXPECT_NE(ErrOf(R"([{"name":"a","argv":["x"],"user":5}])").find("[0].user"), std::string::npos);
   EXPECT_NE(ErrOf(R"([{"name":"a","argv":["x"],"env":["NOEQ"]}])").find("[0].env"),
             std::string::npos);
   EXPECT_NE(ErrOf(R"([{"name":"a","argv":["x"],"port":1}])").find("[0].port): unknown key"),
             std::string::npos);
   std::string many = "[";
-  for (int i = 0; i < 17; ++i) many += std::string(i ? "," : "") + R"({"name":"s)" +
-                                       std::to_string(i) + R"(","argv":["x"]})";
+  for (int i = 0; i < 17; ++i)
+    many += std::string(i ? "," : "") + R"({"name":"s)" + std::to_string(i) + R"(","argv":["x"]})";
   EXPECT_NE(ErrOf(many + "]").find("more than 16"), std::string::npos);
   EXPECT_EQ(ParseServicesLabel("img", "[1]").error().code, ErrorCode::kInvalidArgument);
 }

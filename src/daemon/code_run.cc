@@ -141,13 +141,18 @@ Result<void> NdjsonResponseReader::Feed(std::string_view bytes, std::vector<std:
 }
 
 Result<void> NdjsonResponseReader::End(std::vector<std::string>& lines) {
+  if (!impl_->p.is_header_done()) {
+    return Fail(ErrorCode::kUnavailable, "code interpreter", "response",
+                "the server closed the connection without an answer");
+  }
   if (!impl_->p.is_done()) {
+    // A close-delimited body ends here; a chunked or sized one must not.
     boost::system::error_code ec;
     impl_->p.put_eof(ec);
-    if (ec || !impl_->p.is_header_done())
+    if (ec) {
       return Fail(ErrorCode::kUnavailable, "code interpreter", "response",
-                  impl_->p.is_header_done() ? "the server closed the connection mid-answer"
-                                            : "the server closed the connection without an answer");
+                  "the server closed the connection mid-answer");
+    }
   }
   Take(lines, true);
   return Ok();

@@ -36,6 +36,7 @@ bench: build
 	./bench/pool_run.sh $(BUILD)
 	./bench/live_run.py $(BUILD)
 	./bench/e2b_sdk.mjs $(BUILD)
+	./bench/code_interpreter.mjs $(BUILD)
 
 # 1 to 1000 concurrent clients against one daemon (docs/reliability.md).
 load: build

@@ -38,6 +38,7 @@ enum class UidUser {
   kE2bSdkTest,  // tests/e2b/daemon.mjs (the E2B SDK's tests)
   kTemplateTest,
   kMcpTest,  // tests/mcp/mcp_daemon.mjs (the MCP SDK's and Inspector's tests)
+  kServicesTest,
   kCount_,
 };
 
@@ -76,6 +77,7 @@ inline constexpr std::array<UidRange, static_cast<size_t>(UidUser::kCount_)> kUi
     {UidUser::kE2bSdkTest, "e2b_sdk_test", 1760000000, kRangeIds},
     {UidUser::kTemplateTest, "template_test", 1770000000, kRangeIds},
     {UidUser::kMcpTest, "mcp_sdk_test", 1780000000, kRangeIds},
+    {UidUser::kServicesTest, "services_test", 1800000000, kRangeIds},
 }};
 
 // The first host uid of u's range.

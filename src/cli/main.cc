@@ -64,6 +64,7 @@ int main(int argc, char** argv) {
   add(AddSandbox(app));
   add(AddLogs(app));
   add(AddMcp(app));
+  add(AddRunCode(app));
 
   try {
     app.parse(argc, argv);

@@ -25,7 +25,8 @@ Action AddSignal(CLI::App& app);
 Action AddCp(CLI::App& app);
 Action AddSandbox(
     CLI::App& app);  // sandbox create | ls | inspect | kill | set-timeout | pause | resume
-Action AddLogs(CLI::App& app);  // logs [-f] [--tail N] ID
-Action AddMcp(CLI::App& app);   // mcp [--socket PATH]: MCP over stdio (docs/mcp.md)
+Action AddLogs(CLI::App& app);     // logs [-f] [--tail N] ID
+Action AddMcp(CLI::App& app);      // mcp [--socket PATH]: MCP over stdio (docs/mcp.md)
+Action AddRunCode(CLI::App& app);  // run-code ID [--language L] [--context C] -- CODE
 
 }  // namespace wb::cli

@@ -17,6 +17,7 @@
 #include "base/json.h"
 #include "base/log.h"
 #include "base/strings.h"
+#include "daemon/code_run.h"
 #include "daemon/http_api.h"
 #include "daemon/http_respond.h"
 
@@ -175,10 +176,13 @@ LiveTarget ParseLiveTarget(std::string_view path) {
   }
   const std::string& a = parts[1];
   if (parts.size() == 2) {
-    static const std::pair<const char*, LiveRoute> kOne[] = {
-        {"timeout", LiveRoute::kTimeout},     {"pause", LiveRoute::kPause},
-        {"resume", LiveRoute::kResume},       {"logs", LiveRoute::kLogs},
-        {"processes", LiveRoute::kProcesses}, {"files", LiveRoute::kFiles}};
+    static const std::pair<const char*, LiveRoute> kOne[] = {{"timeout", LiveRoute::kTimeout},
+                                                             {"pause", LiveRoute::kPause},
+                                                             {"resume", LiveRoute::kResume},
+                                                             {"logs", LiveRoute::kLogs},
+                                                             {"processes", LiveRoute::kProcesses},
+                                                             {"files", LiveRoute::kFiles},
+                                                             {"code", LiveRoute::kCode}};
     for (const auto& [name, r] : kOne) {
       if (a == name) t.route = r;
     }
@@ -233,6 +237,7 @@ const char* LiveRouteMethods(LiveRoute r) {
     case LiveRoute::kFsMkdir:
     case LiveRoute::kFsRemove:
     case LiveRoute::kFsRename:
+    case LiveRoute::kCode:
       return "POST";
     case LiveRoute::kUnknown:
       break;
@@ -693,6 +698,29 @@ struct Call {
     co_return co_await out.Finish() && keep;
   }
 
+  // POST /code: the interpreter's NDJSON lines as they come (docs/services.md).
+  asio::awaitable<bool> Code() {
+    using namespace asio::experimental::awaitable_operators;
+    if (!IsContentType(req, "application/json")) co_return co_await NeedType(kJson);
+    auto cr = ParseCodeRequest(req.body());
+    if (!cr.ok()) co_return co_await Err(cr.error());
+    Chunked out(s, v(), kNdjson);
+    CodeLineFn on_line = [&out](std::string line) -> asio::awaitable<bool> {
+      co_return co_await out.Line(std::move(line));
+    };
+    auto run = RunCode(live, t.id, std::move(*cr), on_line);
+    auto gone = ClientGone(s);
+    auto r = co_await (std::move(run) || std::move(gone));
+    if (r.index() != 0 || out.failed()) co_return false;
+    const Result<void>& res = std::get<0>(r);
+    if (!res.ok()) {
+      // Before any line: a plain error answer with its status; after: a last line.
+      if (!out.started()) co_return co_await Err(res.error());
+      if (!co_await out.Line(LiveErrorLine(res.error()))) co_return false;
+    }
+    co_return co_await out.Finish() && keep;
+  }
+
   asio::awaitable<bool> Exec() {
     if (!IsContentType(req, "application/json")) co_return co_await NeedType(kJson);
     auto ex = ParseHttpExec(t.id, req.body());
@@ -1105,6 +1133,8 @@ asio::awaitable<bool> HttpLive::Handle(beast::tcp_stream& s, Request& req) {
     }
     case LiveRoute::kLogs:
       co_return co_await c.Logs();
+    case LiveRoute::kCode:
+      co_return co_await c.Code();
     case LiveRoute::kProcesses:
       if (get) co_return co_await c.Ps();
       co_return co_await c.Exec();

@@ -43,6 +43,7 @@ enum class LiveRoute {
   kStdin,      // /v1/sandboxes/{id}/processes/{pid}/stdin    POST
   kResize,     // /v1/sandboxes/{id}/processes/{pid}/resize   POST
   kFiles,      // /v1/sandboxes/{id}/files                GET read, PUT write
+  kCode,       // /v1/sandboxes/{id}/code                 POST run code (NDJSON)
   kFsStat,     // /v1/sandboxes/{id}/fs/stat              GET
   kFsList,     // /v1/sandboxes/{id}/fs/list              GET
   kFsMkdir,    // /v1/sandboxes/{id}/fs/mkdir             POST

@@ -15,11 +15,15 @@ Error Bad(const std::string& field, const std::string& why) {
 }
 
 const std::map<std::string, LiveOp>& Ops() {
-  static const std::map<std::string, LiveOp> ops = {
-      {"sandbox_create", LiveOp::kCreate},          {"sandbox_list", LiveOp::kList},
-      {"sandbox_inspect", LiveOp::kInspect},        {"sandbox_kill", LiveOp::kKill},
-      {"sandbox_set_timeout", LiveOp::kSetTimeout}, {"sandbox_pause", LiveOp::kPause},
-      {"sandbox_resume", LiveOp::kResume},          {"sandbox_logs", LiveOp::kLogs}};
+  static const std::map<std::string, LiveOp> ops = {{"sandbox_create", LiveOp::kCreate},
+                                                    {"sandbox_list", LiveOp::kList},
+                                                    {"sandbox_inspect", LiveOp::kInspect},
+                                                    {"sandbox_kill", LiveOp::kKill},
+                                                    {"sandbox_set_timeout", LiveOp::kSetTimeout},
+                                                    {"sandbox_pause", LiveOp::kPause},
+                                                    {"sandbox_resume", LiveOp::kResume},
+                                                    {"sandbox_logs", LiveOp::kLogs},
+                                                    {"sandbox_code", LiveOp::kCode}};
   return ops;
 }
 
@@ -90,7 +94,8 @@ Result<LiveRequest> ParseLiveRequest(std::string_view body) {
   if (known == Ops().end()) {
     return Bad("op", "unknown op '" + op->get<std::string>() +
                          "' (expected sandbox_create, sandbox_list, sandbox_inspect, sandbox_kill, "
-                         "sandbox_set_timeout, sandbox_pause, sandbox_resume or sandbox_logs)");
+                         "sandbox_set_timeout, sandbox_pause, sandbox_resume, sandbox_logs or "
+                         "sandbox_code)");
   }
   LiveRequest r;
   r.op = known->second;
@@ -160,6 +165,13 @@ Result<LiveRequest> ParseLiveRequest(std::string_view body) {
       }
       break;
     }
+    case LiveOp::kCode: {
+      json body = j;
+      body.erase("op");
+      body.erase("id");
+      r.code = WB_TRY(ParseCodeRequest(body.dump()));
+      break;
+    }
     default:
       break;
   }
@@ -195,6 +207,10 @@ std::string ToJson(const LiveRequest& r) {
     case LiveOp::kLogs:
       if (r.tail) j["tail"] = r.tail;
       if (r.follow) j["follow"] = true;
+      break;
+    case LiveOp::kCode:
+      j.update(json::parse(ExecuteBody(r.code)));
+      if (r.code.timeout_ms) j["timeout_ms"] = r.code.timeout_ms;
       break;
     default:
       break;

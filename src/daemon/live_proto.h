@@ -11,11 +11,12 @@
 #include <vector>
 
 #include "base/error.h"
+#include "daemon/code_run.h"
 #include "daemon/live_service.h"
 
 namespace wb::daemon {
 
-enum class LiveOp { kCreate, kList, kInspect, kKill, kSetTimeout, kPause, kResume, kLogs };
+enum class LiveOp { kCreate, kList, kInspect, kKill, kSetTimeout, kPause, kResume, kLogs, kCode };
 
 struct LiveRequest {
   LiveOp op = LiveOp::kList;
@@ -25,6 +26,7 @@ struct LiveRequest {
   uint64_t timeout_s = 0;                       // set_timeout
   size_t tail = 0;                              // logs: 0 = all that is kept
   bool follow = false;                          // logs
+  CodeRequest code;                             // code (sandbox_code: docs/services.md)
 };
 
 // Whether a request body names a sandbox_* op (then ParseLiveRequest owns it).

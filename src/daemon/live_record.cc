@@ -22,6 +22,39 @@ Error Bad(const std::string& what, const std::string& field, const std::string& 
 
 }  // namespace
 
+json ServicesJson(const std::vector<ServiceState>& services) {
+  json out = json::array();
+  for (const auto& s : services) {
+    out.push_back({{"name", s.name},
+                   {"pid", s.pid},
+                   {"running", !s.exit_code.has_value()},
+                   {"exit_code", s.exit_code ? json(*s.exit_code) : json(nullptr)}});
+  }
+  return out;
+}
+
+Result<std::vector<ServiceState>> ParseServicesJson(const json& j) {
+  auto bad = [](const std::string& why) {
+    return Fail(ErrorCode::kInvalidArgument, "parse", "services", why);
+  };
+  if (!j.is_array()) return bad("expected an array");
+  std::vector<ServiceState> out;
+  for (const auto& s : j) {
+    if (!s.is_object() || !s.contains("name") || !s["name"].is_string() || !s.contains("pid") ||
+        !s["pid"].is_number_integer())
+      return bad("expected objects with a name and a pid");
+    ServiceState st;
+    st.name = s["name"];
+    st.pid = s["pid"].get<int64_t>();
+    if (auto it = s.find("exit_code"); it != s.end() && !it->is_null()) {
+      if (!it->is_number_integer()) return bad("exit_code: expected an integer or null");
+      st.exit_code = it->get<int>();
+    }
+    out.push_back(std::move(st));
+  }
+  return out;
+}
+
 bool IsLiveId(std::string_view id) {
   if (id.size() != 32) return false;
   for (char c : id) {
@@ -50,6 +83,7 @@ std::string ToJson(const LiveRecord& r) {
             {"main", r.main},
             {"main_pid", r.main_pid},
             {"main_exit_code", r.main_exit_code ? json(*r.main_exit_code) : json(nullptr)},
+            {"services", ServicesJson(r.services)},
             {"main_offset", r.main_offset},
             {"state", r.state},
             {"host_pid", r.host_pid},
@@ -137,6 +171,11 @@ Result<LiveRecord> ParseLiveRecord(std::string_view text, const std::string& wha
   if (auto it = j.find("main_exit_code"); it != j.end() && !it->is_null()) {
     if (!it->is_number_integer()) return Bad(what, "main_exit_code", "expected an integer or null");
     r.main_exit_code = it->get<int>();
+  }
+  if (auto it = j.find("services"); it != j.end()) {
+    auto sv = ParseServicesJson(*it);
+    if (!sv.ok()) return Bad(what, "services", sv.error().detail);
+    r.services = std::move(*sv);
   }
   WB_RETURN_IF_ERROR(u64("main_offset", r.main_offset));
   WB_RETURN_IF_ERROR(str("state", r.state, false));

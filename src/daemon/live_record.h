@@ -8,6 +8,7 @@
 
 #include <cstdint>
 #include <map>
+#include <nlohmann/json_fwd.hpp>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -18,6 +19,13 @@
 namespace wb::daemon {
 
 inline constexpr const char* kLiveRecordFile = "live.json";
+
+// A service of the image (docs/services.md), as found at the claim.
+struct ServiceState {
+  std::string name;
+  int64_t pid = 0;
+  std::optional<int> exit_code;  // set once it has exited
+};
 
 struct LiveRecord {
   int version = 1;
@@ -37,11 +45,17 @@ struct LiveRecord {
   std::vector<std::string> main;  // empty: none
   int64_t main_pid = 0;
   std::optional<int> main_exit_code;
+  std::vector<ServiceState> services;
   uint64_t main_offset = 0;       // bytes of the main's output already in main.log
   std::string state = "running";  // "running" or "paused"
   pid_t host_pid = 0;             // the sandbox's host process ...
   uint64_t host_start = 0;        // ... and its /proc start time (pid reuse guard)
 };
+
+// [{"name":..,"pid":N,"running":bool,"exit_code":N|null}]: live.json's and
+// inspect's form.
+nlohmann::json ServicesJson(const std::vector<ServiceState>& services);
+[[nodiscard]] Result<std::vector<ServiceState>> ParseServicesJson(const nlohmann::json& j);
 
 // Whether id is a live id (32 lower-case hex digits).
 bool IsLiveId(std::string_view id);

@@ -23,6 +23,7 @@
 #include "base/json.h"
 #include "base/log.h"
 #include "base/strings.h"
+#include "daemon/services.h"
 #include "sandbox/sandbox_dir.h"
 
 namespace wb::daemon {
@@ -94,6 +95,7 @@ std::string ToJson(const LiveInfo& i) {
             {"main", i.main},
             {"main_pid", i.main_pid},
             {"main_exit_code", i.main_exit_code ? json(*i.main_exit_code) : json(nullptr)},
+            {"services", ServicesJson(i.services)},
             {"memory_current", i.memory_current},
             {"cpu_usage_us", i.cpu_usage_us},
             {"pids_current", i.pids_current},
@@ -171,6 +173,7 @@ LiveInfo LiveRegistry::InfoOf(const Entry& e, bool usage) const {
   i.main = r.main;
   i.main_pid = r.main_pid;
   i.main_exit_code = r.main_exit_code;
+  i.services = r.services;
   if (e.sb && usage) {
     ResourceUsage u = e.sb->Usage();
     i.memory_current = u.memory_bytes;
@@ -327,6 +330,16 @@ asio::awaitable<Result<LiveInfo>> LiveRegistry::Create(LiveCreateRequest req) {
     }
   }
   const std::string resolved = rt.store.Resolve(image);
+  // The image's services (docs/services.md): a bad label refuses the create
+  // (its runs are not affected), before any sandbox is claimed.
+  std::optional<Image> img;
+  std::vector<ServiceSpec> services;
+  if (auto got = rt.store.Get(resolved); got.ok()) {
+    img = std::move(*got);
+    auto sv = ServicesOf(resolved, img->config);
+    if (!sv.ok()) co_return sv.error();
+    services = std::move(*sv);
+  }
   pool::WarmPool& pool = pools_.Get(resolved, driver);
   // The claimed sandbox's replacement starts when this create ends, whatever
   // its outcome (WarmPool::Claim leaves it to us).
@@ -398,6 +411,30 @@ asio::awaitable<Result<LiveInfo>> LiveRegistry::Create(LiveCreateRequest req) {
     Result<void> served = co_await OnBlockingThread(rt, serve_live);
     if (!served.ok()) co_return co_await destroy_on_error(served.error());
   }
+  {
+    // The create's env for the image's services, bound late (they started
+    // before this claim): /run/warmbox/envs.json, before the create returns.
+    asio::any_io_executor ex = io_.get_executor();
+    const AgentEndpoint ep = sb->live_endpoint();
+    if (!services.empty() && !ServesBeforeClaim(*sb)) {
+      // A driver with no live operations before a claim (vm): they start now.
+      auto started = co_await StartServices(ex, ep, *img, services);
+      if (!started.ok()) co_return co_await destroy_on_error(started.error());
+    }
+    auto wrote = co_await WriteEnvFile(ex, ep, req.env);
+    if (!wrote.ok()) {
+      if (!services.empty()) co_return co_await destroy_on_error(wrote.error());
+      spdlog::debug("sandbox {}: {}", sb->id(), wrote.error().ToString());
+    }
+  }
+  std::vector<ServiceState> service_states;
+  if (!services.empty()) {
+    asio::any_io_executor ex = io_.get_executor();
+    const AgentEndpoint ep = sb->live_endpoint();
+    auto listed = co_await ListServices(ex, ep);
+    if (!listed.ok()) co_return co_await destroy_on_error(listed.error());
+    service_states = std::move(*listed);
+  }
   auto hex = RandomHex(16);
   if (!hex.ok()) co_return co_await destroy_on_error(hex.error());
 
@@ -426,7 +463,8 @@ asio::awaitable<Result<LiveInfo>> LiveRegistry::Create(LiveCreateRequest req) {
   // The image's config fills what the request left out, as for a pool run:
   // its User and WorkingDir are the default user and cwd, its
   // Entrypoint+Cmd the deferred main.
-  if (auto img = rt.store.Get(resolved); img.ok()) {
+  r.services = std::move(service_states);
+  if (img) {
     if (r.user.empty()) r.user = img->config.user;
     if (r.cwd.empty()) r.cwd = img->config.working_dir;
     if (!req.main) {
@@ -445,6 +483,7 @@ asio::awaitable<Result<LiveInfo>> LiveRegistry::Create(LiveCreateRequest req) {
   live_[r.id] = e;
   ArmTimer(e);
   WatchLiveness(e);
+  FollowServices(e);
   if (!r.main.empty()) {
     if (auto m = co_await StartMain(e); !m.ok()) {
       spdlog::warn("live sandbox {}: its main could not start: {}", r.id, m.error().ToString());
@@ -809,6 +848,55 @@ asio::awaitable<Result<std::unique_ptr<pool::AgentConn>>> LiveRegistry::Connect(
   co_return conn;
 }
 
+// --- services -------------------------------------------------------------------
+
+void LiveRegistry::FollowServices(const EntryPtr& e) {
+  for (size_t i = 0; i < e->rec.services.size(); ++i) {
+    if (e->rec.services[i].exit_code) continue;
+    asio::co_spawn(io_, FollowService(e, i), asio::detached);
+  }
+}
+
+asio::awaitable<void> LiveRegistry::FollowService(EntryPtr e, size_t index) {
+  // Attached from now on (its output stays in its agent ring, docs/services.md),
+  // only for its exit: X, recorded in live.json and shown by inspect.
+  int failures = 0;
+  while (!e->gone && !draining_ && e->sb && failures <= 20) {
+    const AgentEndpoint ep = e->sb->live_endpoint();
+    auto conn = co_await pool::AgentConn::Connect(io_.get_executor(), ep);
+    if (conn.ok()) {
+      json a = {{"pid", e->rec.services[index].pid}, {"from", -1}};
+      const std::string payload = a.dump();
+      auto sent = co_await (*conn)->Send(proto::FrameType::kAttach, payload);
+      while (sent.ok()) {
+        auto f = co_await (*conn)->ReadFrame();
+        if (e->gone) co_return;
+        if (!f.ok()) break;
+        if (f->type == proto::FrameType::kExit) {
+          auto x = proto::ParseExecExit(f->payload);
+          e->rec.services[index].exit_code = x.ok() ? x->exit_code : -1;
+          spdlog::info("live sandbox {}: service {} (pid {}) exited: {}", e->rec.id,
+                       e->rec.services[index].name, e->rec.services[index].pid,
+                       *e->rec.services[index].exit_code);
+          Persist(*e);
+          co_return;
+        }
+        if (f->type == proto::FrameType::kOpError || f->type == proto::FrameType::kFailure) {
+          // Not known to the agent (an exit it no longer retains): unknown.
+          e->rec.services[index].exit_code = -1;
+          Persist(*e);
+          co_return;
+        }
+        failures = 0;  // output, S: it is attached
+      }
+    }
+    // Dropped while the sandbox lives (paused, a vm bridge's restart): again.
+    asio::steady_timer wait(io_, std::chrono::milliseconds(100 * ++failures));
+    error_code ec;
+    co_await wait.async_wait(redirect_error(use_awaitable, ec));
+  }
+}
+
 // --- restart survival ------------------------------------------------------------
 
 void LiveRegistry::ReattachMain(const EntryPtr& e) {
@@ -884,6 +972,7 @@ void LiveRegistry::AdoptAll() {
       e->attach_main_on_resume = true;
     } else {
       ReattachMain(e);
+      FollowServices(e);
     }
     spdlog::info("live sandbox {} taken over (sandbox {}, pid {})", e->rec.id, e->rec.sandbox,
                  e->rec.host_pid);

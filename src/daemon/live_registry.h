@@ -90,6 +90,9 @@ class LiveRegistry : public LiveService {
   boost::asio::awaitable<Result<std::shared_ptr<pool::AgentConn>>> AttachMain(EntryPtr e);
   // An adopted sandbox's main, still running: attached again and followed.
   void ReattachMain(const EntryPtr& e);
+  // Each running service of the image, attached for its exit (docs/services.md).
+  void FollowServices(const EntryPtr& e);
+  boost::asio::awaitable<void> FollowService(EntryPtr e, size_t index);
   void OnOutput(Entry& e, bool is_stderr, std::string_view data);
   void EmitLine(Entry& e, bool is_stderr, const std::string& text);
   void FlushPartials(Entry& e);

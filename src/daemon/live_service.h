@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "base/error.h"
+#include "daemon/live_record.h"
 #include "pool/agent_conn.h"
 
 namespace wb::daemon {
@@ -54,6 +55,7 @@ struct LiveInfo {
   std::vector<std::string> main;  // empty: none
   int64_t main_pid = 0;           // 0: none
   std::optional<int> main_exit_code;
+  std::vector<ServiceState> services;  // the image's services (docs/services.md)
   // From the sandbox's cgroups at the time of the call.
   uint64_t memory_current = 0, cpu_usage_us = 0, pids_current = 0;
   uint64_t disk_used = 0, disk_total = 0;  // the writable layer (ns), bytes

@@ -19,6 +19,7 @@
 #include "daemon/http_server.h"
 #include "daemon/live_registry.h"
 #include "daemon/run_executor.h"
+#include "daemon/services.h"
 #include "daemon/socket_server.h"
 #include "daemon/systemd.h"
 #include "image/image_tool.h"
@@ -61,6 +62,10 @@ class Daemon {
         signals_(io_, SIGINT, SIGTERM),
         drain_timer_(io_) {
     socket_.set_live(&live_);
+    // An image's services start in each of its pre-booted sandboxes.
+    executor_.registry().runtime().prepare = [&store](Sandbox& sb, const std::string& image) {
+      return PrepareServices(store, sb, image);
+    };
     executor_.set_live_counts([this] { return live_.CountByState(); });
   }
 

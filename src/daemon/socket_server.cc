@@ -5,6 +5,7 @@
 
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
+#include <boost/asio/experimental/awaitable_operators.hpp>
 #include <boost/asio/read.hpp>
 #include <boost/asio/redirect_error.hpp>
 #include <boost/asio/steady_timer.hpp>
@@ -18,6 +19,7 @@
 #include "base/json.h"
 #include "base/log.h"
 #include "base/strings.h"
+#include "daemon/code_run.h"
 #include "daemon/live_proto.h"
 #include "daemon/sandbox_ops.h"
 #include "mcp/live_backend.h"
@@ -319,6 +321,29 @@ asio::awaitable<void> SocketServer::LiveSession(Socket& s, std::string body) {
         r = co_await live.Resume(req->id);
       }
       std::string reply = OkReply(r);
+      co_await SendFrame(s, reply);
+      co_return;
+    }
+    case LiveOp::kCode: {
+      // Each NDJSON line of the interpreter as {"line":"..."}, then
+      // {"ok":true} or the error; a client that hangs up (the socket turns
+      // readable: it sends nothing after its request) interrupts the code.
+      CodeLineFn on_line = [&s](std::string line) -> asio::awaitable<bool> {
+        nlohmann::json f = {{"line", std::move(line)}};
+        std::string frame = f.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+        co_await SendFrame(s, frame);
+        co_return true;
+      };
+      auto gone = [&s]() -> asio::awaitable<void> {
+        error_code ec;
+        co_await s.async_wait(Socket::wait_read, redirect_error(use_awaitable, ec));
+      };
+      using namespace asio::experimental::awaitable_operators;
+      auto run = RunCode(live, req->id, std::move(req->code), on_line);
+      auto hangup = gone();
+      auto r = co_await (std::move(run) || std::move(hangup));
+      if (r.index() != 0) co_return;
+      std::string reply = OkReply(std::get<0>(r));
       co_await SendFrame(s, reply);
       co_return;
     }

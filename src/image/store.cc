@@ -35,11 +35,9 @@ proto::ExecRequest ImageConfig::Apply(proto::ExecRequest req) const {
 }
 
 nlohmann::json ImageConfig::ToJson() const {
-  return {{"Env", env},
-          {"Cmd", cmd},
-          {"Entrypoint", entrypoint},
-          {"WorkingDir", working_dir},
-          {"User", user}};
+  return {
+      {"Env", env},   {"Cmd", cmd},      {"Entrypoint", entrypoint}, {"WorkingDir", working_dir},
+      {"User", user}, {"Labels", labels}};
 }
 namespace {
 
@@ -137,6 +135,11 @@ Result<Image> ImageStore::Load(const std::string& dir) {
     if (c.contains("WorkingDir") && c["WorkingDir"].is_string())
       img.config.working_dir = c["WorkingDir"];
     if (c.contains("User") && c["User"].is_string()) img.config.user = c["User"];
+    if (c.contains("Labels") && c["Labels"].is_object()) {
+      for (const auto& [k, v] : c["Labels"].items()) {
+        if (v.is_string()) img.config.labels[k] = v.get<std::string>();
+      }
+    }
   }
   return img;
 }

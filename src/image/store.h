@@ -23,6 +23,7 @@
 #pragma once
 
 #include <cstdint>
+#include <map>
 #include <mutex>
 #include <nlohmann/json_fwd.hpp>
 #include <string>
@@ -45,10 +46,12 @@ struct ImageConfig {
   std::vector<std::string> entrypoint;
   std::string working_dir;
   std::string user;
+  // The config's Labels (org.warmbox.services: daemon/services.h).
+  std::map<std::string, std::string> labels;
 
   // req with these defaults applied (the rules above). One place for every driver.
   proto::ExecRequest Apply(proto::ExecRequest req) const;
-  // {"Env":[..],"Cmd":[..],"Entrypoint":[..],"WorkingDir":"","User":""}: image.json's
+  // {"Env":[..],"Cmd":[..],"Entrypoint":[..],"WorkingDir":"","User":"","Labels":{..}}: image.json's
   // and `image inspect`'s form.
   nlohmann::json ToJson() const;
 };

@@ -282,6 +282,7 @@ Result<Image> Import(ImageStore& store, const std::string& file, const std::stri
     img.config.entrypoint = parsed.config.entrypoint;
     img.config.working_dir = parsed.config.working_dir;
     img.config.user = parsed.config.user;
+    img.config.labels = parsed.config.labels;
     return store.CommitOci(img);
   };
   auto r = run();

@@ -172,6 +172,7 @@ Result<Image> Pull(ImageStore& store, const std::string& text, const PullOptions
   img.config.entrypoint = rc.entrypoint;
   img.config.working_dir = rc.working_dir;
   img.config.user = rc.user;
+  img.config.labels = rc.labels;
   return store.CommitOci(img);
 }
 

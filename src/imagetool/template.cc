@@ -199,11 +199,15 @@ Result<void> MakeRootfs(const TemplateSpec& spec, const std::string& work,
 Result<void> WriteArchive(const std::string& work, const std::string& layer_name) {
   std::string diff_id = WB_TRY(UncompressedDigest(work + "/" + layer_name));
   const ImageConfig c = TemplateImageConfig();
-  nlohmann::json config = {
-      {"architecture", "amd64"},
-      {"os", "linux"},
-      {"config", {{"Env", c.env}, {"Cmd", c.cmd}, {"WorkingDir", c.working_dir}, {"User", c.user}}},
-      {"rootfs", {{"type", "layers"}, {"diff_ids", {diff_id}}}}};
+  nlohmann::json config = {{"architecture", "amd64"},
+                           {"os", "linux"},
+                           {"config",
+                            {{"Env", c.env},
+                             {"Cmd", c.cmd},
+                             {"WorkingDir", c.working_dir},
+                             {"User", c.user},
+                             {"Labels", c.labels}}},
+                           {"rootfs", {{"type", "layers"}, {"diff_ids", {diff_id}}}}};
   WB_RETURN_IF_ERROR(WriteFileAtomic(work + "/config.json", config.dump()));
   nlohmann::json manifest = nlohmann::json::array({{{"Config", "config.json"},
                                                     {"RepoTags", nlohmann::json::array()},

@@ -138,6 +138,11 @@ Result<RuntimeConfig> ParseImageConfig(std::string_view body) {
   rc.entrypoint = StrList(*c, "Entrypoint");
   rc.working_dir = Str(*c, "WorkingDir");
   rc.user = Str(*c, "User");
+  if (auto l = c->find("Labels"); l != c->end() && l->is_object()) {
+    for (const auto& [k, v] : l->items()) {
+      if (v.is_string()) rc.labels[k] = v.get<std::string>();
+    }
+  }
   return rc;
 }
 

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <cstdint>
+#include <map>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -37,6 +38,7 @@ struct Manifest {
 struct RuntimeConfig {
   std::vector<std::string> env, cmd, entrypoint;
   std::string working_dir, user;
+  std::map<std::string, std::string> labels;  // string values only
   // rootfs.diff_ids: the sha256 of each layer's uncompressed tar, bottom
   // first, as given (checked against the layers on import).
   std::vector<std::string> diff_ids;

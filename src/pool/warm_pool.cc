@@ -129,6 +129,7 @@ asio::awaitable<Result<std::unique_ptr<Sandbox>>> WarmPool::CreateOne() {
         co_return;
       },
       use_awaitable);
+  if (out->ok() && rt_.prepare && !rt_.stopping) co_await rt_.prepare(***out, image_);
   rt_.in_flight.Done();
   if (out->ok()) {
     ++stats_.total_created;

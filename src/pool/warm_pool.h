@@ -50,6 +50,10 @@ struct PoolRuntime {
   asio::thread_pool destroy;
   bool stopping = false;
   InFlight in_flight;  // creations + destructions: shutdown ends when it is idle
+  // Called on the loop with every sandbox a pool created (its image), before
+  // it goes idle or is handed out: the daemon starts the image's services
+  // there (daemon/services.h). Unset: nothing.
+  std::function<asio::awaitable<void>(Sandbox& sb, const std::string& image)> prepare;
 };
 
 class WarmPool;

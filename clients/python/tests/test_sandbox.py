@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import os
+import time
 import threading
 import unittest
 
@@ -156,6 +157,47 @@ class _SandboxTests:
             self.assertIn("later", seen[-1])
         finally:
             sb.kill()
+
+    def test_run_code_plumbing(self) -> None:
+        # Plumbing only: a busybox `nc -ll -e` script on 49999 answering any
+        # request with fixed NDJSON (not the real code interpreter, whose
+        # end-to-end test is the E2B SDK's); it checks the client's side.
+        script = (
+            "#!/bin/sh\n"
+            "len=0\n"
+            "while IFS= read -r l; do l=$(printf '%s' \"$l\" | tr -d '\\r'); [ -z \"$l\" ] && break;\n"
+            "  case \"$l\" in [Cc]ontent-[Ll]ength:*) len=${l#*: };; esac; done\n"
+            "body=$(head -c \"$len\")\n"
+            "printf 'HTTP/1.1 200 OK\\r\\n\\r\\n'\n"
+            "printf '{\"type\":\"number_of_executions\",\"execution_count\":7}\\n'\n"
+            "printf '{\"type\":\"stdout\",\"text\":\"hi\\\\n\"}\\n'\n"
+            "case \"$body\" in *raise*) printf '{\"type\":\"error\",\"name\":\"ValueError\",\"value\":\"boom\",\"traceback\":\"tb\"}\\n';;\n"
+            "  *) printf '{\"type\":\"result\",\"is_main_result\":true,\"text\":\"2\"}\\n';; esac\n"
+        )
+        with self.assertRaises(warmbox.WarmboxError) as cm:
+            self.sb.run_code("1+1")
+        self.assertIn("no code interpreter listens on port 49999", str(cm.exception))
+        self.sb.write_file("/tmp/interp.sh", script, mode=0o755)
+        self.sb.exec(["nc", "-ll", "-p", "49999", "-e", "/tmp/interp.sh"], background=True)
+        seen = []
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                ex = self.sb.run_code("1+1", on_stdout=seen.append)
+                break
+            except warmbox.WarmboxError:
+                if time.monotonic() > deadline:
+                    raise
+        self.assertIsInstance(ex, warmbox.Execution)
+        self.assertEqual(ex.stdout, ["hi\n"])
+        self.assertEqual(seen, ["hi\n"])
+        self.assertEqual(ex.text, "2")
+        self.assertEqual(ex.execution_count, 7)
+        self.assertIsNone(ex.error)
+        ex = self.sb.run_code("raise ValueError()", env={"A": "b"}, timeout=30)
+        self.assertEqual(ex.error, {"name": "ValueError", "value": "boom", "traceback": "tb"})
+        with self.assertRaises(ValueError):
+            self.sb.run_code("1", language="python", context="c")
 
     def test_bad_input_is_bad_request(self) -> None:
         with self.assertRaises(warmbox.BadRequest):

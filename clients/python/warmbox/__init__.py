@@ -14,7 +14,7 @@ See :class:`Client` and the README.
 from .client import Client, RunStream, default_socket, default_token
 from .errors import (AuthError, BadRequest, Busy, CommandFailed, Conflict, DaemonUnavailable, NotFound,
                      PermissionDenied, ProtocolError, RunError, WarmboxError)
-from .sandbox import FileInfo, Process, ProcessInfo, ProcessResult, Sandbox, SandboxInfo, WatchEvent
+from .sandbox import Execution, FileInfo, Process, ProcessInfo, ProcessResult, Sandbox, SandboxInfo, WatchEvent
 from .types import Event, Exit, Output, PoolStatus, Result
 
 __version__ = "0.1.0"
@@ -47,4 +47,5 @@ __all__ = [
     "ProcessResult",
     "FileInfo",
     "WatchEvent",
+    "Execution",
 ]

@@ -205,6 +205,23 @@ class HttpLive:
         self._check(conn, resp, path)
         return _ndjson_events(conn, resp, self.t.url + path)
 
+    def code(self, sid: str, req: Dict[str, Any]) -> Iterator[Dict[str, Any]]:
+        path = self._path(sid, "/code")
+        conn, resp = self._open("POST", path, _codec._dumps(req), "application/json",
+                                accept=_codec_ndjson())
+        self._check(conn, resp, path)
+        where = self.t.url + path
+
+        def decode(line: bytes) -> Dict[str, Any]:
+            obj = _codec.loads(line, where)
+            if not isinstance(obj, dict):
+                raise ProtocolError(f"{where}: expected JSON objects")
+            if "type" not in obj and "error" in obj:
+                raise _codec.error_from(str(obj["error"]), kind=obj.get("kind"))
+            return obj
+
+        return _closing_lines(conn, resp, decode, skip_blank=True)
+
     def attach(self, sid: str, pid: int, from_: Optional[int]) -> Iterator[Event]:
         q = [("from", str(from_))] if from_ is not None else []
         path = self._path(sid, f"/processes/{int(pid)}/output", q)
@@ -521,6 +538,33 @@ class UnixLive:
                 s.close()
 
         return lines()
+
+    def code(self, sid: str, req: Dict[str, Any]) -> Iterator[Dict[str, Any]]:
+        obj: Dict[str, Any] = {"op": "sandbox_code", "id": sid}
+        obj.update(req)
+        s = self.t._connect(None)
+        try:
+            self.t._send(s, _codec._dumps(obj))
+        except BaseException:
+            s.close()
+            raise
+        t, answer = self.t, self._answer
+
+        def events() -> Iterator[Dict[str, Any]]:
+            try:
+                while True:
+                    frame = t._read_frame(s, True)
+                    if isinstance(frame, dict) and isinstance(frame.get("line"), str):
+                        line = _codec.loads(frame["line"].encode("utf-8"), t.path)
+                        if isinstance(line, dict):
+                            yield line
+                        continue
+                    answer(frame)  # {"ok":true} ends it; an error raises
+                    return
+            finally:
+                s.close()
+
+        return events()
 
     # processes
     def exec(self, sid: str, req: Dict[str, Any], stdin: Optional[bytes], background: bool) -> Any:

@@ -17,7 +17,8 @@ from typing import Any, BinaryIO, Callable, Dict, Iterator, List, Mapping, Optio
 from . import _codec
 from ._codec import Cmd, Env
 
-__all__ = ["Sandbox", "SandboxInfo", "Process", "ProcessInfo", "ProcessResult", "FileInfo", "WatchEvent"]
+__all__ = ["Sandbox", "SandboxInfo", "Process", "ProcessInfo", "ProcessResult", "FileInfo", "WatchEvent",
+           "Execution"]
 
 Data = Union[bytes, bytearray, memoryview, str, BinaryIO, Any]
 OutputFn = Callable[[bytes], None]
@@ -150,6 +151,28 @@ class WatchEvent:
     type: str
     path: str
     is_dir: bool = False
+
+
+@dataclass
+class Execution:
+    """What :meth:`Sandbox.run_code` returns: the code interpreter's events
+    (E2B's code-interpreter protocol, docs/services.md)."""
+
+    stdout: List[str] = field(default_factory=list)
+    stderr: List[str] = field(default_factory=list)
+    # Each result as sent: {"text": "2", "html": ..., "png": <base64>, "is_main_result": ...}
+    results: List[Dict[str, Any]] = field(default_factory=list)
+    # {"name": "ZeroDivisionError", "value": "...", "traceback": "..."} when the code raised.
+    error: Optional[Dict[str, Any]] = None
+    execution_count: Optional[int] = None
+
+    @property
+    def text(self) -> Optional[str]:
+        """The main result's text (the last expression's value), if any."""
+        for r in self.results:
+            if r.get("is_main_result"):
+                return r.get("text")
+        return None
 
 
 def _info(obj: Any) -> SandboxInfo:
@@ -330,6 +353,48 @@ class Sandbox:
         last ``tail`` (0: all kept); with ``follow``, then every later line
         until the sandbox ends (close the iterator to stop)."""
         return self._live.logs(self.id, int(tail), bool(follow))
+
+    # -- code ------------------------------------------------------------------------
+
+    def run_code(self, code: str, *, language: Optional[str] = None, context: Optional[str] = None,
+                 env: Optional[Mapping[str, str]] = None, timeout: Optional[float] = None,
+                 on_stdout: Optional[Callable[[str], None]] = None,
+                 on_stderr: Optional[Callable[[str], None]] = None) -> Execution:
+        """Runs ``code`` in the sandbox's code interpreter (port 49999, started
+        by its image: docs/services.md), in ``language`` or the context
+        ``context`` (not both); ``env`` for this execution only; ``timeout``
+        seconds, then the execution is interrupted (a RunError of kind
+        ``deadline_exceeded``).
+        Output streams to ``on_stdout``/``on_stderr`` as it comes."""
+        if language and context:
+            raise ValueError("give language or context, not both")
+        req: Dict[str, Any] = {"code": str(code)}
+        if language:
+            req["language"] = language
+        if context:
+            req["context_id"] = context
+        if env:
+            req["env_vars"] = {str(k): str(v) for k, v in env.items()}
+        if timeout is not None:
+            req["timeout_ms"] = max(1, int(round(float(timeout) * 1000)))
+        ex = Execution()
+        for ev in self._live.code(self.id, req):
+            kind = ev.get("type")
+            if kind == "stdout":
+                ex.stdout.append(str(ev.get("text", "")))
+                if on_stdout:
+                    on_stdout(ex.stdout[-1])
+            elif kind == "stderr":
+                ex.stderr.append(str(ev.get("text", "")))
+                if on_stderr:
+                    on_stderr(ex.stderr[-1])
+            elif kind == "result":
+                ex.results.append({k: v for k, v in ev.items() if k != "type"})
+            elif kind == "error":
+                ex.error = {k: ev.get(k) for k in ("name", "value", "traceback")}
+            elif kind == "number_of_executions":
+                ex.execution_count = ev.get("execution_count")
+        return ex
 
     # -- processes -----------------------------------------------------------------
 

@@ -184,6 +184,43 @@ std::string PortErrorJson(std::string_view sandbox, uint16_t port, std::string_v
   return j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
 }
 
+asio::awaitable<Result<std::unique_ptr<pool::AgentConn>>> OpenPortTunnel(LiveService& live,
+                                                                         std::string id,
+                                                                         uint16_t port) {
+  const std::string ports = std::to_string(port);
+  auto fail = [&](ErrorCode code, int err, std::string why) {
+    Error e = Fail(code, "port", ports, std::move(why));
+    e.err = err;
+    return e;
+  };
+  auto conn = co_await live.Connect(id);
+  if (!conn.ok()) {
+    co_return fail(conn.error().code, 0,
+                   "port " + ports + ": the sandbox cannot be reached: " + conn.error().ToString());
+  }
+  pool::AgentConn& agent = **conn;
+  const std::string open = proto::ToJson(proto::TunnelRequest{port});
+  if (auto sent = co_await agent.Send(proto::FrameType::kTunnel, open); !sent.ok()) {
+    co_return fail(ErrorCode::kUnavailable, 0,
+                   "port " + ports + ": the sandbox's agent: " + sent.error().ToString());
+  }
+  auto answer = co_await agent.ReadFrame();
+  if (!answer.ok() || answer->type != proto::FrameType::kTunnelReply) {
+    bool refused = false;
+    std::string why = answer.ok() ? AgentFailure(*answer, &refused)
+                                  : "the sandbox's agent: " + answer.error().ToString();
+    agent.Close();
+    // E2B's proxy answers 502 for a port where nothing listens, in these words.
+    if (refused) {
+      co_return fail(ErrorCode::kUnavailable, ECONNREFUSED,
+                     "The sandbox " + id + " is running but there's no service running on port " +
+                         ports + ".");
+    }
+    co_return fail(ErrorCode::kUnavailable, 0, "port " + ports + ": " + why);
+  }
+  co_return std::move(*conn);
+}
+
 boost::asio::awaitable<bool> ProxyToPort(boost::beast::tcp_stream& s,
                                          boost::beast::flat_buffer& buf, Parser& parser,
                                          LiveService& live, const LiveInfo& sandbox, uint16_t port,
@@ -207,36 +244,12 @@ boost::asio::awaitable<bool> ProxyToPort(boost::beast::tcp_stream& s,
     if (!body_done) co_await LingeringClose(s);
   };
 
-  auto conn = co_await live.Connect(sandbox.id);
+  auto conn = co_await OpenPortTunnel(live, sandbox.id, port);
   if (!conn.ok()) {
-    const std::string why =
-        "port " + ports + ": the sandbox cannot be reached: " + conn.error().ToString();
-    co_await bad_gateway(why);
+    co_await bad_gateway(conn.error().detail);
     co_return false;
   }
   pool::AgentConn& agent = **conn;
-  const std::string open = proto::ToJson(proto::TunnelRequest{port});
-  if (auto sent = co_await agent.Send(proto::FrameType::kTunnel, open); !sent.ok()) {
-    const std::string why = "port " + ports + ": the sandbox's agent: " + sent.error().ToString();
-    co_await bad_gateway(why);
-    co_return false;
-  }
-  auto answer = co_await agent.ReadFrame();
-  if (!answer.ok() || answer->type != proto::FrameType::kTunnelReply) {
-    bool refused = false;
-    std::string why = answer.ok() ? AgentFailure(*answer, &refused)
-                                  : "the sandbox's agent: " + answer.error().ToString();
-    // E2B's proxy answers 502 for a port where nothing listens, in these words.
-    if (refused) {
-      why = "The sandbox " + sandbox.id + " is running but there's no service running on port " +
-            ports + ".";
-    } else {
-      why = "port " + ports + ": " + why;
-    }
-    agent.Close();
-    co_await bad_gateway(why);
-    co_return false;
-  }
   const std::string head = ProxyRequestHead(parser.get());
   if (auto sent = co_await agent.Send(proto::FrameType::kStdin, head); !sent.ok()) {
     agent.Close();

@@ -50,6 +50,14 @@ struct ProxyResponseHead {
 // The 502 body: {"code":502,"message":"...","sandboxId":"...","port":N}.
 std::string PortErrorJson(std::string_view sandbox, uint16_t port, std::string_view message);
 
+// A tunnel to TCP port N on the sandbox's loopback (T, answered t): the
+// connection then carries the service's bytes (I/C to it, O/x from it:
+// docs/protocol.md, "Ports"). Errors (call "port", detail the whole message):
+// the sandbox's (not_found, failed_precondition); unavailable when nothing
+// listens (err ECONNREFUSED, E2B's proxy's words) or the agent fails.
+[[nodiscard]] boost::asio::awaitable<Result<std::unique_ptr<pool::AgentConn>>> OpenPortTunnel(
+    LiveService& live, std::string id, uint16_t port);
+
 // --- served on the HTTP connection ----------------------------------------------------
 
 // Only the head has been read (parser); the body, if any, is relayed as it

@@ -1,0 +1,62 @@
+// An image's services (docs/services.md, image/services.h) on the daemon's
+// side: started as kept processes of the agent in every pre-booted sandbox
+// of the image (the ns driver: before any claim; the vm driver: at the
+// claim, once its channels serve), listed at the claim, and the create's env
+// written to /run/warmbox/envs.json for them (late binding).
+#pragma once
+
+#include <boost/asio/any_io_executor.hpp>
+#include <boost/asio/awaitable.hpp>
+#include <string>
+#include <vector>
+
+#include "base/error.h"
+#include "daemon/live_record.h"
+#include "image/services.h"
+#include "image/store.h"
+#include "sandbox/driver.h"
+
+namespace wb::daemon {
+
+inline constexpr const char* kEnvFilePath = "/run/warmbox/envs.json";
+// Each service's output stays in its agent ring, this big (docs/services.md).
+inline constexpr uint64_t kServiceRingBytes = 256 << 10;
+
+// The kept process's E: argv as given (no Entrypoint), env the image's then
+// the service's, user and cwd the service's or the image's.
+proto::ExecRequest ServiceExec(const Image& image, const ServiceSpec& s);
+
+// Starts every service on ep, in order; stops at the first the agent refuses
+// (a service that cannot start: no such program, unknown user ...), naming
+// the image and the service.
+[[nodiscard]] boost::asio::awaitable<Result<void>> StartServices(
+    boost::asio::any_io_executor ex, AgentEndpoint ep, const Image& image,
+    const std::vector<ServiceSpec>& services);
+
+// The services found on ep (kept processes tagged service:NAME), with their
+// exits, in start order.
+[[nodiscard]] boost::asio::awaitable<Result<std::vector<ServiceState>>> ListServices(
+    boost::asio::any_io_executor ex, AgentEndpoint ep);
+
+// {"K":"V",...} of "K=V" entries (a later key wins).
+std::string EnvFileJson(const std::vector<std::string>& env);
+// Writes EnvFileJson(env) to kEnvFilePath atomically (a temp file beside it,
+// then a rename), mode 0644, owned by root; /run/warmbox made as needed.
+[[nodiscard]] boost::asio::awaitable<Result<void>> WriteEnvFile(boost::asio::any_io_executor ex,
+                                                                AgentEndpoint ep,
+                                                                std::vector<std::string> env);
+
+// The pools' hook (pool::PoolRuntime::prepare): starts the image's services
+// in a sandbox just created, where its driver serves live operations before
+// a claim (ns). A bad label or a service that cannot start is logged (once
+// per image) and leaves the sandbox as it is: plain runs of the image work.
+[[nodiscard]] boost::asio::awaitable<void> PrepareServices(ImageStore& store, Sandbox& sb,
+                                                           const std::string& image);
+
+// Whether the driver serves live operations before a claim, so services
+// start at pre-boot (ns: the agent's own socket); otherwise at the claim.
+inline bool ServesBeforeClaim(const Sandbox& sb) {
+  return sb.live_endpoint().socket_path == sb.endpoint().socket_path;
+}
+
+}  // namespace wb::daemon

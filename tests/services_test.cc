@@ -1,0 +1,230 @@
+// An image's services (docs/services.md) with a real daemon: started at
+// pre-boot, before any claim; listed (and their exits) in inspect; the
+// create's env in /run/warmbox/envs.json; a bad label refusing a live create
+// but not a run; and `warmbox run-code` / POST /v1/sandboxes/{id}/code
+// through the agent's tunnel to port 49999.
+//
+// The "interpreter" here is a busybox `nc -ll -e` shell script answering any
+// request with fixed NDJSON lines: it tests the client side's plumbing (CLI,
+// HTTP, socket op, the tunnel, the NDJSON reader) only, not the real
+// code-interpreter server (the code-interpreter-v1 template's; its
+// end-to-end test is the E2B SDK's, tests/e2b).
+#include <gtest/gtest.h>
+#include <sys/stat.h>
+
+#include <chrono>
+#include <nlohmann/json.hpp>
+
+#include "base/fs.h"
+#include "base/strings.h"
+#include "daemon/client.h"
+#include "image/default_image.h"
+#include "tests/daemon_fixture.h"
+#include "tests/test_util.h"
+#include "tests/uid_ranges.h"
+
+namespace wb {
+namespace {
+
+using nlohmann::json;
+using wb::testing::Eventually;
+using wb::testing::ProcResult;
+using wb::testing::RunProcess;
+
+constexpr uint32_t kBase = wb::testing::UidBase(wb::testing::UidUser::kServicesTest);
+const std::string kScripts = std::string(WB_SOURCE_DIR) + "/tests/oci";
+
+// Plumbing only (see the file's comment): reads one request, answers NDJSON
+// with the env file's content, then a result, or an error when the code
+// says "raise".
+constexpr const char* kFakeInterpreter = R"(#!/bin/sh
+len=0
+while IFS= read -r line; do
+  line=$(printf '%s' "$line" | tr -d '\r')
+  [ -z "$line" ] && break
+  case "$line" in
+    [Cc]ontent-[Ll]ength:*) len=${line#*: } ;;
+  esac
+done
+body=$(head -c "$len")
+envs=$(sed 's/"/\\"/g' /run/warmbox/envs.json)
+printf 'HTTP/1.1 200 OK\r\nContent-Type: application/x-ndjson\r\n\r\n'
+printf '{"type":"number_of_executions","execution_count":1}\n'
+printf '{"type":"stdout","text":"envs=%s\\n"}\n' "$envs"
+case "$body" in
+  *raise*) printf '{"type":"error","name":"ValueError","value":"boom","traceback":"Traceback (most recent call last):\\nValueError: boom"}\n' ;;
+  *) printf '{"type":"result","is_main_result":true,"text":"2","html":"<b>2</b>"}\n' ;;
+esac
+printf '{"type":"end_of_execution"}\n'
+)";
+
+int64_t NowMs() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+class ServicesTest : public wb::testing::DaemonFixture {
+ protected:
+  ServicesTest() : DaemonFixture("wb-services-test", kBase) {}
+
+  ProcResult Wb(std::vector<std::string> args, const std::string* in = nullptr) const {
+    return RunProcess(Cli(std::move(args)), {}, in);
+  }
+
+  // Imports an image named name: the default busybox tree, the fake
+  // interpreter at /srv/interp.sh, and a config with this services label.
+  void MakeImage(const std::string& name, const std::string& label) {
+    const std::string work = state_ + "/work-" + name;
+    ASSERT_TRUE(MkdirAll(work, 0755).ok());
+    auto built = BuildDefaultImage(work + "/root", 0);
+    ASSERT_TRUE(built.ok()) << built.error().ToString();
+    ASSERT_TRUE(MkdirAll(work + "/root/srv", 0755).ok());
+    ASSERT_TRUE(WriteFileAtomic(work + "/root/srv/interp.sh", kFakeInterpreter).ok());
+    ASSERT_EQ(::chmod((work + "/root/srv/interp.sh").c_str(), 0755), 0);
+    json config = {{"Env", {"PATH=/usr/sbin:/usr/bin:/sbin:/bin"}},
+                   {"Labels", {{"org.warmbox.services", label}}}};
+    auto made = RunProcess({"/usr/bin/python3", kScripts + "/make_layout.py", work + "/layout",
+                            "--tag", "v1", "--layer", work + "/root", "--config", config.dump()});
+    ASSERT_EQ(made.code, 0) << made.err;
+    auto imported = Wb({"image", "import", work + "/layout", "--name", name});
+    ASSERT_EQ(imported.code, 0) << imported.err;
+  }
+
+  json Inspect(const std::string& id) const {
+    auto r = Wb({"sandbox", "inspect", "--json", "--socket", sock_, id});
+    EXPECT_EQ(r.code, 0) << r.err;
+    return json::parse(r.out, nullptr, false);
+  }
+  std::string Create(std::vector<std::string> extra) const {
+    std::vector<std::string> args = {"sandbox", "create", "--socket", sock_, "--no-main"};
+    args.insert(args.end(), extra.begin(), extra.end());
+    auto r = Wb(args);
+    EXPECT_EQ(r.code, 0) << r.err << Log();
+    return std::string(Trim(r.out));
+  }
+  ProcResult Exec(const std::string& id, std::vector<std::string> cmd) const {
+    std::vector<std::string> args = {"exec", "--socket", sock_, id, "--"};
+    args.insert(args.end(), cmd.begin(), cmd.end());
+    return Wb(args);
+  }
+};
+
+const char* kLabel = R"([
+  {"name":"marker","argv":["sh","-c","echo up > /tmp/marker; exec sleep 100000"]},
+  {"name":"quick","argv":["sh","-c","exit 3"]},
+  {"name":"interp","argv":["nc","-ll","-p","49999","-e","/srv/interp.sh"],"env":["SVC=1"]}
+])";
+
+TEST_F(ServicesTest, StartAtPreBootListedEnvFileAndRunCode) {
+  MakeImage("svc", kLabel);
+  if (HasFatalFailure()) return;
+  StartDaemon({"--image", "svc", "--size", "1"});
+  // Imported images are named by their canonical reference.
+  ASSERT_TRUE(IdleIs("docker.io/library/svc:latest", 1, 20000)) << Log();
+  const int64_t before_claim = NowMs();
+  const std::string id = Create({"--image", "svc", "-e", "FOO=bar", "-e", "X=1 2"});
+  ASSERT_FALSE(id.empty());
+
+  // Listed in inspect: the two that run and the one that exited (3) before
+  // the claim.
+  json info = Inspect(id);
+  ASSERT_TRUE(info.contains("services")) << info.dump();
+  std::map<std::string, json> by_name;
+  for (const auto& s : info["services"]) by_name[s["name"]] = s;
+  ASSERT_EQ(by_name.size(), 3u) << info.dump();
+  EXPECT_TRUE(by_name["marker"]["running"].get<bool>());
+  EXPECT_GT(by_name["marker"]["pid"].get<int64_t>(), 0);
+  EXPECT_TRUE(by_name["interp"]["running"].get<bool>());
+  EXPECT_FALSE(by_name["quick"]["running"].get<bool>());
+  EXPECT_EQ(by_name["quick"]["exit_code"], 3) << info.dump();
+
+  // Started before the claim: the agent's own start time of the process.
+  auto ps = Wb({"ps", "--socket", sock_, "--json", id});
+  ASSERT_EQ(ps.code, 0) << ps.err;
+  bool seen = false;
+  for (const auto& p : json::parse(ps.out)) {
+    if (p.value("tag", "") != "service:marker") continue;
+    seen = true;
+    EXPECT_LT(p["started_ms"].get<int64_t>(), before_claim) << p.dump();
+  }
+  EXPECT_TRUE(seen) << ps.out;
+  EXPECT_EQ(Exec(id, {"cat", "/tmp/marker"}).out, "up\n");
+
+  // The create's env, bound late: JSON, 0644, readable by a plain user.
+  auto envs = Exec(id, {"cat", "/run/warmbox/envs.json"});
+  ASSERT_EQ(envs.code, 0) << envs.err;
+  EXPECT_EQ(json::parse(envs.out), (json{{"FOO", "bar"}, {"X", "1 2"}})) << envs.out;
+  auto mode = Exec(id, {"stat", "-c", "%a %u", "/run/warmbox/envs.json"});
+  EXPECT_EQ(mode.out, "644 0\n");
+  auto as_user =
+      Wb({"exec", "--socket", sock_, "-u", "user", id, "--", "cat", "/run/warmbox/envs.json"});
+  EXPECT_EQ(as_user.code, 0) << as_user.err;
+  // The service's own env: the image's, then its own; not the claim's.
+  auto pid = std::to_string(by_name["interp"]["pid"].get<int64_t>());
+  auto environ = Exec(id, {"sh", "-c", "tr '\\0' '\\n' < /proc/" + pid + "/environ"});
+  EXPECT_NE(environ.out.find("SVC=1"), std::string::npos) << environ.out;
+  EXPECT_EQ(environ.out.find("FOO=bar"), std::string::npos) << environ.out;
+
+  // Another claim gets a fresh sandbox: its own (empty) env file.
+  const std::string id2 = Create({"--image", "svc"});
+  ASSERT_FALSE(id2.empty());
+  EXPECT_EQ(Exec(id2, {"cat", "/run/warmbox/envs.json"}).out, "{}");
+
+  // run-code through the daemon's tunnel to port 49999.
+  auto rc = Wb({"run-code", "--socket", sock_, id, "--", "1+1"});
+  EXPECT_EQ(rc.code, 0) << rc.err << Log();
+  EXPECT_EQ(rc.out, "envs={\"FOO\":\"bar\",\"X\":\"1 2\"}\n2\n");
+  EXPECT_NE(rc.err.find("[result also as: html]"), std::string::npos) << rc.err;
+  const std::string code = "raise ValueError('boom')";
+  auto raised = Wb({"run-code", "--socket", sock_, id}, &code);  // from stdin
+  EXPECT_EQ(raised.code, 1) << raised.err;
+  EXPECT_NE(raised.err.find("ValueError: boom"), std::string::npos) << raised.err;
+
+  // A service that exits is reported with its exit code.
+  auto kill = Wb({"signal", "--socket", sock_, id, by_name["marker"]["pid"].dump(), "KILL"});
+  EXPECT_EQ(kill.code, 0) << kill.err;
+  EXPECT_TRUE(Eventually([&] {
+    const json now = Inspect(id);  // (no range-for over a temporary's member)
+    for (const auto& s : now["services"]) {
+      if (s["name"] == "marker") return s["exit_code"] == 137;
+    }
+    return false;
+  })) << Inspect(id).dump();
+  EXPECT_EQ(Wb({"sandbox", "kill", "--socket", sock_, id}).code, 0);
+  EXPECT_EQ(Wb({"sandbox", "kill", "--socket", sock_, id2}).code, 0);
+}
+
+TEST_F(ServicesTest, RunCodeWithoutAnInterpreterSaysSo) {
+  StartDaemon({"--size", "1"});
+  const std::string id = Create({});
+  ASSERT_FALSE(id.empty());
+  // Every claim writes the env file, {} without env.
+  EXPECT_EQ(Exec(id, {"cat", "/run/warmbox/envs.json"}).out, "{}");
+  EXPECT_EQ(Inspect(id)["services"], json::array());
+  auto rc = Wb({"run-code", "--socket", sock_, id, "--", "1+1"});
+  EXPECT_EQ(rc.code, 125);
+  EXPECT_NE(rc.err.find("no code interpreter listens on port 49999"), std::string::npos) << rc.err;
+  auto both =
+      Wb({"run-code", "--socket", sock_, "--language", "python", "--context", "c", id, "--", "1"});
+  EXPECT_EQ(both.code, 125);
+  EXPECT_NE(both.err.find("not both"), std::string::npos) << both.err;
+}
+
+TEST_F(ServicesTest, BadLabelRefusesLiveCreateButNotRuns) {
+  MakeImage("badsvc", R"([{"name":"x","argv":[]}])");
+  if (HasFatalFailure()) return;
+  StartDaemon({"--size", "1"});
+  auto r = Wb({"sandbox", "create", "--socket", sock_, "--image", "badsvc", "--no-main"});
+  EXPECT_EQ(r.code, 125);
+  EXPECT_NE(r.err.find("image docker.io/library/badsvc:latest"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("org.warmbox.services: [0].argv"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("non-empty array"), std::string::npos) << r.err;
+  // Plain use of the image is not affected.
+  auto run = Wb({"pool", "run", "--socket", sock_, "--image", "badsvc", "--", "echo", "ok"});
+  EXPECT_EQ(run.code, 0) << run.err;
+  EXPECT_EQ(run.out, "ok\n");
+}
+
+}  // namespace
+}  // namespace wb

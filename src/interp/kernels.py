@@ -114,7 +114,8 @@ class PythonKernel:
             await self.apply_env(env_after)
 
     def interrupt(self):
-        asyncio.ensure_future(self.km.interrupt_kernel())
+        if self.km is not None:
+            asyncio.ensure_future(self.km.interrupt_kernel())
 
     async def restart(self):
         await self.shutdown()

@@ -104,6 +104,8 @@ class Server:
 
     async def remove(self, ctx):
         self.contexts.pop(ctx.id, None)
+        if ctx.lock.locked():
+            ctx.kernel.interrupt()  # the running execution ends first
         async with ctx.lock:
             if ctx.started is not None:
                 try:
@@ -287,6 +289,8 @@ async def handle(server, reader, writer):
                 if m != "POST":
                     raise HttpError(405, "restart: use POST")
                 ctx = server.find(parts[1])
+                if ctx.lock.locked():
+                    ctx.kernel.interrupt()  # the running execution ends first
                 async with ctx.lock:
                     try:
                         if ctx.started is not None:

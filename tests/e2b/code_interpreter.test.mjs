@@ -147,6 +147,23 @@ describe('E2B code interpreter', { skip: skip || false }, () => {
     assert.equal(r.text, '42')
   })
 
+  it('runs on one context queue; other contexts run meanwhile', async () => {
+    const ctx = await s.createCodeContext()
+    await s.runCode('order = []', { context: ctx })
+    // The first holds the context until /tmp/release exists; the second
+    // waits behind it; another context answers meanwhile.
+    let started
+    const running = new Promise(resolve => { started = resolve })
+    const first = s.runCode('import os, time\nprint("in", flush=True)\n' +
+      'while not os.path.exists("/tmp/release"): time.sleep(0.01)\norder.append(1)', { context: ctx, onStdout: () => started() })
+    await running
+    const second = s.runCode('order.append(2); order', { context: ctx })
+    assert.equal((await s.runCode('"free"')).text, "'free'")
+    await s.files.write('/tmp/release', '')
+    await first
+    assert.equal((await second).text, '[1, 2]')
+  })
+
   it('JavaScript and bash contexts keep state', async () => {
     const js = await s.createCodeContext({ language: 'js' })
     assert.equal(js.language, 'javascript')

@@ -23,6 +23,7 @@ import argparse
 import asyncio
 import json
 import os
+import signal
 import sys
 import tempfile
 import uuid
@@ -329,12 +330,20 @@ async def main(args):
     server = Server(args.envs_file, args.cwd or os.getcwd())
     srv = await asyncio.start_server(lambda r, w: handle(server, r, w), args.host, args.port,
                                      limit=proto.MAX_HEAD, reuse_address=True)
-    log("listening on %s:%d" % (args.host, args.port))
+    # The port bound (--port 0: any free one; the tests read this line).
+    log("listening on %s:%d" % (args.host, srv.sockets[0].getsockname()[1]))
     # Kept warm: the default python kernel starts now, before any request.
     server.default_context("python")
     server.default_context("javascript", start=False)  # Node starts at its first use
+    # SIGTERM (the sandbox's end, a test): stop the kernels first.
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
     async with srv:
-        await srv.serve_forever()
+        await stop.wait()
+    for ctx in list(server.contexts.values()):
+        await server.remove(ctx)
 
 
 if __name__ == "__main__":

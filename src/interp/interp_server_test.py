@@ -24,7 +24,7 @@ class ServerTest(unittest.TestCase):
         cls.proc = subprocess.Popen(
             [sys.executable, os.path.join(HERE, "server.py"), "--port", "0", "--envs-file",
              cls.envs, "--cwd", cls.tmp], stderr=subprocess.PIPE, text=True,
-            env=dict(os.environ, WB_BASE="base"))
+            env=dict(os.environ, WB_BASE="base", TMPDIR=cls.tmp))
         line = cls.proc.stderr.readline()
         assert "listening on" in line, line
         cls.port = int(line.rsplit(":", 1)[1])
@@ -34,7 +34,10 @@ class ServerTest(unittest.TestCase):
         cls.proc.terminate()
         cls.proc.wait()
         cls.proc.stderr.close()
+        # SIGTERM stops the kernels and removes the server's temporary dirs.
+        left = os.listdir(cls.tmp)
         shutil.rmtree(cls.tmp, ignore_errors=True)
+        assert left == [], "left in TMPDIR: %s" % left
 
     def request(self, method, path, body=None, timeout=30):
         c = http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout)

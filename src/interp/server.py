@@ -23,6 +23,7 @@ import argparse
 import asyncio
 import json
 import os
+import shutil
 import signal
 import sys
 import tempfile
@@ -323,7 +324,9 @@ async def handle(server, reader, writer):
 
 
 async def main(args):
-    os.environ.setdefault("JUPYTER_RUNTIME_DIR", tempfile.mkdtemp(prefix="wb-jupyter-"))
+    # The kernels' connection files: ours alone, removed at exit.
+    runtime = tempfile.mkdtemp(prefix="wb-jupyter-")
+    os.environ["JUPYTER_RUNTIME_DIR"] = runtime
     # debugpy (imported by ipykernel) warns about frozen modules at every
     # kernel start otherwise.
     os.environ.setdefault("PYDEVD_DISABLE_FILE_VALIDATION", "1")
@@ -344,6 +347,7 @@ async def main(args):
         await stop.wait()
     for ctx in list(server.contexts.values()):
         await server.remove(ctx)
+    shutil.rmtree(runtime, ignore_errors=True)
 
 
 if __name__ == "__main__":

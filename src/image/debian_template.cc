@@ -1,6 +1,7 @@
 #include "image/debian_template.h"
 
 #include <algorithm>
+#include <nlohmann/json.hpp>
 #include <set>
 
 #include "base/strings.h"
@@ -9,8 +10,15 @@ namespace wb {
 
 const std::vector<KnownTemplate>& KnownTemplates() {
   // E2B's default template: Sandbox.create() with no template asks for it.
+  // E2B's code interpreter (@e2b/code-interpreter's default template): the
+  // server's Python kernel, the libraries agents plot and tabulate with, and
+  // Node for JavaScript contexts. Hard dependencies only (no Recommends).
   static const std::vector<KnownTemplate> table = {
       {"base", {}},
+      {"code-interpreter-v1",
+       {"python3-ipykernel", "python3-jupyter-client", "python3-numpy", "python3-pandas",
+        "python3-matplotlib", "nodejs"},
+       true},
   };
   return table;
 }
@@ -64,8 +72,10 @@ Result<TemplateSpec> PlanTemplate(const std::string& name, const std::string& su
   if (suite.empty() || suite.find_first_of(" \t\n/") != std::string::npos)
     return Fail(ErrorCode::kInvalidArgument, "template " + name, suite, "not a release codename");
   std::set<std::string> all(std::begin(kTemplatePackages), std::end(kTemplatePackages));
+  bool interp = false;
   if (const KnownTemplate* t = FindKnownTemplate(name)) {
     for (auto p : t->packages) all.emplace(p);
+    interp = t->code_interpreter;
   }
   for (const auto& p : extra) {
     WB_RETURN_IF_ERROR(ValidatePackageName(p));
@@ -73,7 +83,12 @@ Result<TemplateSpec> PlanTemplate(const std::string& name, const std::string& su
   }
   // useradd (passwd) makes the account: required priority, but not Essential.
   all.insert("passwd");
-  return TemplateSpec{name, suite, std::vector<std::string>(all.begin(), all.end())};
+  return TemplateSpec{name, suite, std::vector<std::string>(all.begin(), all.end()), interp};
+}
+
+std::string TemplateSpec::Source(std::string_view interp_digest) const {
+  if (!code_interpreter) return Key();
+  return Key() + " interp=" + std::string(interp_digest);
 }
 
 Result<std::string> OsReleaseCodename(const std::string& os_release) {
@@ -239,10 +254,23 @@ std::vector<std::string> MmdebstrapArgv(const TemplateSpec& spec, const std::str
   return argv;
 }
 
-ImageConfig TemplateImageConfig() {
+std::vector<std::string> InterpArgv() {
+  return {"python3", std::string(kInterpDir) + "/server.py", "--port", std::to_string(kInterpPort)};
+}
+
+std::vector<std::pair<std::string, std::string>> TemplateLabels(bool code_interpreter) {
+  if (!code_interpreter) return {};
+  nlohmann::json services = nlohmann::json::array({{{"name", "interp"}, {"argv", InterpArgv()}}});
+  return {{kServicesLabel, services.dump()}};
+}
+
+ImageConfig TemplateImageConfig(bool code_interpreter) {
   ImageConfig c;
   c.env = {"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "LANG=C.UTF-8"};
+  // The code interpreter's server is a pre-boot service (the label), not
+  // the main: it runs before any claim, so the first runCode finds its kernel.
   c.cmd = {"/bin/bash"};
+  for (const auto& [k, v] : TemplateLabels(code_interpreter)) c.labels[k] = v;
   c.working_dir = kTemplateHome;
   c.user = kTemplateUser;
   return c;

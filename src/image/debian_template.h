@@ -23,11 +23,20 @@ inline constexpr const char* kTemplateUser = "user";
 inline constexpr const char* kTemplateHome = "/home/user";
 inline constexpr unsigned kTemplateUid = 1000;
 
+// The code interpreter (docs/e2b.md, "Code interpreter"): warmbox's server
+// (src/interp/, built into warmbox-image) is copied to kInterpDir of a
+// template that has it, and declared as a pre-boot service in the image
+// config's kServicesLabel: a JSON array of {"name","argv"[,"user","cwd"]}.
+inline constexpr const char* kInterpDir = "/usr/lib/warmbox/interp";
+inline constexpr unsigned kInterpPort = 49999;
+inline constexpr const char* kServicesLabel = "org.warmbox.services";
+
 // The templates the daemon builds when a sandbox asks for them and they are
 // missing: name -> packages beyond kTemplatePackages.
 struct KnownTemplate {
   std::string_view name;
   std::vector<std::string_view> packages;
+  bool code_interpreter = false;  // ships warmbox's code interpreter server
 };
 const std::vector<KnownTemplate>& KnownTemplates();
 // nullptr unless name is in the table (exactly: "base", not "base:latest").
@@ -43,11 +52,16 @@ struct TemplateSpec {
   std::string name;                   // the image name it is stored under
   std::string suite;                  // the host's codename: bookworm
   std::vector<std::string> packages;  // sorted, unique: the defaults, the table's, extra
+  bool code_interpreter = false;      // the table's
   // "debian-template v1 suite=bookworm variant=apt packages=a,b,c": the
   // image's source in the store and the cache key. Two builds with the same
   // key make the same image (but for package updates in the archive); v1 is
   // bumped when the recipe (variant, user, config) changes.
   std::string Key() const;
+  // The stored image's source: Key(), and for a code interpreter template
+  // " interp=<digest of the server's files>" too, so a new server rebuilds
+  // the image (from the cached root filesystem: the key of that is Key()).
+  std::string Source(std::string_view interp_digest) const;
 };
 [[nodiscard]] Result<TemplateSpec> PlanTemplate(const std::string& name, const std::string& suite,
                                                 const std::vector<std::string>& extra);
@@ -78,7 +92,15 @@ std::vector<std::string> MmdebstrapArgv(const TemplateSpec& spec, const std::str
                                         const std::string& sources_file);
 
 // The image config of every template: User user, WorkingDir /home/user,
-// Env PATH and LANG, Cmd /bin/bash.
-ImageConfig TemplateImageConfig();
+// Env PATH and LANG, Cmd /bin/bash; a code interpreter template's Cmd is
+// InterpArgv() (the deferred main, until pre-boot services start it).
+ImageConfig TemplateImageConfig(bool code_interpreter = false);
+
+// python3 /usr/lib/warmbox/interp/server.py --port 49999
+std::vector<std::string> InterpArgv();
+
+// The image config's Labels: {kServicesLabel: [{"name":"interp","argv":...}]}
+// for a code interpreter template, else none.
+std::vector<std::pair<std::string, std::string>> TemplateLabels(bool code_interpreter);
 
 }  // namespace wb

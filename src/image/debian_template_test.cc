@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <nlohmann/json.hpp>
 
 namespace wb {
 namespace {
@@ -160,6 +161,38 @@ TEST(DebianTemplateTest, ImageConfigIsE2bsUser) {
   auto applied = c.Apply(req);
   EXPECT_EQ(applied.user, "root");
   EXPECT_EQ(applied.cwd, "/home/user");
+}
+
+TEST(DebianTemplateTest, CodeInterpreterShipsTheServer) {
+  auto s = PlanTemplate("code-interpreter-v1", "bookworm", {});
+  ASSERT_TRUE(s.ok()) << s.error().ToString();
+  EXPECT_TRUE(s->code_interpreter);
+  for (const char* p : {"python3-ipykernel", "python3-jupyter-client", "python3-numpy",
+                        "python3-pandas", "python3-matplotlib", "nodejs", "bash"}) {
+    EXPECT_TRUE(Has(s->packages, p)) << p;
+  }
+  // The root filesystem's key is the packages'; the image's source adds the
+  // server's digest, so a new server rebuilds the image, not the rootfs.
+  EXPECT_EQ(s->Source("sha256:ab"), s->Key() + " interp=sha256:ab");
+  auto base = PlanTemplate("base", "bookworm", {});
+  EXPECT_FALSE(base->code_interpreter);
+  EXPECT_EQ(base->Source("sha256:ab"), base->Key());
+
+  const std::vector<std::string> argv = {"python3", "/usr/lib/warmbox/interp/server.py", "--port",
+                                         "49999"};
+  EXPECT_EQ(InterpArgv(), argv);
+  // The server is a pre-boot service (docs/services.md), not the main.
+  EXPECT_EQ(TemplateImageConfig(true).cmd, std::vector<std::string>{"/bin/bash"});
+  EXPECT_EQ(TemplateImageConfig(true).labels.count("org.warmbox.services"), 1u);
+  EXPECT_TRUE(TemplateImageConfig(false).labels.empty());
+  auto labels = TemplateLabels(true);
+  ASSERT_EQ(labels.size(), 1u);
+  EXPECT_EQ(labels[0].first, "org.warmbox.services");
+  auto services = nlohmann::json::parse(labels[0].second);
+  ASSERT_TRUE(services.is_array() && services.size() == 1) << labels[0].second;
+  EXPECT_EQ(services[0]["name"], "interp");
+  EXPECT_EQ(services[0]["argv"].get<std::vector<std::string>>(), argv);
+  EXPECT_TRUE(TemplateLabels(false).empty());
 }
 
 }  // namespace

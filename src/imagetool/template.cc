@@ -3,6 +3,8 @@
 // a config carrying User/WorkingDir/Env, a manifest) in a work dir under the
 // store's tmp/ and import that like any archive, so the image is an ordinary
 // OCI image of the store (blob, shared layer dir, image.json).
+#include <archive.h>
+#include <archive_entry.h>
 #include <dirent.h>
 #include <fcntl.h>
 #include <signal.h>
@@ -18,6 +20,7 @@
 #include "base/fs.h"
 #include "base/strings.h"
 #include "image/debian_template.h"
+#include "imagetool/embedded.h"
 #include "imagetool/ops.h"
 #include "imagetool/sha256.h"
 #include "imagetool/unpack.h"
@@ -195,23 +198,73 @@ Result<void> MakeRootfs(const TemplateSpec& spec, const std::string& work,
   return WriteFileAtomic(entry + ".key", spec.Key() + "\n");
 }
 
-// Wraps rootfs (a compressed tar in work) as a docker-archive in work.
-Result<void> WriteArchive(const std::string& work, const std::string& layer_name) {
-  std::string diff_id = WB_TRY(UncompressedDigest(work + "/" + layer_name));
-  const ImageConfig c = TemplateImageConfig();
+// "sha256:..." of the code interpreter's files (names and bytes): part of
+// a code interpreter template's source, so a changed server rebuilds it.
+std::string InterpDigest() {
+  std::string all;
+  for (const auto& f : InterpFiles()) {
+    all += std::string(f.name) + '\0' + std::to_string(f.data.size()) + '\0';
+    all += f.data;
+  }
+  return Sha256Of(all);
+}
+
+// The code interpreter's layer: a plain tar of kInterpDir (and its parents,
+// as the rootfs has them) with the server's files, root-owned, 0644, and a
+// fixed mtime so the same files make the same layer digest.
+Result<void> WriteInterpLayer(const std::string& path) {
+  struct archive* a = archive_write_new();
+  if (!a) return Fail(ErrorCode::kInternal, "archive_write_new", path, "out of memory");
+  auto fail = [&](const char* call) {
+    Error e = Fail(ErrorCode::kInternal, call, path, archive_error_string(a));
+    archive_write_free(a);
+    return e;
+  };
+  if (archive_write_set_format_pax_restricted(a) != ARCHIVE_OK) return fail("archive format");
+  if (archive_write_open_filename(a, path.c_str()) != ARCHIVE_OK) return fail("archive open");
+  auto add = [&](const std::string& name, mode_t mode, std::string_view data) -> bool {
+    struct archive_entry* e = archive_entry_new();
+    archive_entry_set_pathname(e, name.c_str());
+    archive_entry_set_mode(e, mode);
+    archive_entry_set_uid(e, 0);
+    archive_entry_set_gid(e, 0);
+    archive_entry_set_mtime(e, 1, 0);
+    archive_entry_set_size(e, static_cast<la_int64_t>(data.size()));
+    bool ok = archive_write_header(a, e) == ARCHIVE_OK &&
+              (data.empty() || archive_write_data(a, data.data(), data.size()) ==
+                                   static_cast<la_ssize_t>(data.size()));
+    archive_entry_free(e);
+    return ok;
+  };
+  std::string dir;
+  for (const auto& part : Split(std::string_view(kInterpDir).substr(1), '/')) {
+    dir += (dir.empty() ? "" : "/") + part;
+    if (!add(dir + "/", S_IFDIR | 0755, {})) return fail("archive write");
+  }
+  for (const auto& f : InterpFiles()) {
+    if (!add(dir + "/" + std::string(f.name), S_IFREG | 0644, f.data)) return fail("archive write");
+  }
+  if (archive_write_close(a) != ARCHIVE_OK) return fail("archive close");
+  archive_write_free(a);
+  return Ok();
+}
+
+// Wraps the layers (files in work, bottom first) as a docker-archive in work.
+Result<void> WriteArchive(const std::string& work, const std::vector<std::string>& layers,
+                          bool code_interpreter) {
+  nlohmann::json diff_ids = nlohmann::json::array();
+  for (const auto& l : layers) diff_ids.push_back(WB_TRY(UncompressedDigest(work + "/" + l)));
+  const ImageConfig c = TemplateImageConfig(code_interpreter);
+  nlohmann::json cfg = {
+      {"Env", c.env}, {"Cmd", c.cmd}, {"WorkingDir", c.working_dir}, {"User", c.user}};
+  for (const auto& [k, v] : TemplateLabels(code_interpreter)) cfg["Labels"][k] = v;
   nlohmann::json config = {{"architecture", "amd64"},
                            {"os", "linux"},
-                           {"config",
-                            {{"Env", c.env},
-                             {"Cmd", c.cmd},
-                             {"WorkingDir", c.working_dir},
-                             {"User", c.user},
-                             {"Labels", c.labels}}},
-                           {"rootfs", {{"type", "layers"}, {"diff_ids", {diff_id}}}}};
+                           {"config", cfg},
+                           {"rootfs", {{"type", "layers"}, {"diff_ids", diff_ids}}}};
   WB_RETURN_IF_ERROR(WriteFileAtomic(work + "/config.json", config.dump()));
-  nlohmann::json manifest = nlohmann::json::array({{{"Config", "config.json"},
-                                                    {"RepoTags", nlohmann::json::array()},
-                                                    {"Layers", {layer_name}}}});
+  nlohmann::json manifest = nlohmann::json::array(
+      {{{"Config", "config.json"}, {"RepoTags", nlohmann::json::array()}, {"Layers", layers}}});
   return WriteFileAtomic(work + "/manifest.json", manifest.dump());
 }
 
@@ -225,6 +278,7 @@ Result<Image> Build(ImageStore& store, const TemplateBuild& b, Progress& p) {
   if (!os.ok()) return os.error();
   std::string suite = WB_TRY(OsReleaseCodename(*os));
   TemplateSpec spec = WB_TRY(PlanTemplate(b.name, suite, b.extra_packages));
+  const std::string source = spec.Source(InterpDigest());
   WB_RETURN_IF_ERROR(store.PrepareOciDirs());
   // Held shared for the whole build: prune (exclusive) leaves our work dir
   // under tmp/ alone, and the per-name lock file below is only removed by a
@@ -236,21 +290,25 @@ Result<Image> Build(ImageStore& store, const TemplateBuild& b, Progress& p) {
       LockPath(store.LocksDir() + "/template-" + Sha256Of(b.name).substr(7, 24) + ".lock", true));
   if (!b.force) {
     auto cur = store.Get(b.name);
-    if (cur.ok() && cur->name == b.name && cur->source == spec.Key()) {
+    if (cur.ok() && cur->name == b.name && cur->source == source) {
       if (!b.quiet)
-        std::fprintf(stderr, "template %s: up to date (%s)\n", b.name.c_str(), spec.Key().c_str());
+        std::fprintf(stderr, "template %s: up to date (%s)\n", b.name.c_str(), source.c_str());
       return *cur;
     }
   }
   const std::string work = store.TmpDir() + "/template-" + WB_TRY(RandomHex(6));
   if (::mkdir(work.c_str(), 0700) != 0) return Errno("mkdir", work);
   auto run = [&]() -> Result<Image> {
-    const std::string layer = "rootfs.tar.zst";
-    WB_RETURN_IF_ERROR(MakeRootfs(spec, work, work + "/" + layer, b.quiet));
-    WB_RETURN_IF_ERROR(WriteArchive(work, layer));
+    std::vector<std::string> layers = {"rootfs.tar.zst"};
+    WB_RETURN_IF_ERROR(MakeRootfs(spec, work, work + "/" + layers[0], b.quiet));
+    if (spec.code_interpreter) {
+      layers.push_back("interp.tar");
+      WB_RETURN_IF_ERROR(WriteInterpLayer(work + "/" + layers.back()));
+    }
+    WB_RETURN_IF_ERROR(WriteArchive(work, layers, spec.code_interpreter));
     ImportOptions io;
     io.local_name = true;
-    io.source = spec.Key();
+    io.source = source;
     return Import(store, work, b.name, p, io);
   };
   auto r = run();

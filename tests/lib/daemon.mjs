@@ -81,11 +81,13 @@ export async function eventually (pred, timeoutMs = 15000, intervalMs = 20) {
 export class Daemon {
   // uidBase: the sandboxes' host uid range (the suite's, from
   // tests/uid_ranges.h); name: for the temporary dir and cgroup parent;
-  // stateDir: a state dir to reuse (kept at stop).
-  constructor ({ uidBase, name, args = [], cgroupParent = `/warmbox-${name}-test-${process.pid}`, stateDir } = {}) {
+  // stateDir: a state dir to reuse (kept at stop); templates: built before
+  // the daemon starts (a first use would take longer than a create waits).
+  constructor ({ uidBase, name, args = [], templates = ['base'], cgroupParent = `/warmbox-${name}-test-${process.pid}`, stateDir } = {}) {
     if (!uidBase || !name) throw new Error('Daemon: uidBase and name are required')
     this.uidBase = uidBase
     this.args = args
+    this.templates = templates
     this.cgroupParent = cgroupParent
     this.tmp = stateDir || fs.mkdtempSync(path.join(os.tmpdir(), `wb-${name}-test-`))
     this.ownsState = !stateDir
@@ -106,11 +108,13 @@ export class Daemon {
   cli (...args) { return [WARMBOX, '--state-dir', this.tmp, ...args] }
 
   async start () {
-    // E2B's default template first: built on first use, it would take
+    // E2B's default templates first: built on first use, they would take
     // longer than the SDK waits for a create.
-    const argv = this.cli('template', 'build-debian', '-q', 'base')
-    const built = spawnSync(argv[0], argv.slice(1), { env: this.env, encoding: 'utf8', timeout: 900_000 })
-    if (built.status !== 0) throw new Error(`template build-debian base: ${built.stderr || built.error}`)
+    for (const t of this.templates) {
+      const argv = this.cli('template', 'build-debian', '-q', t)
+      const built = spawnSync(argv[0], argv.slice(1), { env: this.env, encoding: 'utf8', timeout: 900_000 })
+      if (built.status !== 0) throw new Error(`template build-debian ${t}: ${built.stderr || built.error}`)
+    }
     for (let attempt = 0; attempt < 3; attempt++) {
       this.port = await freePort()
       const argv = this.cli('pool', 'start', '--socket', this.socket, '--http', `127.0.0.1:${this.port}`, ...this.args)

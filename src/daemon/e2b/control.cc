@@ -129,6 +129,10 @@ std::string SandboxJson(const LiveInfo& i, std::string_view access_token) {
       {"sandboxID", i.id},     {"templateID", i.image},        {"alias", i.image},
       {"clientID", "warmbox"}, {"envdVersion", kEnvdVersion},  {"envdAccessToken", access_token},
       {"domain", nullptr},     {"trafficAccessToken", nullptr}};
+  // The code interpreter SDK sends only the traffic token to a sandbox's
+  // ports (its /contexts calls carry no X-Access-Token): the same token
+  // (docs/e2b.md, "Ports").
+  if (!access_token.empty()) j["trafficAccessToken"] = access_token;
   return j.dump(-1, ' ', false, json::error_handler_t::replace);
 }
 

@@ -82,6 +82,9 @@ std::optional<Refusal> Front::Admit(const Request& head, const Route& r) const {
   }
   if (r.plane == Plane::kEnvd && path == "/health") return std::nullopt;
   auto token = Header(head, "X-Access-Token");
+  // A port also takes the traffic token (the code interpreter SDK sends
+  // only that on its /contexts calls); it is the access token.
+  if (!token && r.plane == Plane::kPort) token = Header(head, "E2B-Traffic-Access-Token");
   // A sandbox of an older daemon has no token: no E2B access to it.
   if (token && !info->access_token.empty() && TokenEquals(*token, info->access_token)) {
     return std::nullopt;

@@ -40,7 +40,8 @@ TEST(NdjsonResponseReader, CloseDelimitedLastLineWithoutNewline) {
 
 TEST(NdjsonResponseReader, ErrorStatusKeepsTheBody) {
   NdjsonResponseReader r;
-  auto lines = LinesOf("HTTP/1.1 404 Not Found\r\nContent-Length: 19\r\n\r\nContext c not found", r);
+  auto lines =
+      LinesOf("HTTP/1.1 404 Not Found\r\nContent-Length: 19\r\n\r\nContext c not found", r);
   EXPECT_TRUE(lines.empty());
   EXPECT_EQ(r.status(), 404u);
   EXPECT_EQ(r.error_body(), "Context c not found");

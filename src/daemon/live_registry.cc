@@ -411,21 +411,19 @@ asio::awaitable<Result<LiveInfo>> LiveRegistry::Create(LiveCreateRequest req) {
     Result<void> served = co_await OnBlockingThread(rt, serve_live);
     if (!served.ok()) co_return co_await destroy_on_error(served.error());
   }
-  {
+  if (!services.empty()) {
     // The create's env for the image's services, bound late (they started
     // before this claim): /run/warmbox/envs.json, before the create returns.
+    // Images without services do not pay these two agent round trips.
     asio::any_io_executor ex = io_.get_executor();
     const AgentEndpoint ep = sb->live_endpoint();
-    if (!services.empty() && !ServesBeforeClaim(*sb)) {
+    if (!ServesBeforeClaim(*sb)) {
       // A driver with no live operations before a claim (vm): they start now.
       auto started = co_await StartServices(ex, ep, *img, services);
       if (!started.ok()) co_return co_await destroy_on_error(started.error());
     }
     auto wrote = co_await WriteEnvFile(ex, ep, req.env);
-    if (!wrote.ok()) {
-      if (!services.empty()) co_return co_await destroy_on_error(wrote.error());
-      spdlog::debug("sandbox {}: {}", sb->id(), wrote.error().ToString());
-    }
+    if (!wrote.ok()) co_return co_await destroy_on_error(wrote.error());
   }
   std::vector<ServiceState> service_states;
   if (!services.empty()) {

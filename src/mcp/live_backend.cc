@@ -1,5 +1,8 @@
 #include "mcp/live_backend.h"
 
+#include <nlohmann/json.hpp>
+
+#include "daemon/code_run.h"
 #include "daemon/e2b/filesystem_internal.h"
 #include "daemon/http_live.h"
 #include "proto/agent_proto.h"
@@ -216,6 +219,78 @@ asio::awaitable<Result<std::vector<FileEntry>>> LiveBackend::ListFiles(std::stri
   std::vector<FileEntry> out;
   for (const auto& e : *entries) out.push_back(FileEntry{e.path, e.type, e.size});
   co_return out;
+}
+
+namespace {
+
+// One NDJSON event of the interpreter (E2B's code-interpreter protocol) into
+// out: streams into stdout/stderr, a result's representations into outputs
+// (images as base64, the rest as text), an error into stderr and exit 1.
+void AddInterpreterEvent(const std::string& line, CodeResult& out) {
+  auto j = nlohmann::json::parse(line, nullptr, false);
+  if (!j.is_object() || !j.contains("type") || !j["type"].is_string()) return;
+  const std::string type = j["type"].get<std::string>();
+  auto text = [&](const char* key) {
+    return j.contains(key) && j[key].is_string() ? j[key].get<std::string>() : std::string();
+  };
+  CommandResult& c = out.command;
+  if (type == "stdout" || type == "stderr") {
+    std::string& dst = type == "stdout" ? c.stdout_data : c.stderr_data;
+    bool& cut = type == "stdout" ? c.stdout_truncated : c.stderr_truncated;
+    std::string t = text("text");
+    if (dst.size() + t.size() > kMaxOutput) {
+      t.resize(kMaxOutput - std::min(kMaxOutput, dst.size()));
+      cut = true;
+    }
+    dst += t;
+  } else if (type == "result") {
+    static const std::pair<const char*, const char*> kMimes[] = {{"png", "image/png"},
+                                                                 {"jpeg", "image/jpeg"},
+                                                                 {"svg", "image/svg+xml"},
+                                                                 {"html", "text/html"},
+                                                                 {"markdown", "text/markdown"},
+                                                                 {"latex", "text/latex"},
+                                                                 {"javascript", "text/javascript"},
+                                                                 {"text", "text/plain"}};
+    for (const auto& [key, mime] : kMimes) {
+      if (j.contains(key) && j[key].is_string())
+        out.outputs.push_back({mime, j[key].get<std::string>()});
+    }
+    if (j.contains("json") && !j["json"].is_null()) {
+      out.outputs.push_back({"application/json", j["json"].dump()});
+    }
+  } else if (type == "error") {
+    c.exit_code = 1;
+    c.stderr_data += text("name") + ": " + text("value") + "\n" + text("traceback");
+  }
+}
+
+}  // namespace
+
+asio::awaitable<Result<CodeResult>> LiveBackend::RunCode(std::string id, std::string language,
+                                                         std::string code, uint64_t timeout_ms) {
+  daemon::CodeRequest req;
+  req.code = code;
+  req.language = language;
+  req.timeout_ms = timeout_ms;
+  auto out = std::make_shared<CodeResult>();
+  daemon::CodeLineFn on_line = [out](std::string line) -> asio::awaitable<bool> {
+    AddInterpreterEvent(line, *out);
+    co_return true;
+  };
+  auto ran = co_await daemon::RunCode(live_, id, std::move(req), on_line);
+  if (ran.ok()) co_return std::move(*out);
+  if (ran.error().code == ErrorCode::kDeadlineExceeded) {
+    out->command.timed_out = true;
+    out->command.exit_code = 137;
+    co_return std::move(*out);
+  }
+  // No interpreter in this sandbox's image: run the code as a program.
+  if (ran.error().code == ErrorCode::kUnavailable) {
+    co_return co_await Backend::RunCode(std::move(id), std::move(language), std::move(code),
+                                        timeout_ms);
+  }
+  co_return ran.error();
 }
 
 }  // namespace wb::mcp

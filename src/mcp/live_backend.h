@@ -17,6 +17,11 @@ class LiveBackend : public Backend {
   boost::asio::awaitable<Result<void>> KillSandbox(std::string id) override;
   boost::asio::awaitable<Result<std::vector<SandboxSummary>>> ListSandboxes() override;
   boost::asio::awaitable<Result<CommandResult>> Run(std::string id, CommandSpec cmd) override;
+  // Through the sandbox's code interpreter (port 49999, docs/services.md)
+  // when one listens, for rich outputs; else the default (python3 -c ...).
+  boost::asio::awaitable<Result<CodeResult>> RunCode(std::string id, std::string language,
+                                                     std::string code,
+                                                     uint64_t timeout_ms) override;
   boost::asio::awaitable<Result<std::string>> ReadFile(std::string id, std::string path) override;
   boost::asio::awaitable<Result<void>> WriteFile(std::string id, std::string path,
                                                  std::string data) override;

@@ -216,7 +216,8 @@ TEST(GzipInflaterTest, BadStreamsAreRefused) {
   auto junk = Gunzip("this is not gzip at all", 5);
   ASSERT_FALSE(junk.ok());
   EXPECT_EQ(junk.error().code, ErrorCode::kInvalidArgument);
-  EXPECT_NE(junk.error().ToString().find("not a valid gzip stream"), std::string::npos);
+  EXPECT_NE(junk.error().ToString().find("not a valid gzip stream"), std::string::npos)
+      << junk.error().ToString();
   std::string gz = Gzip("some data that is long enough to be cut");
   auto cut = Gunzip(gz.substr(0, gz.size() - 6), 4);
   ASSERT_FALSE(cut.ok());

@@ -75,11 +75,15 @@ try {
   await (await Sandbox.create(opts)).kill()
   await settled()
   // Memory of each warm sandbox: the pool's sandbox cgroups (none claimed now).
-  const cg = `/sys/fs/cgroup${d.cgroupParent}`
-  for (const name of fs.readdirSync(cg)) {
-    try {
-      memory.push(Number(fs.readFileSync(path.join(cg, name, 'memory.current'), 'utf8')))
-    } catch { /* not a sandbox's */ }
+  // cgroup v2 (memory.current) or v1's memory hierarchy (memory.usage_in_bytes).
+  for (const [cg, file] of [[`/sys/fs/cgroup${d.cgroupParent}`, 'memory.current'],
+    [`/sys/fs/cgroup/memory${d.cgroupParent}`, 'memory.usage_in_bytes']]) {
+    if (!fs.existsSync(cg) || memory.length) continue
+    for (const name of fs.readdirSync(cg)) {
+      try {
+        memory.push(Number(fs.readFileSync(path.join(cg, name, file), 'utf8')))
+      } catch { /* not a sandbox's */ }
+    }
   }
 
   const s = await Sandbox.create(opts)

@@ -5,6 +5,7 @@
 #include "daemon/code_run.h"
 #include "daemon/e2b/filesystem_internal.h"
 #include "daemon/http_live.h"
+#include "mcp/tools.h"
 #include "proto/agent_proto.h"
 
 namespace wb::mcp {
@@ -220,52 +221,6 @@ asio::awaitable<Result<std::vector<FileEntry>>> LiveBackend::ListFiles(std::stri
   for (const auto& e : *entries) out.push_back(FileEntry{e.path, e.type, e.size});
   co_return out;
 }
-
-namespace {
-
-// One NDJSON event of the interpreter (E2B's code-interpreter protocol) into
-// out: streams into stdout/stderr, a result's representations into outputs
-// (images as base64, the rest as text), an error into stderr and exit 1.
-void AddInterpreterEvent(const std::string& line, CodeResult& out) {
-  auto j = nlohmann::json::parse(line, nullptr, false);
-  if (!j.is_object() || !j.contains("type") || !j["type"].is_string()) return;
-  const std::string type = j["type"].get<std::string>();
-  auto text = [&](const char* key) {
-    return j.contains(key) && j[key].is_string() ? j[key].get<std::string>() : std::string();
-  };
-  CommandResult& c = out.command;
-  if (type == "stdout" || type == "stderr") {
-    std::string& dst = type == "stdout" ? c.stdout_data : c.stderr_data;
-    bool& cut = type == "stdout" ? c.stdout_truncated : c.stderr_truncated;
-    std::string t = text("text");
-    if (dst.size() + t.size() > kMaxOutput) {
-      t.resize(kMaxOutput - std::min(kMaxOutput, dst.size()));
-      cut = true;
-    }
-    dst += t;
-  } else if (type == "result") {
-    static const std::pair<const char*, const char*> kMimes[] = {{"png", "image/png"},
-                                                                 {"jpeg", "image/jpeg"},
-                                                                 {"svg", "image/svg+xml"},
-                                                                 {"html", "text/html"},
-                                                                 {"markdown", "text/markdown"},
-                                                                 {"latex", "text/latex"},
-                                                                 {"javascript", "text/javascript"},
-                                                                 {"text", "text/plain"}};
-    for (const auto& [key, mime] : kMimes) {
-      if (j.contains(key) && j[key].is_string())
-        out.outputs.push_back({mime, j[key].get<std::string>()});
-    }
-    if (j.contains("json") && !j["json"].is_null()) {
-      out.outputs.push_back({"application/json", j["json"].dump()});
-    }
-  } else if (type == "error") {
-    c.exit_code = 1;
-    c.stderr_data += text("name") + ": " + text("value") + "\n" + text("traceback");
-  }
-}
-
-}  // namespace
 
 asio::awaitable<Result<CodeResult>> LiveBackend::RunCode(std::string id, std::string language,
                                                          std::string code, uint64_t timeout_ms) {

@@ -285,6 +285,40 @@ TEST(McpPure, ImageMimeAndUtf8) {
   EXPECT_FALSE(IsUtf8("\xed\xa0\x80"));  // a surrogate
 }
 
+// The code interpreter's NDJSON events as run_code's result (LiveBackend).
+TEST(McpPure, InterpreterEventsBecomeACodeResult) {
+  CodeResult r;
+  for (
+      const char* line :
+      {R"({"type":"number_of_executions","execution_count":1})",
+       R"({"type":"stdout","text":"hello\n","timestamp":"x"})",
+       R"({"type":"stderr","text":"warn\n"})", R"({"type":"keepalive"})",
+       R"({"type":"result","is_main_result":true,"text":"2","png":"iVBORw0KGgo=","json":{"a":1}})",
+       "not json at all",
+       R"({"type":"error","name":"ZeroDivisionError","value":"division by zero","traceback":"tb"})",
+       R"({"type":"end_of_execution"})"}) {
+    AddInterpreterEvent(line, r);
+  }
+  EXPECT_EQ(r.command.stdout_data, "hello\n");
+  EXPECT_EQ(r.command.stderr_data, "warn\nZeroDivisionError: division by zero\ntb");
+  EXPECT_EQ(r.command.exit_code, 1);
+  ASSERT_EQ(r.outputs.size(), 3u);
+  EXPECT_EQ(r.outputs[0].mime, "image/png");
+  EXPECT_EQ(r.outputs[0].data, "iVBORw0KGgo=");
+  EXPECT_EQ(r.outputs[1].mime, "text/plain");
+  EXPECT_EQ(r.outputs[1].data, "2");
+  EXPECT_EQ(r.outputs[2].mime, "application/json");
+  EXPECT_EQ(r.outputs[2].data, R"({"a":1})");
+  // Streams stay within kMaxOutput.
+  CodeResult big;
+  const std::string chunk =
+      nlohmann::json{{"type", "stdout"}, {"text", std::string(700000, 'x')}}.dump();
+  AddInterpreterEvent(chunk, big);
+  AddInterpreterEvent(chunk, big);
+  EXPECT_EQ(big.command.stdout_data.size(), kMaxOutput);
+  EXPECT_TRUE(big.command.stdout_truncated);
+}
+
 TEST(McpPure, ReplyFormatAndSessions) {
   EXPECT_EQ(ChooseReplyFormat(std::nullopt), ReplyFormat::kJson);
   EXPECT_EQ(ChooseReplyFormat("application/json, text/event-stream"), ReplyFormat::kJson);

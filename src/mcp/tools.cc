@@ -604,6 +604,45 @@ asio::awaitable<Result<CodeResult>> Backend::RunCode(std::string id, std::string
   co_return out;
 }
 
+void AddInterpreterEvent(const std::string& line, CodeResult& out) {
+  auto j = nlohmann::json::parse(line, nullptr, false);
+  if (!j.is_object() || !j.contains("type") || !j["type"].is_string()) return;
+  const std::string type = j["type"].get<std::string>();
+  auto text = [&](const char* key) {
+    return j.contains(key) && j[key].is_string() ? j[key].get<std::string>() : std::string();
+  };
+  CommandResult& c = out.command;
+  if (type == "stdout" || type == "stderr") {
+    std::string& dst = type == "stdout" ? c.stdout_data : c.stderr_data;
+    bool& cut = type == "stdout" ? c.stdout_truncated : c.stderr_truncated;
+    std::string t = text("text");
+    if (dst.size() + t.size() > kMaxOutput) {
+      t.resize(kMaxOutput - std::min(kMaxOutput, dst.size()));
+      cut = true;
+    }
+    dst += t;
+  } else if (type == "result") {
+    static const std::pair<const char*, const char*> kMimes[] = {{"png", "image/png"},
+                                                                 {"jpeg", "image/jpeg"},
+                                                                 {"svg", "image/svg+xml"},
+                                                                 {"html", "text/html"},
+                                                                 {"markdown", "text/markdown"},
+                                                                 {"latex", "text/latex"},
+                                                                 {"javascript", "text/javascript"},
+                                                                 {"text", "text/plain"}};
+    for (const auto& [key, mime] : kMimes) {
+      if (j.contains(key) && j[key].is_string())
+        out.outputs.push_back({mime, j[key].get<std::string>()});
+    }
+    if (j.contains("json") && !j["json"].is_null()) {
+      out.outputs.push_back({"application/json", j["json"].dump()});
+    }
+  } else if (type == "error") {
+    c.exit_code = 1;
+    c.stderr_data += text("name") + ": " + text("value") + "\n" + text("traceback");
+  }
+}
+
 std::string ImageMime(std::string_view d) {
   if (d.size() >= 8 && d.substr(0, 8) == std::string_view("\x89PNG\r\n\x1a\n", 8)) {
     return "image/png";

@@ -23,6 +23,13 @@ bool IsTool(std::string_view name);
 boost::asio::awaitable<nlohmann::json> CallTool(Backend& backend, std::string name,
                                                 nlohmann::json args);
 
+// One NDJSON event of a code interpreter's /execute answer (E2B's protocol)
+// into out: stdout/stderr appended (capped at kMaxOutput), a result's
+// representations as outputs (png/jpeg base64 as given, the rest as text;
+// json dumped), an error as "Name: value\ntraceback" on stderr and exit 1.
+// Other events (keepalive, end_of_execution...) and bad lines are ignored.
+void AddInterpreterEvent(const std::string& line, CodeResult& out);
+
 // The MIME type of an image by its first bytes (png, jpeg, gif, webp); "".
 std::string ImageMime(std::string_view data);
 bool IsUtf8(std::string_view s);

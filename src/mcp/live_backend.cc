@@ -1,7 +1,5 @@
 #include "mcp/live_backend.h"
 
-#include <nlohmann/json.hpp>
-
 #include "daemon/code_run.h"
 #include "daemon/e2b/filesystem_internal.h"
 #include "daemon/http_live.h"

@@ -293,16 +293,26 @@ TEST_F(NsDriverTest, TeardownLeavesNothing) {
 }
 
 TEST_F(NsDriverTest, AgentSetupFailureIsReportedClearly) {
-  // An image whose rootfs vanished: the overlay mount inside must fail and
-  // the error must say so, quickly and without leftovers.
+  // An image whose rootfs is a file, not a dir: the overlay mount inside
+  // must fail and the error must say so, quickly and without leftovers.
   { auto warm = NewSandbox(); }
-  ASSERT_TRUE(RemoveTree(state_ + "/images/busybox/rootfs").ok());
+  const std::string rootfs = state_ + "/images/busybox/rootfs";
+  ASSERT_TRUE(RemoveTree(rootfs).ok());
+  { std::ofstream(rootfs) << "not a dir"; }
+  ASSERT_TRUE(PathExists(rootfs));
   auto dirs_before = wb::testing::DirsBelow(SandboxesDir(state_));
   auto sb = driver_->Create(SandboxSpec{});
   ASSERT_FALSE(sb.ok());
   std::string msg = sb.error().ToString();
   EXPECT_NE(msg.find("overlay"), std::string::npos) << msg;
   EXPECT_NE(msg.find("agent exited with code 1"), std::string::npos) << msg;
+  EXPECT_EQ(wb::testing::DirsBelow(SandboxesDir(state_)), dirs_before);
+  // A rootfs that vanished is caught before anything is mounted, by name.
+  ASSERT_EQ(::unlink(rootfs.c_str()), 0);
+  auto gone = driver_->Create(SandboxSpec{});
+  ASSERT_FALSE(gone.ok());
+  EXPECT_EQ(gone.error().code, ErrorCode::kNotFound);
+  EXPECT_NE(gone.error().ToString().find(rootfs), std::string::npos) << gone.error().ToString();
   EXPECT_EQ(wb::testing::DirsBelow(SandboxesDir(state_)), dirs_before);
 }
 

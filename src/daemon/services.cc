@@ -6,6 +6,7 @@
 
 #include "base/json.h"
 #include "base/log.h"
+#include "daemon/e2b/fs_messages.h"
 #include "pool/agent_conn.h"
 
 namespace wb::daemon {
@@ -111,16 +112,6 @@ asio::awaitable<Result<std::vector<ServiceState>>> ListServices(asio::any_io_exe
   co_return out;
 }
 
-std::string EnvFileJson(const std::vector<std::string>& env) {
-  json j = json::object();
-  for (const auto& kv : env) {
-    size_t eq = kv.find('=');
-    if (eq == std::string::npos || eq == 0) continue;
-    j[kv.substr(0, eq)] = kv.substr(eq + 1);
-  }
-  return j.dump(-1, ' ', false, json::error_handler_t::replace);
-}
-
 asio::awaitable<Result<void>> WriteEnvFile(asio::any_io_executor ex, AgentEndpoint ep,
                                            std::vector<std::string> env) {
   // A reader (the in-sandbox server) must never see half a file: written
@@ -130,7 +121,7 @@ asio::awaitable<Result<void>> WriteEnvFile(asio::any_io_executor ex, AgentEndpoi
   w.op = "write";
   w.path = tmp;
   w.mode = 0644;
-  std::string body = EnvFileJson(env);
+  std::string body = e2b::EnvsJson(env);
   auto wrote = co_await FileOp(ex, ep, w, body);
   if (!wrote.ok()) co_return wrote.error().Wrap("write " + std::string(kEnvFilePath));
   proto::FileRequest r;

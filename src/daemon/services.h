@@ -38,9 +38,8 @@ proto::ExecRequest ServiceExec(const Image& image, const ServiceSpec& s);
 [[nodiscard]] boost::asio::awaitable<Result<std::vector<ServiceState>>> ListServices(
     boost::asio::any_io_executor ex, AgentEndpoint ep);
 
-// {"K":"V",...} of "K=V" entries (a later key wins).
-std::string EnvFileJson(const std::vector<std::string>& env);
-// Writes EnvFileJson(env) to kEnvFilePath atomically (a temp file beside it,
+// Writes env as envd's GET /envs answers it (e2b::EnvsJson: {"K":"V",...},
+// a later key wins) to kEnvFilePath atomically (a temp file beside it,
 // then a rename), mode 0644, owned by root; /run/warmbox made as needed.
 [[nodiscard]] boost::asio::awaitable<Result<void>> WriteEnvFile(boost::asio::any_io_executor ex,
                                                                 AgentEndpoint ep,

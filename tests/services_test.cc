@@ -113,7 +113,8 @@ class ServicesTest : public wb::testing::DaemonFixture {
 const char* kLabel = R"([
   {"name":"marker","argv":["sh","-c","echo up > /tmp/marker; exec sleep 100000"]},
   {"name":"quick","argv":["sh","-c","exit 3"]},
-  {"name":"interp","argv":["nc","-ll","-p","49999","-e","/srv/interp.sh"],"env":["SVC=1"]}
+  {"name":"interp","argv":["sh","-c","sleep 1; exec nc -ll -p 49999 -e /srv/interp.sh"],
+   "env":["SVC=1"],"ready_port":49999}
 ])";
 
 TEST_F(ServicesTest, StartAtPreBootListedEnvFileAndRunCode) {
@@ -125,6 +126,11 @@ TEST_F(ServicesTest, StartAtPreBootListedEnvFileAndRunCode) {
   const int64_t before_claim = NowMs();
   const std::string id = Create({"--image", "svc", "-e", "FOO=bar", "-e", "X=1 2"});
   ASSERT_FALSE(id.empty());
+  // Ready at the claim: the interpreter (listening only a second after its
+  // start) was polled before the sandbox went idle, so the first request
+  // right after the create is answered, with no retry.
+  auto first = Wb({"run-code", "--socket", sock_, id, "--", "1+1"});
+  EXPECT_EQ(first.code, 0) << first.err << Log();
 
   // Listed in inspect: the two that run and the one that exited (3) before
   // the claim.
@@ -193,6 +199,56 @@ TEST_F(ServicesTest, StartAtPreBootListedEnvFileAndRunCode) {
   })) << Inspect(id).dump();
   EXPECT_EQ(Wb({"sandbox", "kill", "--socket", sock_, id}).code, 0);
   EXPECT_EQ(Wb({"sandbox", "kill", "--socket", sock_, id2}).code, 0);
+}
+
+// A service whose ready_port never accepts fails its sandbox's pre-boot,
+// naming the image, the service and the port: the create that waited for it
+// gets that error, the pool's refills log it and back off, nothing goes
+// idle, and nothing is left behind.
+TEST_F(ServicesTest, ServiceNeverReadyFailsThePreBootNamingIt) {
+  MakeImage("deaf", R"([{"name":"deaf","argv":["sleep","100000"],"ready_port":5000,
+                         "ready_timeout_s":1}])");
+  if (HasFatalFailure()) return;
+  MakeImage("gone", R"([{"name":"up","argv":["sleep","100000"]},
+                        {"name":"gone","argv":["sh","-c","exit 7"],"ready_port":5001}])");
+  if (HasFatalFailure()) return;
+  StartDaemon({"--size", "1"});
+  const auto t0 = std::chrono::steady_clock::now();
+  auto deaf = Wb({"sandbox", "create", "--socket", sock_, "--image", "deaf", "--no-main"});
+  EXPECT_EQ(deaf.code, 125) << deaf.out;
+  EXPECT_NE(deaf.err.find("service deaf of image docker.io/library/deaf:latest"), std::string::npos)
+      << deaf.err;
+  EXPECT_NE(deaf.err.find("port 5000 (its ready_port) accepted no connection within 1 s"),
+            std::string::npos)
+      << deaf.err;
+  EXPECT_GE(std::chrono::steady_clock::now() - t0, std::chrono::seconds(1));
+  // A service that exits is said at once, with its status, not at the timeout.
+  auto gone = Wb({"sandbox", "create", "--socket", sock_, "--image", "gone", "--no-main"});
+  EXPECT_EQ(gone.code, 125) << gone.out;
+  EXPECT_NE(gone.err.find("service gone of image docker.io/library/gone:latest"), std::string::npos)
+      << gone.err;
+  EXPECT_NE(gone.err.find("exited (status 7) before port 5001 (its ready_port) accepted"),
+            std::string::npos)
+      << gone.err;
+  // The pools' refills fail the same way (logged, backing off); none idles.
+  EXPECT_TRUE(Eventually([&] {
+    return Log().find("pool docker.io/library/deaf:latest: creating a sandbox failed") !=
+           std::string::npos;
+  })) << Log();
+  auto status = Wb({"pool", "status", "--json", "--socket", sock_});
+  ASSERT_EQ(status.code, 0) << status.err;
+  const json pools = json::parse(status.out);
+  const json& images = pools.is_array() ? pools : pools["images"];
+  for (const auto& p : images) {
+    const std::string image = p["image"];
+    if (image.find("deaf") == std::string::npos && image.find("gone") == std::string::npos)
+      continue;
+    EXPECT_EQ(p["idle"], 0) << p.dump();
+    EXPECT_GE(p["failed_creations"].get<int64_t>(), 1) << p.dump();
+  }
+  // The daemon stops while a refill polls: every sandbox goes, none is left.
+  StopDaemon();
+  EXPECT_TRUE(wb::testing::PidsWithUidIn(kBase, kBase + wb::testing::kRangeIds).empty());
 }
 
 TEST_F(ServicesTest, RunCodeWithoutAnInterpreterSaysSo) {

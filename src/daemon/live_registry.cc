@@ -421,6 +421,10 @@ asio::awaitable<Result<LiveInfo>> LiveRegistry::Create(LiveCreateRequest req) {
       // A driver with no live operations before a claim (vm): they start now.
       auto started = co_await StartServices(ex, ep, *img, services);
       if (!started.ok()) co_return co_await destroy_on_error(started.error());
+      // And the create waits for their readiness (the pool could not).
+      std::function<bool()> stopping = [&rt] { return rt.stopping; };
+      auto ready = co_await AwaitServicesReady(ex, ep, resolved, services, std::move(stopping));
+      if (!ready.ok()) co_return co_await destroy_on_error(ready.error());
     }
     auto wrote = co_await WriteEnvFile(ex, ep, req.env);
     if (!wrote.ok()) co_return co_await destroy_on_error(wrote.error());

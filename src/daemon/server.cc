@@ -62,9 +62,12 @@ class Daemon {
         signals_(io_, SIGINT, SIGTERM),
         drain_timer_(io_) {
     socket_.set_live(&live_);
-    // An image's services start in each of its pre-booted sandboxes.
-    executor_.registry().runtime().prepare = [&store](Sandbox& sb, const std::string& image) {
-      return PrepareServices(store, sb, image);
+    // An image's services start in each of its pre-booted sandboxes, which
+    // go idle once those that declare readiness are ready.
+    pool::PoolRuntime& rt = executor_.registry().runtime();
+    rt.prepare = [&store, &rt](Sandbox& sb, const std::string& image) {
+      std::function<bool()> stopping = [&rt] { return rt.stopping; };
+      return PrepareServices(store, sb, image, std::move(stopping));
     };
     executor_.set_live_counts([this] { return live_.CountByState(); });
   }

@@ -1,12 +1,16 @@
 #include "daemon/services.h"
 
+#include <boost/asio/redirect_error.hpp>
+#include <boost/asio/steady_timer.hpp>
 #include <boost/asio/this_coro.hpp>
+#include <boost/asio/use_awaitable.hpp>
 #include <nlohmann/json.hpp>
 #include <set>
 
 #include "base/json.h"
 #include "base/log.h"
 #include "daemon/e2b/fs_messages.h"
+#include "daemon/e2b/port_proxy.h"
 #include "pool/agent_conn.h"
 
 namespace wb::daemon {
@@ -87,6 +91,57 @@ asio::awaitable<Result<void>> StartServices(asio::any_io_executor ex, AgentEndpo
   co_return Ok();
 }
 
+asio::awaitable<Result<void>> AwaitServicesReady(asio::any_io_executor ex, AgentEndpoint ep,
+                                                 const std::string& image,
+                                                 const std::vector<ServiceSpec>& services,
+                                                 std::function<bool()> stopping) {
+  using std::chrono::milliseconds;
+  using Clock = std::chrono::steady_clock;
+  const auto t0 = Clock::now();
+  asio::steady_timer timer(ex);
+  for (const auto& s : services) {
+    if (s.ready_port == 0) continue;
+    const std::string what = "service " + s.name + " of image " + image;
+    const std::string ports = std::to_string(s.ready_port);
+    const ReadyPollPlan plan{std::chrono::seconds(s.ready_timeout_s)};
+    for (uint32_t attempts = 0;; ++attempts) {
+      if (stopping()) co_return Fail(ErrorCode::kDraining, "service ready", what, "shutting down");
+      auto conn = co_await pool::AgentConn::Connect(ex, ep);
+      if (!conn.ok()) co_return conn.error().Wrap("service ready: " + what);
+      std::unique_ptr<pool::AgentConn> agent = std::move(*conn);
+      const std::string sandbox = ep.socket_path;
+      auto tunnel = co_await e2b::OpenTunnelOn(std::move(agent), sandbox, s.ready_port);
+      // Accepted: ready. The tunnel closes here (the service sees a client
+      // that sends nothing and leaves).
+      if (tunnel.ok()) break;
+      if (tunnel.error().err != ECONNREFUSED)
+        co_return tunnel.error().Wrap("service ready: " + what + ": port " + ports);
+      // Nothing listens yet. A service that died never will: said at once,
+      // with its status, rather than at the timeout.
+      auto listed = co_await ListServices(ex, ep);
+      if (!listed.ok()) co_return listed.error().Wrap("service ready: " + what);
+      for (const auto& st : *listed) {
+        if (st.name == s.name && st.exit_code) {
+          co_return Fail(ErrorCode::kFailedPrecondition, "service ready", what,
+                         "exited (status " + std::to_string(*st.exit_code) + ") before port " +
+                             ports + " (its ready_port) accepted a connection");
+        }
+      }
+      const auto elapsed = std::chrono::duration_cast<milliseconds>(Clock::now() - t0);
+      auto delay = plan.Next(attempts, elapsed);
+      if (!delay) {
+        co_return Fail(ErrorCode::kDeadlineExceeded, "service ready", what,
+                       "port " + ports + " (its ready_port) accepted no connection within " +
+                           std::to_string(s.ready_timeout_s) + " s of the start");
+      }
+      timer.expires_after(*delay);
+      boost::system::error_code ec;
+      co_await timer.async_wait(asio::redirect_error(asio::use_awaitable, ec));
+    }
+  }
+  co_return Ok();
+}
+
 asio::awaitable<Result<std::vector<ServiceState>>> ListServices(asio::any_io_executor ex,
                                                                 AgentEndpoint ep) {
   auto conn = co_await pool::AgentConn::Connect(ex, ep);
@@ -134,10 +189,12 @@ asio::awaitable<Result<void>> WriteEnvFile(asio::any_io_executor ex, AgentEndpoi
   co_return Ok();
 }
 
-asio::awaitable<void> PrepareServices(ImageStore& store, Sandbox& sb, const std::string& image) {
-  if (!ServesBeforeClaim(sb)) co_return;
+asio::awaitable<Result<void>> PrepareServices(ImageStore& store, Sandbox& sb,
+                                              const std::string& image,
+                                              std::function<bool()> stopping) {
+  if (!ServesBeforeClaim(sb)) co_return Ok();
   auto img = store.Get(image);
-  if (!img.ok()) co_return;
+  if (!img.ok()) co_return Ok();
   // Warned once per image (and reason), not at every refill. The loop's
   // thread only.
   static std::set<std::string> warned;
@@ -146,16 +203,18 @@ asio::awaitable<void> PrepareServices(ImageStore& store, Sandbox& sb, const std:
     const std::string why = services.error().ToString();
     if (warned.insert(why).second)
       spdlog::warn("{}; its sandboxes start no services (a live create of it is refused)", why);
-    co_return;
+    co_return Ok();
   }
-  if (services->empty()) co_return;
+  if (services->empty()) co_return Ok();
   asio::any_io_executor ex = co_await asio::this_coro::executor;
   const AgentEndpoint ep = sb.endpoint();
   auto started = co_await StartServices(ex, ep, *img, *services);
   if (!started.ok()) {
     const std::string why = started.error().ToString();
     if (warned.insert(why).second) spdlog::warn("pool {}: {}", image, why);
+    co_return Ok();
   }
+  co_return co_await AwaitServicesReady(ex, ep, image, *services, std::move(stopping));
 }
 
 }  // namespace wb::daemon

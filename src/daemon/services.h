@@ -7,6 +7,7 @@
 
 #include <boost/asio/any_io_executor.hpp>
 #include <boost/asio/awaitable.hpp>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -33,6 +34,17 @@ proto::ExecRequest ServiceExec(const Image& image, const ServiceSpec& s);
     boost::asio::any_io_executor ex, AgentEndpoint ep, const Image& image,
     const std::vector<ServiceSpec>& services);
 
+// Waits until every service that declares a ready_port accepts a TCP
+// connection there: a tunnel through the agent at ep (the port proxy's path,
+// e2b::OpenTunnelOn), opened and closed at once, retried by ReadyPollPlan
+// while the agent says nothing listens. Errors name the image, the service
+// and the port: deadline_exceeded when it is not ready within its
+// ready_timeout_s; failed_precondition when its process exited first (with
+// its status); the agent's own errors; draining once stopping() says so.
+[[nodiscard]] boost::asio::awaitable<Result<void>> AwaitServicesReady(
+    boost::asio::any_io_executor ex, AgentEndpoint ep, const std::string& image,
+    const std::vector<ServiceSpec>& services, std::function<bool()> stopping);
+
 // The services found on ep (kept processes tagged service:NAME), with their
 // exits, in start order.
 [[nodiscard]] boost::asio::awaitable<Result<std::vector<ServiceState>>> ListServices(
@@ -47,10 +59,15 @@ proto::ExecRequest ServiceExec(const Image& image, const ServiceSpec& s);
 
 // The pools' hook (pool::PoolRuntime::prepare): starts the image's services
 // in a sandbox just created, where its driver serves live operations before
-// a claim (ns). A bad label or a service that cannot start is logged (once
-// per image) and leaves the sandbox as it is: plain runs of the image work.
-[[nodiscard]] boost::asio::awaitable<void> PrepareServices(ImageStore& store, Sandbox& sb,
-                                                           const std::string& image);
+// a claim (ns), then waits for those that declare readiness
+// (AwaitServicesReady), so the sandbox goes idle ready. A bad label or a
+// service that cannot start is logged (once per image) and leaves the
+// sandbox as it is (Ok): plain runs of the image work. A service that does
+// not become ready is the error (the pool destroys the sandbox and backs
+// off).
+[[nodiscard]] boost::asio::awaitable<Result<void>> PrepareServices(ImageStore& store, Sandbox& sb,
+                                                                   const std::string& image,
+                                                                   std::function<bool()> stopping);
 
 // Whether the driver serves live operations before a claim, so services
 // start at pre-boot (ns: the agent's own socket); otherwise at the claim.

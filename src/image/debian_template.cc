@@ -260,7 +260,10 @@ std::vector<std::string> InterpArgv() {
 
 std::vector<std::pair<std::string, std::string>> TemplateLabels(bool code_interpreter) {
   if (!code_interpreter) return {};
-  nlohmann::json services = nlohmann::json::array({{{"name", "interp"}, {"argv", InterpArgv()}}});
+  // Ready once its server listens, which it does once its python kernel is
+  // up: the pool's sandboxes go idle with the kernel warm (docs/services.md).
+  nlohmann::json services = nlohmann::json::array(
+      {{{"name", "interp"}, {"argv", InterpArgv()}, {"ready_port", kInterpPort}}});
   return {{kServicesLabel, services.dump()}};
 }
 

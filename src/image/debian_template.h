@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "base/error.h"
+#include "image/services.h"
 #include "image/store.h"
 
 namespace wb {
@@ -26,10 +27,9 @@ inline constexpr unsigned kTemplateUid = 1000;
 // The code interpreter (docs/e2b.md, "Code interpreter"): warmbox's server
 // (src/interp/, built into warmbox-image) is copied to kInterpDir of a
 // template that has it, and declared as a pre-boot service in the image
-// config's kServicesLabel: a JSON array of {"name","argv"[,"user","cwd"]}.
+// config's kServicesLabel (image/services.h), with its port as ready_port.
 inline constexpr const char* kInterpDir = "/usr/lib/warmbox/interp";
 inline constexpr unsigned kInterpPort = 49999;
-inline constexpr const char* kServicesLabel = "org.warmbox.services";
 
 // The templates the daemon builds when a sandbox asks for them and they are
 // missing: name -> packages beyond kTemplatePackages.

@@ -192,6 +192,11 @@ TEST(DebianTemplateTest, CodeInterpreterShipsTheServer) {
   ASSERT_TRUE(services.is_array() && services.size() == 1) << labels[0].second;
   EXPECT_EQ(services[0]["name"], "interp");
   EXPECT_EQ(services[0]["argv"].get<std::vector<std::string>>(), argv);
+  // Ready (and so idle in its pool) once the server listens: after its kernel.
+  EXPECT_EQ(services[0]["ready_port"], 49999);
+  auto parsed = ParseServicesLabel("t", labels[0].second);
+  ASSERT_TRUE(parsed.ok()) << parsed.error().ToString();
+  EXPECT_EQ((*parsed)[0].ready_port, 49999);
   EXPECT_TRUE(TemplateLabels(false).empty());
 }
 

@@ -50,8 +50,11 @@ Result<std::vector<ServiceSpec>> ParseServicesLabel(std::string_view image,
     const auto& s = j[i];
     if (!s.is_object()) return BadLabel(image, at, "expected an object");
     for (const auto& [k, v] : s.items()) {
-      if (k != "name" && k != "argv" && k != "user" && k != "cwd" && k != "env")
-        return BadLabel(image, at + "." + k, "unknown key (expected name, argv, user, cwd, env)");
+      if (k != "name" && k != "argv" && k != "user" && k != "cwd" && k != "env" &&
+          k != "ready_port" && k != "ready_timeout_s")
+        return BadLabel(image, at + "." + k,
+                        "unknown key (expected name, argv, user, cwd, env, ready_port, "
+                        "ready_timeout_s)");
     }
     ServiceSpec spec;
     if (!s.contains("name") || !s["name"].is_string() || !ValidName(s["name"]))
@@ -79,6 +82,21 @@ Result<std::vector<ServiceSpec>> ParseServicesLabel(std::string_view image,
         spec.env.push_back(std::move(e));
       }
     }
+    if (s.contains("ready_port")) {
+      const auto& p = s["ready_port"];
+      if (!p.is_number_integer() || p.get<int64_t>() < 1 || p.get<int64_t>() > 65535)
+        return BadLabel(image, at + ".ready_port", "expected a TCP port, 1 to 65535");
+      spec.ready_port = static_cast<uint16_t>(p.get<int64_t>());
+    }
+    if (s.contains("ready_timeout_s")) {
+      const auto& t = s["ready_timeout_s"];
+      if (!s.contains("ready_port"))
+        return BadLabel(image, at + ".ready_timeout_s", "only with ready_port");
+      if (!t.is_number_integer() || t.get<int64_t>() < 1 || t.get<int64_t>() > kMaxReadyTimeoutS)
+        return BadLabel(image, at + ".ready_timeout_s",
+                        "expected seconds, 1 to " + std::to_string(kMaxReadyTimeoutS));
+      spec.ready_timeout_s = static_cast<uint32_t>(t.get<int64_t>());
+    }
     out.push_back(std::move(spec));
   }
   return out;
@@ -88,6 +106,15 @@ Result<std::vector<ServiceSpec>> ServicesOf(const std::string& image, const Imag
   auto it = config.labels.find(kServicesLabel);
   if (it == config.labels.end()) return std::vector<ServiceSpec>{};
   return ParseServicesLabel(image, it->second);
+}
+
+std::optional<std::chrono::milliseconds> ReadyPollPlan::Next(
+    uint32_t attempts, std::chrono::milliseconds elapsed) const {
+  if (elapsed >= timeout) return std::nullopt;
+  std::chrono::milliseconds d = kMax;
+  if (attempts < 8) d = std::min(kMax, kFirst * (1u << attempts));
+  // The last attempt lands on the deadline, not after it.
+  return std::min(d, timeout - elapsed);
 }
 
 std::string ServiceTag(const std::string& name) { return "service:" + name; }

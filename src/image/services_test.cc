@@ -54,6 +54,52 @@ TEST(ServicesLabel, ErrorsNameTheImageAndTheField) {
   EXPECT_EQ(ParseServicesLabel("img", "[1]").error().code, ErrorCode::kInvalidArgument);
 }
 
+TEST(ServicesLabel, Readiness) {
+  auto r = ParseServicesLabel("img", R"([{"name":"a","argv":["x"],"ready_port":49999},
+          {"name":"b","argv":["x"],"ready_port":1,"ready_timeout_s":600},{"name":"c","argv":["x"]}])");
+  ASSERT_TRUE(r.ok()) << r.error().ToString();
+  EXPECT_EQ((*r)[0].ready_port, 49999);
+  EXPECT_EQ((*r)[0].ready_timeout_s, kDefaultReadyTimeoutS);
+  EXPECT_EQ((*r)[1].ready_port, 1);
+  EXPECT_EQ((*r)[1].ready_timeout_s, 600u);
+  EXPECT_EQ((*r)[2].ready_port, 0);  // none declared: ready once started
+  for (const char* bad : {"0", "65536", "-1", "\"80\"", "80.5", "true"}) {
+    std::string e = ErrOf(std::string(R"([{"name":"a","argv":["x"],"ready_port":)") + bad + "}]");
+    EXPECT_NE(e.find("[0].ready_port): expected a TCP port, 1 to 65535"), std::string::npos) << e;
+  }
+  for (const char* bad : {"0", "601", "1.5", "\"9\""}) {
+    std::string e = ErrOf(std::string(R"([{"name":"a","argv":["x"],"ready_port":80,)") +
+                          R"("ready_timeout_s":)" + bad + "}]");
+    EXPECT_NE(e.find("[0].ready_timeout_s): expected seconds, 1 to 600"), std::string::npos) << e;
+  }
+  EXPECT_NE(
+      ErrOf(R"([{"name":"a","argv":["x"],"ready_timeout_s":5}])").find("only with ready_port"),
+      std::string::npos);
+}
+
+TEST(ServicesLabel, ReadyPollPlanBacksOffAndEndsAtTheTimeout) {
+  using std::chrono::milliseconds;
+  const ReadyPollPlan plan{milliseconds(1000)};
+  EXPECT_EQ(plan.Next(0, milliseconds(0)), milliseconds(1));
+  EXPECT_EQ(plan.Next(1, milliseconds(1)), milliseconds(2));
+  EXPECT_EQ(plan.Next(4, milliseconds(20)), milliseconds(16));
+  EXPECT_EQ(plan.Next(5, milliseconds(40)), milliseconds(20));  // capped
+  EXPECT_EQ(plan.Next(1000, milliseconds(500)), milliseconds(20));
+  EXPECT_EQ(plan.Next(50, milliseconds(995)), milliseconds(5));  // lands on the deadline
+  EXPECT_EQ(plan.Next(50, milliseconds(1000)), std::nullopt);
+  EXPECT_EQ(plan.Next(0, milliseconds(2000)), std::nullopt);
+  // Simulated: a service that never answers is given up on at the timeout,
+  // after a bounded number of attempts.
+  milliseconds t{0};
+  uint32_t attempts = 0;
+  while (auto d = plan.Next(attempts, t)) {
+    t += *d;
+    ++attempts;
+  }
+  EXPECT_EQ(t, milliseconds(1000));
+  EXPECT_LT(attempts, 60u);
+}
+
 TEST(ServicesLabel, ImagesWithoutTheLabelHaveNone) {
   ImageConfig c;
   c.labels["other"] = "x";

@@ -4,6 +4,7 @@ interrupt on disconnect, env vars. python3 -m unittest -v interp_server_test
 (ctest: interp_unit_test). Skipped without node or bash."""
 
 import http.client
+import importlib.util
 import json
 import os
 import shutil
@@ -23,7 +24,7 @@ class ServerTest(unittest.TestCase):
         cls.envs = os.path.join(cls.tmp, "envs.json")
         cls.proc = subprocess.Popen(
             [sys.executable, os.path.join(HERE, "server.py"), "--port", "0", "--envs-file",
-             cls.envs, "--cwd", cls.tmp], stderr=subprocess.PIPE, text=True,
+             cls.envs, "--cwd", cls.tmp, "--warm", "bash"], stderr=subprocess.PIPE, text=True,
             env=dict(os.environ, WB_BASE="base", TMPDIR=cls.tmp))
         line = cls.proc.stderr.readline()
         assert "listening on" in line, line
@@ -83,6 +84,7 @@ class ServerTest(unittest.TestCase):
         langs = sorted(c["language"] for c in json.loads(data))
         self.assertIn("python", langs)
         self.assertIn("javascript", langs)
+        self.assertIn("bash", langs)  # --warm bash: started before the server listened
         cid = self.context("bash")
         self.assertIn(cid, [c["id"] for c in json.loads(self.request("GET", "/contexts")[1])])
         self.assertEqual(self.request("DELETE", "/contexts/" + cid)[0], 204)
@@ -138,6 +140,33 @@ class ServerTest(unittest.TestCase):
         finally:
             os.unlink(self.envs)
         self.assertEqual(self.text(self.run_code(code="echo [$LATE]", context_id=cid)), "[]\n")
+
+
+class NotReadyTest(unittest.TestCase):
+    """A server whose warm kernel cannot start never listens: it exits,
+    saying why (the pool's readiness poll then reports the exit)."""
+
+    def start(self, *args):
+        tmp = tempfile.mkdtemp(prefix="interp-test-")
+        self.addCleanup(shutil.rmtree, tmp, True)
+        p = subprocess.run(
+            [sys.executable, os.path.join(HERE, "server.py"), "--port", "0", "--cwd", tmp, *args],
+            stderr=subprocess.PIPE, text=True, timeout=60, env=dict(os.environ, TMPDIR=tmp))
+        self.assertNotIn("listening on", p.stderr)
+        self.assertEqual(os.listdir(tmp), [])  # its runtime dir removed
+        return p
+
+    def test_unknown_language(self):
+        p = self.start("--warm", "cobol")
+        self.assertEqual(p.returncode, 2)
+        self.assertIn("--warm: unknown language 'cobol'", p.stderr)
+
+    @unittest.skipIf(importlib.util.find_spec("jupyter_client") is not None,
+                     "jupyter_client is installed: the python kernel would start")
+    def test_kernel_that_cannot_start(self):
+        p = self.start("--warm", "python")
+        self.assertEqual(p.returncode, 1)
+        self.assertIn("not ready: python kernel: cannot start", p.stderr)
 
 
 if __name__ == "__main__":

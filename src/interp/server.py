@@ -324,6 +324,10 @@ async def handle(server, reader, writer):
 
 
 async def main(args):
+    for lang in args.warm.split(","):
+        if lang and lang not in KERNELS:
+            log("--warm: unknown language %r (expected some of %s)" % (lang, ",".join(KERNELS)))
+            sys.exit(2)
     # The kernels' connection files: ours alone, removed at exit.
     runtime = tempfile.mkdtemp(prefix="wb-jupyter-")
     os.environ["JUPYTER_RUNTIME_DIR"] = runtime
@@ -331,13 +335,30 @@ async def main(args):
     # kernel start otherwise.
     os.environ.setdefault("PYDEVD_DISABLE_FILE_VALIDATION", "1")
     server = Server(args.envs_file, args.cwd or os.getcwd())
+    # Ready before it listens: the warm kernels (the default python one, what
+    # a first runCode needs) start first, so whoever can connect finds them
+    # started. The pool polls the port through the agent (the label's
+    # ready_port, docs/services.md) before the sandbox goes idle: a claimed
+    # sandbox's first runCode does not wait for a kernel.
+    warm = [lang for lang in args.warm.split(",") if lang]
+    started = [server.default_context(lang) for lang in warm]
+    try:
+        for ctx in started:
+            await ctx.start()
+    except KernelError as e:
+        # Never ready: exit, so the pool's poll says why at once (and the
+        # sandbox is replaced) instead of serving a kernel that is not there.
+        log("not ready: %s" % e)
+        for ctx in list(server.contexts.values()):
+            await server.remove(ctx)
+        shutil.rmtree(runtime, ignore_errors=True)
+        sys.exit(1)
+    for lang in ("python", "javascript"):
+        server.default_context(lang, start=False)  # the others start at their first use
     srv = await asyncio.start_server(lambda r, w: handle(server, r, w), args.host, args.port,
                                      limit=proto.MAX_HEAD, reuse_address=True)
     # The port bound (--port 0: any free one; the tests read this line).
     log("listening on %s:%d" % (args.host, srv.sockets[0].getsockname()[1]))
-    # Kept warm: the default python kernel starts now, before any request.
-    server.default_context("python")
-    server.default_context("javascript", start=False)  # Node starts at its first use
     # SIGTERM (the sandbox's end, a test): stop the kernels first.
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -356,6 +377,9 @@ if __name__ == "__main__":
     ap.add_argument("--port", type=int, default=49999)
     ap.add_argument("--envs-file", default="/run/warmbox/envs.json")
     ap.add_argument("--cwd", default=None, help="contexts' default working dir (default: ours)")
+    ap.add_argument("--warm", default="python",
+                    help="languages whose default context starts before the server listens "
+                         "(comma-separated; '' for none; default python)")
     try:
         asyncio.run(main(ap.parse_args()))
     except KeyboardInterrupt:

@@ -129,7 +129,15 @@ asio::awaitable<Result<std::unique_ptr<Sandbox>>> WarmPool::CreateOne() {
         co_return;
       },
       use_awaitable);
-  if (out->ok() && rt_.prepare && !rt_.stopping) co_await rt_.prepare(***out, image_);
+  if (out->ok() && rt_.prepare && !rt_.stopping) {
+    // Before the sandbox is idle (or handed to a claim that missed): a
+    // claim never waits for a service that a refill could have waited for.
+    auto prepared = co_await rt_.prepare(***out, image_);
+    if (!prepared.ok()) {
+      Destroy(std::move(**out));
+      out.emplace(prepared.error().Wrap("prepare sandbox"));
+    }
+  }
   rt_.in_flight.Done();
   if (out->ok()) {
     ++stats_.total_created;

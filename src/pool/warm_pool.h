@@ -52,8 +52,10 @@ struct PoolRuntime {
   InFlight in_flight;  // creations + destructions: shutdown ends when it is idle
   // Called on the loop with every sandbox a pool created (its image), before
   // it goes idle or is handed out: the daemon starts the image's services
-  // there (daemon/services.h). Unset: nothing.
-  std::function<asio::awaitable<void>(Sandbox& sb, const std::string& image)> prepare;
+  // there and waits until they are ready (daemon/services.h). An error is
+  // the creation's (the sandbox is destroyed; a refill backs off). Unset:
+  // nothing.
+  std::function<asio::awaitable<Result<void>>(Sandbox& sb, const std::string& image)> prepare;
 };
 
 class WarmPool;

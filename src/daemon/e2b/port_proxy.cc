@@ -184,21 +184,15 @@ std::string PortErrorJson(std::string_view sandbox, uint16_t port, std::string_v
   return j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
 }
 
-asio::awaitable<Result<std::unique_ptr<pool::AgentConn>>> OpenPortTunnel(LiveService& live,
-                                                                         std::string id,
-                                                                         uint16_t port) {
+asio::awaitable<Result<std::unique_ptr<pool::AgentConn>>> OpenTunnelOn(
+    std::unique_ptr<pool::AgentConn> conn, std::string id, uint16_t port) {
   const std::string ports = std::to_string(port);
   auto fail = [&](ErrorCode code, int err, std::string why) {
     Error e = Fail(code, "port", ports, std::move(why));
     e.err = err;
     return e;
   };
-  auto conn = co_await live.Connect(id);
-  if (!conn.ok()) {
-    co_return fail(conn.error().code, 0,
-                   "port " + ports + ": the sandbox cannot be reached: " + conn.error().ToString());
-  }
-  pool::AgentConn& agent = **conn;
+  pool::AgentConn& agent = *conn;
   const std::string open = proto::ToJson(proto::TunnelRequest{port});
   if (auto sent = co_await agent.Send(proto::FrameType::kTunnel, open); !sent.ok()) {
     co_return fail(ErrorCode::kUnavailable, 0,
@@ -218,7 +212,20 @@ asio::awaitable<Result<std::unique_ptr<pool::AgentConn>>> OpenPortTunnel(LiveSer
     }
     co_return fail(ErrorCode::kUnavailable, 0, "port " + ports + ": " + why);
   }
-  co_return std::move(*conn);
+  co_return std::move(conn);
+}
+
+asio::awaitable<Result<std::unique_ptr<pool::AgentConn>>> OpenPortTunnel(LiveService& live,
+                                                                         std::string id,
+                                                                         uint16_t port) {
+  auto conn = co_await live.Connect(id);
+  if (!conn.ok()) {
+    const std::string ports = std::to_string(port);
+    co_return Fail(conn.error().code, "port", ports,
+                   "port " + ports + ": the sandbox cannot be reached: " + conn.error().ToString());
+  }
+  std::unique_ptr<pool::AgentConn> agent = std::move(*conn);
+  co_return co_await OpenTunnelOn(std::move(agent), id, port);
 }
 
 boost::asio::awaitable<bool> ProxyToPort(boost::beast::tcp_stream& s,

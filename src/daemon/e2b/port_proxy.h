@@ -57,6 +57,11 @@ std::string PortErrorJson(std::string_view sandbox, uint16_t port, std::string_v
 // listens (err ECONNREFUSED, E2B's proxy's words) or the agent fails.
 [[nodiscard]] boost::asio::awaitable<Result<std::unique_ptr<pool::AgentConn>>> OpenPortTunnel(
     LiveService& live, std::string id, uint16_t port);
+// The same on an agent connection already made (a pre-booted sandbox's own,
+// before any claim: the pool's readiness poll, daemon/services.h); id names
+// the sandbox in the errors.
+[[nodiscard]] boost::asio::awaitable<Result<std::unique_ptr<pool::AgentConn>>> OpenTunnelOn(
+    std::unique_ptr<pool::AgentConn> conn, std::string id, uint16_t port);
 
 // --- served on the HTTP connection ----------------------------------------------------
 

@@ -4,6 +4,9 @@
 
 #include <gtest/gtest.h>
 
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/use_awaitable.hpp>
+
 #include "pool/fake_driver.h"
 #include "pool/test_loop.h"
 
@@ -168,6 +171,48 @@ TEST_F(WarmPoolTest, FailedCreationsBackOffThenRecover) {
   EXPECT_GE(t3 - t2, 350ms);
   EXPECT_EQ(driver_.create_calls(), 3u);
   EXPECT_EQ(Stat().total_created, 1u);
+}
+
+// The prepare hook (the daemon's services and their readiness) runs before
+// a sandbox is idle: a sandbox is not claimable while it runs, and one it
+// fails is destroyed and counted as a failed creation (backing off), the
+// claim that created it on a miss getting its error.
+TEST_F(WarmPoolTest, PrepareRunsBeforeIdleAndItsFailureIsTheCreations) {
+  Start(1, 1);
+  bool release = false;
+  bool fail = true;
+  int prepared = 0;
+  rt_->prepare = [&](Sandbox&, const std::string& image) -> asio::awaitable<Result<void>> {
+    ++prepared;
+    if (fail) co_return Fail(ErrorCode::kDeadlineExceeded, "service ready", image, "not ready");
+    asio::steady_timer t(loop_.io);
+    while (!release) {
+      t.expires_after(1ms);
+      co_await t.async_wait(asio::use_awaitable);
+    }
+    co_return Ok();
+  };
+  pool_->Refill();
+  ASSERT_TRUE(loop_.RunUntil([&] { return Stat().failed_creations == 1; }));
+  EXPECT_EQ(Stat().idle, 0u);
+  EXPECT_EQ(Stat().total_created, 0u);
+  ASSERT_TRUE(loop_.RunUntil([&] { return driver_.destroyed() == 1; }));
+  // A miss that creates its own gets the hook's error.
+  auto miss = loop_.Spawn(pool_->Acquire());
+  ASSERT_TRUE(loop_.RunUntil([&] { return miss->has_value(); }));
+  ASSERT_FALSE((*miss)->ok());
+  EXPECT_EQ((*miss)->error().code, ErrorCode::kDeadlineExceeded);
+  EXPECT_NE((*miss)->error().ToString().find("prepare sandbox: service ready(busybox)"),
+            std::string::npos)
+      << (*miss)->error().ToString();
+  // Then the hook passes, but only when released: not idle before.
+  fail = false;
+  ASSERT_TRUE(loop_.RunUntil([&] { return prepared >= 3; }, 5s));
+  loop_.Poll();
+  EXPECT_EQ(Stat().idle, 0u);
+  release = true;
+  ASSERT_TRUE(loop_.RunUntil([&] { return Stat().idle == 1; }));
+  EXPECT_EQ(driver_.created() - driver_.destroyed(), 1u);
 }
 
 TEST_F(WarmPoolTest, IdleSandboxesExpireAndAreReplaced) {

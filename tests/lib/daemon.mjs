@@ -162,7 +162,10 @@ export class Daemon {
     }
     const log = this.log()
     if (this.ownsState) fs.rmSync(this.tmp, { recursive: true, force: true })
-    for (const dir of [`/sys/fs/cgroup${this.cgroupParent}`]) {
+    // The cgroup parent: v2's, and v1's in each hierarchy (cpu, memory, pids ...).
+    let hierarchies = []
+    try { hierarchies = fs.readdirSync('/sys/fs/cgroup') } catch { /* no cgroup fs */ }
+    for (const dir of [`/sys/fs/cgroup${this.cgroupParent}`, ...hierarchies.map(h => `/sys/fs/cgroup/${h}${this.cgroupParent}`)]) {
       try { fs.rmdirSync(dir) } catch { /* absent or not empty: the leak check is the uid scan */ }
     }
     if (problems.length) problems.push(`daemon log:\n${log}`)

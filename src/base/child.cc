@@ -96,8 +96,12 @@ struct ChildJailOp {
   const char* target;  // root + path
   const char* source;
   unsigned long remount_flags;
+  unsigned long long rdev;  // kOpDevice
 };
-constexpr int kOpDir = 0, kOpBindFile = 1, kOpBindDir = 2, kOpSymlink = 3;
+constexpr int kOpDir = 0, kOpBindFile = 1, kOpBindDir = 2, kOpSymlink = 3, kOpDevDir = 4,
+              kOpDevice = 5;
+// The flags of a device tmpfs (kOpDevDir): devices, nothing executable.
+constexpr unsigned long kDevDirFlags = MS_NOSUID | MS_NOEXEC;
 
 struct ChildPlan {
   const char* path;
@@ -181,6 +185,19 @@ void EnterJail(const ChildPlan& p) {
       case kOpSymlink:
         r = ::syscall(SYS_symlinkat, op.source, AT_FDCWD, op.target);
         break;
+      case kOpDevDir:
+        r = ::syscall(SYS_mkdirat, AT_FDCWD, op.target, 0755);
+        if (r == 0)
+          r = ::syscall(SYS_mount, "tmpfs", op.target, "tmpfs", kDevDirFlags,
+                        "mode=0755,size=16k,nr_inodes=64");
+        break;
+      case kOpDevice:
+        // The node is the jail user's: made as root, then given away.
+        r = ::syscall(SYS_mknodat, AT_FDCWD, op.target, S_IFCHR | 0600, op.rdev);
+        if (r == 0)
+          r = ::syscall(SYS_fchownat, AT_FDCWD, op.target, p.jail_uid, p.jail_gid,
+                        AT_SYMLINK_NOFOLLOW);
+        break;
       case kOpBindFile:
       case kOpBindDir: {
         if (op.kind == kOpBindDir) {
@@ -200,6 +217,14 @@ void EnterJail(const ChildPlan& p) {
       }
     }
     if (r < 0) ChildFail(p, kStepJailEntry, i);
+  }
+  // Read-only from now on: the device tmpfs (its nodes still open read-write:
+  // a read-only mount stops writes to files, not to devices), then the root.
+  for (int i = 0; i < p.jail_nops; ++i) {
+    if (p.jail_ops[i].kind != kOpDevDir) continue;
+    if (::syscall(SYS_mount, nullptr, p.jail_ops[i].target, nullptr,
+                  MS_BIND | MS_REMOUNT | MS_RDONLY | kDevDirFlags, nullptr) != 0)
+      ChildFail(p, kStepJailSeal, i);
   }
   if (::syscall(SYS_mount, nullptr, p.jail_root, nullptr,
                 MS_BIND | MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC, nullptr) != 0)
@@ -388,8 +413,18 @@ Result<ChildProcess> ChildProcess::Spawn(const SpawnOptions& opts) {
     }
     for (size_t i = 0; i < j.entries.size(); ++i) {
       const JailEntry& e = j.entries[i];
-      ChildJailOp op{kOpDir, jail_targets[i].c_str(), e.source.c_str(), MS_NOSUID};
+      ChildJailOp op{kOpDir, jail_targets[i].c_str(), e.source.c_str(), MS_NOSUID, 0};
       if (e.kind == JailEntry::Kind::kSymlink) op.kind = kOpSymlink;
+      if (e.kind == JailEntry::Kind::kDevDir) op.kind = kOpDevDir;
+      if (e.kind == JailEntry::Kind::kDevice) {
+        struct stat st;
+        if (::stat(e.source.c_str(), &st) != 0)
+          return Errno("stat", e.source + " (jail entry " + e.path + ")");
+        if (!S_ISCHR(st.st_mode))
+          return Fail(ErrorCode::kInvalidArgument, "jail", e.source, "not a character device");
+        op.kind = kOpDevice;
+        op.rdev = st.st_rdev;
+      }
       if (e.kind == JailEntry::Kind::kBind) {
         struct stat st;
         if (::stat(e.source.c_str(), &st) != 0)
@@ -496,7 +531,8 @@ Result<void> ChildProcess::AwaitExec() {
   KillAndReap();
   if (n != sizeof msg) return Fail("spawn", path_, "short status from child");
   std::string step = StepName(msg[0]);
-  if (msg[0] == kStepJailEntry && msg[2] >= 0 && static_cast<size_t>(msg[2]) < jail_paths_.size())
+  if ((msg[0] == kStepJailEntry || msg[0] == kStepJailSeal) && msg[2] >= 0 &&
+      static_cast<size_t>(msg[2]) < jail_paths_.size())
     step += " " + jail_paths_[static_cast<size_t>(msg[2])];
   else if (msg[0] == kStepCapbset)
     step += " " + std::to_string(msg[2]);

@@ -25,10 +25,16 @@ namespace wb {
 
 // One step of building a jail (SpawnOptions::jail), in order: parents first.
 struct JailEntry {
-  enum class Kind { kDir, kBind, kSymlink };
+  // kDevDir: a dir with a tmpfs of its own that may hold device nodes (the
+  // jail's root may not). kDevice: a character device node like the host's
+  // `source` (its major and minor), made in a kDevDir, owned by the jail's
+  // uid:gid, mode 0600: the host's node may be root's only (/dev/kvm is on
+  // some hosts), and this one is the jail's alone.
+  enum class Kind { kDir, kBind, kSymlink, kDevDir, kDevice };
   Kind kind = Kind::kDir;
-  std::string path;    // inside the jail, absolute ("/vm/kernel")
-  std::string source;  // kBind: the host's file or dir; kSymlink: the link's text
+  std::string path;  // inside the jail, absolute ("/vm/kernel")
+  std::string
+      source;  // kBind: the host's file or dir; kSymlink: the link's text; kDevice: the host's node
   // kBind: the mount's flags. Without them it is read-only, nodev, noexec
   // (and always nosuid).
   bool writable = false;
@@ -38,7 +44,8 @@ struct JailEntry {
 
 // A minimal root for the program: in its own mount namespace, a small tmpfs
 // mounted on `root` (an empty host dir) holds exactly `entries` (bind mounts
-// of host files and dirs, dirs, symlinks), is made read-only and becomes the
+// of host files and dirs, dirs, symlinks, device nodes), is made read-only
+// (the device tmpfs too) and becomes the
 // program's root (pivot_root; the host's root is detached). Then the program
 // runs as uid:gid without supplementary groups, with no capabilities (the
 // bounding set emptied too) and no_new_privs. The program's path is looked up

@@ -566,8 +566,8 @@ TEST(ChildJailTest, RunsUnprivilegedInAMinimalRoot) {
   Jail j = SystemJail(dir + "/root", kJailId);
   j.entries.push_back({JailEntry::Kind::kDir, "/in"});
   j.entries.push_back({JailEntry::Kind::kBind, "/in/data", dir + "/data"});
-  j.entries.push_back({JailEntry::Kind::kDir, "/dev"});
-  j.entries.push_back({JailEntry::Kind::kBind, "/dev/null", "/dev/null", true, true, false});
+  j.entries.push_back({JailEntry::Kind::kDevDir, "/dev"});
+  j.entries.push_back({JailEntry::Kind::kDevice, "/dev/null", "/dev/null"});
   auto in_pipe = MakePipe(), out_pipe = MakePipe();
   ASSERT_OK(in_pipe);
   ASSERT_OK(out_pipe);
@@ -601,6 +601,12 @@ TEST(ChildJailTest, RunsUnprivilegedInAMinimalRoot) {
   EXPECT_EQ(top, (std::vector<std::string>{"bin", "dev", "in", "lib", "lib64", "usr"}));
   EXPECT_FALSE(PathExists(proc + "/root/etc/shadow"));
   EXPECT_FALSE(PathExists(proc + "/root" + dir));
+  // The device node is the jail user's own.
+  struct stat dst;
+  ASSERT_EQ(::stat((proc + "/root/dev/null").c_str(), &dst), 0);
+  EXPECT_TRUE(S_ISCHR(dst.st_mode));
+  EXPECT_EQ(dst.st_uid, kJailId);
+  EXPECT_EQ(dst.st_mode & 07777, 0600u);
   // Read-only: the data and the root.
   UniqueFd w(::open((proc + "/root/in/data").c_str(), O_WRONLY | O_CLOEXEC));
   EXPECT_FALSE(w.valid());
@@ -614,6 +620,40 @@ TEST(ChildJailTest, RunsUnprivilegedInAMinimalRoot) {
   EXPECT_EQ(st->code, 0);
   // Nothing of the jail reached the host's mount namespace.
   EXPECT_TRUE(wb::testing::Entries(dir + "/root").empty());
+  ASSERT_OK(RemoveTree(dir));
+}
+
+TEST(ChildJailTest, DeviceNodesWorkForTheJailUser) {
+  if (::geteuid() != 0) GTEST_SKIP() << "needs root (mount namespaces, mknod)";
+  const std::string dir = wb::testing::MakeTempDir("wb-child-jail");
+  ASSERT_OK(MkdirAll(dir + "/root", 0700));
+  Jail j = SystemJail(dir + "/root", kJailId);
+  j.entries.push_back({JailEntry::Kind::kDevDir, "/dev"});
+  std::string script = "head -c 5 /dev/zero | wc -c; echo x > /dev/null && echo null";
+  for (const char* d : {"/dev/null", "/dev/zero"})
+    j.entries.push_back({JailEntry::Kind::kDevice, d, d});
+  // /dev/kvm may be root's only on the host (0600 here): the jail's node is
+  // its user's.
+  if (PathExists("/dev/kvm")) {
+    j.entries.push_back({JailEntry::Kind::kDevice, "/dev/kvm", "/dev/kvm"});
+    script += "; exec 3<>/dev/kvm && echo kvm";
+  }
+  auto out = MakePipe();
+  ASSERT_OK(out);
+  SpawnOptions o;
+  o.path = "/bin/sh";
+  o.argv = {"sh", "-c", script};
+  o.jail = j;
+  o.fds = {{out->write.get(), 1}};
+  auto c = ChildProcess::Spawn(o);
+  ASSERT_OK(c);
+  out->write.reset();
+  auto text = ReadAll(out->read.get());
+  ASSERT_OK(text);
+  EXPECT_EQ(*text, PathExists("/dev/kvm") ? "5\nnull\nkvm\n" : "5\nnull\n");
+  auto st = c->Wait();
+  ASSERT_OK(st);
+  EXPECT_EQ(st->code, 0);
   ASSERT_OK(RemoveTree(dir));
 }
 

@@ -72,11 +72,12 @@ Result<JailedQemu> PlanQemuJail(QemuPlan plan, const HostSystem& sys, const Jail
       }
     }
   }
-  j.entries.push_back({K::kDir, "/dev"});
-  // The devices glib and QEMU open, and nothing else of the host's /dev.
+  // The devices glib and QEMU open, and nothing else of the host's /dev:
+  // nodes of QEMU's user's own, as the host's /dev/kvm may be root's only.
+  j.entries.push_back({K::kDevDir, "/dev"});
   std::vector<std::string> devs = {"/dev/null", "/dev/zero", "/dev/urandom"};
   if (plan.accel == Accel::kKvm) devs.push_back("/dev/kvm");
-  for (const auto& d : devs) j.entries.push_back({K::kBind, d, d, true, true, false});
+  for (const auto& d : devs) j.entries.push_back({K::kDevice, d, d});
   j.entries.push_back({K::kDir, kJailVmDir});
   const std::string vm = kJailVmDir;
   WB_RETURN_IF_ERROR(CheckAbsolute("QEMU", plan.qemu));

@@ -51,8 +51,8 @@ struct JailedQemu {
   Jail jail;
 };
 
-// The jail of a plan: the system dirs, /dev/null, /dev/zero, /dev/urandom
-// (and /dev/kvm under KVM), then the VM's files under /vm: the kernel,
+// The jail of a plan: the system dirs, /dev with its own nodes of /dev/null,
+// /dev/zero, /dev/urandom (and /dev/kvm under KVM), then the VM's files under /vm: the kernel,
 // initrd and disks read-only; the console file and the RAM file (template
 // and clone: QEMU 7.2 opens it read-write even for a private mapping) and a
 // template's state file writable. QEMU's own binary is run from the bound

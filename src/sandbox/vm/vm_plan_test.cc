@@ -416,7 +416,8 @@ TEST(QemuJail, MapsEveryHostPathIntoTheJail) {
   for (const auto& e : j->jail.entries) {
     if (StartsWith(e.path, "/dev/")) {
       devs.push_back(e.path);
-      EXPECT_TRUE(e.devices && e.writable && !e.exec) << e.path;
+      EXPECT_EQ(e.kind, JailEntry::Kind::kDevice) << e.path;
+      EXPECT_EQ(e.source, e.path);
     }
   }
   EXPECT_EQ(devs, (std::vector<std::string>{"/dev/null", "/dev/zero", "/dev/urandom"}));
@@ -451,7 +452,9 @@ TEST(QemuJail, ColdBootTemplateAndKvm) {
   EXPECT_NE(Values(QemuArgv(j->plan), "-chardev")[0].find("path=/vm/console"), std::string::npos);
   const JailEntry* kvm = Find(j->jail, "/dev/kvm");
   ASSERT_NE(kvm, nullptr);
-  EXPECT_TRUE(kvm->devices);
+  EXPECT_EQ(kvm->kind, JailEntry::Kind::kDevice);
+  ASSERT_NE(Find(j->jail, "/dev"), nullptr);
+  EXPECT_EQ(Find(j->jail, "/dev")->kind, JailEntry::Kind::kDevDir);
   EXPECT_EQ(Find(j->jail, "/vm/initrd"), nullptr);
   EXPECT_EQ(Find(j->jail, "/vm/state"), nullptr);
   // A template writes its state file.

@@ -39,6 +39,7 @@ enum class UidUser {
   kTemplateTest,
   kMcpTest,  // tests/mcp/mcp_daemon.mjs (the MCP SDK's and Inspector's tests)
   kServicesTest,
+  kVmJailTest,  // vm_jail_test, and base_test's jail test (ChildJailTest)
   kCount_,
 };
 
@@ -78,6 +79,7 @@ inline constexpr std::array<UidRange, static_cast<size_t>(UidUser::kCount_)> kUi
     {UidUser::kTemplateTest, "template_test", 1770000000, kRangeIds},
     {UidUser::kMcpTest, "mcp_sdk_test", 1780000000, kRangeIds},
     {UidUser::kServicesTest, "services_test", 1800000000, kRangeIds},
+    {UidUser::kVmJailTest, "vm_jail_test", 1820000000, kRangeIds},
 }};
 
 // The first host uid of u's range.

@@ -5,6 +5,7 @@
 
 #include "base/fs.h"
 #include "sandbox/cgroup.h"
+#include "sandbox/ns/ns_driver.h"
 #include "tests/assert_ok.h"
 #include "tests/test_util.h"
 
@@ -36,6 +37,11 @@ ExecOutcome ShIn(Sandbox& sb, const std::string& script, uint64_t timeout_ms) {
   req.argv = {"sh", "-c", script};
   req.timeout_ms = timeout_ms;
   return ExecIn(sb, req);
+}
+
+std::set<pid_t> QemuPids(uint32_t uid_base) {
+  const uint32_t top = uid_base + kUidCount - 1;
+  return PidsWithUidIn(top, top + 1);
 }
 
 VmEnv::VmEnv(const std::string& name, uint32_t uid_base)

@@ -8,6 +8,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -21,6 +22,10 @@ inline constexpr int kVmBootMs = 120000;  // TCG under load can be very slow
 
 // "" when VMs can be booted here, else the reason to skip.
 std::string VmProbe();
+
+// The QEMUs of a uid range's VMs: jailed, they run as the range's top id
+// (vm::JailIdsOf) and their command lines name no host path.
+std::set<pid_t> QemuPids(uint32_t uid_base);
 
 // Exec in sb; an exec failure fails the test (non-fatal) and gives an empty outcome.
 ExecOutcome ExecIn(Sandbox& sb, const proto::ExecRequest& req,

@@ -28,7 +28,6 @@ namespace {
 using daemon::PoolClient;
 using nlohmann::json;
 using wb::testing::Eventually;
-using wb::testing::ProcessesMentioning;
 using wb::testing::RunProcess;
 
 constexpr uint32_t kBase = wb::testing::UidBase(wb::testing::UidUser::kVmLiveTest);
@@ -137,7 +136,16 @@ TEST_F(VmLiveTest, CreateExecFilesAndRestartSurvival) {
   ASSERT_TRUE(IdleIs("busybox", 1, kBootMs)) << Log();
   auto pool_dirs = Dirs(false);
   ASSERT_EQ(pool_dirs.size(), 1u);
-  EXPECT_FALSE(ProcessesMentioning(pool_dirs[0]).empty());
+  // Its QEMU (jailed: its command line names no host path), from its cgroup.
+  auto idle_rec = ReadSandboxRecord(pool_dirs[0]);
+  ASSERT_TRUE(idle_rec.ok() && !idle_rec->cgroups.empty());
+  auto idle_procs = ReadFile(idle_rec->cgroups[0] + "/cgroup.procs");
+  ASSERT_TRUE(idle_procs.ok());
+  auto idle_qemu = ParseUint(Trim(*idle_procs), "pid");
+  ASSERT_TRUE(idle_qemu.ok()) << *idle_procs;
+  const pid_t idle_pid = static_cast<pid_t>(*idle_qemu);
+  const uint64_t idle_start = ProcessStartTime(idle_pid);
+  EXPECT_NE(idle_start, 0u);
 
   // The daemon dies; the VMs do not (no parent-death signal on QEMU).
   ASSERT_TRUE(daemon_.Signal(SIGKILL).ok());
@@ -156,7 +164,7 @@ TEST_F(VmLiveTest, CreateExecFilesAndRestartSurvival) {
   EXPECT_EQ(ProcessStartTime(qemu), qemu_start);
   // The unclaimed VM the killed daemon left was killed by this start's gc.
   EXPECT_FALSE(PathExists(pool_dirs[0]));
-  EXPECT_TRUE(Eventually([&] { return ProcessesMentioning(pool_dirs[0]).empty(); }, 10000));
+  EXPECT_TRUE(Eventually([&] { return ProcessStartTime(idle_pid) != idle_start; }, 10000));
 
   // The counter still advances, seen through the new daemon's bridge.
   const int after = Counter(id);
@@ -197,7 +205,7 @@ TEST_F(VmLiveTest, CreateExecFilesAndRestartSurvival) {
   ASSERT_TRUE(st.ok());
   EXPECT_EQ(st->code, 0) << Log();
   EXPECT_TRUE(Eventually([&] { return ProcessStartTime(qemu) == 0; }, 10000));
-  EXPECT_TRUE(ProcessesMentioning(SandboxesDir(state_)).empty());
+  EXPECT_TRUE(wb::testing::QemuPids(kBase).empty());
   EXPECT_TRUE(wb::testing::DirsBelow(SandboxesDir(state_)).empty());
 }
 

@@ -11,6 +11,7 @@
 #include "base/fs.h"
 #include "base/strings.h"
 #include "sandbox/cgroup.h"
+#include "sandbox/ns/ns_driver.h"
 #include "sandbox/sandbox_dir.h"
 #include "sandbox/vm/vm_driver.h"
 #include "tests/assert_ok.h"
@@ -24,7 +25,7 @@ namespace {
 using proto::ExecRequest;
 
 using wb::testing::Entries;
-using wb::testing::ProcessesMentioning;
+using wb::testing::QemuPids;
 
 constexpr uint32_t kBase = wb::testing::UidBase(wb::testing::UidUser::kVmSnapshotTest);
 
@@ -96,7 +97,8 @@ TEST_F(VmSnapshotTest, ClonesAreUniqueIsolatedAndLeaveTheTemplateUnchanged) {
   const uint64_t sum = Checksum(ram_path);
   struct stat rst;
   ASSERT_EQ(::stat(ram_path.c_str(), &rst), 0);
-  EXPECT_EQ(rst.st_mode & 0777, 0600u) << "the template's memory must be root-only";
+  EXPECT_EQ(rst.st_mode & 0777, 0600u) << "the template's memory must be QEMU's user's only";
+  EXPECT_EQ(rst.st_uid, kBase + kUidCount - 1) << "owned by the jailed QEMUs' user";
   auto b = drv->Create(spec);
   ASSERT_OK(b);
   EXPECT_EQ(drv->template_status().clones, 2u);
@@ -148,7 +150,7 @@ TEST_F(VmSnapshotTest, ClonesAreUniqueIsolatedAndLeaveTheTemplateUnchanged) {
   EXPECT_TRUE(B.Destroy().ok());
   a->reset();
   b->reset();
-  EXPECT_LE(ProcessesMentioning(state_).size(), 1u);
+  EXPECT_LE(QemuPids(kBase).size(), 1u);
   EXPECT_LE(Entries(SandboxesDir(state_)).size(), 1u);
   EXPECT_EQ(RamFiles(), ram);
 
@@ -164,7 +166,7 @@ TEST_F(VmSnapshotTest, ClonesAreUniqueIsolatedAndLeaveTheTemplateUnchanged) {
   EXPECT_TRUE((*c)->Destroy().ok());
   c->reset();
   drv.reset();
-  EXPECT_TRUE(ProcessesMentioning(state_).empty());
+  EXPECT_TRUE(QemuPids(kBase).empty());
   EXPECT_TRUE(Entries(SandboxesDir(state_)).empty());
   EXPECT_EQ(RamFiles(), ram2);  // the template's RAM file stays for the next start
 }
@@ -199,7 +201,7 @@ TEST_F(VmSnapshotTest, CorruptStateFallsBackToColdBoots) {
   EXPECT_TRUE((*b)->Destroy().ok());
   b->reset();
   drv.reset();
-  EXPECT_TRUE(ProcessesMentioning(state_).empty());
+  EXPECT_TRUE(QemuPids(kBase).empty());
   EXPECT_TRUE(Entries(SandboxesDir(state_)).empty());
   EXPECT_TRUE(RamFiles().empty());  // the invalid template is gone
 }

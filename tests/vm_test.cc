@@ -31,7 +31,7 @@ using proto::ExecRequest;
 using wb::testing::Eventually;
 
 using wb::testing::Entries;
-using wb::testing::ProcessesMentioning;
+using wb::testing::QemuPids;
 
 constexpr uint32_t kBase = wb::testing::UidBase(wb::testing::UidUser::kVmTest);
 constexpr int kBootMs = wb::testing::kVmBootMs;
@@ -306,14 +306,14 @@ TEST_F(VmTest, BootExecAndTeardown) {
     }
     UniqueFd pidfd(::fcntl(sb->endpoint().liveness_fd, F_DUPFD_CLOEXEC, 0));
     ASSERT_TRUE(pidfd.valid());
-    ASSERT_FALSE(ProcessesMentioning(State()).empty()) << "QEMU should be running";
+    ASSERT_FALSE(QemuPids(kBase).empty()) << "QEMU should be running";
     ASSERT_TRUE(sb->Destroy().ok());
     pollfd p{pidfd.get(), POLLIN, 0};
     EXPECT_EQ(::poll(&p, 1, 0), 1) << "QEMU still runs";
     EXPECT_FALSE(PathExists(dir));
     for (const auto& cg : rec->cgroups) EXPECT_FALSE(PathExists(cg)) << cg;
     EXPECT_TRUE(Entries(SandboxesDir(State())).empty());
-    EXPECT_TRUE(ProcessesMentioning(State()).empty());
+    EXPECT_TRUE(QemuPids(kBase).empty());
     delete sandbox_;
     sandbox_ = nullptr;
   }
@@ -341,7 +341,7 @@ TEST_F(VmTest, QemuThatCannotStartFailsClearlyAndLeavesNothing) {
   EXPECT_NE(msg.find("qemu stderr: "), std::string::npos) << msg;
   EXPECT_LT(secs, 30) << msg;
   EXPECT_TRUE(Entries(SandboxesDir(State())).empty());
-  EXPECT_TRUE(ProcessesMentioning(State()).empty());
+  EXPECT_TRUE(QemuPids(kBase).empty());
 }
 
 TEST_F(VmTest, GuestPanicFailsClearlyAndLeavesNothing) {
@@ -357,7 +357,7 @@ TEST_F(VmTest, GuestPanicFailsClearlyAndLeavesNothing) {
   EXPECT_NE(msg.find("Kernel panic"), std::string::npos) << msg;
   EXPECT_NE(msg.find("qemu exited"), std::string::npos) << msg;
   EXPECT_TRUE(Entries(SandboxesDir(State())).empty());
-  EXPECT_TRUE(ProcessesMentioning(State()).empty());
+  EXPECT_TRUE(QemuPids(kBase).empty());
   // The console log of the failed VM is kept for the operator.
   EXPECT_FALSE(Entries(vm::FailedLogsDir(State())).empty());
 }
@@ -400,7 +400,7 @@ TEST_F(VmTest, CliRunAndKernel) {
   EXPECT_NE(ns_kernel.err.find("only the vm driver boots a kernel"), std::string::npos)
       << ns_kernel.err;
   EXPECT_TRUE(Entries(SandboxesDir(State())).empty());
-  EXPECT_TRUE(ProcessesMentioning(State()).empty());
+  EXPECT_TRUE(QemuPids(kBase).empty());
 }
 
 TEST_F(VmTest, PoolWithTheVmDriver) {
@@ -461,7 +461,7 @@ TEST_F(VmTest, PoolWithTheVmDriver) {
   ASSERT_TRUE(ended.ok());
   EXPECT_EQ(ended->code, 0) << daemon_log();
   EXPECT_TRUE(Entries(SandboxesDir(State())).empty());
-  EXPECT_TRUE(ProcessesMentioning(State()).empty());
+  EXPECT_TRUE(QemuPids(kBase).empty());
 }
 
 }  // namespace

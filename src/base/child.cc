@@ -1,13 +1,16 @@
 #include "base/child.h"
 
 #include <fcntl.h>
+#include <linux/capability.h>
 #include <linux/close_range.h>
 #include <linux/sched.h>
 #include <poll.h>
 #include <sched.h>
 #include <signal.h>
+#include <sys/mount.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -37,6 +40,14 @@ enum Step : int {
   kStepSetresuid,
   kStepExecve,
   kStepRlimit,
+  kStepJailPrivate,
+  kStepJailTmpfs,
+  kStepJailEntry,  // the detail names the entry
+  kStepJailSeal,
+  kStepJailPivot,
+  kStepCapbset,
+  kStepCapset,
+  kStepNoNewPrivs,
 };
 
 const char* StepName(int step) {
@@ -59,9 +70,38 @@ const char* StepName(int step) {
       return "execve";
     case kStepRlimit:
       return "setrlimit(RLIMIT_FSIZE)";
+    case kStepJailPrivate:
+      return "jail: mount(/, MS_REC|MS_PRIVATE)";
+    case kStepJailTmpfs:
+      return "jail: mount(tmpfs)";
+    case kStepJailEntry:
+      return "jail: entry";
+    case kStepJailSeal:
+      return "jail: remount read-only";
+    case kStepJailPivot:
+      return "jail: pivot_root";
+    case kStepCapbset:
+      return "prctl(PR_CAPBSET_DROP)";
+    case kStepCapset:
+      return "capset";
+    case kStepNoNewPrivs:
+      return "prctl(PR_SET_NO_NEW_PRIVS)";
   }
   return "spawn";
 }
+
+// One jail entry as the child applies it: host paths, prepared by the parent.
+struct ChildJailOp {
+  int kind;            // JailEntry::Kind, with kBind split into file and dir
+  const char* target;  // root + path
+  const char* source;
+  unsigned long remount_flags;
+  unsigned long long rdev;  // kOpDevice
+};
+constexpr int kOpDir = 0, kOpBindFile = 1, kOpBindDir = 2, kOpSymlink = 3, kOpDevDir = 4,
+              kOpDevice = 5;
+// The flags of a device tmpfs (kOpDevDir): devices, nothing executable.
+constexpr unsigned long kDevDirFlags = MS_NOSUID | MS_NOEXEC;
 
 struct ChildPlan {
   const char* path;
@@ -75,6 +115,11 @@ struct ChildPlan {
   bool hold;
   bool become_root;
   uint64_t file_size_limit;
+  const char* jail_root;  // null: no jail
+  const ChildJailOp* jail_ops;
+  int jail_nops;
+  uint32_t jail_uid;
+  uint32_t jail_gid;
   int release_fd;
   int error_fd;
   // The parent's ends of the two pipes, copied into the child by the clone:
@@ -113,11 +158,102 @@ long SetDisposition(int sig, void (*handler)(int)) {
 }
 }  // namespace raw
 
-[[noreturn]] void ChildFail(const ChildPlan& p, int step) {
-  int msg[2] = {step, errno};
+[[noreturn]] void ChildFail(const ChildPlan& p, int step, int detail = -1) {
+  int msg[3] = {step, errno, detail};
   // Best effort: if the parent is gone there is nobody to tell.
   (void)raw::Write(p.error_fd, msg, sizeof msg);
   raw::Exit(127);
+}
+
+// The jail (Jail in child.h), in the child's own mount namespace (the clone
+// made it). Raw syscalls on the parent's prepared ops only.
+void EnterJail(const ChildPlan& p) {
+  // Nothing done below may reach the host's namespace through shared mounts.
+  if (::syscall(SYS_mount, nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr) != 0)
+    ChildFail(p, kStepJailPrivate);
+  // The new root: a tiny tmpfs that holds only the mount points and links.
+  if (::syscall(SYS_mount, "tmpfs", p.jail_root, "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC,
+                "mode=0755,size=64k,nr_inodes=256") != 0)
+    ChildFail(p, kStepJailTmpfs);
+  for (int i = 0; i < p.jail_nops; ++i) {
+    const ChildJailOp& op = p.jail_ops[i];
+    long r = 0;
+    switch (op.kind) {
+      case kOpDir:
+        r = ::syscall(SYS_mkdirat, AT_FDCWD, op.target, 0755);
+        break;
+      case kOpSymlink:
+        r = ::syscall(SYS_symlinkat, op.source, AT_FDCWD, op.target);
+        break;
+      case kOpDevDir:
+        r = ::syscall(SYS_mkdirat, AT_FDCWD, op.target, 0755);
+        if (r == 0)
+          r = ::syscall(SYS_mount, "tmpfs", op.target, "tmpfs", kDevDirFlags,
+                        "mode=0755,size=16k,nr_inodes=64");
+        break;
+      case kOpDevice:
+        // The node is the jail user's: made as root, then given away.
+        r = ::syscall(SYS_mknodat, AT_FDCWD, op.target, S_IFCHR | 0600, op.rdev);
+        if (r == 0)
+          r = ::syscall(SYS_fchownat, AT_FDCWD, op.target, p.jail_uid, p.jail_gid,
+                        AT_SYMLINK_NOFOLLOW);
+        break;
+      case kOpBindFile:
+      case kOpBindDir: {
+        if (op.kind == kOpBindDir) {
+          r = ::syscall(SYS_mkdirat, AT_FDCWD, op.target, 0755);
+        } else {
+          r = ::syscall(SYS_openat, AT_FDCWD, op.target, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC,
+                        0600);
+          if (r >= 0) r = raw::Close(static_cast<int>(r));
+        }
+        if (r == 0)
+          r = ::syscall(SYS_mount, op.source, op.target, nullptr, MS_BIND | MS_REC, nullptr);
+        // A bind mount takes its flags only from a remount of itself.
+        if (r == 0)
+          r = ::syscall(SYS_mount, nullptr, op.target, nullptr,
+                        MS_BIND | MS_REMOUNT | op.remount_flags, nullptr);
+        break;
+      }
+    }
+    if (r < 0) ChildFail(p, kStepJailEntry, i);
+  }
+  // Read-only from now on: the device tmpfs (its nodes still open read-write:
+  // a read-only mount stops writes to files, not to devices), then the root.
+  for (int i = 0; i < p.jail_nops; ++i) {
+    if (p.jail_ops[i].kind != kOpDevDir) continue;
+    if (::syscall(SYS_mount, nullptr, p.jail_ops[i].target, nullptr,
+                  MS_BIND | MS_REMOUNT | MS_RDONLY | kDevDirFlags, nullptr) != 0)
+      ChildFail(p, kStepJailSeal, i);
+  }
+  if (::syscall(SYS_mount, nullptr, p.jail_root, nullptr,
+                MS_BIND | MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC, nullptr) != 0)
+    ChildFail(p, kStepJailSeal);
+  // pivot_root(".", "."): the old root ends up stacked on the new one, and
+  // detaching it leaves the jail as all there is (no directory of the host
+  // stays reachable, unlike with chroot).
+  if (::syscall(SYS_chdir, p.jail_root) != 0 || ::syscall(SYS_pivot_root, ".", ".") != 0 ||
+      ::syscall(SYS_umount2, ".", MNT_DETACH) != 0 || ::syscall(SYS_chdir, "/") != 0)
+    ChildFail(p, kStepJailPivot);
+  // The bounding set first: dropping it needs CAP_SETPCAP, which the uid
+  // change below takes away. Then no capability can come back by exec.
+  for (int cap = 0; cap < 64; ++cap) {
+    if (::syscall(SYS_prctl, PR_CAPBSET_DROP, cap, 0, 0, 0) == 0) continue;
+    if (errno == EINVAL) break;  // past the kernel's last capability
+    ChildFail(p, kStepCapbset, cap);
+  }
+  // Groups, then gid, then uid (the uid last: it ends the right to change the
+  // others). All uids non-zero clears the permitted and effective sets.
+  if (::syscall(SYS_setgroups, 0, nullptr) != 0) ChildFail(p, kStepSetgroups);
+  if (::syscall(SYS_setresgid, p.jail_gid, p.jail_gid, p.jail_gid) != 0)
+    ChildFail(p, kStepSetresgid);
+  if (::syscall(SYS_setresuid, p.jail_uid, p.jail_uid, p.jail_uid) != 0)
+    ChildFail(p, kStepSetresuid);
+  // The inheritable set too, so that no set of the process shows a bit.
+  __user_cap_header_struct hdr = {_LINUX_CAPABILITY_VERSION_3, 0};
+  __user_cap_data_struct none[2] = {};
+  if (::syscall(SYS_capset, &hdr, none) != 0) ChildFail(p, kStepCapset);
+  if (::syscall(SYS_prctl, PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0) ChildFail(p, kStepNoNewPrivs);
 }
 
 // Runs in the child between clone3 and execve: raw syscalls only (raw::).
@@ -178,6 +314,7 @@ long SetDisposition(int sig, void (*handler)(int)) {
       ChildFail(p, kStepRelease);
     }
   }
+  if (p.jail_root) EnterJail(p);
   if (p.become_root) {
     // Raw syscalls: glibc's wrappers would try to broadcast the change to
     // threads that exist only in the parent.
@@ -233,6 +370,7 @@ ChildProcess& ChildProcess::operator=(ChildProcess&& o) noexcept {
     release_fd_ = std::move(o.release_fd_);
     error_fd_ = std::move(o.error_fd_);
     path_ = std::move(o.path_);
+    jail_paths_ = std::move(o.jail_paths_);
     reaped_ = std::exchange(o.reaped_, false);
     adopted_ = std::exchange(o.adopted_, false);
   }
@@ -254,6 +392,51 @@ Result<ChildProcess> ChildProcess::Spawn(const SpawnOptions& opts) {
   }
   auto argv = CStrings(opts.argv);
   auto envp = CStrings(opts.env);
+  // The jail's steps as host paths, all made here: the child allocates nothing.
+  std::vector<std::string> jail_targets;
+  std::vector<ChildJailOp> jail_ops;
+  if (opts.jail) {
+    const Jail& j = *opts.jail;
+    if (opts.become_userns_root) return Fail("spawn", opts.path, "a jail and become_userns_root");
+    if (j.uid == 0 || j.gid == 0)
+      return Fail(ErrorCode::kInvalidArgument, "spawn", opts.path,
+                  "the jail's uid and gid must not be 0");
+    if (j.root.empty() || j.root[0] != '/')
+      return Fail(ErrorCode::kInvalidArgument, "spawn", j.root,
+                  "the jail root must be an absolute path");
+    jail_targets.reserve(j.entries.size());
+    for (const auto& e : j.entries) {
+      if (e.path.size() < 2 || e.path[0] != '/' || e.path.find("..") != std::string::npos)
+        return Fail(ErrorCode::kInvalidArgument, "jail", e.path,
+                    "not an absolute path inside the jail");
+      jail_targets.push_back(j.root + e.path);
+    }
+    for (size_t i = 0; i < j.entries.size(); ++i) {
+      const JailEntry& e = j.entries[i];
+      ChildJailOp op{kOpDir, jail_targets[i].c_str(), e.source.c_str(), MS_NOSUID, 0};
+      if (e.kind == JailEntry::Kind::kSymlink) op.kind = kOpSymlink;
+      if (e.kind == JailEntry::Kind::kDevDir) op.kind = kOpDevDir;
+      if (e.kind == JailEntry::Kind::kDevice) {
+        struct stat st;
+        if (::stat(e.source.c_str(), &st) != 0)
+          return Errno("stat", e.source + " (jail entry " + e.path + ")");
+        if (!S_ISCHR(st.st_mode))
+          return Fail(ErrorCode::kInvalidArgument, "jail", e.source, "not a character device");
+        op.kind = kOpDevice;
+        op.rdev = st.st_rdev;
+      }
+      if (e.kind == JailEntry::Kind::kBind) {
+        struct stat st;
+        if (::stat(e.source.c_str(), &st) != 0)
+          return Errno("stat", e.source + " (jail entry " + e.path + ")");
+        op.kind = S_ISDIR(st.st_mode) ? kOpBindDir : kOpBindFile;
+        if (!e.writable) op.remount_flags |= MS_RDONLY;
+        if (!e.devices) op.remount_flags |= MS_NODEV;
+        if (!e.exec) op.remount_flags |= MS_NOEXEC;
+      }
+      jail_ops.push_back(op);
+    }
+  }
 
   Pipe release = WB_TRY(MakePipe());
   Pipe error = WB_TRY(MakePipe());
@@ -270,6 +453,13 @@ Result<ChildProcess> ChildProcess::Spawn(const SpawnOptions& opts) {
   plan.hold = opts.hold_until_released;
   plan.become_root = opts.become_userns_root;
   plan.file_size_limit = opts.file_size_limit;
+  if (opts.jail) {
+    plan.jail_root = opts.jail->root.c_str();
+    plan.jail_ops = jail_ops.data();
+    plan.jail_nops = static_cast<int>(jail_ops.size());
+    plan.jail_uid = opts.jail->uid;
+    plan.jail_gid = opts.jail->gid;
+  }
   plan.release_fd = release.read.get();
   plan.error_fd = error.write.get();
   plan.parent_release_fd = release.write.get();
@@ -281,6 +471,8 @@ Result<ChildProcess> ChildProcess::Spawn(const SpawnOptions& opts) {
   args.flags = opts.clone_flags | CLONE_PIDFD;
   args.pidfd = reinterpret_cast<uint64_t>(&pidfd);
   args.exit_signal = SIGCHLD;
+  // A jail is built in the child's own mount namespace, never the host's.
+  if (opts.jail) args.flags |= CLONE_NEWNS;
   if (opts.cgroup_fd >= 0) {
     args.flags |= CLONE_INTO_CGROUP;
     args.cgroup = static_cast<uint64_t>(opts.cgroup_fd);
@@ -303,6 +495,9 @@ Result<ChildProcess> ChildProcess::Spawn(const SpawnOptions& opts) {
   child.pid_ = static_cast<pid_t>(pid);
   child.pidfd_ = UniqueFd(pidfd);
   child.path_ = opts.path;
+  if (opts.jail) {
+    for (const auto& e : opts.jail->entries) child.jail_paths_.push_back(e.path);
+  }
   child.release_fd_ = std::move(release.write);
   child.error_fd_ = std::move(error.read);
   // Our copies of the child's ends must go, or EOF never comes.
@@ -325,7 +520,7 @@ Result<void> ChildProcess::Release() {
 }
 
 Result<void> ChildProcess::AwaitExec() {
-  int msg[2];
+  int msg[3];
   ssize_t n;
   do {
     n = ::read(error_fd_.get(), msg, sizeof msg);
@@ -335,7 +530,13 @@ Result<void> ChildProcess::AwaitExec() {
   if (n == 0) return Ok();  // closed by execve: the program runs
   KillAndReap();
   if (n != sizeof msg) return Fail("spawn", path_, "short status from child");
-  return ErrnoValue(msg[1], StepName(msg[0]), path_);
+  std::string step = StepName(msg[0]);
+  if ((msg[0] == kStepJailEntry || msg[0] == kStepJailSeal) && msg[2] >= 0 &&
+      static_cast<size_t>(msg[2]) < jail_paths_.size())
+    step += " " + jail_paths_[static_cast<size_t>(msg[2])];
+  else if (msg[0] == kStepCapbset)
+    step += " " + std::to_string(msg[2]);
+  return ErrnoValue(msg[1], step, path_);
 }
 
 Result<ChildProcess> ChildProcess::Adopt(pid_t pid) {

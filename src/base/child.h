@@ -23,6 +23,40 @@
 
 namespace wb {
 
+// One step of building a jail (SpawnOptions::jail), in order: parents first.
+struct JailEntry {
+  // kDevDir: a dir with a tmpfs of its own that may hold device nodes (the
+  // jail's root may not). kDevice: a character device node like the host's
+  // `source` (its major and minor), made in a kDevDir, owned by the jail's
+  // uid:gid, mode 0600: the host's node may be root's only (/dev/kvm is on
+  // some hosts), and this one is the jail's alone.
+  enum class Kind { kDir, kBind, kSymlink, kDevDir, kDevice };
+  Kind kind = Kind::kDir;
+  std::string path;  // inside the jail, absolute ("/vm/kernel")
+  std::string
+      source;  // kBind: the host's file or dir; kSymlink: the link's text; kDevice: the host's node
+  // kBind: the mount's flags. Without them it is read-only, nodev, noexec
+  // (and always nosuid).
+  bool writable = false;
+  bool devices = false;
+  bool exec = false;
+};
+
+// A minimal root for the program: in its own mount namespace, a small tmpfs
+// mounted on `root` (an empty host dir) holds exactly `entries` (bind mounts
+// of host files and dirs, dirs, symlinks, device nodes), is made read-only
+// (the device tmpfs too) and becomes the
+// program's root (pivot_root; the host's root is detached). Then the program
+// runs as uid:gid without supplementary groups, with no capabilities (the
+// bounding set emptied too) and no_new_privs. The program's path is looked up
+// inside the jail. A jail implies CLONE_NEWNS.
+struct Jail {
+  std::string root;
+  std::vector<JailEntry> entries;
+  uint32_t uid = 0;  // both non-zero
+  uint32_t gid = 0;
+};
+
 struct SpawnOptions {
   std::string path;               // absolute path of the program
   std::vector<std::string> argv;  // argv[0] included
@@ -41,6 +75,8 @@ struct SpawnOptions {
   // (EFBIG) instead of killing it. 0 = inherited. Caps files that an
   // untrusted party fills through the program (a VM's console log).
   uint64_t file_size_limit = 0;
+  // Set: the program runs jailed (Jail); not with become_userns_root.
+  std::optional<Jail> jail;
 };
 
 struct ExitStatus {
@@ -95,6 +131,7 @@ class ChildProcess {
   UniqueFd release_fd_;  // write end: one byte lets a held child go on
   UniqueFd error_fd_;    // read end: (step, errno) or EOF at exec
   std::string path_;
+  std::vector<std::string> jail_paths_;  // names a jail step's entry in errors
   bool reaped_ = false;
   bool adopted_ = false;  // not our child: waitid does not apply
 };

@@ -3,11 +3,13 @@
 #include <fcntl.h>
 #include <gtest/gtest.h>
 #include <poll.h>
+#include <sched.h>
 #include <signal.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <chrono>
 #include <cstdlib>
@@ -21,6 +23,8 @@
 #include "base/fs.h"
 #include "base/strings.h"
 #include "tests/assert_ok.h"
+#include "tests/test_util.h"
+#include "tests/uid_ranges.h"
 
 namespace wb {
 namespace {
@@ -530,6 +534,164 @@ TEST(ChildProcessTest, FileSizeLimitFailsWritesBeyondItWithoutKilling) {
   EXPECT_EQ(st.st_size, 4096);
   ::unlink(file.c_str());
   ::rmdir(dir);
+}
+
+// The host's /usr and its top-level links (a merged /usr), as a jail needs
+// them to run a dynamically linked program.
+Jail SystemJail(const std::string& root, uint32_t id) {
+  Jail j;
+  j.root = root;
+  j.uid = j.gid = id;
+  j.entries.push_back({JailEntry::Kind::kBind, "/usr", "/usr", false, false, true});
+  for (const char* p : {"/bin", "/lib", "/lib64"}) {
+    char buf[256];
+    ssize_t n = ::readlink(p, buf, sizeof buf);
+    if (n > 0) {
+      j.entries.push_back({JailEntry::Kind::kSymlink, p, std::string(buf, n)});
+    } else {
+      j.entries.push_back({JailEntry::Kind::kBind, p, p, false, false, true});
+    }
+  }
+  return j;
+}
+
+constexpr uint32_t kJailId =
+    wb::testing::UidBase(wb::testing::UidUser::kVmJailTest) + 1;  // vm_jail_test's is the top
+
+TEST(ChildJailTest, RunsUnprivilegedInAMinimalRoot) {
+  if (::geteuid() != 0) GTEST_SKIP() << "needs root (mount namespaces, uid changes)";
+  const std::string dir = wb::testing::MakeTempDir("wb-child-jail");
+  ASSERT_OK(MkdirAll(dir + "/root", 0700));
+  ASSERT_OK(WriteFileAtomic(dir + "/data", "hello\n", 0644));
+  Jail j = SystemJail(dir + "/root", kJailId);
+  j.entries.push_back({JailEntry::Kind::kDir, "/in"});
+  j.entries.push_back({JailEntry::Kind::kBind, "/in/data", dir + "/data"});
+  j.entries.push_back({JailEntry::Kind::kDevDir, "/dev"});
+  j.entries.push_back({JailEntry::Kind::kDevice, "/dev/null", "/dev/null"});
+  auto in_pipe = MakePipe(), out_pipe = MakePipe();
+  ASSERT_OK(in_pipe);
+  ASSERT_OK(out_pipe);
+  Pipe in = std::move(*in_pipe), out = std::move(*out_pipe);
+  SpawnOptions o;
+  o.path = "/usr/bin/cat";  // looked up in the jail
+  o.argv = {"cat", "-", "/in/data"};
+  o.clone_flags = CLONE_NEWNS;
+  o.jail = j;
+  o.fds = {{in.read.get(), 0}, {out.write.get(), 1}};
+  auto c = ChildProcess::Spawn(o);
+  ASSERT_OK(c);
+  in.read.reset();
+  out.write.reset();
+  // cat waits on its stdin: look at it meanwhile.
+  const std::string proc = "/proc/" + std::to_string(c->pid());
+  auto status = ReadFile(proc + "/status");
+  ASSERT_OK(status);
+  const std::string id = std::to_string(kJailId);
+  EXPECT_NE(status->find("Uid:\t" + id + "\t" + id + "\t" + id + "\t" + id + "\n"),
+            std::string::npos)
+      << *status;
+  EXPECT_NE(status->find("Gid:\t" + id + "\t" + id + "\t" + id + "\t" + id + "\n"),
+            std::string::npos);
+  EXPECT_NE(status->find("Groups:\t \n"), std::string::npos);  // none: a lone space
+  for (const char* cap : {"CapInh", "CapPrm", "CapEff", "CapBnd", "CapAmb"})
+    EXPECT_NE(status->find(std::string(cap) + ":\t0000000000000000\n"), std::string::npos) << cap;
+  EXPECT_NE(status->find("NoNewPrivs:\t1\n"), std::string::npos);
+  auto top = wb::testing::Entries(proc + "/root");
+  std::sort(top.begin(), top.end());
+  EXPECT_EQ(top, (std::vector<std::string>{"bin", "dev", "in", "lib", "lib64", "usr"}));
+  EXPECT_FALSE(PathExists(proc + "/root/etc/shadow"));
+  EXPECT_FALSE(PathExists(proc + "/root" + dir));
+  // The device node is the jail user's own.
+  struct stat dst;
+  ASSERT_EQ(::stat((proc + "/root/dev/null").c_str(), &dst), 0);
+  EXPECT_TRUE(S_ISCHR(dst.st_mode));
+  EXPECT_EQ(dst.st_uid, kJailId);
+  EXPECT_EQ(dst.st_mode & 07777, 0600u);
+  // Read-only: the data and the root.
+  UniqueFd w(::open((proc + "/root/in/data").c_str(), O_WRONLY | O_CLOEXEC));
+  EXPECT_FALSE(w.valid());
+  EXPECT_EQ(errno, EROFS);
+  in.write.reset();
+  auto text = ReadAll(out.read.get());
+  ASSERT_OK(text);
+  EXPECT_EQ(*text, "hello\n");
+  auto st = c->Wait();
+  ASSERT_OK(st);
+  EXPECT_EQ(st->code, 0);
+  // Nothing of the jail reached the host's mount namespace.
+  EXPECT_TRUE(wb::testing::Entries(dir + "/root").empty());
+  ASSERT_OK(RemoveTree(dir));
+}
+
+TEST(ChildJailTest, DeviceNodesWorkForTheJailUser) {
+  if (::geteuid() != 0) GTEST_SKIP() << "needs root (mount namespaces, mknod)";
+  const std::string dir = wb::testing::MakeTempDir("wb-child-jail");
+  ASSERT_OK(MkdirAll(dir + "/root", 0700));
+  Jail j = SystemJail(dir + "/root", kJailId);
+  j.entries.push_back({JailEntry::Kind::kDevDir, "/dev"});
+  std::string script = "head -c 5 /dev/zero | wc -c; echo x > /dev/null && echo null";
+  for (const char* d : {"/dev/null", "/dev/zero"})
+    j.entries.push_back({JailEntry::Kind::kDevice, d, d});
+  // /dev/kvm may be root's only on the host (0600 here): the jail's node is
+  // its user's.
+  if (PathExists("/dev/kvm")) {
+    j.entries.push_back({JailEntry::Kind::kDevice, "/dev/kvm", "/dev/kvm"});
+    script += "; exec 3<>/dev/kvm && echo kvm";
+  }
+  auto out = MakePipe();
+  ASSERT_OK(out);
+  SpawnOptions o;
+  o.path = "/bin/sh";
+  o.argv = {"sh", "-c", script};
+  o.jail = j;
+  o.fds = {{out->write.get(), 1}};
+  auto c = ChildProcess::Spawn(o);
+  ASSERT_OK(c);
+  out->write.reset();
+  auto text = ReadAll(out->read.get());
+  ASSERT_OK(text);
+  EXPECT_EQ(*text, PathExists("/dev/kvm") ? "5\nnull\nkvm\n" : "5\nnull\n");
+  auto st = c->Wait();
+  ASSERT_OK(st);
+  EXPECT_EQ(st->code, 0);
+  ASSERT_OK(RemoveTree(dir));
+}
+
+TEST(ChildJailTest, FailuresNameTheStep) {
+  if (::geteuid() != 0) GTEST_SKIP() << "needs root (mount namespaces)";
+  const std::string dir = wb::testing::MakeTempDir("wb-child-jail");
+  ASSERT_OK(MkdirAll(dir + "/root", 0700));
+  SpawnOptions o;
+  o.path = "/usr/bin/true";
+  o.argv = {"true"};
+  o.clone_flags = CLONE_NEWNS;
+  // A source that is missing: refused before the clone.
+  o.jail = SystemJail(dir + "/root", kJailId);
+  o.jail->entries.push_back({JailEntry::Kind::kBind, "/x", dir + "/missing"});
+  auto missing = ChildProcess::Spawn(o);
+  ASSERT_FALSE(missing.ok());
+  EXPECT_NE(missing.error().ToString().find(dir + "/missing (jail entry /x)"), std::string::npos)
+      << missing.error().ToString();
+  // A mount point whose parent is not there: the child says which entry.
+  o.jail = SystemJail(dir + "/root", kJailId);
+  o.jail->entries.push_back({JailEntry::Kind::kBind, "/no/null", "/dev/null"});
+  auto orphan = ChildProcess::Spawn(o);
+  ASSERT_FALSE(orphan.ok());
+  EXPECT_NE(orphan.error().ToString().find("jail: entry /no/null"), std::string::npos)
+      << orphan.error().ToString();
+  // uid 0 is refused.
+  o.jail = SystemJail(dir + "/root", kJailId);
+  o.jail->uid = 0;
+  auto root = ChildProcess::Spawn(o);
+  ASSERT_FALSE(root.ok());
+  EXPECT_NE(root.error().ToString().find("must not be 0"), std::string::npos);
+  // A program that is not in the jail.
+  o.jail = SystemJail(dir + "/root", kJailId);
+  o.path = dir + "/nothing";
+  auto absent = ChildProcess::Spawn(o);
+  ASSERT_FALSE(absent.ok());
+  EXPECT_NE(absent.error().ToString().find("execve"), std::string::npos);
+  ASSERT_OK(RemoveTree(dir));
 }
 
 }  // namespace

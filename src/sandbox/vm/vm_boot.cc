@@ -3,8 +3,10 @@
 // and warms the VM up.
 #include <fcntl.h>
 #include <poll.h>
+#include <sched.h>
 #include <signal.h>
 #include <sys/random.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -112,6 +114,17 @@ Result<std::unique_ptr<VmDriver::Spawned>> VmDriver::Spawn(const SandboxSpec& sp
   UniqueFd qmp_listener = WB_TRY(ListenUnix(sb->dir_ + "/qmp.sock"));
   UniqueFd qemu_err(::open(qemu_log.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600));
   if (!qemu_err) return Errno("create", qemu_log);
+  // QEMU runs jailed (qemu_jail.h) as an unprivileged user: what it opens by
+  // path is made here and given to that user; the sockets and its stderr
+  // are passed as fds.
+  const auto [jail_uid, jail_gid] = JailIdsOf(opts_, sb->image_.uid_base);
+  const std::string jail_root = sb->dir_ + "/jail";
+  if (::mkdir(jail_root.c_str(), 0700) != 0) return Errno("mkdir", jail_root);
+  if (mode == Mode::kCold) {
+    UniqueFd c(::open(console.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600));
+    if (!c) return Errno("create", console);
+    if (::fchown(c.get(), jail_uid, jail_gid) != 0) return Errno("fchown", console);
+  }
 
   QemuPlan plan;
   plan.qemu = opts_.qemu;
@@ -138,9 +151,27 @@ Result<std::unique_ptr<VmDriver::Spawned>> VmDriver::Spawn(const SandboxSpec& sp
     if (mode == Mode::kClone) plan.extra = {"-incoming", "defer"};
   }
 
+  JailInput jin;
+  jin.root = jail_root;
+  jin.uid = jail_uid;
+  jin.gid = jail_gid;
+  if (mode == Mode::kTemplate) {
+    jin.state_path = t->state + ".tmp";  // made by EnsureTemplate, for QEMU's user
+    jin.state_writable = true;
+  } else if (mode == Mode::kClone) {
+    jin.state_path = t->state;
+  }
+  JailedQemu jailed = WB_TRY(PlanQemuJail(std::move(plan), host_system_, jin));
+
   SpawnOptions o;
-  o.path = plan.qemu;
-  o.argv = QemuArgv(plan);
+  o.path = jailed.plan.qemu;
+  o.argv = QemuArgv(jailed.plan);
+  o.jail = std::move(jailed.jail);
+  // Its own mount namespace for the jail; its own pid, network, IPC and UTS
+  // namespaces so that it can neither signal nor see other processes (the
+  // other VMs' QEMUs included, whatever their uid), nor reach the host's
+  // abstract Unix sockets, SysV IPC or hostname. Its sockets are fds.
+  o.clone_flags = CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWNET | CLONE_NEWIPC | CLONE_NEWUTS;
   o.fds = {{agent_listener.get(), 3}, {qmp_listener.get(), 4}, {qemu_err.get(), 2}};
   // The VM dies with its host process, unless it may become a live sandbox
   // that must outlive a killed daemon (outlive_owner): the parent-death
@@ -214,7 +245,8 @@ Result<void> VmDriver::RestoreClone(Spawned& sp, const TemplatePaths& t) {
   Qmp q = WB_TRY(Qmp::Connect(sb->dir_ + "/qmp.sock", opts_.ready_total_ms));
   WB_TRY(q.Execute("migrate-set-capabilities",
                    {{"capabilities", {{{"capability", "x-ignore-shared"}, {"state", true}}}}}));
-  WB_TRY(q.Execute("migrate-incoming", {{"uri", "exec:cat " + t.state}}));
+  // The state file as QEMU's jail shows it (qemu_jail.h).
+  WB_TRY(q.Execute("migrate-incoming", {{"uri", std::string("exec:cat ") + kJailState}}));
   // The load runs in QEMU's main loop; once done, the VM is paused
   // (or already running) and is resumed.
   const int64_t deadline = NowUs() + int64_t{opts_.ready_total_ms} * 1000;

@@ -51,6 +51,7 @@ Result<std::unique_ptr<VmDriver>> VmDriver::Open(VmDriverOptions opts, ImageStor
                         SandboxesDir(opts.state_dir)}));
   auto drv = std::unique_ptr<VmDriver>(new VmDriver());
   drv->info_ = WB_TRY(ResolveVmInfo(opts));
+  drv->host_system_ = HostSystemLayout();
   drv->opts_ = std::move(opts);
   drv->store_ = store;
   drv->layout_ = std::make_shared<CgroupLayoutHolder>();

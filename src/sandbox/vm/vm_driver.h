@@ -14,6 +14,7 @@
 #include "image/store.h"
 #include "sandbox/driver.h"
 #include "sandbox/vm/guest_kernel.h"
+#include "sandbox/vm/qemu_jail.h"
 #include "sandbox/vm/qemu_plan.h"
 #include "sandbox/vm/vm_template.h"
 
@@ -44,6 +45,11 @@ struct VmDriverOptions {
   bool snapshot = false;
   std::string shm_dir = "/dev/shm";  // where templates' RAM files live (tmpfs)
   int template_max_failures = 3;     // then cold boots (fallback)
+  // QEMU's user and group in its jail (qemu_jail.h). 0 = the top id of the
+  // image's uid range (a host id no sandbox process has: the guests' files
+  // on the layer disks map into the range from its base).
+  uint32_t jail_uid = 0;
+  uint32_t jail_gid = 0;
 };
 
 // The template state of a driver with snapshot on (pool status).
@@ -113,6 +119,7 @@ class VmDriver : public Driver {
   VmDriverOptions opts_;
   ImageStore* store_ = nullptr;
   VmInfo info_;
+  HostSystem host_system_;  // what of the host's root QEMU's jails bind
   struct CgroupLayoutHolder;
   std::shared_ptr<CgroupLayoutHolder> layout_;
 };

@@ -1,5 +1,5 @@
 // Unit tests of the vm driver's pure parts: the QEMU command line, the
-// accelerator choice, module order, the initramfs archive, kernel lookup.
+// accelerator choice, QEMU's jail, module order, the initramfs archive, kernel lookup.
 #include <gtest/gtest.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -11,8 +11,10 @@
 #include "base/child.h"
 #include "base/fd.h"
 #include "base/fs.h"
+#include "base/strings.h"
 #include "sandbox/vm/guest_kernel.h"
 #include "sandbox/vm/initramfs.h"
+#include "sandbox/vm/qemu_jail.h"
 #include "sandbox/vm/qemu_plan.h"
 #include "sandbox/vm/vm_driver.h"
 #include "tests/assert_ok.h"
@@ -333,6 +335,172 @@ TEST(QemuPlanTest, TemplateAndCloneArgs) {
   EXPECT_EQ(all.find("file,id=console"), std::string::npos);
   EXPECT_NE(all.find("spawn=allow"), std::string::npos);
   EXPECT_NE(all.find("-incoming defer"), std::string::npos);
+}
+
+// A merged-/usr host, as Debian 12's.
+HostSystem MergedUsr() {
+  return {{"/usr"}, {{"/bin", "usr/bin"}, {"/lib", "usr/lib"}, {"/lib64", "usr/lib64"}}};
+}
+
+QemuPlan ClonePlan() {
+  QemuPlan p;
+  p.kernel = "/var/lib/warmbox/kernel/6.1/vmlinux";
+  p.initrd = "/var/lib/warmbox/vm/initrd/i.cpio";
+  p.disks = {{"/var/lib/warmbox/vm/disks/layer-a.erofs", "wbl0"},
+             {"/var/lib/warmbox/vm/disks/layer-b.erofs", "wbl1"}};
+  p.memory_backend = MemoryBackend{"/dev/shm/warmbox-tpl-k", false};
+  p.console_ringbuf_bytes = 65536;
+  p.agent_fd = 3;
+  p.qmp_fd = 4;
+  return p;
+}
+
+const JailEntry* Find(const Jail& j, const std::string& path) {
+  for (const auto& e : j.entries) {
+    if (e.path == path) return &e;
+  }
+  return nullptr;
+}
+
+TEST(QemuJail, MapsEveryHostPathIntoTheJail) {
+  JailInput in{"/var/lib/warmbox/sandboxes/s1/jail", 1000065535, 1000065535,
+               "/var/lib/warmbox/vm/templates/k/state", false};
+  auto j = PlanQemuJail(ClonePlan(), MergedUsr(), in);
+  ASSERT_OK(j);
+  EXPECT_EQ(j->jail.root, in.root);
+  EXPECT_EQ(j->jail.uid, 1000065535u);
+  EXPECT_EQ(j->jail.gid, 1000065535u);
+  // QEMU's argv names only the jail's paths: nothing of the host's state dir.
+  const auto argv = QemuArgv(j->plan);
+  for (const auto& a : argv) EXPECT_EQ(a.find("/var/lib/warmbox"), std::string::npos) << a;
+  EXPECT_EQ(j->plan.qemu, "/usr/bin/qemu-system-x86_64");  // from the bound /usr
+  EXPECT_EQ(Values(argv, "-kernel"), std::vector<std::string>{"/vm/kernel"});
+  EXPECT_EQ(Values(argv, "-initrd"), std::vector<std::string>{"/vm/initrd"});
+  auto drives = Values(argv, "-drive");
+  ASSERT_EQ(drives.size(), 2u);
+  EXPECT_NE(drives[0].find("file=/vm/disk0,"), std::string::npos) << drives[0];
+  EXPECT_NE(drives[1].find("file=/vm/disk1,"), std::string::npos) << drives[1];
+  EXPECT_NE(Values(argv, "-object")[0].find("mem-path=/vm/ram,share=off"), std::string::npos);
+  // The VM's files: read-only but the RAM file (QEMU 7.2 opens it read-write).
+  struct Want {
+    const char* path;
+    const char* source;
+    bool writable;
+  };
+  for (const Want& w : {Want{"/vm/kernel", "/var/lib/warmbox/kernel/6.1/vmlinux", false},
+                        Want{"/vm/initrd", "/var/lib/warmbox/vm/initrd/i.cpio", false},
+                        Want{"/vm/disk0", "/var/lib/warmbox/vm/disks/layer-a.erofs", false},
+                        Want{"/vm/disk1", "/var/lib/warmbox/vm/disks/layer-b.erofs", false},
+                        Want{"/vm/ram", "/dev/shm/warmbox-tpl-k", true},
+                        Want{"/vm/state", "/var/lib/warmbox/vm/templates/k/state", false}}) {
+    const JailEntry* e = Find(j->jail, w.path);
+    ASSERT_NE(e, nullptr) << w.path;
+    EXPECT_EQ(e->kind, JailEntry::Kind::kBind);
+    EXPECT_EQ(e->source, w.source);
+    EXPECT_EQ(e->writable, w.writable) << w.path;
+    EXPECT_FALSE(e->devices) << w.path;
+    EXPECT_FALSE(e->exec) << w.path;
+  }
+  // The system: /usr read-only with exec, the links as the host has them.
+  const JailEntry* usr = Find(j->jail, "/usr");
+  ASSERT_NE(usr, nullptr);
+  EXPECT_FALSE(usr->writable);
+  EXPECT_TRUE(usr->exec);
+  EXPECT_FALSE(usr->devices);
+  const JailEntry* lib64 = Find(j->jail, "/lib64");
+  ASSERT_NE(lib64, nullptr);
+  EXPECT_EQ(lib64->kind, JailEntry::Kind::kSymlink);
+  EXPECT_EQ(lib64->source, "usr/lib64");
+  // /dev: three devices, no /dev/kvm under TCG, no console file (ring buffer).
+  std::vector<std::string> devs;
+  for (const auto& e : j->jail.entries) {
+    if (StartsWith(e.path, "/dev/")) {
+      devs.push_back(e.path);
+      EXPECT_EQ(e.kind, JailEntry::Kind::kDevice) << e.path;
+      EXPECT_EQ(e.source, e.path);
+    }
+  }
+  EXPECT_EQ(devs, (std::vector<std::string>{"/dev/null", "/dev/zero", "/dev/urandom"}));
+  EXPECT_EQ(Find(j->jail, "/vm/console"), nullptr);
+  // Parents come before what they hold.
+  size_t dev_at = 0, vm_at = 0, i = 0;
+  for (const auto& e : j->jail.entries) {
+    if (e.path == "/dev") dev_at = i;
+    if (e.path == "/vm") vm_at = i;
+    if (StartsWith(e.path, "/dev/")) {
+      EXPECT_GT(i, dev_at);
+    }
+    if (StartsWith(e.path, "/vm/")) {
+      EXPECT_GT(i, vm_at);
+    }
+    ++i;
+  }
+}
+
+TEST(QemuJail, ColdBootTemplateAndKvm) {
+  QemuPlan p;
+  p.accel = Accel::kKvm;
+  p.kernel = "/k/vmlinux";
+  p.console_path = "/s/sb/console.log";
+  JailInput in{"/s/sb/jail", 7, 8, "", false};
+  auto j = PlanQemuJail(p, MergedUsr(), in);
+  ASSERT_OK(j);
+  const JailEntry* console = Find(j->jail, "/vm/console");
+  ASSERT_NE(console, nullptr);
+  EXPECT_TRUE(console->writable);
+  EXPECT_EQ(console->source, "/s/sb/console.log");
+  EXPECT_NE(Values(QemuArgv(j->plan), "-chardev")[0].find("path=/vm/console"), std::string::npos);
+  const JailEntry* kvm = Find(j->jail, "/dev/kvm");
+  ASSERT_NE(kvm, nullptr);
+  EXPECT_EQ(kvm->kind, JailEntry::Kind::kDevice);
+  ASSERT_NE(Find(j->jail, "/dev"), nullptr);
+  EXPECT_EQ(Find(j->jail, "/dev")->kind, JailEntry::Kind::kDevDir);
+  EXPECT_EQ(Find(j->jail, "/vm/initrd"), nullptr);
+  EXPECT_EQ(Find(j->jail, "/vm/state"), nullptr);
+  // A template writes its state file.
+  JailInput tin{"/s/sb/jail", 7, 8, "/t/state.tmp", true};
+  auto t = PlanQemuJail(p, MergedUsr(), tin);
+  ASSERT_OK(t);
+  ASSERT_NE(Find(t->jail, "/vm/state"), nullptr);
+  EXPECT_TRUE(Find(t->jail, "/vm/state")->writable);
+}
+
+TEST(QemuJail, QemuOutsideTheSystemDirsIsBoundAlone) {
+  QemuPlan p;
+  p.kernel = "/k/vmlinux";
+  p.qemu = "/opt/qemu/bin/qemu-system-x86_64";
+  auto j = PlanQemuJail(p, MergedUsr(), JailInput{"/j", 7, 7});
+  ASSERT_OK(j);
+  EXPECT_EQ(j->plan.qemu, "/vm/qemu");
+  const JailEntry* q = Find(j->jail, "/vm/qemu");
+  ASSERT_NE(q, nullptr);
+  EXPECT_EQ(q->source, "/opt/qemu/bin/qemu-system-x86_64");
+  EXPECT_TRUE(q->exec);
+  EXPECT_FALSE(q->writable);
+  // Through a merged-/usr link it is in /usr: run from there.
+  p.qemu = "/bin/qemu-system-x86_64";
+  auto l = PlanQemuJail(p, MergedUsr(), JailInput{"/j", 7, 7});
+  ASSERT_OK(l);
+  EXPECT_EQ(l->plan.qemu, "/bin/qemu-system-x86_64");
+  EXPECT_EQ(Find(l->jail, "/vm/qemu"), nullptr);
+}
+
+TEST(QemuJail, RefusesRootAndRelativePaths) {
+  QemuPlan p;
+  p.kernel = "/k/vmlinux";
+  auto root = PlanQemuJail(p, MergedUsr(), JailInput{"/j", 0, 7});
+  ASSERT_FALSE(root.ok());
+  EXPECT_NE(root.error().ToString().find("must not be 0"), std::string::npos);
+  auto rel_root = PlanQemuJail(p, MergedUsr(), JailInput{"jail", 7, 7});
+  ASSERT_FALSE(rel_root.ok());
+  EXPECT_NE(rel_root.error().ToString().find("the jail root must be an absolute host path"),
+            std::string::npos)
+      << rel_root.error().ToString();
+  p.kernel = "vmlinux";
+  auto rel = PlanQemuJail(p, MergedUsr(), JailInput{"/j", 7, 7});
+  ASSERT_FALSE(rel.ok());
+  EXPECT_NE(rel.error().ToString().find("vmlinux"), std::string::npos);
+  EXPECT_NE(rel.error().ToString().find("the kernel"), std::string::npos);
 }
 
 }  // namespace

@@ -11,6 +11,7 @@
 
 #include "base/log.h"
 #include "sandbox/agent_client.h"
+#include "sandbox/ns/ns_driver.h"
 #include "sandbox/vm/qmp.h"
 
 namespace wb::vm {
@@ -119,6 +120,13 @@ uint32_t VcpusOf(const Limits& limits) {
 
 uint64_t MemoryMibOf(const Limits& limits) {
   return std::max<uint64_t>(limits.memory_bytes >> 20, 64);
+}
+
+std::pair<uint32_t, uint32_t> JailIdsOf(const VmDriverOptions& opts, uint32_t uid_base) {
+  // 65534: nobody, for a store without a uid range.
+  const uint32_t top = uid_base ? uid_base + kUidCount - 1 : 65534;
+  const uint32_t uid = opts.jail_uid ? opts.jail_uid : top;
+  return {uid, opts.jail_gid ? opts.jail_gid : uid};
 }
 
 int64_t NowUs() {

@@ -6,6 +6,7 @@
 #include <memory>
 #include <mutex>
 #include <string>
+#include <utility>
 
 #include "sandbox/agent_args.h"
 #include "sandbox/cgroup.h"
@@ -49,6 +50,7 @@ class VmSandbox : public SandboxBase {
 
 struct VmDriver::TemplatePaths {
   std::string key, key_text, dir, state, lock, ram, templates;
+  uint32_t jail_uid = 0, jail_gid = 0;  // the template QEMU's (JailIdsOf)
 };
 
 struct VmDriver::CgroupLayoutHolder {
@@ -72,6 +74,10 @@ AgentArgs GuestAgentArgs(const SandboxSpec& spec, size_t layers, std::string hos
 // The guest's vCPUs and RAM (MiB) for a spec's limits.
 uint32_t VcpusOf(const Limits& limits);
 uint64_t MemoryMibOf(const Limits& limits);
+
+// QEMU's uid and gid in its jail (VmDriverOptions::jail_uid) for an image
+// of the uid range at uid_base.
+std::pair<uint32_t, uint32_t> JailIdsOf(const VmDriverOptions& opts, uint32_t uid_base);
 
 int64_t NowUs();
 // "6.1 ms" etc. from microseconds.

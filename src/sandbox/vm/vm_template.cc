@@ -10,6 +10,8 @@
 
 #include <cctype>
 #include <cstdio>
+#include <tuple>
+#include <utility>
 
 #include "base/fs.h"
 #include "base/log.h"
@@ -122,13 +124,7 @@ Result<std::unique_ptr<Sandbox>> VmDriver::CreateClone(const SandboxSpec& spec) 
   t.state = t.dir + "/state";
   t.lock = t.templates + "/" + t.key + ".lock";
   t.ram = opts_.shm_dir + "/warmbox-tpl-" + t.key;
-  // The state path goes to a shell ("exec:cat PATH"): plain characters only.
-  for (char c : t.state) {
-    if (!(std::isalnum(static_cast<unsigned char>(c)) || c == '/' || c == '-' || c == '_' ||
-          c == '.'))
-      return Fail("vm template", t.state,
-                  "the state dir path has characters a shell would interpret");
-  }
+  std::tie(t.jail_uid, t.jail_gid) = JailIdsOf(opts_, image.uid_base);
   if (auto r = EnsureTemplate(spec, t); !r.ok()) {
     NoteTemplateFailure(t.key, r.error());
     spdlog::debug("vm template {}: {}", t.key, r.error().ToString());
@@ -221,14 +217,19 @@ Result<void> VmDriver::EnsureTemplate(const SandboxSpec& spec, const TemplatePat
   ::unlink(t.ram.c_str());
   WB_RETURN_IF_ERROR(MkdirAll(t.dir, 0700));
   // Created here, 0600, before QEMU opens it: QEMU would create it 0644, and
-  // the file is the template guest's whole memory.
-  {
-    UniqueFd ram(::open(t.ram.c_str(), O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600));
-    if (!ram) return Errno("create", t.ram);
+  // the file is the template guest's whole memory. It belongs to QEMU's user
+  // (jailed QEMU opens it by path; the clones' QEMUs, of the same user, open
+  // it read-write too: QEMU 7.2 cannot map a read-only file privately). The
+  // state file, which the template's QEMU writes through "cat" inside its
+  // jail, likewise.
+  const std::string tmp = t.state + ".tmp";
+  for (const std::string* path : {&t.ram, &tmp}) {
+    UniqueFd f(::open(path->c_str(), O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600));
+    if (!f) return Errno("create", *path);
+    if (::fchown(f.get(), t.jail_uid, t.jail_gid) != 0) return Errno("fchown", *path);
   }
   auto vm = WB_TRY(Boot(spec, Mode::kTemplate, &t));
   auto* sb = static_cast<VmSandbox*>(vm.get());
-  const std::string tmp = t.state + ".tmp";
   auto save = [&]() -> Result<void> {
     Qmp q = WB_TRY(Qmp::Connect(sb->dir_ + "/qmp.sock", opts_.ready_total_ms));
     // Paused first, so the RAM file is not written while the device state
@@ -236,7 +237,8 @@ Result<void> VmDriver::EnsureTemplate(const SandboxSpec& spec, const TemplatePat
     WB_TRY(q.Execute("stop"));
     WB_TRY(q.Execute("migrate-set-capabilities",
                      {{"capabilities", {{{"capability", "x-ignore-shared"}, {"state", true}}}}}));
-    WB_TRY(q.Execute("migrate", {{"uri", "exec:cat > " + tmp}}));
+    // The state file as the jail shows it (qemu_jail.h): tmp on the host.
+    WB_TRY(q.Execute("migrate", {{"uri", std::string("exec:cat > ") + kJailState}}));
     WB_RETURN_IF_ERROR(q.WaitMigration(kMigrateMs));
     return Ok();
   };

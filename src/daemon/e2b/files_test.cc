@@ -20,6 +20,7 @@
 #include <boost/beast/http.hpp>
 #include <filesystem>
 #include <future>
+#include <map>
 #include <nlohmann/json.hpp>
 #include <set>
 #include <thread>
@@ -431,31 +432,61 @@ TEST_F(EnvdFilesTest, WatchDirEndsAtItsDeadlineAndRefusesFiles) {
   EXPECT_EQ(n.msgs.back().second["error"]["code"], "not_found");
 }
 
-// The agent's open fds (its listening socket, connections, inotify).
-size_t AgentFds(pid_t pid) {
-  size_t n = 0;
+// The agent's open fds (its listening socket, connections, inotify): number
+// to what it refers to ("socket:[INODE]", "anon_inode:inotify").
+std::map<std::string, std::string> AgentFds(pid_t pid) {
+  std::map<std::string, std::string> fds;
+  const std::string dir = "/proc/" + std::to_string(pid) + "/fd";
   std::error_code ec;
-  for (auto it = std::filesystem::directory_iterator("/proc/" + std::to_string(pid) + "/fd", ec);
+  for (auto it = std::filesystem::directory_iterator(dir, ec);
        !ec && it != std::filesystem::directory_iterator(); it.increment(ec)) {
-    ++n;
+    std::error_code link_ec;
+    auto target = std::filesystem::read_symlink(it->path(), link_ec);
+    if (!link_ec) fds[it->path().filename().string()] = target.string();
   }
-  return n;
+  return fds;
+}
+
+// Those of now that were not in before (by number and target).
+std::map<std::string, std::string> Opened(const std::map<std::string, std::string>& before,
+                                          const std::map<std::string, std::string>& now) {
+  std::map<std::string, std::string> out;
+  for (const auto& [fd, target] : now) {
+    auto it = before.find(fd);
+    if (it == before.end() || it->second != target) out[fd] = target;
+  }
+  return out;
 }
 
 TEST_F(EnvdFilesTest, ClientGoneEndsTheAgentWatch) {
   ASSERT_EQ(::mkdir(dir_.c_str(), 0755), 0);
-  const size_t before = AgentFds(agent_.pid());
-  ASSERT_GT(before, 0u);
+  const auto before = AgentFds(agent_.pid());
+  ASSERT_FALSE(before.empty());
+  std::map<std::string, std::string> watch_fds;
   {
     WatchClient w(port_, {{"path", dir_}}, {});
     ASSERT_TRUE(w.Until([](uint8_t, const json& j) { return j.contains("start"); }));
-    EXPECT_GT(AgentFds(agent_.pid()), before);  // the watch's connection and inotify
-  }                                             // the client goes
+    // The watch's connection and its inotify. Compared by identity, not by
+    // count: an earlier request's connection may close meanwhile.
+    watch_fds = Opened(before, AgentFds(agent_.pid()));
+    bool has_inotify = false;
+    for (const auto& [fd, target] : watch_fds) has_inotify |= target == "anon_inode:inotify";
+    EXPECT_TRUE(has_inotify);
+  }  // the client goes
+  auto still_open = [&] {
+    const auto now = AgentFds(agent_.pid());
+    size_t n = 0;
+    for (const auto& [fd, target] : watch_fds) {
+      auto it = now.find(fd);
+      n += it != now.end() && it->second == target;
+    }
+    return n;
+  };
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
-  while (AgentFds(agent_.pid()) > before && std::chrono::steady_clock::now() < deadline) {
+  while (still_open() > 0 && std::chrono::steady_clock::now() < deadline) {
     std::this_thread::yield();
   }
-  EXPECT_EQ(AgentFds(agent_.pid()), before);
+  EXPECT_EQ(still_open(), 0u);
 }
 
 TEST_F(EnvdFilesTest, WatcherTrio) {

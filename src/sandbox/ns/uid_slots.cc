@@ -2,6 +2,7 @@
 
 #include <dirent.h>
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -92,8 +93,21 @@ std::set<std::string> LiveIds(const std::string& state_dir) {
   return {names.begin(), names.end()};
 }
 
+// A small file written in place: every reader of claims holds the lock, and a
+// torn sandbox-dir record is refused by ParseUidSlot (no tmp + rename: creation
+// time counts, bench/uid_slots_bench.cc).
+Result<void> WriteSmallFile(const std::string& path, const std::string& data) {
+  UniqueFd fd(::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600));
+  if (!fd) return Errno("open", path);
+  if (::write(fd.get(), data.data(), data.size()) != static_cast<ssize_t>(data.size())) {
+    return Errno("write", path);
+  }
+  return Ok();
+}
+
 Result<UniqueFd> LockSlots(const std::string& state_dir) {
-  WB_RETURN_IF_ERROR(MkdirAll(UidSlotsDir(state_dir), 0700));
+  const std::string dir = UidSlotsDir(state_dir);
+  if (::mkdir(dir.c_str(), 0700) != 0 && errno != EEXIST) return Errno("mkdir", dir);
   return LockPath(UidSlotsDir(state_dir) + "/.lock", true);
 }
 
@@ -106,9 +120,8 @@ Result<uint32_t> ClaimUidSlot(const std::string& state_dir, uint32_t slots, cons
   SlotPlan plan = WB_TRY(PlanUidSlot(ReadClaims(dir), LiveIds(state_dir), slots));
   for (uint32_t k : plan.stale) (void)::unlink((dir + "/" + std::to_string(k)).c_str());
   // The sandbox dir records it first: a claim always has a dir naming it.
-  WB_RETURN_IF_ERROR(
-      WriteFileAtomic(sandbox_dir + "/uid_slot", std::to_string(plan.slot) + "\n", 0600));
-  WB_RETURN_IF_ERROR(WriteFileAtomic(dir + "/" + std::to_string(plan.slot), id + "\n", 0600));
+  WB_RETURN_IF_ERROR(WriteSmallFile(sandbox_dir + "/uid_slot", std::to_string(plan.slot) + "\n"));
+  WB_RETURN_IF_ERROR(WriteSmallFile(dir + "/" + std::to_string(plan.slot), id + "\n"));
   return plan.slot;
 }
 
@@ -125,7 +138,7 @@ Result<uint32_t> AdoptUidSlot(const std::string& state_dir, const std::string& i
                     std::string(Trim(*owner)) + ", not " + id);
   }
   // A claim lost (state dir tidied by hand): the slot is still this sandbox's.
-  if (!owner.ok()) WB_RETURN_IF_ERROR(WriteFileAtomic(claim, id + "\n", 0600));
+  if (!owner.ok()) WB_RETURN_IF_ERROR(WriteSmallFile(claim, id + "\n"));
   return slot;
 }
 

@@ -154,7 +154,7 @@ TEST_F(CliTest, KilledWarmboxLeavesNothingAfterGc) {
             "run",     "--",          "sleep", "1000"};
   auto child = ChildProcess::Spawn(o);
   ASSERT_TRUE(child.ok());
-  const uint32_t lo = kOwnBase, hi = kOwnBase + kUidCount;
+  const uint32_t lo = kOwnBase, hi = kOwnBase + UidSpan(kDefaultUidSlots);
   // The sleep runs once a process of the sandbox range exists twice (agent + sleep).
   ASSERT_TRUE(Eventually([&] { return wb::testing::PidsWithUidIn(lo, hi).size() >= 2; }, 10000));
   std::string sandboxes = state_ + "/sandboxes";
@@ -177,7 +177,7 @@ TEST_F(CliTest, InterruptedRunCleansUp) {
             "run",     "--",          "sleep", "1000"};
   auto child = ChildProcess::Spawn(o);
   ASSERT_TRUE(child.ok());
-  const uint32_t lo = kOwnBase, hi = kOwnBase + kUidCount;
+  const uint32_t lo = kOwnBase, hi = kOwnBase + UidSpan(kDefaultUidSlots);
   ASSERT_TRUE(Eventually([&] { return wb::testing::PidsWithUidIn(lo, hi).size() >= 2; }, 10000));
   ASSERT_TRUE(child->Signal(SIGINT).ok());
   auto st = child->Wait();

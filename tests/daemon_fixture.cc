@@ -100,10 +100,10 @@ proto::RunResponse DaemonFixture::Run(std::vector<std::string> cmd,
   return resp.ok() ? *resp : proto::ErrorResponse("client failed");
 }
 
-std::set<pid_t> DaemonFixture::Agents() const { return PidsWithUidIn(base_, base_ + 1); }
+std::set<pid_t> DaemonFixture::Agents() const { return SandboxRootPids(base_); }
 
 size_t DaemonFixture::SandboxProcesses() const {
-  return PidsWithUidIn(base_, base_ + kUidCount).size();
+  return PidsWithUidIn(base_, base_ + UidSpan(kDefaultUidSlots)).size();
 }
 
 }  // namespace wb::testing

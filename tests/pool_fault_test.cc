@@ -66,7 +66,7 @@ TEST_F(PoolFaultTest, AgentKilledMidRunGivesAClearErrorAndThePoolRecovers) {
   };
   pid_t agent = 0;
   ASSERT_TRUE(Eventually([&] {
-    for (pid_t p : wb::testing::PidsWithUidIn(kBase, kBase + kUidCount)) {
+    for (pid_t p : wb::testing::PidsWithUidIn(kBase, kBase + UidSpan(kDefaultUidSlots))) {
       if (comm(p) != "sleep") continue;
       for (pid_t a = ParentOf(p); a > 1; a = ParentOf(a)) {
         if (comm(a) == "warmbox-agent") {

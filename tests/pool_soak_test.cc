@@ -91,7 +91,8 @@ TEST(PoolSoakTest, FiveHundredRunsLeakNothing) {
   const std::string fd_list_before = ListFds(fd_dir);
   const size_t cgroups_before = cgroups();
   const auto mounts_before = wb::testing::MountPoints();
-  const size_t procs_before = wb::testing::PidsWithUidIn(kBase, kBase + kUidCount).size();
+  const size_t procs_before =
+      wb::testing::PidsWithUidIn(kBase, kBase + UidSpan(kDefaultUidSlots)).size();
   const size_t threads_before = CountDir("/proc/" + std::to_string(daemon->pid()) + "/task");
   EXPECT_EQ(procs_before, 2u) << "one agent per idle sandbox";
 
@@ -109,8 +110,10 @@ TEST(PoolSoakTest, FiveHundredRunsLeakNothing) {
   EXPECT_EQ(CountDir("/proc/" + std::to_string(daemon->pid()) + "/task"), threads_before);
   EXPECT_EQ(cgroups(), cgroups_before);
   EXPECT_EQ(wb::testing::MountPoints(), mounts_before);
-  EXPECT_TRUE(Eventually(
-      [&] { return wb::testing::PidsWithUidIn(kBase, kBase + kUidCount).size() == procs_before; }));
+  EXPECT_TRUE(Eventually([&] {
+    return wb::testing::PidsWithUidIn(kBase, kBase + UidSpan(kDefaultUidSlots)).size() ==
+           procs_before;
+  }));
   EXPECT_EQ(CountDir(state + "/sandboxes"), 2u);
   auto st = client.Status();
   ASSERT_TRUE(st.ok());

@@ -288,7 +288,7 @@ TEST_F(PoolTest, ClientKilledMidRunFreesItsSlot) {
 
 // The agents of idle sandboxes: PID 1 inside, root of the range outside.
 std::vector<pid_t> IdleAgents() {
-  auto pids = wb::testing::PidsWithUidIn(kBase, kBase + 1);
+  auto pids = wb::testing::SandboxRootPids(kBase);
   return {pids.begin(), pids.end()};
 }
 

@@ -10,6 +10,9 @@
 //                               "LISTENING", then stay SECONDS
 //   probe connect-abstract NAME
 //   probe fds                   the open fds (busybox's ls may run inside sh)
+//   probe inotify MAX [hold]    inotify_init1 up to MAX times: prints how many
+//                               succeeded ("N" or, with hold, "FILLED N"
+//                               then keeps them until stdin ends)
 #include <arpa/inet.h>
 #include <dirent.h>
 #include <fcntl.h>
@@ -19,6 +22,7 @@
 #include <netinet/in.h>
 #include <sched.h>
 #include <signal.h>
+#include <sys/inotify.h>
 #include <sys/ioctl.h>
 #include <sys/mount.h>
 #include <sys/ptrace.h>
@@ -139,6 +143,23 @@ int ListFds() {
   return 0;
 }
 
+// Kernel quotas (issue 19, finding 5): how many inotify instances this uid
+// may have, optionally held until stdin ends.
+int Inotify(int max, bool hold) {
+  int n = 0;
+  while (n < max && ::syscall(SYS_inotify_init1, IN_CLOEXEC) >= 0) ++n;
+  if (!hold) {
+    std::printf("%d\n", n);
+    return 0;
+  }
+  std::printf("FILLED %d\n", n);
+  std::fflush(stdout);
+  char buf[64];
+  while (::read(0, buf, sizeof buf) > 0) {
+  }
+  return 0;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -155,6 +176,7 @@ int main(int argc, char** argv) {
   if (cmd == "listen-abstract")
     return AbstractSocket(argv[2], true, argc > 3 ? std::stoi(argv[3]) : 2);
   if (cmd == "connect-abstract") return AbstractSocket(argv[2], false);
+  if (cmd == "inotify") return Inotify(std::stoi(argv[2]), argc > 3);
   if (cmd == "connect" && argc >= 4) {
     int fd = ::socket(AF_INET, SOCK_STREAM, 0);
     sockaddr_in addr{};

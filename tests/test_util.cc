@@ -97,6 +97,18 @@ std::set<pid_t> PidsWithUidIn(uint32_t lo, uint32_t hi) {
   return out;
 }
 
+std::set<pid_t> SandboxRootPids(uint32_t base, uint32_t slots) {
+  std::set<pid_t> out;
+  const uint64_t hi = uint64_t{base} + (uint64_t{slots} + 1) * 65536;
+  for (pid_t pid : PidsWithUidIn(base, static_cast<uint32_t>(hi))) {
+    struct stat st;
+    if (::stat(("/proc/" + std::to_string(pid)).c_str(), &st) == 0 &&
+        (st.st_uid - base) % 65536 == 0)
+      out.insert(pid);
+  }
+  return out;
+}
+
 int CountOpenFds() {
   int n = 0;
   DIR* d = ::opendir("/proc/self/fd");

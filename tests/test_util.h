@@ -28,6 +28,9 @@ std::string MakeTempDir(const std::string& prefix);
 
 // Host pids whose real uid is in [lo, hi).
 std::set<pid_t> PidsWithUidIn(uint32_t lo, uint32_t hi);
+// Host pids of root inside any sandbox of a daemon at base: uid base +
+// k*65536 for k in 0..slots (sandbox/ns/uid_slots.h; default: 128).
+std::set<pid_t> SandboxRootPids(uint32_t base, uint32_t slots = 128);
 // Number of open fds of this process.
 int CountOpenFds();
 // Mount points in /proc/self/mountinfo.

@@ -3,7 +3,9 @@
 // cleanup checks) counts only its own, whatever else runs on the host: other
 // test binaries under `ctest -j`, another checkout's tests, a warmbox daemon on
 // the default range. Each range starts at `base` and holds `count` ids
-// (kUidCount per sandbox range; more where a binary uses several ranges).
+// (kSlotsIds for a binary whose sandboxes each get their own range, the
+// default; kUidCount for the vm driver's and for daemons started with
+// WARMBOX_UID_SLOTS=0, where every sandbox shares one range).
 // uid_ranges_test checks that no two overlap and that the Python suites, which
 // cannot include this header, use the ranges listed here for them.
 #pragma once
@@ -39,6 +41,7 @@ enum class UidUser {
   kTemplateTest,
   kMcpTest,  // tests/mcp/mcp_daemon.mjs (the MCP SDK's and Inspector's tests)
   kServicesTest,
+  kUidSlotsTest,
   kVmJailTest,  // vm_jail_test, and base_test's jail test (ChildJailTest)
   kCount_,
 };
@@ -51,34 +54,39 @@ struct UidRange {
 };
 
 inline constexpr uint32_t kRangeIds = 65536;  // = kUidCount, one sandbox range
+// A daemon of the default --uid-slots (128): slot 0 (the store's) and one
+// range per sandbox (sandbox/ns/uid_slots.h), = UidSpan(kDefaultUidSlots).
+inline constexpr uint32_t kSlotsIds = 129 * kRangeIds;
 
 // In the order of UidUser.
 inline constexpr std::array<UidRange, static_cast<size_t>(UidUser::kCount_)> kUidRanges = {{
     {UidUser::kDefault, "(warmbox default)", 1000000000, kRangeIds},
     {UidUser::kImageTest, "image_test", 1050000000, 2 * kRangeIds},  // a second, mismatched base
-    {UidUser::kCliTest, "cli_test", 1100000000, kRangeIds},
-    {UidUser::kOciRegistryTest, "oci_registry_test", 1200000000, kRangeIds},
-    {UidUser::kPoolTest, "pool_test", 1250000000, kRangeIds},
-    {UidUser::kPoolSoakTest, "pool_soak_test", 1300000000, kRangeIds},
-    {UidUser::kNsDriverTest, "ns_driver_test", 1400000000, kRangeIds},
-    {UidUser::kIsolationTest, "isolation_test", 1500000000, kRangeIds},
+    {UidUser::kCliTest, "cli_test", 1100000000, kSlotsIds},
+    {UidUser::kOciRegistryTest, "oci_registry_test", 1200000000, kSlotsIds},
+    {UidUser::kPoolTest, "pool_test", 1250000000, kSlotsIds},
+    {UidUser::kPoolSoakTest, "pool_soak_test", 1300000000, kSlotsIds},
+    {UidUser::kNsDriverTest, "ns_driver_test", 1400000000, kSlotsIds},
+    {UidUser::kIsolationTest, "isolation_test", 1500000000, kSlotsIds},
     {UidUser::kVmSnapshotTest, "vm_snapshot_test", 1510000000, kRangeIds},
     {UidUser::kVmTest, "vm_test", 1550000000, kRangeIds},
-    {UidUser::kPoolFaultTest, "pool_fault_test", 1600000000, kRangeIds},
-    {UidUser::kActivationTest, "activation_test", 1620000000, kRangeIds},
-    {UidUser::kHttpApiTest, "http_api_test", 1650000000, 280000},  // classes 70000 apart
+    {UidUser::kPoolFaultTest, "pool_fault_test", 1600000000, kSlotsIds},
+    {UidUser::kActivationTest, "activation_test", 1620000000, kSlotsIds},
+    // Classes 70000 apart: their daemons run with WARMBOX_UID_SLOTS=0 (one range).
+    {UidUser::kHttpApiTest, "http_api_test", 1650000000, 280000},
     {UidUser::kHttpPrometheusTest, "http_prometheus_test", 1650280000, kRangeIds},
-    {UidUser::kPythonClientTest, "python_client_test", 1700000000, kRangeIds},
-    {UidUser::kLiveOpsTest, "live_ops_test", 1710000000, kRangeIds},
+    {UidUser::kPythonClientTest, "python_client_test", 1700000000, kSlotsIds},
+    {UidUser::kLiveOpsTest, "live_ops_test", 1710000000, kSlotsIds},
     // 1700000000 is python_client_test's: the next free one.
-    {UidUser::kLiveTest, "live_test", 1720000000, kRangeIds},
-    {UidUser::kPythonLiveTest, "python_client_test (test_sandbox.py)", 1730000000, kRangeIds},
-    {UidUser::kHttpLiveTest, "http_live_api_test", 1740000000, kRangeIds},
+    {UidUser::kLiveTest, "live_test", 1720000000, kSlotsIds},
+    {UidUser::kPythonLiveTest, "python_client_test (test_sandbox.py)", 1730000000, kSlotsIds},
+    {UidUser::kHttpLiveTest, "http_live_api_test", 1740000000, kSlotsIds},
     {UidUser::kVmLiveTest, "vm_live_test", 1750000000, kRangeIds},
-    {UidUser::kE2bSdkTest, "e2b_sdk_test", 1760000000, kRangeIds},
-    {UidUser::kTemplateTest, "template_test", 1770000000, kRangeIds},
-    {UidUser::kMcpTest, "mcp_sdk_test", 1780000000, kRangeIds},
-    {UidUser::kServicesTest, "services_test", 1800000000, kRangeIds},
+    {UidUser::kE2bSdkTest, "e2b_sdk_test", 1760000000, kSlotsIds},
+    {UidUser::kTemplateTest, "template_test", 1770000000, kSlotsIds},
+    {UidUser::kMcpTest, "mcp_sdk_test", 1780000000, kSlotsIds},
+    {UidUser::kServicesTest, "services_test", 1800000000, kSlotsIds},
+    {UidUser::kUidSlotsTest, "uid_slots_root_test", 1790000000, kSlotsIds},
     {UidUser::kVmJailTest, "vm_jail_test", 1820000000, kRangeIds},
 }};
 

@@ -4,7 +4,8 @@
 //       serve on an inherited listening socket (tests)
 //   warmbox-agent --port-fd N
 //       serve an inherited stream as a VM's port (tests of the guest mode)
-//   warmbox-agent --listen-fd N --ns-setup --scratch DIR --lower DIR[:DIR]
+//   warmbox-agent --listen-fd N --ns-setup --scratch DIR
+//                 (--lower DIR[:DIR] | --lower-fds FD[,FD])
 //                 --tmpfs-size BYTES --hostname H
 //       first build the namespace sandbox, then serve
 //   /init --guest --tmpfs-size BYTES --layers N --hostname H
@@ -85,6 +86,12 @@ int main(int argc, char** argv) {
       setup.scratch_dir = value();
     } else if (a == "--lower") {
       setup.lower_dirs = wb::Split(value(), ':');
+    } else if (a == "--lower-fds") {
+      for (const auto& f : wb::Split(value(), ',')) {
+        auto v = wb::ParseUint(f, "--lower-fds");
+        if (!v.ok() || *v < 3 || *v > 63) return Die("--lower-fds: expected fds 3-63, got " + f);
+        setup.lower_fds.push_back(static_cast<int>(*v));
+      }
     } else if (a == "--seccomp") {
       seccomp_option = value();
     } else if (a == "--nofile") {

@@ -1,6 +1,7 @@
 #include "agent/setup.h"
 
 #include <fcntl.h>
+#include <linux/mount.h>
 #include <net/if.h>
 #include <sched.h>
 #include <sys/ioctl.h>
@@ -107,7 +108,63 @@ Result<void> MaskProc(const std::string& proc) {
   return Ok();
 }
 
+// Per sandbox, counted per uid inside the sandbox's user namespace. The
+// kernel charges every count also to the namespace's owner one level up
+// (kernel/ucount.c), which is the sandbox's own slot root (the host's
+// sandbox/ns/uid_slots.h), capped there by the host's per-user limits
+// (fs.inotify.max_user_*, user.max_*): so no sandbox can take another's or
+// host root's. These inner limits keep one uid inside from taking all of its
+// sandbox's share and bound nesting: the kernel's per-user inotify defaults
+// (128 instances; watches as on small hosts, 64Ki: about 64 MiB of kernel
+// memory at worst, charged to the sandbox's memory cgroup), and at most 64
+// nested namespaces of each kind (the agent's own cgroup namespace is one).
+// A new user namespace starts at INT_MAX for every one of them.
+const UsernsLimit kUsernsLimits[] = {
+    {"max_inotify_instances", 128}, {"max_inotify_watches", 65536}, {"max_fanotify_groups", 128},
+    {"max_fanotify_marks", 65536},  {"max_user_namespaces", 64},    {"max_mnt_namespaces", 64},
+    {"max_pid_namespaces", 64},     {"max_net_namespaces", 64},     {"max_ipc_namespaces", 64},
+    {"max_uts_namespaces", 64},     {"max_cgroup_namespaces", 64},  {"max_time_namespaces", 64},
+};
+const size_t kUsernsLimitCount = sizeof kUsernsLimits / sizeof kUsernsLimits[0];
+
+namespace {
+
+Result<void> SetUsernsLimits() {
+  for (size_t i = 0; i < kUsernsLimitCount; ++i) {
+    const std::string path = std::string("/proc/sys/user/") + kUsernsLimits[i].name;
+    if (!PathExists(path)) continue;  // an older kernel without that count
+    WB_RETURN_IF_ERROR(WriteFile(path, std::to_string(kUsernsLimits[i].value)));
+  }
+  return Ok();
+}
+
+// Attaches each detached idmapped layer mount (an inherited fd) at
+// dir/<i>: overlayfs takes its layers as paths in our mount namespace (it
+// refuses, with EPERM, a detached mount that host root made: the mount's
+// anonymous namespace is owned by the host's user namespace, where we hold no
+// capability). move_mount needs CAP_SYS_ADMIN only over our own namespace.
+Result<std::vector<std::string>> AttachLayers(const std::vector<int>& fds, const std::string& dir) {
+  std::vector<std::string> paths;
+  WB_RETURN_IF_ERROR(MkdirP(dir, 0700));
+  for (size_t i = 0; i < fds.size(); ++i) {
+    const std::string target = dir + "/" + std::to_string(i);
+    WB_RETURN_IF_ERROR(MkdirP(target, 0700));
+    if (::syscall(SYS_move_mount, fds[i], "", AT_FDCWD, target.c_str(), MOVE_MOUNT_F_EMPTY_PATH) !=
+        0) {
+      return Errno("move_mount", "overlay lower layer " + std::to_string(i) + " (fd " +
+                                     std::to_string(fds[i]) + ") -> " + target);
+    }
+    ::close(fds[i]);  // no command may inherit it
+    paths.push_back(target);
+  }
+  return paths;
+}
+
+}  // namespace
+
 Result<void> SetUpNamespaceSandbox(const NsSetup& s) {
+  // First, while nothing else of ours counts yet: the user namespace's limits.
+  WB_RETURN_IF_ERROR(SetUsernsLimits());
   // The host placed us in our cgroups before releasing us; a cgroup namespace
   // made now is rooted there, so the sandbox sees "/" as its own cgroup in
   // every hierarchy (v1 included, which clone3 cannot target).
@@ -125,8 +182,10 @@ Result<void> SetUpNamespaceSandbox(const NsSetup& s) {
   const std::string upper = top + "/upper", work = top + "/work", root = top + "/root";
   for (const auto& d : {upper, work, root}) WB_RETURN_IF_ERROR(MkdirP(d, 0755));
 
+  std::vector<std::string> lower_dirs = s.lower_dirs;
+  if (!s.lower_fds.empty()) lower_dirs = WB_TRY(AttachLayers(s.lower_fds, top + "/l"));
   std::string lower;
-  for (const auto& l : s.lower_dirs) lower += (lower.empty() ? "" : ":") + l;
+  for (const auto& l : lower_dirs) lower += (lower.empty() ? "" : ":") + l;
   // userxattr: overlay metadata goes to user.overlay.* xattrs, which a user
   // namespace may set on its own tmpfs.
   WB_RETURN_IF_ERROR(

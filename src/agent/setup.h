@@ -14,11 +14,23 @@ namespace wb::agent {
 struct NsSetup {
   std::string scratch_dir;              // host dir to mount the sandbox's tmpfs on
   std::vector<std::string> lower_dirs;  // image layers, top first
-  uint64_t tmpfs_bytes = 0;             // writable-layer cap
+  // Or: the layers as inherited fds of detached idmapped mounts, top first
+  // (the host's sandbox/ns/idmap_mount.h), attached here before the overlay.
+  std::vector<int> lower_fds;
+  uint64_t tmpfs_bytes = 0;  // writable-layer cap
   std::string hostname;
 };
 
 [[nodiscard]] Result<void> SetUpNamespaceSandbox(const NsSetup& s);
+// The limits of the sandbox's own user namespace (/proc/sys/user/*, written
+// from inside: each user namespace sees and, with CAP_SYS_RESOURCE in it,
+// sets only its own). name, value pairs; see setup.cc for the why.
+struct UsernsLimit {
+  const char* name;
+  uint64_t value;
+};
+extern const UsernsLimit kUsernsLimits[];
+extern const size_t kUsernsLimitCount;
 // Brings the loopback interface up (the sandbox's only interface).
 [[nodiscard]] Result<void> LoopbackUp();
 // Masks and read-only binds inside a freshly mounted proc (part of the setup).

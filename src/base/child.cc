@@ -17,6 +17,7 @@
 
 #include <cerrno>
 #include <csignal>
+#include <cstdlib>
 #include <cstring>
 
 #ifndef P_PIDFD
@@ -471,6 +472,10 @@ Result<ChildProcess> ChildProcess::Spawn(const SpawnOptions& opts) {
   args.flags = opts.clone_flags | CLONE_PIDFD;
   args.pidfd = reinterpret_cast<uint64_t>(&pidfd);
   args.exit_signal = SIGCHLD;
+  if (opts.userns_owner != 0 && (opts.cgroup_fd >= 0 || !(opts.clone_flags & CLONE_NEWUSER))) {
+    return Fail(ErrorCode::kInvalidArgument, "spawn", opts.path,
+                "userns_owner needs CLONE_NEWUSER and no cgroup_fd");
+  }
   // A jail is built in the child's own mount namespace, never the host's.
   if (opts.jail) args.flags |= CLONE_NEWNS;
   if (opts.cgroup_fd >= 0) {
@@ -483,9 +488,23 @@ Result<ChildProcess> ChildProcess::Spawn(const SpawnOptions& opts) {
   sigset_t all, old;
   sigfillset(&all);
   pthread_sigmask(SIG_SETMASK, &all, &old);
+  // The owner of a user namespace is the euid of the thread that creates it.
+  // Credentials are per thread and the raw syscall (unlike glibc's wrapper,
+  // which broadcasts to every thread) changes only this one's, for the clone
+  // alone: the real and saved uids stay 0, so the euid can come back.
+  if (opts.userns_owner != 0 &&
+      ::syscall(SYS_setresuid, -1, static_cast<uid_t>(opts.userns_owner), -1) != 0) {
+    int e = errno;
+    pthread_sigmask(SIG_SETMASK, &old, nullptr);
+    return ErrnoValue(e, "setresuid(euid " + std::to_string(opts.userns_owner) + ")", opts.path);
+  }
   long pid = ::syscall(SYS_clone3, &args, sizeof args);
   if (pid == 0) ChildMain(plan);
   int clone_errno = errno;
+  if (opts.userns_owner != 0 && ::syscall(SYS_setresuid, -1, 0, -1) != 0) {
+    // This thread would go on without root: nothing sane can follow.
+    std::abort();
+  }
   pthread_sigmask(SIG_SETMASK, &old, nullptr);
   if (pid < 0) {
     return ErrnoValue(clone_errno, "clone3", opts.path);

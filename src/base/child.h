@@ -71,6 +71,13 @@ struct SpawnOptions {
   // In a new user namespace: setgroups([]), setresgid(0), setresuid(0) so that
   // execve gives the program the full capability set of that namespace.
   bool become_userns_root = false;
+  // With CLONE_NEWUSER: the host euid that creates the new user namespace,
+  // so becomes its owner, whom the kernel charges the namespace's counts to
+  // in the parent namespace (kernel/ucount.c: inotify instances and watches,
+  // mqueue bytes, namespaces, processes). 0 = our own euid. Needs euid 0;
+  // the clone then runs without capabilities, so cgroup_fd must be -1
+  // (attach the held child from the parent instead).
+  uint32_t userns_owner = 0;
   // RLIMIT_FSIZE of the program, with SIGXFSZ ignored: writes beyond it fail
   // (EFBIG) instead of killing it. 0 = inherited. Caps files that an
   // untrusted party fills through the program (a VM's console log).

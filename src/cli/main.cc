@@ -18,7 +18,8 @@ std::string FirstPositional(int argc, char** argv) {
   for (int i = 1; i < argc; ++i) {
     std::string a = argv[i];
     if (a == "--") return "";
-    if (a == "--state-dir" || a == "--userns-base" || a == "--log-level" || a == "--log-format") {
+    if (a == "--state-dir" || a == "--userns-base" || a == "--uid-slots" || a == "--log-level" ||
+        a == "--log-format") {
       ++i;
       continue;
     }
@@ -42,6 +43,10 @@ int main(int argc, char** argv) {
   app.add_option("--userns-base", g.userns_base,
                  "first host uid/gid of the sandboxes' 65536-id range (default "
                  "$WARMBOX_USERNS_BASE or 1000000000)");
+  app.add_option("--uid-slots", g.uid_slots_text,
+                 "sandbox uid ranges: sandbox k of 1..N runs as the 65536 ids at userns-base + "
+                 "k*65536 (default $WARMBOX_UID_SLOTS or 128; 0: all sandboxes share "
+                 "userns-base's range)");
   app.add_option("--log-level", g.log_level, "trace|debug|info|warn|error")
       ->check(CLI::IsMember({"", "trace", "debug", "info", "warn", "error", "off"}));
   std::string log_format = "text";

@@ -31,6 +31,17 @@ Result<void> Finish(GlobalOptions& g) {
     }
     g.uid_base = static_cast<uint32_t>(v);
   }
+  if (g.uid_slots_text.empty()) {
+    const char* env = std::getenv("WARMBOX_UID_SLOTS");
+    if (env && *env) g.uid_slots_text = env;
+  }
+  g.uid_slots = kDefaultUidSlots;
+  if (!g.uid_slots_text.empty()) {
+    uint64_t v = WB_TRY(ParseUint(g.uid_slots_text, "--uid-slots"));
+    if (v > 65535) return Fail("--uid-slots", g.uid_slots_text, "at most 65535");
+    g.uid_slots = static_cast<uint32_t>(v);
+  }
+  WB_RETURN_IF_ERROR(CheckUidSlots(g.uid_base, g.uid_slots));
   if (const char* env = std::getenv("WARMBOX_AGENT"); env && *env) {
     g.agent_path = env;
   } else {
@@ -109,6 +120,7 @@ Result<std::unique_ptr<Driver>> OpenDriver(const GlobalOptions& g, const DriverC
   o.ns.state_dir = g.state_dir;
   o.ns.agent_path = g.agent_path;
   o.ns.uid_base = g.uid_base;
+  o.ns.uid_slots = g.uid_slots;
   o.ns.cgroup_parent = g.cgroup_parent;
   o.vm = VmOptions(g, d);
   return wb::OpenDriver(o, store);

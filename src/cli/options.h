@@ -21,11 +21,13 @@ namespace wb::cli {
 inline constexpr int kExitWarmboxError = 125;
 
 struct GlobalOptions {
-  std::string state_dir;    // --state-dir, $WARMBOX_STATE_DIR, /var/lib/warmbox
-  std::string userns_base;  // --userns-base, $WARMBOX_USERNS_BASE
+  std::string state_dir;       // --state-dir, $WARMBOX_STATE_DIR, /var/lib/warmbox
+  std::string userns_base;     // --userns-base, $WARMBOX_USERNS_BASE
+  std::string uid_slots_text;  // --uid-slots, $WARMBOX_UID_SLOTS
   std::string log_level = "warn";
   // Resolved by Finish():
   uint32_t uid_base = 0;
+  uint32_t uid_slots = 0;       // sandbox uid ranges (sandbox/ns/uid_slots.h)
   std::string agent_path;       // $WARMBOX_AGENT or next to this binary
   std::string image_tool_path;  // $WARMBOX_IMAGE_TOOL or warmbox-image next to this binary
   std::string cgroup_parent;    // $WARMBOX_CGROUP_PARENT

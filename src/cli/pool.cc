@@ -119,6 +119,7 @@ Result<int> DoStart(const GlobalOptions& g, const StartOpts& o) {
   d.driver.state_dir = g.state_dir;
   d.driver.agent_path = g.agent_path;
   d.driver.uid_base = g.uid_base;
+  d.driver.uid_slots = g.uid_slots;
   d.driver.cgroup_parent = g.cgroup_parent;
   d.http = o.http;
   d.http_token_file = o.http_token_file;

@@ -13,7 +13,13 @@ std::vector<std::string> AgentArgs::Build(bool for_key) const {
     flag("--listen-fd", std::to_string(listen_fd));
     a.emplace_back("--ns-setup");
     flag("--scratch", scratch);
-    flag("--lower", lower);
+    if (lower_fds.empty()) {
+      flag("--lower", lower);
+    } else {
+      std::string fds;
+      for (int fd : lower_fds) fds += (fds.empty() ? "" : ",") + std::to_string(fd);
+      flag("--lower-fds", fds);
+    }
   } else {
     if (!for_key) a.emplace_back("--guest");
     flag("--layers", std::to_string(layers));

@@ -20,6 +20,8 @@ struct AgentArgs {
   int listen_fd = 3;
   std::string scratch;
   std::string lower;
+  // kNs, instead of lower: inherited fds of idmapped layer mounts, top first.
+  std::vector<int> lower_fds;
   // kGuest: how many layer disks the guest mounts.
   size_t layers = 0;
   uint64_t tmpfs_size = 0;

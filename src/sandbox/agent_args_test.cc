@@ -31,6 +31,18 @@ TEST(AgentArgsTest, NsArgv) {
                                "--hostname", "x", "--seccomp", "default", "--nofile", "1024"}));
 }
 
+TEST(AgentArgsTest, NsArgvWithIdmappedLayerFds) {
+  AgentArgs a;
+  a.scratch = "/s";
+  a.lower = "/l1:/l2";
+  a.lower_fds = {4, 5};  // replace the paths (sandbox/ns/idmap_mount.h)
+  a.tmpfs_size = 1;
+  a.hostname = "x";
+  EXPECT_EQ(a.Argv(), (Strings{"warmbox-agent", "--listen-fd", "3", "--ns-setup", "--scratch", "/s",
+                               "--lower-fds", "4,5", "--tmpfs-size", "1", "--hostname", "x",
+                               "--seccomp", "default", "--nofile", "1024"}));
+}
+
 TEST(AgentArgsTest, GuestArgvAndKey) {
   AgentArgs a = Guest();
   EXPECT_EQ(a.Argv(), (Strings{"--guest", "--layers", "2", "--tmpfs-size", "1048576", "--hostname",

@@ -71,6 +71,9 @@ class Cgroup {
   // The clone is done: the directory fd is not needed any more.
   void CloseCloneFd() { v2_fd_.reset(); }
   [[nodiscard]] Result<void> Attach(pid_t pid);
+  // Moves pid into the cgroup2 dir (when the clone could not target it:
+  // SpawnOptions::userns_owner). No-op without cgroup2.
+  [[nodiscard]] Result<void> AttachV2(pid_t pid);
   [[nodiscard]] Result<void> Remove();
   const std::vector<std::string>& dirs() const { return plan_.dirs; }
   // OOM kills counted in the memory cgroup so far (v1 memory.oom_control,

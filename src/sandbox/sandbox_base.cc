@@ -56,6 +56,10 @@ Result<void> SandboxBase::Destroy() {
   spdlog::debug("{}: process gone", id_);
   Result<void> result = cgroup_.Remove();
   spdlog::debug("{}: cgroups removed", id_);
+  if (release_hook_) {
+    auto r = release_hook_();
+    if (result.ok() && !r.ok()) result = r.error();
+  }
   if (dir_.empty()) return result;
   auto rm = RemoveTree(dir_);
   spdlog::debug("{}: dir removed", id_);

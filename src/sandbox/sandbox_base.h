@@ -75,6 +75,9 @@ class SandboxBase : public Sandbox {
   // member, not a virtual: the destructor calls Destroy, when the driver's
   // part of the object is gone).
   std::function<void(SandboxBase&)> stop_hook_;
+  // Called by Destroy once the process is gone and the cgroups removed,
+  // before the dir goes (the ns driver gives back the sandbox's uid slot).
+  std::function<Result<void>()> release_hook_;
   bool destroyed_ = false;
 };
 

@@ -9,6 +9,7 @@
 #include "base/fs.h"
 #include "base/strings.h"
 #include "sandbox/cgroup.h"
+#include "sandbox/ns/uid_slots.h"
 
 namespace wb {
 
@@ -113,6 +114,8 @@ GcReport CollectGarbage(const std::string& state_dir) {
     }
     ++rep.removed;
   }
+  // The uid slots of the sandboxes just removed (and of any lost before).
+  SweepUidSlots(state_dir);
   return rep;
 }
 

@@ -326,7 +326,9 @@ class Daemon:
             fd = os.open(self.token_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
             os.write(fd, (token + "\n").encode())
             os.close(fd)
-        self.env = dict(os.environ, WARMBOX_USERNS_BASE=str(uid_base), WARMBOX_CGROUP_PARENT=cgroup_parent)
+        # Classes are 70000 ids apart: one shared range per daemon (no per-sandbox slots).
+        self.env = dict(os.environ, WARMBOX_USERNS_BASE=str(uid_base), WARMBOX_UID_SLOTS="0",
+                        WARMBOX_CGROUP_PARENT=cgroup_parent)
         self.env.pop("LISTEN_FDS", None)
         self.env.pop("NOTIFY_SOCKET", None)
 

@@ -16,7 +16,9 @@ export const SOURCE_DIR = path.resolve(HERE, '../..')
 export const BUILD_DIR = path.resolve(process.env.WARMBOX_BUILD_DIR || path.join(SOURCE_DIR, 'build'))
 export const WARMBOX = path.join(BUILD_DIR, 'warmbox')
 
-export const UID_COUNT = 65536
+// The daemon's whole span: slot 0 (the store's) and 128 sandbox ranges
+// (the default --uid-slots; src/sandbox/ns/uid_slots.h).
+export const UID_COUNT = 129 * 65536
 
 // Empty when these tests can run here, else why not (they skip with it).
 export function skipReason () {

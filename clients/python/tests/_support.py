@@ -31,7 +31,9 @@ REPO = os.path.dirname(os.path.dirname(os.path.dirname(HERE)))
 # every test's range; uid_ranges_test checks this one against it), so the
 # processes found there are ours.
 USERNS_BASE = 1700000000
-UID_COUNT = 65536
+# The daemon's whole span: slot 0 (the store's) and 128 sandbox ranges (the
+# default --uid-slots; src/sandbox/ns/uid_slots.h).
+UID_COUNT = 129 * 65536
 
 
 def build_dir() -> str:

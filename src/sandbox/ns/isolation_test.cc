@@ -268,11 +268,13 @@ TEST_F(IsolationTest, NoNetworkOut) {
 }
 
 TEST_F(IsolationTest, SandboxesCannotReachEachOther) {
-  auto before = wb::testing::PidsWithUidIn(kBase, kBase + 1);
+  // Every sandbox has its own uid range (uid_slots.h): the whole span.
+  const uint32_t hi = kBase + UidSpan(kDefaultUidSlots);
+  auto before = wb::testing::PidsWithUidIn(kBase, hi);
   auto a = New();
   auto b_sb = New();
   ASSERT_TRUE(a && b_sb);
-  auto after = wb::testing::PidsWithUidIn(kBase, kBase + 1);
+  auto after = wb::testing::PidsWithUidIn(kBase, hi);
   ASSERT_EQ(after.size(), before.size() + 2);
   // B's files.
   ASSERT_EQ(Sh(*b_sb, "echo b-secret > /tmp/secret && echo b-secret > /root/secret").exit.exit_code,

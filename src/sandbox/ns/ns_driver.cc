@@ -20,6 +20,8 @@
 #include "sandbox/agent_args.h"
 #include "sandbox/agent_client.h"
 #include "sandbox/cgroup.h"
+#include "sandbox/ns/idmap_mount.h"
+#include "sandbox/ns/uid_slots.h"
 #include "sandbox/sandbox_base.h"
 #include "sandbox/sandbox_dir.h"
 
@@ -103,7 +105,9 @@ Result<std::unique_ptr<NsDriver>> NsDriver::Open(NsDriverOptions opts, ImageStor
                       " is not searchable by others (chmod o+x it, or choose another --state-dir)");
     }
   }
+  WB_RETURN_IF_ERROR(CheckUidSlots(opts.uid_base, opts.uid_slots));
   auto drv = std::unique_ptr<NsDriver>(new NsDriver());
+  drv->idmaps_ = std::make_shared<IdmapUsernsCache>(opts.agent_path, opts.uid_base);
   drv->opts_ = std::move(opts);
   drv->store_ = store;
   drv->layout_ = std::make_shared<CgroupLayoutHolder>();
@@ -118,6 +122,17 @@ Result<std::unique_ptr<Sandbox>> NsDriver::Adopt(const AdoptSpec& spec) {
   sb->layout_ = layout_->layout;
   sb->cgroup_parent_ = opts_.cgroup_parent;
   WB_RETURN_IF_ERROR(sb->AdoptHome(spec));
+  // Its uid slot stays its own (recorded in its dir; none: shared mode).
+  if (PathExists(spec.dir + "/uid_slot")) {
+    auto slot = AdoptUidSlot(opts_.state_dir, sb->id_, spec.dir);
+    if (!slot.ok()) {
+      sb->Abandon();  // not taken over: left as it was
+      return slot.error();
+    }
+    sb->release_hook_ = [state = opts_.state_dir, slot = *slot, id = sb->id_] {
+      return ReleaseUidSlot(state, slot, id);
+    };
+  }
   spdlog::debug("{}: adopted (pid {})", sb->id_, spec.pid);
   return std::unique_ptr<Sandbox>(std::move(sb));
 }
@@ -126,12 +141,20 @@ Result<std::unique_ptr<Sandbox>> NsDriver::Create(const SandboxSpec& spec) {
   auto sb = std::make_unique<NsSandbox>();
   sb->image_ = WB_TRY(store_->Get(spec.image));
   WB_RETURN_IF_ERROR(sb->AssignId(opts_.state_dir));
-  const uint32_t base = opts_.uid_base;
   sb->layout_ = layout_->layout;
   sb->cgroup_parent_ = opts_.cgroup_parent;
   WB_RETURN_IF_ERROR(sb->MakeHome(
       0711, PlanSandboxCgroup(layout_->layout, sb->id_, spec.limits, opts_.cgroup_parent)));
   // From here on the sandbox's destructor removes whatever exists.
+  // The sandbox's own uid range (uid_slots.h), given back by Destroy.
+  uint32_t slot = 0;
+  if (opts_.uid_slots > 0) {
+    slot = WB_TRY(ClaimUidSlot(opts_.state_dir, opts_.uid_slots, sb->id_, sb->dir_));
+    sb->release_hook_ = [state = opts_.state_dir, slot, id = sb->id_] {
+      return ReleaseUidSlot(state, slot, id);
+    };
+  }
+  const uint32_t base = SlotBase(opts_.uid_base, slot);
   const std::string scratch = sb->dir_ + "/scratch";
   if (::mkdir(scratch.c_str(), 0700) != 0) return Errno("mkdir", scratch);
   if (::chown(scratch.c_str(), base, base) != 0) return Errno("chown", scratch);
@@ -142,8 +165,22 @@ Result<std::unique_ptr<Sandbox>> NsDriver::Create(const SandboxSpec& spec) {
 
   std::string lower;
   for (const auto& l : sb->image_.lower_dirs) lower += (lower.empty() ? "" : ":") + l;
+  // A sandbox on its own slot sees the layers (owned by slot 0's range)
+  // through idmapped mounts onto its range, handed to the agent as fds 4...
+  std::vector<UniqueFd> layer_fds;
+  if (slot != 0) {
+    if (sb->image_.lower_dirs.size() > 59) {
+      return Fail(ErrorCode::kInvalidArgument, "create sandbox", spec.image,
+                  std::to_string(sb->image_.lower_dirs.size()) +
+                      " layers: at most 59 fit a sandbox with its own uid range");
+    }
+    const int userns = WB_TRY(idmaps_->Get(slot));
+    for (const auto& l : sb->image_.lower_dirs) {
+      layer_fds.push_back(WB_TRY(IdmappedClone(l, userns)));
+    }
+  }
   // mount(2) takes at most a page of options (lowerdir=...,upperdir=...).
-  if (lower.size() > 3800) {
+  if (layer_fds.empty() && lower.size() > 3800) {
     return Fail(
         "create sandbox", spec.image,
         std::to_string(sb->image_.lower_dirs.size()) +
@@ -156,6 +193,7 @@ Result<std::unique_ptr<Sandbox>> NsDriver::Create(const SandboxSpec& spec) {
   args.listen_fd = 3;
   args.scratch = scratch;
   args.lower = lower;
+  for (size_t i = 0; i < layer_fds.size(); ++i) args.lower_fds.push_back(4 + static_cast<int>(i));
   args.tmpfs_size = spec.limits.disk_bytes;
   args.hostname = sb->id_;
   args.seccomp = spec.security.seccomp;
@@ -164,8 +202,19 @@ Result<std::unique_ptr<Sandbox>> NsDriver::Create(const SandboxSpec& spec) {
   // The cgroup namespace is made by the agent once it sits in all its cgroups.
   o.clone_flags =
       CLONE_NEWUSER | CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWNET | CLONE_NEWIPC | CLONE_NEWUTS;
-  o.cgroup_fd = sb->cgroup_.clone_fd();
   o.fds = {{listener.get(), 3}, {errpipe.write.get(), 2}};
+  for (size_t i = 0; i < layer_fds.size(); ++i) {
+    o.fds.emplace_back(layer_fds[i].get(), 4 + static_cast<int>(i));
+  }
+  if (slot != 0) {
+    // The slot's root creates (owns) the user namespace, so the kernel
+    // charges the sandbox's inotify, mqueue, namespace and process counts to
+    // it, not to host root whom every sandbox would share (kernel/ucount.c).
+    // That clone has no capabilities: it cannot enter the cgroup itself.
+    o.userns_owner = base;
+  } else {
+    o.cgroup_fd = sb->cgroup_.clone_fd();
+  }
   o.pdeath_signal = SIGKILL;  // the sandbox dies with its host process
   o.hold_until_released = true;
   o.become_userns_root = true;
@@ -174,6 +223,7 @@ Result<std::unique_ptr<Sandbox>> NsDriver::Create(const SandboxSpec& spec) {
   listener.reset();  // the agent's copy is the only one: connects fail once it dies
   sb->cgroup_.CloseCloneFd();
   errpipe.write.reset();
+  layer_fds.clear();  // the agent's copies are the ones it attaches
 
   // The child waits until its uid/gid maps and v1 cgroups are in place.
   // Writing the maps as host root allows a 65536-id range and setgroups.
@@ -188,6 +238,7 @@ Result<std::unique_ptr<Sandbox>> NsDriver::Create(const SandboxSpec& spec) {
     spdlog::debug("{}: {}", sb->id_, r.error().ToString());
   }
   spdlog::debug("{}: id maps written", sb->id_);
+  if (slot != 0) WB_RETURN_IF_ERROR(sb->cgroup_.AttachV2(sb->process_.pid()));
   WB_RETURN_IF_ERROR(sb->cgroup_.Attach(sb->process_.pid()));
   spdlog::debug("{}: attached to v1 cgroups", sb->id_);
   WB_RETURN_IF_ERROR(sb->process_.Release());

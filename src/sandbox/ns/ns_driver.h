@@ -9,6 +9,7 @@
 
 #include "image/store.h"
 #include "sandbox/driver.h"
+#include "sandbox/ns/uid_slots.h"
 
 namespace wb {
 
@@ -18,10 +19,14 @@ inline constexpr uint32_t kUidCount = 65536;
 struct NsDriverOptions {
   std::string state_dir;
   std::string agent_path;               // the static warmbox-agent
-  uint32_t uid_base = kDefaultUidBase;  // uid/gid 0 inside = uid_base on the host
-  std::string cgroup_parent;            // "" = default placement (see cgroup.h)
-  int ready_attempt_ms = 1000;          // per heartbeat attempt
-  int ready_total_ms = 10000;           // readiness cap
+  uint32_t uid_base = kDefaultUidBase;  // the store's range (slot 0): image files on disk
+  // Sandbox uid ranges (uid_slots.h): sandbox on slot k has uid 0 inside =
+  // uid_base + k*65536 outside, k in 1..uid_slots. 0: every sandbox shares
+  // slot 0 (uid_base), as before per-sandbox ranges.
+  uint32_t uid_slots = kDefaultUidSlots;
+  std::string cgroup_parent;    // "" = default placement (see cgroup.h)
+  int ready_attempt_ms = 1000;  // per heartbeat attempt
+  int ready_total_ms = 10000;   // readiness cap
 };
 
 class NsDriver : public Driver {
@@ -40,6 +45,7 @@ class NsDriver : public Driver {
   ImageStore* store_ = nullptr;
   struct CgroupLayoutHolder;
   std::shared_ptr<CgroupLayoutHolder> layout_;
+  std::shared_ptr<class IdmapUsernsCache> idmaps_;
 };
 
 }  // namespace wb

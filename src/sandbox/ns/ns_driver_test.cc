@@ -173,11 +173,12 @@ TEST_F(NsDriverTest, TheInsideIsIsolated) {
   EXPECT_EQ(Sh(*sb, "test -e /var/lib/warmbox || test -e " + state_).exit.exit_code, 1);
   // Only lo.
   EXPECT_EQ(Sh(*sb, "tail -n +3 /proc/net/dev | cut -d: -f1 | tr -d ' '").stdout_data, "lo\n");
-  // Root inside is the base of the range outside.
+  // Root inside is the base of the sandbox's own range outside: slot 1 (slot
+  // 0, kBase, is the image store's).
   EXPECT_EQ(Sh(*sb, "id -u").stdout_data, "0\n");
   EXPECT_EQ(Sh(*sb, "cat /proc/self/uid_map | tr -s ' '").stdout_data,
-            " 0 " + std::to_string(kBase) + " 65536\n");
-  auto host = wb::testing::PidsWithUidIn(kBase, kBase + kUidCount);
+            " 0 " + std::to_string(kBase + 65536) + " 65536\n");
+  auto host = wb::testing::PidsWithUidIn(kBase, kBase + UidSpan(kDefaultUidSlots));
   EXPECT_FALSE(host.empty()) << "the agent should run as host uid " << kBase;
   EXPECT_TRUE(wb::testing::PidsWithUidIn(0, 1).size() > 0);  // sanity of the scan
 }
@@ -289,7 +290,7 @@ TEST_F(NsDriverTest, TeardownLeavesNothing) {
   EXPECT_EQ(wb::testing::MountPoints(), mounts_before);
   EXPECT_EQ(wb::testing::DirsBelow(state_), dirs_before);
   EXPECT_EQ(wb::testing::CountOpenFds(), fds_before);
-  EXPECT_TRUE(wb::testing::PidsWithUidIn(kBase, kBase + kUidCount).empty());
+  EXPECT_TRUE(wb::testing::PidsWithUidIn(kBase, kBase + UidSpan(kDefaultUidSlots)).empty());
 }
 
 TEST_F(NsDriverTest, AgentSetupFailureIsReportedClearly) {

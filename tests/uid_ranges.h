@@ -39,6 +39,7 @@ enum class UidUser {
   kTemplateTest,
   kMcpTest,  // tests/mcp/mcp_daemon.mjs (the MCP SDK's and Inspector's tests)
   kServicesTest,
+  kNetTest,
   kCount_,
 };
 
@@ -78,6 +79,9 @@ inline constexpr std::array<UidRange, static_cast<size_t>(UidUser::kCount_)> kUi
     {UidUser::kTemplateTest, "template_test", 1770000000, kRangeIds},
     {UidUser::kMcpTest, "mcp_sdk_test", 1780000000, kRangeIds},
     {UidUser::kServicesTest, "services_test", 1800000000, kRangeIds},
+    // The sandboxes' range, then the network helpers' group ids above it
+    // (sandbox/net: NetIds).
+    {UidUser::kNetTest, "net_test", 1810000000, 2 * kRangeIds},
 }};
 
 // The first host uid of u's range.

@@ -43,6 +43,7 @@ enum class UidUser {
   kServicesTest,
   kUidSlotsTest,
   kVmJailTest,  // vm_jail_test, and base_test's jail test (ChildJailTest)
+  kNetTest,
   kCount_,
 };
 
@@ -88,6 +89,9 @@ inline constexpr std::array<UidRange, static_cast<size_t>(UidUser::kCount_)> kUi
     {UidUser::kServicesTest, "services_test", 1800000000, kSlotsIds},
     {UidUser::kUidSlotsTest, "uid_slots_root_test", 1790000000, kSlotsIds},
     {UidUser::kVmJailTest, "vm_jail_test", 1820000000, kRangeIds},
+    // The sandboxes' ranges (slots 0..128), then the network helpers' group
+    // ids above them (sandbox/net: NetIds).
+    {UidUser::kNetTest, "net_test", 1810000000, kSlotsIds + kRangeIds},
 }};
 
 // The first host uid of u's range.

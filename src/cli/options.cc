@@ -78,6 +78,41 @@ Result<SecurityOptions> ParseSecurityOptions(const std::vector<std::string>& opt
   return s;
 }
 
+void AddNetworkOptions(CLI::App* sub, NetworkChoice& n, bool with_publish) {
+  sub->add_option("--network", n.mode,
+                  "none (only loopback, default) or egress (outbound by --allow-out/--deny-out)");
+  sub->add_option("--allow-out", n.allow_out,
+                  "egress: allow an IP, CIDR, name or *.name (repeatable; none: all public)")
+      ->allow_extra_args(false);
+  sub->add_option("--deny-out", n.deny_out,
+                  "egress: deny an IP, CIDR, name or *.name (repeatable; beats --allow-out)")
+      ->allow_extra_args(false);
+  if (with_publish) {
+    sub->add_option("-p,--publish", n.publish,
+                    "egress: publish [HOSTADDR:]HOSTPORT:PORT (TCP; HOSTADDR 127.0.0.1)")
+        ->allow_extra_args(false);
+  }
+}
+
+Result<NetworkSpec> ParseNetworkChoice(const NetworkChoice& n) {
+  NetworkSpec s;
+  s.mode = WB_TRY(ParseNetworkMode(n.mode, "--network"));
+  s.allow_out = n.allow_out;
+  s.deny_out = n.deny_out;
+  for (const auto& p : n.publish) s.ports.push_back(WB_TRY(ParsePublishedPort(p, "-p")));
+  if (s.mode == NetworkMode::kNone &&
+      (!s.allow_out.empty() || !s.deny_out.empty() || !s.ports.empty())) {
+    const std::string what = !s.allow_out.empty()  ? "--allow-out"
+                             : !s.deny_out.empty() ? "--deny-out"
+                                                   : "-p";
+    return Fail(ErrorCode::kInvalidArgument, what, "--network none",
+                "needs --network egress (the sandbox has no network otherwise)");
+  }
+  // The policy's entries are checked now, with the option names.
+  (void)WB_TRY(ParseNetPolicy(s.allow_out, s.deny_out));
+  return s;
+}
+
 void AddDriverOptions(CLI::App* sub, DriverChoice& d, bool with_driver) {
   if (with_driver)
     sub->add_option("--driver", d.driver,

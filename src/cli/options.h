@@ -53,6 +53,17 @@ vm::VmDriverOptions VmOptions(const GlobalOptions& g, const DriverChoice& d);
 [[nodiscard]] Result<std::unique_ptr<Driver>> OpenDriver(const GlobalOptions& g,
                                                          const DriverChoice& d, ImageStore* store);
 
+// --network, --allow-out, --deny-out, -p (docs/network.md): run, pool run,
+// sandbox create.
+struct NetworkChoice {
+  std::string mode = "none";
+  std::vector<std::string> allow_out, deny_out, publish;
+};
+void AddNetworkOptions(CLI::App* sub, NetworkChoice& n, bool with_publish = true);
+// Parsed and checked: a policy or ports without --network egress are refused
+// (they would silently do nothing).
+[[nodiscard]] Result<NetworkSpec> ParseNetworkChoice(const NetworkChoice& n);
+
 // Prints "warmbox: <error>" and returns kExitWarmboxError.
 int ReportError(const Error& e);
 

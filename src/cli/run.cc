@@ -24,6 +24,7 @@ struct RunOptions {
   std::string workdir, user;
   std::vector<std::string> cmd;
   DriverChoice driver;
+  NetworkChoice network;
 };
 
 Result<int> DoRun(const GlobalOptions& g, const RunOptions& o) {
@@ -58,6 +59,7 @@ Result<int> DoRun(const GlobalOptions& g, const RunOptions& o) {
   }
   if (!o.cpus.empty()) spec.limits.cpus = WB_TRY(ParseCpus(o.cpus, "--cpus"));
   spec.security = WB_TRY(ParseSecurityOptions(o.security_opts, o.nofile));
+  spec.network = WB_TRY(ParseNetworkChoice(o.network));
   if (spec.limits.memory_bytes < (4u << 20))
     return Fail("--memory", o.memory, "must be at least 4m");
   if (spec.limits.disk_bytes < (1u << 20)) return Fail("--disk", o.disk, "must be at least 1m");
@@ -135,6 +137,7 @@ Action AddRun(CLI::App& app) {
   sub->add_option("--security-opt", o->security_opts, "seccomp=default|unconfined|PROFILE.json")
       ->allow_extra_args(false);
   AddDriverOptions(sub, o->driver);
+  AddNetworkOptions(sub, o->network);
   sub->add_option("cmd", o->cmd, "command and arguments (after --)");
   return [o](const GlobalOptions& g) {
     auto r = DoRun(g, *o);

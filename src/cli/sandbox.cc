@@ -21,6 +21,7 @@ struct CreateOpts {
   std::string image, driver, timeout, memory, cpus, pids, user, workdir, on_timeout = "kill";
   std::vector<std::string> env, metadata, main, main_rest;
   bool no_main = false, json = false;
+  NetworkChoice network;
 };
 
 Result<std::map<std::string, std::string>> ParsePairs(const std::vector<std::string>& kvs,
@@ -90,6 +91,7 @@ Result<int> DoCreate(const std::string& socket, const CreateOpts& o, bool main_g
   if (!o.cpus.empty()) c.cpus = WB_TRY(ParseCpus(o.cpus, "--cpus"));
   c.user = o.user;
   c.cwd = o.workdir;
+  c.network = WB_TRY(ParseNetworkChoice(o.network));
   if (o.no_main && main_given) return Fail("--no-main", "", "given with --main");
   if (o.no_main) c.main = std::vector<std::string>();
   if (main_given) {
@@ -195,6 +197,7 @@ Action AddSandbox(CLI::App& app) {
                                            "image's Entrypoint/Cmd); or --main -- CMD ARG...")
                               ->expected(0, -1);
   create->add_flag("--no-main", co->no_main, "no main process, even if the image has one");
+  AddNetworkOptions(create, co->network);
   create->add_option("--on-timeout", co->on_timeout, "kill (default) or pause")
       ->check(CLI::IsMember({"kill", "pause"}));
   create->add_flag("--json", co->json, "print the sandbox as JSON");

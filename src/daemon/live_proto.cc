@@ -140,6 +140,24 @@ Result<LiveRequest> ParseLiveRequest(std::string_view body) {
           c.main = std::vector<std::string>();
         }
       }
+      if (auto it = j.find("network"); it != j.end() && !it->is_null()) {
+        if (!it->is_object()) return Bad("network", "expected an object");
+        const json& n = *it;
+        auto mode = WB_TRY(OptString(n, "mode"));
+        c.network.mode = WB_TRY(ParseNetworkMode(mode.value_or("none"), "network.mode"));
+        c.network.allow_out = WB_TRY(Strings(n, "allow_out"));
+        c.network.deny_out = WB_TRY(Strings(n, "deny_out"));
+        for (const auto& p : WB_TRY(Strings(n, "ports"))) {
+          c.network.ports.push_back(WB_TRY(ParsePublishedPort(p, "network.ports")));
+        }
+        (void)WB_TRY(ParseNetPolicy(c.network.allow_out, c.network.deny_out, "network.allow_out",
+                                    "network.deny_out"));
+        if (c.network.mode == NetworkMode::kNone &&
+            (!c.network.allow_out.empty() || !c.network.deny_out.empty() ||
+             !c.network.ports.empty())) {
+          return Bad("network", "a policy or ports need mode \"egress\"");
+        }
+      }
       c.on_timeout = WB_TRY(OptString(j, "on_timeout")).value_or("kill");
       if (c.on_timeout != "kill" && c.on_timeout != "pause")
         return Bad("on_timeout", "expected \"kill\" or \"pause\"");
@@ -195,6 +213,18 @@ std::string ToJson(const LiveRequest& r) {
       if (!c.user.empty()) j["user"] = c.user;
       if (!c.cwd.empty()) j["workdir"] = c.cwd;
       if (c.main) j["main"] = *c.main;
+      if (c.network.mode != NetworkMode::kNone) {
+        std::vector<std::string> ports;
+        for (const auto& p : c.network.ports) {
+          const bool v6 = p.host_addr.find(':') != std::string::npos;
+          ports.push_back((v6 ? "[" + p.host_addr + "]" : p.host_addr) + ":" +
+                          std::to_string(p.host_port) + ":" + std::to_string(p.port));
+        }
+        j["network"] = {{"mode", NetworkModeName(c.network.mode)},
+                        {"allow_out", c.network.allow_out},
+                        {"deny_out", c.network.deny_out},
+                        {"ports", ports}};
+      }
       j["on_timeout"] = c.on_timeout;
       break;
     }

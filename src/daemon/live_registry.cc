@@ -101,6 +101,17 @@ std::string ToJson(const LiveInfo& i) {
             {"pids_current", i.pids_current},
             {"disk_used", i.disk_used},
             {"disk_total", i.disk_total}};
+  json ports = json::array();
+  for (const auto& p : i.network.ports) {
+    ports.push_back({{"host_addr", p.host_addr}, {"host_port", p.host_port}, {"port", p.port}});
+  }
+  j["network"] = {{"mode", NetworkModeName(i.network.mode)},
+                  {"allow_out", i.network.allow_out},
+                  {"deny_out", i.network.deny_out},
+                  {"ports", ports},
+                  {"bytes_out", i.net.bytes_out},
+                  {"bytes_in", i.net.bytes_in},
+                  {"refused", i.net.refused}};
   if (i.state == LiveState::kDead) j["dead_reason"] = i.dead_reason;
   return j.dump(-1, ' ', false, json::error_handler_t::replace);
 }
@@ -181,7 +192,9 @@ LiveInfo LiveRegistry::InfoOf(const Entry& e, bool usage) const {
     i.pids_current = u.pids;
     i.disk_used = u.disk_used_bytes;
     i.disk_total = u.disk_total_bytes;
+    if (auto n = e.sb->NetworkCounters(); n.ok()) i.net = *n;
   }
+  if (e.sb) i.network = e.sb->network();
   return i;
 }
 
@@ -406,6 +419,14 @@ asio::awaitable<Result<LiveInfo>> LiveRegistry::Create(LiveCreateRequest req) {
   // co_await sits in an if's init-statement.)
   // Only a driver whose live endpoint differs (a vm's bridge) has anything
   // to start: the ns driver's claim does not pay for a thread hop.
+  if (req.network.mode != NetworkMode::kNone) {
+    // Pool sandboxes are made without a network; the claimed one gets the
+    // create's (docs/network.md).
+    NetworkSpec net = req.network;
+    std::function<Result<void>()> attach = [sb, net]() { return sb->AttachNetwork(net); };
+    Result<void> attached = co_await OnBlockingThread(rt, attach);
+    if (!attached.ok()) co_return co_await destroy_on_error(attached.error());
+  }
   if (sb->live_endpoint().socket_path != sb->endpoint().socket_path) {
     std::function<Result<void>()> serve_live = [sb]() { return sb->ServeLive(); };
     Result<void> served = co_await OnBlockingThread(rt, serve_live);

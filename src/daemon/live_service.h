@@ -16,6 +16,7 @@
 #include "base/error.h"
 #include "daemon/live_record.h"
 #include "pool/agent_conn.h"
+#include "sandbox/net/net_plan.h"
 
 namespace wb::daemon {
 
@@ -33,6 +34,8 @@ struct LiveCreateRequest {
   // has none); an empty vector = --no-main.
   std::optional<std::vector<std::string>> main;
   std::string on_timeout = "kill";  // "kill" or "pause"
+  // --network none (default) or egress with a policy (docs/network.md).
+  NetworkSpec network;
 };
 
 enum class LiveState { kRunning, kPaused, kDead };
@@ -59,6 +62,9 @@ struct LiveInfo {
   // From the sandbox's cgroups at the time of the call.
   uint64_t memory_current = 0, cpu_usage_us = 0, pids_current = 0;
   uint64_t disk_used = 0, disk_total = 0;  // the writable layer (ns), bytes
+  // docs/network.md: the mode and policy in force; the counters with usage.
+  NetworkSpec network;
+  NetCounters net;
 };
 
 // {"id":..,"image":..,...}: the JSON both front ends send (docs/openapi.yaml).

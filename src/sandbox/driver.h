@@ -12,6 +12,7 @@
 
 #include "base/error.h"
 #include "proto/agent_proto.h"
+#include "sandbox/net/net_plan.h"
 
 namespace wb {
 
@@ -81,6 +82,8 @@ struct SandboxSpec {
   std::string image = "busybox";
   Limits limits;
   SecurityOptions security;
+  // --network none (only lo) or egress with a policy (docs/network.md).
+  NetworkSpec network;
 };
 
 // Where a command's stdin comes from and where its output goes.
@@ -145,6 +148,28 @@ class Sandbox {
     (void)paused;
     return Fail(ErrorCode::kFailedPrecondition, "pause", id(), "not supported by this driver");
   }
+  // --- networking (docs/network.md) ---
+  // Gives a running sandbox that has none its network (spec.mode egress):
+  // how the driver's Create does it, and how a live sandbox claimed from a
+  // warm pool (made without) gets the one its create asked for.
+  [[nodiscard]] virtual Result<void> AttachNetwork(const NetworkSpec& spec) {
+    if (spec.mode == NetworkMode::kNone) return Ok();
+    return Fail(ErrorCode::kFailedPrecondition, "create sandbox", "--network egress",
+                "this driver has no network yet (docs/network.md); use --driver ns");
+  }
+  // The mode, policy and ports the sandbox was created with (or updated to).
+  virtual NetworkSpec network() const { return {}; }
+  // Replaces the egress policy of a running sandbox in egress mode (one nft
+  // transaction); the mode and the published ports stay.
+  [[nodiscard]] virtual Result<void> UpdateNetwork(const std::vector<std::string>& allow_out,
+                                                   const std::vector<std::string>& deny_out) {
+    (void)allow_out;
+    (void)deny_out;
+    return Fail(ErrorCode::kFailedPrecondition, "update network", id(),
+                "the sandbox has no network (--network none)");
+  }
+  // Bytes out and in, connections refused; zeros without a network.
+  [[nodiscard]] virtual Result<NetCounters> NetworkCounters() const { return NetCounters{}; }
   // Kills everything inside and removes every trace on the host.
   [[nodiscard]] virtual Result<void> Destroy() = 0;
 };

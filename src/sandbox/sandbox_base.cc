@@ -54,7 +54,13 @@ Result<void> SandboxBase::Destroy() {
     process_.KillAndReap();
   }
   spdlog::debug("{}: process gone", id_);
-  Result<void> result = cgroup_.Remove();
+  Result<void> result = Ok();
+  if (net_) {
+    result = net_->Destroy();
+    net_.reset();
+    spdlog::debug("{}: network removed", id_);
+  }
+  if (auto cg = cgroup_.Remove(); !cg.ok() && result.ok()) result = cg.error();
   spdlog::debug("{}: cgroups removed", id_);
   if (release_hook_) {
     auto r = release_hook_();
@@ -65,6 +71,18 @@ Result<void> SandboxBase::Destroy() {
   spdlog::debug("{}: dir removed", id_);
   if (result.ok() && !rm.ok()) result = rm.error();
   return result;
+}
+
+Result<void> SandboxBase::UpdateNetwork(const std::vector<std::string>& allow_out,
+                                        const std::vector<std::string>& deny_out) {
+  if (destroyed_) return Fail(ErrorCode::kFailedPrecondition, "update network", id_, "destroyed");
+  if (!net_) return Sandbox::UpdateNetwork(allow_out, deny_out);
+  return net_->Update(allow_out, deny_out);
+}
+
+Result<NetCounters> SandboxBase::NetworkCounters() const {
+  if (!net_ || destroyed_) return NetCounters{};
+  return net_->Counters();
 }
 
 Result<void> SandboxBase::Pause(bool paused) {

@@ -9,6 +9,7 @@
 #include <sys/types.h>
 
 #include <functional>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -16,6 +17,7 @@
 #include "image/store.h"
 #include "sandbox/cgroup.h"
 #include "sandbox/driver.h"
+#include "sandbox/net/net_attach.h"
 
 namespace wb {
 
@@ -37,8 +39,13 @@ class SandboxBase : public Sandbox {
   // A live sandbox left for the next daemon: its process, cgroups and dir
   // stay when this object goes.
   void Abandon() override;
-  // Stops the process (stop_hook_ first, then SIGKILL and reap), removes the
-  // cgroups, then the dir. Idempotent.
+  NetworkSpec network() const override { return net_ ? net_->spec() : NetworkSpec{}; }
+  Result<void> UpdateNetwork(const std::vector<std::string>& allow_out,
+                             const std::vector<std::string>& deny_out) override;
+  Result<NetCounters> NetworkCounters() const override;
+  // Stops the process (stop_hook_ first, then SIGKILL and reap), the
+  // network's helpers and rules, removes the cgroups, then the dir.
+  // Idempotent.
   Result<void> Destroy() final;
 
   // --- creation steps, in this order, for the drivers ---
@@ -78,6 +85,10 @@ class SandboxBase : public Sandbox {
   // Called by Destroy once the process is gone and the cgroups removed,
   // before the dir goes (the ns driver gives back the sandbox's uid slot).
   std::function<Result<void>()> release_hook_;
+  // Egress networking (nullptr: none), and what reserved its group id
+  // (released when the sandbox object goes).
+  std::unique_ptr<SandboxNetwork> net_;
+  std::shared_ptr<void> net_slot_;
   bool destroyed_ = false;
 };
 

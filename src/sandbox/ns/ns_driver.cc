@@ -12,6 +12,8 @@
 #include <unistd.h>
 
 #include <cstring>
+#include <mutex>
+#include <vector>
 
 #include "base/child.h"
 #include "base/fs.h"
@@ -31,6 +33,30 @@ struct NsDriver::CgroupLayoutHolder {
   CgroupLayout layout;
 };
 
+// The group ids of the pasta processes of this driver's sandboxes: a slot
+// is taken per egress sandbox and given back when the sandbox object goes.
+struct NsDriver::NetSlots {
+  static constexpr uint32_t kSlots = 4096;
+  std::mutex mu;
+  std::vector<bool> used = std::vector<bool>(kSlots, false);
+};
+
+namespace {
+
+struct NetSlot {
+  NetSlot(std::shared_ptr<NsDriver::NetSlots> s, uint32_t i) : slots(std::move(s)), index(i) {}
+  NetSlot(const NetSlot&) = delete;
+  NetSlot& operator=(const NetSlot&) = delete;
+  std::shared_ptr<NsDriver::NetSlots> slots;
+  uint32_t index;
+  ~NetSlot() {
+    std::lock_guard<std::mutex> lock(slots->mu);
+    slots->used[index] = false;
+  }
+};
+
+}  // namespace
+
 namespace {
 
 class NsSandbox : public SandboxBase {
@@ -39,6 +65,44 @@ class NsSandbox : public SandboxBase {
  public:
   CgroupLayout layout_;
   std::string cgroup_parent_;
+  // For AttachNetwork: the driver's options and its group-id slots.
+  NetHostOptions net_host_;
+  uint32_t net_gid_base_ = 0, uid_base_ = 0;
+  std::shared_ptr<NsDriver::NetSlots> net_slots_;
+
+  Result<void> AttachNetwork(const NetworkSpec& spec) override {
+    if (spec.mode == NetworkMode::kNone) return Ok();
+    if (net_) {
+      return Fail(ErrorCode::kFailedPrecondition, "attach network", id_, "already attached");
+    }
+    if (!process_.running())
+      return Fail(ErrorCode::kFailedPrecondition, "attach network", id_, "not running");
+    // The slot's object lives as long as the sandbox's; its gid is pasta's.
+    std::shared_ptr<NetSlot> slot;
+    {
+      std::lock_guard<std::mutex> lock(net_slots_->mu);
+      for (uint32_t i = 0; i < NsDriver::NetSlots::kSlots && !slot; ++i) {
+        if (net_slots_->used[i]) continue;
+        net_slots_->used[i] = true;
+        slot = std::make_shared<NetSlot>(net_slots_, i);
+      }
+    }
+    if (!slot) {
+      return Fail(
+          ErrorCode::kBusy, "attach network", id_,
+          "every network slot (" + std::to_string(NsDriver::NetSlots::kSlots) + ") is taken");
+    }
+    NetAttachOptions no;
+    no.host = net_host_;
+    no.dir = dir_;
+    no.tag = id_;
+    no.gid = net_gid_base_ + slot->index;
+    no.root_uid = uid_base_;
+    net_ = WB_TRY(SandboxNetwork::Attach(no, spec, process_.pid()));
+    net_slot_ = slot;
+    spdlog::debug("{}: network attached (gid {})", id_, no.gid);
+    return Ok();
+  }
 
   ResourceUsage Usage() const override {
     ResourceUsage u = cgroup_.Usage();
@@ -111,6 +175,7 @@ Result<std::unique_ptr<NsDriver>> NsDriver::Open(NsDriverOptions opts, ImageStor
   drv->opts_ = std::move(opts);
   drv->store_ = store;
   drv->layout_ = std::make_shared<CgroupLayoutHolder>();
+  drv->net_slots_ = std::make_shared<NetSlots>();
   // Leftovers of crashed warmbox processes go first.
   drv->layout_->layout = WB_TRY(PrepareSandboxHost(drv->opts_.state_dir, drv->opts_.cgroup_parent));
   return drv;
@@ -155,6 +220,12 @@ Result<std::unique_ptr<Sandbox>> NsDriver::Create(const SandboxSpec& spec) {
     };
   }
   const uint32_t base = SlotBase(opts_.uid_base, slot);
+  sb->net_host_ = opts_.net;
+  sb->uid_base_ = base;
+  // The pasta group ids sit just above every sandbox range (slot 0..uid_slots).
+  sb->net_gid_base_ =
+      opts_.net_gid_base ? opts_.net_gid_base : SlotBase(opts_.uid_base, opts_.uid_slots + 1);
+  sb->net_slots_ = net_slots_;
   const std::string scratch = sb->dir_ + "/scratch";
   if (::mkdir(scratch.c_str(), 0700) != 0) return Errno("mkdir", scratch);
   if (::chown(scratch.c_str(), base, base) != 0) return Errno("chown", scratch);
@@ -262,6 +333,9 @@ Result<std::unique_ptr<Sandbox>> NsDriver::Create(const SandboxSpec& spec) {
     if (!status.empty()) e.detail += "; " + status;
     if (!words.empty()) e.detail += ": " + words;
     return e.Wrap("create sandbox from image " + spec.image);
+  }
+  if (auto net = sb->AttachNetwork(spec.network); !net.ok()) {
+    return net.error().Wrap("create sandbox with --network egress");
   }
   // A creation at a lower priority (the pool's refills) hands the agent,
   // and so every command it starts, back the normal priority.

@@ -9,6 +9,7 @@
 
 #include "image/store.h"
 #include "sandbox/driver.h"
+#include "sandbox/net/net_attach.h"
 #include "sandbox/ns/uid_slots.h"
 
 namespace wb {
@@ -27,6 +28,11 @@ struct NsDriverOptions {
   std::string cgroup_parent;    // "" = default placement (see cgroup.h)
   int ready_attempt_ms = 1000;  // per heartbeat attempt
   int ready_total_ms = 10000;   // readiness cap
+  // --network egress: the tools and table (sandbox/net/net_attach.h), and
+  // the group ids of the sandboxes' pasta processes: net_gid_base + n, one n
+  // per sandbox (0: just above every sandbox range, slot uid_slots + 1).
+  NetHostOptions net;
+  uint32_t net_gid_base = 0;
 };
 
 class NsDriver : public Driver {
@@ -38,6 +44,7 @@ class NsDriver : public Driver {
   DriverKind kind() const override { return DriverKind::kNs; }
   [[nodiscard]] Result<std::unique_ptr<Sandbox>> Create(const SandboxSpec& spec) override;
   [[nodiscard]] Result<std::unique_ptr<Sandbox>> Adopt(const AdoptSpec& spec) override;
+  struct NetSlots;  // the pasta group ids in use (ns_driver.cc)
 
  private:
   NsDriver() = default;
@@ -46,6 +53,7 @@ class NsDriver : public Driver {
   struct CgroupLayoutHolder;
   std::shared_ptr<CgroupLayoutHolder> layout_;
   std::shared_ptr<class IdmapUsernsCache> idmaps_;
+  std::shared_ptr<NetSlots> net_slots_;
 };
 
 }  // namespace wb

@@ -99,6 +99,10 @@ Result<std::unique_ptr<Sandbox>> VmDriver::Adopt(const AdoptSpec& spec) {
 }
 
 Result<std::unique_ptr<Sandbox>> VmDriver::Create(const SandboxSpec& spec) {
+  if (spec.network.mode != NetworkMode::kNone) {
+    return Fail(ErrorCode::kFailedPrecondition, "create sandbox", "--network egress",
+                "the vm driver has no network yet (docs/network.md); use --driver ns");
+  }
   if (opts_.snapshot) {
     bool fallback;
     {

@@ -1,0 +1,308 @@
+#include "sandbox/net/net_attach.h"
+
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <linux/openat2.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <map>
+#include <mutex>
+
+#include "base/fd.h"
+#include "base/fs.h"
+#include "base/log.h"
+#include "base/strings.h"
+
+namespace wb {
+
+namespace {
+
+// The process's sandboxes with rules in each table: the table goes with the
+// last one, so a daemon leaves no table behind.
+std::mutex g_tables_mu;
+std::map<std::string, int>& TableUsers() {
+  static std::map<std::string, int> m;
+  return m;
+}
+
+void SleepMs(int ms) {
+  struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
+  ::nanosleep(&ts, nullptr);
+}
+
+// A port free for both TCP and UDP on 127.0.0.1, for the sandbox's dnsmasq.
+Result<uint16_t> FreeLoopbackPort() {
+  for (int attempt = 0; attempt < 20; ++attempt) {
+    UniqueFd t(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
+    if (!t) return Errno("socket", "tcp");
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    if (::bind(t.get(), reinterpret_cast<sockaddr*>(&a), sizeof a) != 0) {
+      return Errno("bind", "127.0.0.1:0");
+    }
+    socklen_t len = sizeof a;
+    if (::getsockname(t.get(), reinterpret_cast<sockaddr*>(&a), &len) != 0) {
+      return Errno("getsockname", "127.0.0.1");
+    }
+    UniqueFd u(::socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0));
+    if (!u) return Errno("socket", "udp");
+    if (::bind(u.get(), reinterpret_cast<sockaddr*>(&a), sizeof a) == 0) return ntohs(a.sin_port);
+  }
+  return Fail(ErrorCode::kResourceExhausted, "free port", "127.0.0.1",
+              "no port free for both TCP and UDP");
+}
+
+bool TcpListening(uint16_t port) {
+  UniqueFd t(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  if (!t) return false;
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  a.sin_port = htons(port);
+  return ::connect(t.get(), reinterpret_cast<sockaddr*>(&a), sizeof a) == 0;
+}
+
+// Whether the netns of pid has a default route yet (pasta's --config-net is
+// done): /proc/PID/net is that process's network namespace's view.
+bool HasDefaultRoute(pid_t pid) {
+  auto r = ReadFile("/proc/" + std::to_string(pid) + "/net/route");
+  if (!r.ok()) return false;
+  for (const auto& line : Split(*r, '\n')) {
+    auto f = Split(line, '\t');
+    if (f.size() > 2 && f[1] == "00000000" && f[0] != "Iface") return true;
+  }
+  return false;
+}
+
+// Writes etc/resolv.conf inside the sandbox's root. The path is resolved
+// with RESOLVE_IN_ROOT from the agent's root: a symlink in the image (to
+// /etc/shadow, say) is followed inside that root, never the host's. A
+// symlink at etc/resolv.conf itself is replaced, not followed.
+Result<void> WriteResolvConf(pid_t pid, uint32_t owner, const std::string& text) {
+  const std::string root = "/proc/" + std::to_string(pid) + "/root";
+  UniqueFd rootfd(::open(root.c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC));
+  if (!rootfd) return Errno("open", root);
+  open_how how{};
+  how.flags = O_PATH | O_DIRECTORY | O_CLOEXEC;
+  how.resolve = RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS;
+  int etc = static_cast<int>(::syscall(SYS_openat2, rootfd.get(), "etc", &how, sizeof how));
+  if (etc < 0) {
+    if (errno != ENOENT) return Errno("openat2", root + "/etc");
+    if (::mkdirat(rootfd.get(), "etc", 0755) != 0 && errno != EEXIST) {
+      return Errno("mkdirat", root + "/etc");
+    }
+    etc = static_cast<int>(::syscall(SYS_openat2, rootfd.get(), "etc", &how, sizeof how));
+    if (etc < 0) return Errno("openat2", root + "/etc");
+  }
+  UniqueFd etcfd(etc);
+  // As the sandbox's root (this thread's fs ids only: the raw syscalls are
+  // per thread): the sandbox's tmpfs cannot store host root's id
+  // (EOVERFLOW), and the file is then the sandbox's own.
+  const uint32_t old_uid = static_cast<uint32_t>(::syscall(SYS_setfsuid, -1));
+  const uint32_t old_gid = static_cast<uint32_t>(::syscall(SYS_setfsgid, -1));
+  ::syscall(SYS_setfsgid, owner);
+  ::syscall(SYS_setfsuid, owner);
+  struct Restore {
+    uint32_t u, g;
+    ~Restore() {
+      ::syscall(SYS_setfsuid, u);
+      ::syscall(SYS_setfsgid, g);
+    }
+  } restore{old_uid, old_gid};
+  // A fresh file: whatever was there (a file, a symlink) is replaced.
+  const std::string tmp = ".resolv.conf.warmbox";
+  (void)::unlinkat(etcfd.get(), tmp.c_str(), 0);
+  UniqueFd f(::openat(etcfd.get(), tmp.c_str(),
+                      O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0644));
+  if (!f) return Errno("openat", root + "/etc/" + tmp);
+  WB_RETURN_IF_ERROR(WriteAll(f.get(), text));
+  if (::renameat(etcfd.get(), tmp.c_str(), etcfd.get(), "resolv.conf") != 0) {
+    return Errno("renameat", root + "/etc/resolv.conf");
+  }
+  return Ok();
+}
+
+}  // namespace
+
+Result<std::string> RunTool(const std::vector<std::string>& argv) {
+  Pipe out = WB_TRY(MakePipe());
+  Pipe err = WB_TRY(MakePipe());
+  SpawnOptions o;
+  o.path = argv.at(0);
+  o.argv = argv;
+  o.fds = {{out.write.get(), 1}, {err.write.get(), 2}};
+  o.pdeath_signal = SIGKILL;
+  ChildProcess c = WB_TRY(ChildProcess::Spawn(o));
+  out.write.reset();
+  err.write.reset();
+  // stdout to its end first: nft's stderr is a few lines at most.
+  std::string stdout_data = WB_TRY(ReadAll(out.read.get()));
+  std::string stderr_data = WB_TRY(ReadAll(err.read.get()));
+  ExitStatus st = WB_TRY(c.Wait());
+  if (st.code != 0 || st.signal != 0) {
+    while (!stderr_data.empty() && stderr_data.back() == '\n') stderr_data.pop_back();
+    return Fail(argv[0], argv.size() > 1 ? argv[1] : "", st.Describe() + ": " + stderr_data);
+  }
+  return stdout_data;
+}
+
+Result<void> SandboxNetwork::Nft(const std::string& what, const std::string& text) const {
+  const std::string file = opts_.dir + "/nft-" + what + ".txt";
+  WB_RETURN_IF_ERROR(WriteFileAtomic(file, text, 0600));
+  auto r = RunTool({opts_.host.nft_path, "-f", file});
+  (void)::unlink(file.c_str());
+  if (!r.ok()) return r.error().Wrap("nft " + what + " of sandbox " + opts_.tag);
+  return Ok();
+}
+
+Result<std::unique_ptr<SandboxNetwork>> SandboxNetwork::Attach(const NetAttachOptions& o,
+                                                               const NetworkSpec& spec, pid_t pid) {
+  auto n = std::unique_ptr<SandboxNetwork>(new SandboxNetwork());
+  n->opts_ = o;
+  n->spec_ = spec;
+  n->policy_ = WB_TRY(ParseNetPolicy(spec.allow_out, spec.deny_out));
+  n->upstreams_ = o.host.dns_upstreams;
+  if (n->upstreams_.empty()) {
+    auto rc = ReadFile("/etc/resolv.conf");
+    if (rc.ok()) n->upstreams_ = ParseResolvConf(*rc);
+  }
+  n->ids_.table = o.host.table;
+  n->ids_.tag = o.tag;
+  n->ids_.gid = o.gid;
+  n->ids_.dns_port = WB_TRY(FreeLoopbackPort());
+
+  // The rules first: pasta's first socket is already under them.
+  {
+    std::lock_guard<std::mutex> lock(g_tables_mu);
+    WB_RETURN_IF_ERROR(n->Nft("base", NftBaseText(o.host.table)));
+    ++TableUsers()[o.host.table];
+    n->counted_ = true;
+  }
+  WB_RETURN_IF_ERROR(n->Nft("add", NftSandboxText(n->ids_, n->policy_)));
+  n->rules_added_ = true;
+  WB_RETURN_IF_ERROR(n->StartDnsmasq());
+
+  // pasta gets the daemon's fd of the sandbox's netns as its fd 3.
+  const std::string nspath = "/proc/" + std::to_string(pid) + "/ns/net";
+  UniqueFd nsfd(::open(nspath.c_str(), O_RDONLY | O_CLOEXEC));
+  if (!nsfd) return Errno("open", nspath);
+  PastaPlan pp;
+  pp.path = o.host.pasta_path;
+  pp.gid = o.gid;
+  pp.netns_fd = 3;
+  pp.ports = spec.ports;
+  SpawnOptions so;
+  so.path = pp.path;
+  so.argv = PastaArgv(pp);
+  Pipe err = WB_TRY(MakePipe());
+  so.fds = {{nsfd.get(), 3}, {err.write.get(), 2}};
+  so.pdeath_signal = SIGKILL;
+  n->pasta_ = WB_TRY(ChildProcess::Spawn(so));
+  err.write.reset();
+  nsfd.reset();
+  // pasta configures the interface, address and routes itself; it is ready
+  // once the default route is there. Bounded: 5 s.
+  for (int waited = 0; !HasDefaultRoute(pid); waited += 2) {
+    auto done = n->pasta_.TryWait();
+    if ((done.ok() && done->has_value()) || waited > 5000) {
+      (void)SetNonBlocking(err.read.get());
+      char buf[2048];
+      ssize_t len = ::read(err.read.get(), buf, sizeof buf);
+      std::string words = len > 0 ? std::string(buf, static_cast<size_t>(len)) : "";
+      while (!words.empty() && words.back() == '\n') words.pop_back();
+      return Fail(ErrorCode::kUnavailable, "pasta", nspath,
+                  (done.ok() && done->has_value() ? (*done)->Describe() : "no route after 5 s") +
+                      (words.empty() ? "" : ": " + words));
+    }
+    SleepMs(2);
+  }
+  WB_RETURN_IF_ERROR(WriteResolvConf(
+      pid, o.root_uid,
+      std::string("# warmbox: the sandbox's resolver\nnameserver ") + kSandboxResolver + "\n"));
+  spdlog::debug("{}: network egress (pasta {}, dnsmasq {} on port {})", o.tag, n->pasta_.pid(),
+                n->dnsmasq_.pid(), n->ids_.dns_port);
+  return n;
+}
+
+Result<void> SandboxNetwork::StartDnsmasq() {
+  DnsmasqPlan d;
+  d.path = opts_.host.dnsmasq_path;
+  d.port = ids_.dns_port;
+  d.upstreams = upstreams_;
+  SpawnOptions so;
+  so.path = d.path;
+  so.argv = DnsmasqArgv(d, ids_, policy_);
+  Pipe err = WB_TRY(MakePipe());
+  so.fds = {{err.write.get(), 2}};
+  so.pdeath_signal = SIGKILL;
+  dnsmasq_ = WB_TRY(ChildProcess::Spawn(so));
+  err.write.reset();
+  // Ready once it accepts TCP on its port (it binds UDP first). Bounded: 5 s.
+  for (int waited = 0; !TcpListening(ids_.dns_port); waited += 2) {
+    auto done = dnsmasq_.TryWait();
+    if ((done.ok() && done->has_value()) || waited > 5000) {
+      (void)SetNonBlocking(err.read.get());
+      char buf[2048];
+      ssize_t len = ::read(err.read.get(), buf, sizeof buf);
+      std::string words = len > 0 ? std::string(buf, static_cast<size_t>(len)) : "";
+      while (!words.empty() && words.back() == '\n') words.pop_back();
+      return Fail(
+          ErrorCode::kUnavailable, "dnsmasq", "127.0.0.1:" + std::to_string(ids_.dns_port),
+          (done.ok() && done->has_value() ? (*done)->Describe() : "not listening after 5 s") +
+              (words.empty() ? "" : ": " + words));
+    }
+    SleepMs(2);
+  }
+  return Ok();
+}
+
+Result<void> SandboxNetwork::Update(const std::vector<std::string>& allow_out,
+                                    const std::vector<std::string>& deny_out) {
+  if (destroyed_) return Fail(ErrorCode::kFailedPrecondition, "network update", opts_.tag, "gone");
+  NetPolicy p = WB_TRY(ParseNetPolicy(allow_out, deny_out));
+  WB_RETURN_IF_ERROR(Nft("update", NftUpdateText(ids_, p)));
+  policy_ = std::move(p);
+  spec_.allow_out = allow_out;
+  spec_.deny_out = deny_out;
+  // The resolver's names are in its argv: a new one, on the same port.
+  dnsmasq_.KillAndReap();
+  return StartDnsmasq();
+}
+
+Result<NetCounters> SandboxNetwork::Counters() const {
+  std::string json =
+      WB_TRY(RunTool({opts_.host.nft_path, "-j", "list", "counters", "table", "inet", ids_.table}));
+  return ParseNftCounters(json, ids_.tag);
+}
+
+Result<void> SandboxNetwork::Destroy() {
+  if (destroyed_) return Ok();
+  destroyed_ = true;
+  pasta_.KillAndReap();
+  dnsmasq_.KillAndReap();
+  Result<void> r = Ok();
+  if (rules_added_) r = Nft("remove", NftRemoveText(ids_));
+  if (counted_) {
+    std::lock_guard<std::mutex> lock(g_tables_mu);
+    if (--TableUsers()[opts_.host.table] == 0) {
+      TableUsers().erase(opts_.host.table);
+      auto d = RunTool({opts_.host.nft_path, "delete", "table", "inet", opts_.host.table});
+      if (!d.ok() && r.ok()) r = d.error();
+    }
+  }
+  return r;
+}
+
+SandboxNetwork::~SandboxNetwork() {
+  if (auto r = Destroy(); !r.ok())
+    spdlog::warn("network of {}: {}", opts_.tag, r.error().ToString());
+}
+
+}  // namespace wb

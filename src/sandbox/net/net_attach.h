@@ -1,0 +1,81 @@
+// Networking of a sandbox, the applying half (docs/network.md): the nft
+// transactions of net_plan.h run with `nft -f`, pasta attached to the
+// sandbox's netns and a dnsmasq as the sandbox's resolver, both owned child
+// processes of the daemon (they die with it), and a teardown that removes
+// every chain, set, counter and process again.
+#pragma once
+
+#include <sys/types.h>
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "base/child.h"
+#include "base/error.h"
+#include "sandbox/net/net_plan.h"
+
+namespace wb {
+
+struct NetHostOptions {
+  std::string table = "warmbox";
+  std::string nft_path = "/usr/sbin/nft";
+  std::string pasta_path = "/usr/bin/pasta";
+  std::string dnsmasq_path = "/usr/sbin/dnsmasq";
+  // The resolvers dnsmasq forwards allowed names to; empty: the host's
+  // /etc/resolv.conf.
+  std::vector<std::string> dns_upstreams;
+};
+
+struct NetAttachOptions {
+  NetHostOptions host;
+  std::string dir;        // the sandbox's host dir (nft scripts go there)
+  std::string tag;        // names the sandbox's chains and sets: [a-z0-9_]
+  uint32_t gid = 0;       // pasta's group, unique among the host's sandboxes
+  uint32_t root_uid = 0;  // the sandbox's root on the host (owner of resolv.conf)
+};
+
+class SandboxNetwork {
+ public:
+  // Attaches egress networking to the netns of pid (the sandbox's agent):
+  // the sandbox's chains and sets, dnsmasq, pasta, /etc/resolv.conf in its
+  // root. On failure whatever was made is removed.
+  [[nodiscard]] static Result<std::unique_ptr<SandboxNetwork>> Attach(const NetAttachOptions& o,
+                                                                      const NetworkSpec& spec,
+                                                                      pid_t pid);
+  ~SandboxNetwork();  // Destroy(), errors logged
+  SandboxNetwork(const SandboxNetwork&) = delete;
+  SandboxNetwork& operator=(const SandboxNetwork&) = delete;
+
+  // Replaces the policy (one nft transaction; the resolver restarted with
+  // the new names). The published ports stay.
+  [[nodiscard]] Result<void> Update(const std::vector<std::string>& allow_out,
+                                    const std::vector<std::string>& deny_out);
+  [[nodiscard]] Result<NetCounters> Counters() const;
+  const NetworkSpec& spec() const { return spec_; }
+  pid_t pasta_pid() const { return pasta_.running() ? pasta_.pid() : 0; }
+  pid_t dnsmasq_pid() const { return dnsmasq_.running() ? dnsmasq_.pid() : 0; }
+  // Kills pasta and dnsmasq, removes the sandbox's nft objects, and the table
+  // when this was the process's last sandbox. Idempotent.
+  [[nodiscard]] Result<void> Destroy();
+
+ private:
+  SandboxNetwork() = default;
+  [[nodiscard]] Result<void> StartDnsmasq();
+  [[nodiscard]] Result<void> Nft(const std::string& what, const std::string& text) const;
+
+  NetAttachOptions opts_;
+  NetworkSpec spec_;
+  NetPolicy policy_;
+  NetTableIds ids_;
+  std::vector<std::string> upstreams_;
+  ChildProcess pasta_, dnsmasq_;
+  bool rules_added_ = false, counted_ = false, destroyed_ = false;
+};
+
+// Runs a program to completion: its stdout, or an error naming it with its
+// stderr and exit status.
+[[nodiscard]] Result<std::string> RunTool(const std::vector<std::string>& argv);
+
+}  // namespace wb

@@ -1,0 +1,151 @@
+// Networking of a sandbox, the pure half (docs/network.md): the mode and the
+// egress policy as given (--network, --allow-out, --deny-out, -p), parsed
+// into what enforces it: the nftables text of the sandbox's chains and sets,
+// the argv of pasta (user-mode networking into the sandbox's netns) and of
+// dnsmasq (the sandbox's resolver). Applying it is net_attach.h.
+//
+// The model: the sandbox's own network namespace gets one interface, served
+// by a pasta process in the daemon's namespace, so every connection of the
+// sandbox becomes a socket of that pasta process. pasta runs with a group id
+// of its own per sandbox (`--runas 0:GID`), and warmbox's nftables table
+// (`inet warmbox`) matches those sockets (`meta skgid`) in its output hook:
+// the policy lives where nothing in the sandbox can reach it.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "base/error.h"
+
+namespace wb {
+
+enum class NetworkMode { kNone, kEgress };
+const char* NetworkModeName(NetworkMode m);
+// "none" or "egress"; what: the option or field named in the error.
+[[nodiscard]] Result<NetworkMode> ParseNetworkMode(std::string_view s,
+                                                   const std::string& what = "--network");
+
+// A TCP port of the sandbox published on the host: [HOSTADDR:]HOSTPORT:PORT.
+struct PublishedPort {
+  std::string host_addr = "127.0.0.1";
+  uint16_t host_port = 0;
+  uint16_t port = 0;
+  bool operator==(const PublishedPort&) const = default;
+};
+// "[HOSTADDR:]HOSTPORT:PORT" (an IPv6 HOSTADDR in brackets).
+[[nodiscard]] Result<PublishedPort> ParsePublishedPort(std::string_view s,
+                                                       const std::string& what = "-p");
+
+// What a caller asks for (the CLI's and the APIs' fields).
+struct NetworkSpec {
+  NetworkMode mode = NetworkMode::kNone;
+  std::vector<std::string> allow_out;  // IPs, CIDRs, names, *.names
+  std::vector<std::string> deny_out;
+  std::vector<PublishedPort> ports;
+  bool operator==(const NetworkSpec&) const = default;
+};
+
+struct Cidr {
+  bool v6 = false;
+  uint8_t addr[16] = {};
+  int prefix = 0;
+  // "192.0.2.0/24", "2001:db8::/32", a host without its /32 or /128.
+  std::string ToString() const;
+  bool Contains(const Cidr& other) const;
+  bool operator==(const Cidr& o) const;
+};
+// An IP or CIDR; the host bits of a CIDR must be zero (10.0.0.1/8 is refused
+// as ambiguous, naming 10.0.0.0/8).
+[[nodiscard]] Result<Cidr> ParseCidr(std::string_view s, const std::string& what);
+
+// A domain rule: "example.com" (that name and every name under it, as DNS
+// delegation works) or "*.example.com" (only the names under it).
+struct DomainRule {
+  std::string domain;  // lower case, no trailing dot, no "*."
+  bool subdomains_only = false;
+  // Whether name (lower case) is covered by this rule.
+  bool Covers(std::string_view name) const;
+  std::string ToString() const { return (subdomains_only ? "*." : "") + domain; }
+};
+
+// The parsed policy.
+struct NetPolicy {
+  std::vector<Cidr> allow_cidrs, deny_cidrs;
+  std::vector<DomainRule> allow_domains, deny_domains;
+  // No allow entry at all: every public address (and name) is allowed; the
+  // default denies and --deny-out still apply. With any allow entry, only
+  // what the entries cover.
+  bool open() const { return allow_cidrs.empty() && allow_domains.empty(); }
+};
+// Each entry is an IP, a CIDR, a name or "*.name"; an error names the entry
+// and the list ("--allow-out 10.0.0.1/8: ...").
+[[nodiscard]] Result<NetPolicy> ParseNetPolicy(const std::vector<std::string>& allow_out,
+                                               const std::vector<std::string>& deny_out,
+                                               const std::string& allow_what = "--allow-out",
+                                               const std::string& deny_what = "--deny-out");
+
+// The ranges refused in egress mode unless an --allow-out CIDR covers them
+// (besides every address of the host itself, matched with `fib daddr type
+// local`): loopback, "this network", link-local (cloud metadata), the
+// private and shared ranges, multicast and broadcast; fc00::/7, fe80::/10.
+const std::vector<std::string>& DefaultDeniedRanges();
+
+// Where one sandbox's rules sit in the table.
+struct NetTableIds {
+  std::string table = "warmbox";  // table inet <table>
+  std::string tag;                // per sandbox: [a-z0-9_], names its chains and sets
+  uint32_t gid = 0;               // pasta's group: `meta skgid`
+  uint16_t dns_port = 0;          // the sandbox's dnsmasq on 127.0.0.1
+};
+// The resolver address the sandbox's /etc/resolv.conf names; its queries (to
+// port 53, UDP and TCP) are redirected to the sandbox's dnsmasq.
+inline constexpr const char* kSandboxResolver = "169.254.0.53";
+
+// nft -f text that makes the table and its base chains when missing (add is
+// idempotent): filter output and input, nat output, each dispatching on the
+// socket's group through a verdict map.
+std::string NftBaseText(const std::string& table);
+// nft -f text that adds one sandbox: its sets, counters and chains, and its
+// entries in the dispatch maps. One transaction.
+std::string NftSandboxText(const NetTableIds& ids, const NetPolicy& policy);
+// One transaction that replaces the sandbox's policy sets and verdict of the
+// open/closed default (a runtime update): flush, then refill.
+std::string NftUpdateText(const NetTableIds& ids, const NetPolicy& policy);
+// Removes every object of the sandbox (map entries first: a chain that is
+// still referenced cannot go).
+std::string NftRemoveText(const NetTableIds& ids);
+
+// The sandbox's counters, from `nft -j list counters table inet <table>`.
+struct NetCounters {
+  uint64_t bytes_out = 0, bytes_in = 0;
+  uint64_t refused = 0;  // packets refused by the policy (connection attempts)
+};
+[[nodiscard]] Result<NetCounters> ParseNftCounters(std::string_view json, const std::string& tag);
+
+// pasta's argv, attaching to the netns open at fd netns_fd of pasta itself.
+struct PastaPlan {
+  std::string path = "/usr/bin/pasta";
+  uint32_t gid = 0;
+  int netns_fd = 3;
+  std::vector<PublishedPort> ports;
+};
+std::vector<std::string> PastaArgv(const PastaPlan& p);
+
+// dnsmasq's argv: listening on 127.0.0.1:port, forwarding only names the
+// policy allows to the upstreams, adding what they resolve to to the
+// sandbox's sets, answering NXDOMAIN for denied names and REFUSED for others.
+struct DnsmasqPlan {
+  std::string path = "/usr/sbin/dnsmasq";
+  uint16_t port = 0;
+  std::vector<std::string> upstreams;  // IPs (port 53)
+  std::string pid_file;                // "" = none
+};
+std::vector<std::string> DnsmasqArgv(const DnsmasqPlan& d, const NetTableIds& ids,
+                                     const NetPolicy& policy);
+// The nameservers of a resolv.conf text, in order.
+std::vector<std::string> ParseResolvConf(std::string_view text);
+
+}  // namespace wb

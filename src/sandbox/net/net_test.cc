@@ -1,0 +1,409 @@
+// --network egress for real (root): the ns driver's sandboxes reach a small
+// "internet" built here, and nothing else.
+//
+// No packet leaves this test's own namespaces. The test process moves itself
+// into a new network namespace (D, "the host": the daemon's side) before it
+// starts anything; a second one (I, "the internet") holds servers on the
+// documentation ranges 198.51.100.0/24 and 203.0.113.0/24, a DNS server for
+// *.test names, and stand-ins for the metadata address and private ranges.
+// A veth pair links D (192.0.2.2, .3) and I (192.0.2.1); D's only route
+// leads there.
+#include <arpa/inet.h>
+#include <gtest/gtest.h>
+#include <netinet/in.h>
+#include <sched.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <fstream>
+
+#include "base/child.h"
+#include "base/fd.h"
+#include "base/fs.h"
+#include "base/strings.h"
+#include "sandbox/cgroup.h"
+#include "sandbox/net/net_attach.h"
+#include "sandbox/ns/ns_driver.h"
+#include "tests/assert_ok.h"
+#include "tests/test_util.h"
+#include "tests/uid_ranges.h"
+
+namespace wb {
+namespace {
+
+using proto::ExecRequest;
+using wb::testing::Eventually;
+using wb::testing::RunProcess;
+
+constexpr uint32_t kBase = wb::testing::UidBase(wb::testing::UidUser::kNetTest);
+const char* kTable = "warmbox_test";
+
+// The servers of I: HTTP on port 80 of every address, answering with the
+// address that was reached. Started with "go" on stdin once I's addresses
+// exist; says "ready" once it listens.
+const char* kServer = R"PY(
+import socket, sys, threading
+sys.stdin.readline()
+s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(("0.0.0.0", 80)); s.listen(64)
+print("ready", flush=True)
+def serve(c):
+    try:
+        c.settimeout(5); c.recv(4096)
+        body = "hello from %s\n" % c.getsockname()[0]
+        c.sendall(("HTTP/1.0 200 OK\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body)).encode())
+    finally:
+        c.close()
+while True:
+    c, _ = s.accept()
+    threading.Thread(target=serve, args=(c,), daemon=True).start()
+)PY";
+
+void RunOk(const std::vector<std::string>& argv) {
+  auto r = RunProcess(argv);
+  std::string cmd;
+  for (const auto& a : argv) cmd += a + " ";
+  ASSERT_EQ(r.code, 0) << cmd << ": " << r.err;
+}
+
+class NetTest : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    if (::geteuid() != 0) return;
+    // D: this process's own network namespace from here on (this thread is
+    // the only one, and everything is spawned from it).
+    ASSERT_EQ(::unshare(CLONE_NEWNET), 0) << strerror(errno);
+    dir_ = new std::string(wb::testing::MakeTempDir("wb-net-test"));
+    ASSERT_OK(WriteFileAtomic(*dir_ + "/server.py", kServer));
+    auto pin = MakePipe();
+    auto pout = MakePipe();
+    ASSERT_OK(pin);
+    ASSERT_OK(pout);
+    Pipe in = std::move(*pin), out = std::move(*pout);
+    SpawnOptions so;
+    so.path = "/usr/bin/python3";
+    so.argv = {"python3", *dir_ + "/server.py"};
+    so.clone_flags = CLONE_NEWNET;  // I
+    so.fds = {{in.read.get(), 0}, {out.write.get(), 1}};
+    so.pdeath_signal = SIGKILL;
+    auto c = ChildProcess::Spawn(so);
+    ASSERT_OK(c);
+    server_ = new ChildProcess(std::move(*c));
+    in.read.reset();
+    out.write.reset();
+    const std::string pid = std::to_string(server_->pid());
+    const std::vector<std::string> in_i = {"/usr/bin/nsenter", "-t", pid, "-n", "/sbin/ip"};
+    auto ip_i = [&](std::vector<std::string> a) {
+      std::vector<std::string> argv = in_i;
+      argv.insert(argv.end(), a.begin(), a.end());
+      RunOk(argv);
+    };
+    RunOk({"/sbin/ip", "link", "set", "lo", "up"});
+    RunOk(
+        {"/sbin/ip", "link", "add", "wbn0", "type", "veth", "peer", "name", "wbn1", "netns", pid});
+    RunOk({"/sbin/ip", "addr", "add", "192.0.2.2/24", "dev", "wbn0"});
+    RunOk({"/sbin/ip", "addr", "add", "192.0.2.3/32", "dev", "wbn0"});
+    RunOk({"/sbin/ip", "link", "set", "wbn0", "up"});
+    RunOk({"/sbin/ip", "route", "add", "default", "via", "192.0.2.1"});
+    ip_i({"link", "set", "lo", "up"});
+    ip_i({"addr", "add", "192.0.2.1/24", "dev", "wbn1"});
+    ip_i({"link", "set", "wbn1", "up"});
+    for (const char* a :
+         {"198.51.100.10", "198.51.100.11", "198.51.100.53", "203.0.113.10", "203.0.113.66",
+          "169.254.169.254", "10.1.2.3", "172.16.5.5", "192.168.7.7", "100.64.1.1"}) {
+      ip_i({"addr", "add", std::string(a) + "/32", "dev", "lo"});
+    }
+    ASSERT_OK(WriteAll(in.write.get(), "go\n"));
+    char buf[16] = {};
+    ASSERT_GT(::read(out.read.get(), buf, sizeof buf), 0);
+    ASSERT_EQ(std::string(buf, 6), "ready\n");
+    server_in_ = new UniqueFd(std::move(in.write));
+    // The internet's DNS: test names only.
+    SpawnOptions d;
+    d.path = "/usr/bin/nsenter";
+    d.argv = {"nsenter",
+              "-t",
+              pid,
+              "-n",
+              "/usr/sbin/dnsmasq",
+              "--keep-in-foreground",
+              "--conf-file=/dev/null",
+              "--no-resolv",
+              "--no-hosts",
+              "--bind-interfaces",
+              "--listen-address=198.51.100.53",
+              "--address=/allowed.test/198.51.100.10",
+              "--address=/neighbour.test/198.51.100.11",
+              "--address=/denied.test/203.0.113.10",
+              "--address=/www.wild.test/203.0.113.10",
+              "--address=/private.test/10.1.2.3",
+              "--pid-file"};
+    d.pdeath_signal = SIGKILL;
+    auto dc = ChildProcess::Spawn(d);
+    ASSERT_OK(dc);
+    dns_ = new ChildProcess(std::move(*dc));
+    ASSERT_TRUE(Eventually([] { return Connects("198.51.100.53", 53); }, 10000));
+    ASSERT_TRUE(Eventually([] { return Connects("198.51.100.10", 80); }, 10000));
+  }
+  static void TearDownTestSuite() {
+    if (dns_) dns_->KillAndReap();
+    if (server_) server_->KillAndReap();
+    if (dir_) (void)RemoveTree(*dir_);
+  }
+
+  void SetUp() override {
+    if (::geteuid() != 0) GTEST_SKIP() << "needs root (network namespaces, nftables)";
+    std::string why = wb::testing::SandboxProbe();
+    if (!why.empty()) GTEST_SKIP() << why;
+    for (const char* tool : {"/usr/bin/pasta", "/usr/sbin/nft", "/usr/sbin/dnsmasq"}) {
+      if (!PathExists(tool)) GTEST_SKIP() << tool << " missing: run scripts/setup";
+    }
+    state_ = wb::testing::MakeTempDir("wb-net-state");
+    store_ = std::make_unique<ImageStore>(state_, kBase);
+    NsDriverOptions o;
+    o.uid_base = kBase;
+    o.cgroup_parent = cgroup_parent_;
+    o.state_dir = state_;
+    o.agent_path = wb::testing::BuildDir() + "/warmbox-agent";
+    o.net.table = kTable;
+    o.net.dns_upstreams = {"198.51.100.53"};
+    auto drv = NsDriver::Open(o, store_.get());
+    ASSERT_OK(drv);
+    driver_ = std::move(*drv);
+  }
+  void TearDown() override {
+    driver_.reset();
+    if (!state_.empty()) (void)RemoveTree(state_);
+    if (auto layout = HostCgroupLayout(); layout.ok()) {
+      for (const auto& p : PlanSandboxCgroup(*layout, "x", Limits{}, cgroup_parent_).parents)
+        ::rmdir(p.c_str());
+    }
+  }
+
+  static bool Connects(const char* ip, int port) {
+    UniqueFd s(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_port = htons(static_cast<uint16_t>(port));
+    ::inet_pton(AF_INET, ip, &a.sin_addr);
+    return ::connect(s.get(), reinterpret_cast<sockaddr*>(&a), sizeof a) == 0;
+  }
+
+  std::unique_ptr<Sandbox> Egress(std::vector<std::string> allow, std::vector<std::string> deny,
+                                  std::vector<PublishedPort> ports = {}) {
+    SandboxSpec spec;
+    spec.network.mode = NetworkMode::kEgress;
+    spec.network.allow_out = std::move(allow);
+    spec.network.deny_out = std::move(deny);
+    spec.network.ports = std::move(ports);
+    auto sb = driver_->Create(spec);
+    EXPECT_OK(sb);
+    return sb.ok() ? std::move(*sb) : nullptr;
+  }
+
+  static ExecOutcome Sh(Sandbox& sb, const std::string& script) {
+    ExecRequest req;
+    req.argv = {"sh", "-c", script};
+    req.timeout_ms = 20000;
+    ExecIo io;
+    auto r = sb.Exec(req, io);
+    EXPECT_OK(r);
+    return r.ok() ? std::move(*r) : ExecOutcome{};
+  }
+  // What an HTTP GET of url (http://HOST[:PORT]/) answers, "" when it
+  // failed. (busybox nc and nslookup: the static busybox's wget crashes in
+  // glibc's resolver.)
+  static std::string Get(Sandbox& sb, const std::string& url) {
+    std::string hp = url.substr(7, url.size() - 8), host = hp, port = "80";
+    if (auto c = hp.find(':'); c != std::string::npos) {
+      host = hp.substr(0, c);
+      port = hp.substr(c + 1);
+    }
+    auto o = Sh(sb, "h=" + host +
+                        "; case $h in *[a-z]*) h=$(nslookup $h 2>/dev/null | sed -n "
+                        "'s/^Address:[ \t]*\\([0-9.]*\\)$/\\1/p' | tail -1);; esac; "
+                        "[ -n \"$h\" ] || exit 1; printf 'GET / HTTP/1.0\\r\\n\\r\\n' | "
+                        "timeout 4 nc $h " +
+                        port + " | grep -m1 '^hello'");
+    fprintf(stderr, "GET %s: %s%s\n", url.c_str(), o.stdout_data.c_str(), o.stderr_data.c_str());
+    return o.stdout_data;
+  }
+  static bool Resolves(Sandbox& sb, const std::string& name) {
+    // An address line of the answer (the server's own line ends in :53).
+    auto o = Sh(
+        sb, "nslookup " + name + " 2>/dev/null | sed -n 's/^Address:[ \t]*\\([0-9.]*\\)$/\\1/p'");
+    return !o.stdout_data.empty();
+  }
+  static std::string Tables() {
+    auto r = RunProcess({"/usr/sbin/nft", "list", "tables"});
+    return r.out;
+  }
+
+  static std::string* dir_;
+  static ChildProcess* server_;
+  static ChildProcess* dns_;
+  static UniqueFd* server_in_;
+  std::string state_;
+  const std::string cgroup_parent_ = "/warmbox-net-test-" + std::to_string(::getpid());
+  std::unique_ptr<ImageStore> store_;
+  std::unique_ptr<NsDriver> driver_;
+};
+
+std::string* NetTest::dir_ = nullptr;
+ChildProcess* NetTest::server_ = nullptr;
+ChildProcess* NetTest::dns_ = nullptr;
+UniqueFd* NetTest::server_in_ = nullptr;
+
+TEST_F(NetTest, NoneModeHasOnlyLoopback) {
+  auto sb = driver_->Create(SandboxSpec{});
+  ASSERT_OK(sb);
+  EXPECT_EQ(Sh(**sb, "tail -n +3 /proc/net/dev | cut -d: -f1 | tr -d ' '").stdout_data, "lo\n");
+  EXPECT_EQ(Get(**sb, "http://198.51.100.10/"), "");
+  EXPECT_EQ(Tables().find(kTable), std::string::npos) << "none mode makes no nft objects";
+  auto up = (*sb)->UpdateNetwork({"198.51.100.10"}, {});
+  ASSERT_FALSE(up.ok());
+  EXPECT_EQ(up.error().code, ErrorCode::kFailedPrecondition);
+}
+
+TEST_F(NetTest, AllowedNameAndCidrOnlyAndTeardownLeavesNothing) {
+  auto sb = Egress({"allowed.test", "203.0.113.0/24"}, {"203.0.113.66"});
+  ASSERT_TRUE(sb);
+  // An interface besides lo, a default route, warmbox's resolver.
+  EXPECT_NE(Sh(*sb, "ip route").stdout_data.find("default via"), std::string::npos);
+  EXPECT_EQ(Sh(*sb, "cat /etc/resolv.conf | grep nameserver").stdout_data,
+            std::string("nameserver ") + kSandboxResolver + "\n");
+  // Allowed: a name, and a CIDR.
+  EXPECT_EQ(Get(*sb, "http://allowed.test/"), "hello from 198.51.100.10\n");
+  EXPECT_EQ(Get(*sb, "http://203.0.113.10/"), "hello from 203.0.113.10\n");
+  // Denied inside the allowed CIDR: deny beats allow.
+  EXPECT_EQ(Get(*sb, "http://203.0.113.66/"), "");
+  // Names not allowed get no answer; the allowed name's neighbour by IP
+  // gets nothing.
+  EXPECT_FALSE(Resolves(*sb, "neighbour.test"));
+  EXPECT_FALSE(Resolves(*sb, "denied.test"));
+  EXPECT_TRUE(Resolves(*sb, "allowed.test"));
+  EXPECT_EQ(Get(*sb, "http://198.51.100.11/"), "");
+  // Default denies: metadata, private ranges, the host's own address.
+  for (const char* ip :
+       {"169.254.169.254", "10.1.2.3", "172.16.5.5", "192.168.7.7", "100.64.1.1"}) {
+    EXPECT_EQ(Get(*sb, std::string("http://") + ip + "/"), "") << ip;
+  }
+  auto ctr = sb->NetworkCounters();
+  ASSERT_OK(ctr);
+  EXPECT_GE(ctr->refused, 7u);
+  EXPECT_GT(ctr->bytes_out, 0u);
+  EXPECT_GT(ctr->bytes_in, 0u);
+
+  // The sandbox cannot change its network: no CAP_NET_ADMIN for commands
+  // (and the rules are not in its namespace at all).
+  auto route = Sh(*sb, "ip route del default; echo rc=$?");
+  EXPECT_NE(route.stdout_data.find("rc=2"), std::string::npos) << route.stdout_data;
+  EXPECT_NE(route.stderr_data.find("Operation not permitted"), std::string::npos)
+      << route.stderr_data;
+  EXPECT_NE(Sh(*sb, "ip link set lo down; echo rc=$?").stdout_data.find("rc=0"), 0u);
+  EXPECT_EQ(Get(*sb, "http://allowed.test/"), "hello from 198.51.100.10\n");
+
+  // Teardown: no chain, set, table, helper process or interface is left.
+  pid_t agent = sb->host_pid();
+  ASSERT_GT(agent, 0);
+  std::vector<pid_t> helpers = wb::testing::ProcessesMentioning("pasta");
+  auto dns = wb::testing::ProcessesMentioning("--listen-address=127.0.0.1");
+  helpers.insert(helpers.end(), dns.begin(), dns.end());
+  EXPECT_EQ(helpers.size(), 2u);
+  EXPECT_NE(Tables().find(kTable), std::string::npos);
+  ASSERT_OK(sb->Destroy());
+  EXPECT_EQ(Tables().find(kTable), std::string::npos) << Tables();
+  for (pid_t p : helpers) EXPECT_FALSE(PathExists("/proc/" + std::to_string(p))) << p;
+  auto links = RunProcess({"/sbin/ip", "-br", "link"});
+  EXPECT_EQ(links.out.find("tap"), std::string::npos) << links.out;
+  EXPECT_EQ(Split(Trim(links.out), '\n').size(), 2u) << links.out;  // lo, wbn0
+}
+
+TEST_F(NetTest, OpenPolicyStillRefusesDefaultsAndDeniedNames) {
+  auto sb = Egress({}, {"denied.test", "198.51.100.11"});
+  ASSERT_TRUE(sb);
+  EXPECT_EQ(Get(*sb, "http://allowed.test/"), "hello from 198.51.100.10\n");
+  EXPECT_EQ(Get(*sb, "http://203.0.113.66/"), "hello from 203.0.113.66\n");
+  EXPECT_FALSE(Resolves(*sb, "denied.test"));
+  EXPECT_EQ(Get(*sb, "http://198.51.100.11/"), "");
+  // A name resolving to a private address does not open it.
+  EXPECT_TRUE(Resolves(*sb, "private.test"));
+  EXPECT_EQ(Get(*sb, "http://private.test/"), "");
+  for (const char* ip : {"169.254.169.254", "10.1.2.3"}) {
+    EXPECT_EQ(Get(*sb, std::string("http://") + ip + "/"), "") << ip;
+  }
+  // The host's own services: another address of D, and its loopback
+  // (pasta maps nothing of it: the gateway is I's, not the host).
+  UniqueFd l(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0));
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_port = htons(80);
+  ::inet_pton(AF_INET, "192.0.2.3", &a.sin_addr);
+  ASSERT_EQ(::bind(l.get(), reinterpret_cast<sockaddr*>(&a), sizeof a), 0) << strerror(errno);
+  ASSERT_EQ(::listen(l.get(), 8), 0);
+  UniqueFd lo(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0));
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  a.sin_port = htons(8081);
+  ASSERT_EQ(::bind(lo.get(), reinterpret_cast<sockaddr*>(&a), sizeof a), 0) << strerror(errno);
+  ASSERT_EQ(::listen(lo.get(), 8), 0);
+  EXPECT_EQ(Get(*sb, "http://192.0.2.3/"), "");
+  EXPECT_EQ(Get(*sb, "http://192.0.2.1:8081/"), "");
+  EXPECT_EQ(Get(*sb, "http://127.0.0.1:8081/"), "");
+  EXPECT_LT(::accept(l.get(), nullptr, nullptr), 0);
+  EXPECT_LT(::accept(lo.get(), nullptr, nullptr), 0);
+}
+
+TEST_F(NetTest, ExplicitAllowOpensAPrivateAddress) {
+  auto sb = Egress({"10.1.2.3", "192.0.2.3"}, {});
+  ASSERT_TRUE(sb);
+  EXPECT_EQ(Get(*sb, "http://10.1.2.3/"), "hello from 10.1.2.3\n");
+  EXPECT_EQ(Get(*sb, "http://203.0.113.10/"), "");
+  EXPECT_EQ(Get(*sb, "http://172.16.5.5/"), "");
+}
+
+TEST_F(NetTest, UpdateTakesEffectOnARunningSandbox) {
+  auto sb = Egress({"198.51.100.10"}, {});
+  ASSERT_TRUE(sb);
+  EXPECT_EQ(Get(*sb, "http://198.51.100.10/"), "hello from 198.51.100.10\n");
+  EXPECT_EQ(Get(*sb, "http://203.0.113.10/"), "");
+  EXPECT_FALSE(Resolves(*sb, "allowed.test"));
+  ASSERT_OK(sb->UpdateNetwork({"203.0.113.0/24", "allowed.test"}, {"203.0.113.66"}));
+  EXPECT_EQ(sb->network().allow_out, (std::vector<std::string>{"203.0.113.0/24", "allowed.test"}));
+  EXPECT_EQ(Get(*sb, "http://203.0.113.10/"), "hello from 203.0.113.10\n");
+  EXPECT_EQ(Get(*sb, "http://203.0.113.66/"), "");
+  EXPECT_EQ(Get(*sb, "http://allowed.test/"), "hello from 198.51.100.10\n");
+  EXPECT_EQ(Get(*sb, "http://198.51.100.11/"), "");
+  // A bad entry is refused by name, and the policy in force stays.
+  auto bad = sb->UpdateNetwork({"10.0.0.1/8"}, {});
+  ASSERT_FALSE(bad.ok());
+  EXPECT_EQ(bad.error().code, ErrorCode::kInvalidArgument);
+  EXPECT_NE(bad.error().ToString().find("10.0.0.1/8"), std::string::npos);
+  EXPECT_EQ(Get(*sb, "http://203.0.113.10/"), "hello from 203.0.113.10\n");
+}
+
+// Disabled: the connection through pasta's -t does not reach the server in
+// the sandbox yet (docs/network.md, "What is left").
+TEST_F(NetTest, DISABLED_PublishedPortReachesTheSandboxAndClosesWithIt) {
+  auto sb = Egress({}, {}, {{"127.0.0.1", 18080, 8000}});
+  ASSERT_TRUE(sb);
+  // A one-shot server inside, in the background of the sandbox.
+  ExecRequest req;
+  req.argv = {"sh", "-c", "(nc -l -p 8000 -e echo published >/dev/null 2>&1 &) ; true"};
+  ExecIo io;
+  ASSERT_OK(sb->Exec(req, io));
+  std::string got;
+  ASSERT_TRUE(Eventually(
+      [&] {
+        auto r = RunProcess({"/bin/busybox", "nc", "127.0.0.1", "18080"});
+        got = r.out;
+        return got == "published\n";
+      },
+      10000))
+      << got;
+  ASSERT_OK(sb->Destroy());
+  EXPECT_FALSE(Connects("127.0.0.1", 18080));
+}
+
+}  // namespace
+}  // namespace wb

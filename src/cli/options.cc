@@ -89,7 +89,7 @@ void AddNetworkOptions(CLI::App* sub, NetworkChoice& n, bool with_publish) {
       ->allow_extra_args(false);
   if (with_publish) {
     sub->add_option("-p,--publish", n.publish,
-                    "egress: publish [HOSTADDR:]HOSTPORT:PORT (TCP; HOSTADDR 127.0.0.1)")
+                    "egress: publish [HOSTADDR:]HOSTPORT:PORT (not supported yet: refused)")
         ->allow_extra_args(false);
   }
 }
@@ -110,6 +110,7 @@ Result<NetworkSpec> ParseNetworkChoice(const NetworkChoice& n) {
   }
   // The policy's entries are checked now, with the option names.
   (void)WB_TRY(ParseNetPolicy(s.allow_out, s.deny_out));
+  WB_RETURN_IF_ERROR(CheckNetworkSupported(s));
   return s;
 }
 

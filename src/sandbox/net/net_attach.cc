@@ -164,6 +164,7 @@ Result<void> SandboxNetwork::Nft(const std::string& what, const std::string& tex
 
 Result<std::unique_ptr<SandboxNetwork>> SandboxNetwork::Attach(const NetAttachOptions& o,
                                                                const NetworkSpec& spec, pid_t pid) {
+  WB_RETURN_IF_ERROR(CheckNetworkSupported(spec));
   auto n = std::unique_ptr<SandboxNetwork>(new SandboxNetwork());
   n->opts_ = o;
   n->spec_ = spec;

@@ -517,4 +517,13 @@ std::vector<std::string> ParseResolvConf(std::string_view text) {
   return out;
 }
 
+Result<void> CheckNetworkSupported(const NetworkSpec& s) {
+  if (s.ports.empty()) return {};
+  const PublishedPort& p = s.ports.front();
+  return Fail(ErrorCode::kInvalidArgument, "-p",
+              p.host_addr + ":" + std::to_string(p.host_port) + ":" + std::to_string(p.port),
+              "publishing ports is not supported yet; reach the sandbox's port through the HTTP "
+              "API's port proxy (header E2b-Sandbox-Port, docs/e2b.md)");
+}
+
 }  // namespace wb

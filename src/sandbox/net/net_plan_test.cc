@@ -196,4 +196,17 @@ TEST(NetPlan, ResolvConfAndCounters) {
 }
 
 }  // namespace
+TEST(NetPlan, PublishedPortsAreRefusedByName) {
+  NetworkSpec s;
+  s.mode = NetworkMode::kEgress;
+  EXPECT_TRUE(CheckNetworkSupported(s).ok());
+  s.ports.push_back(*ParsePublishedPort("8080:80"));
+  auto r = CheckNetworkSupported(s);
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.error().code, ErrorCode::kInvalidArgument);
+  EXPECT_NE(r.error().ToString().find("127.0.0.1:8080:80"), std::string::npos)
+      << r.error().ToString();
+  EXPECT_NE(r.error().ToString().find("not supported yet"), std::string::npos);
+}
+
 }  // namespace wb

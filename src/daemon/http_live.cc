@@ -1316,6 +1316,25 @@ asio::awaitable<bool> HttpLive::Upload(beast::tcp_stream& s, beast::flat_buffer&
       failed = AgentError(*f, "write");
     }
   }
+  if (failed && !stat && failed->code == ErrorCode::kResourceExhausted) {
+    // Refused midway (max_bytes): the agent undoes the partial upload when
+    // the connection ends without C (AbortUpload), then closes its side.
+    // Half-close and wait for that close (bounded), so that a client that
+    // gets the 413 finds nothing left behind.
+    error_code ignored;
+    (*conn)->socket().shutdown(asio::socket_base::shutdown_send, ignored);
+    asio::steady_timer bound(s.get_executor());
+    bound.expires_after(std::chrono::seconds(5));
+    bound.async_wait([&sock = (*conn)->socket()](error_code e) {
+      error_code ig;
+      if (!e) sock.cancel(ig);
+    });
+    while (true) {
+      auto f = co_await (*conn)->ReadFrame();
+      if (!f.ok()) break;
+    }
+    bound.cancel();
+  }
   (*conn)->Close();
   const bool keep = body_done && p.get().keep_alive();
   if (failed) {

@@ -162,6 +162,33 @@ Result<void> SandboxNetwork::Nft(const std::string& what, const std::string& tex
   return Ok();
 }
 
+namespace {
+
+// Polls ready() every 2 ms, for 5 s at most, while the helper runs. If it
+// exits or the time runs out: kUnavailable naming call and arg, with its exit
+// (or not_ready) and what it wrote on stderr (err_fd, the read end).
+Result<void> AwaitHelper(ChildProcess& helper, int err_fd, const std::function<bool()>& ready,
+                         const std::string& call, const std::string& arg,
+                         const std::string& not_ready) {
+  for (int waited = 0; !ready(); waited += 2) {
+    auto done = helper.TryWait();
+    if ((done.ok() && done->has_value()) || waited > 5000) {
+      (void)SetNonBlocking(err_fd);
+      char buf[2048];
+      ssize_t len = ::read(err_fd, buf, sizeof buf);
+      std::string words = len > 0 ? std::string(buf, static_cast<size_t>(len)) : "";
+      while (!words.empty() && words.back() == '\n') words.pop_back();
+      return Fail(ErrorCode::kUnavailable, call, arg,
+                  (done.ok() && done->has_value() ? (*done)->Describe() : not_ready) +
+                      (words.empty() ? "" : ": " + words));
+    }
+    SleepMs(2);
+  }
+  return {};
+}
+
+}  // namespace
+
 Result<std::unique_ptr<SandboxNetwork>> SandboxNetwork::Attach(const NetAttachOptions& o,
                                                                const NetworkSpec& spec, pid_t pid) {
   WB_RETURN_IF_ERROR(CheckNetworkSupported(spec));
@@ -210,20 +237,9 @@ Result<std::unique_ptr<SandboxNetwork>> SandboxNetwork::Attach(const NetAttachOp
   nsfd.reset();
   // pasta configures the interface, address and routes itself; it is ready
   // once the default route is there. Bounded: 5 s.
-  for (int waited = 0; !HasDefaultRoute(pid); waited += 2) {
-    auto done = n->pasta_.TryWait();
-    if ((done.ok() && done->has_value()) || waited > 5000) {
-      (void)SetNonBlocking(err.read.get());
-      char buf[2048];
-      ssize_t len = ::read(err.read.get(), buf, sizeof buf);
-      std::string words = len > 0 ? std::string(buf, static_cast<size_t>(len)) : "";
-      while (!words.empty() && words.back() == '\n') words.pop_back();
-      return Fail(ErrorCode::kUnavailable, "pasta", nspath,
-                  (done.ok() && done->has_value() ? (*done)->Describe() : "no route after 5 s") +
-                      (words.empty() ? "" : ": " + words));
-    }
-    SleepMs(2);
-  }
+  WB_RETURN_IF_ERROR(AwaitHelper(
+      n->pasta_, err.read.get(), [pid] { return HasDefaultRoute(pid); }, "pasta", nspath,
+      "no route after 5 s"));
   WB_RETURN_IF_ERROR(WriteResolvConf(
       pid, o.root_uid,
       std::string("# warmbox: the sandbox's resolver\nnameserver ") + kSandboxResolver + "\n"));
@@ -246,21 +262,9 @@ Result<void> SandboxNetwork::StartDnsmasq() {
   dnsmasq_ = WB_TRY(ChildProcess::Spawn(so));
   err.write.reset();
   // Ready once it accepts TCP on its port (it binds UDP first). Bounded: 5 s.
-  for (int waited = 0; !TcpListening(ids_.dns_port); waited += 2) {
-    auto done = dnsmasq_.TryWait();
-    if ((done.ok() && done->has_value()) || waited > 5000) {
-      (void)SetNonBlocking(err.read.get());
-      char buf[2048];
-      ssize_t len = ::read(err.read.get(), buf, sizeof buf);
-      std::string words = len > 0 ? std::string(buf, static_cast<size_t>(len)) : "";
-      while (!words.empty() && words.back() == '\n') words.pop_back();
-      return Fail(
-          ErrorCode::kUnavailable, "dnsmasq", "127.0.0.1:" + std::to_string(ids_.dns_port),
-          (done.ok() && done->has_value() ? (*done)->Describe() : "not listening after 5 s") +
-              (words.empty() ? "" : ": " + words));
-    }
-    SleepMs(2);
-  }
+  WB_RETURN_IF_ERROR(AwaitHelper(
+      dnsmasq_, err.read.get(), [port = ids_.dns_port] { return TcpListening(port); }, "dnsmasq",
+      "127.0.0.1:" + std::to_string(ids_.dns_port), "not listening after 5 s"));
   return Ok();
 }
 

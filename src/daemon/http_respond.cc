@@ -39,6 +39,25 @@ asio::awaitable<void> SendStringResponse(boost::beast::tcp_stream& s, unsigned v
   s.expires_never();
 }
 
+asio::awaitable<bool> SendHead(boost::beast::tcp_stream& s, unsigned version, const char* type,
+                               bool keep, std::optional<uint64_t> length) {
+  http::response<http::empty_body> res{http::status::ok, version};
+  res.set(http::field::content_type, type);
+  res.set(http::field::cache_control, "no-store");
+  res.keep_alive(keep);
+  if (length) {
+    res.content_length(*length);
+  } else {
+    res.chunked(true);
+  }
+  http::response_serializer<http::empty_body> sr{res};
+  error_code ec;
+  s.expires_after(kWriteTimeout);
+  co_await http::async_write_header(s, sr, redirect_error(use_awaitable, ec));
+  s.expires_never();
+  co_return !ec;
+}
+
 asio::awaitable<void> LingeringClose(boost::beast::tcp_stream& s) {
   error_code ec;
   s.socket().shutdown(asio::ip::tcp::socket::shutdown_send, ec);

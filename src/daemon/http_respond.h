@@ -7,6 +7,8 @@
 #include <boost/beast/http/field.hpp>
 #include <boost/beast/http/status.hpp>
 #include <chrono>
+#include <cstdint>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -26,6 +28,12 @@ boost::asio::awaitable<void> SendStringResponse(boost::beast::tcp_stream& s, uns
                                                 bool head, boost::beast::http::status status,
                                                 std::string body, const char* type, bool keep,
                                                 const HttpHeaders& extra = {});
+
+// A 200 response's head with a body to follow: Content-Type type,
+// Cache-Control: no-store, keep-alive, then Content-Length length or, when
+// length is nullopt, chunked. With kWriteTimeout; false on a write error.
+boost::asio::awaitable<bool> SendHead(boost::beast::tcp_stream& s, unsigned version,
+                                      const char* type, bool keep, std::optional<uint64_t> length);
 
 // Closes after a response sent without reading the request's body. A
 // close(2) with unread bytes makes the kernel send a reset, which can destroy

@@ -62,10 +62,8 @@ Result<uint64_t> U64(const json& j, const char* key) {
 
 }  // namespace
 
-void AppendByteArray(std::string& out, std::string_view data) {
-  out.reserve(out.size() + data.size() * 4 + 2);
-  out += '[';
-  bool first = true;
+void AppendByteNumbers(std::string& out, std::string_view data, bool first) {
+  out.reserve(out.size() + data.size() * 4);
   for (unsigned char c : data) {
     if (!first) out += ',';
     first = false;
@@ -73,6 +71,11 @@ void AppendByteArray(std::string& out, std::string_view data) {
     if (c >= 10) out += static_cast<char>('0' + (c / 10) % 10);
     out += static_cast<char>('0' + c % 10);
   }
+}
+
+void AppendByteArray(std::string& out, std::string_view data) {
+  out += '[';
+  AppendByteNumbers(out, data, true);
   out += ']';
 }
 

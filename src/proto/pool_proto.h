@@ -107,5 +107,8 @@ std::string EncodePoolFrame(std::string_view json);
 // Appends data as a JSON array of numbers ("[104,105]") without building a
 // JSON tree: outputs run to many MiB.
 void AppendByteArray(std::string& out, std::string_view data);
+// The numbers alone ("104,105"), a comma first unless first: an array
+// written in pieces (daemon/run_output.h).
+void AppendByteNumbers(std::string& out, std::string_view data, bool first);
 
 }  // namespace wb::proto

@@ -117,17 +117,10 @@ asio::awaitable<bool> Download(beast::tcp_stream& s, const Request& req, const E
     co_return co_await SendEnvdError(s, req.version(), keep, std::move(e));
   }
   pool::AgentConn& conn = *op->conn;
-  http::response<http::empty_body> res{http::status::ok, req.version()};
-  res.set(http::field::content_type, "application/octet-stream");
-  res.set(http::field::cache_control, "no-store");
-  res.keep_alive(keep);
-  res.chunked(true);
-  http::response_serializer<http::empty_body> sr{res};
+  const std::optional<uint64_t> chunked;  // named: GCC 12 and co_await
+  if (!co_await SendHead(s, req.version(), "application/octet-stream", keep, chunked))
+    co_return false;
   error_code ec;
-  s.expires_after(kWriteTimeout);
-  co_await http::async_write_header(s, sr, redirect_error(use_awaitable, ec));
-  s.expires_never();
-  if (ec) co_return false;
   for (;;) {
     auto d = co_await conn.ReadFrame();
     // A read that fails mid-way ends without the last chunk: the client

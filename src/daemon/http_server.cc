@@ -411,6 +411,32 @@ struct HttpServer::Impl {
     co_return keep;
   }
 
+  // A run's 200 answer, the head as Send's (Content-Length known from the
+  // encoder), then the body piece by piece from the run's held (maybe
+  // spilled) output: never built whole (issue 19, finding 10). False when
+  // the client went away (or the spill file failed) mid-body: the
+  // connection must close.
+  static asio::awaitable<bool> SendRunResponse(beast::tcp_stream& s, unsigned version,
+                                               const RunOutcome& out, bool keep) {
+    ResponseEncoder enc(ResponseEncoder::Format::kHttp, out.resp, out.output.get());
+    const std::optional<uint64_t> length = enc.size();  // named: GCC 12 and co_await
+    if (!co_await SendHead(s, version, kJson, keep, length)) co_return false;
+    error_code ec;
+    std::string piece;
+    for (;;) {
+      auto more = enc.Next(piece);
+      if (!more.ok()) {
+        spdlog::warn("run response: {}", more.error().ToString());
+        co_return false;
+      }
+      if (!*more) co_return true;
+      s.expires_after(kWriteTimeout);
+      co_await asio::async_write(s, asio::buffer(piece), redirect_error(use_awaitable, ec));
+      s.expires_never();
+      if (ec) co_return false;
+    }
+  }
+
   asio::awaitable<bool> HandleRun(beast::tcp_stream& s, Request& req, bool keep) {
     const unsigned v = req.version();
     auto run = ParseHttpRunRequest(req.body());
@@ -434,8 +460,7 @@ struct HttpServer::Impl {
         // No output at all: still an NDJSON stream, of one final line.
         co_return co_await sink.Finish(HttpRunResponseJson(out.resp)) && keep;
       }
-      co_await Send(s, v, false, http::status::ok, HttpRunResponseJson(out.resp), kJson, keep);
-      co_return keep;
+      co_return co_await SendRunResponse(s, v, out, keep) && keep;
     }
     std::vector<std::pair<http::field, std::string>> extra;
     if (out.kind == RunErrorKind::kBusy) extra.emplace_back(http::field::retry_after, "1");

@@ -206,11 +206,23 @@ asio::awaitable<RunOutcome> RunExecutor::RunInPool(RunSink& sink, pool::WarmPool
     out.resp = proto::RunResponse{};
     out.resp.sandbox = lease->sandbox->id();
     const bool stream = run.stream;
+    // A one-shot run's output is held in bounded memory, the rest spilled
+    // to unlinked files in the state dir (daemon/run_output.h): a run's
+    // output cap may be far larger than what the daemon should hold.
+    out.output.reset();
+    if (!stream) out.output = std::make_unique<RunOutput>(opts_.driver.state_dir);
+    std::optional<Error> spill_error;
     auto on_chunk = [&](bool is_err, std::string data) -> asio::awaitable<void> {
       if (stream) {
         if (!*gone) co_await sink.Chunk(is_err, std::move(data));
-      } else {
-        (is_err ? out.resp.stderr_data : out.resp.stdout_data) += data;
+      } else if (!spill_error) {
+        auto r = (is_err ? out.output->err : out.output->out).Append(data);
+        if (!r.ok()) {
+          // The output can no longer be held whole: the command is killed
+          // (as on a hang-up) rather than answered with a silent prefix.
+          spill_error = r.error();
+          conn->Close();
+        }
       }
     };
     bool unhealthy = false;
@@ -223,7 +235,14 @@ asio::awaitable<RunOutcome> RunExecutor::RunInPool(RunSink& sink, pool::WarmPool
       pool.Evict(std::move(*lease), exit.error());
       continue;  // the command did not start: another sandbox takes it
     }
-    if (exit.ok()) {
+    if (spill_error && !*gone) {
+      out.kind = RunErrorKind::kInternal;
+      out.resp.exit_code = -1;
+      out.resp.error =
+          "hold the run's output: " + spill_error->ToString() + "; the command was killed";
+      spdlog::warn("run image={}: {}", image, *out.resp.error);
+      out.output.reset();  // a prefix is no answer
+    } else if (exit.ok()) {
       out.resp.exit_code = exit->exit_code;
       out.resp.timed_out = exit->timed_out;
       out.resp.stdout_truncated = exit->stdout_truncated;

@@ -94,7 +94,12 @@ TEST_F(RunExecutorTest, RunsACommandInAWarmSandbox) {
   ASSERT_TRUE(loop_.RunUntil([&] { return out->has_value(); }));
   EXPECT_EQ((*out)->kind, RunErrorKind::kNone) << (*out)->resp.error.value_or("");
   EXPECT_EQ((*out)->resp.exit_code, 0);
-  EXPECT_EQ((*out)->resp.stdout_data, "hello world\n");
+  // A one-shot run's output is held beside the response (run_output.h).
+  ASSERT_NE((*out)->output, nullptr);
+  EXPECT_EQ((*out)->resp.stdout_data, "");
+  auto held = (*out)->output->out.ReadAll();
+  ASSERT_TRUE(held.ok()) << held.error().ToString();
+  EXPECT_EQ(*held, "hello world\n");
   EXPECT_EQ((*out)->resp.sandbox, "fake-1");
   EXPECT_EQ(Stat().hits, 1u);
   EXPECT_NE(executor_->Metrics().find("warmbox_runs_total{image=\"busybox\",driver=\"fake\"} 1"),

@@ -5,9 +5,11 @@
 
 #include <boost/asio/awaitable.hpp>
 #include <functional>
+#include <memory>
 #include <string>
 
 #include "daemon/metrics.h"
+#include "daemon/run_output.h"
 #include "proto/pool_proto.h"
 
 namespace wb::daemon {
@@ -24,8 +26,14 @@ class RunSink {
 };
 
 struct RunOutcome {
-  proto::RunResponse resp;  // exit_code -1 and error set when kind != kNone
+  // exit_code -1 and error set when kind != kNone. Its stdout_data and
+  // stderr_data stay empty when output is set.
+  proto::RunResponse resp;
   RunErrorKind kind = RunErrorKind::kNone;
+  // A one-shot run's outputs, in bounded memory (spilled to unlinked files
+  // beyond a threshold): encode the response with ResponseEncoder. Null for
+  // streamed runs and runs refused before their command.
+  std::unique_ptr<RunOutput> output;
 };
 
 class RunService {

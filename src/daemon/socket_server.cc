@@ -100,6 +100,44 @@ asio::awaitable<void> SendFrame(Socket& s, std::string_view json) {
   co_await asio::async_write(s, asio::buffer(frame), redirect_error(use_awaitable, ec));
 }
 
+// A run's response, encoded piece by piece from its held (maybe spilled)
+// output: the frame's length is known before the first byte, so nothing is
+// ever built whole (issue 19, finding 10). A client that hangs up ends the
+// writes; the outcome, and with it any spill file, is freed by the caller.
+asio::awaitable<void> SendRunResponse(Socket& s, const RunOutcome& out) {
+  ResponseEncoder enc(ResponseEncoder::Format::kPool, out.resp, out.output.get());
+  if (enc.size() > UINT32_MAX) {
+    // Only with --max-run-output above 511 MiB: two such outputs as numbers
+    // do not fit a frame's 32-bit length.
+    const std::string refusal = proto::ToJson(proto::ErrorResponse(
+        "the response of " + std::to_string(enc.size()) +
+            " bytes does not fit a frame (4 GiB): lower output_cap, or stream the run",
+        RunErrorKindName(RunErrorKind::kInternal)));
+    co_await SendFrame(s, refusal);
+    co_return;
+  }
+  const uint32_t n = static_cast<uint32_t>(enc.size());
+  std::string piece{static_cast<char>(n & 0xff), static_cast<char>((n >> 8) & 0xff),
+                    static_cast<char>((n >> 16) & 0xff), static_cast<char>((n >> 24) & 0xff)};
+  std::string next;
+  error_code ec;
+  for (;;) {
+    // The header goes with the first piece; a read error mid-response
+    // (the spill file) can only cut the frame short: the client sees a
+    // truncated frame, never wrong bytes.
+    auto more = enc.Next(next);
+    if (!more.ok()) {
+      spdlog::warn("run response: {}", more.error().ToString());
+      co_return;
+    }
+    if (!*more) break;
+    piece += next;
+    co_await asio::async_write(s, asio::buffer(piece), redirect_error(use_awaitable, ec));
+    if (ec) co_return;
+    piece.clear();
+  }
+}
+
 asio::awaitable<void> SocketSink::Chunk(bool is_stderr, std::string data) {
   co_await SendFrame(s_, proto::StreamChunkJson(is_stderr, data));
 }
@@ -226,7 +264,7 @@ asio::awaitable<void> SocketServer::Session(Socket s) {
       SocketSink sink(s);
       RunOutcome out = co_await service_.Run(std::move(req->run), sink);
       // out.resp carries the kind (the HTTP API's word for the same failure).
-      if (out.kind != RunErrorKind::kClientGone) co_await SendFrame(s, proto::ToJson(out.resp));
+      if (out.kind != RunErrorKind::kClientGone) co_await SendRunResponse(s, out);
       co_return;
     }
   }

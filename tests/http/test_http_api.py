@@ -852,6 +852,85 @@ class ApiTest(DaemonTestCase):
         self.assertEqual(p.returncode, 0, p.stderr)
         self.assertIn("Re-using existing connection", p.stderr)
 
+    # Issue 19, finding 10: a large output is held in a spill file and sent
+    # from it piece by piece, never built whole in the daemon.
+    def raw_run(self, req):
+        """POST /v1/run on a raw connection; returns (socket, status, headers, body bytes read so far)."""
+        body = json.dumps(req).encode()
+        head = ("POST /v1/run HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n" +
+                "".join(h + "\r\n" for h in self.daemon.auth()) +
+                "Content-Length: %d\r\n\r\n" % len(body)).encode()
+        s = socket.create_connection(("127.0.0.1", self.daemon.port), timeout=60)
+        s.sendall(head + body)
+        data = b""
+        while b"\r\n\r\n" not in data:
+            chunk = s.recv(65536)
+            self.assertTrue(chunk, "closed before a response head: %r" % data)
+            data += chunk
+        head, _, rest = data.partition(b"\r\n\r\n")
+        head = head.decode("latin-1")
+        return s, int(head.split("\r\n", 1)[0].split(" ")[1]), parse_headers(head), rest
+
+    def spill_fds(self):
+        """The daemon's open spill files: unlinked files in its state dir."""
+        out = []
+        fd_dir = "/proc/%d/fd" % self.daemon.proc.pid
+        for fd in os.listdir(fd_dir):
+            try:
+                target = os.readlink(os.path.join(fd_dir, fd))
+            except OSError:
+                continue
+            if target.startswith(self.daemon.state + "/") and target.endswith("(deleted)"):
+                out.append(target)
+        return out
+
+    def test_large_output_is_streamed_from_its_spill(self):
+        size = 48 << 20
+        pid = self.daemon.proc.pid
+        before = daemon_rss_kib(pid)
+        s, status, headers, body = self.raw_run({"cmd": ["head", "-c", str(size), "/dev/zero"],
+                                                 "output_cap": size})
+        with s:
+            self.assertEqual(status, 200)
+            self.assertEqual(headers["content-type"], "application/json")
+            length = int(headers["content-length"])
+            # Checked as it comes, never held whole here either:
+            # '{"stdout":"' then base64 of zeros ("AAAA"), then the rest.
+            got, first, tail = len(body), body[:64], body[-300:]
+            while got < length:
+                chunk = s.recv(1 << 20)
+                self.assertTrue(chunk, "closed after %d of %d bytes" % (got, length))
+                if len(first) < 64:
+                    first = (first + chunk)[:64]
+                tail = (tail + chunk)[-300:]
+                got += len(chunk)
+            self.assertEqual(got, length)
+        prefix = b'{"stdout":"'
+        self.assertTrue(first.startswith(prefix + b"AAAAAAAA"), first)
+        rest = tail[tail.index(b'","stderr":') + 1:]
+        self.assertTrue(rest.startswith(b',"stderr":"","exit_code":0,"error":null,"timed_out":false'), rest)
+        encoded = (size + 2) // 3 * 4
+        self.assertEqual(length, len(prefix) + encoded + 1 + len(rest))
+        # The peak over the whole run against the resident set before it.
+        grown = daemon_status_kib(pid, "VmHWM") - before
+        self.assertLess(grown, 32 * 1024, "the daemon's peak grew by %d KiB while answering" % grown)
+        self.assertTrue(eventually(lambda: not self.spill_fds()), self.spill_fds())
+
+    def test_client_gone_mid_response_leaves_no_spill(self):
+        size = 48 << 20
+        s, status, headers, _ = self.raw_run({"cmd": ["head", "-c", str(size), "/dev/zero"],
+                                              "output_cap": size})
+        with s:
+            self.assertEqual(status, 200)
+            self.assertGreater(int(headers["content-length"]), size)
+            # The daemon waits on us mid-body: its output is in a file with no name.
+            self.assertEqual(len(self.spill_fds()), 1, self.spill_fds())
+            self.assertEqual([n for n in os.listdir(self.daemon.state) if n.startswith(".run-output")], [])
+        self.assertTrue(eventually(lambda: not self.spill_fds(), timeout=40),
+                        "a spill fd outlived its client: %s" % self.spill_fds())
+        r = self.run_json({"cmd": ["echo", "ok"]})
+        self.assertEqual(b64(r.parsed["stdout"]), b"ok\n")
+
 
 class BusyTest(DaemonTestCase):
     """One run slot and a 0.2 s queue timeout: a second run gets 429."""
@@ -971,6 +1050,14 @@ class TokenTest(DaemonTestCase):
         self.assertEqual(r.status, 200)
         r = self.request("GET", "/healthz", headers=["Authorization: Bearer wrong-wrong-wrong"], auth=False)
         self.assertEqual(r.status, 200)
+
+
+def daemon_status_kib(pid, field):
+    with open("/proc/%d/status" % pid) as f:
+        for line in f:
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    raise AssertionError("no %s for pid %d" % (field, pid))
 
 
 def daemon_rss_kib(pid):

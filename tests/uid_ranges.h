@@ -44,6 +44,7 @@ enum class UidUser {
   kUidSlotsTest,
   kVmJailTest,  // vm_jail_test, and base_test's jail test (ChildJailTest)
   kNetTest,
+  kVmNetTest,
   kOutputSpillTest,
   kCount_,
 };
@@ -93,6 +94,8 @@ inline constexpr std::array<UidRange, static_cast<size_t>(UidUser::kCount_)> kUi
     // The sandboxes' ranges (slots 0..128), then the network helpers' group
     // ids above them (sandbox/net: NetIds).
     {UidUser::kNetTest, "net_test", 1810000000, kSlotsIds + kRangeIds},
+    // Its image's range, then the passt group ids (VmDriverOptions::net_gid_base).
+    {UidUser::kVmNetTest, "vm_net_test", 1850000000, 2 * kRangeIds},
     {UidUser::kOutputSpillTest, "output_spill_test", 1860000000, kSlotsIds},
 }};
 

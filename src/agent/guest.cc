@@ -1,8 +1,14 @@
 #include "agent/guest.h"
 
+#include <arpa/inet.h>
 #include <dirent.h>
 #include <fcntl.h>
+#include <net/if.h>
+#include <net/route.h>
+#include <netinet/in.h>
+#include <sys/ioctl.h>
 #include <sys/mount.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <time.h>
@@ -10,6 +16,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <cstring>
 
 #include "agent/setup.h"
 #include "base/fs.h"
@@ -114,7 +121,98 @@ Result<std::string> FindDisk(const std::string& serial, int wait_ms) {
   }
 }
 
+sockaddr_in Inet4(const std::string& addr) {
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  ::inet_pton(AF_INET, addr.c_str(), &a.sin_addr);
+  return a;
+}
+
+// The guest's one NIC (virtio-net: its probe is asynchronous to the module's
+// load), configured with ioctls: address, netmask, up, then the default
+// route through the gateway (which needs the interface up and the gateway on
+// its subnet). passt answers ARP for the gateway and carries every packet
+// to the host, where the policy is.
+Result<void> ConfigureNet(const GuestNet& n, int wait_ms) {
+  std::string ifname;
+  for (int waited = 0; ifname.empty(); ++waited) {
+    for (const auto& dev : ListDir("/sys/class/net")) {
+      if (dev != "lo") {
+        ifname = dev;
+        break;
+      }
+    }
+    if (!ifname.empty()) break;
+    if (waited >= wait_ms) {
+      return Fail("configure network", n.addr,
+                  "no network interface after " + std::to_string(wait_ms) + " ms");
+    }
+    Pause();
+  }
+  UniqueFd s(::socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0));
+  if (!s) return Errno("socket", "AF_INET");
+  ifreq ifr;
+  auto reset = [&] {
+    std::memset(&ifr, 0, sizeof ifr);
+    std::strncpy(ifr.ifr_name, ifname.c_str(), IFNAMSIZ - 1);
+  };
+  reset();
+  sockaddr_in a = Inet4(n.addr);
+  std::memcpy(&ifr.ifr_addr, &a, sizeof a);
+  if (::ioctl(s.get(), SIOCSIFADDR, &ifr) != 0) return Errno("ioctl(SIOCSIFADDR)", ifname);
+  reset();
+  sockaddr_in m{};
+  m.sin_family = AF_INET;
+  m.sin_addr.s_addr = n.prefix == 0 ? 0 : htonl(~uint32_t{0} << (32 - n.prefix));
+  std::memcpy(&ifr.ifr_netmask, &m, sizeof m);
+  if (::ioctl(s.get(), SIOCSIFNETMASK, &ifr) != 0) return Errno("ioctl(SIOCSIFNETMASK)", ifname);
+  reset();
+  if (::ioctl(s.get(), SIOCGIFFLAGS, &ifr) != 0) return Errno("ioctl(SIOCGIFFLAGS)", ifname);
+  ifr.ifr_flags |= IFF_UP | IFF_RUNNING;
+  if (::ioctl(s.get(), SIOCSIFFLAGS, &ifr) != 0) return Errno("ioctl(SIOCSIFFLAGS)", ifname);
+  rtentry rt;
+  std::memset(&rt, 0, sizeof rt);
+  sockaddr_in any{};
+  any.sin_family = AF_INET;
+  std::memcpy(&rt.rt_dst, &any, sizeof any);
+  std::memcpy(&rt.rt_genmask, &any, sizeof any);
+  sockaddr_in gw = Inet4(n.gateway);
+  std::memcpy(&rt.rt_gateway, &gw, sizeof gw);
+  rt.rt_flags = RTF_UP | RTF_GATEWAY;
+  if (::ioctl(s.get(), SIOCADDRT, &rt) != 0)
+    return Errno("ioctl(SIOCADDRT)", "default via " + n.gateway);
+  // The resolver: a fresh file (an image's symlink there is replaced; we
+  // are chrooted into the guest's root, so nothing outside it is reachable).
+  WB_RETURN_IF_ERROR(MkdirAll("/etc", 0755));
+  (void)::unlink("/etc/resolv.conf");
+  return WriteFileAtomic("/etc/resolv.conf",
+                         "# warmbox: the sandbox's resolver\nnameserver " + n.resolver + "\n",
+                         0644);
+}
+
 }  // namespace
+
+Result<GuestNet> ParseGuestNet(std::string_view s) {
+  auto parts = Split(std::string(s), ',');
+  auto bad = [&](const std::string& why) {
+    return Fail(ErrorCode::kInvalidArgument, "--net", std::string(s), why);
+  };
+  if (parts.size() != 3) return bad("expected ADDR/PREFIX,GATEWAY,RESOLVER");
+  size_t slash = parts[0].find('/');
+  if (slash == std::string::npos) return bad("expected ADDR/PREFIX first");
+  GuestNet n;
+  n.addr = parts[0].substr(0, slash);
+  auto prefix = ParseUint(parts[0].substr(slash + 1), "--net prefix");
+  if (!prefix.ok() || *prefix > 32) return bad("prefix: expected 0 to 32");
+  n.prefix = static_cast<int>(*prefix);
+  n.gateway = parts[1];
+  n.resolver = parts[2];
+  in_addr tmp;
+  for (const std::string* a : {&n.addr, &n.gateway, &n.resolver}) {
+    if (::inet_pton(AF_INET, a->c_str(), &tmp) != 1) return bad("not an IPv4 address: " + *a);
+  }
+  return n;
+}
 
 std::string GuestTimings::ToJson() const {
   return "\"boot\":{\"init_us\":" + std::to_string(init_us) +
@@ -218,6 +316,7 @@ Result<GuestResult> SetUpGuest(const GuestSetup& s) {
     return Errno("sethostname", s.hostname);
   }
   WB_RETURN_IF_ERROR(LoopbackUp());
+  if (!s.net.empty()) WB_RETURN_IF_ERROR(ConfigureNet(WB_TRY(ParseGuestNet(s.net)), s.wait_ms));
   r.timings.rootfs_us = BootUs();
   return r;
 }

@@ -27,7 +27,11 @@ struct GuestSetup {
   uint64_t tmpfs_bytes = 1ull << 30;  // writable-layer cap
   std::string hostname;
   int layers = 1;       // disks wbl0..wbl<layers-1>
-  int wait_ms = 30000;  // for the port and disks to appear
+  int wait_ms = 30000;  // for the port and disks to appear (and the NIC)
+  // --network egress (--net): "ADDR/PREFIX,GATEWAY,RESOLVER". The one NIC
+  // (virtio-net, served by the host's passt) gets the address and the
+  // default route, /etc/resolv.conf the resolver. "" = only lo.
+  std::string net;
 };
 
 // Guest clock (CLOCK_BOOTTIME, µs since the kernel started) at each phase's end.
@@ -45,6 +49,14 @@ struct GuestResult {
 };
 
 [[nodiscard]] Result<GuestResult> SetUpGuest(const GuestSetup& s);
+
+struct GuestNet {
+  std::string addr;  // dotted IPv4
+  int prefix = 0;
+  std::string gateway, resolver;
+};
+// "10.0.2.15/24,10.0.2.2,169.254.0.53"; an error names what was wrong.
+[[nodiscard]] Result<GuestNet> ParseGuestNet(std::string_view s);
 
 // "virtio_mmio.device=512@0xfeb00e00:12 quiet" and "virtio_mmio" ->
 // "device=512@0xfeb00e00:12": what modprobe would pass the module from the

@@ -82,6 +82,8 @@ int main(int argc, char** argv) {
       auto v = wb::ParseUint(value(), "--layers");
       if (!v.ok() || *v == 0 || *v > 64) return Die("--layers: expected 1 to 64");
       guest_setup.layers = static_cast<int>(*v);
+    } else if (a == "--net") {
+      guest_setup.net = value();
     } else if (a == "--scratch") {
       setup.scratch_dir = value();
     } else if (a == "--lower") {

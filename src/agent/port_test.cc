@@ -154,5 +154,21 @@ TEST(GuestTest, ModuleParamsComeFromTheKernelCommandLine) {
   EXPECT_EQ(agent::ModuleParamsFromCmdline("", "virtio_mmio"), "");
 }
 
+TEST(GuestTest, NetArgumentIsParsedAndBadOnesNamed) {
+  auto n = agent::ParseGuestNet("10.0.2.15/24,10.0.2.2,169.254.0.53");
+  ASSERT_TRUE(n.ok()) << n.error().ToString();
+  EXPECT_EQ(n->addr, "10.0.2.15");
+  EXPECT_EQ(n->prefix, 24);
+  EXPECT_EQ(n->gateway, "10.0.2.2");
+  EXPECT_EQ(n->resolver, "169.254.0.53");
+  for (const char* bad : {"10.0.2.15,10.0.2.2,1.1.1.1", "10.0.2.15/33,10.0.2.2,1.1.1.1",
+                          "10.0.2.15/24,gw,1.1.1.1", "10.0.2.15/24,10.0.2.2"}) {
+    auto r = agent::ParseGuestNet(bad);
+    ASSERT_FALSE(r.ok()) << bad;
+    EXPECT_EQ(r.error().code, ErrorCode::kInvalidArgument) << bad;
+    EXPECT_NE(r.error().ToString().find(bad), std::string::npos) << r.error().ToString();
+  }
+}
+
 }  // namespace
 }  // namespace wb

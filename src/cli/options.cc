@@ -8,6 +8,7 @@
 #include "base/strings.h"
 #include "sandbox/driver_factory.h"
 #include "sandbox/ns/ns_driver.h"
+#include "sandbox/ns/uid_slots.h"
 
 namespace wb::cli {
 
@@ -142,6 +143,8 @@ vm::VmDriverOptions VmOptions(const GlobalOptions& g, const DriverChoice& d) {
   o.accel = d.accel;
   o.snapshot = d.snapshot;
   o.cgroup_parent = g.cgroup_parent;
+  // The passt group ids: above the ns driver's pasta ids of the same ranges.
+  o.net_gid_base = SlotBase(g.uid_base, g.uid_slots + 1) + vm::kVmNetGidOffset;
   return o;
 }
 

@@ -23,6 +23,7 @@ std::vector<std::string> AgentArgs::Build(bool for_key) const {
   } else {
     if (!for_key) a.emplace_back("--guest");
     flag("--layers", std::to_string(layers));
+    if (!net.empty()) flag("--net", net);
   }
   flag("--tmpfs-size", std::to_string(tmpfs_size));
   if (!for_key) flag("--hostname", hostname);

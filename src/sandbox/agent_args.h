@@ -28,6 +28,9 @@ struct AgentArgs {
   std::string hostname;
   std::string seccomp = "default";
   uint64_t nofile = 1024;
+  // kGuest, --network egress: "ADDR/PREFIX,GATEWAY,RESOLVER" for the guest's
+  // one NIC (agent/guest.h); "" = no network.
+  std::string net;
 
   // kNs: the full argv (argv[0] "warmbox-agent" first); kGuest: the init
   // arguments (the kernel runs /init with them).

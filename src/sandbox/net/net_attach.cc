@@ -18,6 +18,7 @@
 #include "base/fs.h"
 #include "base/log.h"
 #include "base/strings.h"
+#include "sandbox/agent_client.h"
 
 namespace wb {
 
@@ -189,8 +190,8 @@ Result<void> AwaitHelper(ChildProcess& helper, int err_fd, const std::function<b
 
 }  // namespace
 
-Result<std::unique_ptr<SandboxNetwork>> SandboxNetwork::Attach(const NetAttachOptions& o,
-                                                               const NetworkSpec& spec, pid_t pid) {
+Result<std::unique_ptr<SandboxNetwork>> SandboxNetwork::Prepare(const NetAttachOptions& o,
+                                                                const NetworkSpec& spec) {
   WB_RETURN_IF_ERROR(CheckNetworkSupported(spec));
   auto n = std::unique_ptr<SandboxNetwork>(new SandboxNetwork());
   n->opts_ = o;
@@ -216,7 +217,12 @@ Result<std::unique_ptr<SandboxNetwork>> SandboxNetwork::Attach(const NetAttachOp
   WB_RETURN_IF_ERROR(n->Nft("add", NftSandboxText(n->ids_, n->policy_)));
   n->rules_added_ = true;
   WB_RETURN_IF_ERROR(n->StartDnsmasq());
+  return n;
+}
 
+Result<std::unique_ptr<SandboxNetwork>> SandboxNetwork::Attach(const NetAttachOptions& o,
+                                                               const NetworkSpec& spec, pid_t pid) {
+  auto n = WB_TRY(Prepare(o, spec));
   // pasta gets the daemon's fd of the sandbox's netns as its fd 3.
   const std::string nspath = "/proc/" + std::to_string(pid) + "/ns/net";
   UniqueFd nsfd(::open(nspath.c_str(), O_RDONLY | O_CLOEXEC));
@@ -246,6 +252,46 @@ Result<std::unique_ptr<SandboxNetwork>> SandboxNetwork::Attach(const NetAttachOp
   spdlog::debug("{}: network egress (pasta {}, dnsmasq {} on port {})", o.tag, n->pasta_.pid(),
                 n->dnsmasq_.pid(), n->ids_.dns_port);
   return n;
+}
+
+Result<VmNetwork> SandboxNetwork::AttachVm(const NetAttachOptions& o, const NetworkSpec& spec) {
+  auto n = WB_TRY(Prepare(o, spec));
+  const std::string sock = o.dir + "/passt.sock";
+  const std::string log = o.dir + "/passt.log";
+  PasstPlan pp;
+  pp.path = o.host.passt_path;
+  pp.gid = o.gid;
+  pp.socket_path = sock;
+  pp.ports = spec.ports;
+  // Its stderr is a file, not a pipe: passt outlives the wait below and
+  // would block (or die of SIGPIPE) writing to a pipe nobody reads. --quiet
+  // keeps it to a few lines.
+  UniqueFd log_w(::open(log.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600));
+  if (!log_w) return Errno("create", log);
+  UniqueFd log_r(::open(log.c_str(), O_RDONLY | O_CLOEXEC));
+  if (!log_r) return Errno("open", log);
+  SpawnOptions so;
+  so.path = pp.path;
+  so.argv = PasstArgv(pp);
+  so.fds = {{log_w.get(), 2}};
+  so.pdeath_signal = SIGKILL;
+  n->pasta_ = WB_TRY(ChildProcess::Spawn(so));
+  n->socket_path_ = sock;
+  log_w.reset();
+  // Ready once it accepts: that connection is QEMU's (passt serves one
+  // client at a time, and --one-off ends it with that one). Bounded: 5 s.
+  UniqueFd conn;
+  WB_RETURN_IF_ERROR(AwaitHelper(
+      n->pasta_, log_r.get(),
+      [&] {
+        auto c = ConnectUnix(sock);
+        if (c.ok()) conn = std::move(*c);
+        return c.ok();
+      },
+      "passt", sock, "not accepting after 5 s"));
+  spdlog::debug("{}: network egress (passt {}, dnsmasq {} on port {})", o.tag, n->pasta_.pid(),
+                n->dnsmasq_.pid(), n->ids_.dns_port);
+  return VmNetwork{std::move(n), std::move(conn)};
 }
 
 Result<void> SandboxNetwork::StartDnsmasq() {
@@ -292,6 +338,7 @@ Result<void> SandboxNetwork::Destroy() {
   destroyed_ = true;
   pasta_.KillAndReap();
   dnsmasq_.KillAndReap();
+  if (!socket_path_.empty()) (void)::unlink(socket_path_.c_str());
   Result<void> r = Ok();
   if (rules_added_) r = Nft("remove", NftRemoveText(ids_));
   if (counted_) {

@@ -14,6 +14,7 @@
 
 #include "base/child.h"
 #include "base/error.h"
+#include "base/fd.h"
 #include "sandbox/net/net_plan.h"
 
 namespace wb {
@@ -22,6 +23,7 @@ struct NetHostOptions {
   std::string table = "warmbox";
   std::string nft_path = "/usr/sbin/nft";
   std::string pasta_path = "/usr/bin/pasta";
+  std::string passt_path = "/usr/bin/passt";  // the vm driver's
   std::string dnsmasq_path = "/usr/sbin/dnsmasq";
   // The resolvers dnsmasq forwards allowed names to; empty: the host's
   // /etc/resolv.conf.
@@ -36,6 +38,15 @@ struct NetAttachOptions {
   uint32_t root_uid = 0;  // the sandbox's root on the host (owner of resolv.conf)
 };
 
+class SandboxNetwork;
+// The vm driver's attachment: the network, and the fd of a connection to its
+// passt, for QEMU (-netdev stream,addr.type=fd): QEMU, jailed in its own
+// mount and network namespaces, needs no path to the socket.
+struct VmNetwork {
+  std::unique_ptr<SandboxNetwork> net;
+  UniqueFd qemu_end;
+};
+
 class SandboxNetwork {
  public:
   // Attaches egress networking to the netns of pid (the sandbox's agent):
@@ -44,6 +55,12 @@ class SandboxNetwork {
   [[nodiscard]] static Result<std::unique_ptr<SandboxNetwork>> Attach(const NetAttachOptions& o,
                                                                       const NetworkSpec& spec,
                                                                       pid_t pid);
+  // The same rules and resolver for a VM not started yet: passt (pasta's
+  // sibling) listening on o.dir/passt.sock, run as the same group, and one
+  // connection to it. The guest configures its side itself (kVmGuestAddr,
+  // kVmGateway, kSandboxResolver). On failure whatever was made is removed.
+  [[nodiscard]] static Result<VmNetwork> AttachVm(const NetAttachOptions& o,
+                                                  const NetworkSpec& spec);
   ~SandboxNetwork();  // Destroy(), errors logged
   SandboxNetwork(const SandboxNetwork&) = delete;
   SandboxNetwork& operator=(const SandboxNetwork&) = delete;
@@ -54,14 +71,19 @@ class SandboxNetwork {
                                     const std::vector<std::string>& deny_out);
   [[nodiscard]] Result<NetCounters> Counters() const;
   const NetworkSpec& spec() const { return spec_; }
+  // pasta's (ns driver) or passt's (vm driver).
   pid_t pasta_pid() const { return pasta_.running() ? pasta_.pid() : 0; }
   pid_t dnsmasq_pid() const { return dnsmasq_.running() ? dnsmasq_.pid() : 0; }
-  // Kills pasta and dnsmasq, removes the sandbox's nft objects, and the table
-  // when this was the process's last sandbox. Idempotent.
+  // Kills pasta (or passt, and removes its socket) and dnsmasq, removes the sandbox's nft objects,
+  // and the table when this was the process's last sandbox. Idempotent.
   [[nodiscard]] Result<void> Destroy();
 
  private:
   SandboxNetwork() = default;
+  // What both attachments share: the policy parsed, the sandbox's nft
+  // objects, its dnsmasq.
+  [[nodiscard]] static Result<std::unique_ptr<SandboxNetwork>> Prepare(const NetAttachOptions& o,
+                                                                       const NetworkSpec& spec);
   [[nodiscard]] Result<void> StartDnsmasq();
   [[nodiscard]] Result<void> Nft(const std::string& what, const std::string& text) const;
 
@@ -70,7 +92,8 @@ class SandboxNetwork {
   NetPolicy policy_;
   NetTableIds ids_;
   std::vector<std::string> upstreams_;
-  ChildProcess pasta_, dnsmasq_;
+  ChildProcess pasta_, dnsmasq_;  // pasta_: pasta or passt
+  std::string socket_path_;       // passt's, removed by Destroy
   bool rules_added_ = false, counted_ = false, destroyed_ = false;
 };
 

@@ -475,6 +475,41 @@ std::vector<std::string> PastaArgv(const PastaPlan& p) {
   return a;
 }
 
+std::vector<std::string> PasstArgv(const PasstPlan& p) {
+  std::string tcp;
+  for (const auto& port : p.ports) {
+    tcp += (tcp.empty() ? "" : ",") + port.host_addr + "/" + std::to_string(port.host_port) + ":" +
+           std::to_string(port.port);
+  }
+  return {
+      p.path,
+      "--foreground",
+      "--quiet",
+      // As pasta's: the group is what the policy matches (meta skgid).
+      "--runas",
+      "0:" + std::to_string(p.gid),
+      "--socket",
+      p.socket_path,
+      // One QEMU, then gone: a VM that exits takes its passt along.
+      "--one-off",
+      // The guest's view, fixed: the guest agent configures the same
+      // statically (no DHCP client in the guest).
+      "--address",
+      kVmGuestAddr,
+      "--netmask",
+      std::to_string(kVmGuestPrefix),
+      "--gateway",
+      kVmGateway,
+      // The gateway is not the host: no mapping of it to the host's loopback.
+      "--no-map-gw",
+      // Nothing forwarded inward but the published ports.
+      "-t",
+      tcp.empty() ? "none" : tcp,
+      "-u",
+      "none",
+  };
+}
+
 std::vector<std::string> DnsmasqArgv(const DnsmasqPlan& d, const NetTableIds& ids,
                                      const NetPolicy& policy) {
   std::vector<std::string> a = {d.path,

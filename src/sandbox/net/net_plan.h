@@ -141,6 +141,24 @@ struct PastaPlan {
 };
 std::vector<std::string> PastaArgv(const PastaPlan& p);
 
+// The vm driver's guest side of passt (docs/network.md, "The vm driver"):
+// the same address, gateway and resolver in every VM (each VM has its own
+// passt, so nothing is shared). 10.0.2.0/24 is in 10/8, which the default
+// denies refuse as a destination anyway.
+inline constexpr const char* kVmGuestAddr = "10.0.2.15";
+inline constexpr int kVmGuestPrefix = 24;
+inline constexpr const char* kVmGateway = "10.0.2.2";
+
+// passt's argv (pasta's sibling for VMs): it listens on socket_path for one
+// QEMU (-netdev stream) and quits when that QEMU goes (--one-off).
+struct PasstPlan {
+  std::string path = "/usr/bin/passt";
+  uint32_t gid = 0;
+  std::string socket_path;
+  std::vector<PublishedPort> ports;
+};
+std::vector<std::string> PasstArgv(const PasstPlan& p);
+
 // dnsmasq's argv: listening on 127.0.0.1:port, forwarding only names the
 // policy allows to the upstreams, adding what they resolve to to the
 // sandbox's sets, answering NXDOMAIN for denied names and REFUSED for others.

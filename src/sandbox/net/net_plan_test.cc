@@ -162,6 +162,27 @@ TEST(NetPlan, PastaArgvHasNoHostMappings) {
   EXPECT_EQ(*(std::find(b.begin(), b.end(), "-t") + 1), "none");
 }
 
+TEST(NetPlan, PasstArgvServesOneVmWithTheFixedGuestView) {
+  PasstPlan p;
+  p.gid = 78;
+  p.socket_path = "/run/x/passt.sock";
+  auto a = PasstArgv(p);
+  EXPECT_EQ(a[0], "/usr/bin/passt");
+  EXPECT_TRUE(Has(a, "0:78"));
+  EXPECT_TRUE(Has(a, "--one-off"));
+  EXPECT_TRUE(Has(a, "--no-map-gw"));
+  auto after = [&](const char* flag) {
+    auto it = std::find(a.begin(), a.end(), flag);
+    return it == a.end() || it + 1 == a.end() ? std::string("(missing)") : *(it + 1);
+  };
+  EXPECT_EQ(after("--socket"), "/run/x/passt.sock");
+  EXPECT_EQ(after("--address"), kVmGuestAddr);
+  EXPECT_EQ(after("--netmask"), "24");
+  EXPECT_EQ(after("--gateway"), kVmGateway);
+  EXPECT_EQ(after("-t"), "none");
+  EXPECT_EQ(after("-u"), "none");
+}
+
 TEST(NetPlan, DnsmasqArgv) {
   NetTableIds ids{"warmbox", "abc", 9, 5353};
   DnsmasqPlan d;

@@ -93,6 +93,12 @@ std::vector<std::string> QemuArgv(const QemuPlan& p) {
          "id=" + id + ",file=" + QemuEscape(p.disks[i].path) + ",format=raw,if=none,readonly=on",
          "-device", "virtio-blk-device,drive=" + id + ",serial=" + QemuEscape(p.disks[i].serial)});
   }
+  if (p.net_fd >= 0) {
+    a.insert(
+        a.end(),
+        {"-netdev", "stream,id=net0,server=off,addr.type=fd,addr.str=" + std::to_string(p.net_fd),
+         "-device", "virtio-net-device,netdev=net0"});
+  }
   if (p.qmp_fd >= 0) {
     a.insert(a.end(),
              {"-chardev", "socket,id=qmp,fd=" + std::to_string(p.qmp_fd) + ",server=on,wait=off",

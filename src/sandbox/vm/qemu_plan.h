@@ -50,6 +50,9 @@ struct QemuPlan {
   // the host can connect before QEMU is up.
   int agent_fd = -1;
   int qmp_fd = -1;
+  // A connected stream socket to the VM's passt (--network egress): a
+  // virtio-net device on virtio-mmio behind -netdev stream on that fd.
+  int net_fd = -1;
   std::string console_path;  // the guest's serial console, a file
   // Instead of console_path: a ring buffer of this many bytes in QEMU's
   // memory (the templates and clones, which QEMU runs without RLIMIT_FSIZE:

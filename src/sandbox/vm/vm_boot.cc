@@ -76,6 +76,52 @@ void LogReady(const std::string& id, bool clone, const BootTimes& t, const std::
 
 }  // namespace
 
+namespace {
+
+// A taken passt group id, given back when the sandbox object goes.
+struct NetGid {
+  NetGid(std::shared_ptr<VmDriver::NetGids> g, uint32_t i) : gids(std::move(g)), index(i) {}
+  NetGid(const NetGid&) = delete;
+  NetGid& operator=(const NetGid&) = delete;
+  std::shared_ptr<VmDriver::NetGids> gids;
+  uint32_t index;
+  ~NetGid() {
+    std::lock_guard<std::mutex> lock(gids->mu);
+    gids->used[index] = false;
+  }
+};
+
+}  // namespace
+
+Result<void> VmDriver::AttachVmNetwork(const SandboxSpec& spec, VmSandbox& sb, UniqueFd& conn) {
+  std::shared_ptr<NetGid> gid;
+  {
+    std::lock_guard<std::mutex> lock(net_gids_->mu);
+    for (uint32_t i = 0; i < kVmNetGids && !gid; ++i) {
+      if (net_gids_->used[i]) continue;
+      net_gids_->used[i] = true;
+      gid = std::make_shared<NetGid>(net_gids_, i);
+    }
+  }
+  if (!gid) {
+    return Fail(ErrorCode::kBusy, "attach network", sb.id_,
+                "every vm network slot (" + std::to_string(kVmNetGids) + ") is taken");
+  }
+  NetAttachOptions no;
+  no.host = opts_.net;
+  no.dir = sb.dir_;
+  no.tag = sb.id_;
+  no.gid = net_gid_base_ + gid->index;
+  VmNetwork vn = WB_TRY(SandboxNetwork::AttachVm(no, spec.network));
+  // The sandbox owns it from here: its Destroy kills passt and dnsmasq
+  // after QEMU, and removes the rules.
+  sb.net_ = std::move(vn.net);
+  sb.net_slot_ = gid;
+  conn = std::move(vn.qemu_end);
+  spdlog::debug("{}: network attached (passt, gid {})", sb.id_, no.gid);
+  return Ok();
+}
+
 Result<std::unique_ptr<Sandbox>> VmDriver::Boot(const SandboxSpec& spec, Mode mode,
                                                 const TemplatePaths* t) {
   return Finish(spec, mode, t, WB_TRY(Spawn(spec, mode, t)));
@@ -126,6 +172,17 @@ Result<std::unique_ptr<VmDriver::Spawned>> VmDriver::Spawn(const SandboxSpec& sp
     if (::fchown(c.get(), jail_uid, jail_gid) != 0) return Errno("fchown", console);
   }
 
+  // --network egress: the sandbox's rules and resolver, and its passt,
+  // before QEMU, which gets a connection to that passt as fd 5.
+  UniqueFd net_conn;
+  if (spec.network.mode == NetworkMode::kEgress) {
+    if (mode != Mode::kCold) {
+      return Fail(ErrorCode::kFailedPrecondition, "create sandbox", "--network egress",
+                  "snapshot templates and clones carry no network interface");
+    }
+    WB_RETURN_IF_ERROR(AttachVmNetwork(spec, *sb, net_conn));
+  }
+
   QemuPlan plan;
   plan.qemu = opts_.qemu;
   plan.accel = info_.accel;
@@ -135,8 +192,14 @@ Result<std::unique_ptr<VmDriver::Spawned>> VmDriver::Spawn(const SandboxSpec& sp
   plan.kernel = info_.kernel.vmlinux;
   plan.initrd = info_.initrd;
   plan.kernel_args = DefaultKernelArgs(plan.accel);
-  plan.init_args =
-      GuestAgentArgs(spec, disks.size(), mode == Mode::kCold ? sb->id_ : kTemplateHostname).Argv();
+  AgentArgs guest_args =
+      GuestAgentArgs(spec, disks.size(), mode == Mode::kCold ? sb->id_ : kTemplateHostname);
+  if (net_conn) {
+    guest_args.net = std::string(kVmGuestAddr) + "/" + std::to_string(kVmGuestPrefix) + "," +
+                     kVmGateway + "," + kSandboxResolver;
+    plan.net_fd = 5;
+  }
+  plan.init_args = guest_args.Argv();
   plan.disks = disks;
   plan.agent_fd = 3;
   plan.qmp_fd = 4;
@@ -173,6 +236,7 @@ Result<std::unique_ptr<VmDriver::Spawned>> VmDriver::Spawn(const SandboxSpec& sp
   // abstract Unix sockets, SysV IPC or hostname. Its sockets are fds.
   o.clone_flags = CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWNET | CLONE_NEWIPC | CLONE_NEWUTS;
   o.fds = {{agent_listener.get(), 3}, {qmp_listener.get(), 4}, {qemu_err.get(), 2}};
+  if (net_conn) o.fds.push_back({net_conn.get(), 5});
   // The VM dies with its host process, unless it may become a live sandbox
   // that must outlive a killed daemon (outlive_owner): the parent-death
   // signal cannot be cleared from outside QEMU at the claim, as the ns
@@ -196,6 +260,7 @@ Result<std::unique_ptr<VmDriver::Spawned>> VmDriver::Spawn(const SandboxSpec& sp
   agent_listener.reset();
   qmp_listener.reset();
   qemu_err.reset();
+  net_conn.reset();
   sp->t0 = t0;
   sp->t_disks = t_disks;
   sp->t_spawn = t_spawn;

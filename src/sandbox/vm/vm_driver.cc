@@ -5,6 +5,7 @@
 #include "base/fs.h"
 #include "base/log.h"
 #include "base/strings.h"
+#include "sandbox/ns/uid_slots.h"
 #include "sandbox/sandbox_dir.h"
 #include "sandbox/vm/initramfs.h"
 #include "sandbox/vm/vm_sandbox.h"
@@ -56,6 +57,10 @@ Result<std::unique_ptr<VmDriver>> VmDriver::Open(VmDriverOptions opts, ImageStor
   drv->store_ = store;
   drv->layout_ = std::make_shared<CgroupLayoutHolder>();
   drv->layout_->layout = WB_TRY(PrepareSandboxHost(drv->opts_.state_dir, drv->opts_.cgroup_parent));
+  drv->net_gids_ = std::make_shared<NetGids>();
+  drv->net_gid_base_ = drv->opts_.net_gid_base
+                           ? drv->opts_.net_gid_base
+                           : SlotBase(store->uid_base(), kDefaultUidSlots + 1) + kVmNetGidOffset;
   return drv;
 }
 
@@ -99,11 +104,10 @@ Result<std::unique_ptr<Sandbox>> VmDriver::Adopt(const AdoptSpec& spec) {
 }
 
 Result<std::unique_ptr<Sandbox>> VmDriver::Create(const SandboxSpec& spec) {
-  if (spec.network.mode != NetworkMode::kNone) {
-    return Fail(ErrorCode::kFailedPrecondition, "create sandbox", "--network egress",
-                "the vm driver has no network yet (docs/network.md); use --driver ns");
-  }
-  if (opts_.snapshot) {
+  // A VM with a network is booted cold: templates carry no NIC, and a
+  // clone cannot add one after the restore (docs/network.md, "The vm
+  // driver").
+  if (opts_.snapshot && spec.network.mode == NetworkMode::kNone) {
     bool fallback;
     {
       std::lock_guard<std::mutex> l(tmpl_mu_);

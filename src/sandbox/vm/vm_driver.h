@@ -13,6 +13,7 @@
 
 #include "image/store.h"
 #include "sandbox/driver.h"
+#include "sandbox/net/net_attach.h"
 #include "sandbox/vm/guest_kernel.h"
 #include "sandbox/vm/qemu_jail.h"
 #include "sandbox/vm/qemu_plan.h"
@@ -50,7 +51,19 @@ struct VmDriverOptions {
   // on the layer disks map into the range from its base).
   uint32_t jail_uid = 0;
   uint32_t jail_gid = 0;
+  // --network egress (docs/network.md, "The vm driver"): the tools and the
+  // table, and the group ids of the VMs' passt processes, net_gid_base + n,
+  // one n per egress VM (kVmNetGids of them). 0: kVmNetGidOffset above the
+  // ns driver's default base for the store's range, so the two drivers'
+  // group ids never meet.
+  NetHostOptions net;
+  uint32_t net_gid_base = 0;
 };
+
+// The ns driver takes the first 4096 group ids above the sandbox ranges
+// (NsDriver::NetSlots::kSlots); the vm driver the next kVmNetGids.
+inline constexpr uint32_t kVmNetGidOffset = 4096;
+inline constexpr uint32_t kVmNetGids = 4096;
 
 // The template state of a driver with snapshot on (pool status).
 struct TemplateStatus {
@@ -61,6 +74,8 @@ struct TemplateStatus {
   uint64_t clone_failures = 0;
   std::string last_error;
 };
+
+class VmSandbox;
 
 // What the driver boots (warmbox vm kernel).
 struct VmInfo {
@@ -87,6 +102,7 @@ class VmDriver : public Driver {
   // With snapshot on: the template status (template_state, clones, ...).
   void AnnotateStat(proto::ImageStat& stat) const override;
   const VmInfo& info() const { return info_; }
+  struct NetGids;  // the passt group ids in use (vm_sandbox.h)
   TemplateStatus template_status() const;
   ~VmDriver() override;
 
@@ -108,6 +124,10 @@ class VmDriver : public Driver {
   // One clone QEMU started ahead (-incoming defer) for the current key, so a
   // clone costs only the restore and resume (guarded by tmpl_mu_).
   std::unique_ptr<Spawned> prestarted_;
+  // --network egress of a cold boot: a group id, the rules, the resolver
+  // and passt, owned by sb; conn: the connection QEMU gets.
+  [[nodiscard]] Result<void> AttachVmNetwork(const SandboxSpec& spec, VmSandbox& sb,
+                                             UniqueFd& conn);
   [[nodiscard]] Result<std::unique_ptr<Sandbox>> Boot(const SandboxSpec& spec, Mode mode,
                                                       const TemplatePaths* t);
   [[nodiscard]] Result<std::unique_ptr<Sandbox>> CreateClone(const SandboxSpec& spec);
@@ -122,6 +142,8 @@ class VmDriver : public Driver {
   HostSystem host_system_;  // what of the host's root QEMU's jails bind
   struct CgroupLayoutHolder;
   std::shared_ptr<CgroupLayoutHolder> layout_;
+  std::shared_ptr<NetGids> net_gids_;
+  uint32_t net_gid_base_ = 0;
 };
 
 // Resolves kernel, initrd and accelerator without booting anything.

@@ -70,6 +70,16 @@ TEST(QemuPlanTest, MinimalMachineWithoutDefaultsOrNetwork) {
   EXPECT_EQ(Values(a, "-initrd"), std::vector<std::string>{"/k/initrd.cpio"});
 }
 
+TEST(QemuPlanTest, EgressAddsOneVirtioNetDeviceOnTheInheritedPasstConnection) {
+  QemuPlan p = SamplePlan();
+  p.net_fd = 5;
+  auto a = QemuArgv(p);
+  EXPECT_EQ(Values(a, "-netdev"),
+            std::vector<std::string>{"stream,id=net0,server=off,addr.type=fd,addr.str=5"});
+  EXPECT_TRUE(Has(a, "virtio-net-device,netdev=net0"));
+  EXPECT_TRUE(Values(a, "-nic").empty());
+}
+
 TEST(QemuPlanTest, TcgGetsASmallTranslationCacheAndTscHints) {
   QemuPlan p = SamplePlan();
   auto a = QemuArgv(p);

@@ -69,6 +69,14 @@ Result<void> VmSandbox::Pause(bool paused) {
   return Ok();
 }
 
+Result<void> VmSandbox::AttachNetwork(const NetworkSpec& spec) {
+  if (spec.mode == NetworkMode::kNone) return Ok();
+  if (net_ && net_->spec() == spec) return Ok();  // booted with it
+  return Fail(ErrorCode::kFailedPrecondition, "attach network", id_,
+              "a vm sandbox gets its network interface at boot (microvm has no hot-plug): "
+              "create it with --network egress, not from a warm pool made without");
+}
+
 AgentEndpoint VmSandbox::live_endpoint() const {
   return AgentEndpoint{dir_ + "/live.sock", process_.pidfd()};
 }

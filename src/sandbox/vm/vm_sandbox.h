@@ -7,6 +7,7 @@
 #include <mutex>
 #include <string>
 #include <utility>
+#include <vector>
 
 #include "sandbox/agent_args.h"
 #include "sandbox/cgroup.h"
@@ -34,6 +35,9 @@ class VmSandbox : public SandboxBase {
   // channel over the agent's port per connection.
   AgentEndpoint live_endpoint() const override;
   Result<void> ServeLive() override;
+  // The NIC is made at boot (no hot-plug on microvm's virtio-mmio): only
+  // VmDriver::Create gives one; a VM booted without cannot get one later.
+  Result<void> AttachNetwork(const NetworkSpec& spec) override;
 
  private:
   void StopBridge();
@@ -55,6 +59,13 @@ struct VmDriver::TemplatePaths {
 
 struct VmDriver::CgroupLayoutHolder {
   CgroupLayout layout;
+};
+
+// The group ids of the passt processes of this driver's VMs: a slot is
+// taken per egress VM and given back when the sandbox object goes.
+struct VmDriver::NetGids {
+  std::mutex mu;
+  std::vector<bool> used = std::vector<bool>(kVmNetGids, false);
 };
 
 // A QEMU started but not yet waited for (a clone's: waiting in -incoming defer).

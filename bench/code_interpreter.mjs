@@ -171,6 +171,33 @@ def timed(fn):
     return out
 res = {"inside_execute": timed(lambda: req("POST", "/execute", json.dumps({"code": "1+1"}))),
        "inside_health": timed(lambda: req("GET", "/health"))}
+# The context switches of the server's Python kernel (all its threads) per
+# POST /execute of 1+1: a measure of its thread hand-offs that the machine's
+# load does not change (each one is a scheduling delay when it is loaded).
+import os
+def kernel_pids():
+    out = []
+    for p in os.listdir("/proc"):
+        try:
+            argv = open("/proc/%s/cmdline" % p, "rb").read().split(b"\\0")
+        except (OSError, ValueError):
+            continue
+        if any(a.endswith(b"wb_kernel.py") or a.endswith(b"ipykernel_launcher") for a in argv):
+            out.append(p)
+    return out
+def switches(pids):
+    n = 0
+    for pid in pids:
+        for t in os.listdir("/proc/%s/task" % pid):
+            for line in open("/proc/%s/task/%s/status" % (pid, t)):
+                if "ctxt_switches" in line:
+                    n += int(line.split()[1])
+    return n
+pids = kernel_pids()
+res["kernel_switches_per_run"] = []
+for _ in range(N if pids else 0):
+    s0 = switches(pids); req("POST", "/execute", json.dumps({"code": "1+1"}))
+    res["kernel_switches_per_run"].append(switches(pids) - s0)
 from jupyter_client.manager import start_new_kernel
 km, kc = start_new_kernel(kernel_name="python3", extra_arguments=["--HistoryManager.enabled=False"])
 try:

@@ -1,6 +1,8 @@
 // The port proxy (daemon/e2b/port_proxy.h) served in the test process, in
 // place of the daemon's router: an HTTP listener on 127.0.0.1 whose sessions
-// read a request's head and hand it to ProxyToPort. `X-Port: N` names the
+// read a request's head and hand it to ProxyToPort (with a TunnelPool of
+// their own), one request after another while ProxyToPort keeps the
+// connection. `X-Port: N` names the
 // port (the router's E2b-Sandbox-Port); `X-Sandbox: ID` the sandbox (default
 // the one the LiveService knows). The LiveService's Connect reaches an agent
 // socket given by path: a test agent's, or a real sandbox's (agent.sock of an
@@ -78,10 +80,13 @@ class SocketLive : public daemon::LiveService {
 class ProxyServer {
  public:
   using tcp = boost::asio::ip::tcp;
-  explicit ProxyServer(daemon::LiveService& live, std::string id)
+  explicit ProxyServer(
+      daemon::LiveService& live, std::string id,
+      std::chrono::milliseconds idle_timeout = daemon::e2b::TunnelPool::kDefaultIdleTimeout)
       : live_(live),
         id_(std::move(id)),
-        acceptor_(io_, tcp::endpoint(boost::asio::ip::make_address("127.0.0.1"), 0)) {
+        acceptor_(io_, tcp::endpoint(boost::asio::ip::make_address("127.0.0.1"), 0)),
+        tunnels_(idle_timeout) {
     port_ = acceptor_.local_endpoint().port();
     boost::asio::co_spawn(io_, Accept(), boost::asio::detached);
     thread_ = std::thread([this] { io_.run(); });
@@ -92,10 +97,12 @@ class ProxyServer {
     if (thread_.joinable()) thread_.join();
   }
   uint16_t port() const { return port_; }
-  // Sessions that have ended, and how many of them ProxyToPort said could
-  // serve another request (none should).
+  // Sessions (client connections) that have ended, and how many exchanges
+  // ProxyToPort kept the connection after.
   int done() const { return done_.load(); }
   int kept() const { return kept_.load(); }
+  // Tunnels idle in the pool now.
+  size_t idle() const { return tunnels_.idle(); }
   // Waits (bounded) until n sessions have ended.
   bool Done(int n, int ms = 10000) const {
     auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(ms);
@@ -120,24 +127,27 @@ class ProxyServer {
     namespace http = boost::beast::http;
     boost::beast::tcp_stream s(std::move(sock));
     boost::beast::flat_buffer buf;
-    daemon::e2b::Parser parser;
-    parser.body_limit(boost::none);
-    boost::system::error_code ec;
-    co_await http::async_read_header(s, buf, parser,
-                                     boost::asio::redirect_error(boost::asio::use_awaitable, ec));
-    if (ec) co_return;
-    daemon::LiveInfo sb;
-    sb.id = id_;
-    if (auto other = parser.get().find("X-Sandbox"); other != parser.get().end()) {
-      sb.id = std::string(other->value());
+    for (;;) {
+      daemon::e2b::Parser parser;
+      parser.body_limit(boost::none);
+      boost::system::error_code ec;
+      co_await http::async_read_header(s, buf, parser,
+                                       boost::asio::redirect_error(boost::asio::use_awaitable, ec));
+      if (ec) break;
+      daemon::LiveInfo sb;
+      sb.id = id_;
+      if (auto other = parser.get().find("X-Sandbox"); other != parser.get().end()) {
+        sb.id = std::string(other->value());
+      }
+      uint16_t target = 0;
+      if (auto p = parser.get().find("X-Port"); p != parser.get().end()) {
+        target = static_cast<uint16_t>(std::stoi(std::string(p->value())));
+      }
+      const bool again = co_await daemon::e2b::ProxyToPort(
+          s, buf, parser, live_, sb, target, std::chrono::milliseconds(10000), &tunnels_);
+      if (!again) break;
+      ++kept_;
     }
-    uint16_t target = 0;
-    if (auto p = parser.get().find("X-Port"); p != parser.get().end()) {
-      target = static_cast<uint16_t>(std::stoi(std::string(p->value())));
-    }
-    const bool again = co_await daemon::e2b::ProxyToPort(s, buf, parser, live_, sb, target,
-                                                         std::chrono::milliseconds(10000));
-    if (again) ++kept_;
     ++done_;
   }
 
@@ -145,6 +155,8 @@ class ProxyServer {
   std::string id_;
   boost::asio::io_context io_;
   tcp::acceptor acceptor_;
+  // After io_: closed before it (the destructor stops io_ first).
+  daemon::e2b::TunnelPool tunnels_;
   std::thread thread_;
   uint16_t port_ = 0;
   std::atomic<int> done_{0}, kept_{0};

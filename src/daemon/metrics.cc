@@ -161,6 +161,17 @@ std::string RenderPrometheus(const MetricsSnapshot& s) {
              "\n";
     }
   }
+  {
+    Header(out, "warmbox_port_tunnels_opened_total", "counter",
+           "Tunnels the E2B port proxy opened to a sandbox's port.");
+    out += "warmbox_port_tunnels_opened_total " + std::to_string(s.port_tunnels_opened) + "\n";
+    Header(out, "warmbox_port_tunnel_reuses_total", "counter",
+           "Requests the E2B port proxy sent on a kept tunnel.");
+    out += "warmbox_port_tunnel_reuses_total " + std::to_string(s.port_tunnel_reuses) + "\n";
+    Header(out, "warmbox_port_tunnels_idle", "gauge",
+           "Tunnels the E2B port proxy keeps open between requests.");
+    out += "warmbox_port_tunnels_idle " + std::to_string(s.port_tunnels_idle) + "\n";
+  }
   return out;
 }
 

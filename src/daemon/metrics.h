@@ -49,6 +49,10 @@ struct MetricsSnapshot {
   bool draining = false;
   // Live sandboxes by state ("running", "paused"); empty: not rendered.
   std::map<std::string, uint64_t> live;
+  // The E2B port proxy's tunnels (e2b/port_proxy.h).
+  uint64_t port_tunnels_opened = 0;
+  uint64_t port_tunnel_reuses = 0;
+  uint64_t port_tunnels_idle = 0;
 };
 
 std::string RenderPrometheus(const MetricsSnapshot& s);

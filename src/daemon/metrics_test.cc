@@ -61,6 +61,9 @@ TEST(MetricsTest, RendersEveryFamilyPerImage) {
   s.errors[RunErrorKind::kBusy] = 11;
   s.errors[RunErrorKind::kBadRequest] = 2;
   s.http_requests = 12;
+  s.port_tunnels_opened = 4;
+  s.port_tunnel_reuses = 30;
+  s.port_tunnels_idle = 2;
   std::string t = RenderPrometheus(s);
   for (const char* line : {
            "warmbox_pool_idle{image=\"busybox\",driver=\"ns\"} 2",
@@ -83,6 +86,10 @@ TEST(MetricsTest, RendersEveryFamilyPerImage) {
            "warmbox_run_duration_seconds_bucket{image=\"busybox\",driver=\"ns\",le=\"0.0025\"} 1",
            "warmbox_http_requests_total 12",
            "warmbox_draining 0",
+           "warmbox_port_tunnels_opened_total 4",
+           "warmbox_port_tunnel_reuses_total 30",
+           "warmbox_port_tunnels_idle 2",
+           "# TYPE warmbox_port_tunnels_idle gauge",
            "# TYPE warmbox_pool_idle gauge",
            "# TYPE warmbox_runs_total counter",
            "# TYPE warmbox_run_duration_seconds histogram",

@@ -1,6 +1,7 @@
 #include "daemon/run_executor.h"
 
 #include "base/log.h"
+#include "daemon/e2b/port_proxy.h"
 #include "daemon/metrics.h"
 #include "proto/pool_proto.h"
 
@@ -133,6 +134,10 @@ std::string RunExecutor::Metrics() const {
   m.errors = errors_;
   m.http_requests = http_requests_ ? http_requests_() : 0;
   if (live_counts_) m.live = live_counts_();
+  const e2b::PortTunnelStats tunnels = e2b::PortTunnelCounters();
+  m.port_tunnels_opened = tunnels.opened;
+  m.port_tunnel_reuses = tunnels.reused;
+  m.port_tunnels_idle = tunnels.idle;
   m.draining = stopping_;
   return RenderPrometheus(m);
 }

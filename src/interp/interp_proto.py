@@ -226,6 +226,15 @@ def parse_head(data):
     return Head(parts[0], parts[1], parts[2], headers)
 
 
+def keep_alive(head):
+    """Whether the client keeps its connection after this exchange: HTTP/1.1
+    unless it says close; HTTP/1.0 only when it says keep-alive."""
+    tokens = {t.strip().lower() for t in (head.header("connection") or "").split(",")}
+    if head.version == "HTTP/1.1":
+        return "close" not in tokens
+    return "keep-alive" in tokens
+
+
 def body_length(head):
     """The body's framing: ('length', n) or ('chunked', None); BadRequest."""
     te = head.header("transfer-encoding")

@@ -96,6 +96,13 @@ class HttpTest(unittest.TestCase):
         h = p.parse_head(b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked")
         self.assertEqual(p.body_length(h), ("chunked", None))
 
+    def test_keep_alive(self):
+        for head, keep in [(b"GET / HTTP/1.1", True), (b"GET / HTTP/1.1\r\nConnection: close", False),
+                           (b"GET / HTTP/1.1\r\nConnection: TE, Close", False),
+                           (b"GET / HTTP/1.0", False),
+                           (b"GET / HTTP/1.0\r\nConnection: keep-alive", True)]:
+            self.assertEqual(p.keep_alive(p.parse_head(head)), keep, head)
+
     def test_bad_heads(self):
         for head in [b"GET /", b"GET / HTTP/2", b"GET / HTTP/1.1\r\nno colon",
                      b"GET / HTTP/1.1\r\n Bad: x"]:

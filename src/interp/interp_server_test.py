@@ -8,6 +8,7 @@ import importlib.util
 import json
 import os
 import shutil
+import socket
 import subprocess
 import sys
 import tempfile
@@ -78,6 +79,37 @@ class ServerTest(unittest.TestCase):
         self.assertEqual(self.request("GET", "/nowhere")[0], 404)
         self.assertEqual(self.request("GET", "/execute")[0], 405)
         self.assertEqual(self.request("GET", "/health"), (200, b"OK"))
+
+    def test_keep_alive(self):
+        # Requests one after another on one connection (the port proxy's
+        # kept tunnel), an execution's stream among them; close when asked.
+        cid = self.context("bash")
+        c = http.client.HTTPConnection("127.0.0.1", self.port, timeout=30)
+        c.connect()
+        sock = c.sock
+        for i in range(3):
+            c.request("POST", "/execute", body=json.dumps({"code": "echo %d" % i, "context_id": cid}))
+            r = c.getresponse()
+            self.assertEqual(r.getheader("Connection"), "keep-alive")
+            events = [json.loads(line) for line in r.read().decode().splitlines()]
+            self.assertEqual(self.text(events), "%d\n" % i)
+            c.request("GET", "/health")
+            r = c.getresponse()
+            self.assertEqual((r.status, r.read()), (200, b"OK"))
+            self.assertIs(c.sock, sock)  # never reconnected
+        c.close()
+        # Connection: close is honoured: the answer, then EOF.
+        with socket.create_connection(("127.0.0.1", self.port), timeout=30) as sk:
+            sk.sendall(b"GET /health HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+            data = b""
+            while True:
+                more = sk.recv(4096)
+                if not more:
+                    break
+                data += more
+        self.assertTrue(data.startswith(b"HTTP/1.1 200 OK\r\n"), data)
+        self.assertIn(b"\r\nConnection: close\r\n", data)
+        self.assertTrue(data.endswith(b"\r\n\r\nOK"), data)
 
     def test_contexts_listed_and_removed(self):
         status, data = self.request("GET", "/contexts")

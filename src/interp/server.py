@@ -124,10 +124,19 @@ class HttpError(Exception):
 
 
 class Conn:
+    """One client connection: requests one after another (HTTP/1.1
+    keep-alive: the daemon's port proxy keeps its tunnel, and so this
+    connection, between requests), until the client closes or says close."""
+
     def __init__(self, reader, writer):
         self.reader, self.writer = reader, writer
+        self.keep = True  # the connection serves another request after this one
+
+    def connection_header(self):
+        return b"Connection: keep-alive\r\n" if self.keep else b"Connection: close\r\n"
 
     async def read_request(self):
+        self.keep = False  # until the request, its body included, has been read
         try:
             head = await self.reader.readuntil(b"\r\n\r\n")
         except asyncio.LimitOverrunError:
@@ -145,6 +154,7 @@ class Conn:
             body = await self.reader.readexactly(n) if n else b""
         else:
             body = await self._chunked()
+        self.keep = proto.keep_alive(h)
         return h, body
 
     async def _chunked(self):
@@ -171,9 +181,9 @@ class Conn:
             data = json.dumps(body).encode() if not isinstance(body, bytes) else body
             ctype = "Content-Type: %s\r\n" % ("application/json" if not isinstance(body, bytes)
                                               else "text/plain")
-        head = "HTTP/1.1 %d %s\r\n%sContent-Length: %d\r\nConnection: close\r\n\r\n" % (
+        head = "HTTP/1.1 %d %s\r\n%sContent-Length: %d\r\n" % (
             status, REASONS.get(status, "Error"), ctype, len(data))
-        self.writer.write(head.encode() + data)
+        self.writer.write(head.encode() + self.connection_header() + b"\r\n" + data)
         await self.writer.drain()
 
     async def error(self, status, message):
@@ -190,9 +200,12 @@ async def execute(server, conn, body):
 
     w = conn.writer
     w.write(b"HTTP/1.1 200 OK\r\nContent-Type: application/x-ndjson\r\n"
-            b"Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n")
+            b"Transfer-Encoding: chunked\r\n" + conn.connection_header() + b"\r\n")
     events = asyncio.Queue()
-    gone = asyncio.ensure_future(conn.reader.read(1))  # EOF: the client went away
+    # EOF: the client went away. (A byte would be its next request, sent
+    # before this answer ended: not done by the proxy; the connection then
+    # closes after this answer, the byte being consumed.)
+    gone = asyncio.ensure_future(conn.reader.read(1))
 
     def send(ev):
         data = proto.line(ev)
@@ -256,7 +269,12 @@ async def execute(server, conn, body):
         except ConnectionError:
             pass
     finally:
+        if gone.done() and not gone.cancelled():
+            conn.keep = False
         gone.cancel()
+        # Its wait ended before the next request is read (a StreamReader has
+        # one reader at a time).
+        await asyncio.wait({gone})
         if acquire.done() and not acquire.cancelled():
             ctx.lock.release()
         else:
@@ -266,61 +284,68 @@ async def execute(server, conn, body):
 async def handle(server, reader, writer):
     conn = Conn(reader, writer)
     try:
-        try:
-            head, body = await conn.read_request()
-            if head is None:
-                return
-            path, m = head.path, head.method
-            parts = [p for p in path.split("/") if p]
-            if path == "/execute":
-                if m != "POST":
-                    raise HttpError(405, "/execute: use POST")
-                await execute(server, conn, body)
-            elif path == "/contexts":
-                if m == "GET":
-                    await conn.respond(200, [c.json() for c in server.contexts.values()])
-                elif m == "POST":
-                    try:
-                        lang, cwd = proto.parse_context(body)
-                    except proto.BadRequest as e:
-                        raise HttpError(400, str(e))
-                    await conn.respond(200, server.new_context(lang, cwd).json())
-                else:
-                    raise HttpError(405, "/contexts: use GET or POST")
-            elif len(parts) == 3 and parts[0] == "contexts" and parts[2] == "restart":
-                if m != "POST":
-                    raise HttpError(405, "restart: use POST")
-                ctx = server.find(parts[1])
-                if ctx.lock.locked():
-                    ctx.kernel.interrupt()  # the running execution ends first
-                async with ctx.lock:
-                    try:
-                        if ctx.started is not None:
-                            await asyncio.wait({ctx.started})
-                        ctx.started = asyncio.ensure_future(ctx.kernel.restart())
-                        await ctx.started
-                        ctx.applied = dict(server.envs.get())
-                    except KernelError as e:
-                        ctx.started = None
-                        raise HttpError(500, str(e))
-                await conn.respond(204)
-            elif len(parts) == 2 and parts[0] == "contexts":
-                if m != "DELETE":
-                    raise HttpError(405, "/contexts/ID: use DELETE")
-                await server.remove(server.find(parts[1]))
-                await conn.respond(204)
-            elif path == "/health":
-                await conn.respond(200, b"OK")
-            else:
-                raise HttpError(404, "%s %s: no such endpoint" % (m, path))
-        except HttpError as e:
-            await conn.error(e.status, str(e))
-        except (asyncio.IncompleteReadError, ConnectionError):
-            pass
+        while conn.keep:
+            await serve_one(server, conn)
+    except (asyncio.IncompleteReadError, ConnectionError):
+        pass
     except Exception as e:  # a bug: logged, the connection closed, the server lives on
         log("error serving a request: %r" % e)
     finally:
         writer.close()
+
+
+async def serve_one(server, conn):
+    """One request on conn; conn.keep says whether another may follow."""
+    try:
+        head, body = await conn.read_request()
+        if head is None:
+            conn.keep = False
+            return
+        path, m = head.path, head.method
+        parts = [p for p in path.split("/") if p]
+        if path == "/execute":
+            if m != "POST":
+                raise HttpError(405, "/execute: use POST")
+            await execute(server, conn, body)
+        elif path == "/contexts":
+            if m == "GET":
+                await conn.respond(200, [c.json() for c in server.contexts.values()])
+            elif m == "POST":
+                try:
+                    lang, cwd = proto.parse_context(body)
+                except proto.BadRequest as e:
+                    raise HttpError(400, str(e))
+                await conn.respond(200, server.new_context(lang, cwd).json())
+            else:
+                raise HttpError(405, "/contexts: use GET or POST")
+        elif len(parts) == 3 and parts[0] == "contexts" and parts[2] == "restart":
+            if m != "POST":
+                raise HttpError(405, "restart: use POST")
+            ctx = server.find(parts[1])
+            if ctx.lock.locked():
+                ctx.kernel.interrupt()  # the running execution ends first
+            async with ctx.lock:
+                try:
+                    if ctx.started is not None:
+                        await asyncio.wait({ctx.started})
+                    ctx.started = asyncio.ensure_future(ctx.kernel.restart())
+                    await ctx.started
+                    ctx.applied = dict(server.envs.get())
+                except KernelError as e:
+                    ctx.started = None
+                    raise HttpError(500, str(e))
+            await conn.respond(204)
+        elif len(parts) == 2 and parts[0] == "contexts":
+            if m != "DELETE":
+                raise HttpError(405, "/contexts/ID: use DELETE")
+            await server.remove(server.find(parts[1]))
+            await conn.respond(204)
+        elif path == "/health":
+            await conn.respond(200, b"OK")
+        else:
+            raise HttpError(404, "%s %s: no such endpoint" % (m, path))
+    except HttpError as e:
+        await conn.error(e.status, str(e))
 
 
 async def main(args):

@@ -187,6 +187,32 @@ describe('E2B code interpreter', { skip: skip || false }, () => {
     assert.deepEqual((await s.runCode('echo $B', { context: sh })).logs.stdout, ['5\n'])
   })
 
+  it('runs one after another on a kept tunnel; a killed sandbox closes it', async () => {
+    // The daemon's port proxy keeps the client's connection and the tunnel
+    // to the interpreter between runs (warmbox_port_tunnels_* in /metrics).
+    const tunnels = async () => {
+      const r = await fetch(`${d.url}/metrics`, { headers: { Authorization: `Bearer ${d.token}` } })
+      const text = await r.text()
+      const metric = (name) => Number(text.match(new RegExp(`^${name} (\\d+)$`, 'm'))[1])
+      return {
+        opened: metric('warmbox_port_tunnels_opened_total'),
+        reused: metric('warmbox_port_tunnel_reuses_total'),
+        idle: metric('warmbox_port_tunnels_idle')
+      }
+    }
+    const idleBefore = (await tunnels()).idle
+    const t = await ready(await Sandbox.create({ ...d.opts, timeoutMs: 120_000 }))
+    const before = await tunnels()
+    for (let i = 0; i < 5; i++) assert.equal((await t.runCode(`${i} + 1`)).text, String(i + 1))
+    const after = await tunnels()
+    assert.equal(after.opened - before.opened, 0, JSON.stringify({ before, after }))
+    assert.ok(after.reused - before.reused >= 5, JSON.stringify({ before, after }))
+    assert.equal(after.idle, idleBefore + 1, JSON.stringify({ idleBefore, after }))
+    await t.kill()
+    assert.ok(await eventually(async () => (await tunnels()).idle === idleBefore, 10_000),
+      `the killed sandbox's tunnel stays open: ${JSON.stringify(await tunnels())}`)
+  })
+
   it('10 sandboxes run code at once', async () => {
     const many = await Promise.all(Array.from({ length: 10 }, async (_, i) =>
       ready(await Sandbox.create({ ...d.opts, timeoutMs: 120_000 }))))

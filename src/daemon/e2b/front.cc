@@ -153,7 +153,8 @@ asio::awaitable<bool> Front::ServeStreaming(beast::tcp_stream& s, beast::flat_bu
   if (r.plane == Plane::kPort) {
     auto info = live_->Lookup(r.sandbox);
     if (info.ok()) {
-      co_return co_await ProxyToPort(s, buf, parser, *live_, *info, r.port, read_timeout);
+      co_return co_await ProxyToPort(s, buf, parser, *live_, *info, r.port, read_timeout,
+                                     &tunnels_);
     }
   } else if (auto call = Call(parser.get(), r); call.ok()) {
     co_return co_await UploadFiles(s, buf, parser, *call, read_timeout);

@@ -14,6 +14,7 @@
 
 #include "daemon/e2b/control.h"
 #include "daemon/e2b/envd.h"
+#include "daemon/e2b/port_proxy.h"
 #include "daemon/e2b/route.h"
 #include "daemon/live_service.h"
 
@@ -55,6 +56,8 @@ class Front {
   LiveService* live_;
   std::string api_token_;
   std::unique_ptr<ControlPlane> control_;
+  // The port proxy's kept tunnels (port_proxy.h), all clients'.
+  TunnelPool tunnels_;
 };
 
 }  // namespace wb::daemon::e2b

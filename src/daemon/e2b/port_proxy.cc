@@ -5,18 +5,25 @@
 //   client --HTTP--> daemon --T, I frames--> agent --TCP 127.0.0.1:N--> service
 //   client <--bytes-- daemon <--O frames, x-- agent <--bytes------------ service
 //
-// The request's head is rewritten (hop-by-hop headers out, Connection:
-// close in), its body relayed piece by piece as the client sends it; the
-// answer's head is rewritten the same way and the rest of it passed through
-// byte for byte (chunked or not), each piece written to the client before
-// the next is read from the agent, so a stream (NDJSON, server-sent events)
-// reaches the client as the service writes it, and a slow client slows the
-// service (the agent reads the service no faster than it is drained). The
-// client's connection ends with the service's: one request per connection.
+// The request's head is rewritten (hop-by-hop headers out), its body
+// relayed piece by piece as the client sends it; the answer's head is
+// rewritten the same way and the rest of it passed through byte for byte
+// (chunked or not), each piece written to the client before the next is
+// read from the agent, so a stream (NDJSON, server-sent events) reaches the
+// client as the service writes it, and a slow client slows the service (the
+// agent reads the service no faster than it is drained). The answer's end
+// is found by its framing (Content-Length, chunked): then the client's
+// connection serves its next request (HTTP/1.1 keep-alive) and the tunnel,
+// if the service keeps its connection, goes back to a TunnelPool for the
+// next request to the same sandbox and port. An answer that ends with the
+// connection, an upgrade, or an exchange cut short closes both.
 #include "daemon/e2b/port_proxy.h"
 
 #include <sys/socket.h>
 
+#include <atomic>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
 #include <boost/asio/experimental/awaitable_operators.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/redirect_error.hpp>
@@ -26,6 +33,8 @@
 #include <boost/asio/write.hpp>
 #include <boost/beast/http.hpp>
 #include <cerrno>
+#include <list>
+#include <mutex>
 #include <nlohmann/json.hpp>
 #include <set>
 #include <vector>
@@ -112,7 +121,7 @@ bool IsUpgradeRequest(const Request& head) {
          ConnectionTokens(head.base()).count("upgrade") > 0;
 }
 
-std::string ProxyRequestHead(const Request& head) {
+std::string ProxyRequestHead(const Request& head, bool keep) {
   std::string out;
   out.append(head.method_string().data(), head.method_string().size());
   out += ' ';
@@ -130,11 +139,89 @@ std::string ProxyRequestHead(const Request& head) {
     out += "\r\nConnection: Upgrade\r\n\r\n";
     return out;
   }
-  out += "Connection: close\r\n\r\n";
+  // HTTP/1.1 keeps the connection by default; an HTTP/1.0 request line
+  // closes it anyway.
+  out += keep ? "\r\n" : "Connection: close\r\n\r\n";
   return out;
 }
 
-Result<std::optional<ProxyResponseHead>> ParseProxyResponseHead(std::string_view bytes) {
+BodyFramer::BodyFramer(Mode mode, uint64_t length)
+    : mode_(mode),
+      state_(mode == Mode::kChunked                                          ? State::kSizeLine
+             : mode == Mode::kNone || (mode == Mode::kLength && length == 0) ? State::kDone
+                                                                             : State::kData),
+      left_(mode == Mode::kLength ? length : 0) {}
+
+Result<size_t> BodyFramer::Feed(std::string_view data) {
+  constexpr size_t kMaxLine = 4096;
+  size_t i = 0;
+  while (i < data.size() && state_ != State::kDone) {
+    switch (state_) {
+      case State::kData: {
+        if (mode_ == Mode::kUntilClose) return data.size();
+        size_t n = static_cast<size_t>(std::min<uint64_t>(left_, data.size() - i));
+        i += n;
+        left_ -= n;
+        if (left_ == 0) state_ = mode_ == Mode::kLength ? State::kDone : State::kDataEnd;
+        break;
+      }
+      case State::kDataEnd:
+        // The CRLF after a chunk's data.
+        if (data[i] == '\n')
+          state_ = State::kSizeLine;
+        else if (data[i] != '\r') {
+          return Fail(ErrorCode::kInvalidArgument, "chunked body", "", "no CRLF after a chunk");
+        }
+        ++i;
+        break;
+      case State::kSizeLine:
+      case State::kTrailers: {
+        size_t eol = data.find('\n', i);
+        size_t end = eol == std::string_view::npos ? data.size() : eol;
+        line_.append(data.substr(i, end - i));
+        if (line_.size() > kMaxLine) {
+          return Fail(ErrorCode::kInvalidArgument, "chunked body", "",
+                      "a line longer than " + std::to_string(kMaxLine) + " bytes");
+        }
+        if (eol == std::string_view::npos) return data.size();
+        i = eol + 1;
+        std::string line = std::move(line_);
+        line_.clear();
+        if (!line.empty() && line.back() == '\r') line.pop_back();
+        if (state_ == State::kTrailers) {
+          if (line.empty()) state_ = State::kDone;
+          break;
+        }
+        // chunk-size [; extensions]
+        std::string_view hex = Trim(std::string_view(line).substr(0, line.find(';')));
+        uint64_t size = 0;
+        if (hex.empty() || hex.size() > 15) {
+          return Fail(ErrorCode::kInvalidArgument, "chunked body", line, "not a chunk size");
+        }
+        for (char c : hex) {
+          int d = c >= '0' && c <= '9'   ? c - '0'
+                  : c >= 'a' && c <= 'f' ? c - 'a' + 10
+                  : c >= 'A' && c <= 'F' ? c - 'A' + 10
+                                         : -1;
+          if (d < 0) {
+            return Fail(ErrorCode::kInvalidArgument, "chunked body", line, "not a chunk size");
+          }
+          size = size * 16 + static_cast<uint64_t>(d);
+        }
+        left_ = size;
+        state_ = size == 0 ? State::kTrailers : State::kData;
+        break;
+      }
+      case State::kDone:
+        break;
+    }
+  }
+  return i;
+}
+
+Result<std::optional<ProxyResponseHead>> ParseProxyResponseHead(std::string_view bytes,
+                                                                bool head_request,
+                                                                bool client_keep) {
   http::response_parser<http::empty_body> p;
   p.header_limit(kMaxResponseHead);
   p.eager(false);
@@ -153,9 +240,22 @@ Result<std::optional<ProxyResponseHead>> ParseProxyResponseHead(std::string_view
   h.size = used;
   h.status = p.get().result_int();
   if (h.status >= 100 && h.status < 200) {
+    h.mode = BodyFramer::Mode::kNone;
     h.forwarded = std::string(bytes.substr(0, used));
     return std::optional<ProxyResponseHead>(std::move(h));
   }
+  // RFC 9112 6.3: no body after HEAD, 204 and 304; then chunked; then
+  // Content-Length; else the body ends with the connection.
+  if (head_request || h.status == 204 || h.status == 304) {
+    h.mode = BodyFramer::Mode::kNone;
+  } else if (p.chunked()) {
+    h.mode = BodyFramer::Mode::kChunked;
+  } else if (p.content_length()) {
+    h.mode = BodyFramer::Mode::kLength;
+    h.length = *p.content_length();
+  }
+  h.keep_service = p.get().keep_alive() && h.mode != BodyFramer::Mode::kUntilClose;
+  h.keep_client = client_keep && h.mode != BodyFramer::Mode::kUntilClose;
   // The status line exactly as the service wrote it (its version, its reason).
   size_t eol = bytes.find("\r\n");
   h.forwarded = std::string(bytes.substr(0, eol == std::string_view::npos ? 0 : eol)) + "\r\n";
@@ -172,7 +272,8 @@ Result<std::optional<ProxyResponseHead>> ParseProxyResponseHead(std::string_view
     out.append(field.value().data(), field.value().size());
     out += "\r\n";
   }
-  out += "Connection: close\r\n\r\n";
+  // Said in full either way: the service's status line may be HTTP/1.0's.
+  out += h.keep_client ? "Connection: keep-alive\r\n\r\n" : "Connection: close\r\n\r\n";
   return std::optional<ProxyResponseHead>(std::move(h));
 }
 
@@ -228,15 +329,149 @@ asio::awaitable<Result<std::unique_ptr<pool::AgentConn>>> OpenPortTunnel(LiveSer
   co_return co_await OpenTunnelOn(std::move(agent), id, port);
 }
 
+// --- the tunnel pool -------------------------------------------------------------------
+
+namespace {
+std::atomic<uint64_t> g_opened{0}, g_reused{0}, g_idle{0};
+}  // namespace
+
+PortTunnelStats PortTunnelCounters() {
+  return PortTunnelStats{g_opened.load(), g_reused.load(), g_idle.load()};
+}
+
+struct TunnelPool::State {
+  struct Entry {
+    std::string sandbox;
+    uint16_t port = 0;
+    std::unique_ptr<pool::AgentConn> conn;
+    asio::steady_timer timer;
+    bool gone = false;  // taken, or dropped: its watcher leaves it alone
+    Entry(asio::any_io_executor ex) : timer(ex) {}
+  };
+  std::chrono::milliseconds idle_timeout;
+  mutable std::mutex mu;
+  std::list<std::shared_ptr<Entry>> idle;  // most recently put first
+
+  // Out of the list (the caller holds mu).
+  void Drop(const std::shared_ptr<Entry>& e) {
+    e->gone = true;
+    e->timer.cancel();
+    idle.remove(e);
+    --g_idle;
+  }
+};
+
+namespace {
+
+// Whether an idle tunnel's agent socket has anything to say: EOF (the agent,
+// so the sandbox, is gone), an error, or a frame (the service closed its
+// connection, x; or wrote unasked). Any of them ends the tunnel.
+bool Readable(pool::AgentConn& conn) {
+  char c;
+  ssize_t n = ::recv(conn.socket().native_handle(), &c, 1, MSG_PEEK | MSG_DONTWAIT);
+  return !(n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK));
+}
+
+// Until the idle tunnel is taken, times out or its agent socket is readable.
+// The wait is for readability only (nothing is read), so Take can cancel it
+// and use the socket as it is.
+asio::awaitable<void> WatchIdle(std::shared_ptr<TunnelPool::State> st,
+                                std::shared_ptr<TunnelPool::State::Entry> e) {
+  using namespace asio::experimental::awaitable_operators;
+  error_code rec, tec;
+  auto readable = e->conn->socket().async_wait(asio::socket_base::wait_read,
+                                               redirect_error(use_awaitable, rec));
+  auto expired = e->timer.async_wait(redirect_error(use_awaitable, tec));
+  co_await (std::move(readable) || std::move(expired));
+  std::unique_ptr<pool::AgentConn> conn;
+  {
+    std::lock_guard lock(st->mu);
+    if (e->gone) co_return;  // taken (its taker cancelled the wait), or the pool's end
+    st->Drop(e);
+    conn = std::move(e->conn);
+  }
+  conn->Close();
+}
+
+}  // namespace
+
+TunnelPool::TunnelPool(std::chrono::milliseconds idle_timeout) : state_(std::make_shared<State>()) {
+  state_->idle_timeout = idle_timeout;
+}
+
+TunnelPool::~TunnelPool() {
+  std::lock_guard lock(state_->mu);
+  while (!state_->idle.empty()) {
+    auto e = state_->idle.front();
+    state_->Drop(e);
+    // Closing cancels the watcher's wait; it finds the entry gone.
+    e->conn->Close();
+  }
+}
+
+std::unique_ptr<pool::AgentConn> TunnelPool::Take(const std::string& sandbox, uint16_t port) {
+  std::lock_guard lock(state_->mu);
+  for (auto it = state_->idle.begin(); it != state_->idle.end();) {
+    auto e = *it;
+    ++it;
+    if (e->port != port || e->sandbox != sandbox) continue;
+    state_->Drop(e);
+    std::unique_ptr<pool::AgentConn> conn = std::move(e->conn);
+    // The watcher's wait ends (operation_aborted) and finds the entry gone.
+    error_code ec;
+    conn->socket().cancel(ec);
+    // Closed meanwhile, its watcher not run yet: the next one, or none.
+    if (ec || Readable(*conn)) {
+      conn->Close();
+      continue;
+    }
+    ++g_reused;
+    return conn;
+  }
+  return nullptr;
+}
+
+void TunnelPool::Put(const std::string& sandbox, uint16_t port,
+                     std::unique_ptr<pool::AgentConn> conn) {
+  std::lock_guard lock(state_->mu);
+  size_t same = 0;
+  for (const auto& e : state_->idle) same += e->port == port && e->sandbox == sandbox;
+  if (same >= kMaxIdlePerPort || Readable(*conn)) {
+    conn->Close();
+    return;
+  }
+  auto ex = conn->socket().get_executor();
+  auto e = std::make_shared<State::Entry>(ex);
+  e->sandbox = sandbox;
+  e->port = port;
+  e->conn = std::move(conn);
+  e->timer.expires_after(state_->idle_timeout);
+  state_->idle.push_front(e);
+  ++g_idle;
+  asio::co_spawn(ex, WatchIdle(state_, e), asio::detached);
+}
+
+size_t TunnelPool::idle() const {
+  std::lock_guard lock(state_->mu);
+  return state_->idle.size();
+}
+
+// --- served on the HTTP connection ----------------------------------------------------
+
 boost::asio::awaitable<bool> ProxyToPort(boost::beast::tcp_stream& s,
                                          boost::beast::flat_buffer& buf, Parser& parser,
                                          LiveService& live, const LiveInfo& sandbox, uint16_t port,
-                                         std::chrono::milliseconds read_timeout) {
+                                         std::chrono::milliseconds read_timeout,
+                                         TunnelPool* tunnels) {
   using namespace asio::experimental::awaitable_operators;
   const unsigned version = parser.get().version();
   const bool body_pending = !parser.is_done();
   const bool chunked = parser.get().chunked();
   const bool upgrade = IsUpgradeRequest(parser.get());
+  const bool head_request = parser.get().method() == http::verb::head;
+  const bool client_keep = parser.get().keep_alive() && !upgrade;
+  // The tunnel may carry another request after this one.
+  const bool reuse = tunnels != nullptr && !upgrade && version == 11;
   const std::string ports = std::to_string(port);
   bool body_done = !body_pending;
   // Answers before any byte of the service's: a 502, then close (after
@@ -251,13 +486,19 @@ boost::asio::awaitable<bool> ProxyToPort(boost::beast::tcp_stream& s,
     if (!body_done) co_await LingeringClose(s);
   };
 
-  auto conn = co_await OpenPortTunnel(live, sandbox.id, port);
-  if (!conn.ok()) {
-    co_await bad_gateway(conn.error().detail);
-    co_return false;
+  std::unique_ptr<pool::AgentConn> kept;
+  if (reuse) kept = tunnels->Take(sandbox.id, port);
+  if (!kept) {
+    auto conn = co_await OpenPortTunnel(live, sandbox.id, port);
+    if (!conn.ok()) {
+      co_await bad_gateway(conn.error().detail);
+      co_return false;
+    }
+    kept = std::move(*conn);
+    ++g_opened;
   }
-  pool::AgentConn& agent = **conn;
-  const std::string head = ProxyRequestHead(parser.get());
+  pool::AgentConn& agent = *kept;
+  const std::string head = ProxyRequestHead(parser.get(), reuse);
   if (auto sent = co_await agent.Send(proto::FrameType::kStdin, head); !sent.ok()) {
     agent.Close();
     const std::string why = "port " + ports + ": the sandbox's agent: " + sent.error().ToString();
@@ -266,6 +507,8 @@ boost::asio::awaitable<bool> ProxyToPort(boost::beast::tcp_stream& s,
   }
 
   bool wrote_any = false;  // bytes of the service's answer reached the client
+  bool answered = false;   // the answer's end was found by its framing
+  bool keep_client = false, keep_service = false;
   std::optional<std::string> gateway_error;
   auto write = [&](std::string_view data) -> asio::awaitable<bool> {
     error_code ec;
@@ -276,10 +519,27 @@ boost::asio::awaitable<bool> ProxyToPort(boost::beast::tcp_stream& s,
     wrote_any = true;
     co_return true;
   };
-  // The service's answer, as it comes.
+  // The service's answer, as it comes, to its end.
   auto pump = [&]() -> asio::awaitable<void> {
     std::string held;  // bytes before the final head is complete
     bool head_done = false;
+    bool switched = false;  // 101: raw bytes until either side closes
+    BodyFramer framer;
+    // Body bytes to the client, as far as the framing says; past its end,
+    // the service wrote what nobody asked for: the tunnel is not kept.
+    auto body = [&](std::string_view data) -> asio::awaitable<bool> {
+      if (switched) co_return co_await write(data);
+      auto n = framer.Feed(data);
+      if (!n.ok()) {
+        keep_service = keep_client = false;
+        co_return co_await write(data);
+      }
+      if (*n < data.size()) keep_service = false;
+      std::string_view mine = data.substr(0, *n);
+      if (!mine.empty() && !co_await write(mine)) co_return false;
+      if (framer.done() && framer.mode() != BodyFramer::Mode::kUntilClose) answered = true;
+      co_return true;
+    };
     for (;;) {
       auto f = co_await agent.ReadFrame();
       if (!f.ok()) {
@@ -291,6 +551,9 @@ boost::asio::awaitable<bool> ProxyToPort(boost::beast::tcp_stream& s,
           gateway_error = held.empty() ? "the service closed the connection without an answer"
                                        : "the service closed the connection mid-answer";
         }
+        keep_service = false;
+        // Read to its close: the body's end (or the framing was short).
+        if (head_done && framer.mode() == BodyFramer::Mode::kUntilClose) answered = true;
         co_return;
       }
       if (f->type != proto::FrameType::kStdout) {
@@ -299,12 +562,13 @@ boost::asio::awaitable<bool> ProxyToPort(boost::beast::tcp_stream& s,
         co_return;
       }
       if (head_done) {
-        if (!co_await write(f->payload)) co_return;
+        if (!co_await body(f->payload)) co_return;
+        if (answered) co_return;
         continue;
       }
       held += f->payload;
       for (;;) {
-        auto h = ParseProxyResponseHead(held);
+        auto h = ParseProxyResponseHead(held, head_request, client_keep);
         if (!h.ok()) {
           gateway_error = "the service's answer is not HTTP: " + h.error().ToString();
           co_return;
@@ -315,13 +579,24 @@ boost::asio::awaitable<bool> ProxyToPort(boost::beast::tcp_stream& s,
         // 101: the protocol switched (ParseProxyResponseHead passes it on
         // as it came, Upgrade and Connection included); raw bytes follow.
         const bool interim = rh.status < 200 && rh.status != 101;
-        if (!interim) {
-          out.append(held, rh.size);
-          head_done = true;
+        held.erase(0, rh.size);
+        if (interim) {
+          if (!co_await write(out)) co_return;
+          continue;
         }
-        held.erase(0, interim ? rh.size : held.size());
+        head_done = true;
+        switched = rh.status == 101;
+        framer = BodyFramer(rh.mode, rh.length);
+        keep_client = rh.keep_client && !switched;
+        keep_service = rh.keep_service && !switched;
         if (!co_await write(out)) co_return;
-        if (head_done) break;
+        break;
+      }
+      if (head_done) {
+        std::string rest = std::move(held);
+        if (!rest.empty() && !co_await body(rest)) co_return;
+        if (framer.done() && !switched) answered = true;
+        if (answered) co_return;
       }
     }
   };
@@ -361,7 +636,8 @@ boost::asio::awaitable<bool> ProxyToPort(boost::beast::tcp_stream& s,
     if (!upgrade) {
       // No C: a service may take the end of its input for the client's
       // hang-up (an HTTP server may cancel a streamed answer). The
-      // request's own framing ends it.
+      // request's own framing ends it. (Only a wait: bytes of the client's
+      // next request stay where they are when the answer's end cancels it.)
       co_await ClientGone(s);
       co_return;
     }
@@ -391,13 +667,22 @@ boost::asio::awaitable<bool> ProxyToPort(boost::beast::tcp_stream& s,
     error_code ec;
     co_await forever.async_wait(redirect_error(use_awaitable, ec));
   };
+  // The answer may end before the client's body is read (an early answer):
+  // then feed is cancelled mid-read and the connection is not kept.
   co_await (pump() || feed());
-  agent.Close();
+  s.expires_never();
+  const bool complete = answered && body_done && !gateway_error;
+  if (complete && keep_service && reuse) {
+    tunnels->Put(sandbox.id, port, std::move(kept));
+  } else {
+    agent.Close();
+  }
   if (gateway_error && !wrote_any) {
     const std::string why = "port " + ports + ": " + *gateway_error;
     co_await bad_gateway(why);
     co_return false;
   }
+  if (complete && keep_client) co_return true;
   if (!body_done) co_await LingeringClose(s);
   co_return false;
 }

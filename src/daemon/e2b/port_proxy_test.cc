@@ -72,6 +72,64 @@ TEST(ProxyHeadTest, RequestHeadDropsHopByHopAndClosesAfterOne) {
   EXPECT_EQ(ProxyRequestHead(ws),
             "GET /ws HTTP/1.1\r\nHost: h\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n");
   EXPECT_FALSE(IsUpgradeRequest(Head("GET / HTTP/1.1\r\nUpgrade: websocket\r\n\r\n")));
+  // A kept tunnel: HTTP/1.1's default, no Connection header at all.
+  EXPECT_EQ(
+      ProxyRequestHead(Head("GET /h HTTP/1.1\r\nHost: h\r\nConnection: keep-alive\r\n\r\n"), true),
+      "GET /h HTTP/1.1\r\nHost: h\r\n\r\n");
+}
+
+// The bytes of a body fed one split at a time: the end is found at every cut.
+size_t FeedSplit(BodyFramer f, const std::string& bytes, size_t cut) {
+  auto a = f.Feed(std::string_view(bytes).substr(0, cut));
+  EXPECT_OK(a);
+  if (!a.ok()) return 0;
+  if (f.done()) return *a;
+  auto b = f.Feed(std::string_view(bytes).substr(cut));
+  EXPECT_OK(b);
+  return b.ok() ? *a + *b : 0;
+}
+
+TEST(BodyFramerTest, FindsTheEndOfEachFraming) {
+  const std::string chunked =
+      "5;ext=1\r\nhello\r\n1A\r\nabcdefghijklmnopqrstuvwxyz\r\n0\r\nX-Trailer: t\r\n\r\n";
+  const std::string next = "HTTP/1.1 200 OK\r\n";  // what follows is not the body's
+  for (size_t cut = 0; cut <= chunked.size(); ++cut) {
+    SCOPED_TRACE(cut);
+    BodyFramer f(BodyFramer::Mode::kChunked);
+    EXPECT_EQ(FeedSplit(f, chunked + next, cut), chunked.size());
+  }
+  BodyFramer one(BodyFramer::Mode::kChunked);
+  ASSERT_OK(one.Feed("0\r\n"));
+  EXPECT_FALSE(one.done());
+  auto end = one.Feed("\r\nrest");
+  ASSERT_OK(end);
+  EXPECT_EQ(*end, 2u);
+  EXPECT_TRUE(one.done());
+
+  BodyFramer length(BodyFramer::Mode::kLength, 5);
+  auto a = length.Feed("hel");
+  ASSERT_OK(a);
+  EXPECT_EQ(*a, 3u);
+  EXPECT_FALSE(length.done());
+  auto b = length.Feed("loXX");
+  ASSERT_OK(b);
+  EXPECT_EQ(*b, 2u);
+  EXPECT_TRUE(length.done());
+  EXPECT_TRUE(BodyFramer(BodyFramer::Mode::kLength, 0).done());
+  EXPECT_TRUE(BodyFramer(BodyFramer::Mode::kNone).done());
+
+  BodyFramer until(BodyFramer::Mode::kUntilClose);
+  auto u = until.Feed("anything");
+  ASSERT_OK(u);
+  EXPECT_EQ(*u, 8u);
+  EXPECT_FALSE(until.done());
+
+  for (const char* bad : {"zz\r\n", "5\r\nhelloXY", "\r\n"}) {
+    BodyFramer f(BodyFramer::Mode::kChunked);
+    auto r = f.Feed(bad);
+    ASSERT_FALSE(r.ok()) << bad;
+    EXPECT_EQ(r.error().code, ErrorCode::kInvalidArgument);
+  }
 }
 
 TEST(ProxyHeadTest, ResponseHeadIsCompletedThenRewritten) {
@@ -91,6 +149,45 @@ TEST(ProxyHeadTest, ResponseHeadIsCompletedThenRewritten) {
   EXPECT_EQ((*h)->forwarded,
             "HTTP/1.1 200 Fine\r\nContent-Type: application/x-ndjson\r\n"
             "Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n");
+  EXPECT_EQ((*h)->mode, BodyFramer::Mode::kChunked);
+  EXPECT_TRUE((*h)->keep_service);
+  EXPECT_FALSE((*h)->keep_client);
+  // The client keeps its connection when it asked to and the body is delimited.
+  auto kept = ParseProxyResponseHead(raw, false, true);
+  ASSERT_OK(kept);
+  ASSERT_TRUE(*kept);
+  EXPECT_TRUE((*kept)->keep_client);
+  EXPECT_EQ((*kept)->forwarded,
+            "HTTP/1.1 200 Fine\r\nContent-Type: application/x-ndjson\r\n"
+            "Transfer-Encoding: chunked\r\nConnection: keep-alive\r\n\r\n");
+  struct Case {
+    std::string raw;
+    bool head_request;
+    BodyFramer::Mode mode;
+    uint64_t length;
+    bool keep_service, keep_client;
+  };
+  for (const Case& c : std::vector<Case>{
+           {"HTTP/1.1 200 OK\r\nContent-Length: 7\r\n\r\n", false, BodyFramer::Mode::kLength, 7,
+            true, true},
+           {"HTTP/1.1 200 OK\r\nContent-Length: 7\r\n\r\n", true, BodyFramer::Mode::kNone, 0, true,
+            true},
+           {"HTTP/1.1 204 No Content\r\n\r\n", false, BodyFramer::Mode::kNone, 0, true, true},
+           {"HTTP/1.1 200 OK\r\nContent-Length: 7\r\nConnection: close\r\n\r\n", false,
+            BodyFramer::Mode::kLength, 7, false, true},
+           {"HTTP/1.0 200 OK\r\nContent-Length: 7\r\n\r\n", false, BodyFramer::Mode::kLength, 7,
+            false, true},
+           {"HTTP/1.1 200 OK\r\n\r\n", false, BodyFramer::Mode::kUntilClose, 0, false, false},
+       }) {
+    SCOPED_TRACE(c.raw);
+    auto r = ParseProxyResponseHead(c.raw, c.head_request, true);
+    ASSERT_OK(r);
+    ASSERT_TRUE(*r);
+    EXPECT_EQ((*r)->mode, c.mode);
+    EXPECT_EQ((*r)->length, c.length);
+    EXPECT_EQ((*r)->keep_service, c.keep_service);
+    EXPECT_EQ((*r)->keep_client, c.keep_client);
+  }
   // An interim answer goes on as it came; the final one follows it.
   auto cont = ParseProxyResponseHead("HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 204 No Content\r\n");
   ASSERT_OK(cont);
@@ -170,12 +267,7 @@ class PortProxyTest : public ::testing::Test {
     live_ = std::make_unique<wb::testing::SocketLive>(kId, agent_.sock());
     proxy_ = std::make_unique<wb::testing::ProxyServer>(*live_, kId);
   }
-  void TearDown() override {
-    if (proxy_) {
-      EXPECT_EQ(proxy_->kept(), 0);
-    }
-    proxy_.reset();
-  }
+  void TearDown() override { proxy_.reset(); }
 
   // A client connection to the proxy.
   struct Client {
@@ -198,6 +290,15 @@ class PortProxyTest : public ::testing::Test {
     return r;
   }
   bool Done(int n) { return proxy_->Done(n); }
+  // Waits (bounded) until the pool holds n idle tunnels.
+  bool Idle(size_t n) {
+    auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+    while (proxy_->idle() != n) {
+      if (std::chrono::steady_clock::now() > deadline) return false;
+      std::this_thread::yield();
+    }
+    return true;
+  }
 
   live_test::TestAgent agent_;
   std::unique_ptr<wb::testing::SocketLive> live_;
@@ -230,7 +331,8 @@ TEST_F(PortProxyTest, RelaysARequestAndItsAnswer) {
   ASSERT_TRUE(got.ok);
   EXPECT_EQ(got.head.rfind("POST /run?x=1 HTTP/1.1\r\n", 0), 0u) << got.head;
   EXPECT_NE(got.head.find("X-Custom: kept\r\n"), std::string::npos) << got.head;
-  EXPECT_NE(got.head.find("Connection: close\r\n"), std::string::npos) << got.head;
+  // HTTP/1.1 to the service: the tunnel may be kept, nothing says close.
+  EXPECT_EQ(got.head.find("Connection"), std::string::npos) << got.head;
   EXPECT_EQ(got.head.find("X-Hop"), std::string::npos) << got.head;
   EXPECT_EQ(got.head.find("keep-alive"), std::string::npos) << got.head;
   EXPECT_EQ(got.body, "{\"a\":1}");
@@ -238,14 +340,176 @@ TEST_F(PortProxyTest, RelaysARequestAndItsAnswer) {
   EXPECT_EQ(res.reason(), "Made");
   EXPECT_EQ(res.body(), "hello");
   EXPECT_EQ(res["X-Service"], "yes");
-  EXPECT_EQ(res[http::field::connection], "close");
+  EXPECT_EQ(res[http::field::connection], "keep-alive");
   EXPECT_EQ(res.count(http::field::keep_alive), 0u);
-  // The proxy closes after the answer.
-  boost::system::error_code ec;
-  char b;
-  c->s.socket().read_some(asio::buffer(&b, 1), ec);
-  EXPECT_EQ(ec, asio::error::eof);
+  // The service closed its connection: the kept tunnel is dropped.
+  EXPECT_TRUE(Idle(0));
+  c.reset();
   EXPECT_TRUE(Done(1));
+  EXPECT_EQ(proxy_->kept(), 1);
+}
+
+std::string HexSize(size_t n) {
+  char b[24];
+  std::snprintf(b, sizeof b, "%zx", n);
+  return b;
+}
+
+// A service that answers every request on its one connection (Content-Length
+// first, then chunked, alternately) until it is closed; the heads it got.
+struct KeepAliveService {
+  live_test::TcpListener l;
+  std::vector<std::string> heads;
+  std::atomic<int> accepted{0};
+  std::thread t;
+  void Start() {
+    t = std::thread([this] {
+      UniqueFd c = l.Accept();
+      if (!c) return;
+      ++accepted;
+      for (int i = 0;; ++i) {
+        Received got = ReadRequest(c.get());
+        if (!got.ok) return;
+        heads.push_back(got.head);
+        const std::string answer =
+            i % 2 == 0 ? "HTTP/1.1 200 OK\r\nContent-Length: " + std::to_string(got.body.size()) +
+                             "\r\n\r\n" + got.body
+                       : "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n" +
+                             HexSize(got.body.size()) + "\r\n" + got.body + "\r\n0\r\n\r\n";
+        if (!WriteAll(c.get(), answer).ok()) return;
+      }
+    });
+  }
+  ~KeepAliveService() {
+    if (t.joinable()) t.join();
+  }
+};
+
+TEST_F(PortProxyTest, ExchangesOnOneConnectionShareOneTunnelUntilTheSandboxGoes) {
+  KeepAliveService svc;
+  ASSERT_TRUE(svc.l.ok());
+  svc.Start();
+  const PortTunnelStats before = PortTunnelCounters();
+  auto c = Connect();
+  for (int i = 0; i < 4; ++i) {
+    auto req = Req<http::string_body>(http::verb::post, svc.l.port(), "/execute");
+    req.body() = "{\"n\":" + std::to_string(i) + "}";
+    req.prepare_payload();
+    http::write(c->s, req);
+    http::response<http::string_body> res;
+    http::read(c->s, c->buf, res);
+    EXPECT_EQ(res.result_int(), 200u);
+    EXPECT_EQ(res.body(), req.body());
+    EXPECT_EQ(res[http::field::connection], "keep-alive");
+  }
+  const PortTunnelStats after = PortTunnelCounters();
+  EXPECT_EQ(after.opened - before.opened, 1u);
+  EXPECT_EQ(after.reused - before.reused, 3u);
+  EXPECT_EQ(proxy_->idle(), 1u);
+  EXPECT_EQ(proxy_->kept(), 4);
+  EXPECT_EQ(svc.accepted.load(), 1);
+  // The sandbox goes away: the idle tunnel is closed (the service sees its
+  // connection end), and a request after it is a 502 that closes.
+  ASSERT_EQ(::kill(agent_.pid(), SIGKILL), 0);
+  EXPECT_TRUE(Idle(0));
+  svc.t.join();
+  EXPECT_EQ(svc.heads.size(), 4u);
+  auto req = Req<http::empty_body>(http::verb::get, svc.l.port(), "/after");
+  http::write(c->s, req);
+  http::response<http::string_body> res;
+  http::read(c->s, c->buf, res);
+  EXPECT_EQ(res.result_int(), 502u);
+  EXPECT_TRUE(Done(1));
+}
+
+TEST_F(PortProxyTest, AKilledSandboxClosesAConnectionMidAnswer) {
+  live_test::TcpListener l;
+  ASSERT_TRUE(l.ok());
+  int go[2];
+  ASSERT_EQ(::pipe2(go, O_CLOEXEC), 0);
+  UniqueFd go_r(go[0]), go_w(go[1]);
+  std::thread service([&] {
+    UniqueFd c = l.Accept();
+    if (!c) return;
+    (void)ReadRequest(c.get());
+    (void)WriteAll(c.get(), "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\none\r\n");
+    char b;  // until the test is done
+    pollfd p{go_r.get(), POLLIN, 0};
+    (void)::poll(&p, 1, 20000);
+    (void)::read(go_r.get(), &b, 1);
+  });
+  auto c = Connect();
+  auto req = Req<http::empty_body>(http::verb::get, l.port(), "/stream");
+  http::write(c->s, req);
+  http::response_parser<http::string_body> res;
+  http::read_header(c->s, c->buf, res);
+  while (res.get().body().empty()) {
+    boost::system::error_code ec;
+    http::read_some(c->s, c->buf, res, ec);
+    ASSERT_FALSE(ec) << ec.message();
+  }
+  ASSERT_EQ(::kill(agent_.pid(), SIGKILL), 0);
+  boost::system::error_code ec;
+  http::read(c->s, c->buf, res, ec);
+  EXPECT_EQ(ec, http::error::partial_message) << ec.message();
+  EXPECT_TRUE(Done(1));
+  EXPECT_EQ(proxy_->idle(), 0u);
+  ASSERT_EQ(::write(go_w.get(), "x", 1), 1);
+  service.join();
+}
+
+TEST_F(PortProxyTest, AnIdleTunnelIsClosedAfterItsTimeout) {
+  wb::testing::ProxyServer proxy(*live_, kId, std::chrono::milliseconds(200));
+  KeepAliveService svc;
+  ASSERT_TRUE(svc.l.ok());
+  svc.Start();
+  {
+    Client c;
+    c.s.connect(tcp::endpoint(asio::ip::make_address("127.0.0.1"), proxy.port()));
+    auto req = Req<http::string_body>(http::verb::post, svc.l.port(), "/x");
+    req.body() = "1";
+    req.prepare_payload();
+    http::write(c.s, req);
+    http::response<http::string_body> res;
+    http::read(c.s, c.buf, res);
+    EXPECT_EQ(res.body(), "1");
+  }
+  // The service sees its connection closed once the tunnel has been idle
+  // for 200 ms (its thread ends).
+  svc.t.join();
+  EXPECT_EQ(svc.heads.size(), 1u);
+  EXPECT_TRUE(proxy.Done(1));
+  EXPECT_EQ(proxy.idle(), 0u);
+}
+
+TEST_F(PortProxyTest, AnAnswerEndingWithItsConnectionClosesTheClients) {
+  for (const char* answer :
+       {"HTTP/1.1 200 OK\r\n\r\nuntil close", "HTTP/1.0 200 OK\r\n\r\nuntil close"}) {
+    SCOPED_TRACE(answer);
+    live_test::TcpListener l;
+    ASSERT_TRUE(l.ok());
+    std::thread service([&] {
+      UniqueFd c = l.Accept();
+      if (!c) return;
+      (void)ReadRequest(c.get());
+      (void)WriteAll(c.get(), answer);
+    });
+    auto c = Connect();
+    auto req = Req<http::empty_body>(http::verb::get, l.port());
+    http::write(c->s, req);
+    http::response<http::string_body> res;
+    http::read(c->s, c->buf, res);
+    service.join();
+    EXPECT_EQ(res.body(), "until close");
+    EXPECT_EQ(res[http::field::connection], "close");
+    boost::system::error_code ec;
+    char b;
+    c->s.socket().read_some(asio::buffer(&b, 1), ec);
+    EXPECT_EQ(ec, asio::error::eof);
+  }
+  EXPECT_TRUE(Done(2));
+  EXPECT_EQ(proxy_->idle(), 0u);
+  EXPECT_EQ(proxy_->kept(), 0);
 }
 
 TEST_F(PortProxyTest, NothingListeningIs502) {
@@ -366,6 +630,7 @@ TEST_F(PortProxyTest, AStreamedAnswerReachesTheClientLineByLine) {
   http::read(c->s, c->buf, res);
   service.join();
   EXPECT_EQ(res.get().body(), "{\"line\":1}\n{\"line\":2}\n");
+  c.reset();
   EXPECT_TRUE(Done(1));
 }
 
@@ -403,6 +668,7 @@ TEST_F(PortProxyTest, ClientDisconnectLeaksNothing) {
   service.join();  // its writes failed: the tunnel was closed
   EXPECT_TRUE(service_saw_close);
   EXPECT_TRUE(Done(1));
+  EXPECT_EQ(proxy_->idle(), 0u);  // an exchange cut short never goes back
   // The agent closed its end of the tunnel and of the host connection.
   auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
   while (OpenFds(agent_.pid()) > agent_fds && std::chrono::steady_clock::now() < deadline) {

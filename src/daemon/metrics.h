@@ -49,6 +49,12 @@ struct MetricsSnapshot {
   bool draining = false;
   // Live sandboxes by state ("running", "paused"); empty: not rendered.
   std::map<std::string, uint64_t> live;
+  // Per live sandbox with a network (docs/network.md), by live id: the
+  // egress counters (bytes out and in, connections refused by the policy).
+  struct SandboxNet {
+    uint64_t bytes_out = 0, bytes_in = 0, refused = 0;
+  };
+  std::map<std::string, SandboxNet> sandbox_net;
 };
 
 std::string RenderPrometheus(const MetricsSnapshot& s);

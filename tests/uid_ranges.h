@@ -44,6 +44,7 @@ enum class UidUser {
   kUidSlotsTest,
   kVmJailTest,  // vm_jail_test, and base_test's jail test (ChildJailTest)
   kNetTest,
+  kNetSurfaceTest,
   kVmNetTest,
   kOutputSpillTest,
   kCount_,
@@ -94,6 +95,9 @@ inline constexpr std::array<UidRange, static_cast<size_t>(UidUser::kCount_)> kUi
     // The sandboxes' ranges (slots 0..128), then the network helpers' group
     // ids above them (sandbox/net: NetIds).
     {UidUser::kNetTest, "net_test", 1810000000, kSlotsIds + kRangeIds},
+    // As net_test's: the sandboxes' slots, then the network helpers' groups.
+    {UidUser::kNetSurfaceTest, "net_surface_test (tests/e2b/network.test.mjs)", 1840000000,
+     kSlotsIds + kRangeIds},
     // Its image's range, then the passt group ids (VmDriverOptions::net_gid_base).
     {UidUser::kVmNetTest, "vm_net_test", 1850000000, 2 * kRangeIds},
     {UidUser::kOutputSpillTest, "output_spill_test", 1860000000, kSlotsIds},

@@ -32,6 +32,7 @@ struct StartOpts {
   size_t http_max_connections = 256;
   size_t max_sandboxes = 100;
   uint64_t max_sandbox_timeout = 86400;
+  std::string e2b_default_network = "none";
   std::string max_run_memory, max_run_pids, max_run_cpus, max_run_nofile, max_run_output,
       max_run_timeout;
 };
@@ -130,6 +131,7 @@ Result<int> DoStart(const GlobalOptions& g, const StartOpts& o) {
     return Fail(ErrorCode::kInvalidArgument, "--http-max-connections", "0", "must be at least 1");
   }
   d.http_max_connections = o.http_max_connections;
+  d.e2b_default_network = WB_TRY(ParseNetworkMode(o.e2b_default_network, "--e2b-default-network"));
   d.vm_driver = VmOptions(g, o.driver);
   // Claimed (live) VMs must outlive a killed daemon; unclaimed ones a
   // killed daemon leaves are killed by the next start's gc.
@@ -145,6 +147,7 @@ Result<int> DoStart(const GlobalOptions& g, const StartOpts& o) {
 struct RunOpts {
   std::string socket, image, timeout, workdir, user, memory, pids, cpus, output_cap, nofile, driver;
   std::vector<std::string> env, cmd;
+  NetworkChoice network;
 };
 
 Result<int> DoRun(const RunOpts& o) {
@@ -184,6 +187,9 @@ Result<int> DoRun(const RunOpts& o) {
   if (!o.driver.empty()) {
     WB_RETURN_IF_ERROR(ValidateDriver(o.driver));
     r.driver = o.driver;
+  }
+  if (NetworkSpec net = WB_TRY(ParseNetworkChoice(o.network)); net.mode != NetworkMode::kNone) {
+    r.network = proto::RunRequest::Network{NetworkModeName(net.mode), net.allow_out, net.deny_out};
   }
   if (!::isatty(0)) {
     std::string in = WB_TRY(ReadAll(0));
@@ -321,6 +327,9 @@ Action AddPool(CLI::App& app) {
                     "live sandboxes at once; more are refused as busy (default 100)");
   start->add_option("--max-sandbox-timeout", so->max_sandbox_timeout,
                     "the longest timeout of a live sandbox, in seconds (default 86400)");
+  start->add_option("--e2b-default-network", so->e2b_default_network,
+                    "an E2B create's network when it sets neither allow_internet_access nor "
+                    "network: none (default) or egress (docs/e2b.md)");
 
   CLI::App* run = pool->add_subcommand("run", "run a command in a warm sandbox");
   run->add_option("--socket", ro->socket, "daemon socket");
@@ -335,6 +344,7 @@ Action AddPool(CLI::App& app) {
   run->add_option("--output-cap", ro->output_cap, "cap per output stream (default 16m)");
   run->add_option("--nofile", ro->nofile, "open-file limit of the command");
   run->add_option("--driver", ro->driver, "ns or vm (default: the daemon's --driver)");
+  AddNetworkOptions(run, ro->network, /*with_publish=*/false);
   run->add_option("cmd", ro->cmd, "command and arguments (after --)");
 
   CLI::App* status = pool->add_subcommand("status", "show the pools of a running daemon");

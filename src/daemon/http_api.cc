@@ -57,9 +57,10 @@ Result<proto::RunRequest> ParseHttpRunRequest(std::string_view body) {
     return Fail(ErrorCode::kInvalidArgument, "bad request", "body", "expected a JSON object");
   // Strict, unlike the socket (whose upstream clients may send fields of
   // their own): a misspelt "timeoutms" must not silently run without a timeout.
-  static const char* const kFields[] = {
-      "cmd",    "image", "env",  "workdir",    "user",   "stdin",  "stdin_base64", "timeout_ms",
-      "memory", "pids",  "cpus", "output_cap", "nofile", "driver", "op",           "stream"};
+  static const char* const kFields[] = {"cmd",    "image",        "env",        "workdir", "user",
+                                        "stdin",  "stdin_base64", "timeout_ms", "memory",  "pids",
+                                        "cpus",   "output_cap",   "nofile",     "driver",  "op",
+                                        "stream", "network"};
   for (const auto& [key, value] : j.items()) {
     bool known = false;
     for (const char* f : kFields) known |= key == f;

@@ -20,6 +20,7 @@
 #include "daemon/code_run.h"
 #include "daemon/http_api.h"
 #include "daemon/http_respond.h"
+#include "daemon/net_json.h"
 
 namespace wb::daemon {
 
@@ -176,13 +177,11 @@ LiveTarget ParseLiveTarget(std::string_view path) {
   }
   const std::string& a = parts[1];
   if (parts.size() == 2) {
-    static const std::pair<const char*, LiveRoute> kOne[] = {{"timeout", LiveRoute::kTimeout},
-                                                             {"pause", LiveRoute::kPause},
-                                                             {"resume", LiveRoute::kResume},
-                                                             {"logs", LiveRoute::kLogs},
-                                                             {"processes", LiveRoute::kProcesses},
-                                                             {"files", LiveRoute::kFiles},
-                                                             {"code", LiveRoute::kCode}};
+    static const std::pair<const char*, LiveRoute> kOne[] = {
+        {"timeout", LiveRoute::kTimeout},     {"pause", LiveRoute::kPause},
+        {"resume", LiveRoute::kResume},       {"logs", LiveRoute::kLogs},
+        {"processes", LiveRoute::kProcesses}, {"files", LiveRoute::kFiles},
+        {"code", LiveRoute::kCode},           {"network", LiveRoute::kNetwork}};
     for (const auto& [name, r] : kOne) {
       if (a == name) t.route = r;
     }
@@ -222,6 +221,8 @@ const char* LiveRouteMethods(LiveRoute r) {
       return "GET, DELETE";
     case LiveRoute::kFiles:
       return "GET, PUT";
+    case LiveRoute::kNetwork:
+      return "PUT";
     case LiveRoute::kLogs:
     case LiveRoute::kOutput:
     case LiveRoute::kFsStat:
@@ -294,7 +295,7 @@ Result<LiveCreateRequest> ParseHttpLiveCreate(std::string_view body) {
   json j = WB_TRY(ParseBody(body));
   WB_RETURN_IF_ERROR(
       OnlyFields(j, {"image", "driver", "timeout", "env", "metadata", "memory", "cpus", "pids",
-                     "user", "cwd", "workdir", "main", "no_main", "on_timeout"}));
+                     "user", "cwd", "workdir", "main", "no_main", "on_timeout", "network"}));
   LiveCreateRequest r;
   if (auto it = j.find("image"); it != j.end() && !it->is_null()) {
     if (!it->is_string() || it->get_ref<const std::string&>().empty()) {
@@ -352,6 +353,8 @@ Result<LiveCreateRequest> ParseHttpLiveCreate(std::string_view body) {
   } else if (no_main) {
     r.main = std::vector<std::string>();
   }
+  // As the socket's sandbox_create (docs/network.md).
+  if (auto it = j.find("network"); it != j.end()) r.network = WB_TRY(ParseNetworkJson(*it));
   std::string on_timeout = WB_TRY(StrField(j, "on_timeout"));
   if (!on_timeout.empty()) {
     if (on_timeout != "kill" && on_timeout != "pause") {
@@ -409,6 +412,12 @@ Result<uint64_t> ParseHttpTimeout(std::string_view body) {
   auto t = WB_TRY(UintField(j, "timeout", 1, uint64_t{1} << 32));
   if (!t) return Bad("timeout", "missing");
   return *t;
+}
+
+Result<NetworkSpec> ParseHttpNetwork(std::string_view body) {
+  json j = WB_TRY(ParseBody(body));
+  // The body is the network object itself; an update is of an egress policy.
+  return ParseNetworkJson(j, "network", {.default_mode = NetworkMode::kEgress, .ports = false});
 }
 
 Result<proto::ResizeRequest> ParseHttpResize(std::string_view body) {
@@ -1114,6 +1123,15 @@ asio::awaitable<bool> HttpLive::Handle(beast::tcp_stream& s, Request& req) {
       auto secs = ParseHttpTimeout(req.body());
       if (!secs.ok()) co_return co_await c.Err(secs.error());
       auto info = live_->SetTimeout(c.t.id, *secs);
+      if (!info.ok()) co_return co_await c.Err(info.error());
+      co_await SendJson(s, req, http::status::ok, ToJson(*info), keep);
+      co_return keep;
+    }
+    case LiveRoute::kNetwork: {
+      if (!IsContentType(req, "application/json")) co_return co_await c.NeedType(kJson);
+      auto spec = ParseHttpNetwork(req.body());
+      if (!spec.ok()) co_return co_await c.Err(spec.error());
+      auto info = co_await live_->UpdateNetwork(c.t.id, std::move(*spec));
       if (!info.ok()) co_return co_await c.Err(info.error());
       co_await SendJson(s, req, http::status::ok, ToJson(*info), keep);
       co_return keep;

@@ -44,6 +44,7 @@ enum class LiveRoute {
   kResize,     // /v1/sandboxes/{id}/processes/{pid}/resize   POST
   kFiles,      // /v1/sandboxes/{id}/files                GET read, PUT write
   kCode,       // /v1/sandboxes/{id}/code                 POST run code (NDJSON)
+  kNetwork,    // /v1/sandboxes/{id}/network              PUT replace the policy
   kFsStat,     // /v1/sandboxes/{id}/fs/stat              GET
   kFsList,     // /v1/sandboxes/{id}/fs/list              GET
   kFsMkdir,    // /v1/sandboxes/{id}/fs/mkdir             POST
@@ -101,6 +102,8 @@ struct HttpExec {
 [[nodiscard]] Result<int> ParseHttpSignal(std::string_view body);
 // {"timeout":S}
 [[nodiscard]] Result<uint64_t> ParseHttpTimeout(std::string_view body);
+// PUT .../network: {"mode"?, "allow_out", "deny_out"} (mode defaults to egress).
+[[nodiscard]] Result<NetworkSpec> ParseHttpNetwork(std::string_view body);
 // {"rows":R,"cols":C}
 [[nodiscard]] Result<proto::ResizeRequest> ParseHttpResize(std::string_view body);
 // The FileRequest of POST fs/mkdir ({"path","mode","user"}), fs/remove

@@ -50,6 +50,7 @@ TEST(HttpLiveRoutesTest, PathsMapToRoutes) {
            {"/v1/sandboxes/abc/pause", LiveRoute::kPause, "abc", 0},
            {"/v1/sandboxes/abc/resume", LiveRoute::kResume, "abc", 0},
            {"/v1/sandboxes/abc/logs", LiveRoute::kLogs, "abc", 0},
+           {"/v1/sandboxes/abc/network", LiveRoute::kNetwork, "abc", 0},
            {"/v1/sandboxes/abc/processes", LiveRoute::kProcesses, "abc", 0},
            {"/v1/sandboxes/abc/processes/12/output", LiveRoute::kOutput, "abc", 12},
            {"/v1/sandboxes/abc/processes/12/signal", LiveRoute::kSignal, "abc", 12},
@@ -220,6 +221,18 @@ TEST(HttpLiveRoutesTest, SmallBodies) {
   EXPECT_FALSE(ParseHttpSignal(R"({"signal":"NOPE"})").ok());
   EXPECT_EQ(*ParseHttpTimeout(R"({"timeout":30})"), 30u);
   EXPECT_FALSE(ParseHttpTimeout(R"({})").ok());
+  auto net = ParseHttpNetwork(R"({"allow_out":["198.51.100.0/24"],"deny_out":["a.test"]})");
+  ASSERT_OK(net);
+  EXPECT_EQ(net->mode, NetworkMode::kEgress);
+  EXPECT_EQ(net->allow_out, std::vector<std::string>{"198.51.100.0/24"});
+  auto badnet = ParseHttpNetwork(R"({"allow_out":["exa mple.test"]})");
+  ASSERT_FALSE(badnet.ok());
+  EXPECT_NE(badnet.error().ToString().find("network.allow_out"), std::string::npos);
+  EXPECT_FALSE(ParseHttpNetwork(R"({"ports":["1:2"]})").ok());
+  auto withnet = ParseHttpLiveCreate(R"({"network":{"mode":"egress","deny_out":["a.test"]}})");
+  ASSERT_OK(withnet);
+  EXPECT_EQ(withnet->network.deny_out, std::vector<std::string>{"a.test"});
+  EXPECT_FALSE(ParseHttpLiveCreate(R"({"network":{"allow_out":["a.test"]}})").ok());
   auto rs = ParseHttpResize(R"({"rows":10,"cols":20})");
   ASSERT_OK(rs);
   EXPECT_EQ(rs->rows, 10u);

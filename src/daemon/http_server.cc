@@ -475,7 +475,7 @@ struct HttpServer::Impl {
   LiveService* live_service;
   HttpMcp mcp{live_service};
   HttpOptions opts;
-  e2b::Front e2b{live_service, opts.token};
+  e2b::Front e2b{live_service, opts.token, opts.e2b_default_network};
   tcp::acceptor acceptor;
   uint64_t requests = 0;
   // Open sessions (Session), against opts.max_connections.

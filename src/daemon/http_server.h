@@ -24,6 +24,8 @@ struct HttpOptions {
   // unauthenticated clients can make the daemon hold.
   size_t max_connections = 256;
   int listen_fd = -1;  // an inherited listening socket (systemd), instead of binding addr
+  // An E2B create's network when it says nothing (docs/e2b.md, "Network").
+  NetworkMode e2b_default_network = NetworkMode::kNone;
 };
 
 class HttpServer {

@@ -3,6 +3,7 @@
 #include <nlohmann/json.hpp>
 
 #include "base/json.h"
+#include "daemon/net_json.h"
 
 namespace wb::daemon {
 
@@ -15,15 +16,17 @@ Error Bad(const std::string& field, const std::string& why) {
 }
 
 const std::map<std::string, LiveOp>& Ops() {
-  static const std::map<std::string, LiveOp> ops = {{"sandbox_create", LiveOp::kCreate},
-                                                    {"sandbox_list", LiveOp::kList},
-                                                    {"sandbox_inspect", LiveOp::kInspect},
-                                                    {"sandbox_kill", LiveOp::kKill},
-                                                    {"sandbox_set_timeout", LiveOp::kSetTimeout},
-                                                    {"sandbox_pause", LiveOp::kPause},
-                                                    {"sandbox_resume", LiveOp::kResume},
-                                                    {"sandbox_logs", LiveOp::kLogs},
-                                                    {"sandbox_code", LiveOp::kCode}};
+  static const std::map<std::string, LiveOp> ops = {
+      {"sandbox_create", LiveOp::kCreate},
+      {"sandbox_list", LiveOp::kList},
+      {"sandbox_inspect", LiveOp::kInspect},
+      {"sandbox_kill", LiveOp::kKill},
+      {"sandbox_set_timeout", LiveOp::kSetTimeout},
+      {"sandbox_pause", LiveOp::kPause},
+      {"sandbox_resume", LiveOp::kResume},
+      {"sandbox_logs", LiveOp::kLogs},
+      {"sandbox_code", LiveOp::kCode},
+      {"sandbox_update_network", LiveOp::kUpdateNetwork}};
   return ops;
 }
 
@@ -94,8 +97,8 @@ Result<LiveRequest> ParseLiveRequest(std::string_view body) {
   if (known == Ops().end()) {
     return Bad("op", "unknown op '" + op->get<std::string>() +
                          "' (expected sandbox_create, sandbox_list, sandbox_inspect, sandbox_kill, "
-                         "sandbox_set_timeout, sandbox_pause, sandbox_resume, sandbox_logs or "
-                         "sandbox_code)");
+                         "sandbox_set_timeout, sandbox_pause, sandbox_resume, sandbox_logs, "
+                         "sandbox_code or sandbox_update_network)");
   }
   LiveRequest r;
   r.op = known->second;
@@ -140,23 +143,8 @@ Result<LiveRequest> ParseLiveRequest(std::string_view body) {
           c.main = std::vector<std::string>();
         }
       }
-      if (auto it = j.find("network"); it != j.end() && !it->is_null()) {
-        if (!it->is_object()) return Bad("network", "expected an object");
-        const json& n = *it;
-        auto mode = WB_TRY(OptString(n, "mode"));
-        c.network.mode = WB_TRY(ParseNetworkMode(mode.value_or("none"), "network.mode"));
-        c.network.allow_out = WB_TRY(Strings(n, "allow_out"));
-        c.network.deny_out = WB_TRY(Strings(n, "deny_out"));
-        for (const auto& p : WB_TRY(Strings(n, "ports"))) {
-          c.network.ports.push_back(WB_TRY(ParsePublishedPort(p, "network.ports")));
-        }
-        (void)WB_TRY(ParseNetPolicy(c.network.allow_out, c.network.deny_out, "network.allow_out",
-                                    "network.deny_out"));
-        if (c.network.mode == NetworkMode::kNone &&
-            (!c.network.allow_out.empty() || !c.network.deny_out.empty() ||
-             !c.network.ports.empty())) {
-          return Bad("network", "a policy or ports need mode \"egress\"");
-        }
+      if (auto it = j.find("network"); it != j.end()) {
+        c.network = WB_TRY(ParseNetworkJson(*it, "network"));
       }
       c.on_timeout = WB_TRY(OptString(j, "on_timeout")).value_or("kill");
       if (c.on_timeout != "kill" && c.on_timeout != "pause")
@@ -181,6 +169,15 @@ Result<LiveRequest> ParseLiveRequest(std::string_view body) {
         if (!it->is_boolean()) return Bad("follow", "expected a boolean");
         r.follow = it->get<bool>();
       }
+      break;
+    }
+    case LiveOp::kUpdateNetwork: {
+      // The policy in force afterwards: {"id", "network": {"mode"?,
+      // "allow_out", "deny_out"}}; mode defaults to egress.
+      auto it = j.find("network");
+      if (it == j.end() || it->is_null()) return Bad("network", "missing");
+      r.network = WB_TRY(
+          ParseNetworkJson(*it, "network", {.default_mode = NetworkMode::kEgress, .ports = false}));
       break;
     }
     case LiveOp::kCode: {
@@ -213,18 +210,7 @@ std::string ToJson(const LiveRequest& r) {
       if (!c.user.empty()) j["user"] = c.user;
       if (!c.cwd.empty()) j["workdir"] = c.cwd;
       if (c.main) j["main"] = *c.main;
-      if (c.network.mode != NetworkMode::kNone) {
-        std::vector<std::string> ports;
-        for (const auto& p : c.network.ports) {
-          const bool v6 = p.host_addr.find(':') != std::string::npos;
-          ports.push_back((v6 ? "[" + p.host_addr + "]" : p.host_addr) + ":" +
-                          std::to_string(p.host_port) + ":" + std::to_string(p.port));
-        }
-        j["network"] = {{"mode", NetworkModeName(c.network.mode)},
-                        {"allow_out", c.network.allow_out},
-                        {"deny_out", c.network.deny_out},
-                        {"ports", ports}};
-      }
+      if (c.network.mode != NetworkMode::kNone) j["network"] = NetworkToJson(c.network);
       j["on_timeout"] = c.on_timeout;
       break;
     }
@@ -234,6 +220,12 @@ std::string ToJson(const LiveRequest& r) {
     case LiveOp::kSetTimeout:
       j["timeout"] = r.timeout_s;
       break;
+    case LiveOp::kUpdateNetwork: {
+      json n = NetworkToJson(r.network);
+      n.erase("ports");
+      j["network"] = n;
+      break;
+    }
     case LiveOp::kLogs:
       if (r.tail) j["tail"] = r.tail;
       if (r.follow) j["follow"] = true;

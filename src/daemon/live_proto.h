@@ -16,7 +16,18 @@
 
 namespace wb::daemon {
 
-enum class LiveOp { kCreate, kList, kInspect, kKill, kSetTimeout, kPause, kResume, kLogs, kCode };
+enum class LiveOp {
+  kCreate,
+  kList,
+  kInspect,
+  kKill,
+  kSetTimeout,
+  kPause,
+  kResume,
+  kLogs,
+  kCode,
+  kUpdateNetwork
+};
 
 struct LiveRequest {
   LiveOp op = LiveOp::kList;
@@ -27,6 +38,7 @@ struct LiveRequest {
   size_t tail = 0;                              // logs: 0 = all that is kept
   bool follow = false;                          // logs
   CodeRequest code;                             // code (sandbox_code: docs/services.md)
+  NetworkSpec network;                          // update_network: the policy afterwards
 };
 
 // Whether a request body names a sandbox_* op (then ParseLiveRequest owns it).

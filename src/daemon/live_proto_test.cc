@@ -53,6 +53,36 @@ TEST(LiveProtoTest, BadRequestsAreBadRequests) {
   }
 }
 
+TEST(LiveProtoTest, UpdateNetworkRoundTripsAndNamesBadEntries) {
+  LiveRequest r;
+  r.op = LiveOp::kUpdateNetwork;
+  r.id = "abc";
+  r.network.mode = NetworkMode::kEgress;
+  r.network.allow_out = {"198.51.100.0/24", "*.example.test"};
+  r.network.deny_out = {"198.51.100.7"};
+  auto back = ParseLiveRequest(ToJson(r));
+  ASSERT_TRUE(back.ok()) << back.error().ToString();
+  EXPECT_EQ(back->op, LiveOp::kUpdateNetwork);
+  EXPECT_EQ(back->id, "abc");
+  EXPECT_EQ(back->network, r.network);
+  // mode defaults to egress in an update.
+  auto dflt = ParseLiveRequest(R"({"op":"sandbox_update_network","id":"x","network":{}})");
+  ASSERT_TRUE(dflt.ok());
+  EXPECT_EQ(dflt->network.mode, NetworkMode::kEgress);
+  for (
+      const char* body :
+      {R"({"op":"sandbox_update_network","id":"x"})",
+       R"({"op":"sandbox_update_network","id":"x","network":{"allow_out":["10.0.0.1/8"]}})",
+       R"({"op":"sandbox_update_network","id":"x","network":{"ports":["1:2"]}})",
+       R"({"op":"sandbox_update_network","id":"x","network":{"mode":"none","deny_out":["a.test"]}})",
+       R"({"op":"sandbox_create","network":{"mode":"egress","allowOut":[]}})"}) {
+    auto bad = ParseLiveRequest(body);
+    ASSERT_FALSE(bad.ok()) << body;
+    EXPECT_STREQ(LiveErrorKind(bad.error()), "bad_request") << body;
+    EXPECT_NE(bad.error().ToString().find("network"), std::string::npos) << body;
+  }
+}
+
 TEST(LiveProtoTest, KindsFollowCodes) {
   EXPECT_TRUE(IsLiveRequest(R"({"op":"sandbox_list"})"));
   EXPECT_FALSE(IsLiveRequest(R"({"op":"run","cmd":["x"]})"));

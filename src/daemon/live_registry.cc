@@ -142,6 +142,11 @@ struct LiveRegistry::Entry {
   // An adopted vm sandbox that was paused: its channels (and so the main's
   // attachment) are served once it is resumed.
   bool attach_main_on_resume = false;
+  // The network in force (docs/network.md), kept here so that inspect on the
+  // loop never reads the sandbox's while an update changes it on a blocking
+  // thread; net_busy: an update (or attach) is in flight.
+  NetworkSpec network;
+  bool net_busy = false;
 };
 
 LiveRegistry::LiveRegistry(asio::io_context& io, pool::PoolRegistry& pools, ImagePuller& puller,
@@ -192,9 +197,11 @@ LiveInfo LiveRegistry::InfoOf(const Entry& e, bool usage) const {
     i.pids_current = u.pids;
     i.disk_used = u.disk_used_bytes;
     i.disk_total = u.disk_total_bytes;
-    if (auto n = e.sb->NetworkCounters(); n.ok()) i.net = *n;
+    if (!e.net_busy && e.network.mode != NetworkMode::kNone) {
+      if (auto n = e.sb->NetworkCounters(); n.ok()) i.net = *n;
+    }
   }
-  if (e.sb) i.network = e.sb->network();
+  i.network = e.network;
   return i;
 }
 
@@ -297,6 +304,16 @@ void LiveRegistry::OnExpired(const EntryPtr& e) {
 std::map<std::string, uint64_t> LiveRegistry::CountByState() const {
   std::map<std::string, uint64_t> out{{"running", 0}, {"paused", 0}};
   for (const auto& [id, e] : live_) ++out[LiveStateName(e->state)];
+  return out;
+}
+
+std::map<std::string, NetCounters> LiveRegistry::NetworkCountersById() const {
+  std::map<std::string, NetCounters> out;
+  for (const auto& [id, e] : live_) {
+    // (Not while an update changes the sandbox's network on a blocking thread.)
+    if (!e->sb || e->gone || e->net_busy || e->network.mode == NetworkMode::kNone) continue;
+    if (auto n = e->sb->NetworkCounters(); n.ok()) out[id] = *n;
+  }
   return out;
 }
 
@@ -463,6 +480,7 @@ asio::awaitable<Result<LiveInfo>> LiveRegistry::Create(LiveCreateRequest req) {
 
   auto e = std::make_shared<Entry>(io_);
   e->sb = sb;
+  e->network = req.network;
   e->dir = sb->host_dir();
   LiveRecord& r = e->rec;
   r.id = *hex;
@@ -831,6 +849,48 @@ asio::awaitable<Result<void>> LiveRegistry::Resume(const std::string& id) {
   if ((*e)->state != LiveState::kPaused)
     co_return Fail(ErrorCode::kFailedPrecondition, "resume", id, "the sandbox is not paused");
   co_return co_await SetPaused(*e, false);
+}
+
+asio::awaitable<Result<LiveInfo>> LiveRegistry::UpdateNetwork(const std::string& id,
+                                                              NetworkSpec spec) {
+  auto found = Find(id);
+  if (!found.ok()) co_return found.error();
+  EntryPtr e = *found;
+  if (e->state == LiveState::kDead)
+    co_return Fail(ErrorCode::kFailedPrecondition, "update network", id, "the sandbox is dead");
+  if (!spec.ports.empty())
+    co_return Bad("network.ports", "published ports are set at create, not updated");
+  if (spec.mode == NetworkMode::kNone) {
+    if (e->network.mode == NetworkMode::kNone) co_return InfoOf(*e);
+    co_return Fail(ErrorCode::kFailedPrecondition, "update network", id,
+                   "a running sandbox's network cannot be taken away; deny everything "
+                   "instead (deny_out [\"0.0.0.0/0\", \"::/0\"])");
+  }
+  if (e->net_busy)
+    co_return Fail(ErrorCode::kFailedPrecondition, "update network", id,
+                   "another network update of this sandbox is in flight");
+  std::shared_ptr<Sandbox> sb = e->sb;
+  if (!sb || e->gone) co_return NotFound(id);
+  // A sandbox without a network gets one (the attach a create does);
+  // otherwise one nft transaction replaces its sets and chain.
+  std::function<Result<void>()> fn;
+  if (e->network.mode == NetworkMode::kNone) {
+    fn = [sb, spec]() { return sb->AttachNetwork(spec); };
+  } else {
+    fn = [sb, spec]() { return sb->UpdateNetwork(spec.allow_out, spec.deny_out); };
+    spec.ports = e->network.ports;  // they stay
+  }
+  e->net_busy = true;
+  auto r = co_await OnBlockingThread(pools_.runtime(), std::move(fn));
+  e->net_busy = false;
+  if (!r.ok()) co_return r.error();
+  if (e->gone) co_return NotFound(id);
+  e->network = std::move(spec);
+  LogEvent(spdlog::level::info, "sandbox_network",
+           {{"id", id},
+            {"allow_out", std::to_string(e->network.allow_out.size()), true},
+            {"deny_out", std::to_string(e->network.deny_out.size()), true}});
+  co_return InfoOf(*e);
 }
 
 asio::awaitable<Result<void>> LiveRegistry::SetPaused(EntryPtr e, bool paused) {

@@ -53,6 +53,9 @@ class LiveRegistry : public LiveService {
   void Shutdown(bool keep);
   // Live sandboxes by state ("running", "paused"): warmbox_live_sandboxes.
   std::map<std::string, uint64_t> CountByState() const;
+  // The network counters of the live sandboxes with a network (one `nft`
+  // call each, on the calling thread), by live id, for the metrics.
+  std::map<std::string, NetCounters> NetworkCountersById() const;
 
   // --- LiveService ---------------------------------------------------------
   boost::asio::awaitable<Result<LiveInfo>> Create(LiveCreateRequest req) override;
@@ -63,6 +66,8 @@ class LiveRegistry : public LiveService {
   Result<LiveInfo> SetTimeout(const std::string& id, uint64_t seconds) override;
   boost::asio::awaitable<Result<void>> Pause(const std::string& id) override;
   boost::asio::awaitable<Result<void>> Resume(const std::string& id) override;
+  boost::asio::awaitable<Result<LiveInfo>> UpdateNetwork(const std::string& id,
+                                                         NetworkSpec spec) override;
   boost::asio::awaitable<Result<std::unique_ptr<pool::AgentConn>>> Connect(
       const std::string& id) override;
   Result<std::vector<std::string>> Logs(const std::string& id, size_t tail) const override;

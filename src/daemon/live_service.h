@@ -87,6 +87,18 @@ class LiveService {
   // failed_precondition when already in that state.
   virtual boost::asio::awaitable<Result<void>> Pause(const std::string& id) = 0;
   virtual boost::asio::awaitable<Result<void>> Resume(const std::string& id) = 0;
+  // Replaces a live sandbox's network policy (docs/network.md, "Runtime
+  // update"): spec.mode egress gives a sandbox without a network one, and
+  // replaces the allow/deny lists of one with; mode none is refused on a
+  // sandbox with a network (it cannot be taken away: deny everything
+  // instead). Errors: not_found, bad_request, failed_precondition (dead, the
+  // driver has no network, an update already in flight), internal.
+  virtual boost::asio::awaitable<Result<LiveInfo>> UpdateNetwork(const std::string& id,
+                                                                 NetworkSpec spec) {
+    (void)spec;
+    co_return Fail(ErrorCode::kFailedPrecondition, "update network", id,
+                   "not supported by this service");
+  }
   // A new connection to the sandbox's agent; not_found, failed_precondition
   // when paused or dead. The caller speaks the frames of docs/protocol.md.
   virtual boost::asio::awaitable<Result<std::unique_ptr<pool::AgentConn>>> Connect(

@@ -172,6 +172,23 @@ std::string RenderPrometheus(const MetricsSnapshot& s) {
            "Tunnels the E2B port proxy keeps open between requests.");
     out += "warmbox_port_tunnels_idle " + std::to_string(s.port_tunnels_idle) + "\n";
   }
+  if (!s.sandbox_net.empty()) {
+    Header(out, "warmbox_sandbox_network_bytes_total", "counter",
+           "Bytes of a live sandbox's network, by direction (out: sent, in: received).");
+    for (const auto& [id, n] : s.sandbox_net) {
+      const std::string l = "sandbox=\"" + EscapeLabel(id) + "\"";
+      out += "warmbox_sandbox_network_bytes_total{" + l + ",direction=\"out\"} " +
+             std::to_string(n.bytes_out) + "\n";
+      out += "warmbox_sandbox_network_bytes_total{" + l + ",direction=\"in\"} " +
+             std::to_string(n.bytes_in) + "\n";
+    }
+    Header(out, "warmbox_sandbox_network_refused_total", "counter",
+           "Connection attempts of a live sandbox refused by its egress policy.");
+    for (const auto& [id, n] : s.sandbox_net) {
+      out += "warmbox_sandbox_network_refused_total{sandbox=\"" + EscapeLabel(id) + "\"} " +
+             std::to_string(n.refused) + "\n";
+    }
+  }
   return out;
 }
 

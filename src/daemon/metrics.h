@@ -53,6 +53,12 @@ struct MetricsSnapshot {
   uint64_t port_tunnels_opened = 0;
   uint64_t port_tunnel_reuses = 0;
   uint64_t port_tunnels_idle = 0;
+  // Per live sandbox with a network (docs/network.md), by live id: the
+  // egress counters (bytes out and in, connections refused by the policy).
+  struct SandboxNet {
+    uint64_t bytes_out = 0, bytes_in = 0, refused = 0;
+  };
+  std::map<std::string, SandboxNet> sandbox_net;
 };
 
 std::string RenderPrometheus(const MetricsSnapshot& s);

@@ -101,6 +101,22 @@ TEST(MetricsTest, RendersEveryFamilyPerImage) {
   EXPECT_EQ(t.find("# TYPE warmbox_pool_idle ", first + 1), std::string::npos);
 }
 
+TEST(MetricsTest, RendersPerSandboxNetworkCounters) {
+  MetricsSnapshot none;
+  EXPECT_EQ(RenderPrometheus(none).find("warmbox_sandbox_network"), std::string::npos);
+  MetricsSnapshot m;
+  m.sandbox_net["abc"] = {.bytes_out = 10, .bytes_in = 20, .refused = 3};
+  const std::string text = RenderPrometheus(m);
+  EXPECT_NE(text.find("# TYPE warmbox_sandbox_network_bytes_total counter\n"), std::string::npos);
+  EXPECT_NE(
+      text.find("warmbox_sandbox_network_bytes_total{sandbox=\"abc\",direction=\"out\"} 10\n"),
+      std::string::npos);
+  EXPECT_NE(text.find("warmbox_sandbox_network_bytes_total{sandbox=\"abc\",direction=\"in\"} 20\n"),
+            std::string::npos);
+  EXPECT_NE(text.find("warmbox_sandbox_network_refused_total{sandbox=\"abc\"} 3\n"),
+            std::string::npos);
+}
+
 TEST(MetricsTest, EscapesLabelValues) {
   EXPECT_EQ(EscapeLabel("a\"b\\c\nd"), "a\\\"b\\\\c\\nd");
   MetricsSnapshot s;

@@ -32,6 +32,9 @@ struct DaemonOptions {
   std::string http;
   std::string http_token_file;
   size_t http_max_connections = 256;
+  // An E2B create's network when it names none (--e2b-default-network;
+  // docs/e2b.md, "Network"): none, warmbox's default, not E2B's.
+  NetworkMode e2b_default_network = NetworkMode::kNone;
   // Whether to remove socket_path at exit (not when systemd passed the socket).
   bool unlink_socket = true;
   std::string image_tool_path;  // warmbox-image: pulls images the pools need

@@ -3,6 +3,7 @@
 #include "base/log.h"
 #include "daemon/e2b/port_proxy.h"
 #include "daemon/metrics.h"
+#include "daemon/net_json.h"
 #include "proto/pool_proto.h"
 
 namespace wb::daemon {
@@ -86,6 +87,16 @@ asio::awaitable<RunOutcome> RunExecutor::RunUnlabelled(proto::RunRequest run, Ru
     Refuse(out, RunErrorKind::kBadRequest, c.error().ToString());
   }
   if (out.kind != RunErrorKind::kNone) co_return out;
+  // The run's network, checked before anything is claimed (docs/network.md).
+  NetworkSpec net;
+  if (run.network) {
+    auto n = RunNetworkSpec(*run.network);
+    if (!n.ok()) {
+      Refuse(out, RunErrorKind::kBadRequest, n.error().ToString());
+      co_return out;
+    }
+    net = std::move(*n);
+  }
   if (!rt_.store.Exists(image)) {
     // A missing image is pulled first (once, whoever else waits for it).
     auto pulled = co_await puller_.Pull(image);
@@ -110,7 +121,7 @@ asio::awaitable<RunOutcome> RunExecutor::RunUnlabelled(proto::RunRequest run, Ru
     // In flight from its permit on (runs still waiting for one are refused as
     // draining when the pools shut down).
     RunScope scope(runs_);
-    out = co_await RunInPool(sink, pool, run, t0, std::move(*permit));
+    out = co_await RunInPool(sink, pool, run, std::move(net), t0, std::move(*permit));
   }
   if (out.kind != RunErrorKind::kNone) ++errors_[out.kind];
   co_return out;
@@ -138,6 +149,7 @@ std::string RunExecutor::Metrics() const {
   m.port_tunnels_opened = tunnels.opened;
   m.port_tunnel_reuses = tunnels.reused;
   m.port_tunnels_idle = tunnels.idle;
+  if (live_network_) m.sandbox_net = live_network_();
   m.draining = stopping_;
   return RenderPrometheus(m);
 }
@@ -151,8 +163,8 @@ void RunExecutor::Refuse(RunOutcome& out, RunErrorKind kind, std::string msg) {
 // Acquires a sandbox (another one if an idle one fails its health check),
 // runs the command and gives the sandbox back. The caller replies.
 asio::awaitable<RunOutcome> RunExecutor::RunInPool(RunSink& sink, pool::WarmPool& pool,
-                                                   proto::RunRequest& run, Clock::time_point t0,
-                                                   pool::Permit permit) {
+                                                   proto::RunRequest& run, NetworkSpec net,
+                                                   Clock::time_point t0, pool::Permit permit) {
   const std::string& image = pool.image();
   RunOutcome out;
   ImageRunMetrics& metrics = run_metrics_[{image, pool.driver()}];
@@ -205,6 +217,23 @@ asio::awaitable<RunOutcome> RunExecutor::RunInPool(RunSink& sink, pool::WarmPool
         pool.Release(std::move(*lease), std::move(permit));
         out.kind = RunErrorKind::kInternal;
         out.resp = proto::ErrorResponse(r.error().ToString());
+        co_return out;
+      }
+    }
+    if (net.mode != NetworkMode::kNone) {
+      // The pools' sandboxes are made without a network (a policy is per
+      // run): the claimed one gets this run's before its command starts, and
+      // loses it with the sandbox (Release destroys it).
+      // (The lease, and so the sandbox, outlives the blocking call: it is
+      // this coroutine's.)
+      Sandbox* sb = lease->sandbox.get();
+      std::function<Result<void>()> attach = [sb, net]() { return sb->AttachNetwork(net); };
+      Result<void> attached = co_await pool::OnBlockingThread(rt_, attach);
+      if (!attached.ok()) {
+        sink.Disarm();
+        pool.Release(std::move(*lease), std::move(permit));
+        out.kind = KindOfError(attached.error());
+        out.resp = proto::ErrorResponse(attached.error().ToString());
         co_return out;
       }
     }

@@ -11,6 +11,7 @@
 #include <string>
 
 #include "daemon/image_puller.h"
+#include "daemon/metrics.h"
 #include "daemon/options.h"
 #include "daemon/run_service.h"
 #include "pool/in_flight.h"
@@ -35,6 +36,9 @@ class RunExecutor : public RunService {
   void set_live_counts(std::function<std::map<std::string, uint64_t>()> fn) {
     live_counts_ = std::move(fn);
   }
+  // The live sandboxes' network counters, for Metrics.
+  using NetCountsFn = std::function<std::map<std::string, MetricsSnapshot::SandboxNet>()>;
+  void set_live_network(NetCountsFn fn) { live_network_ = std::move(fn); }
 
   // --- RunService ---------------------------------------------------------
   boost::asio::awaitable<RunOutcome> Run(proto::RunRequest run, RunSink& sink) override;
@@ -65,8 +69,8 @@ class RunExecutor : public RunService {
   // for every front end).
   boost::asio::awaitable<RunOutcome> RunUnlabelled(proto::RunRequest run, RunSink& sink);
   boost::asio::awaitable<RunOutcome> RunInPool(RunSink& sink, pool::WarmPool& pool,
-                                               proto::RunRequest& run, pool::Clock::time_point t0,
-                                               pool::Permit permit);
+                                               proto::RunRequest& run, NetworkSpec net,
+                                               pool::Clock::time_point t0, pool::Permit permit);
 
   const DaemonOptions& opts_;
   pool::PoolRuntime rt_;
@@ -75,6 +79,7 @@ class RunExecutor : public RunService {
   AnnotateFn annotate_;
   std::function<uint64_t()> http_requests_;
   std::function<std::map<std::string, uint64_t>()> live_counts_;
+  NetCountsFn live_network_;
   std::map<PoolKey, ImageRunMetrics> run_metrics_;
   std::map<RunErrorKind, uint64_t> errors_;
   pool::InFlight runs_;

@@ -70,6 +70,12 @@ class Daemon {
       return PrepareServices(store, sb, image, std::move(stopping));
     };
     executor_.set_live_counts([this] { return live_.CountByState(); });
+    executor_.set_live_network([this] {
+      std::map<std::string, MetricsSnapshot::SandboxNet> out;
+      for (const auto& [id, n] : live_.NetworkCountersById())
+        out[id] = MetricsSnapshot::SandboxNet{n.bytes_out, n.bytes_in, n.refused};
+      return out;
+    });
   }
 
   Result<void> Bind(int listen_fd) { return socket_.Adopt(listen_fd); }
@@ -248,6 +254,7 @@ Result<int> RunDaemon(const DaemonOptions& options) {
     }
     h.token = *token;
     h.max_connections = opts.http_max_connections;
+    h.e2b_default_network = opts.e2b_default_network;
     h.request_timeout = opts.request_timeout;
     h.listen_fd = http_fd.release();
     http = std::move(h);

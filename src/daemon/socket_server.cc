@@ -347,6 +347,12 @@ asio::awaitable<void> SocketServer::LiveSession(Socket& s, std::string body) {
       co_await SendFrame(s, reply);
       co_return;
     }
+    case LiveOp::kUpdateNetwork: {
+      auto r = co_await live.UpdateNetwork(req->id, std::move(req->network));
+      std::string reply = InfoReply(r);
+      co_await SendFrame(s, reply);
+      co_return;
+    }
     case LiveOp::kKill:
     case LiveOp::kPause:
     case LiveOp::kResume: {

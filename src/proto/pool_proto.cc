@@ -168,6 +168,28 @@ Result<PoolRequest> ParsePoolRequest(std::string_view text) {
     }
     run.driver = it->get<std::string>();
   }
+  if (auto it = j.find("network"); it != j.end() && !it->is_null()) {
+    if (!it->is_object()) return Bad("network", "expected an object");
+    RunRequest::Network n;
+    for (const auto& [key, v] : it->items()) {
+      if (key == "mode") {
+        if (!v.is_string()) return Bad("network.mode", "expected \"none\" or \"egress\"");
+        n.mode = v.get<std::string>();
+      } else if (key == "allow_out" || key == "deny_out") {
+        if (v.is_null()) continue;
+        if (!v.is_array()) return Bad("network." + key, "expected an array of strings");
+        for (const auto& e : v) {
+          if (!e.is_string()) return Bad("network." + key, "expected an array of strings");
+          (key == "allow_out" ? n.allow_out : n.deny_out).push_back(e.get<std::string>());
+        }
+      } else if (key == "ports") {
+        return Bad("network.ports", "a run publishes no ports (use a live sandbox)");
+      } else {
+        return Bad("network." + key, "unknown field");
+      }
+    }
+    run.network = std::move(n);
+  }
   auto st = j.find("stream");
   if (st != j.end() && !st->is_null()) {
     if (!st->is_boolean()) return Bad("stream", "expected a boolean");
@@ -204,6 +226,11 @@ std::string ToJson(const PoolRequest& r) {
   if (run.nofile) j["nofile"] = *run.nofile;
   if (run.cpus) j["cpus"] = *run.cpus;
   if (run.driver) j["driver"] = *run.driver;
+  if (run.network) {
+    j["network"] = {{"mode", run.network->mode},
+                    {"allow_out", run.network->allow_out},
+                    {"deny_out", run.network->deny_out}};
+  }
   std::string out = Dump(j);
   if (run.stdin_data) {
     // Bytes go as a number array, appended by hand (they may be large).

@@ -36,6 +36,15 @@ struct RunRequest {
   std::optional<double> cpus;
   // Extension: "ns" or "vm"; absent or null: the daemon's --driver.
   std::optional<std::string> driver;
+  // Extension: the run's network (docs/network.md), as sandbox_create's
+  // {"mode","allow_out","deny_out"}: the shape is checked here, the mode and
+  // entries by the daemon (sandbox/net/net_plan.h). Absent: none.
+  struct Network {
+    std::string mode = "none";
+    std::vector<std::string> allow_out, deny_out;
+    bool operator==(const Network&) const = default;
+  };
+  std::optional<Network> network;
 };
 
 // kLive: a process or file operation on a live sandbox (proto/live_ops.h).

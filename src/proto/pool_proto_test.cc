@@ -107,6 +107,26 @@ TEST(PoolRequestTest, StopRequestSerialisesToUpstreamWireVector) {
   EXPECT_EQ(ToJson(r), R"({"op":"stop"})");
 }
 
+TEST(PoolRequestTest, RunNetworkRoundTripsAndItsShapeIsChecked) {
+  PoolRequest r;
+  r.op = Op::kRun;
+  r.run.cmd = {"true"};
+  r.run.network = RunRequest::Network{"egress", {"198.51.100.0/24"}, {"a.test"}};
+  auto back = ParsePoolRequest(ToJson(r));
+  ASSERT_TRUE(back.ok()) << back.error().ToString();
+  ASSERT_TRUE(back->run.network.has_value());
+  EXPECT_EQ(*back->run.network, *r.run.network);
+  for (const char* body : {R"({"op":"run","cmd":["x"],"network":[]})",
+                           R"({"op":"run","cmd":["x"],"network":{"mode":1}})",
+                           R"({"op":"run","cmd":["x"],"network":{"allow_out":"a"}})",
+                           R"({"op":"run","cmd":["x"],"network":{"ports":["1:2"]}})",
+                           R"({"op":"run","cmd":["x"],"network":{"allowOut":[]}})"}) {
+    auto bad = ParsePoolRequest(body);
+    ASSERT_FALSE(bad.ok()) << body;
+    EXPECT_NE(bad.error().ToString().find("network"), std::string::npos) << body;
+  }
+}
+
 TEST(PoolRequestTest, ParsesStatusAndStop) {
   auto status = ParsePoolRequest(R"({"op":"status"})");
   ASSERT_OK(status);

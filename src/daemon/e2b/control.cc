@@ -70,8 +70,107 @@ std::string PageToken(const LiveInfo& i) { return std::to_string(i.created_ms) +
 
 }  // namespace
 
-Result<LiveCreateRequest> ParseCreate(std::string_view body) {
+Result<NetworkSpec> E2bNetworkSpec(const E2bNetwork& n, NetworkMode default_mode) {
+  NetworkSpec s;
+  if (!n.internet && !n.allow_out && !n.deny_out) {
+    s.mode = default_mode;
+    return s;
+  }
+  // E2B lets an allowOut entry beat a denyOut one; warmbox lets deny win and
+  // allows only what an allow list names. The two agree on the forms the
+  // SDK documents: everything denied (allow_internet_access false, or
+  // denyOut 0.0.0.0/0) with allowOut as the exceptions, or a denyOut list.
+  std::vector<std::string> allow = n.allow_out.value_or(std::vector<std::string>{});
+  std::vector<std::string> deny;
+  bool deny_all = n.internet == false;
+  for (const auto& d : n.deny_out.value_or(std::vector<std::string>{})) {
+    if (d == "0.0.0.0/0" || d == "::/0") {
+      deny_all = true;
+    } else {
+      deny.push_back(d);
+    }
+  }
+  if (deny_all) {
+    // Only the exceptions; with none, no network at all.
+    s.mode = allow.empty() ? NetworkMode::kNone : NetworkMode::kEgress;
+    s.allow_out = std::move(allow);
+  } else {
+    if (!allow.empty() && !deny.empty()) {
+      return Bad("network.allowOut",
+                 "exceptions to a denyOut list other than 0.0.0.0/0 are not supported (in "
+                 "warmbox deny beats allow): deny everything with denyOut [\"0.0.0.0/0\"] and "
+                 "list what is allowed, or give denyOut alone");
+    }
+    // allowOut alone allows what is allowed anyway (E2B's allow only
+    // overrides a deny): an open policy.
+    s.mode = NetworkMode::kEgress;
+    s.deny_out = std::move(deny);
+  }
+  (void)WB_TRY(ParseNetPolicy(s.allow_out, s.deny_out, "network.allowOut", "network.denyOut"));
+  return s;
+}
+
+Result<void> ParseNetworkObject(const json& v, E2bNetwork& n) {
+  if (v.is_null()) return Ok();
+  if (!v.is_object()) return Bad("network", "expected an object");
+  auto list = [](const json& a, const std::string& field) -> Result<std::vector<std::string>> {
+    std::vector<std::string> out;
+    if (!a.is_array()) return Bad(field, "expected an array of strings");
+    for (const auto& e : a) {
+      if (!e.is_string()) return Bad(field, "expected an array of strings");
+      out.push_back(e.get<std::string>());
+    }
+    return out;
+  };
+  for (const auto& [key, f] : v.items()) {
+    if (f.is_null()) continue;
+    if (key == "allowOut") {
+      n.allow_out = WB_TRY(list(f, "network.allowOut"));
+    } else if (key == "denyOut") {
+      n.deny_out = WB_TRY(list(f, "network.denyOut"));
+    } else if (key == "allowPublicTraffic") {
+      // false (a sandbox's ports need the traffic token) is what warmbox's
+      // port proxy always does; true (ports open to anyone) it does not.
+      if (!f.is_boolean()) return Bad("network.allowPublicTraffic", "expected a boolean");
+      if (f.get<bool>())
+        return Bad("network.allowPublicTraffic",
+                   "not supported by warmbox: a sandbox's ports always need its traffic token "
+                   "(docs/e2b.md)");
+    } else if (key == "httpsPorts" && f.is_array() && f.empty()) {
+      continue;
+    } else if (key == "rules" && f.is_object() && f.empty()) {
+      continue;
+    } else if (key == "egressProxy" || key == "maskRequestHost" || key == "rules" ||
+               key == "httpsPorts") {
+      return Bad("network." + key, "not supported by warmbox (docs/e2b.md, \"Network\")");
+    } else {
+      return Bad("network." + key, "unknown field");
+    }
+  }
+  return Ok();
+}
+
+Result<E2bNetwork> ParseNetworkUpdate(std::string_view body) {
+  E2bNetwork n;
+  json j = json::object();
+  if (!Trim(body).empty()) j = WB_TRY(ParseJsonBounded(body, "body"));
+  if (!j.is_object()) return Bad("body", "expected a JSON object");
+  json rest = json::object();
+  for (const auto& [key, v] : j.items()) {
+    if (key == "allow_internet_access") {
+      if (!v.is_boolean() && !v.is_null()) return Bad(key, "expected a boolean");
+      if (v.is_boolean()) n.internet = v.get<bool>();
+    } else {
+      rest[key] = v;  // the network object's own fields, at the top level here
+    }
+  }
+  WB_RETURN_IF_ERROR(ParseNetworkObject(rest, n));
+  return n;
+}
+
+Result<LiveCreateRequest> ParseCreate(std::string_view body, NetworkMode default_network) {
   LiveCreateRequest r;
+  E2bNetwork net;
   json j = json::object();
   if (!Trim(body).empty()) j = WB_TRY(ParseJsonBounded(body, "body"));
   if (!j.is_object()) return Bad("body", "expected a JSON object");
@@ -93,11 +192,16 @@ Result<LiveCreateRequest> ParseCreate(std::string_view body) {
     } else if (key == "autoPause") {
       if (!v.is_boolean()) return Bad(key, "expected a boolean");
       r.on_timeout = v.get<bool>() ? "pause" : "kill";
-    } else if (key == "secure" || key == "autoPauseMemory" || key == "allow_internet_access") {
+    } else if (key == "allow_internet_access") {
+      if (!v.is_boolean() && !v.is_null()) return Bad(key, "expected a boolean");
+      if (v.is_boolean()) net.internet = v.get<bool>();
+    } else if (key == "secure" || key == "autoPauseMemory") {
       if (!v.is_boolean() && !v.is_null()) return Bad(key, "expected a boolean");
     } else if (key == "autoResume") {
       if (!v.is_object() && !v.is_null()) return Bad(key, "expected an object");
-    } else if (key == "network" || key == "mcp" || key == "volumeMounts") {
+    } else if (key == "network") {
+      WB_RETURN_IF_ERROR(ParseNetworkObject(v, net));
+    } else if (key == "mcp" || key == "volumeMounts") {
       if (v.is_null() || (v.is_object() && v.empty()) || (v.is_array() && v.empty())) continue;
       return Bad(key, "not supported by warmbox yet (docs/e2b.md)");
     } else if (key == "iam") {
@@ -107,6 +211,7 @@ Result<LiveCreateRequest> ParseCreate(std::string_view body) {
     }
   }
   if (!r.image) r.image = std::string(kDefaultTemplate);
+  r.network = WB_TRY(E2bNetworkSpec(net, default_network));
   return r;
 }
 
@@ -156,7 +261,12 @@ std::string SandboxDetailJson(const LiveInfo& i, std::string_view access_token) 
   json j = ListedJson(i);
   j["envdAccessToken"] = access_token;
   j["domain"] = nullptr;
-  j["allowInternetAccess"] = false;
+  // What the sandbox has, in E2B's terms: internet unless it has no network
+  // or denies everything; the lists as warmbox enforces them.
+  const bool denies_all = std::find(i.network.deny_out.begin(), i.network.deny_out.end(),
+                                    "0.0.0.0/0") != i.network.deny_out.end();
+  j["allowInternetAccess"] = i.network.mode == NetworkMode::kEgress && !denies_all;
+  j["network"] = {{"allowOut", i.network.allow_out}, {"denyOut", i.network.deny_out}};
   j["lifecycle"] = {{"onTimeout", i.on_timeout}, {"autoResume", false}};
   return j.dump(-1, ' ', false, json::error_handler_t::replace);
 }
@@ -307,7 +417,7 @@ asio::awaitable<ControlPlane::Reply> ControlPlane::Route(const Request& req) {
   // The collection: create and list.
   if (t.id.empty()) {
     if (method == http::verb::post) {
-      auto cr = ParseCreate(req.body());
+      auto cr = ParseCreate(req.body(), default_network_);
       if (!cr.ok()) co_return FailWith(cr.error());
       auto info = co_await live_.Create(std::move(*cr));
       if (!info.ok()) co_return FailWith(info.error());
@@ -355,6 +465,24 @@ asio::awaitable<ControlPlane::Reply> ControlPlane::Route(const Request& req) {
     auto secs = ParseTimeoutBody(req.body(), true);
     if (!secs.ok()) co_return FailWith(secs.error());
     auto r = live_.SetTimeout(id, **secs);
+    if (!r.ok()) co_return FailWith(r.error());
+    co_return Reply{204, ""};
+  }
+  if (t.verb == "network") {
+    if (method != http::verb::put) co_return Fail(405, target + ": use PUT");
+    auto n = ParseNetworkUpdate(req.body());
+    if (!n.ok()) co_return FailWith(n.error());
+    // Fields left out are cleared (as E2B's): {} is the internet, open.
+    auto spec = E2bNetworkSpec(*n, NetworkMode::kEgress);
+    if (!spec.ok()) co_return FailWith(spec.error());
+    if (spec->mode == NetworkMode::kNone) {
+      // Everything denied: a sandbox without a network stays so; one with
+      // keeps its interface and refuses every address.
+      if (info->network.mode == NetworkMode::kNone) co_return Reply{204, ""};
+      spec->mode = NetworkMode::kEgress;
+      spec->deny_out = {"0.0.0.0/0", "::/0"};
+    }
+    auto r = co_await live_.UpdateNetwork(id, std::move(*spec));
     if (!r.ok()) co_return FailWith(r.error());
     co_return Reply{204, ""};
   }

@@ -27,12 +27,34 @@ namespace wb::daemon::e2b {
 // The template when a create names none, as E2B's.
 inline constexpr std::string_view kDefaultTemplate = "base";
 
+// E2B's network fields (docs/e2b.md, "Network"): allow_internet_access and
+// network.allowOut / denyOut, each absent unless given.
+struct E2bNetwork {
+  std::optional<bool> internet;
+  std::optional<std::vector<std::string>> allow_out, deny_out;
+};
+// The network object's fields into n; what warmbox cannot honour
+// (allowPublicTraffic true, egressProxy, maskRequestHost, rules, httpsPorts)
+// is bad_request naming the field.
+[[nodiscard]] Result<void> ParseNetworkObject(const nlohmann::json& v, E2bNetwork& n);
+// The body of PUT /sandboxes/{id}/network: the network object's fields and
+// allow_internet_access, at the top level.
+[[nodiscard]] Result<E2bNetwork> ParseNetworkUpdate(std::string_view body);
+// E2B's fields as warmbox's network: nothing given is default_mode (the
+// daemon's --e2b-default-network); everything denied (allow_internet_access
+// false or denyOut 0.0.0.0/0) with allowOut is egress allowing only those,
+// without allowOut no network; otherwise egress denying denyOut. allowOut
+// with a partial denyOut is refused (E2B's allow beats deny, warmbox's deny
+// beats allow).
+[[nodiscard]] Result<NetworkSpec> E2bNetworkSpec(const E2bNetwork& n, NetworkMode default_mode);
+
 // POST /v2/sandboxes and POST /sandboxes: templateID, timeout (seconds; 0 or
-// absent: the daemon's default), metadata, envVars, autoPause; accepted and
-// ignored: secure, autoResume, allow_internet_access (false is what warmbox
-// sandboxes have), autoPauseMemory. A network policy, MCP or volume mounts are
-// refused (not supported yet), as is any other field's wrong type.
-[[nodiscard]] Result<LiveCreateRequest> ParseCreate(std::string_view body);
+// absent: the daemon's default), metadata, envVars, autoPause,
+// allow_internet_access and network (E2bNetworkSpec); accepted and ignored:
+// secure, autoResume, autoPauseMemory. MCP or volume mounts are refused (not
+// supported yet), as is any other field's wrong type.
+[[nodiscard]] Result<LiveCreateRequest> ParseCreate(
+    std::string_view body, NetworkMode default_network = NetworkMode::kNone);
 
 // {"timeout":S} of /timeout and /connect; absent (connect) is nullopt.
 [[nodiscard]] Result<std::optional<uint64_t>> ParseTimeoutBody(std::string_view body,
@@ -81,8 +103,9 @@ struct ControlPlaneReply {
 class ControlPlane {
  public:
   using Request = boost::beast::http::request<boost::beast::http::string_body>;
-  ControlPlane(LiveService& live, std::string api_token)
-      : live_(live), api_token_(std::move(api_token)) {}
+  ControlPlane(LiveService& live, std::string api_token,
+               NetworkMode default_network = NetworkMode::kNone)
+      : live_(live), api_token_(std::move(api_token)), default_network_(default_network) {}
   // Serves one request (authenticated by the router); returns whether the
   // connection may serve another.
   boost::asio::awaitable<bool> Handle(boost::beast::tcp_stream& s, const Request& req);
@@ -96,6 +119,7 @@ class ControlPlane {
   };
   LiveService& live_;
   std::string api_token_;
+  NetworkMode default_network_;           // a create that says nothing (--e2b-default-network)
   std::map<std::string, CpuSample> cpu_;  // the last metrics call's sample, per sandbox
 };
 

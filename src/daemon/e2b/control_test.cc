@@ -23,10 +23,68 @@ TEST(E2bControlTest, CreateMapsOntoALiveSandbox) {
   EXPECT_FALSE(empty->timeout_s.has_value());
 }
 
+TEST(E2bControlTest, NetworkFieldsMapOntoWarmboxsPolicy) {
+  // Nothing said: the daemon's default.
+  auto plain = ParseCreate("{}");
+  ASSERT_TRUE(plain.ok());
+  EXPECT_EQ(plain->network.mode, NetworkMode::kNone);
+  auto dflt = ParseCreate("{}", NetworkMode::kEgress);
+  ASSERT_TRUE(dflt.ok());
+  EXPECT_EQ(dflt->network.mode, NetworkMode::kEgress);
+  EXPECT_TRUE(dflt->network.allow_out.empty());
+  // The body the reference observed: everything denied but 1.1.1.1.
+  auto only = ParseCreate(
+      R"({"allow_internet_access":false,"network":{"allowOut":["1.1.1.1"],"denyOut":["0.0.0.0/0"],"allowPublicTraffic":false}})");
+  ASSERT_TRUE(only.ok()) << only.error().ToString();
+  EXPECT_EQ(only->network.mode, NetworkMode::kEgress);
+  EXPECT_EQ(only->network.allow_out, std::vector<std::string>{"1.1.1.1"});
+  EXPECT_TRUE(only->network.deny_out.empty());
+  auto off = ParseCreate(R"({"allow_internet_access":false})", NetworkMode::kEgress);
+  ASSERT_TRUE(off.ok());
+  EXPECT_EQ(off->network.mode, NetworkMode::kNone);
+  auto on = ParseCreate(R"({"allow_internet_access":true})");
+  ASSERT_TRUE(on.ok());
+  EXPECT_EQ(on->network.mode, NetworkMode::kEgress);
+  auto deny = ParseCreate(R"({"network":{"denyOut":["198.51.100.0/24","bad.test"]}})");
+  ASSERT_TRUE(deny.ok());
+  EXPECT_EQ(deny->network.mode, NetworkMode::kEgress);
+  EXPECT_EQ(deny->network.deny_out, (std::vector<std::string>{"198.51.100.0/24", "bad.test"}));
+  auto update = ParseNetworkUpdate(R"({"allowOut":["a.test"],"denyOut":["0.0.0.0/0"]})");
+  ASSERT_TRUE(update.ok());
+  auto spec = E2bNetworkSpec(*update, NetworkMode::kEgress);
+  ASSERT_TRUE(spec.ok());
+  EXPECT_EQ(spec->allow_out, std::vector<std::string>{"a.test"});
+}
+
+TEST(E2bControlTest, NetworkFieldsWarmboxCannotHonourAreRefusedByName) {
+  for (const char* field : {"egressProxy", "maskRequestHost", "rules", "httpsPorts",
+                            "allowPublicTraffic", "allowOut"}) {
+    std::string body;
+    if (std::string(field) == "egressProxy")
+      body = R"({"network":{"egressProxy":{"address":"p:1"}}})";
+    if (std::string(field) == "maskRequestHost") body = R"({"network":{"maskRequestHost":"x"}})";
+    if (std::string(field) == "rules") body = R"({"network":{"rules":{"a.test":[{}]}}})";
+    if (std::string(field) == "httpsPorts") body = R"({"network":{"httpsPorts":[3000]}})";
+    if (std::string(field) == "allowPublicTraffic")
+      body = R"({"network":{"allowPublicTraffic":true}})";
+    // E2B's allow beats a partial deny; warmbox's deny wins: refused.
+    if (std::string(field) == "allowOut")
+      body = R"({"network":{"allowOut":["198.51.100.7"],"denyOut":["198.51.100.0/24"]}})";
+    auto r = ParseCreate(body);
+    ASSERT_FALSE(r.ok()) << field;
+    EXPECT_EQ(r.error().code, ErrorCode::kInvalidArgument);
+    EXPECT_NE(r.error().ToString().find(std::string("network.") + field), std::string::npos)
+        << r.error().ToString();
+  }
+  auto bad = ParseCreate(R"({"network":{"allowOut":["10.0.0.1/8"],"denyOut":["0.0.0.0/0"]}})");
+  ASSERT_FALSE(bad.ok());
+  EXPECT_NE(bad.error().ToString().find("network.allowOut"), std::string::npos);
+}
+
 TEST(E2bControlTest, CreateRefusesWhatItCannotDo) {
-  auto net = ParseCreate(R"({"network":{"allowOut":["1.1.1.1"]}})");
-  ASSERT_FALSE(net.ok());
-  EXPECT_NE(net.error().ToString().find("network"), std::string::npos);
+  auto mcp = ParseCreate(R"({"mcp":{"x":{}}})");
+  ASSERT_FALSE(mcp.ok());
+  EXPECT_NE(mcp.error().ToString().find("mcp"), std::string::npos);
   auto unknown = ParseCreate(R"({"templateId":"x"})");
   ASSERT_FALSE(unknown.ok());
   EXPECT_NE(unknown.error().ToString().find("templateId"), std::string::npos);

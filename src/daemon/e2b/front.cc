@@ -44,9 +44,9 @@ Refusal EnvdRefusal(std::string_view path, unsigned status, const char* connect_
 
 }  // namespace
 
-Front::Front(LiveService* live, std::string api_token)
+Front::Front(LiveService* live, std::string api_token, NetworkMode default_network)
     : live_(live), api_token_(std::move(api_token)) {
-  if (live_) control_ = std::make_unique<ControlPlane>(*live_, api_token_);
+  if (live_) control_ = std::make_unique<ControlPlane>(*live_, api_token_, default_network);
 }
 
 Result<Route> Front::Classify(const Request& head) const {

@@ -30,7 +30,9 @@ class Front {
  public:
   // live: null when the daemon has no live sandboxes (then E2B requests are
   // refused with 503).
-  Front(LiveService* live, std::string api_token);
+  // default_network: an E2B create's network when it says nothing
+  // (--e2b-default-network; docs/e2b.md, "Network").
+  Front(LiveService* live, std::string api_token, NetworkMode default_network = NetworkMode::kNone);
 
   // The plane of a request whose head has arrived; a malformed routing
   // header is a refusal (400).

@@ -152,10 +152,10 @@ Result<LiveRequest> ParseLiveRequest(std::string_view body) {
         }
         (void)WB_TRY(ParseNetPolicy(c.network.allow_out, c.network.deny_out, "network.allow_out",
                                     "network.deny_out"));
+        // Ports are published by the daemon through the agent: any mode.
         if (c.network.mode == NetworkMode::kNone &&
-            (!c.network.allow_out.empty() || !c.network.deny_out.empty() ||
-             !c.network.ports.empty())) {
-          return Bad("network", "a policy or ports need mode \"egress\"");
+            (!c.network.allow_out.empty() || !c.network.deny_out.empty())) {
+          return Bad("network", "a policy needs mode \"egress\"");
         }
       }
       c.on_timeout = WB_TRY(OptString(j, "on_timeout")).value_or("kill");
@@ -213,7 +213,7 @@ std::string ToJson(const LiveRequest& r) {
       if (!c.user.empty()) j["user"] = c.user;
       if (!c.cwd.empty()) j["workdir"] = c.cwd;
       if (c.main) j["main"] = *c.main;
-      if (c.network.mode != NetworkMode::kNone) {
+      if (c.network.mode != NetworkMode::kNone || !c.network.ports.empty()) {
         std::vector<std::string> ports;
         for (const auto& p : c.network.ports) {
           const bool v6 = p.host_addr.find(':') != std::string::npos;

@@ -1,13 +1,8 @@
 // --network egress for real (root): the ns driver's sandboxes reach a small
 // "internet" built here, and nothing else.
 //
-// No packet leaves this test's own namespaces. The test process moves itself
-// into a new network namespace (D, "the host": the daemon's side) before it
-// starts anything; a second one (I, "the internet") holds servers on the
-// documentation ranges 198.51.100.0/24 and 203.0.113.0/24, a DNS server for
-// *.test names, and stand-ins for the metadata address and private ranges.
-// A veth pair links D (192.0.2.2, .3) and I (192.0.2.1); D's only route
-// leads there.
+// No packet leaves this test's own namespaces: tests/net_internet.h (D, the
+// test process's own namespace, "the host"; I, "the internet").
 #include <arpa/inet.h>
 #include <gtest/gtest.h>
 #include <netinet/in.h>
@@ -15,8 +10,6 @@
 #include <signal.h>
 #include <sys/socket.h>
 #include <unistd.h>
-
-#include <fstream>
 
 #include "base/child.h"
 #include "base/fd.h"
@@ -26,6 +19,7 @@
 #include "sandbox/net/net_attach.h"
 #include "sandbox/ns/ns_driver.h"
 #include "tests/assert_ok.h"
+#include "tests/net_internet.h"
 #include "tests/test_util.h"
 #include "tests/uid_ranges.h"
 
@@ -39,116 +33,18 @@ using wb::testing::RunProcess;
 constexpr uint32_t kBase = wb::testing::UidBase(wb::testing::UidUser::kNetTest);
 const char* kTable = "warmbox_test";
 
-// The servers of I: HTTP on port 80 of every address, answering with the
-// address that was reached. Started with "go" on stdin once I's addresses
-// exist; says "ready" once it listens.
-const char* kServer = R"PY(
-import socket, sys, threading
-sys.stdin.readline()
-s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-s.bind(("0.0.0.0", 80)); s.listen(64)
-print("ready", flush=True)
-def serve(c):
-    try:
-        c.settimeout(5); c.recv(4096)
-        body = "hello from %s\n" % c.getsockname()[0]
-        c.sendall(("HTTP/1.0 200 OK\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body)).encode())
-    finally:
-        c.close()
-while True:
-    c, _ = s.accept()
-    threading.Thread(target=serve, args=(c,), daemon=True).start()
-)PY";
-
-void RunOk(const std::vector<std::string>& argv) {
-  auto r = RunProcess(argv);
-  std::string cmd;
-  for (const auto& a : argv) cmd += a + " ";
-  ASSERT_EQ(r.code, 0) << cmd << ": " << r.err;
-}
-
 class NetTest : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
     if (::geteuid() != 0) return;
-    // D: this process's own network namespace from here on (this thread is
-    // the only one, and everything is spawned from it).
-    ASSERT_EQ(::unshare(CLONE_NEWNET), 0) << strerror(errno);
     dir_ = new std::string(wb::testing::MakeTempDir("wb-net-test"));
-    ASSERT_OK(WriteFileAtomic(*dir_ + "/server.py", kServer));
-    auto pin = MakePipe();
-    auto pout = MakePipe();
-    ASSERT_OK(pin);
-    ASSERT_OK(pout);
-    Pipe in = std::move(*pin), out = std::move(*pout);
-    SpawnOptions so;
-    so.path = "/usr/bin/python3";
-    so.argv = {"python3", *dir_ + "/server.py"};
-    so.clone_flags = CLONE_NEWNET;  // I
-    so.fds = {{in.read.get(), 0}, {out.write.get(), 1}};
-    so.pdeath_signal = SIGKILL;
-    auto c = ChildProcess::Spawn(so);
-    ASSERT_OK(c);
-    server_ = new ChildProcess(std::move(*c));
-    in.read.reset();
-    out.write.reset();
-    const std::string pid = std::to_string(server_->pid());
-    const std::vector<std::string> in_i = {"/usr/bin/nsenter", "-t", pid, "-n", "/sbin/ip"};
-    auto ip_i = [&](std::vector<std::string> a) {
-      std::vector<std::string> argv = in_i;
-      argv.insert(argv.end(), a.begin(), a.end());
-      RunOk(argv);
-    };
-    RunOk({"/sbin/ip", "link", "set", "lo", "up"});
-    RunOk(
-        {"/sbin/ip", "link", "add", "wbn0", "type", "veth", "peer", "name", "wbn1", "netns", pid});
-    RunOk({"/sbin/ip", "addr", "add", "192.0.2.2/24", "dev", "wbn0"});
-    RunOk({"/sbin/ip", "addr", "add", "192.0.2.3/32", "dev", "wbn0"});
-    RunOk({"/sbin/ip", "link", "set", "wbn0", "up"});
-    RunOk({"/sbin/ip", "route", "add", "default", "via", "192.0.2.1"});
-    ip_i({"link", "set", "lo", "up"});
-    ip_i({"addr", "add", "192.0.2.1/24", "dev", "wbn1"});
-    ip_i({"link", "set", "wbn1", "up"});
-    for (const char* a :
-         {"198.51.100.10", "198.51.100.11", "198.51.100.53", "203.0.113.10", "203.0.113.66",
-          "169.254.169.254", "10.1.2.3", "172.16.5.5", "192.168.7.7", "100.64.1.1"}) {
-      ip_i({"addr", "add", std::string(a) + "/32", "dev", "lo"});
-    }
-    ASSERT_OK(WriteAll(in.write.get(), "go\n"));
-    char buf[16] = {};
-    ASSERT_GT(::read(out.read.get(), buf, sizeof buf), 0);
-    ASSERT_EQ(std::string(buf, 6), "ready\n");
-    server_in_ = new UniqueFd(std::move(in.write));
-    // The internet's DNS: test names only.
-    SpawnOptions d;
-    d.path = "/usr/bin/nsenter";
-    d.argv = {"nsenter",
-              "-t",
-              pid,
-              "-n",
-              "/usr/sbin/dnsmasq",
-              "--keep-in-foreground",
-              "--conf-file=/dev/null",
-              "--no-resolv",
-              "--no-hosts",
-              "--bind-interfaces",
-              "--listen-address=198.51.100.53",
-              "--address=/allowed.test/198.51.100.10",
-              "--address=/neighbour.test/198.51.100.11",
-              "--address=/denied.test/203.0.113.10",
-              "--address=/www.wild.test/203.0.113.10",
-              "--address=/private.test/10.1.2.3",
-              "--pid-file"};
-    d.pdeath_signal = SIGKILL;
-    auto dc = ChildProcess::Spawn(d);
-    ASSERT_OK(dc);
-    dns_ = new ChildProcess(std::move(*dc));
-    ASSERT_TRUE(Eventually([] { return Connects("198.51.100.53", 53); }, 10000));
-    ASSERT_TRUE(Eventually([] { return Connects("198.51.100.10", 80); }, 10000));
+    auto net = wb::testing::TestInternet::Start(*dir_);
+    ASSERT_OK(net);
+    internet_ = net->release();
   }
   static void TearDownTestSuite() {
-    if (dns_) dns_->KillAndReap();
-    if (server_) server_->KillAndReap();
+    delete internet_;
+    internet_ = nullptr;
     if (dir_) (void)RemoveTree(*dir_);
   }
 
@@ -168,6 +64,9 @@ class NetTest : public ::testing::Test {
     o.agent_path = wb::testing::BuildDir() + "/warmbox-agent";
     o.net.table = kTable;
     o.net.dns_upstreams = {"198.51.100.53"};
+    // Short, so that a test sees a name's address expire (every test's
+    // resolve-then-connect takes far less).
+    o.net.dns_ttl_s = 10;
     auto drv = NsDriver::Open(o, store_.get());
     ASSERT_OK(drv);
     driver_ = std::move(*drv);
@@ -241,9 +140,7 @@ class NetTest : public ::testing::Test {
   }
 
   static std::string* dir_;
-  static ChildProcess* server_;
-  static ChildProcess* dns_;
-  static UniqueFd* server_in_;
+  static wb::testing::TestInternet* internet_;
   std::string state_;
   const std::string cgroup_parent_ = "/warmbox-net-test-" + std::to_string(::getpid());
   std::unique_ptr<ImageStore> store_;
@@ -251,9 +148,7 @@ class NetTest : public ::testing::Test {
 };
 
 std::string* NetTest::dir_ = nullptr;
-ChildProcess* NetTest::server_ = nullptr;
-ChildProcess* NetTest::dns_ = nullptr;
-UniqueFd* NetTest::server_in_ = nullptr;
+wb::testing::TestInternet* NetTest::internet_ = nullptr;
 
 TEST_F(NetTest, NoneModeHasOnlyLoopback) {
   auto sb = driver_->Create(SandboxSpec{});
@@ -382,27 +277,20 @@ TEST_F(NetTest, UpdateTakesEffectOnARunningSandbox) {
   EXPECT_EQ(Get(*sb, "http://203.0.113.10/"), "hello from 203.0.113.10\n");
 }
 
-// Disabled: the connection through pasta's -t does not reach the server in
-// the sandbox yet (docs/network.md, "What is left").
-TEST_F(NetTest, DISABLED_PublishedPortReachesTheSandboxAndClosesWithIt) {
-  auto sb = Egress({}, {}, {{"127.0.0.1", 18080, 8000}});
+// A name's address is admitted while the resolver's answer lives (the
+// set's timeout and the cache's TTL are one value, 10 s here), then no
+// longer, until the name is resolved again.
+TEST_F(NetTest, NamesAddressesExpireWithTheResolversAnswer) {
+  auto sb = Egress({"allowed.test"}, {});
   ASSERT_TRUE(sb);
-  // A one-shot server inside, in the background of the sandbox.
-  ExecRequest req;
-  req.argv = {"sh", "-c", "(nc -l -p 8000 -e echo published >/dev/null 2>&1 &) ; true"};
-  ExecIo io;
-  ASSERT_OK(sb->Exec(req, io));
-  std::string got;
-  ASSERT_TRUE(Eventually(
-      [&] {
-        auto r = RunProcess({"/bin/busybox", "nc", "127.0.0.1", "18080"});
-        got = r.out;
-        return got == "published\n";
-      },
-      10000))
-      << got;
-  ASSERT_OK(sb->Destroy());
-  EXPECT_FALSE(Connects("127.0.0.1", 18080));
+  EXPECT_EQ(Get(*sb, "http://allowed.test/"), "hello from 198.51.100.10\n");
+  auto table = [] { return RunProcess({"/usr/sbin/nft", "list", "table", "inet", kTable}).out; };
+  EXPECT_NE(table().find("timeout 10s"), std::string::npos) << table();  // the set's
+  EXPECT_NE(table().find("198.51.100.10 expires"), std::string::npos) << table();
+  EXPECT_TRUE(Eventually([&] { return table().find("198.51.100.10") == std::string::npos; }, 30000))
+      << table();
+  EXPECT_EQ(Get(*sb, "http://198.51.100.10/"), "");
+  EXPECT_EQ(Get(*sb, "http://allowed.test/"), "hello from 198.51.100.10\n");
 }
 
 }  // namespace

@@ -34,6 +34,7 @@ demo: build
 bench: build
 	./bench/cold_run.sh $(BUILD)
 	$(BUILD)/uid_slots_bench
+	$(BUILD)/net_bench
 	./bench/pool_run.sh $(BUILD)
 	./bench/live_run.py $(BUILD)
 	./bench/e2b_sdk.mjs $(BUILD)

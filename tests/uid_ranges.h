@@ -44,6 +44,7 @@ enum class UidUser {
   kUidSlotsTest,
   kVmJailTest,  // vm_jail_test, and base_test's jail test (ChildJailTest)
   kNetTest,
+  kPortsTest,
   kNetSurfaceTest,
   kVmNetTest,
   kOutputSpillTest,
@@ -95,6 +96,7 @@ inline constexpr std::array<UidRange, static_cast<size_t>(UidUser::kCount_)> kUi
     // The sandboxes' ranges (slots 0..128), then the network helpers' group
     // ids above them (sandbox/net: NetIds).
     {UidUser::kNetTest, "net_test", 1810000000, kSlotsIds + kRangeIds},
+    {UidUser::kPortsTest, "ports_test", 1830000000, kSlotsIds},
     // As net_test's: the sandboxes' slots, then the network helpers' groups.
     {UidUser::kNetSurfaceTest, "net_surface_test (tests/e2b/network.test.mjs)", 1840000000,
      kSlotsIds + kRangeIds},

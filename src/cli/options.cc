@@ -90,7 +90,8 @@ void AddNetworkOptions(CLI::App* sub, NetworkChoice& n, bool with_publish) {
       ->allow_extra_args(false);
   if (with_publish) {
     sub->add_option("-p,--publish", n.publish,
-                    "egress: publish [HOSTADDR:]HOSTPORT:PORT (not supported yet: refused)")
+                    "publish [HOSTADDR:]HOSTPORT:PORT (repeatable; default HOSTADDR 127.0.0.1): "
+                    "the daemon relays HOSTPORT to the sandbox's PORT, any --network")
         ->allow_extra_args(false);
   }
 }
@@ -101,17 +102,14 @@ Result<NetworkSpec> ParseNetworkChoice(const NetworkChoice& n) {
   s.allow_out = n.allow_out;
   s.deny_out = n.deny_out;
   for (const auto& p : n.publish) s.ports.push_back(WB_TRY(ParsePublishedPort(p, "-p")));
-  if (s.mode == NetworkMode::kNone &&
-      (!s.allow_out.empty() || !s.deny_out.empty() || !s.ports.empty())) {
-    const std::string what = !s.allow_out.empty()  ? "--allow-out"
-                             : !s.deny_out.empty() ? "--deny-out"
-                                                   : "-p";
+  // -p is served by the daemon through the agent, with or without a network.
+  if (s.mode == NetworkMode::kNone && (!s.allow_out.empty() || !s.deny_out.empty())) {
+    const std::string what = !s.allow_out.empty() ? "--allow-out" : "--deny-out";
     return Fail(ErrorCode::kInvalidArgument, what, "--network none",
                 "needs --network egress (the sandbox has no network otherwise)");
   }
   // The policy's entries are checked now, with the option names.
   (void)WB_TRY(ParseNetPolicy(s.allow_out, s.deny_out));
-  WB_RETURN_IF_ERROR(CheckNetworkSupported(s));
   return s;
 }
 

@@ -60,8 +60,8 @@ struct NetworkChoice {
   std::vector<std::string> allow_out, deny_out, publish;
 };
 void AddNetworkOptions(CLI::App* sub, NetworkChoice& n, bool with_publish = true);
-// Parsed and checked: a policy or ports without --network egress are refused
-// (they would silently do nothing).
+// Parsed and checked: a policy without --network egress is refused (it would
+// silently do nothing). Ports (-p) go with any mode: the daemon publishes them.
 [[nodiscard]] Result<NetworkSpec> ParseNetworkChoice(const NetworkChoice& n);
 
 // Prints "warmbox: <error>" and returns kExitWarmboxError.

@@ -10,6 +10,7 @@
 #include "base/strings.h"
 #include "cli/verbs.h"
 #include "image/store.h"
+#include "sandbox/net/net_plan.h"
 #include "sandbox/ns/ns_driver.h"
 #include "sandbox/run_policy.h"
 
@@ -60,6 +61,7 @@ Result<int> DoRun(const GlobalOptions& g, const RunOptions& o) {
   if (!o.cpus.empty()) spec.limits.cpus = WB_TRY(ParseCpus(o.cpus, "--cpus"));
   spec.security = WB_TRY(ParseSecurityOptions(o.security_opts, o.nofile));
   spec.network = WB_TRY(ParseNetworkChoice(o.network));
+  WB_RETURN_IF_ERROR(CheckNetworkSupported(spec.network));
   if (spec.limits.memory_bytes < (4u << 20))
     return Fail("--memory", o.memory, "must be at least 4m");
   if (spec.limits.disk_bytes < (1u << 20)) return Fail("--disk", o.disk, "must be at least 1m");

@@ -210,7 +210,8 @@ std::string ToJson(const LiveRequest& r) {
       if (!c.user.empty()) j["user"] = c.user;
       if (!c.cwd.empty()) j["workdir"] = c.cwd;
       if (c.main) j["main"] = *c.main;
-      if (c.network.mode != NetworkMode::kNone) j["network"] = NetworkToJson(c.network);
+      if (c.network.mode != NetworkMode::kNone || !c.network.ports.empty())
+        j["network"] = NetworkToJson(c.network);
       j["on_timeout"] = c.on_timeout;
       break;
     }

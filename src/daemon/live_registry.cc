@@ -23,6 +23,7 @@
 #include "base/json.h"
 #include "base/log.h"
 #include "base/strings.h"
+#include "daemon/published_ports.h"
 #include "daemon/services.h"
 #include "sandbox/sandbox_dir.h"
 
@@ -147,6 +148,8 @@ struct LiveRegistry::Entry {
   // thread; net_busy: an update (or attach) is in flight.
   NetworkSpec network;
   bool net_busy = false;
+  // The create's -p listeners (docs/network.md); closed with the sandbox.
+  std::unique_ptr<PublishedPorts> published;
 };
 
 LiveRegistry::LiveRegistry(asio::io_context& io, pool::PoolRegistry& pools, ImagePuller& puller,
@@ -202,6 +205,8 @@ LiveInfo LiveRegistry::InfoOf(const Entry& e, bool usage) const {
     }
   }
   i.network = e.network;
+  i.network.ports.clear();
+  if (e.published && !e.gone) i.network.ports = e.published->ports();
   return i;
 }
 
@@ -344,6 +349,10 @@ asio::awaitable<Result<LiveInfo>> LiveRegistry::Create(LiveCreateRequest req) {
                        " live sandboxes (--max-sandboxes " + std::to_string(opts_.max_sandboxes) +
                        "); kill one or retry later");
   }
+  // Published ports listen before anything is claimed: a port in use
+  // refuses the create at once, naming it.
+  auto published = PublishedPorts::Listen(io_, req.network.ports);
+  if (!published.ok()) co_return published.error();
   ++creating_;
   struct Count {
     size_t& n;
@@ -440,6 +449,7 @@ asio::awaitable<Result<LiveInfo>> LiveRegistry::Create(LiveCreateRequest req) {
     // Pool sandboxes are made without a network; the claimed one gets the
     // create's (docs/network.md).
     NetworkSpec net = req.network;
+    net.ports.clear();  // served by the daemon (published_ports.h), not the network
     std::function<Result<void>()> attach = [sb, net]() { return sb->AttachNetwork(net); };
     Result<void> attached = co_await OnBlockingThread(rt, attach);
     if (!attached.ok()) co_return co_await destroy_on_error(attached.error());
@@ -522,6 +532,8 @@ asio::awaitable<Result<LiveInfo>> LiveRegistry::Create(LiveCreateRequest req) {
   }
   if (auto w = WriteLiveRecord(e->dir, r); !w.ok()) co_return co_await destroy_on_error(w.error());
   live_[r.id] = e;
+  e->published = std::move(*published);
+  e->published->Start(*this, r.id);
   ArmTimer(e);
   WatchLiveness(e);
   FollowServices(e);
@@ -807,6 +819,7 @@ asio::awaitable<Result<void>> LiveRegistry::Kill(const std::string& id) {
 
 asio::awaitable<Result<void>> LiveRegistry::Destroy(EntryPtr e, std::string why) {
   e->gone = true;
+  if (e->published) e->published->Close();
   e->state = LiveState::kDead;
   e->dead_reason = why;
   e->timer.cancel();
@@ -1072,6 +1085,9 @@ void LiveRegistry::Shutdown(bool keep) {
       e->flush_timer.cancel();
       Persist(*e);  // the log offset as of now
       e->gone = true;
+      // A published port is the daemon's own listener: it goes with this
+      // daemon (a new one does not publish an adopted sandbox's ports).
+      if (e->published) e->published->Close();
       if (e->main_conn) e->main_conn->Close();
       EndFollowers(*e);
       if (e->sb) e->sb->Abandon();

@@ -47,9 +47,9 @@ Result<NetworkSpec> ParseNetworkJson(const json& j, const std::string& field,
     s.ports.push_back(WB_TRY(ParsePublishedPort(p, field + ".ports")));
   }
   (void)WB_TRY(ParseNetPolicy(s.allow_out, s.deny_out, field + ".allow_out", field + ".deny_out"));
-  if (s.mode == NetworkMode::kNone &&
-      (!s.allow_out.empty() || !s.deny_out.empty() || !s.ports.empty())) {
-    return Bad(field, "a policy or ports need mode \"egress\"");
+  // Ports are published by the daemon through the agent: any mode.
+  if (s.mode == NetworkMode::kNone && (!s.allow_out.empty() || !s.deny_out.empty())) {
+    return Bad(field, "a policy needs mode \"egress\"");
   }
   return s;
 }

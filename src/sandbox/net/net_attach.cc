@@ -205,6 +205,7 @@ Result<std::unique_ptr<SandboxNetwork>> SandboxNetwork::Prepare(const NetAttachO
   n->ids_.table = o.host.table;
   n->ids_.tag = o.tag;
   n->ids_.gid = o.gid;
+  n->ids_.dns_ttl_s = o.host.dns_ttl_s;
   n->ids_.dns_port = WB_TRY(FreeLoopbackPort());
 
   // The rules first: pasta's first socket is already under them.
@@ -231,7 +232,6 @@ Result<std::unique_ptr<SandboxNetwork>> SandboxNetwork::Attach(const NetAttachOp
   pp.path = o.host.pasta_path;
   pp.gid = o.gid;
   pp.netns_fd = 3;
-  pp.ports = spec.ports;
   SpawnOptions so;
   so.path = pp.path;
   so.argv = PastaArgv(pp);

@@ -28,6 +28,8 @@ struct NetHostOptions {
   // The resolvers dnsmasq forwards allowed names to; empty: the host's
   // /etc/resolv.conf.
   std::vector<std::string> dns_upstreams;
+  // How long a name's address stays admitted (NetTableIds::dns_ttl_s).
+  uint32_t dns_ttl_s = kDnsTtlSeconds;
 };
 
 struct NetAttachOptions {

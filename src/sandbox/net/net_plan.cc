@@ -2,6 +2,7 @@
 
 #include <arpa/inet.h>
 
+#include <algorithm>
 #include <cstring>
 
 #include "base/json.h"
@@ -274,6 +275,10 @@ const std::vector<std::string>& DefaultDeniedRanges() {
   return r;
 }
 
+uint32_t EffectiveDnsTtl(const NetTableIds& ids) {
+  return std::clamp<uint32_t>(ids.dns_ttl_s, 1, 3600);
+}
+
 std::string NftBaseText(const std::string& t) {
   // The maps dispatch on the group of the socket's file (`meta skgid`):
   // pasta's, one per sandbox. Input sees the socket only once the kernel
@@ -361,9 +366,10 @@ std::string NftSandboxText(const NetTableIds& ids, const NetPolicy& policy) {
            "; flags interval; }\n";
     out +=
         "add set inet " + t + " deny" + fam + "_" + g + " { type " + type + "; flags interval; }\n";
-    // Names' addresses: dnsmasq adds them; they expire unless resolved again.
+    // Names' addresses: dnsmasq adds them when an answer comes from
+    // upstream; they expire when its cached answer does (DnsmasqArgv).
     out += "add set inet " + t + " dns" + fam + "_" + g + " { type " + type +
-           "; flags timeout; timeout 10m; }\n";
+           "; flags timeout; timeout " + std::to_string(EffectiveDnsTtl(ids)) + "s; }\n";
   }
   out += PolicyElementsText(ids, policy);
   out += PolicyChainText(ids, policy);
@@ -459,13 +465,10 @@ std::vector<std::string> PastaArgv(const PastaPlan& p) {
       "-u",
       "none",
   };
-  std::string tcp;
-  for (const auto& port : p.ports) {
-    tcp += (tcp.empty() ? "" : ",") + port.host_addr + "/" + std::to_string(port.host_port) + ":" +
-           std::to_string(port.port);
-  }
+  // No inbound forwarding: published ports are the daemon's own listeners,
+  // relayed through the agent (daemon/published_ports.h), for both modes.
   a.push_back("-t");
-  a.push_back(tcp.empty() ? "none" : tcp);
+  a.push_back("none");
   // The daemon's fd of the sandbox's netns, as pasta's own: /proc/self
   // needs no ptrace access to the agent.
   a.push_back("--netns");
@@ -523,6 +526,16 @@ std::vector<std::string> DnsmasqArgv(const DnsmasqPlan& d, const NetTableIds& id
                                 "--port=" + std::to_string(d.port),
                                 "--cache-size=1000",
                                 "--log-facility=/dev/null"};
+  // Every answer lives exactly dns_ttl_s in the cache (shorter TTLs raised,
+  // longer ones cut) and is handed out with at most that TTL. dnsmasq adds
+  // to the sets only for answers from upstream, which come once the cached
+  // one has expired: the set's element (timeout dns_ttl_s from the same
+  // moment) expires with it, and the sandbox never holds an address longer
+  // than the set admits it. dnsmasq refuses a floor over one hour.
+  const std::string ttl = std::to_string(EffectiveDnsTtl(ids));
+  a.push_back("--min-cache-ttl=" + ttl);
+  a.push_back("--max-cache-ttl=" + ttl);
+  a.push_back("--max-ttl=" + ttl);
   a.push_back(d.pid_file.empty() ? "--pid-file" : "--pid-file=" + d.pid_file);
   auto pattern = [](const DomainRule& r) { return "/" + r.ToString() + "/"; };
   const std::string sets =
@@ -557,8 +570,8 @@ Result<void> CheckNetworkSupported(const NetworkSpec& s) {
   const PublishedPort& p = s.ports.front();
   return Fail(ErrorCode::kInvalidArgument, "-p",
               p.host_addr + ":" + std::to_string(p.host_port) + ":" + std::to_string(p.port),
-              "publishing ports is not supported yet; reach the sandbox's port through the HTTP "
-              "API's port proxy (header E2b-Sandbox-Port, docs/e2b.md)");
+              "ports are published by the daemon for live sandboxes only (warmbox sandbox "
+              "create -p); a run or a sandbox of the driver alone cannot publish");
 }
 
 }  // namespace wb

@@ -48,11 +48,10 @@ struct NetworkSpec {
   bool operator==(const NetworkSpec&) const = default;
 };
 
-// Published ports are parsed but not served yet: pasta's -t forwarding got
-// no answer in the test (NetTest.DISABLED_PublishedPort...). Refused by name
-// before anything is applied, so no caller believes a port is open; a
-// sandbox's TCP port is reachable through the HTTP API's port proxy
-// (E2b-Sandbox-Port, docs/e2b.md).
+// Published ports are the daemon's (daemon/published_ports.h: a listener on
+// the host relayed through the agent's port tunnel), for live sandboxes only:
+// a driver's network (and `warmbox run`) refuses them by name, so no caller
+// believes a port is open.
 [[nodiscard]] Result<void> CheckNetworkSupported(const NetworkSpec& s);
 
 struct Cidr {
@@ -100,13 +99,25 @@ struct NetPolicy {
 // private and shared ranges, multicast and broadcast; fc00::/7, fe80::/10.
 const std::vector<std::string>& DefaultDeniedRanges();
 
+// The default of NetTableIds::dns_ttl_s; dnsmasq caps its cache TTL floor at
+// one hour, so at most 3600.
+inline constexpr uint32_t kDnsTtlSeconds = 300;
+
 // Where one sandbox's rules sit in the table.
 struct NetTableIds {
   std::string table = "warmbox";  // table inet <table>
   std::string tag;                // per sandbox: [a-z0-9_], names its chains and sets
   uint32_t gid = 0;               // pasta's group: `meta skgid`
   uint16_t dns_port = 0;          // the sandbox's dnsmasq on 127.0.0.1
+  // How long an allowed name's address stays admitted after its resolution
+  // (the dns4/dns6 sets' timeout) and, the same, how long the sandbox's
+  // resolver keeps and hands out the answer (dnsmasq's cache and answer
+  // TTLs pinned to it): dnsmasq's --nftset carries no per-record TTL, so
+  // cache and set agree on one value instead (docs/network.md, "Names").
+  uint32_t dns_ttl_s = kDnsTtlSeconds;
 };
+// dns_ttl_s within what dnsmasq accepts: 1 to 3600.
+uint32_t EffectiveDnsTtl(const NetTableIds& ids);
 // The resolver address the sandbox's /etc/resolv.conf names; its queries (to
 // port 53, UDP and TCP) are redirected to the sandbox's dnsmasq.
 inline constexpr const char* kSandboxResolver = "169.254.0.53";
@@ -137,7 +148,6 @@ struct PastaPlan {
   std::string path = "/usr/bin/pasta";
   uint32_t gid = 0;
   int netns_fd = 3;
-  std::vector<PublishedPort> ports;
 };
 std::vector<std::string> PastaArgv(const PastaPlan& p);
 

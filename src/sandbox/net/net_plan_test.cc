@@ -145,21 +145,17 @@ TEST(NetPlan, SandboxRulesetText) {
 TEST(NetPlan, PastaArgvHasNoHostMappings) {
   PastaPlan p;
   p.gid = 77;
-  p.ports = {{"127.0.0.1", 8080, 80}};
   auto a = PastaArgv(p);
   EXPECT_EQ(a[0], "/usr/bin/pasta");
   EXPECT_TRUE(Has(a, "--no-map-gw"));
   EXPECT_TRUE(Has(a, "0:77"));
-  EXPECT_TRUE(Has(a, "127.0.0.1/8080:80"));
   EXPECT_TRUE(Has(a, "/proc/self/fd/3"));
-  for (const char* flag : {"-T", "-U", "-u"}) {
+  // No forwarding either way: published ports are the daemon's listeners.
+  for (const char* flag : {"-T", "-U", "-u", "-t"}) {
     auto it = std::find(a.begin(), a.end(), flag);
     ASSERT_NE(it, a.end()) << flag;
     EXPECT_EQ(*(it + 1), "none") << flag;
   }
-  p.ports.clear();
-  auto b = PastaArgv(p);
-  EXPECT_EQ(*(std::find(b.begin(), b.end(), "-t") + 1), "none");
 }
 
 TEST(NetPlan, PasstArgvServesOneVmWithTheFixedGuestView) {
@@ -199,6 +195,33 @@ TEST(NetPlan, DnsmasqArgv) {
   EXPECT_TRUE(Has(open, "--server=198.51.100.53"));
 }
 
+// A name's address is admitted as long as the resolver hands it out: the
+// cache's TTLs (floor and ceiling), the answers' TTL and the set's timeout
+// are one value.
+TEST(NetPlan, NamesLiveAsLongInTheCacheAsInTheSet) {
+  NetTableIds ids{"warmbox", "abc", 9, 5353};
+  EXPECT_EQ(ids.dns_ttl_s, kDnsTtlSeconds);
+  ids.dns_ttl_s = 120;
+  DnsmasqPlan d;
+  d.port = 5353;
+  d.upstreams = {"198.51.100.53"};
+  auto a = DnsmasqArgv(d, ids, *ParseNetPolicy({"allowed.test"}, {}));
+  for (const char* opt : {"--min-cache-ttl=120", "--max-cache-ttl=120", "--max-ttl=120"}) {
+    EXPECT_TRUE(Has(a, opt)) << opt;
+  }
+  const std::string text = NftSandboxText(ids, *ParseNetPolicy({"allowed.test"}, {}));
+  EXPECT_NE(text.find("dns4_abc { type ipv4_addr; flags timeout; timeout 120s; }"),
+            std::string::npos)
+      << text;
+  EXPECT_NE(text.find("dns6_abc { type ipv6_addr; flags timeout; timeout 120s; }"),
+            std::string::npos);
+  ids.dns_ttl_s = 7200;  // dnsmasq's limit, for both
+  EXPECT_TRUE(
+      Has(DnsmasqArgv(d, ids, *ParseNetPolicy({"allowed.test"}, {})), "--min-cache-ttl=3600"));
+  EXPECT_NE(NftSandboxText(ids, *ParseNetPolicy({"allowed.test"}, {})).find("timeout 3600s"),
+            std::string::npos);
+}
+
 TEST(NetPlan, ResolvConfAndCounters) {
   EXPECT_EQ(
       ParseResolvConf("# x\nnameserver 10.0.0.1\nsearch a\nnameserver\t::1 # c\nnameserverX 1\n"),
@@ -217,7 +240,7 @@ TEST(NetPlan, ResolvConfAndCounters) {
 }
 
 }  // namespace
-TEST(NetPlan, PublishedPortsAreRefusedByName) {
+TEST(NetPlan, PublishedPortsAreRefusedByTheDriverByName) {
   NetworkSpec s;
   s.mode = NetworkMode::kEgress;
   EXPECT_TRUE(CheckNetworkSupported(s).ok());
@@ -227,7 +250,7 @@ TEST(NetPlan, PublishedPortsAreRefusedByName) {
   EXPECT_EQ(r.error().code, ErrorCode::kInvalidArgument);
   EXPECT_NE(r.error().ToString().find("127.0.0.1:8080:80"), std::string::npos)
       << r.error().ToString();
-  EXPECT_NE(r.error().ToString().find("not supported yet"), std::string::npos);
+  EXPECT_NE(r.error().ToString().find("sandbox create -p"), std::string::npos);
 }
 
 }  // namespace wb

@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include "base/fs.h"
+#include "tests/test_internet.h"
 #include "tests/test_util.h"
 
 namespace wb::testing {
@@ -61,15 +62,6 @@ Result<void> RunOk(const std::vector<std::string>& argv) {
   return Fail(argv[0], cmd, r.err);
 }
 
-bool Connects(const char* ip, int port) {
-  UniqueFd s(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_port = htons(static_cast<uint16_t>(port));
-  ::inet_pton(AF_INET, ip, &a.sin_addr);
-  return ::connect(s.get(), reinterpret_cast<sockaddr*>(&a), sizeof a) == 0;
-}
-
 }  // namespace
 
 Result<std::unique_ptr<TestInternet>> TestInternet::Start(const std::string& dir) {
@@ -96,8 +88,8 @@ Result<std::unique_ptr<TestInternet>> TestInternet::Start(const std::string& dir
     return RunOk(argv);
   };
   WB_RETURN_IF_ERROR(RunOk({"/sbin/ip", "link", "set", "lo", "up"}));
-  WB_RETURN_IF_ERROR(
-      RunOk({"/sbin/ip", "link", "add", "wbn0", "type", "veth", "peer", "name", "wbn1", "netns", pid}));
+  WB_RETURN_IF_ERROR(RunOk(
+      {"/sbin/ip", "link", "add", "wbn0", "type", "veth", "peer", "name", "wbn1", "netns", pid}));
   WB_RETURN_IF_ERROR(RunOk({"/sbin/ip", "addr", "add", "192.0.2.2/24", "dev", "wbn0"}));
   WB_RETURN_IF_ERROR(RunOk({"/sbin/ip", "addr", "add", "192.0.2.3/32", "dev", "wbn0"}));
   WB_RETURN_IF_ERROR(RunOk({"/sbin/ip", "link", "set", "wbn0", "up"}));

@@ -118,10 +118,10 @@ TEST_F(PortsTest, PublishedPortReachesTheServiceAndClosesWithIt) {
   EXPECT_EQ(Exchange(18080, "GET / HTTP/1.0\r\n\r\n"), "");
   // An HTTP server (busybox httpd daemonizes) and a TCP echo in the sandbox.
   // (Detached: kept processes, which outlive the exec that started them.)
-  ASSERT_EQ(W({"exec", id, "--", "sh", "-c",
-               "mkdir -p /tmp/www && echo published > /tmp/www/index.html"})
-                .code,
-            0);
+  ASSERT_EQ(
+      W({"exec", id, "--", "sh", "-c", "mkdir -p /tmp/www && echo published > /tmp/www/index.html"})
+          .code,
+      0);
   auto up = W({"exec", "-d", id, "--", "httpd", "-f", "-p", "8000", "-h", "/tmp/www"});
   ASSERT_EQ(up.code, 0) << up.err;
   up = W({"exec", "-d", id, "--", "nc", "-l", "-p", "8001", "-e", "cat"});

@@ -1,11 +1,5 @@
-// The network tests' private "internet" (net_test, vm_net_test). No packet
-// leaves the test's own namespaces: StartInternet moves the calling process
-// into a new network namespace (D, "the host": the daemon's side) before it
-// starts anything; a second one (I, "the internet") holds servers on the
-// documentation ranges 198.51.100.0/24 and 203.0.113.0/24, a DNS server for
-// *.test names, and stand-ins for the metadata address and private ranges.
-// A veth pair links D (192.0.2.2, .3) and I (192.0.2.1); D's only route
-// leads there.
+// Reaching the network tests' private internet (tests/net_internet.h builds
+// it) from the test process and from a sandbox (net_test, vm_net_test).
 //
 // I's addresses: 198.51.100.10 (allowed.test), .11 (neighbour.test), .53
 // (its DNS), 203.0.113.10 (denied.test, www.wild.test), 203.0.113.66,
@@ -21,17 +15,6 @@
 #include "sandbox/driver.h"
 
 namespace wb::testing {
-
-struct Internet {
-  std::string dir;
-  ChildProcess server, dns;
-  UniqueFd server_in;  // the server's stdin: it runs while this is open
-};
-
-// Builds it; failures are gtest fatal failures (check HasFatalFailure()).
-// Call once per process, from its only thread.
-void StartInternet(Internet& net);
-void StopInternet(Internet& net);
 
 // Whether a TCP connection to ip:port (from D) succeeds.
 bool Connects(const char* ip, int port);

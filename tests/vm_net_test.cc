@@ -2,7 +2,7 @@
 // is served by a passt on the host, run as the sandbox's own group, so the
 // ns driver's nftables chain and per-sandbox resolver apply to it
 // (docs/network.md, "The vm driver"). The VMs reach only the private
-// internet of tests/test_internet.h; no packet leaves the test's namespaces.
+// internet of tests/net_internet.h; no packet leaves the test's namespaces.
 #include <gtest/gtest.h>
 #include <unistd.h>
 
@@ -15,6 +15,7 @@
 #include "sandbox/vm/guest_kernel.h"
 #include "sandbox/vm/vm_driver.h"
 #include "tests/assert_ok.h"
+#include "tests/net_internet.h"
 #include "tests/test_internet.h"
 #include "tests/test_util.h"
 #include "tests/uid_ranges.h"
@@ -49,14 +50,17 @@ class VmNetTest : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
     if (!Why().empty()) return;
-    internet_ = new wb::testing::Internet();
-    wb::testing::StartInternet(*internet_);
+    dir_ = new std::string(wb::testing::MakeTempDir("wb-vm-net-test"));
+    auto net = wb::testing::TestInternet::Start(*dir_);
+    ASSERT_OK(net);
+    internet_ = net->release();
   }
   static void TearDownTestSuite() {
-    if (!internet_) return;
-    wb::testing::StopInternet(*internet_);
     delete internet_;
     internet_ = nullptr;
+    if (dir_) (void)RemoveTree(*dir_);
+    delete dir_;
+    dir_ = nullptr;
   }
   void SetUp() override {
     std::string why = Why();
@@ -77,12 +81,14 @@ class VmNetTest : public ::testing::Test {
   }
   static std::string Tables() { return RunProcess({"/usr/sbin/nft", "list", "tables"}).out; }
 
-  static wb::testing::Internet* internet_;
+  static std::string* dir_;
+  static wb::testing::TestInternet* internet_;
   std::optional<wb::testing::VmEnv> env_;
   std::unique_ptr<vm::VmDriver> driver_;
 };
 
-wb::testing::Internet* VmNetTest::internet_ = nullptr;
+std::string* VmNetTest::dir_ = nullptr;
+wb::testing::TestInternet* VmNetTest::internet_ = nullptr;
 
 TEST_F(VmNetTest, NoneModeHasOnlyLoopback) {
   SandboxSpec spec;

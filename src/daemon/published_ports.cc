@@ -85,7 +85,8 @@ asio::awaitable<void> Relay(std::shared_ptr<State> st, std::shared_ptr<State::Co
                             LiveService* live, std::string id, uint16_t port) {
   auto tunnel = co_await e2b::OpenPortTunnel(*live, id, port);
   if (!tunnel.ok() || st->closed || !c->sock.is_open()) {
-    if (!tunnel.ok()) spdlog::debug("published port {} of {}: {}", port, id, tunnel.error().ToString());
+    if (!tunnel.ok())
+      spdlog::debug("published port {} of {}: {}", port, id, tunnel.error().ToString());
     Reset(c->sock);
     st->conns.erase(c);
     co_return;
@@ -202,12 +203,12 @@ Result<std::unique_ptr<PublishedPorts>> PublishedPorts::Listen(
     if (!ec) acc->bind(ep, ec);
     if (!ec) acc->listen(asio::socket_base::max_listen_connections, ec);
     if (ec) {
-      Error e = Fail(CodeForErrno(ec.value()), "-p", Whole(port),
-                     ec.value() == EADDRINUSE
-                         ? HostPort(port) + " is in use (another process or sandbox listens there)"
-                     : ec.value() == EADDRNOTAVAIL
-                         ? HostPort(port) + ": the host has no such address"
-                         : "listen on " + HostPort(port) + ": " + ec.message());
+      Error e =
+          Fail(CodeForErrno(ec.value()), "-p", Whole(port),
+               ec.value() == EADDRINUSE
+                   ? HostPort(port) + " is in use (another process or sandbox listens there)"
+               : ec.value() == EADDRNOTAVAIL ? HostPort(port) + ": the host has no such address"
+                                             : "listen on " + HostPort(port) + ": " + ec.message());
       e.err = ec.value();
       if (ec.value() == EADDRINUSE) e.code = ErrorCode::kAlreadyExists;
       if (ec.value() == EADDRNOTAVAIL) e.code = ErrorCode::kInvalidArgument;

@@ -20,6 +20,7 @@
 #include "sandbox/ns/ns_driver.h"
 #include "tests/assert_ok.h"
 #include "tests/net_internet.h"
+#include "tests/test_internet.h"
 #include "tests/test_util.h"
 #include "tests/uid_ranges.h"
 

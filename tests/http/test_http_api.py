@@ -911,10 +911,14 @@ class ApiTest(DaemonTestCase):
         self.assertTrue(rest.startswith(b',"stderr":"","exit_code":0,"error":null,"timed_out":false'), rest)
         encoded = (size + 2) // 3 * 4
         self.assertEqual(length, len(prefix) + encoded + 1 + len(rest))
+        self.assertTrue(eventually(lambda: not self.spill_fds()), self.spill_fds())
         # The peak over the whole run against the resident set before it.
         grown = daemon_status_kib(pid, "VmHWM") - before
+        if "ASAN_OPTIONS" in os.environ:
+            # ASan's quarantine keeps freed chunks resident (256 MiB by
+            # default), so the peak says nothing about what the daemon holds.
+            self.skipTest("peak RSS is not measured under ASan (quarantine); grew %d KiB" % grown)
         self.assertLess(grown, 32 * 1024, "the daemon's peak grew by %d KiB while answering" % grown)
-        self.assertTrue(eventually(lambda: not self.spill_fds()), self.spill_fds())
 
     def test_client_gone_mid_response_leaves_no_spill(self):
         size = 48 << 20

@@ -34,8 +34,8 @@ demo: build
 bench: build
 	./bench/cold_run.sh $(BUILD)
 	$(BUILD)/uid_slots_bench
-	# Bounded: a download through this pasta can stall (docs/network.md, "What is left").
-	timeout 900 $(BUILD)/net_bench || echo "net_bench: failed or timed out (docs/network.md, What is left)"
+	# Bounded, so that a stalled transfer cannot hold the rest of the bench.
+	timeout 900 $(BUILD)/net_bench || echo "net_bench: failed or timed out"
 	./bench/pool_run.sh $(BUILD)
 	./bench/live_run.py $(BUILD)
 	./bench/e2b_sdk.mjs $(BUILD)

@@ -5,7 +5,7 @@
 //
 //  - throughput: a download of --bytes (default 1 GiB) from I's HTTP server,
 //    by the same busybox nc, directly from D and from a sandbox with
-//    --network egress (through pasta and the policy's rules);
+//    --network egress (through slirp4netns and the policy's rules);
 //  - connection setup: --conns sequential HTTP/1.0 requests to I (a
 //    connection each, nc started each time), both ways: time per connection;
 //  - creation: NsDriver::Create with --network none and egress, interleaved
@@ -80,7 +80,7 @@ int main(int argc, char** argv) {
   if (bytes == 0 || conns < 1 || runs < 1) Die("--bytes, --conns and --runs must be positive");
   if (::geteuid() != 0) Die("must run as root");
   for (const char* tool :
-       {"/usr/bin/pasta", "/usr/sbin/nft", "/usr/sbin/dnsmasq", "/bin/busybox"}) {
+       {"/usr/bin/slirp4netns", "/usr/sbin/nft", "/usr/sbin/dnsmasq", "/bin/busybox"}) {
     if (!wb::PathExists(tool)) Die(std::string(tool) + " missing: run scripts/setup");
   }
   auto self = wb::SelfDir();

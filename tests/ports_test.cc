@@ -4,7 +4,9 @@
 //
 // The test process (and so its daemon) moves into a network namespace of its
 // own first: the host ports it publishes are on that namespace's loopback,
-// never the machine's.
+// never the machine's. That namespace is D of the network tests' private
+// internet (tests/net_internet.h), for the egress sandbox taken over by a
+// new daemon.
 #include <arpa/inet.h>
 #include <gtest/gtest.h>
 #include <netinet/in.h>
@@ -18,6 +20,7 @@
 #include "base/fs.h"
 #include "base/strings.h"
 #include "tests/daemon_fixture.h"
+#include "tests/net_internet.h"
 #include "tests/test_util.h"
 #include "tests/uid_ranges.h"
 
@@ -85,10 +88,20 @@ class PortsTest : public wb::testing::DaemonFixture {
 
   static void SetUpTestSuite() {
     if (::geteuid() != 0) return;
-    ASSERT_EQ(::unshare(CLONE_NEWNET), 0) << strerror(errno);
-    auto r = RunProcess({"/sbin/ip", "link", "set", "lo", "up"});
-    ASSERT_EQ(r.code, 0) << r.err;
+    dir_ = new std::string(wb::testing::MakeTempDir("wb-ports-net"));
+    auto net = wb::testing::TestInternet::Start(*dir_);
+    ASSERT_TRUE(net.ok()) << net.error().ToString();
+    internet_ = net->release();
   }
+  static void TearDownTestSuite() {
+    delete internet_;
+    internet_ = nullptr;
+    if (dir_) (void)RemoveTree(*dir_);
+    delete dir_;
+    dir_ = nullptr;
+  }
+  static std::string* dir_;
+  static wb::testing::TestInternet* internet_;
 
   wb::testing::ProcResult W(std::vector<std::string> args) {
     args.insert(args.begin() + (args[0] == "sandbox" ? 2 : 1), {"--socket", sock_});
@@ -102,6 +115,9 @@ class PortsTest : public wb::testing::DaemonFixture {
     return std::string(Trim(r.out));
   }
 };
+
+std::string* PortsTest::dir_ = nullptr;
+wb::testing::TestInternet* PortsTest::internet_ = nullptr;
 
 TEST_F(PortsTest, PublishedPortReachesTheServiceAndClosesWithIt) {
   StartDaemon({"--size", "1"});
@@ -178,6 +194,69 @@ TEST_F(PortsTest, PublishedPortReachesTheServiceAndClosesWithIt) {
   const std::string again = Create({"-p", "18080:8000"});
   ASSERT_EQ(again.size(), 32u);
   EXPECT_EQ(W({"sandbox", "kill", again}).code, 0);
+}
+
+// A daemon killed outright: its network helpers die with it (the sandbox
+// keeps only lo), and the next daemon attaches the recorded network again
+// and publishes the ports again; the policy is the recorded one.
+TEST_F(PortsTest, TakenOverSandboxGetsItsNetworkAndPortsAgain) {
+  if (!PathExists("/usr/bin/slirp4netns") || !PathExists("/usr/sbin/dnsmasq"))
+    GTEST_SKIP() << "needs slirp4netns and dnsmasq (scripts/setup)";
+  StartDaemon({"--size", "1"});
+  const std::string id = Create({"--network", "egress", "--allow-out", "198.51.100.10/32", "-p",
+                                 "18090:8000", "--timeout", "600"});
+  ASSERT_EQ(id.size(), 32u) << Log();
+  auto get = [&](const char* ip) {
+    return W({"exec", id, "--", "sh", "-c",
+              std::string("printf 'GET / HTTP/1.0\\r\\n\\r\\n' | timeout 5 nc ") + ip + " 80"})
+        .out;
+  };
+  EXPECT_NE(get("198.51.100.10").find("hello from 198.51.100.10"), std::string::npos) << Log();
+  EXPECT_EQ(get("198.51.100.11").find("hello"), std::string::npos);
+  ASSERT_EQ(
+      W({"exec", id, "--", "sh", "-c", "mkdir -p /tmp/www && echo kept > /tmp/www/index.html"})
+          .code,
+      0);
+  ASSERT_EQ(W({"exec", "-d", id, "--", "httpd", "-f", "-p", "8000", "-h", "/tmp/www"}).code, 0);
+  auto served = [&] {
+    return Exchange(18090, "GET /index.html HTTP/1.0\r\n\r\n").find("kept") != std::string::npos;
+  };
+  ASSERT_TRUE(Eventually(served, 10000)) << Log();
+  ASSERT_EQ(wb::testing::ProcessesMentioning("slirp4netns").size(), 1u);
+  const auto resolver = wb::testing::ProcessesMentioning("--listen-address=127.0.0.1");
+  ASSERT_EQ(resolver.size(), 1u);
+
+  ASSERT_TRUE(daemon_.Signal(SIGKILL).ok());
+  ASSERT_TRUE(daemon_.Wait().ok());
+  // slirp4netns went with it (parent-death signal, exit fd): the sandbox is
+  // left with lo only; the port is closed. (dnsmasq, which drops to nobody
+  // and so loses its parent-death signal, is the next daemon's to kill.)
+  EXPECT_TRUE(
+      Eventually([] { return wb::testing::ProcessesMentioning("slirp4netns").empty(); }, 5000));
+  EXPECT_FALSE(ConnectTo(18090));
+
+  StartDaemon({"--size", "1"});
+  auto ins = W({"sandbox", "inspect", id, "--json"});
+  ASSERT_EQ(ins.code, 0) << ins.err << Log();
+  json net = json::parse(ins.out)["network"];
+  EXPECT_EQ(net["mode"], "egress") << ins.out;
+  EXPECT_EQ(net["allow_out"], json::parse(R"(["198.51.100.10/32"])")) << ins.out;
+  EXPECT_EQ(net["ports"].size(), 1u) << ins.out;
+  EXPECT_NE(get("198.51.100.10").find("hello from 198.51.100.10"), std::string::npos) << Log();
+  EXPECT_EQ(get("198.51.100.11").find("hello"), std::string::npos);
+  EXPECT_TRUE(Eventually(served, 10000)) << Log();
+  // The dead daemon's resolver is gone, the new one's serves.
+  auto gone = ReadFile("/proc/" + std::to_string(resolver[0]) + "/stat");
+  EXPECT_TRUE(!gone.ok() || gone->find(") Z") != std::string::npos) << "the old dnsmasq runs";
+  EXPECT_EQ(wb::testing::ProcessesMentioning("--listen-address=127.0.0.1").size(), 1u);
+
+  // And it goes as any other: nothing of its network is left.
+  ASSERT_EQ(W({"sandbox", "kill", id}).code, 0);
+  EXPECT_FALSE(ConnectTo(18090));
+  EXPECT_TRUE(wb::testing::ProcessesMentioning("slirp4netns").empty());
+  EXPECT_TRUE(wb::testing::ProcessesMentioning("--listen-address=127.0.0.1").empty());
+  auto tables = RunProcess({"/usr/sbin/nft", "list", "tables"});
+  EXPECT_EQ(tables.out.find("warmbox"), std::string::npos) << tables.out;
 }
 
 }  // namespace

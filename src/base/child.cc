@@ -115,6 +115,7 @@ struct ChildPlan {
   int pdeath_signal;
   bool hold;
   bool become_root;
+  uint32_t gid;  // 0: unchanged
   uint64_t file_size_limit;
   const char* jail_root;  // null: no jail
   const ChildJailOp* jail_ops;
@@ -323,6 +324,10 @@ void EnterJail(const ChildPlan& p) {
     if (::syscall(SYS_setresgid, 0, 0, 0) != 0) ChildFail(p, kStepSetresgid);
     if (::syscall(SYS_setresuid, 0, 0, 0) != 0) ChildFail(p, kStepSetresuid);
   }
+  if (p.gid != 0) {
+    if (::syscall(SYS_setgroups, 0, nullptr) != 0) ChildFail(p, kStepSetgroups);
+    if (::syscall(SYS_setresgid, p.gid, p.gid, p.gid) != 0) ChildFail(p, kStepSetresgid);
+  }
   // After the credential change: changing the euid clears the parent-death
   // signal. (Set before the release wait too, so a parent that dies while we
   // wait is noticed: read() returns 0.)
@@ -399,6 +404,7 @@ Result<ChildProcess> ChildProcess::Spawn(const SpawnOptions& opts) {
   if (opts.jail) {
     const Jail& j = *opts.jail;
     if (opts.become_userns_root) return Fail("spawn", opts.path, "a jail and become_userns_root");
+    if (opts.gid != 0) return Fail("spawn", opts.path, "a jail and a gid");
     if (j.uid == 0 || j.gid == 0)
       return Fail(ErrorCode::kInvalidArgument, "spawn", opts.path,
                   "the jail's uid and gid must not be 0");
@@ -453,6 +459,9 @@ Result<ChildProcess> ChildProcess::Spawn(const SpawnOptions& opts) {
   plan.pdeath_signal = opts.pdeath_signal;
   plan.hold = opts.hold_until_released;
   plan.become_root = opts.become_userns_root;
+  if (opts.gid != 0 && opts.become_userns_root)
+    return Fail(ErrorCode::kInvalidArgument, "spawn", opts.path, "become_userns_root and a gid");
+  plan.gid = opts.gid;
   plan.file_size_limit = opts.file_size_limit;
   if (opts.jail) {
     plan.jail_root = opts.jail->root.c_str();

@@ -71,6 +71,11 @@ struct SpawnOptions {
   // In a new user namespace: setgroups([]), setresgid(0), setresuid(0) so that
   // execve gives the program the full capability set of that namespace.
   bool become_userns_root = false;
+  // Nonzero: setgroups([]) and setresgid(gid) before exec, the uid kept; the
+  // parent-death signal is set after it, so it survives (a program that
+  // changes its own group ids later, as `--runas`, clears it). Not with
+  // become_userns_root or a jail (they set their own groups).
+  uint32_t gid = 0;
   // With CLONE_NEWUSER: the host euid that creates the new user namespace,
   // so becomes its owner, whom the kernel charges the namespace's counts to
   // in the parent namespace (kernel/ucount.c: inotify instances and watches,

@@ -558,6 +558,48 @@ Jail SystemJail(const std::string& root, uint32_t id) {
 constexpr uint32_t kJailId =
     wb::testing::UidBase(wb::testing::UidUser::kVmJailTest) + 1;  // vm_jail_test's is the top
 
+// A program spawned with a group id runs as root's uid with only that group,
+// and still dies with its parent: the group changes before the parent-death
+// signal is set (the network helpers rely on it: docs/network.md).
+TEST(ChildProcessTest, GidIsSetAndTheParentDeathSignalSurvivesIt) {
+  if (::geteuid() != 0) GTEST_SKIP() << "setresgid needs root";
+  const uint32_t gid = kJailId + 1;
+  SpawnOptions o = Shell("echo $(id -u) $(id -g) $(id -G)");
+  o.gid = gid;
+  auto run = SpawnAndCapture(o);
+  EXPECT_EQ(run.out, "0 " + std::to_string(gid) + " " + std::to_string(gid) + "\n");
+
+  int fds[2];
+  ASSERT_EQ(::pipe2(fds, O_CLOEXEC), 0);
+  pid_t helper = ::fork();
+  if (helper == 0) {
+    SpawnOptions so;
+    so.path = "/bin/sleep";
+    so.argv = {"sleep", "1000"};
+    so.gid = gid;
+    so.pdeath_signal = SIGKILL;
+    auto c = ChildProcess::Spawn(so);
+    pid_t pid = c.ok() ? c->pid() : -1;
+    ssize_t ignored = ::write(fds[1], &pid, sizeof pid);
+    (void)ignored;
+    ::_exit(0);  // the child is not killed by us (no destructors)
+  }
+  ::close(fds[1]);
+  pid_t child = -1;
+  ASSERT_EQ(::read(fds[0], &child, sizeof child), static_cast<ssize_t>(sizeof child));
+  ::close(fds[0]);
+  ::waitpid(helper, nullptr, 0);
+  ASSERT_GT(child, 0);
+  auto gone = [&] {
+    auto st = ReadFile("/proc/" + std::to_string(child) + "/stat");
+    return !st.ok() || st->find(") Z") != std::string::npos;
+  };
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(5);
+  while (!gone() && std::chrono::steady_clock::now() < deadline) std::this_thread::yield();
+  EXPECT_TRUE(gone()) << "a child spawned with a gid outlived its parent";
+  ::kill(child, SIGKILL);
+}
+
 TEST(ChildJailTest, RunsUnprivilegedInAMinimalRoot) {
   if (::geteuid() != 0) GTEST_SKIP() << "needs root (mount namespaces, uid changes)";
   const std::string dir = wb::testing::MakeTempDir("wb-child-jail");

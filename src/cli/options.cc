@@ -141,7 +141,7 @@ vm::VmDriverOptions VmOptions(const GlobalOptions& g, const DriverChoice& d) {
   o.accel = d.accel;
   o.snapshot = d.snapshot;
   o.cgroup_parent = g.cgroup_parent;
-  // The passt group ids: above the ns driver's pasta ids of the same ranges.
+  // The passt group ids: above the ns driver's slirp4netns ids of the same ranges.
   o.net_gid_base = SlotBase(g.uid_base, g.uid_slots + 1) + vm::kVmNetGidOffset;
   return o;
 }

@@ -8,6 +8,7 @@
 #include "base/fd.h"
 #include "base/fs.h"
 #include "base/json.h"
+#include "daemon/net_json.h"
 
 namespace wb::daemon {
 
@@ -86,6 +87,7 @@ std::string ToJson(const LiveRecord& r) {
             {"services", ServicesJson(r.services)},
             {"main_offset", r.main_offset},
             {"state", r.state},
+            {"network", NetworkToJson(r.network)},
             {"host_pid", r.host_pid},
             {"host_start", r.host_start}};
   return j.dump(2, ' ', false, json::error_handler_t::replace) + "\n";
@@ -181,6 +183,11 @@ Result<LiveRecord> ParseLiveRecord(std::string_view text, const std::string& wha
   WB_RETURN_IF_ERROR(str("state", r.state, false));
   if (r.state != "running" && r.state != "paused")
     return Bad(what, "state", "expected running or paused");
+  if (auto it = j.find("network"); it != j.end()) {
+    auto n = ParseNetworkJson(*it, "network");
+    if (!n.ok()) return Bad(what, "network", n.error().detail);
+    r.network = std::move(*n);
+  }
   int64_t pid = 0;
   WB_RETURN_IF_ERROR(i64("host_pid", pid, true));
   if (pid <= 0 || pid > (1 << 22)) return Bad(what, "host_pid", "not a pid");

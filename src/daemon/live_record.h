@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "base/error.h"
+#include "sandbox/net/net_plan.h"
 
 namespace wb::daemon {
 
@@ -48,8 +49,11 @@ struct LiveRecord {
   std::vector<ServiceState> services;
   uint64_t main_offset = 0;       // bytes of the main's output already in main.log
   std::string state = "running";  // "running" or "paused"
-  pid_t host_pid = 0;             // the sandbox's host process ...
-  uint64_t host_start = 0;        // ... and its /proc start time (pid reuse guard)
+  // The network asked for (and its updates): a new daemon attaches it again
+  // and publishes the ports again (docs/network.md, "Taking over").
+  NetworkSpec network;
+  pid_t host_pid = 0;       // the sandbox's host process ...
+  uint64_t host_start = 0;  // ... and its /proc start time (pid reuse guard)
 };
 
 // [{"name":..,"pid":N,"running":bool,"exit_code":N|null}]: live.json's and

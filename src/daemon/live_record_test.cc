@@ -34,6 +34,10 @@ LiveRecord Sample() {
   r.state = "paused";
   r.host_pid = 4242;
   r.host_start = 987654;
+  r.network.mode = NetworkMode::kEgress;
+  r.network.allow_out = {"example.com", "203.0.113.0/24"};
+  r.network.deny_out = {"203.0.113.66"};
+  r.network.ports = {PublishedPort{"127.0.0.1", 18080, 8080}};
   return r;
 }
 
@@ -45,6 +49,7 @@ TEST(LiveRecordTest, RoundTrips) {
   EXPECT_EQ(back->metadata, r.metadata);
   EXPECT_EQ(back->main_exit_code, 3);
   EXPECT_EQ(back->host_pid, 4242);
+  EXPECT_EQ(back->network, r.network);
   r.main_exit_code.reset();
   back = ParseLiveRecord(ToJson(r), "x");
   ASSERT_TRUE(back.ok());
@@ -81,6 +86,13 @@ TEST(LiveRecordTest, BadFilesGiveClearErrors) {
   EXPECT_NE(with("image", nlohmann::json::value_t::discarded).find("image: missing"),
             std::string::npos);
   EXPECT_NE(with("main_offset", -5).find("main_offset"), std::string::npos);
+  EXPECT_NE(with("network", nlohmann::json{{"mode", "open"}}).find("network"), std::string::npos);
+  // An older daemon's record has no network: none.
+  nlohmann::json o = j;
+  o.erase("network");
+  auto older = ParseLiveRecord(o.dump(), "x");
+  ASSERT_TRUE(older.ok()) << older.error().ToString();
+  EXPECT_EQ(older->network.mode, NetworkMode::kNone);
 }
 
 TEST(LiveRecordTest, IdsAre32LowerHexDigits) {

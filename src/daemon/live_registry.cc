@@ -526,6 +526,7 @@ asio::awaitable<Result<LiveInfo>> LiveRegistry::Create(LiveCreateRequest req) {
   if (req.main) r.main = *req.main;
   r.host_pid = sb->host_pid();
   r.host_start = ProcessStartTime(r.host_pid);
+  r.network = req.network;
   if (draining_) {
     co_return co_await destroy_on_error(
         Fail(ErrorCode::kDraining, "sandbox create", "", "the daemon is shutting down"));
@@ -899,6 +900,8 @@ asio::awaitable<Result<LiveInfo>> LiveRegistry::UpdateNetwork(const std::string&
   if (!r.ok()) co_return r.error();
   if (e->gone) co_return NotFound(id);
   e->network = std::move(spec);
+  e->rec.network = e->network;
+  Persist(*e);  // a new daemon attaches this policy (AdoptAll)
   LogEvent(spdlog::level::info, "sandbox_network",
            {{"id", id},
             {"allow_out", std::to_string(e->network.allow_out.size()), true},
@@ -1011,6 +1014,35 @@ void LiveRegistry::ReattachMain(const EntryPtr& e) {
       asio::detached);
 }
 
+void LiveRegistry::AdoptNetwork(Entry& e) {
+  // The dead daemon's helpers (slirp4netns, dnsmasq) died with it, and its
+  // listeners: the sandbox's netns kept only lo. The same network again: a
+  // new helper makes a new interface in it, with the recorded policy (the
+  // process's first egress sandbox starts its nft table afresh, so the dead
+  // daemon's rules go). Failures leave the sandbox running without it.
+  const NetworkSpec& want = e.rec.network;
+  if (want.mode != NetworkMode::kNone) {
+    NetworkSpec net = want;
+    net.ports.clear();  // the daemon's listeners, below
+    if (auto a = e.sb->AttachNetwork(net); !a.ok()) {
+      spdlog::warn("live sandbox {}: its network ({}) cannot be attached again: {}", e.rec.id,
+                   NetworkModeName(want.mode), a.error().ToString());
+    } else {
+      e.network = want;
+    }
+  }
+  if (!want.ports.empty()) {
+    auto published = PublishedPorts::Listen(io_, want.ports);
+    if (!published.ok()) {
+      spdlog::warn("live sandbox {}: its ports cannot be published again: {}", e.rec.id,
+                   published.error().ToString());
+    } else {
+      e.published = std::move(*published);
+      e.network.ports = want.ports;
+    }
+  }
+}
+
 void LiveRegistry::AdoptAll() {
   const std::string base = SandboxesDir(opts_.state_dir);
   pool::PoolRuntime& rt = pools_.runtime();
@@ -1059,9 +1091,11 @@ void LiveRegistry::AdoptAll() {
     e->sb = std::shared_ptr<Sandbox>(std::move(*sb));
     e->dir = dir;
     e->rec = std::move(*rec);
+    AdoptNetwork(*e);
     e->state = e->rec.state == "paused" ? LiveState::kPaused : LiveState::kRunning;
     e->offset = e->rec.main_offset;
     live_[e->rec.id] = e;
+    if (e->published) e->published->Start(*this, e->rec.id);
     ArmTimer(e);
     WatchLiveness(e);
     if (bridged && paused) {
@@ -1086,7 +1120,8 @@ void LiveRegistry::Shutdown(bool keep) {
       Persist(*e);  // the log offset as of now
       e->gone = true;
       // A published port is the daemon's own listener: it goes with this
-      // daemon (a new one does not publish an adopted sandbox's ports).
+      // daemon (the next one publishes it again: AdoptNetwork), as does the
+      // network's helper (Abandon keeps the sandbox, not its network).
       if (e->published) e->published->Close();
       if (e->main_conn) e->main_conn->Close();
       EndFollowers(*e);

@@ -81,6 +81,9 @@ class LiveRegistry : public LiveService {
   // usage: read the cgroups' figures (not for a create's answer).
   LiveInfo InfoOf(const Entry& e, bool usage = true) const;
   void Persist(Entry& e);
+  // An adopted sandbox's recorded network, attached again, and its ports
+  // listened on again (published once the entry is registered).
+  void AdoptNetwork(Entry& e);
   void PersistSoon(const EntryPtr& e);
   void ArmTimer(const EntryPtr& e);
   void OnExpired(const EntryPtr& e);

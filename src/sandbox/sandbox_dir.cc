@@ -9,6 +9,7 @@
 #include "base/fs.h"
 #include "base/strings.h"
 #include "sandbox/cgroup.h"
+#include "sandbox/net/net_attach.h"
 #include "sandbox/ns/uid_slots.h"
 
 namespace wb {
@@ -104,6 +105,7 @@ GcReport CollectGarbage(const std::string& state_dir) {
         continue;
       }
     }
+    KillStaleResolver(dir);  // an egress sandbox's dnsmasq outlives its daemon
     if (rec.ok()) {
       if (auto r = RemoveCgroupDirs(rec->cgroups); !r.ok())
         rep.errors.push_back(r.error().ToString());

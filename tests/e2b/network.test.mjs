@@ -19,8 +19,8 @@ import * as lib from '../lib/daemon.mjs'
 const { Daemon } = lib.forSuite({ uidBase: 1840000000, name: 'netsurface' }) // tests/uid_ranges.h, kNetSurfaceTest
 
 const skip = lib.skipReason() ||
-  (spawnSync('sh', ['-c', 'command -v pasta && command -v dnsmasq && command -v nft']).status !== 0
-    ? 'needs pasta, dnsmasq and nft (scripts/setup)'
+  (spawnSync('sh', ['-c', 'command -v slirp4netns && command -v dnsmasq && command -v nft']).status !== 0
+    ? 'needs slirp4netns, dnsmasq and nft (scripts/setup)'
     : false)
 
 // The interfaces of a sandbox, from its /proc/net/dev (no sysfs inside).

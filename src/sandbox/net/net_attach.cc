@@ -70,18 +70,6 @@ bool TcpListening(uint16_t port) {
   return ::connect(t.get(), reinterpret_cast<sockaddr*>(&a), sizeof a) == 0;
 }
 
-// Whether the netns of pid has a default route yet (pasta's --config-net is
-// done): /proc/PID/net is that process's network namespace's view.
-bool HasDefaultRoute(pid_t pid) {
-  auto r = ReadFile("/proc/" + std::to_string(pid) + "/net/route");
-  if (!r.ok()) return false;
-  for (const auto& line : Split(*r, '\n')) {
-    auto f = Split(line, '\t');
-    if (f.size() > 2 && f[1] == "00000000" && f[0] != "Iface") return true;
-  }
-  return false;
-}
-
 // Writes etc/resolv.conf inside the sandbox's root. The path is resolved
 // with RESOLVE_IN_ROOT from the agent's root: a symlink in the image (to
 // /etc/shadow, say) is followed inside that root, never the host's. A
@@ -207,10 +195,19 @@ Result<std::unique_ptr<SandboxNetwork>> SandboxNetwork::Prepare(const NetAttachO
   n->ids_.gid = o.gid;
   n->ids_.dns_ttl_s = o.host.dns_ttl_s;
   n->ids_.dns_port = WB_TRY(FreeLoopbackPort());
+  KillStaleResolver(o.dir);  // a sandbox taken over: the dead daemon's
 
-  // The rules first: pasta's first socket is already under them.
+  // The rules first: the helper's first socket is already under them.
   {
     std::lock_guard<std::mutex> lock(g_tables_mu);
+    if (TableUsers()[o.host.table] == 0) {
+      // The process's first: a table left by a daemon that died (killed,
+      // crashed) holds its sandboxes' chains, whose helpers died with it.
+      // Gone, so that a sandbox taken over gets its chain afresh. (Absent:
+      // nft fails, which is the usual case.)
+      auto stale = RunTool({o.host.nft_path, "delete", "table", "inet", o.host.table});
+      if (stale.ok()) spdlog::debug("nft table inet {}: a dead daemon's, removed", o.host.table);
+    }
     WB_RETURN_IF_ERROR(n->Nft("base", NftBaseText(o.host.table)));
     ++TableUsers()[o.host.table];
     n->counted_ = true;
@@ -224,33 +221,55 @@ Result<std::unique_ptr<SandboxNetwork>> SandboxNetwork::Prepare(const NetAttachO
 Result<std::unique_ptr<SandboxNetwork>> SandboxNetwork::Attach(const NetAttachOptions& o,
                                                                const NetworkSpec& spec, pid_t pid) {
   auto n = WB_TRY(Prepare(o, spec));
-  // pasta gets the daemon's fd of the sandbox's netns as its fd 3.
+  // slirp4netns gets the daemon's fd of the sandbox's netns as its fd 3.
   const std::string nspath = "/proc/" + std::to_string(pid) + "/ns/net";
   UniqueFd nsfd(::open(nspath.c_str(), O_RDONLY | O_CLOEXEC));
   if (!nsfd) return Errno("open", nspath);
-  PastaPlan pp;
-  pp.path = o.host.pasta_path;
-  pp.gid = o.gid;
-  pp.netns_fd = 3;
+  SlirpPlan sp;
+  sp.path = o.host.slirp_path;
+  Pipe ready = WB_TRY(MakePipe());
+  Pipe exit = WB_TRY(MakePipe());
+  // Its stderr is a file, not a pipe: it outlives the wait below and would
+  // block writing to a pipe nobody reads. Bounded (a few lines at start).
+  const std::string log = o.dir + "/slirp4netns.log";
+  UniqueFd log_w(::open(log.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600));
+  if (!log_w) return Errno("create", log);
+  UniqueFd log_r(::open(log.c_str(), O_RDONLY | O_CLOEXEC));
+  if (!log_r) return Errno("open", log);
   SpawnOptions so;
-  so.path = pp.path;
-  so.argv = PastaArgv(pp);
-  Pipe err = WB_TRY(MakePipe());
-  so.fds = {{nsfd.get(), 3}, {err.write.get(), 2}};
+  so.path = sp.path;
+  so.argv = SlirpArgv(sp);
+  so.fds = {{nsfd.get(), sp.netns_fd},
+            {ready.write.get(), sp.ready_fd},
+            {exit.read.get(), sp.exit_fd},
+            {log_w.get(), 2}};
+  // The sandbox's group from birth, root's uid (to open /dev/net/tun and
+  // enter the netns): the policy matches the group (meta skgid), and a
+  // program that changed its own ids would lose the parent-death signal.
+  so.gid = o.gid;
   so.pdeath_signal = SIGKILL;
-  n->pasta_ = WB_TRY(ChildProcess::Spawn(so));
-  err.write.reset();
+  so.file_size_limit = 1 << 20;
+  n->helper_ = WB_TRY(ChildProcess::Spawn(so));
+  n->helper_exit_ = std::move(exit.write);
+  ready.write.reset();
+  exit.read.reset();
+  log_w.reset();
   nsfd.reset();
-  // pasta configures the interface, address and routes itself; it is ready
-  // once the default route is there. Bounded: 5 s.
+  // It configures the interface, address and route itself, then writes "1"
+  // to the ready fd. Bounded: 5 s.
+  WB_RETURN_IF_ERROR(SetNonBlocking(ready.read.get()));
   WB_RETURN_IF_ERROR(AwaitHelper(
-      n->pasta_, err.read.get(), [pid] { return HasDefaultRoute(pid); }, "pasta", nspath,
-      "no route after 5 s"));
+      n->helper_, log_r.get(),
+      [fd = ready.read.get()] {
+        char c;
+        return ::read(fd, &c, 1) == 1;
+      },
+      "slirp4netns", nspath, "not configured after 5 s"));
   WB_RETURN_IF_ERROR(WriteResolvConf(
       pid, o.root_uid,
       std::string("# warmbox: the sandbox's resolver\nnameserver ") + kSandboxResolver + "\n"));
-  spdlog::debug("{}: network egress (pasta {}, dnsmasq {} on port {})", o.tag, n->pasta_.pid(),
-                n->dnsmasq_.pid(), n->ids_.dns_port);
+  spdlog::debug("{}: network egress (slirp4netns {}, dnsmasq {} on port {})", o.tag,
+                n->helper_.pid(), n->dnsmasq_.pid(), n->ids_.dns_port);
   return n;
 }
 
@@ -274,29 +293,60 @@ Result<VmNetwork> SandboxNetwork::AttachVm(const NetAttachOptions& o, const Netw
   so.path = pp.path;
   so.argv = PasstArgv(pp);
   so.fds = {{log_w.get(), 2}};
+  // As slirp4netns: the group from birth, so that passt's own --runas to the
+  // same ids changes nothing and the parent-death signal stays.
+  so.gid = o.gid;
   so.pdeath_signal = SIGKILL;
-  n->pasta_ = WB_TRY(ChildProcess::Spawn(so));
+  n->helper_ = WB_TRY(ChildProcess::Spawn(so));
   n->socket_path_ = sock;
   log_w.reset();
   // Ready once it accepts: that connection is QEMU's (passt serves one
   // client at a time, and --one-off ends it with that one). Bounded: 5 s.
   UniqueFd conn;
   WB_RETURN_IF_ERROR(AwaitHelper(
-      n->pasta_, log_r.get(),
+      n->helper_, log_r.get(),
       [&] {
         auto c = ConnectUnix(sock);
         if (c.ok()) conn = std::move(*c);
         return c.ok();
       },
       "passt", sock, "not accepting after 5 s"));
-  spdlog::debug("{}: network egress (passt {}, dnsmasq {} on port {})", o.tag, n->pasta_.pid(),
+  spdlog::debug("{}: network egress (passt {}, dnsmasq {} on port {})", o.tag, n->helper_.pid(),
                 n->dnsmasq_.pid(), n->ids_.dns_port);
   return VmNetwork{std::move(n), std::move(conn)};
+}
+
+namespace {
+std::string ResolverPidFile(const std::string& dir) { return dir + "/dnsmasq.pid"; }
+}  // namespace
+
+void KillStaleResolver(const std::string& dir) {
+  const std::string pid_file = ResolverPidFile(dir);
+  auto text = ReadFile(pid_file);
+  if (!text.ok()) return;
+  const long pid = std::strtol(std::string(Trim(*text)).c_str(), nullptr, 10);
+  if (pid > 0) {
+    // The pidfd pins the process: the command line read after it is that
+    // process's, not a newer one's that got the pid.
+    auto p = ChildProcess::Adopt(static_cast<pid_t>(pid));
+    if (p.ok()) {
+      auto cmdline = ReadFile("/proc/" + std::to_string(pid) + "/cmdline");
+      if (cmdline.ok() && cmdline->find("--pid-file=" + pid_file) != std::string::npos) {
+        spdlog::debug("{}: a dead daemon's resolver (pid {}), killed", dir, pid);
+        p->KillAndReap();
+      } else {
+        p->Abandon();
+      }
+    }
+  }
+  (void)::unlink(pid_file.c_str());
 }
 
 Result<void> SandboxNetwork::StartDnsmasq() {
   DnsmasqPlan d;
   d.path = opts_.host.dnsmasq_path;
+  // Its pid, for a next daemon if this one dies (KillStaleResolver).
+  d.pid_file = ResolverPidFile(opts_.dir);
   d.port = ids_.dns_port;
   d.upstreams = upstreams_;
   SpawnOptions so;
@@ -336,7 +386,8 @@ Result<NetCounters> SandboxNetwork::Counters() const {
 Result<void> SandboxNetwork::Destroy() {
   if (destroyed_) return Ok();
   destroyed_ = true;
-  pasta_.KillAndReap();
+  helper_.KillAndReap();
+  helper_exit_.reset();
   dnsmasq_.KillAndReap();
   if (!socket_path_.empty()) (void)::unlink(socket_path_.c_str());
   Result<void> r = Ok();

@@ -1,5 +1,5 @@
 // Networking of a sandbox, the applying half (docs/network.md): the nft
-// transactions of net_plan.h run with `nft -f`, pasta attached to the
+// transactions of net_plan.h run with `nft -f`, slirp4netns attached to the
 // sandbox's netns and a dnsmasq as the sandbox's resolver, both owned child
 // processes of the daemon (they die with it), and a teardown that removes
 // every chain, set, counter and process again.
@@ -22,8 +22,8 @@ namespace wb {
 struct NetHostOptions {
   std::string table = "warmbox";
   std::string nft_path = "/usr/sbin/nft";
-  std::string pasta_path = "/usr/bin/pasta";
-  std::string passt_path = "/usr/bin/passt";  // the vm driver's
+  std::string slirp_path = "/usr/bin/slirp4netns";  // the ns driver's
+  std::string passt_path = "/usr/bin/passt";        // the vm driver's
   std::string dnsmasq_path = "/usr/sbin/dnsmasq";
   // The resolvers dnsmasq forwards allowed names to; empty: the host's
   // /etc/resolv.conf.
@@ -36,7 +36,7 @@ struct NetAttachOptions {
   NetHostOptions host;
   std::string dir;        // the sandbox's host dir (nft scripts go there)
   std::string tag;        // names the sandbox's chains and sets: [a-z0-9_]
-  uint32_t gid = 0;       // pasta's group, unique among the host's sandboxes
+  uint32_t gid = 0;       // the helper's group, unique among the host's sandboxes
   uint32_t root_uid = 0;  // the sandbox's root on the host (owner of resolv.conf)
 };
 
@@ -52,13 +52,13 @@ struct VmNetwork {
 class SandboxNetwork {
  public:
   // Attaches egress networking to the netns of pid (the sandbox's agent):
-  // the sandbox's chains and sets, dnsmasq, pasta, /etc/resolv.conf in its
+  // the sandbox's chains and sets, dnsmasq, slirp4netns, /etc/resolv.conf in its
   // root. On failure whatever was made is removed.
   [[nodiscard]] static Result<std::unique_ptr<SandboxNetwork>> Attach(const NetAttachOptions& o,
                                                                       const NetworkSpec& spec,
                                                                       pid_t pid);
-  // The same rules and resolver for a VM not started yet: passt (pasta's
-  // sibling) listening on o.dir/passt.sock, run as the same group, and one
+  // The same rules and resolver for a VM not started yet: passt
+  // listening on o.dir/passt.sock, run as the same group, and one
   // connection to it. The guest configures its side itself (kVmGuestAddr,
   // kVmGateway, kSandboxResolver). On failure whatever was made is removed.
   [[nodiscard]] static Result<VmNetwork> AttachVm(const NetAttachOptions& o,
@@ -73,11 +73,11 @@ class SandboxNetwork {
                                     const std::vector<std::string>& deny_out);
   [[nodiscard]] Result<NetCounters> Counters() const;
   const NetworkSpec& spec() const { return spec_; }
-  // pasta's (ns driver) or passt's (vm driver).
-  pid_t pasta_pid() const { return pasta_.running() ? pasta_.pid() : 0; }
+  // slirp4netns's (ns driver) or passt's (vm driver).
+  pid_t helper_pid() const { return helper_.running() ? helper_.pid() : 0; }
   pid_t dnsmasq_pid() const { return dnsmasq_.running() ? dnsmasq_.pid() : 0; }
-  // Kills pasta (or passt, and removes its socket) and dnsmasq, removes the sandbox's nft objects,
-  // and the table when this was the process's last sandbox. Idempotent.
+  // Kills slirp4netns (or passt, and removes its socket) and dnsmasq, removes the sandbox's nft
+  // objects, and the table when this was the process's last sandbox. Idempotent.
   [[nodiscard]] Result<void> Destroy();
 
  private:
@@ -94,10 +94,21 @@ class SandboxNetwork {
   NetPolicy policy_;
   NetTableIds ids_;
   std::vector<std::string> upstreams_;
-  ChildProcess pasta_, dnsmasq_;  // pasta_: pasta or passt
-  std::string socket_path_;       // passt's, removed by Destroy
+  ChildProcess helper_, dnsmasq_;  // helper_: slirp4netns or passt
+  // slirp4netns's exit fd, the other end: it quits when this closes (the
+  // daemon's death included).
+  UniqueFd helper_exit_;
+  std::string socket_path_;  // passt's, removed by Destroy
   bool rules_added_ = false, counted_ = false, destroyed_ = false;
 };
+
+// A dead daemon's resolver of the sandbox in dir, if one still runs: dnsmasq
+// drops to nobody, which clears its parent-death signal, so it can outlive a
+// daemon that was killed. Found by its pid file (dir/dnsmasq.pid), checked
+// by its command line (it names that pid file), killed and waited for.
+// Called before a sandbox's network is attached (a sandbox taken over) and
+// by the gc of a dead daemon's sandbox dirs.
+void KillStaleResolver(const std::string& dir);
 
 // Runs a program to completion: its stdout, or an error naming it with its
 // stderr and exit status.

@@ -281,9 +281,9 @@ uint32_t EffectiveDnsTtl(const NetTableIds& ids) {
 
 std::string NftBaseText(const std::string& t) {
   // The maps dispatch on the group of the socket's file (`meta skgid`):
-  // pasta's, one per sandbox. Input sees the socket only once the kernel
-  // has matched the packet to it (established TCP, connected UDP): enough
-  // for counting bytes in.
+  // the helper's (slirp4netns or passt), one per sandbox. Input sees the socket only once the
+  // kernel has matched the packet to it (established TCP, connected UDP): enough for counting bytes
+  // in.
   return "add table inet " + t +
          "\n"
          "add map inet " +
@@ -321,10 +321,18 @@ std::string PolicyChainText(const NetTableIds& ids, const NetPolicy& policy) {
     std::string& d = r.find(':') != std::string::npos ? def6 : def4;
     d += (d.empty() ? "" : ", ") + r;
   }
-  const std::string refuse = "counter name refused_" + g + " reject";
   std::string c = "add chain inet " + t + " out_" + g + "\n";
   auto rule = [&](const std::string& r) {
     c += "add rule inet " + t + " out_" + g + " " + r + "\n";
+  };
+  // A refusal, counted: TCP with a reset (the helper's connect fails with
+  // ECONNREFUSED, which slirp4netns turns into a reset to the sandbox: its
+  // connect fails at once; an ICMP error would leave it retrying its SYN),
+  // anything else with an ICMP error.
+  const std::string counted = "counter name refused_" + g;
+  auto refuse = [&](const std::string& match) {
+    rule(match + "meta l4proto tcp " + counted + " reject with tcp reset");
+    rule(match + counted + " reject");
   };
   rule("counter name bytes_out_" + g);
   // Replies of connections already admitted, and of published ports.
@@ -333,20 +341,24 @@ std::string PolicyChainText(const NetTableIds& ids, const NetPolicy& policy) {
   rule("ip daddr 127.0.0.1 meta l4proto { tcp, udp } th dport " + std::to_string(ids.dns_port) +
        " accept");
   // Deny beats allow.
-  rule("ip daddr @deny4_" + g + " " + refuse);
-  rule("ip6 daddr @deny6_" + g + " " + refuse);
+  refuse("ip daddr @deny4_" + g + " ");
+  refuse("ip6 daddr @deny6_" + g + " ");
   // An explicit --allow-out CIDR lifts the default denies below.
   rule("ip daddr @allow4_" + g + " accept");
   rule("ip6 daddr @allow6_" + g + " accept");
   // The host itself (every local address, loopback included), then the
   // ranges no sandbox reaches by default.
-  rule("fib daddr type local " + refuse);
-  rule("ip daddr { " + def4 + " } " + refuse);
-  rule("ip6 daddr { " + def6 + " } " + refuse);
+  refuse("fib daddr type local ");
+  refuse("ip daddr { " + def4 + " } ");
+  refuse("ip6 daddr { " + def6 + " } ");
   // Addresses an allowed name resolved to (filled by the sandbox's dnsmasq).
   rule("ip daddr @dns4_" + g + " accept");
   rule("ip6 daddr @dns6_" + g + " accept");
-  rule(policy.open() ? "accept" : refuse);
+  if (policy.open()) {
+    rule("accept");
+  } else {
+    refuse("");
+  }
   return c;
 }
 
@@ -443,39 +455,29 @@ Result<NetCounters> ParseNftCounters(std::string_view text, const std::string& t
   return c;
 }
 
-std::vector<std::string> PastaArgv(const PastaPlan& p) {
-  std::vector<std::string> a = {
+std::vector<std::string> SlirpArgv(const SlirpPlan& p) {
+  return {
       p.path,
-      "--foreground",
-      "--quiet",
-      // Our gid, root's uid: pasta must open the root-only /dev/net/tun;
-      // the group is what the policy matches (meta skgid).
-      "--runas",
-      "0:" + std::to_string(p.gid),
-      // Addresses and routes set inside by pasta itself, no DHCP client needed.
-      "--config-net",
-      // The gateway is not the host: no mapping of it to the host's loopback.
-      "--no-map-gw",
-      // Nothing bound in the sandbox reaches the host, nothing of the host's
-      // loopback reaches the sandbox: no automatic forwarding either way.
-      "-T",
-      "none",
-      "-U",
-      "none",
-      "-u",
-      "none",
+      // Address, default route and MTU set inside by slirp4netns itself.
+      "--configure",
+      "--mtu=65520",
+      // 10.0.2.2 is only the gateway: no mapping of it to the host's loopback.
+      "--disable-host-loopback",
+      // No built-in resolver at 10.0.2.3 (it would ask the host's upstreams
+      // for any name): the sandbox's resolver is its dnsmasq, by policy.
+      "--disable-dns",
+      // Its own mount namespace and no capability but binding low ports once
+      // the interface is up; a syscall filter.
+      "--enable-sandbox",
+      "--enable-seccomp",
+      "--ready-fd=" + std::to_string(p.ready_fd),
+      "--exit-fd=" + std::to_string(p.exit_fd),
+      // The daemon's fd of the sandbox's netns, as its own: /proc/self needs
+      // no ptrace access to the agent.
+      "--netns-type=path",
+      "/proc/self/fd/" + std::to_string(p.netns_fd),
+      kSlirpIfname,
   };
-  // No inbound forwarding: published ports are the daemon's own listeners,
-  // relayed through the agent (daemon/published_ports.h), for both modes.
-  a.push_back("-t");
-  a.push_back("none");
-  // The daemon's fd of the sandbox's netns, as pasta's own: /proc/self
-  // needs no ptrace access to the agent.
-  a.push_back("--netns");
-  a.push_back("/proc/self/fd/" + std::to_string(p.netns_fd));
-  a.push_back("--netns-only");
-  a.push_back("--no-netns-quit");
-  return a;
 }
 
 std::vector<std::string> PasstArgv(const PasstPlan& p) {
@@ -488,7 +490,7 @@ std::vector<std::string> PasstArgv(const PasstPlan& p) {
       p.path,
       "--foreground",
       "--quiet",
-      // As pasta's: the group is what the policy matches (meta skgid).
+      // The group is what the policy matches (meta skgid).
       "--runas",
       "0:" + std::to_string(p.gid),
       "--socket",

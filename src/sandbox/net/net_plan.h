@@ -1,13 +1,13 @@
 // Networking of a sandbox, the pure half (docs/network.md): the mode and the
 // egress policy as given (--network, --allow-out, --deny-out, -p), parsed
 // into what enforces it: the nftables text of the sandbox's chains and sets,
-// the argv of pasta (user-mode networking into the sandbox's netns) and of
-// dnsmasq (the sandbox's resolver). Applying it is net_attach.h.
+// the argv of slirp4netns (user-mode networking into the sandbox's netns) and
+// of dnsmasq (the sandbox's resolver). Applying it is net_attach.h.
 //
 // The model: the sandbox's own network namespace gets one interface, served
-// by a pasta process in the daemon's namespace, so every connection of the
-// sandbox becomes a socket of that pasta process. pasta runs with a group id
-// of its own per sandbox (`--runas 0:GID`), and warmbox's nftables table
+// by a slirp4netns process in the daemon's namespace, so every connection of
+// the sandbox becomes a socket of that process. It runs with a group id of
+// its own per sandbox (spawned with it), and warmbox's nftables table
 // (`inet warmbox`) matches those sockets (`meta skgid`) in its output hook:
 // the policy lives where nothing in the sandbox can reach it.
 #pragma once
@@ -107,7 +107,7 @@ inline constexpr uint32_t kDnsTtlSeconds = 300;
 struct NetTableIds {
   std::string table = "warmbox";  // table inet <table>
   std::string tag;                // per sandbox: [a-z0-9_], names its chains and sets
-  uint32_t gid = 0;               // pasta's group: `meta skgid`
+  uint32_t gid = 0;               // the helper's group: `meta skgid`
   uint16_t dns_port = 0;          // the sandbox's dnsmasq on 127.0.0.1
   // How long an allowed name's address stays admitted after its resolution
   // (the dns4/dns6 sets' timeout) and, the same, how long the sandbox's
@@ -143,13 +143,20 @@ struct NetCounters {
 };
 [[nodiscard]] Result<NetCounters> ParseNftCounters(std::string_view json, const std::string& tag);
 
-// pasta's argv, attaching to the netns open at fd netns_fd of pasta itself.
-struct PastaPlan {
-  std::string path = "/usr/bin/pasta";
-  uint32_t gid = 0;
+// slirp4netns's argv (Debian's, libslirp): it creates the tap interface
+// (kSlirpIfname) in the netns open at its own fd netns_fd, configures address
+// and default route there (10.0.2.100/24 via 10.0.2.2), writes "1" to
+// ready_fd once done, and quits when exit_fd becomes readable (the daemon
+// holds the other end: it closes when the daemon dies, however it dies).
+// Its group is set by the spawn (SpawnOptions::gid), not by itself.
+inline constexpr const char* kSlirpIfname = "eth0";
+struct SlirpPlan {
+  std::string path = "/usr/bin/slirp4netns";
   int netns_fd = 3;
+  int ready_fd = 4;
+  int exit_fd = 5;
 };
-std::vector<std::string> PastaArgv(const PastaPlan& p);
+std::vector<std::string> SlirpArgv(const SlirpPlan& p);
 
 // The vm driver's guest side of passt (docs/network.md, "The vm driver"):
 // the same address, gateway and resolver in every VM (each VM has its own
@@ -159,7 +166,7 @@ inline constexpr const char* kVmGuestAddr = "10.0.2.15";
 inline constexpr int kVmGuestPrefix = 24;
 inline constexpr const char* kVmGateway = "10.0.2.2";
 
-// passt's argv (pasta's sibling for VMs): it listens on socket_path for one
+// passt's argv (user-mode networking for VMs): it listens on socket_path for one
 // QEMU (-netdev stream) and quits when that QEMU goes (--one-off).
 struct PasstPlan {
   std::string path = "/usr/bin/passt";

@@ -123,7 +123,16 @@ TEST(NetPlan, SandboxRulesetText) {
   EXPECT_LT(allow, local);
   EXPECT_LT(local, defaults);
   EXPECT_LT(defaults, names);
-  EXPECT_NE(t.find("out_abc123 counter name refused_abc123 reject\n"), std::string::npos);
+  // A refusal is a reset for TCP (the sandbox's connect fails at once), an
+  // ICMP error otherwise; both counted.
+  EXPECT_NE(t.find("out_abc123 ip daddr @deny4_abc123 meta l4proto tcp counter name "
+                   "refused_abc123 reject with tcp reset\n"),
+            std::string::npos);
+  EXPECT_NE(t.find("out_abc123 ip daddr @deny4_abc123 counter name refused_abc123 reject\n"),
+            std::string::npos);
+  EXPECT_NE(t.find("out_abc123 meta l4proto tcp counter name refused_abc123 reject with tcp "
+                   "reset\nadd rule inet warmbox out_abc123 counter name refused_abc123 reject\n"),
+            std::string::npos);
   // An open policy ends in accept.
   std::string open = NftSandboxText(ids, *ParseNetPolicy({}, {}));
   EXPECT_NE(open.find("add rule inet warmbox out_abc123 accept\n"), std::string::npos);
@@ -142,20 +151,23 @@ TEST(NetPlan, SandboxRulesetText) {
             std::string::npos);
 }
 
-TEST(NetPlan, PastaArgvHasNoHostMappings) {
-  PastaPlan p;
-  p.gid = 77;
-  auto a = PastaArgv(p);
-  EXPECT_EQ(a[0], "/usr/bin/pasta");
-  EXPECT_TRUE(Has(a, "--no-map-gw"));
-  EXPECT_TRUE(Has(a, "0:77"));
-  EXPECT_TRUE(Has(a, "/proc/self/fd/3"));
-  // No forwarding either way: published ports are the daemon's listeners.
-  for (const char* flag : {"-T", "-U", "-u", "-t"}) {
-    auto it = std::find(a.begin(), a.end(), flag);
-    ASSERT_NE(it, a.end()) << flag;
-    EXPECT_EQ(*(it + 1), "none") << flag;
-  }
+TEST(NetPlan, SlirpArgvMapsNothingOfTheHostAndHasNoResolverOfItsOwn) {
+  SlirpPlan p;
+  auto a = SlirpArgv(p);
+  EXPECT_EQ(a[0], "/usr/bin/slirp4netns");
+  // 10.0.2.2 is no way to the host's loopback; 10.0.2.3 asks no upstream.
+  EXPECT_TRUE(Has(a, "--disable-host-loopback"));
+  EXPECT_TRUE(Has(a, "--disable-dns"));
+  EXPECT_TRUE(Has(a, "--enable-sandbox"));
+  EXPECT_TRUE(Has(a, "--ready-fd=4"));
+  EXPECT_TRUE(Has(a, "--exit-fd=5"));
+  // The netns as its own fd, then the interface's name, last.
+  ASSERT_GE(a.size(), 2u);
+  EXPECT_EQ(a[a.size() - 2], "/proc/self/fd/3");
+  EXPECT_EQ(a.back(), kSlirpIfname);
+  // No port forwarding option exists in its argv: it forwards nothing inward
+  // without its API socket, which it is not given.
+  for (const auto& arg : a) EXPECT_EQ(arg.find("--api-socket"), std::string::npos) << arg;
 }
 
 TEST(NetPlan, PasstArgvServesOneVmWithTheFixedGuestView) {

@@ -53,7 +53,7 @@ class NetTest : public ::testing::Test {
     if (::geteuid() != 0) GTEST_SKIP() << "needs root (network namespaces, nftables)";
     std::string why = wb::testing::SandboxProbe();
     if (!why.empty()) GTEST_SKIP() << why;
-    for (const char* tool : {"/usr/bin/pasta", "/usr/sbin/nft", "/usr/sbin/dnsmasq"}) {
+    for (const char* tool : {"/usr/bin/slirp4netns", "/usr/sbin/nft", "/usr/sbin/dnsmasq"}) {
       if (!PathExists(tool)) GTEST_SKIP() << tool << " missing: run scripts/setup";
     }
     state_ = wb::testing::MakeTempDir("wb-net-state");
@@ -140,7 +140,19 @@ TEST_F(NetTest, AllowedNameAndCidrOnlyAndTeardownLeavesNothing) {
             std::string("nameserver ") + kSandboxResolver + "\n");
   // Allowed: a name, and a CIDR.
   EXPECT_EQ(Get(*sb, "http://allowed.test/"), "hello from 198.51.100.10\n");
+  // A bulk answer after the client's half-close (nc shuts its sending side
+  // at the end of its input) arrives whole, and ends (header 44 bytes).
+  EXPECT_EQ(Sh(*sb,
+               "printf 'GET /bytes/4194304 HTTP/1.0\\r\\n\\r\\n' | timeout 10 nc "
+               "198.51.100.10 8080 | wc -c")
+                .stdout_data,
+            "4194348\n");
   EXPECT_EQ(Get(*sb, "http://203.0.113.10/"), "hello from 203.0.113.10\n");
+  // A connection the policy refuses fails at once, as refused (a reset
+  // reaches the sandbox), not by the client's timeout.
+  auto refused = Sh(*sb, "timeout 10 nc 198.51.100.11 80 </dev/null; echo rc=$?");
+  EXPECT_NE(refused.stderr_data.find("Connection refused"), std::string::npos)
+      << refused.stdout_data << refused.stderr_data;
   // Denied inside the allowed CIDR: deny beats allow.
   EXPECT_EQ(Get(*sb, "http://203.0.113.66/"), "");
   // Names not allowed get no answer; the allowed name's neighbour by IP
@@ -172,7 +184,7 @@ TEST_F(NetTest, AllowedNameAndCidrOnlyAndTeardownLeavesNothing) {
   // Teardown: no chain, set, table, helper process or interface is left.
   pid_t agent = sb->host_pid();
   ASSERT_GT(agent, 0);
-  std::vector<pid_t> helpers = wb::testing::ProcessesMentioning("pasta");
+  std::vector<pid_t> helpers = wb::testing::ProcessesMentioning("slirp4netns");
   auto dns = wb::testing::ProcessesMentioning("--listen-address=127.0.0.1");
   helpers.insert(helpers.end(), dns.begin(), dns.end());
   EXPECT_EQ(helpers.size(), 2u);
@@ -199,7 +211,7 @@ TEST_F(NetTest, OpenPolicyStillRefusesDefaultsAndDeniedNames) {
     EXPECT_EQ(Get(*sb, std::string("http://") + ip + "/"), "") << ip;
   }
   // The host's own services: another address of D, and its loopback
-  // (pasta maps nothing of it: the gateway is I's, not the host).
+  // (slirp4netns maps nothing of it: --disable-host-loopback).
   UniqueFd l(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0));
   sockaddr_in a{};
   a.sin_family = AF_INET;
@@ -215,6 +227,7 @@ TEST_F(NetTest, OpenPolicyStillRefusesDefaultsAndDeniedNames) {
   EXPECT_EQ(Get(*sb, "http://192.0.2.3/"), "");
   EXPECT_EQ(Get(*sb, "http://192.0.2.1:8081/"), "");
   EXPECT_EQ(Get(*sb, "http://127.0.0.1:8081/"), "");
+  EXPECT_EQ(Get(*sb, "http://10.0.2.2:8081/"), "");  // slirp4netns's gateway
   EXPECT_LT(::accept(l.get(), nullptr, nullptr), 0);
   EXPECT_LT(::accept(lo.get(), nullptr, nullptr), 0);
 }

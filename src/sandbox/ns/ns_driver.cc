@@ -33,7 +33,7 @@ struct NsDriver::CgroupLayoutHolder {
   CgroupLayout layout;
 };
 
-// The group ids of the pasta processes of this driver's sandboxes: a slot
+// The group ids of the slirp4netns processes of this driver's sandboxes: a slot
 // is taken per egress sandbox and given back when the sandbox object goes.
 struct NsDriver::NetSlots {
   static constexpr uint32_t kSlots = 4096;
@@ -77,7 +77,7 @@ class NsSandbox : public SandboxBase {
     }
     if (!process_.running())
       return Fail(ErrorCode::kFailedPrecondition, "attach network", id_, "not running");
-    // The slot's object lives as long as the sandbox's; its gid is pasta's.
+    // The slot's object lives as long as the sandbox's; its gid is slirp4netns's.
     std::shared_ptr<NetSlot> slot;
     {
       std::lock_guard<std::mutex> lock(net_slots_->mu);
@@ -181,6 +181,20 @@ Result<std::unique_ptr<NsDriver>> NsDriver::Open(NsDriverOptions opts, ImageStor
   return drv;
 }
 
+namespace {
+
+// What AttachNetwork needs, the same at Create and Adopt.
+void SetNetworkContext(NsSandbox& sb, const NsDriverOptions& o, uint32_t uid_base,
+                       std::shared_ptr<NsDriver::NetSlots> slots) {
+  sb.net_host_ = o.net;
+  sb.uid_base_ = uid_base;
+  // The slirp4netns group ids sit just above every sandbox range (slot 0..uid_slots).
+  sb.net_gid_base_ = o.net_gid_base ? o.net_gid_base : SlotBase(o.uid_base, o.uid_slots + 1);
+  sb.net_slots_ = std::move(slots);
+}
+
+}  // namespace
+
 Result<std::unique_ptr<Sandbox>> NsDriver::Adopt(const AdoptSpec& spec) {
   auto sb = std::make_unique<NsSandbox>();
   sb->image_ = WB_TRY(store_->Get(spec.image));
@@ -188,16 +202,21 @@ Result<std::unique_ptr<Sandbox>> NsDriver::Adopt(const AdoptSpec& spec) {
   sb->cgroup_parent_ = opts_.cgroup_parent;
   WB_RETURN_IF_ERROR(sb->AdoptHome(spec));
   // Its uid slot stays its own (recorded in its dir; none: shared mode).
+  uint32_t uid_slot = 0;
   if (PathExists(spec.dir + "/uid_slot")) {
     auto slot = AdoptUidSlot(opts_.state_dir, sb->id_, spec.dir);
     if (!slot.ok()) {
       sb->Abandon();  // not taken over: left as it was
       return slot.error();
     }
+    uid_slot = *slot;
     sb->release_hook_ = [state = opts_.state_dir, slot = *slot, id = sb->id_] {
       return ReleaseUidSlot(state, slot, id);
     };
   }
+  // What AttachNetwork needs, as at Create (the new daemon attaches the
+  // recorded network again).
+  SetNetworkContext(*sb, opts_, SlotBase(opts_.uid_base, uid_slot), net_slots_);
   spdlog::debug("{}: adopted (pid {})", sb->id_, spec.pid);
   return std::unique_ptr<Sandbox>(std::move(sb));
 }
@@ -220,12 +239,7 @@ Result<std::unique_ptr<Sandbox>> NsDriver::Create(const SandboxSpec& spec) {
     };
   }
   const uint32_t base = SlotBase(opts_.uid_base, slot);
-  sb->net_host_ = opts_.net;
-  sb->uid_base_ = base;
-  // The pasta group ids sit just above every sandbox range (slot 0..uid_slots).
-  sb->net_gid_base_ =
-      opts_.net_gid_base ? opts_.net_gid_base : SlotBase(opts_.uid_base, opts_.uid_slots + 1);
-  sb->net_slots_ = net_slots_;
+  SetNetworkContext(*sb, opts_, base, net_slots_);
   const std::string scratch = sb->dir_ + "/scratch";
   if (::mkdir(scratch.c_str(), 0700) != 0) return Errno("mkdir", scratch);
   if (::chown(scratch.c_str(), base, base) != 0) return Errno("chown", scratch);

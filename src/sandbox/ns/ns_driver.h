@@ -29,7 +29,7 @@ struct NsDriverOptions {
   int ready_attempt_ms = 1000;  // per heartbeat attempt
   int ready_total_ms = 10000;   // readiness cap
   // --network egress: the tools and table (sandbox/net/net_attach.h), and
-  // the group ids of the sandboxes' pasta processes: net_gid_base + n, one n
+  // the group ids of the sandboxes' slirp4netns processes: net_gid_base + n, one n
   // per sandbox (0: just above every sandbox range, slot uid_slots + 1).
   NetHostOptions net;
   uint32_t net_gid_base = 0;
@@ -44,7 +44,7 @@ class NsDriver : public Driver {
   DriverKind kind() const override { return DriverKind::kNs; }
   [[nodiscard]] Result<std::unique_ptr<Sandbox>> Create(const SandboxSpec& spec) override;
   [[nodiscard]] Result<std::unique_ptr<Sandbox>> Adopt(const AdoptSpec& spec) override;
-  struct NetSlots;  // the pasta group ids in use (ns_driver.cc)
+  struct NetSlots;  // the slirp4netns group ids in use (ns_driver.cc)
 
  private:
   NsDriver() = default;

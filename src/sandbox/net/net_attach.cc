@@ -13,6 +13,7 @@
 
 #include <map>
 #include <mutex>
+#include <set>
 
 #include "base/fd.h"
 #include "base/fs.h"
@@ -30,6 +31,11 @@ std::mutex g_tables_mu;
 std::map<std::string, int>& TableUsers() {
   static std::map<std::string, int> m;
   return m;
+}
+// The tables this process has made once (a dead daemon's is removed first).
+std::set<std::string>& TablesChecked() {
+  static std::set<std::string> s;
+  return s;
 }
 
 void SleepMs(int ms) {
@@ -197,24 +203,27 @@ Result<std::unique_ptr<SandboxNetwork>> SandboxNetwork::Prepare(const NetAttachO
   n->ids_.dns_port = WB_TRY(FreeLoopbackPort());
   KillStaleResolver(o.dir);  // a sandbox taken over: the dead daemon's
 
-  // The rules first: the helper's first socket is already under them.
+  // The rules first: the helper's first socket is already under them. One
+  // nft transaction (each nft run costs milliseconds).
   {
     std::lock_guard<std::mutex> lock(g_tables_mu);
-    if (TableUsers()[o.host.table] == 0) {
+    std::string text;
+    if (TablesChecked().insert(o.host.table).second) {
       // The process's first: a table left by a daemon that died (killed,
       // crashed) holds its sandboxes' chains, whose helpers died with it.
-      // Gone, so that a sandbox taken over gets its chain afresh. (Absent:
-      // nft fails, which is the usual case.)
-      auto stale = RunTool({o.host.nft_path, "delete", "table", "inet", o.host.table});
-      if (stale.ok()) spdlog::debug("nft table inet {}: a dead daemon's, removed", o.host.table);
+      // Gone, so that a sandbox taken over gets its chain afresh (add, then
+      // delete: no error when there is none).
+      text += "add table inet " + o.host.table + "\ndelete table inet " + o.host.table + "\n";
     }
-    WB_RETURN_IF_ERROR(n->Nft("base", NftBaseText(o.host.table)));
+    if (TableUsers()[o.host.table] == 0) text += NftBaseText(o.host.table);
+    text += NftSandboxText(n->ids_, n->policy_);
+    WB_RETURN_IF_ERROR(n->Nft("add", text));
     ++TableUsers()[o.host.table];
     n->counted_ = true;
+    n->rules_added_ = true;
   }
-  WB_RETURN_IF_ERROR(n->Nft("add", NftSandboxText(n->ids_, n->policy_)));
-  n->rules_added_ = true;
-  WB_RETURN_IF_ERROR(n->StartDnsmasq());
+  // Its resolver starts meanwhile: the attach awaits it after its helper.
+  WB_RETURN_IF_ERROR(n->SpawnDnsmasq());
   return n;
 }
 
@@ -265,6 +274,7 @@ Result<std::unique_ptr<SandboxNetwork>> SandboxNetwork::Attach(const NetAttachOp
         return ::read(fd, &c, 1) == 1;
       },
       "slirp4netns", nspath, "not configured after 5 s"));
+  WB_RETURN_IF_ERROR(n->AwaitDnsmasq());
   WB_RETURN_IF_ERROR(WriteResolvConf(
       pid, o.root_uid,
       std::string("# warmbox: the sandbox's resolver\nnameserver ") + kSandboxResolver + "\n"));
@@ -311,6 +321,7 @@ Result<VmNetwork> SandboxNetwork::AttachVm(const NetAttachOptions& o, const Netw
         return c.ok();
       },
       "passt", sock, "not accepting after 5 s"));
+  WB_RETURN_IF_ERROR(n->AwaitDnsmasq());
   spdlog::debug("{}: network egress (passt {}, dnsmasq {} on port {})", o.tag, n->helper_.pid(),
                 n->dnsmasq_.pid(), n->ids_.dns_port);
   return VmNetwork{std::move(n), std::move(conn)};
@@ -342,7 +353,7 @@ void KillStaleResolver(const std::string& dir) {
   (void)::unlink(pid_file.c_str());
 }
 
-Result<void> SandboxNetwork::StartDnsmasq() {
+Result<void> SandboxNetwork::SpawnDnsmasq() {
   DnsmasqPlan d;
   d.path = opts_.host.dnsmasq_path;
   // Its pid, for a next daemon if this one dies (KillStaleResolver).
@@ -356,11 +367,16 @@ Result<void> SandboxNetwork::StartDnsmasq() {
   so.fds = {{err.write.get(), 2}};
   so.pdeath_signal = SIGKILL;
   dnsmasq_ = WB_TRY(ChildProcess::Spawn(so));
-  err.write.reset();
+  dnsmasq_err_ = std::move(err.read);
+  return Ok();
+}
+
+Result<void> SandboxNetwork::AwaitDnsmasq() {
   // Ready once it accepts TCP on its port (it binds UDP first). Bounded: 5 s.
   WB_RETURN_IF_ERROR(AwaitHelper(
-      dnsmasq_, err.read.get(), [port = ids_.dns_port] { return TcpListening(port); }, "dnsmasq",
-      "127.0.0.1:" + std::to_string(ids_.dns_port), "not listening after 5 s"));
+      dnsmasq_, dnsmasq_err_.get(), [port = ids_.dns_port] { return TcpListening(port); },
+      "dnsmasq", "127.0.0.1:" + std::to_string(ids_.dns_port), "not listening after 5 s"));
+  dnsmasq_err_.reset();
   return Ok();
 }
 
@@ -374,7 +390,8 @@ Result<void> SandboxNetwork::Update(const std::vector<std::string>& allow_out,
   spec_.deny_out = deny_out;
   // The resolver's names are in its argv: a new one, on the same port.
   dnsmasq_.KillAndReap();
-  return StartDnsmasq();
+  WB_RETURN_IF_ERROR(SpawnDnsmasq());
+  return AwaitDnsmasq();
 }
 
 Result<NetCounters> SandboxNetwork::Counters() const {

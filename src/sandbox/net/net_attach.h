@@ -86,7 +86,10 @@ class SandboxNetwork {
   // objects, its dnsmasq.
   [[nodiscard]] static Result<std::unique_ptr<SandboxNetwork>> Prepare(const NetAttachOptions& o,
                                                                        const NetworkSpec& spec);
-  [[nodiscard]] Result<void> StartDnsmasq();
+  // The resolver: spawned, then awaited (listening), so that it starts
+  // while the network helper does.
+  [[nodiscard]] Result<void> SpawnDnsmasq();
+  [[nodiscard]] Result<void> AwaitDnsmasq();
   [[nodiscard]] Result<void> Nft(const std::string& what, const std::string& text) const;
 
   NetAttachOptions opts_;
@@ -95,6 +98,7 @@ class SandboxNetwork {
   NetTableIds ids_;
   std::vector<std::string> upstreams_;
   ChildProcess helper_, dnsmasq_;  // helper_: slirp4netns or passt
+  UniqueFd dnsmasq_err_;           // its stderr until it listens
   // slirp4netns's exit fd, the other end: it quits when this closes (the
   // daemon's death included).
   UniqueFd helper_exit_;

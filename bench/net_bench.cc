@@ -60,7 +60,7 @@ std::string LoadAvg() {
 
 int main(int argc, char** argv) {
   uint64_t bytes = 1ull << 30;
-  int conns = 50, runs = 10;
+  int conns = 50, runs = 40;
   uint32_t base = 1810000000;
   for (int i = 1; i < argc; ++i) {
     std::string a = argv[i];

@@ -4,6 +4,7 @@
 #include <fcntl.h>
 #include <linux/openat2.h>
 #include <netinet/in.h>
+#include <poll.h>
 #include <signal.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -265,15 +266,22 @@ Result<std::unique_ptr<SandboxNetwork>> SandboxNetwork::Attach(const NetAttachOp
   log_w.reset();
   nsfd.reset();
   // It configures the interface, address and route itself, then writes "1"
-  // to the ready fd. Bounded: 5 s.
-  WB_RETURN_IF_ERROR(SetNonBlocking(ready.read.get()));
-  WB_RETURN_IF_ERROR(AwaitHelper(
-      n->helper_, log_r.get(),
-      [fd = ready.read.get()] {
-        char c;
-        return ::read(fd, &c, 1) == 1;
-      },
-      "slirp4netns", nspath, "not configured after 5 s"));
+  // to the ready fd: woken by that, or by its exit (pidfd). Bounded: 5 s.
+  {
+    pollfd pf[2] = {{ready.read.get(), POLLIN, 0}, {n->helper_.pidfd(), POLLIN, 0}};
+    int r;
+    do {
+      r = ::poll(pf, 2, 5000);
+    } while (r < 0 && errno == EINTR);
+    char c;
+    if (r < 0) return Errno("poll", "slirp4netns ready fd");
+    if (r == 0 || (pf[0].revents & POLLIN) == 0 || ::read(ready.read.get(), &c, 1) != 1) {
+      // Not ready: its words, and its exit if it exited.
+      WB_RETURN_IF_ERROR(AwaitHelper(
+          n->helper_, log_r.get(), [] { return false; }, "slirp4netns", nspath,
+          "not configured after 5 s"));
+    }
+  }
   WB_RETURN_IF_ERROR(n->AwaitDnsmasq());
   WB_RETURN_IF_ERROR(WriteResolvConf(
       pid, o.root_uid,
@@ -413,7 +421,7 @@ Result<void> SandboxNetwork::Destroy() {
     std::lock_guard<std::mutex> lock(g_tables_mu);
     if (--TableUsers()[opts_.host.table] == 0) {
       TableUsers().erase(opts_.host.table);
-      auto d = RunTool({opts_.host.nft_path, "delete", "table", "inet", opts_.host.table});
+      auto d = Nft("table", "delete table inet " + opts_.host.table + "\n");
       if (!d.ok() && r.ok()) r = d.error();
     }
   }

@@ -284,8 +284,18 @@ std::string NftBaseText(const std::string& t) {
   // the helper's (slirp4netns or passt), one per sandbox. Input sees the socket only once the
   // kernel has matched the packet to it (established TCP, connected UDP): enough for counting bytes
   // in.
-  return "add table inet " + t +
-         "\n"
+  std::string def4, def6;
+  for (const auto& r : DefaultDeniedRanges()) {
+    std::string& d = r.find(':') != std::string::npos ? def6 : def4;
+    d += (d.empty() ? "" : ", ") + r;
+  }
+  // The ranges no sandbox reaches by default, one named set per family for
+  // every sandbox's chain (not an anonymous set per rule per sandbox: each
+  // costs the transaction that adds a sandbox).
+  return "add table inet " + t + "\n" + "add set inet " + t +
+         " defaults4 { type ipv4_addr; flags interval; elements = { " + def4 + " }; }\n" +
+         "add set inet " + t + " defaults6 { type ipv6_addr; flags interval; elements = { " + def6 +
+         " }; }\n"
          "add map inet " +
          t + " out_by_gid { type gid : verdict; }\n" + "add map inet " + t +
          " in_by_gid { type gid : verdict; }\n" + "add map inet " + t +
@@ -316,11 +326,6 @@ std::string PolicyElementsText(const NetTableIds& ids, const NetPolicy& policy) 
 std::string PolicyChainText(const NetTableIds& ids, const NetPolicy& policy) {
   const std::string& t = ids.table;
   const std::string& g = ids.tag;
-  std::string def4, def6;
-  for (const auto& r : DefaultDeniedRanges()) {
-    std::string& d = r.find(':') != std::string::npos ? def6 : def4;
-    d += (d.empty() ? "" : ", ") + r;
-  }
   std::string c = "add chain inet " + t + " out_" + g + "\n";
   auto rule = [&](const std::string& r) {
     c += "add rule inet " + t + " out_" + g + " " + r + "\n";
@@ -328,12 +333,8 @@ std::string PolicyChainText(const NetTableIds& ids, const NetPolicy& policy) {
   // A refusal, counted: TCP with a reset (the helper's connect fails with
   // ECONNREFUSED, which slirp4netns turns into a reset to the sandbox: its
   // connect fails at once; an ICMP error would leave it retrying its SYN),
-  // anything else with an ICMP error.
-  const std::string counted = "counter name refused_" + g;
-  auto refuse = [&](const std::string& match) {
-    rule(match + "meta l4proto tcp " + counted + " reject with tcp reset");
-    rule(match + counted + " reject");
-  };
+  // anything else with an ICMP error. One chain, jumped to.
+  auto refuse = [&](const std::string& match) { rule(match + "jump refuse_" + g); };
   rule("counter name bytes_out_" + g);
   // Replies of connections already admitted, and of published ports.
   rule("ct state established,related accept");
@@ -349,8 +350,8 @@ std::string PolicyChainText(const NetTableIds& ids, const NetPolicy& policy) {
   // The host itself (every local address, loopback included), then the
   // ranges no sandbox reaches by default.
   refuse("fib daddr type local ");
-  refuse("ip daddr { " + def4 + " } ");
-  refuse("ip6 daddr { " + def6 + " } ");
+  refuse("ip daddr @defaults4 ");
+  refuse("ip6 daddr @defaults6 ");
   // Addresses an allowed name resolved to (filled by the sandbox's dnsmasq).
   rule("ip daddr @dns4_" + g + " accept");
   rule("ip6 daddr @dns6_" + g + " accept");
@@ -384,6 +385,10 @@ std::string NftSandboxText(const NetTableIds& ids, const NetPolicy& policy) {
            "; flags timeout; timeout " + std::to_string(EffectiveDnsTtl(ids)) + "s; }\n";
   }
   out += PolicyElementsText(ids, policy);
+  out += "add chain inet " + t + " refuse_" + g + "\n";
+  out += "add rule inet " + t + " refuse_" + g + " meta l4proto tcp counter name refused_" + g +
+         " reject with tcp reset\n";
+  out += "add rule inet " + t + " refuse_" + g + " counter name refused_" + g + " reject\n";
   out += PolicyChainText(ids, policy);
   out += "add chain inet " + t + " in_" + g + "\n";
   out += "add rule inet " + t + " in_" + g + " counter name bytes_in_" + g + "\n";
@@ -422,7 +427,8 @@ std::string NftRemoveText(const NetTableIds& ids) {
   out += "delete element inet " + t + " out_by_gid { " + gid + " }\n";
   out += "delete element inet " + t + " in_by_gid { " + gid + " }\n";
   out += "delete element inet " + t + " nat_by_gid { " + gid + " }\n";
-  for (const char* c : {"out_", "in_", "nat_"})
+  // refuse_ after out_, whose rules jump to it.
+  for (const char* c : {"out_", "in_", "nat_", "refuse_"})
     out += "delete chain inet " + t + " " + c + g + "\n";
   for (const char* s : {"allow4_", "allow6_", "deny4_", "deny6_", "dns4_", "dns6_"}) {
     out += "delete set inet " + t + " " + s + g + "\n";

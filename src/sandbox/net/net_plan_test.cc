@@ -116,7 +116,7 @@ TEST(NetPlan, SandboxRulesetText) {
   // Order: deny before allow, allow before the default denies, the names'
   // addresses after them, and a closed policy ends in a refusal.
   size_t deny = t.find("ip daddr @deny4_abc123"), allow = t.find("ip daddr @allow4_abc123"),
-         local = t.find("fib daddr type local"), defaults = t.find("169.254.0.0/16"),
+         local = t.find("fib daddr type local"), defaults = t.find("@defaults4"),
          names = t.find("ip daddr @dns4_abc123");
   ASSERT_NE(deny, std::string::npos);
   EXPECT_LT(deny, allow);
@@ -124,15 +124,23 @@ TEST(NetPlan, SandboxRulesetText) {
   EXPECT_LT(local, defaults);
   EXPECT_LT(defaults, names);
   // A refusal is a reset for TCP (the sandbox's connect fails at once), an
-  // ICMP error otherwise; both counted.
-  EXPECT_NE(t.find("out_abc123 ip daddr @deny4_abc123 meta l4proto tcp counter name "
-                   "refused_abc123 reject with tcp reset\n"),
+  // ICMP error otherwise; both counted, in the sandbox's refuse chain.
+  EXPECT_NE(t.find("add rule inet warmbox refuse_abc123 meta l4proto tcp counter name "
+                   "refused_abc123 reject with tcp reset\nadd rule inet warmbox refuse_abc123 "
+                   "counter name refused_abc123 reject\n"),
             std::string::npos);
-  EXPECT_NE(t.find("out_abc123 ip daddr @deny4_abc123 counter name refused_abc123 reject\n"),
-            std::string::npos);
-  EXPECT_NE(t.find("out_abc123 meta l4proto tcp counter name refused_abc123 reject with tcp "
-                   "reset\nadd rule inet warmbox out_abc123 counter name refused_abc123 reject\n"),
-            std::string::npos);
+  EXPECT_NE(t.find("out_abc123 ip daddr @deny4_abc123 jump refuse_abc123\n"), std::string::npos);
+  EXPECT_NE(t.find("out_abc123 ip daddr @defaults4 jump refuse_abc123\n"), std::string::npos);
+  // A closed policy ends in a refusal.
+  EXPECT_NE(t.find("out_abc123 jump refuse_abc123\n"), std::string::npos);
+  // The default denies are the table's, shared by every sandbox's chain.
+  std::string base = NftBaseText("warmbox");
+  EXPECT_NE(base.find("add set inet warmbox defaults4 { type ipv4_addr; flags interval; "
+                      "elements = { 0.0.0.0/8, 10.0.0.0/8"),
+            std::string::npos)
+      << base;
+  EXPECT_NE(base.find("169.254.0.0/16"), std::string::npos);
+  EXPECT_NE(base.find("fe80::/10"), std::string::npos);
   // An open policy ends in accept.
   std::string open = NftSandboxText(ids, *ParseNetPolicy({}, {}));
   EXPECT_NE(open.find("add rule inet warmbox out_abc123 accept\n"), std::string::npos);

@@ -255,6 +255,10 @@ TEST_F(PortsTest, TakenOverSandboxGetsItsNetworkAndPortsAgain) {
   EXPECT_FALSE(ConnectTo(18090));
   EXPECT_TRUE(wb::testing::ProcessesMentioning("slirp4netns").empty());
   EXPECT_TRUE(wb::testing::ProcessesMentioning("--listen-address=127.0.0.1").empty());
+  // No sandbox chain is left in the daemon's table, which goes with it.
+  auto table = RunProcess({"/usr/sbin/nft", "list", "table", "inet", "warmbox"});
+  EXPECT_EQ(table.out.find("chain out_"), std::string::npos) << table.out;
+  StopDaemon();
   auto tables = RunProcess({"/usr/sbin/nft", "list", "tables"});
   EXPECT_EQ(tables.out.find("warmbox"), std::string::npos) << tables.out;
 }

@@ -38,6 +38,16 @@ std::set<std::string>& TablesChecked() {
   static std::set<std::string> s;
   return s;
 }
+// The tables that exist now (made by this process, not released), and the
+// helper group ranges each refuses unless mapped.
+std::set<std::string>& TablesMade() {
+  static std::set<std::string> s;
+  return s;
+}
+std::map<std::string, std::set<std::pair<uint32_t, uint32_t>>>& TableRanges() {
+  static std::map<std::string, std::set<std::pair<uint32_t, uint32_t>>> m;
+  return m;
+}
 
 void SleepMs(int ms) {
   struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
@@ -127,7 +137,7 @@ Result<void> WriteResolvConf(pid_t pid, uint32_t owner, const std::string& text)
 
 }  // namespace
 
-Result<std::string> RunTool(const std::vector<std::string>& argv) {
+Result<RunningTool> SpawnTool(const std::vector<std::string>& argv) {
   Pipe out = WB_TRY(MakePipe());
   Pipe err = WB_TRY(MakePipe());
   SpawnOptions o;
@@ -135,27 +145,51 @@ Result<std::string> RunTool(const std::vector<std::string>& argv) {
   o.argv = argv;
   o.fds = {{out.write.get(), 1}, {err.write.get(), 2}};
   o.pdeath_signal = SIGKILL;
-  ChildProcess c = WB_TRY(ChildProcess::Spawn(o));
-  out.write.reset();
-  err.write.reset();
+  RunningTool t;
+  t.process = WB_TRY(ChildProcess::Spawn(o));
+  t.out = std::move(out.read);
+  t.err = std::move(err.read);
+  t.what = argv[0];
+  t.arg = argv.size() > 1 ? argv[1] : "";
+  return t;
+}
+
+Result<std::string> FinishTool(RunningTool& t) {
   // stdout to its end first: nft's stderr is a few lines at most.
-  std::string stdout_data = WB_TRY(ReadAll(out.read.get()));
-  std::string stderr_data = WB_TRY(ReadAll(err.read.get()));
-  ExitStatus st = WB_TRY(c.Wait());
+  std::string stdout_data = WB_TRY(ReadAll(t.out.get()));
+  std::string stderr_data = WB_TRY(ReadAll(t.err.get()));
+  ExitStatus st = WB_TRY(t.process.Wait());
   if (st.code != 0 || st.signal != 0) {
     while (!stderr_data.empty() && stderr_data.back() == '\n') stderr_data.pop_back();
-    return Fail(argv[0], argv.size() > 1 ? argv[1] : "", st.Describe() + ": " + stderr_data);
+    return Fail(t.what, t.arg, st.Describe() + ": " + stderr_data);
   }
   return stdout_data;
 }
 
-Result<void> SandboxNetwork::Nft(const std::string& what, const std::string& text) const {
+Result<std::string> RunTool(const std::vector<std::string>& argv) {
+  RunningTool t = WB_TRY(SpawnTool(argv));
+  return FinishTool(t);
+}
+
+Result<RunningTool> SandboxNetwork::StartNft(const std::string& what,
+                                             const std::string& text) const {
   const std::string file = opts_.dir + "/nft-" + what + ".txt";
   WB_RETURN_IF_ERROR(WriteFileAtomic(file, text, 0600));
-  auto r = RunTool({opts_.host.nft_path, "-f", file});
-  (void)::unlink(file.c_str());
+  auto t = SpawnTool({opts_.host.nft_path, "-f", file});
+  if (!t.ok()) (void)::unlink(file.c_str());
+  return t;
+}
+
+Result<void> SandboxNetwork::FinishNft(const std::string& what, RunningTool& t) const {
+  auto r = FinishTool(t);
+  (void)::unlink((opts_.dir + "/nft-" + what + ".txt").c_str());
   if (!r.ok()) return r.error().Wrap("nft " + what + " of sandbox " + opts_.tag);
   return Ok();
+}
+
+Result<void> SandboxNetwork::Nft(const std::string& what, const std::string& text) const {
+  RunningTool t = WB_TRY(StartNft(what, text));
+  return FinishNft(what, t);
 }
 
 namespace {
@@ -204,28 +238,55 @@ Result<std::unique_ptr<SandboxNetwork>> SandboxNetwork::Prepare(const NetAttachO
   n->ids_.dns_port = WB_TRY(FreeLoopbackPort());
   KillStaleResolver(o.dir);  // a sandbox taken over: the dead daemon's
 
-  // The rules first: the helper's first socket is already under them. One
-  // nft transaction (each nft run costs milliseconds).
+  // The rules before the helper's first socket. The table's output chain
+  // refuses every socket of the driver's helper groups that its map does not
+  // send to a sandbox's chain yet (NftBaseText), so once the table holds
+  // that range, the sandbox's own transaction runs while its helper starts
+  // (each nft run costs milliseconds) and is awaited before the attach
+  // returns. Until it is done the sandbox's connections are refused, never
+  // let through. A table not made yet, or a range not in it yet, is added
+  // first, in the same transaction, before any helper starts.
   {
     std::lock_guard<std::mutex> lock(g_tables_mu);
-    std::string text;
-    if (TablesChecked().insert(o.host.table).second) {
+    const std::string& t = o.host.table;
+    std::string first;
+    if (TablesChecked().insert(t).second) {
       // The process's first: a table left by a daemon that died (killed,
       // crashed) holds its sandboxes' chains, whose helpers died with it.
       // Gone, so that a sandbox taken over gets its chain afresh (add, then
       // delete: no error when there is none).
-      text += "add table inet " + o.host.table + "\ndelete table inet " + o.host.table + "\n";
+      first += "add table inet " + t + "\ndelete table inet " + t + "\n";
     }
-    if (TableUsers()[o.host.table] == 0) text += NftBaseText(o.host.table);
-    text += NftSandboxText(n->ids_, n->policy_);
-    WB_RETURN_IF_ERROR(n->Nft("add", text));
-    ++TableUsers()[o.host.table];
+    if (TablesMade().insert(t).second) {
+      first += NftBaseText(t);
+      TableRanges()[t].clear();
+    }
+    const auto range = std::make_pair(o.host.helper_gid_first, o.host.helper_gid_last);
+    const bool ranged = range.first != 0 && range.second >= range.first;
+    if (ranged && TableRanges()[t].insert(range).second) {
+      first += "add element inet " + t + " helper_gids { " + std::to_string(range.first) + "-" +
+               std::to_string(range.second) + " }\n";
+    }
+    std::string mine = NftSandboxText(n->ids_, n->policy_);
+    n->rules_added_ = true;  // from here on Destroy removes them (or tries)
+    ++TableUsers()[t];
     n->counted_ = true;
-    n->rules_added_ = true;
+    if (!first.empty() || !ranged) {
+      WB_RETURN_IF_ERROR(n->Nft("add", first + mine));
+    } else {
+      n->pending_nft_ = WB_TRY(n->StartNft("add", mine));
+    }
   }
   // Its resolver starts meanwhile: the attach awaits it after its helper.
   WB_RETURN_IF_ERROR(n->SpawnDnsmasq());
   return n;
+}
+
+Result<void> SandboxNetwork::AwaitRules() {
+  if (!pending_nft_) return Ok();
+  RunningTool t = std::move(*pending_nft_);
+  pending_nft_.reset();
+  return FinishNft("add", t);
 }
 
 Result<std::unique_ptr<SandboxNetwork>> SandboxNetwork::Attach(const NetAttachOptions& o,
@@ -329,6 +390,7 @@ Result<VmNetwork> SandboxNetwork::AttachVm(const NetAttachOptions& o, const Netw
         return c.ok();
       },
       "passt", sock, "not accepting after 5 s"));
+  WB_RETURN_IF_ERROR(n->AwaitRules());
   WB_RETURN_IF_ERROR(n->AwaitDnsmasq());
   spdlog::debug("{}: network egress (passt {}, dnsmasq {} on port {})", o.tag, n->helper_.pid(),
                 n->dnsmasq_.pid(), n->ids_.dns_port);
@@ -416,16 +478,25 @@ Result<void> SandboxNetwork::Destroy() {
   dnsmasq_.KillAndReap();
   if (!socket_path_.empty()) (void)::unlink(socket_path_.c_str());
   Result<void> r = Ok();
-  if (rules_added_) r = Nft("remove", NftRemoveText(ids_));
+  // A transaction still running (a failed attach) ends first: its objects
+  // are then removed with the others (or were never made).
+  bool pending_failed = false;
+  if (pending_nft_) pending_failed = !AwaitRules().ok();
+  if (rules_added_ && !pending_failed) r = Nft("remove", NftRemoveText(ids_));
   if (counted_) {
+    // The table stays for the process's next sandboxes (ReleaseNetTable).
     std::lock_guard<std::mutex> lock(g_tables_mu);
-    if (--TableUsers()[opts_.host.table] == 0) {
-      TableUsers().erase(opts_.host.table);
-      auto d = Nft("table", "delete table inet " + opts_.host.table + "\n");
-      if (!d.ok() && r.ok()) r = d.error();
-    }
+    --TableUsers()[opts_.host.table];
   }
   return r;
+}
+
+void ReleaseNetTable(const NetHostOptions& host) {
+  std::lock_guard<std::mutex> lock(g_tables_mu);
+  if (TableUsers()[host.table] > 0 || TablesMade().erase(host.table) == 0) return;
+  TableRanges().erase(host.table);
+  auto d = RunTool({host.nft_path, "delete", "table", "inet", host.table});
+  if (!d.ok()) spdlog::warn("nft table inet {}: {}", host.table, d.error().ToString());
 }
 
 SandboxNetwork::~SandboxNetwork() {

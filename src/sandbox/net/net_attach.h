@@ -9,6 +9,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -30,6 +31,11 @@ struct NetHostOptions {
   std::vector<std::string> dns_upstreams;
   // How long a name's address stays admitted (NetTableIds::dns_ttl_s).
   uint32_t dns_ttl_s = kDnsTtlSeconds;
+  // The driver's helper group ids (first..last): the table refuses their
+  // sockets unless a sandbox's chain is mapped for them, so a sandbox's
+  // rules can be added while its helper starts. 0: not known, every attach
+  // adds its rules before its helper starts.
+  uint32_t helper_gid_first = 0, helper_gid_last = 0;
 };
 
 struct NetAttachOptions {
@@ -39,6 +45,16 @@ struct NetAttachOptions {
   uint32_t gid = 0;       // the helper's group, unique among the host's sandboxes
   uint32_t root_uid = 0;  // the sandbox's root on the host (owner of resolv.conf)
 };
+
+// A tool started, not waited for yet (SpawnTool, FinishTool).
+struct RunningTool {
+  ChildProcess process;
+  UniqueFd out, err;
+  std::string what, arg;  // argv[0], argv[1]: the error names them
+};
+[[nodiscard]] Result<RunningTool> SpawnTool(const std::vector<std::string>& argv);
+// Its stdout, or an error naming it with its stderr and exit status.
+[[nodiscard]] Result<std::string> FinishTool(RunningTool& t);
 
 class SandboxNetwork;
 // The vm driver's attachment: the network, and the fd of a connection to its
@@ -91,6 +107,11 @@ class SandboxNetwork {
   [[nodiscard]] Result<void> SpawnDnsmasq();
   [[nodiscard]] Result<void> AwaitDnsmasq();
   [[nodiscard]] Result<void> Nft(const std::string& what, const std::string& text) const;
+  [[nodiscard]] Result<RunningTool> StartNft(const std::string& what,
+                                             const std::string& text) const;
+  [[nodiscard]] Result<void> FinishNft(const std::string& what, RunningTool& t) const;
+  // The sandbox's own transaction, if Prepare left it running: finished.
+  [[nodiscard]] Result<void> AwaitRules();
 
   NetAttachOptions opts_;
   NetworkSpec spec_;
@@ -99,6 +120,7 @@ class SandboxNetwork {
   std::vector<std::string> upstreams_;
   ChildProcess helper_, dnsmasq_;  // helper_: slirp4netns or passt
   UniqueFd dnsmasq_err_;           // its stderr until it listens
+  std::optional<RunningTool> pending_nft_;
   // slirp4netns's exit fd, the other end: it quits when this closes (the
   // daemon's death included).
   UniqueFd helper_exit_;
@@ -117,5 +139,10 @@ void KillStaleResolver(const std::string& dir);
 // Runs a program to completion: its stdout, or an error naming it with its
 // stderr and exit status.
 [[nodiscard]] Result<std::string> RunTool(const std::vector<std::string>& argv);
+
+// The process's table (host.table) outlives its sandboxes, for the next
+// ones; its owner (a driver) releases it when it goes: removed unless a
+// sandbox of this process still has rules in it.
+void ReleaseNetTable(const NetHostOptions& host);
 
 }  // namespace wb

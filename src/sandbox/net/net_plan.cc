@@ -307,7 +307,13 @@ std::string NftBaseText(const std::string& t) {
          "}\n" +
          "add chain inet " + t +
          " nat_output { type nat hook output priority -100; policy accept; meta skgid vmap "
-         "@nat_by_gid; }\n";
+         "@nat_by_gid; }\n" +
+         // Fail-closed: a socket of a helper group that the map does not
+         // send to a sandbox's chain (yet) is refused. Every sandbox chain
+         // ends in a verdict, so a mapped group never gets here.
+         "add set inet " + t + " helper_gids { type gid; flags interval; }\n" + "add rule inet " +
+         t + " output meta skgid @helper_gids meta l4proto tcp reject with tcp reset\n" +
+         "add rule inet " + t + " output meta skgid @helper_gids reject\n";
 }
 
 namespace {

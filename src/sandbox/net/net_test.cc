@@ -190,6 +190,12 @@ TEST_F(NetTest, AllowedNameAndCidrOnlyAndTeardownLeavesNothing) {
   EXPECT_EQ(helpers.size(), 2u);
   EXPECT_NE(Tables().find(kTable), std::string::npos);
   ASSERT_OK(sb->Destroy());
+  // The table stays for the driver's next sandboxes, without any object of
+  // this one; it goes with the driver.
+  auto left = RunProcess({"/usr/sbin/nft", "list", "table", "inet", kTable});
+  EXPECT_EQ(left.out.find(sb->id()), std::string::npos) << left.out;
+  EXPECT_NE(left.out.find("helper_gids"), std::string::npos) << left.out;
+  driver_.reset();
   EXPECT_EQ(Tables().find(kTable), std::string::npos) << Tables();
   for (pid_t p : helpers) EXPECT_FALSE(PathExists("/proc/" + std::to_string(p))) << p;
   auto links = RunProcess({"/sbin/ip", "-br", "link"});

@@ -190,10 +190,17 @@ void SetNetworkContext(NsSandbox& sb, const NsDriverOptions& o, uint32_t uid_bas
   sb.uid_base_ = uid_base;
   // The slirp4netns group ids sit just above every sandbox range (slot 0..uid_slots).
   sb.net_gid_base_ = o.net_gid_base ? o.net_gid_base : SlotBase(o.uid_base, o.uid_slots + 1);
+  sb.net_host_.helper_gid_first = sb.net_gid_base_;
+  sb.net_host_.helper_gid_last = sb.net_gid_base_ + NsDriver::NetSlots::kSlots - 1;
   sb.net_slots_ = std::move(slots);
 }
 
 }  // namespace
+
+NsDriver::~NsDriver() {
+  // The nft table its sandboxes shared goes with it (kept between them).
+  if (net_slots_) ReleaseNetTable(opts_.net);
+}
 
 Result<std::unique_ptr<Sandbox>> NsDriver::Adopt(const AdoptSpec& spec) {
   auto sb = std::make_unique<NsSandbox>();

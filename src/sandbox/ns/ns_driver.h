@@ -41,6 +41,7 @@ class NsDriver : public Driver {
                                                               ImageStore* store);
   static constexpr DriverCapabilities kCapabilities{.seccomp_profile_files = true,
                                                     .boots_kernel = false};
+  ~NsDriver() override;
   DriverKind kind() const override { return DriverKind::kNs; }
   [[nodiscard]] Result<std::unique_ptr<Sandbox>> Create(const SandboxSpec& spec) override;
   [[nodiscard]] Result<std::unique_ptr<Sandbox>> Adopt(const AdoptSpec& spec) override;

@@ -109,6 +109,8 @@ Result<void> VmDriver::AttachVmNetwork(const SandboxSpec& spec, VmSandbox& sb, U
   }
   NetAttachOptions no;
   no.host = opts_.net;
+  no.host.helper_gid_first = net_gid_base_;
+  no.host.helper_gid_last = net_gid_base_ + kVmNetGids - 1;
   no.dir = sb.dir_;
   no.tag = sb.id_;
   no.gid = net_gid_base_ + gid->index;

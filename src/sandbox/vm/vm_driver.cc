@@ -16,7 +16,10 @@
 // vm_sandbox.cc (the sandbox), vm_logs.cc (failed boots' logs).
 namespace wb::vm {
 
-VmDriver::~VmDriver() = default;
+VmDriver::~VmDriver() {
+  // The nft table its VMs shared goes with it (kept between them).
+  if (net_gids_) ReleaseNetTable(opts_.net);
+}
 
 Result<VmInfo> ResolveVmInfo(const VmDriverOptions& opts) {
   VmInfo info;

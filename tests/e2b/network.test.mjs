@@ -59,7 +59,7 @@ describe('network surface', { skip }, () => {
     const problems = await d.stop()
     assert.deepEqual(problems, [])
     // Nothing of this suite's policies is left in the kernel (the table
-    // itself goes with the host's last egress sandbox, which need not be ours).
+    // itself goes with the daemon).
     const t = spawnSync('nft', ['list', 'table', 'inet', 'warmbox'], { encoding: 'utf8' })
     assert.doesNotMatch(t.stdout || '', /198\.51\.100\.|203\.0\.113\./, 'rules left behind')
   })

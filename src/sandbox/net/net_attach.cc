@@ -343,6 +343,7 @@ Result<std::unique_ptr<SandboxNetwork>> SandboxNetwork::Attach(const NetAttachOp
           "not configured after 5 s"));
     }
   }
+  WB_RETURN_IF_ERROR(n->AwaitRules());
   WB_RETURN_IF_ERROR(n->AwaitDnsmasq());
   WB_RETURN_IF_ERROR(WriteResolvConf(
       pid, o.root_uid,

@@ -134,6 +134,11 @@ TEST_F(NetTest, NoneModeHasOnlyLoopback) {
 TEST_F(NetTest, AllowedNameAndCidrOnlyAndTeardownLeavesNothing) {
   auto sb = Egress({"allowed.test", "203.0.113.0/24"}, {"203.0.113.66"});
   ASSERT_TRUE(sb);
+  // Its rules are in place once the create returns (the transaction that
+  // ran while its helper started has ended).
+  auto chain = RunProcess({"/usr/sbin/nft", "list", "chain", "inet", kTable, "out_" + sb->id()});
+  EXPECT_EQ(chain.code, 0) << chain.err;
+  EXPECT_NE(chain.out.find("@deny4_" + sb->id()), std::string::npos) << chain.out;
   // An interface besides lo, a default route, warmbox's resolver.
   EXPECT_NE(Sh(*sb, "ip route").stdout_data.find("default via"), std::string::npos);
   EXPECT_EQ(Sh(*sb, "cat /etc/resolv.conf | grep nameserver").stdout_data,

@@ -482,37 +482,49 @@ TEST(ChildProcessTest, ArgvIsPassedVerbatim) {
 namespace wb {
 namespace {
 
-// A held child whose parent dies before releasing it must not wait forever:
-// it notices the parent is gone (the regression: it held a copy of the
-// release pipe's write end itself, so its read never saw EOF).
-TEST(ChildProcessTest, HeldChildExitsWhenItsParentDies) {
+// Spawns o (a `sleep 1000`) from a forked parent that then exits at once,
+// without destructors: the child's pid, -1 if the spawn failed.
+pid_t SpawnFromAParentThatDies(const SpawnOptions& o) {
   int fds[2];
-  ASSERT_EQ(::pipe2(fds, O_CLOEXEC), 0);
+  if (::pipe2(fds, O_CLOEXEC) != 0) return -1;
   pid_t helper = ::fork();
   if (helper == 0) {
-    SpawnOptions o;
-    o.path = "/bin/sleep";
-    o.argv = {"sleep", "1000"};
-    o.hold_until_released = true;
     auto c = ChildProcess::Spawn(o);
     pid_t pid = c.ok() ? c->pid() : -1;
     ssize_t ignored = ::write(fds[1], &pid, sizeof pid);
     (void)ignored;
-    ::_exit(0);  // without releasing (and without destructors)
+    ::_exit(0);  // the child neither released nor killed
   }
   ::close(fds[1]);
   pid_t child = -1;
-  ASSERT_EQ(::read(fds[0], &child, sizeof child), static_cast<ssize_t>(sizeof child));
+  if (::read(fds[0], &child, sizeof child) != static_cast<ssize_t>(sizeof child)) child = -1;
   ::close(fds[0]);
   ::waitpid(helper, nullptr, 0);
-  ASSERT_GT(child, 0);
+  return child;
+}
+
+// Whether pid is gone (or a zombie) within 5 s.
+bool GoneWithin5s(pid_t pid) {
   auto gone = [&] {
-    auto st = ReadFile("/proc/" + std::to_string(child) + "/stat");
+    auto st = ReadFile("/proc/" + std::to_string(pid) + "/stat");
     return !st.ok() || st->find(") Z") != std::string::npos;
   };
   auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(5);
   while (!gone() && std::chrono::steady_clock::now() < deadline) std::this_thread::yield();
-  EXPECT_TRUE(gone()) << "the held child of a dead parent is still waiting";
+  return gone();
+}
+
+// A held child whose parent dies before releasing it must not wait forever:
+// it notices the parent is gone (the regression: it held a copy of the
+// release pipe's write end itself, so its read never saw EOF).
+TEST(ChildProcessTest, HeldChildExitsWhenItsParentDies) {
+  SpawnOptions o;
+  o.path = "/bin/sleep";
+  o.argv = {"sleep", "1000"};
+  o.hold_until_released = true;
+  pid_t child = SpawnFromAParentThatDies(o);
+  ASSERT_GT(child, 0);
+  EXPECT_TRUE(GoneWithin5s(child)) << "the held child of a dead parent is still waiting";
   ::kill(child, SIGKILL);
 }
 
@@ -569,34 +581,14 @@ TEST(ChildProcessTest, GidIsSetAndTheParentDeathSignalSurvivesIt) {
   auto run = SpawnAndCapture(o);
   EXPECT_EQ(run.out, "0 " + std::to_string(gid) + " " + std::to_string(gid) + "\n");
 
-  int fds[2];
-  ASSERT_EQ(::pipe2(fds, O_CLOEXEC), 0);
-  pid_t helper = ::fork();
-  if (helper == 0) {
-    SpawnOptions so;
-    so.path = "/bin/sleep";
-    so.argv = {"sleep", "1000"};
-    so.gid = gid;
-    so.pdeath_signal = SIGKILL;
-    auto c = ChildProcess::Spawn(so);
-    pid_t pid = c.ok() ? c->pid() : -1;
-    ssize_t ignored = ::write(fds[1], &pid, sizeof pid);
-    (void)ignored;
-    ::_exit(0);  // the child is not killed by us (no destructors)
-  }
-  ::close(fds[1]);
-  pid_t child = -1;
-  ASSERT_EQ(::read(fds[0], &child, sizeof child), static_cast<ssize_t>(sizeof child));
-  ::close(fds[0]);
-  ::waitpid(helper, nullptr, 0);
+  SpawnOptions so;
+  so.path = "/bin/sleep";
+  so.argv = {"sleep", "1000"};
+  so.gid = gid;
+  so.pdeath_signal = SIGKILL;
+  pid_t child = SpawnFromAParentThatDies(so);
   ASSERT_GT(child, 0);
-  auto gone = [&] {
-    auto st = ReadFile("/proc/" + std::to_string(child) + "/stat");
-    return !st.ok() || st->find(") Z") != std::string::npos;
-  };
-  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(5);
-  while (!gone() && std::chrono::steady_clock::now() < deadline) std::this_thread::yield();
-  EXPECT_TRUE(gone()) << "a child spawned with a gid outlived its parent";
+  EXPECT_TRUE(GoneWithin5s(child)) << "a child spawned with a gid outlived its parent";
   ::kill(child, SIGKILL);
 }
 

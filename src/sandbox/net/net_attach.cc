@@ -194,23 +194,31 @@ Result<void> SandboxNetwork::Nft(const std::string& what, const std::string& tex
 
 namespace {
 
-// Polls ready() every 2 ms, for 5 s at most, while the helper runs. If it
-// exits or the time runs out: kUnavailable naming call and arg, with its exit
-// (or not_ready) and what it wrote on stderr (err_fd, the read end).
+// A helper that exited or is not ready in time: kUnavailable naming call and
+// arg, with its exit (or not_ready) and what it wrote on stderr (err_fd, the
+// read end).
+Error HelperFailed(ChildProcess& helper, int err_fd, const std::string& call,
+                   const std::string& arg, const std::string& not_ready) {
+  auto done = helper.TryWait();
+  (void)SetNonBlocking(err_fd);
+  char buf[2048];
+  ssize_t len = ::read(err_fd, buf, sizeof buf);
+  std::string words = len > 0 ? std::string(buf, static_cast<size_t>(len)) : "";
+  while (!words.empty() && words.back() == '\n') words.pop_back();
+  return Fail(ErrorCode::kUnavailable, call, arg,
+              (done.ok() && done->has_value() ? (*done)->Describe() : not_ready) +
+                  (words.empty() ? "" : ": " + words));
+}
+
+// Polls ready() every 2 ms, for 5 s at most, while the helper runs; else
+// HelperFailed.
 Result<void> AwaitHelper(ChildProcess& helper, int err_fd, const std::function<bool()>& ready,
                          const std::string& call, const std::string& arg,
                          const std::string& not_ready) {
   for (int waited = 0; !ready(); waited += 2) {
     auto done = helper.TryWait();
     if ((done.ok() && done->has_value()) || waited > 5000) {
-      (void)SetNonBlocking(err_fd);
-      char buf[2048];
-      ssize_t len = ::read(err_fd, buf, sizeof buf);
-      std::string words = len > 0 ? std::string(buf, static_cast<size_t>(len)) : "";
-      while (!words.empty() && words.back() == '\n') words.pop_back();
-      return Fail(ErrorCode::kUnavailable, call, arg,
-                  (done.ok() && done->has_value() ? (*done)->Describe() : not_ready) +
-                      (words.empty() ? "" : ": " + words));
+      return HelperFailed(helper, err_fd, call, arg, not_ready);
     }
     SleepMs(2);
   }
@@ -249,33 +257,40 @@ Result<std::unique_ptr<SandboxNetwork>> SandboxNetwork::Prepare(const NetAttachO
   {
     std::lock_guard<std::mutex> lock(g_tables_mu);
     const std::string& t = o.host.table;
+    const auto range = std::make_pair(o.host.helper_gid_first, o.host.helper_gid_last);
+    const bool ranged = range.first != 0 && range.second >= range.first;
+    const bool unchecked = !TablesChecked().count(t), unmade = !TablesMade().count(t);
+    const bool new_range = ranged && (unmade || !TableRanges()[t].count(range));
     std::string first;
-    if (TablesChecked().insert(t).second) {
+    if (unchecked) {
       // The process's first: a table left by a daemon that died (killed,
       // crashed) holds its sandboxes' chains, whose helpers died with it.
       // Gone, so that a sandbox taken over gets its chain afresh (add, then
       // delete: no error when there is none).
       first += "add table inet " + t + "\ndelete table inet " + t + "\n";
     }
-    if (TablesMade().insert(t).second) {
-      first += NftBaseText(t);
-      TableRanges()[t].clear();
-    }
-    const auto range = std::make_pair(o.host.helper_gid_first, o.host.helper_gid_last);
-    const bool ranged = range.first != 0 && range.second >= range.first;
-    if (ranged && TableRanges()[t].insert(range).second) {
+    if (unmade) first += NftBaseText(t);
+    if (new_range) {
       first += "add element inet " + t + " helper_gids { " + std::to_string(range.first) + "-" +
                std::to_string(range.second) + " }\n";
     }
     std::string mine = NftSandboxText(n->ids_, n->policy_);
-    n->rules_added_ = true;  // from here on Destroy removes them (or tries)
-    ++TableUsers()[t];
-    n->counted_ = true;
     if (!first.empty() || !ranged) {
+      // One transaction: all of it or nothing, so the table's state is
+      // recorded only once it holds.
       WB_RETURN_IF_ERROR(n->Nft("add", first + mine));
+      TablesChecked().insert(t);
+      if (unmade) {
+        TablesMade().insert(t);
+        TableRanges()[t].clear();
+      }
+      if (new_range) TableRanges()[t].insert(range);
     } else {
       n->pending_nft_ = WB_TRY(n->StartNft("add", mine));
     }
+    n->rules_added_ = true;  // from here on Destroy removes them (or tries)
+    ++TableUsers()[t];
+    n->counted_ = true;
   }
   // Its resolver starts meanwhile: the attach awaits it after its helper.
   WB_RETURN_IF_ERROR(n->SpawnDnsmasq());
@@ -337,10 +352,9 @@ Result<std::unique_ptr<SandboxNetwork>> SandboxNetwork::Attach(const NetAttachOp
     char c;
     if (r < 0) return Errno("poll", "slirp4netns ready fd");
     if (r == 0 || (pf[0].revents & POLLIN) == 0 || ::read(ready.read.get(), &c, 1) != 1) {
-      // Not ready: its words, and its exit if it exited.
-      WB_RETURN_IF_ERROR(AwaitHelper(
-          n->helper_, log_r.get(), [] { return false; }, "slirp4netns", nspath,
-          "not configured after 5 s"));
+      // Not ready (timed out or exited): its words, and its exit if it exited.
+      return HelperFailed(n->helper_, log_r.get(), "slirp4netns", nspath,
+                          "not configured after 5 s");
     }
   }
   WB_RETURN_IF_ERROR(n->AwaitRules());

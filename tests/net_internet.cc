@@ -142,4 +142,23 @@ TestInternet::~TestInternet() {
   server_.KillAndReap();
 }
 
+std::string* SuiteInternet::dir_ = nullptr;
+TestInternet* SuiteInternet::net_ = nullptr;
+
+Result<void> SuiteInternet::Start(const std::string& prefix) {
+  dir_ = new std::string(MakeTempDir(prefix));
+  auto net = TestInternet::Start(*dir_);
+  if (!net.ok()) return net.error();
+  net_ = net->release();
+  return Ok();
+}
+
+void SuiteInternet::Stop() {
+  delete net_;
+  net_ = nullptr;
+  if (dir_) (void)RemoveTree(*dir_);
+  delete dir_;
+  dir_ = nullptr;
+}
+
 }  // namespace wb::testing

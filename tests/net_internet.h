@@ -37,4 +37,18 @@ class TestInternet {
   UniqueFd server_in_;
 };
 
+// One internet for a whole test suite: Start() in SetUpTestSuite (a temp dir
+// named after prefix holds its files; the process moves into D), Stop() in
+// TearDownTestSuite (the servers killed, the dir removed).
+class SuiteInternet {
+ public:
+  [[nodiscard]] static Result<void> Start(const std::string& prefix);
+  static void Stop();
+  static bool up() { return net_ != nullptr; }
+
+ private:
+  static std::string* dir_;
+  static TestInternet* net_;
+};
+
 }  // namespace wb::testing

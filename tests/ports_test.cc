@@ -88,20 +88,10 @@ class PortsTest : public wb::testing::DaemonFixture {
 
   static void SetUpTestSuite() {
     if (::geteuid() != 0) return;
-    dir_ = new std::string(wb::testing::MakeTempDir("wb-ports-net"));
-    auto net = wb::testing::TestInternet::Start(*dir_);
-    ASSERT_TRUE(net.ok()) << net.error().ToString();
-    internet_ = net->release();
+    auto started = wb::testing::SuiteInternet::Start("wb-ports-net");
+    ASSERT_TRUE(started.ok()) << started.error().ToString();
   }
-  static void TearDownTestSuite() {
-    delete internet_;
-    internet_ = nullptr;
-    if (dir_) (void)RemoveTree(*dir_);
-    delete dir_;
-    dir_ = nullptr;
-  }
-  static std::string* dir_;
-  static wb::testing::TestInternet* internet_;
+  static void TearDownTestSuite() { wb::testing::SuiteInternet::Stop(); }
 
   wb::testing::ProcResult W(std::vector<std::string> args) {
     args.insert(args.begin() + (args[0] == "sandbox" ? 2 : 1), {"--socket", sock_});
@@ -115,9 +105,6 @@ class PortsTest : public wb::testing::DaemonFixture {
     return std::string(Trim(r.out));
   }
 };
-
-std::string* PortsTest::dir_ = nullptr;
-wb::testing::TestInternet* PortsTest::internet_ = nullptr;
 
 TEST_F(PortsTest, PublishedPortReachesTheServiceAndClosesWithIt) {
   StartDaemon({"--size", "1"});

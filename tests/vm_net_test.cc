@@ -50,22 +50,13 @@ class VmNetTest : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
     if (!Why().empty()) return;
-    dir_ = new std::string(wb::testing::MakeTempDir("wb-vm-net-test"));
-    auto net = wb::testing::TestInternet::Start(*dir_);
-    ASSERT_OK(net);
-    internet_ = net->release();
+    ASSERT_OK(wb::testing::SuiteInternet::Start("wb-vm-net-test"));
   }
-  static void TearDownTestSuite() {
-    delete internet_;
-    internet_ = nullptr;
-    if (dir_) (void)RemoveTree(*dir_);
-    delete dir_;
-    dir_ = nullptr;
-  }
+  static void TearDownTestSuite() { wb::testing::SuiteInternet::Stop(); }
   void SetUp() override {
     std::string why = Why();
     if (!why.empty()) GTEST_SKIP() << why;
-    ASSERT_TRUE(internet_);
+    ASSERT_TRUE(wb::testing::SuiteInternet::up());
     env_.emplace("vmnet", kBase);
     vm::VmDriverOptions o = env_->Options();
     o.net.table = kTable;
@@ -81,14 +72,9 @@ class VmNetTest : public ::testing::Test {
   }
   static std::string Tables() { return RunProcess({"/usr/sbin/nft", "list", "tables"}).out; }
 
-  static std::string* dir_;
-  static wb::testing::TestInternet* internet_;
   std::optional<wb::testing::VmEnv> env_;
   std::unique_ptr<vm::VmDriver> driver_;
 };
-
-std::string* VmNetTest::dir_ = nullptr;
-wb::testing::TestInternet* VmNetTest::internet_ = nullptr;
 
 TEST_F(VmNetTest, NoneModeHasOnlyLoopback) {
   SandboxSpec spec;

@@ -38,16 +38,9 @@ class NetTest : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
     if (::geteuid() != 0) return;
-    dir_ = new std::string(wb::testing::MakeTempDir("wb-net-test"));
-    auto net = wb::testing::TestInternet::Start(*dir_);
-    ASSERT_OK(net);
-    internet_ = net->release();
+    ASSERT_OK(wb::testing::SuiteInternet::Start("wb-net-test"));
   }
-  static void TearDownTestSuite() {
-    delete internet_;
-    internet_ = nullptr;
-    if (dir_) (void)RemoveTree(*dir_);
-  }
+  static void TearDownTestSuite() { wb::testing::SuiteInternet::Stop(); }
 
   void SetUp() override {
     if (::geteuid() != 0) GTEST_SKIP() << "needs root (network namespaces, nftables)";
@@ -109,16 +102,11 @@ class NetTest : public ::testing::Test {
     return r.out;
   }
 
-  static std::string* dir_;
-  static wb::testing::TestInternet* internet_;
   std::string state_;
   const std::string cgroup_parent_ = "/warmbox-net-test-" + std::to_string(::getpid());
   std::unique_ptr<ImageStore> store_;
   std::unique_ptr<NsDriver> driver_;
 };
-
-std::string* NetTest::dir_ = nullptr;
-wb::testing::TestInternet* NetTest::internet_ = nullptr;
 
 TEST_F(NetTest, NoneModeHasOnlyLoopback) {
   auto sb = driver_->Create(SandboxSpec{});

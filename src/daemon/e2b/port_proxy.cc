@@ -509,7 +509,19 @@ boost::asio::awaitable<bool> ProxyToPort(boost::beast::tcp_stream& s,
   bool wrote_any = false;  // bytes of the service's answer reached the client
   bool answered = false;   // the answer's end was found by its framing
   bool keep_client = false, keep_service = false;
+  bool put_back = false;  // the tunnel is in the pool again (agent is not ours)
   std::optional<std::string> gateway_error;
+  // The answer's end is known, its last bytes not yet written: a tunnel
+  // that can carry another exchange goes back now. A client that has the
+  // whole answer may send its next request at once, on another connection
+  // too, and must find the tunnel there (not open a second one).
+  auto answer_ends = [&] {
+    answered = true;
+    if (reuse && body_done && keep_service && !gateway_error && !put_back) {
+      put_back = true;
+      tunnels->Put(sandbox.id, port, std::move(kept));
+    }
+  };
   auto write = [&](std::string_view data) -> asio::awaitable<bool> {
     error_code ec;
     s.expires_after(kWriteTimeout);
@@ -536,8 +548,8 @@ boost::asio::awaitable<bool> ProxyToPort(boost::beast::tcp_stream& s,
       }
       if (*n < data.size()) keep_service = false;
       std::string_view mine = data.substr(0, *n);
+      if (framer.done() && framer.mode() != BodyFramer::Mode::kUntilClose) answer_ends();
       if (!mine.empty() && !co_await write(mine)) co_return false;
-      if (framer.done() && framer.mode() != BodyFramer::Mode::kUntilClose) answered = true;
       co_return true;
     };
     for (;;) {
@@ -589,13 +601,15 @@ boost::asio::awaitable<bool> ProxyToPort(boost::beast::tcp_stream& s,
         framer = BodyFramer(rh.mode, rh.length);
         keep_client = rh.keep_client && !switched;
         keep_service = rh.keep_service && !switched;
+        // No body (and nothing after the head): the head is the answer's end.
+        if (!switched && framer.done() && held.empty()) answer_ends();
         if (!co_await write(out)) co_return;
         break;
       }
       if (head_done) {
         std::string rest = std::move(held);
         if (!rest.empty() && !co_await body(rest)) co_return;
-        if (framer.done() && !switched) answered = true;
+        if (framer.done() && !switched && !answered) answer_ends();
         if (answered) co_return;
       }
     }
@@ -672,7 +686,9 @@ boost::asio::awaitable<bool> ProxyToPort(boost::beast::tcp_stream& s,
   co_await (pump() || feed());
   s.expires_never();
   const bool complete = answered && body_done && !gateway_error;
-  if (complete && keep_service && reuse) {
+  if (put_back) {
+    // Already in the pool (answer_ends): another exchange may be using it.
+  } else if (complete && keep_service && reuse) {
     tunnels->Put(sandbox.id, port, std::move(kept));
   } else {
     agent.Close();

@@ -109,6 +109,9 @@ std::string PortErrorJson(std::string_view sandbox, uint16_t port, std::string_v
 // it), and with the pool. A tunnel is put back only after a complete
 // exchange: the request's body relayed to its end, the answer's read to its
 // end by its framing, the service's connection kept (HTTP/1.1, no close).
+// It goes back as soon as the answer's end is read, before the answer's last
+// bytes are written to the client: a client that has the whole answer and
+// sends its next request at once (on another connection too) finds it.
 class TunnelPool {
  public:
   static constexpr size_t kMaxIdlePerPort = 8;

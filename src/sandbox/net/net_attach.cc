@@ -304,20 +304,29 @@ Result<void> SandboxNetwork::AwaitRules() {
   return FinishNft("add", t);
 }
 
-Result<std::unique_ptr<SandboxNetwork>> SandboxNetwork::Attach(const NetAttachOptions& o,
-                                                               const NetworkSpec& spec, pid_t pid) {
-  auto n = WB_TRY(Prepare(o, spec));
+Result<std::unique_ptr<SandboxNetwork>> SandboxNetwork::Begin(const NetAttachOptions& o,
+                                                              const NetworkSpec& spec) {
+  return Prepare(o, spec);
+}
+
+Result<void> SandboxNetwork::StartHelper(pid_t pid) {
+  if (helper_.running() || destroyed_) {
+    return Fail(ErrorCode::kFailedPrecondition, "start slirp4netns", opts_.tag,
+                destroyed_ ? "network removed" : "already started");
+  }
   // slirp4netns gets the daemon's fd of the sandbox's netns as its fd 3.
-  const std::string nspath = "/proc/" + std::to_string(pid) + "/ns/net";
-  UniqueFd nsfd(::open(nspath.c_str(), O_RDONLY | O_CLOEXEC));
-  if (!nsfd) return Errno("open", nspath);
+  // (The netns exists from the agent's clone on: the helper may configure
+  // it while the agent is still setting up its root.)
+  helper_ns_ = "/proc/" + std::to_string(pid) + "/ns/net";
+  UniqueFd nsfd(::open(helper_ns_.c_str(), O_RDONLY | O_CLOEXEC));
+  if (!nsfd) return Errno("open", helper_ns_);
   SlirpPlan sp;
-  sp.path = o.host.slirp_path;
+  sp.path = opts_.host.slirp_path;
   Pipe ready = WB_TRY(MakePipe());
   Pipe exit = WB_TRY(MakePipe());
-  // Its stderr is a file, not a pipe: it outlives the wait below and would
-  // block writing to a pipe nobody reads. Bounded (a few lines at start).
-  const std::string log = o.dir + "/slirp4netns.log";
+  // Its stderr is a file, not a pipe: it outlives the wait in Finish and
+  // would block writing to a pipe nobody reads. Bounded (a few lines at start).
+  const std::string log = opts_.dir + "/slirp4netns.log";
   UniqueFd log_w(::open(log.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600));
   if (!log_w) return Errno("create", log);
   UniqueFd log_r(::open(log.c_str(), O_RDONLY | O_CLOEXEC));
@@ -332,38 +341,55 @@ Result<std::unique_ptr<SandboxNetwork>> SandboxNetwork::Attach(const NetAttachOp
   // The sandbox's group from birth, root's uid (to open /dev/net/tun and
   // enter the netns): the policy matches the group (meta skgid), and a
   // program that changed its own ids would lose the parent-death signal.
-  so.gid = o.gid;
+  so.gid = opts_.gid;
   so.pdeath_signal = SIGKILL;
   so.file_size_limit = 1 << 20;
-  n->helper_ = WB_TRY(ChildProcess::Spawn(so));
-  n->helper_exit_ = std::move(exit.write);
-  ready.write.reset();
-  exit.read.reset();
-  log_w.reset();
-  nsfd.reset();
+  helper_ = WB_TRY(ChildProcess::Spawn(so));
+  helper_exit_ = std::move(exit.write);
+  helper_ready_ = std::move(ready.read);
+  helper_log_ = std::move(log_r);
+  return Ok();
+}
+
+Result<void> SandboxNetwork::Finish(pid_t pid) {
+  if (!helper_ready_) {
+    return Fail(ErrorCode::kFailedPrecondition, "finish network", opts_.tag,
+                "slirp4netns not started");
+  }
   // It configures the interface, address and route itself, then writes "1"
   // to the ready fd: woken by that, or by its exit (pidfd). Bounded: 5 s.
   {
-    pollfd pf[2] = {{ready.read.get(), POLLIN, 0}, {n->helper_.pidfd(), POLLIN, 0}};
+    pollfd pf[2] = {{helper_ready_.get(), POLLIN, 0}, {helper_.pidfd(), POLLIN, 0}};
     int r;
     do {
       r = ::poll(pf, 2, 5000);
     } while (r < 0 && errno == EINTR);
     char c;
     if (r < 0) return Errno("poll", "slirp4netns ready fd");
-    if (r == 0 || (pf[0].revents & POLLIN) == 0 || ::read(ready.read.get(), &c, 1) != 1) {
+    if (r == 0 || (pf[0].revents & POLLIN) == 0 || ::read(helper_ready_.get(), &c, 1) != 1) {
       // Not ready (timed out or exited): its words, and its exit if it exited.
-      return HelperFailed(n->helper_, log_r.get(), "slirp4netns", nspath,
+      return HelperFailed(helper_, helper_log_.get(), "slirp4netns", helper_ns_,
                           "not configured after 5 s");
     }
   }
-  WB_RETURN_IF_ERROR(n->AwaitRules());
-  WB_RETURN_IF_ERROR(n->AwaitDnsmasq());
+  helper_ready_.reset();
+  helper_log_.reset();
+  WB_RETURN_IF_ERROR(AwaitRules());
+  WB_RETURN_IF_ERROR(AwaitDnsmasq());
+  // In the root the agent has made (pid's): Finish runs once it answers.
   WB_RETURN_IF_ERROR(WriteResolvConf(
-      pid, o.root_uid,
+      pid, opts_.root_uid,
       std::string("# warmbox: the sandbox's resolver\nnameserver ") + kSandboxResolver + "\n"));
-  spdlog::debug("{}: network egress (slirp4netns {}, dnsmasq {} on port {})", o.tag,
-                n->helper_.pid(), n->dnsmasq_.pid(), n->ids_.dns_port);
+  spdlog::debug("{}: network egress (slirp4netns {}, dnsmasq {} on port {})", opts_.tag,
+                helper_.pid(), dnsmasq_.pid(), ids_.dns_port);
+  return Ok();
+}
+
+Result<std::unique_ptr<SandboxNetwork>> SandboxNetwork::Attach(const NetAttachOptions& o,
+                                                               const NetworkSpec& spec, pid_t pid) {
+  auto n = WB_TRY(Begin(o, spec));
+  WB_RETURN_IF_ERROR(n->StartHelper(pid));
+  WB_RETURN_IF_ERROR(n->Finish(pid));
   return n;
 }
 

@@ -69,10 +69,25 @@ class SandboxNetwork {
  public:
   // Attaches egress networking to the netns of pid (the sandbox's agent):
   // the sandbox's chains and sets, dnsmasq, slirp4netns, /etc/resolv.conf in its
-  // root. On failure whatever was made is removed.
+  // root. On failure whatever was made is removed. Begin, StartHelper and
+  // Finish in one.
   [[nodiscard]] static Result<std::unique_ptr<SandboxNetwork>> Attach(const NetAttachOptions& o,
                                                                       const NetworkSpec& spec,
                                                                       pid_t pid);
+  // The same in three steps, so that a sandbox being created boots while its
+  // network comes up (the ns driver's Create): Begin, before there is a
+  // sandbox process, starts the sandbox's nft transaction and its resolver;
+  // StartHelper, once pid (the agent) has its netns, starts slirp4netns on
+  // it; Finish, once the agent has made its root, awaits all three and
+  // writes /etc/resolv.conf there. Nothing is awaited before Finish. The
+  // sandbox's traffic is refused until its rules hold (fail-closed: the
+  // table refuses the helper group's sockets until its chain is mapped).
+  // On failure (or if Finish is never called) the object's Destroy removes
+  // whatever was made.
+  [[nodiscard]] static Result<std::unique_ptr<SandboxNetwork>> Begin(const NetAttachOptions& o,
+                                                                     const NetworkSpec& spec);
+  [[nodiscard]] Result<void> StartHelper(pid_t pid);
+  [[nodiscard]] Result<void> Finish(pid_t pid);
   // The same rules and resolver for a VM not started yet: passt
   // listening on o.dir/passt.sock, run as the same group, and one
   // connection to it. The guest configures its side itself (kVmGuestAddr,
@@ -124,6 +139,10 @@ class SandboxNetwork {
   // slirp4netns's exit fd, the other end: it quits when this closes (the
   // daemon's death included).
   UniqueFd helper_exit_;
+  // Between StartHelper and Finish: slirp4netns's ready fd (the read end),
+  // its log (for the error if it fails) and the netns path it was given.
+  UniqueFd helper_ready_, helper_log_;
+  std::string helper_ns_;
   std::string socket_path_;  // passt's, removed by Destroy
   bool rules_added_ = false, counted_ = false, destroyed_ = false;
 };

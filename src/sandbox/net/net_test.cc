@@ -18,6 +18,7 @@
 #include "sandbox/cgroup.h"
 #include "sandbox/net/net_attach.h"
 #include "sandbox/ns/ns_driver.h"
+#include "sandbox/sandbox_dir.h"
 #include "tests/assert_ok.h"
 #include "tests/net_internet.h"
 #include "tests/test_internet.h"
@@ -51,6 +52,11 @@ class NetTest : public ::testing::Test {
     }
     state_ = wb::testing::MakeTempDir("wb-net-state");
     store_ = std::make_unique<ImageStore>(state_, kBase);
+    auto drv = NsDriver::Open(Options(), store_.get());
+    ASSERT_OK(drv);
+    driver_ = std::move(*drv);
+  }
+  NsDriverOptions Options() const {
     NsDriverOptions o;
     o.uid_base = kBase;
     o.cgroup_parent = cgroup_parent_;
@@ -61,9 +67,7 @@ class NetTest : public ::testing::Test {
     // Short, so that a test sees a name's address expire (every test's
     // resolve-then-connect takes far less).
     o.net.dns_ttl_s = 10;
-    auto drv = NsDriver::Open(o, store_.get());
-    ASSERT_OK(drv);
-    driver_ = std::move(*drv);
+    return o;
   }
   void TearDown() override {
     driver_.reset();
@@ -194,6 +198,42 @@ TEST_F(NetTest, AllowedNameAndCidrOnlyAndTeardownLeavesNothing) {
   auto links = RunProcess({"/sbin/ip", "-br", "link"});
   EXPECT_EQ(links.out.find("tap"), std::string::npos) << links.out;
   EXPECT_EQ(Split(Trim(links.out), '\n').size(), 2u) << links.out;  // lo, wbn0
+}
+
+// The network comes up while the sandbox boots (Create starts the rules and
+// the resolver first, slirp4netns once the agent is cloned, and awaits them
+// last): a helper that fails gives one error naming it, and the half-made
+// sandbox leaves nothing: no process, chain, dir or sandbox process.
+TEST_F(NetTest, AHelperThatFailsLeavesNothing) {
+  driver_.reset();
+  NsDriverOptions o = Options();
+  o.net.slirp_path = "/bin/false";  // exits 1 at once, configures nothing
+  auto drv = NsDriver::Open(o, store_.get());
+  ASSERT_OK(drv);
+  driver_ = std::move(*drv);
+  const auto dns_before = wb::testing::ProcessesMentioning("--listen-address=127.0.0.1");
+  SandboxSpec spec;
+  spec.network.mode = NetworkMode::kEgress;
+  spec.network.allow_out = {"allowed.test"};
+  auto sb = driver_->Create(spec);
+  ASSERT_FALSE(sb.ok());
+  EXPECT_EQ(sb.error().code, ErrorCode::kUnavailable) << sb.error().ToString();
+  EXPECT_NE(sb.error().ToString().find("slirp4netns"), std::string::npos) << sb.error().ToString();
+  EXPECT_NE(sb.error().ToString().find("exit"), std::string::npos) << sb.error().ToString();
+  EXPECT_EQ(wb::testing::ProcessesMentioning("--listen-address=127.0.0.1"), dns_before);
+  EXPECT_TRUE(wb::testing::SandboxRootPids(kBase).empty());
+  auto table = RunProcess({"/usr/sbin/nft", "list", "table", "inet", kTable});
+  EXPECT_EQ(table.out.find("chain out_"), std::string::npos) << table.out;
+  EXPECT_TRUE(wb::testing::Entries(SandboxesDir(state_)).empty());
+
+  // The same driver's next sandbox, with a working helper, is fine.
+  driver_.reset();
+  drv = NsDriver::Open(Options(), store_.get());
+  ASSERT_OK(drv);
+  driver_ = std::move(*drv);
+  auto ok = Egress({"allowed.test"}, {});
+  ASSERT_TRUE(ok);
+  EXPECT_EQ(Get(*ok, "http://allowed.test/"), "hello from 198.51.100.10\n");
 }
 
 TEST_F(NetTest, OpenPolicyStillRefusesDefaultsAndDeniedNames) {

@@ -72,11 +72,19 @@ class NsSandbox : public SandboxBase {
 
   Result<void> AttachNetwork(const NetworkSpec& spec) override {
     if (spec.mode == NetworkMode::kNone) return Ok();
+    if (!process_.running())
+      return Fail(ErrorCode::kFailedPrecondition, "attach network", id_, "not running");
+    WB_RETURN_IF_ERROR(BeginNetwork(spec));
+    WB_RETURN_IF_ERROR(net_->StartHelper(process_.pid()));
+    return FinishNetwork();
+  }
+
+  // The first of AttachNetwork's steps (SandboxNetwork::Begin): a group-id
+  // slot, the sandbox's rules and resolver started. Needs no process yet.
+  Result<void> BeginNetwork(const NetworkSpec& spec) {
     if (net_) {
       return Fail(ErrorCode::kFailedPrecondition, "attach network", id_, "already attached");
     }
-    if (!process_.running())
-      return Fail(ErrorCode::kFailedPrecondition, "attach network", id_, "not running");
     // The slot's object lives as long as the sandbox's; its gid is slirp4netns's.
     std::shared_ptr<NetSlot> slot;
     {
@@ -98,9 +106,15 @@ class NsSandbox : public SandboxBase {
     no.tag = id_;
     no.gid = net_gid_base_ + slot->index;
     no.root_uid = uid_base_;
-    net_ = WB_TRY(SandboxNetwork::Attach(no, spec, process_.pid()));
+    net_ = WB_TRY(SandboxNetwork::Begin(no, spec));
     net_slot_ = slot;
-    spdlog::debug("{}: network attached (gid {})", id_, no.gid);
+    return Ok();
+  }
+
+  // The last: awaited, /etc/resolv.conf written in the agent's root.
+  Result<void> FinishNetwork() {
+    WB_RETURN_IF_ERROR(net_->Finish(process_.pid()));
+    spdlog::debug("{}: network attached", id_);
     return Ok();
   }
 
@@ -247,6 +261,15 @@ Result<std::unique_ptr<Sandbox>> NsDriver::Create(const SandboxSpec& spec) {
   }
   const uint32_t base = SlotBase(opts_.uid_base, slot);
   SetNetworkContext(*sb, opts_, base, net_slots_);
+  // Egress: the sandbox's nft transaction and resolver start now, its
+  // network helper once the agent is cloned; all are awaited once the agent
+  // is ready, so the network comes up while the sandbox boots.
+  const bool egress = spec.network.mode != NetworkMode::kNone;
+  if (egress) {
+    if (auto r = sb->BeginNetwork(spec.network); !r.ok()) {
+      return r.error().Wrap("create sandbox with --network egress");
+    }
+  }
   const std::string scratch = sb->dir_ + "/scratch";
   if (::mkdir(scratch.c_str(), 0700) != 0) return Errno("mkdir", scratch);
   if (::chown(scratch.c_str(), base, base) != 0) return Errno("chown", scratch);
@@ -312,6 +335,15 @@ Result<std::unique_ptr<Sandbox>> NsDriver::Create(const SandboxSpec& spec) {
   o.become_userns_root = true;
   sb->process_ = WB_TRY(ChildProcess::Spawn(o));
   spdlog::debug("{}: cloned", sb->id_);
+  // Its netns exists from the clone on, held before exec: slirp4netns
+  // configures it while the id maps, cgroups and the agent's own start-up
+  // happen (host root may enter it: the netns's user namespace is a
+  // descendant of the host's).
+  if (egress) {
+    if (auto r = sb->net_->StartHelper(sb->process_.pid()); !r.ok()) {
+      return r.error().Wrap("create sandbox with --network egress");
+    }
+  }
   listener.reset();  // the agent's copy is the only one: connects fail once it dies
   sb->cgroup_.CloseCloneFd();
   errpipe.write.reset();
@@ -355,8 +387,10 @@ Result<std::unique_ptr<Sandbox>> NsDriver::Create(const SandboxSpec& spec) {
     if (!words.empty()) e.detail += ": " + words;
     return e.Wrap("create sandbox from image " + spec.image);
   }
-  if (auto net = sb->AttachNetwork(spec.network); !net.ok()) {
-    return net.error().Wrap("create sandbox with --network egress");
+  if (egress) {
+    if (auto net = sb->FinishNetwork(); !net.ok()) {
+      return net.error().Wrap("create sandbox with --network egress");
+    }
   }
   // A creation at a lower priority (the pool's refills) hands the agent,
   // and so every command it starts, back the normal priority.

@@ -374,6 +374,7 @@ ChildProcess& ChildProcess::operator=(ChildProcess&& o) noexcept {
     pid_ = std::exchange(o.pid_, -1);
     pidfd_ = std::move(o.pidfd_);
     release_fd_ = std::move(o.release_fd_);
+    held_ = std::exchange(o.held_, false);
     error_fd_ = std::move(o.error_fd_);
     path_ = std::move(o.path_);
     jail_paths_ = std::move(o.jail_paths_);
@@ -531,7 +532,10 @@ Result<ChildProcess> ChildProcess::Spawn(const SpawnOptions& opts) {
   // Our copies of the child's ends must go, or EOF never comes.
   release.read.reset();
   error.write.reset();
-  if (!opts.hold_until_released) {
+  child.held_ = opts.hold_until_released;
+  // The write end of the release pipe stays open until the exec is seen:
+  // the child takes its hang-up for our death (ChildMain).
+  if (!opts.hold_until_released && opts.await_exec) {
     WB_RETURN_IF_ERROR(child.AwaitExec());
     child.release_fd_.reset();
   }
@@ -539,9 +543,18 @@ Result<ChildProcess> ChildProcess::Spawn(const SpawnOptions& opts) {
 }
 
 Result<void> ChildProcess::Release() {
-  if (!release_fd_) return Fail("release", path_, "child is not held");
+  if (!held_) return Fail("release", path_, "child is not held");
   char c = 1;
   if (::write(release_fd_.get(), &c, 1) != 1) return Errno("write", "release pipe of " + path_);
+  held_ = false;
+  auto r = AwaitExec();
+  release_fd_.reset();
+  return r;
+}
+
+Result<void> ChildProcess::ConfirmExec() {
+  if (held_) return Fail("confirm exec", path_, "child is held: Release it");
+  if (!error_fd_) return Ok();
   auto r = AwaitExec();
   release_fd_.reset();
   return r;

@@ -68,6 +68,11 @@ struct SpawnOptions {
   std::vector<std::pair<int, int>> fds;
   int pdeath_signal = 0;             // PR_SET_PDEATHSIG, 0 = none
   bool hold_until_released = false;  // child waits for Release() before exec
+  // False: Spawn returns once the child is cloned, without waiting for its
+  // exec; the caller calls ConfirmExec() before relying on the program
+  // (the exec then happens while the caller goes on). Not with
+  // hold_until_released (Release waits for it).
+  bool await_exec = true;
   // In a new user namespace: setgroups([]), setresgid(0), setresuid(0) so that
   // execve gives the program the full capability set of that namespace.
   bool become_userns_root = false;
@@ -113,6 +118,9 @@ class ChildProcess {
   // For hold_until_released: lets the child go on and waits until it has
   // exec'd (or reports why it could not).
   [[nodiscard]] Result<void> Release();
+  // For await_exec = false: waits until the child has exec'd, or reports
+  // why it could not (then it is killed and reaped). Once done, Ok.
+  [[nodiscard]] Result<void> ConfirmExec();
 
   pid_t pid() const { return pid_; }
   int pidfd() const { return pidfd_.get(); }
@@ -146,6 +154,7 @@ class ChildProcess {
   std::vector<std::string> jail_paths_;  // names a jail step's entry in errors
   bool reaped_ = false;
   bool adopted_ = false;  // not our child: waitid does not apply
+  bool held_ = false;     // hold_until_released, not Released yet
 };
 
 }  // namespace wb

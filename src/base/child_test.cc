@@ -315,6 +315,55 @@ TEST(ChildProcessTest, ExecOfNonExecutableFailsWithEacces) {
   EXPECT_EQ(child.error().err, EACCES);
 }
 
+// --- await_exec = false --------------------------------------------------------
+
+TEST(ChildProcessTest, UnconfirmedSpawnReportsAMissingProgramAtConfirmExec) {
+  SpawnOptions o;
+  o.path = "/nonexistent/warmbox-test-program";
+  o.argv = {"prog"};
+  o.await_exec = false;
+  auto child = ChildProcess::Spawn(o);
+  ASSERT_OK(child) << "the exec is not waited for";
+  EXPECT_FALSE(child->Release().ok()) << "not held";
+  auto confirmed = child->ConfirmExec();
+  ASSERT_FALSE(confirmed.ok());
+  EXPECT_EQ(confirmed.error().call, "execve");
+  EXPECT_EQ(confirmed.error().err, ENOENT);
+  EXPECT_FALSE(child->running()) << "killed and reaped";
+}
+
+TEST(ChildProcessTest, UnconfirmedSpawnRunsAndConfirmsOnce) {
+  auto pipe = MakePipe();
+  ASSERT_OK(pipe);
+  SpawnOptions o;
+  o.path = "/bin/echo";
+  o.argv = {"echo", "go"};
+  o.fds = {{pipe->write.get(), 1}};
+  o.await_exec = false;
+  auto child = ChildProcess::Spawn(o);
+  ASSERT_OK(child);
+  pipe->write.reset();
+  auto out = ReadAll(pipe->read.get());
+  ASSERT_OK(out);
+  EXPECT_EQ(*out, "go\n");
+  ASSERT_OK(child->ConfirmExec());
+  ASSERT_OK(child->ConfirmExec()) << "a second confirmation is a no-op";
+  auto st = child->Wait();
+  ASSERT_OK(st);
+  EXPECT_EQ(st->code, 0);
+}
+
+TEST(ChildProcessTest, ConfirmExecOfAHeldChildFails) {
+  SpawnOptions o = Shell("exit 0");
+  o.hold_until_released = true;
+  auto child = ChildProcess::Spawn(o);
+  ASSERT_OK(child);
+  EXPECT_FALSE(child->ConfirmExec().ok());
+  ASSERT_OK(child->Release());
+  ASSERT_OK(child->ConfirmExec());
+  ASSERT_TRUE(child->Wait().ok());
+}
+
 // --- hold_until_released -------------------------------------------------------
 
 TEST(ChildProcessTest, HeldChildDoesNotRunUntilReleased) {

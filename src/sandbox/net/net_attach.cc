@@ -6,6 +6,7 @@
 #include <netinet/in.h>
 #include <poll.h>
 #include <signal.h>
+#include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
@@ -137,14 +138,17 @@ Result<void> WriteResolvConf(pid_t pid, uint32_t owner, const std::string& text)
 
 }  // namespace
 
-Result<RunningTool> SpawnTool(const std::vector<std::string>& argv) {
+Result<RunningTool> SpawnTool(const std::vector<std::string>& argv, int input_fd) {
   Pipe out = WB_TRY(MakePipe());
   Pipe err = WB_TRY(MakePipe());
   SpawnOptions o;
   o.path = argv.at(0);
   o.argv = argv;
   o.fds = {{out.write.get(), 1}, {err.write.get(), 2}};
+  if (input_fd >= 0) o.fds.emplace_back(input_fd, 3);
   o.pdeath_signal = SIGKILL;
+  // Its exec happens while the caller goes on (FinishTool confirms it).
+  o.await_exec = false;
   RunningTool t;
   t.process = WB_TRY(ChildProcess::Spawn(o));
   t.out = std::move(out.read);
@@ -155,6 +159,7 @@ Result<RunningTool> SpawnTool(const std::vector<std::string>& argv) {
 }
 
 Result<std::string> FinishTool(RunningTool& t) {
+  WB_RETURN_IF_ERROR(t.process.ConfirmExec());
   // stdout to its end first: nft's stderr is a few lines at most.
   std::string stdout_data = WB_TRY(ReadAll(t.out.get()));
   std::string stderr_data = WB_TRY(ReadAll(t.err.get()));
@@ -173,16 +178,19 @@ Result<std::string> RunTool(const std::vector<std::string>& argv) {
 
 Result<RunningTool> SandboxNetwork::StartNft(const std::string& what,
                                              const std::string& text) const {
-  const std::string file = opts_.dir + "/nft-" + what + ".txt";
-  WB_RETURN_IF_ERROR(WriteFileAtomic(file, text, 0600));
-  auto t = SpawnTool({opts_.host.nft_path, "-f", file});
-  if (!t.ok()) (void)::unlink(file.c_str());
-  return t;
+  // The script in a memfd, read by nft as its fd 3: no file to create and
+  // remove in the sandbox's dir (inode allocation on a busy ext4 costs more
+  // than the transaction's text).
+  const std::string name = "nft-" + what;
+  UniqueFd script(::memfd_create(name.c_str(), MFD_CLOEXEC));
+  if (!script) return Errno("memfd_create", name);
+  WB_RETURN_IF_ERROR(WriteAll(script.get(), text));
+  if (::lseek(script.get(), 0, SEEK_SET) != 0) return Errno("lseek", name);
+  return SpawnTool({opts_.host.nft_path, "-f", "/dev/fd/3"}, script.get());
 }
 
 Result<void> SandboxNetwork::FinishNft(const std::string& what, RunningTool& t) const {
   auto r = FinishTool(t);
-  (void)::unlink((opts_.dir + "/nft-" + what + ".txt").c_str());
   if (!r.ok()) return r.error().Wrap("nft " + what + " of sandbox " + opts_.tag);
   return Ok();
 }
@@ -324,11 +332,13 @@ Result<void> SandboxNetwork::StartHelper(pid_t pid) {
   sp.path = opts_.host.slirp_path;
   Pipe ready = WB_TRY(MakePipe());
   Pipe exit = WB_TRY(MakePipe());
-  // Its stderr is a file, not a pipe: it outlives the wait in Finish and
-  // would block writing to a pipe nobody reads. Bounded (a few lines at start).
-  const std::string log = opts_.dir + "/slirp4netns.log";
-  UniqueFd log_w(::open(log.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600));
-  if (!log_w) return Errno("create", log);
+  // Its stderr is a file (a memfd), not a pipe: it outlives the wait in
+  // Finish and would block writing to a pipe nobody reads. Bounded (a few
+  // lines at start; file_size_limit). Read, if it fails, through a file
+  // description of our own (offset 0: the helper's moves with its writes).
+  UniqueFd log_w(::memfd_create("slirp4netns-stderr", MFD_CLOEXEC));
+  if (!log_w) return Errno("memfd_create", "slirp4netns-stderr");
+  const std::string log = "/proc/self/fd/" + std::to_string(log_w.get());
   UniqueFd log_r(::open(log.c_str(), O_RDONLY | O_CLOEXEC));
   if (!log_r) return Errno("open", log);
   SpawnOptions so;
@@ -344,6 +354,7 @@ Result<void> SandboxNetwork::StartHelper(pid_t pid) {
   so.gid = opts_.gid;
   so.pdeath_signal = SIGKILL;
   so.file_size_limit = 1 << 20;
+  so.await_exec = false;  // Finish confirms it
   helper_ = WB_TRY(ChildProcess::Spawn(so));
   helper_exit_ = std::move(exit.write);
   helper_ready_ = std::move(ready.read);
@@ -356,6 +367,7 @@ Result<void> SandboxNetwork::Finish(pid_t pid) {
     return Fail(ErrorCode::kFailedPrecondition, "finish network", opts_.tag,
                 "slirp4netns not started");
   }
+  WB_RETURN_IF_ERROR(helper_.ConfirmExec());
   // It configures the interface, address and route itself, then writes "1"
   // to the ready fd: woken by that, or by its exit (pidfd). Bounded: 5 s.
   {
@@ -477,12 +489,14 @@ Result<void> SandboxNetwork::SpawnDnsmasq() {
   Pipe err = WB_TRY(MakePipe());
   so.fds = {{err.write.get(), 2}};
   so.pdeath_signal = SIGKILL;
+  so.await_exec = false;  // AwaitDnsmasq confirms it
   dnsmasq_ = WB_TRY(ChildProcess::Spawn(so));
   dnsmasq_err_ = std::move(err.read);
   return Ok();
 }
 
 Result<void> SandboxNetwork::AwaitDnsmasq() {
+  WB_RETURN_IF_ERROR(dnsmasq_.ConfirmExec());
   // Ready once it accepts TCP on its port (it binds UDP first). Bounded: 5 s.
   WB_RETURN_IF_ERROR(AwaitHelper(
       dnsmasq_, dnsmasq_err_.get(), [port = ids_.dns_port] { return TcpListening(port); },

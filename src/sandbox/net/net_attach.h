@@ -52,7 +52,10 @@ struct RunningTool {
   UniqueFd out, err;
   std::string what, arg;  // argv[0], argv[1]: the error names them
 };
-[[nodiscard]] Result<RunningTool> SpawnTool(const std::vector<std::string>& argv);
+// input_fd (if >= 0) is its fd 3. Returns once it is cloned; its exec is
+// confirmed by FinishTool.
+[[nodiscard]] Result<RunningTool> SpawnTool(const std::vector<std::string>& argv,
+                                            int input_fd = -1);
 // Its stdout, or an error naming it with its stderr and exit status.
 [[nodiscard]] Result<std::string> FinishTool(RunningTool& t);
 

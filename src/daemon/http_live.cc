@@ -556,13 +556,20 @@ Error AgentError(const proto::Frame& f, const char* what) {
 
 namespace {
 
-// Sends data as I frames (then C when close).
+// Sends data as I frames (then C when close). A C that cannot be written
+// after data that was is no failure: the process may have read what it
+// needed and exited meanwhile (`read l; echo $l`), and the agent ended the
+// attachment with it, so there is no input left to end. (Seen: the C's
+// write failed with EPIPE under load, and the client got a 503 for stdin
+// that had been delivered.)
 asio::awaitable<Result<void>> SendStdin(pool::AgentConn& conn, std::string_view data, bool close) {
   for (size_t at = 0; at < data.size(); at += kPiece) {
     auto r = co_await conn.Send(proto::FrameType::kStdin, data.substr(at, kPiece));
     if (!r.ok()) co_return r.error();
   }
-  if (close) co_return co_await conn.Send(proto::FrameType::kStdinClose, "");
+  if (!close) co_return Ok();
+  auto r = co_await conn.Send(proto::FrameType::kStdinClose, "");
+  if (!r.ok() && data.empty()) co_return r.error();
   co_return Ok();
 }
 

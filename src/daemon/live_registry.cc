@@ -25,6 +25,7 @@
 #include "base/strings.h"
 #include "daemon/published_ports.h"
 #include "daemon/services.h"
+#include "sandbox/net/net_attach.h"
 #include "sandbox/sandbox_dir.h"
 
 namespace wb::daemon {
@@ -313,11 +314,28 @@ std::map<std::string, uint64_t> LiveRegistry::CountByState() const {
 }
 
 std::map<std::string, NetCounters> LiveRegistry::NetworkCountersById() const {
-  std::map<std::string, NetCounters> out;
+  // One nft run per table (every sandbox of a driver shares one), not one
+  // per sandbox: a scrape with many sandboxes stays one process.
+  std::map<std::pair<std::string, std::string>, std::vector<std::pair<std::string, std::string>>>
+      by_table;  // (nft, table) -> (sandbox id, tag)
   for (const auto& [id, e] : live_) {
     // (Not while an update changes the sandbox's network on a blocking thread.)
     if (!e->sb || e->gone || e->net_busy || e->network.mode == NetworkMode::kNone) continue;
-    if (auto n = e->sb->NetworkCounters(); n.ok()) out[id] = *n;
+    NetCounterSource src = e->sb->network_counter_source();
+    if (src.table.empty()) continue;
+    by_table[{src.nft_path, src.table}].emplace_back(id, src.tag);
+  }
+  std::map<std::string, NetCounters> out;
+  for (const auto& [where, sandboxes] : by_table) {
+    auto all = ReadNetCounters(where.first, where.second);
+    if (!all.ok()) {
+      spdlog::debug("network counters of table {}: {}", where.second, all.error().ToString());
+      continue;
+    }
+    for (const auto& [id, tag] : sandboxes) {
+      auto it = all->find(tag);
+      out[id] = it == all->end() ? NetCounters{} : it->second;
+    }
   }
   return out;
 }

@@ -170,6 +170,9 @@ class Sandbox {
   }
   // Bytes out and in, connections refused; zeros without a network.
   [[nodiscard]] virtual Result<NetCounters> NetworkCounters() const { return NetCounters{}; }
+  // Where NetworkCounters reads them, for a caller that reads many
+  // sandboxes' with one nft run (ReadNetCounters); empty table: no network.
+  virtual NetCounterSource network_counter_source() const { return {}; }
   // Kills everything inside and removes every trace on the host.
   [[nodiscard]] virtual Result<void> Destroy() = 0;
 };

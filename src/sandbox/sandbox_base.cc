@@ -85,6 +85,11 @@ Result<NetCounters> SandboxBase::NetworkCounters() const {
   return net_->Counters();
 }
 
+NetCounterSource SandboxBase::network_counter_source() const {
+  if (!net_ || destroyed_) return {};
+  return net_->counter_source();
+}
+
 Result<void> SandboxBase::Pause(bool paused) {
   if (destroyed_) return Fail(ErrorCode::kFailedPrecondition, "pause", id_, "sandbox destroyed");
   return cgroup_.Freeze(paused);

@@ -43,6 +43,7 @@ class SandboxBase : public Sandbox {
   Result<void> UpdateNetwork(const std::vector<std::string>& allow_out,
                              const std::vector<std::string>& deny_out) override;
   Result<NetCounters> NetworkCounters() const override;
+  NetCounterSource network_counter_source() const override;
   // Stops the process (stop_hook_ first, then SIGKILL and reap), the
   // network's helpers and rules, removes the cgroups, then the dir.
   // Idempotent.

@@ -519,10 +519,16 @@ Result<void> SandboxNetwork::Update(const std::vector<std::string>& allow_out,
   return AwaitDnsmasq();
 }
 
+Result<std::map<std::string, NetCounters>> ReadNetCounters(const std::string& nft_path,
+                                                           const std::string& table) {
+  std::string json = WB_TRY(RunTool({nft_path, "-j", "list", "counters", "table", "inet", table}));
+  return ParseNftCountersByTag(json);
+}
+
 Result<NetCounters> SandboxNetwork::Counters() const {
-  std::string json =
-      WB_TRY(RunTool({opts_.host.nft_path, "-j", "list", "counters", "table", "inet", ids_.table}));
-  return ParseNftCounters(json, ids_.tag);
+  auto all = WB_TRY(ReadNetCounters(opts_.host.nft_path, ids_.table));
+  auto it = all.find(ids_.tag);
+  return it == all.end() ? NetCounters{} : it->second;
 }
 
 Result<void> SandboxNetwork::Destroy() {

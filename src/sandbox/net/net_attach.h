@@ -8,6 +8,7 @@
 #include <sys/types.h>
 
 #include <cstdint>
+#include <map>
 #include <memory>
 #include <optional>
 #include <string>
@@ -106,6 +107,10 @@ class SandboxNetwork {
   [[nodiscard]] Result<void> Update(const std::vector<std::string>& allow_out,
                                     const std::vector<std::string>& deny_out);
   [[nodiscard]] Result<NetCounters> Counters() const;
+  // Where Counters reads them (ReadNetCounters reads many sandboxes' at once).
+  NetCounterSource counter_source() const {
+    return NetCounterSource{opts_.host.nft_path, ids_.table, ids_.tag};
+  }
   const NetworkSpec& spec() const { return spec_; }
   // slirp4netns's (ns driver) or passt's (vm driver).
   pid_t helper_pid() const { return helper_.running() ? helper_.pid() : 0; }
@@ -157,6 +162,11 @@ class SandboxNetwork {
 // Called before a sandbox's network is attached (a sandbox taken over) and
 // by the gc of a dead daemon's sandbox dirs.
 void KillStaleResolver(const std::string& dir);
+
+// Every sandbox's counters in a table, by tag: one nft run for all of them
+// (the metrics read every live sandbox's at each scrape).
+[[nodiscard]] Result<std::map<std::string, NetCounters>> ReadNetCounters(
+    const std::string& nft_path, const std::string& table);
 
 // Runs a program to completion: its stdout, or an error naming it with its
 // stderr and exit status.

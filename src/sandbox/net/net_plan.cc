@@ -445,26 +445,44 @@ std::string NftRemoveText(const NetTableIds& ids) {
   return out;
 }
 
-Result<NetCounters> ParseNftCounters(std::string_view text, const std::string& tag) {
-  NetCounters c;
+Result<std::map<std::string, NetCounters>> ParseNftCountersByTag(std::string_view text) {
+  std::map<std::string, NetCounters> out;
   auto j = ParseJsonBounded(text, "nft -j list counters");
   if (!j.ok()) return j.error().Wrap("nft counters");
   const nlohmann::json& root = *j;
   if (!root.is_object() || !root.contains("nftables") || !root["nftables"].is_array()) {
-    return Fail("nft counters", tag, "no nftables array in nft -j output");
+    return Fail("nft counters", "nft -j list counters", "no nftables array in nft -j output");
   }
   for (const auto& item : root["nftables"]) {
     if (!item.is_object() || !item.contains("counter")) continue;
     const auto& ctr = item["counter"];
-    if (!ctr.is_object() || !ctr.contains("name")) continue;
-    const std::string name = ctr.value("name", "");
-    const uint64_t bytes = ctr.value("bytes", uint64_t{0});
-    const uint64_t packets = ctr.value("packets", uint64_t{0});
-    if (name == "bytes_out_" + tag) c.bytes_out = bytes;
-    if (name == "bytes_in_" + tag) c.bytes_in = bytes;
-    if (name == "refused_" + tag) c.refused = packets;
+    if (!ctr.is_object() || !ctr.contains("name") || !ctr["name"].is_string()) continue;
+    const std::string name = ctr["name"].get<std::string>();
+    const auto number = [&ctr](const char* key) {
+      return ctr.contains(key) && ctr[key].is_number_unsigned() ? ctr[key].get<uint64_t>() : 0;
+    };
+    // Bytes for the traffic counters, packets (connection attempts) for refusals.
+    struct Kind {
+      const char* prefix;
+      uint64_t NetCounters::*field;
+      const char* unit;
+    };
+    for (const Kind& k : {Kind{"bytes_out_", &NetCounters::bytes_out, "bytes"},
+                          Kind{"bytes_in_", &NetCounters::bytes_in, "bytes"},
+                          Kind{"refused_", &NetCounters::refused, "packets"}}) {
+      const size_t n = std::strlen(k.prefix);
+      if (name.size() <= n || name.compare(0, n, k.prefix) != 0) continue;
+      out[name.substr(n)].*k.field = number(k.unit);
+    }
   }
-  return c;
+  return out;
+}
+
+Result<NetCounters> ParseNftCounters(std::string_view text, const std::string& tag) {
+  auto all = ParseNftCountersByTag(text);
+  if (!all.ok()) return all.error();
+  auto it = all->find(tag);
+  return it == all->end() ? NetCounters{} : it->second;
 }
 
 std::vector<std::string> SlirpArgv(const SlirpPlan& p) {

@@ -13,6 +13,7 @@
 #pragma once
 
 #include <cstdint>
+#include <map>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -142,6 +143,15 @@ struct NetCounters {
   uint64_t refused = 0;  // packets refused by the policy (connection attempts)
 };
 [[nodiscard]] Result<NetCounters> ParseNftCounters(std::string_view json, const std::string& tag);
+// Every sandbox's counters in that listing, by tag (a counter named
+// bytes_out_<tag>, bytes_in_<tag> or refused_<tag>).
+[[nodiscard]] Result<std::map<std::string, NetCounters>> ParseNftCountersByTag(
+    std::string_view json);
+// Where a sandbox's counters are read: its table (by the nft at nft_path)
+// and its tag there. Empty table: the sandbox has no network.
+struct NetCounterSource {
+  std::string nft_path, table, tag;
+};
 
 // slirp4netns's argv (Debian's, libslirp): it creates the tap interface
 // (kSlirpIfname) in the netns open at its own fd netns_fd, configures address

@@ -257,6 +257,25 @@ TEST(NetPlan, ResolvConfAndCounters) {
   EXPECT_EQ(c->refused, 2u);
   EXPECT_EQ(c->bytes_in, 0u);
   EXPECT_FALSE(ParseNftCounters("[", "abc").ok());
+  // Every sandbox's at once (the metrics' one nft run per table); a counter
+  // of no sandbox (a bare prefix) and other objects are skipped.
+  auto all = ParseNftCountersByTag(
+      R"({"nftables":[{"metainfo":{}},)"
+      R"({"counter":{"family":"inet","name":"bytes_out_abc","table":"warmbox","packets":3,"bytes":300}},)"
+      R"({"counter":{"family":"inet","name":"bytes_in_abc","table":"warmbox","packets":4,"bytes":400}},)"
+      R"({"counter":{"family":"inet","name":"refused_def","table":"warmbox","packets":9,"bytes":9}},)"
+      R"({"counter":{"family":"inet","name":"refused_","table":"warmbox","packets":1,"bytes":1}},)"
+      R"({"set":{"family":"inet","name":"bytes_out_x","table":"warmbox"}}]})");
+  ASSERT_TRUE(all.ok());
+  ASSERT_EQ(all->size(), 2u);
+  EXPECT_EQ(all->at("abc").bytes_out, 300u);
+  EXPECT_EQ(all->at("abc").bytes_in, 400u);
+  EXPECT_EQ(all->at("abc").refused, 0u);
+  EXPECT_EQ(all->at("def").refused, 9u);
+  EXPECT_EQ(all->at("def").bytes_out, 0u);
+  auto bad = ParseNftCountersByTag(R"({"other":[]})");
+  ASSERT_FALSE(bad.ok());
+  EXPECT_NE(bad.error().ToString().find("no nftables array"), std::string::npos);
 }
 
 }  // namespace

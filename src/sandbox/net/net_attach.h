@@ -41,7 +41,7 @@ struct NetHostOptions {
 
 struct NetAttachOptions {
   NetHostOptions host;
-  std::string dir;        // the sandbox's host dir (nft scripts go there)
+  std::string dir;        // the sandbox's host dir (dnsmasq's pid file goes there)
   std::string tag;        // names the sandbox's chains and sets: [a-z0-9_]
   uint32_t gid = 0;       // the helper's group, unique among the host's sandboxes
   uint32_t root_uid = 0;  // the sandbox's root on the host (owner of resolv.conf)

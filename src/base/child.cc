@@ -535,10 +535,7 @@ Result<ChildProcess> ChildProcess::Spawn(const SpawnOptions& opts) {
   child.held_ = opts.hold_until_released;
   // The write end of the release pipe stays open until the exec is seen:
   // the child takes its hang-up for our death (ChildMain).
-  if (!opts.hold_until_released && opts.await_exec) {
-    WB_RETURN_IF_ERROR(child.AwaitExec());
-    child.release_fd_.reset();
-  }
+  if (!opts.hold_until_released && opts.await_exec) WB_RETURN_IF_ERROR(child.ConfirmExec());
   return child;
 }
 
@@ -547,9 +544,7 @@ Result<void> ChildProcess::Release() {
   char c = 1;
   if (::write(release_fd_.get(), &c, 1) != 1) return Errno("write", "release pipe of " + path_);
   held_ = false;
-  auto r = AwaitExec();
-  release_fd_.reset();
-  return r;
+  return ConfirmExec();
 }
 
 Result<void> ChildProcess::ConfirmExec() {

@@ -13,6 +13,7 @@
 #include <cerrno>
 #include <chrono>
 #include <cstdlib>
+#include <functional>
 #include <set>
 #include <string>
 #include <thread>
@@ -55,7 +56,9 @@ struct Captured {
   std::string out;
   ExitStatus status;
 };
-Captured SpawnAndCapture(SpawnOptions opts) {
+// before_wait (if set) sees the child once its output has ended.
+Captured SpawnAndCapture(SpawnOptions opts,
+                         const std::function<void(ChildProcess&)>& before_wait = {}) {
   Captured run;
   auto pipe = MakePipe();
   EXPECT_OK(pipe);
@@ -68,6 +71,7 @@ Captured SpawnAndCapture(SpawnOptions opts) {
   auto out = ReadAll(pipe->read.get());
   EXPECT_OK(out);
   if (out.ok()) run.out = *out;
+  if (before_wait) before_wait(*child);
   auto st = child->Wait();
   EXPECT_OK(st);
   if (st.ok()) run.status = *st;
@@ -333,24 +337,16 @@ TEST(ChildProcessTest, UnconfirmedSpawnReportsAMissingProgramAtConfirmExec) {
 }
 
 TEST(ChildProcessTest, UnconfirmedSpawnRunsAndConfirmsOnce) {
-  auto pipe = MakePipe();
-  ASSERT_OK(pipe);
   SpawnOptions o;
   o.path = "/bin/echo";
   o.argv = {"echo", "go"};
-  o.fds = {{pipe->write.get(), 1}};
   o.await_exec = false;
-  auto child = ChildProcess::Spawn(o);
-  ASSERT_OK(child);
-  pipe->write.reset();
-  auto out = ReadAll(pipe->read.get());
-  ASSERT_OK(out);
-  EXPECT_EQ(*out, "go\n");
-  ASSERT_OK(child->ConfirmExec());
-  ASSERT_OK(child->ConfirmExec()) << "a second confirmation is a no-op";
-  auto st = child->Wait();
-  ASSERT_OK(st);
-  EXPECT_EQ(st->code, 0);
+  auto run = SpawnAndCapture(o, [](ChildProcess& child) {
+    ASSERT_OK(child.ConfirmExec());
+    ASSERT_OK(child.ConfirmExec()) << "a second confirmation is a no-op";
+  });
+  EXPECT_EQ(run.out, "go\n");
+  EXPECT_EQ(run.status.code, 0);
 }
 
 TEST(ChildProcessTest, ConfirmExecOfAHeldChildFails) {

@@ -332,10 +332,7 @@ std::map<std::string, NetCounters> LiveRegistry::NetworkCountersById() const {
       spdlog::debug("network counters of table {}: {}", where.second, all.error().ToString());
       continue;
     }
-    for (const auto& [id, tag] : sandboxes) {
-      auto it = all->find(tag);
-      out[id] = it == all->end() ? NetCounters{} : it->second;
-    }
+    for (const auto& [id, tag] : sandboxes) out[id] = CountersOf(*all, tag);
   }
   return out;
 }

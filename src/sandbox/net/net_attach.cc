@@ -235,8 +235,8 @@ Result<void> AwaitHelper(ChildProcess& helper, int err_fd, const std::function<b
 
 }  // namespace
 
-Result<std::unique_ptr<SandboxNetwork>> SandboxNetwork::Prepare(const NetAttachOptions& o,
-                                                                const NetworkSpec& spec) {
+Result<std::unique_ptr<SandboxNetwork>> SandboxNetwork::Begin(const NetAttachOptions& o,
+                                                              const NetworkSpec& spec) {
   WB_RETURN_IF_ERROR(CheckNetworkSupported(spec));
   auto n = std::unique_ptr<SandboxNetwork>(new SandboxNetwork());
   n->opts_ = o;
@@ -310,11 +310,6 @@ Result<void> SandboxNetwork::AwaitRules() {
   RunningTool t = std::move(*pending_nft_);
   pending_nft_.reset();
   return FinishNft("add", t);
-}
-
-Result<std::unique_ptr<SandboxNetwork>> SandboxNetwork::Begin(const NetAttachOptions& o,
-                                                              const NetworkSpec& spec) {
-  return Prepare(o, spec);
 }
 
 Result<void> SandboxNetwork::StartHelper(pid_t pid) {
@@ -406,7 +401,7 @@ Result<std::unique_ptr<SandboxNetwork>> SandboxNetwork::Attach(const NetAttachOp
 }
 
 Result<VmNetwork> SandboxNetwork::AttachVm(const NetAttachOptions& o, const NetworkSpec& spec) {
-  auto n = WB_TRY(Prepare(o, spec));
+  auto n = WB_TRY(Begin(o, spec));
   const std::string sock = o.dir + "/passt.sock";
   const std::string log = o.dir + "/passt.log";
   PasstPlan pp;
@@ -526,9 +521,7 @@ Result<std::map<std::string, NetCounters>> ReadNetCounters(const std::string& nf
 }
 
 Result<NetCounters> SandboxNetwork::Counters() const {
-  auto all = WB_TRY(ReadNetCounters(opts_.host.nft_path, ids_.table));
-  auto it = all.find(ids_.tag);
-  return it == all.end() ? NetCounters{} : it->second;
+  return CountersOf(WB_TRY(ReadNetCounters(opts_.host.nft_path, ids_.table)), ids_.tag);
 }
 
 Result<void> SandboxNetwork::Destroy() {

@@ -121,10 +121,6 @@ class SandboxNetwork {
 
  private:
   SandboxNetwork() = default;
-  // What both attachments share: the policy parsed, the sandbox's nft
-  // objects, its dnsmasq.
-  [[nodiscard]] static Result<std::unique_ptr<SandboxNetwork>> Prepare(const NetAttachOptions& o,
-                                                                       const NetworkSpec& spec);
   // The resolver: spawned, then awaited (listening), so that it starts
   // while the network helper does.
   [[nodiscard]] Result<void> SpawnDnsmasq();
@@ -133,7 +129,7 @@ class SandboxNetwork {
   [[nodiscard]] Result<RunningTool> StartNft(const std::string& what,
                                              const std::string& text) const;
   [[nodiscard]] Result<void> FinishNft(const std::string& what, RunningTool& t) const;
-  // The sandbox's own transaction, if Prepare left it running: finished.
+  // The sandbox's own transaction, if Begin left it running: finished.
   [[nodiscard]] Result<void> AwaitRules();
 
   NetAttachOptions opts_;

@@ -478,11 +478,9 @@ Result<std::map<std::string, NetCounters>> ParseNftCountersByTag(std::string_vie
   return out;
 }
 
-Result<NetCounters> ParseNftCounters(std::string_view text, const std::string& tag) {
-  auto all = ParseNftCountersByTag(text);
-  if (!all.ok()) return all.error();
-  auto it = all->find(tag);
-  return it == all->end() ? NetCounters{} : it->second;
+NetCounters CountersOf(const std::map<std::string, NetCounters>& by_tag, const std::string& tag) {
+  auto it = by_tag.find(tag);
+  return it == by_tag.end() ? NetCounters{} : it->second;
 }
 
 std::vector<std::string> SlirpArgv(const SlirpPlan& p) {

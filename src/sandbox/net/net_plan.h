@@ -142,11 +142,12 @@ struct NetCounters {
   uint64_t bytes_out = 0, bytes_in = 0;
   uint64_t refused = 0;  // packets refused by the policy (connection attempts)
 };
-[[nodiscard]] Result<NetCounters> ParseNftCounters(std::string_view json, const std::string& tag);
 // Every sandbox's counters in that listing, by tag (a counter named
 // bytes_out_<tag>, bytes_in_<tag> or refused_<tag>).
 [[nodiscard]] Result<std::map<std::string, NetCounters>> ParseNftCountersByTag(
     std::string_view json);
+// One sandbox's of them: zeros when the listing has none of its counters.
+NetCounters CountersOf(const std::map<std::string, NetCounters>& by_tag, const std::string& tag);
 // Where a sandbox's counters are read: its table (by the nft at nft_path)
 // and its tag there. Empty table: the sandbox has no network.
 struct NetCounterSource {

@@ -246,17 +246,18 @@ TEST(NetPlan, ResolvConfAndCounters) {
   EXPECT_EQ(
       ParseResolvConf("# x\nnameserver 10.0.0.1\nsearch a\nnameserver\t::1 # c\nnameserverX 1\n"),
       (std::vector<std::string>{"10.0.0.1", "::1"}));
-  auto c = ParseNftCounters(
+  auto listed = ParseNftCountersByTag(
       R"({"nftables":[{"metainfo":{}},)"
       R"({"counter":{"family":"inet","name":"bytes_out_abc","table":"warmbox","packets":3,"bytes":300}},)"
       R"({"counter":{"family":"inet","name":"refused_abc","table":"warmbox","packets":2,"bytes":120}},)"
-      R"({"counter":{"family":"inet","name":"refused_other","table":"warmbox","packets":9,"bytes":9}}]})",
-      "abc");
-  ASSERT_TRUE(c.ok());
-  EXPECT_EQ(c->bytes_out, 300u);
-  EXPECT_EQ(c->refused, 2u);
-  EXPECT_EQ(c->bytes_in, 0u);
-  EXPECT_FALSE(ParseNftCounters("[", "abc").ok());
+      R"({"counter":{"family":"inet","name":"refused_other","table":"warmbox","packets":9,"bytes":9}}]})");
+  ASSERT_TRUE(listed.ok());
+  NetCounters c = CountersOf(*listed, "abc");
+  EXPECT_EQ(c.bytes_out, 300u);
+  EXPECT_EQ(c.refused, 2u);
+  EXPECT_EQ(c.bytes_in, 0u);
+  EXPECT_EQ(CountersOf(*listed, "absent").refused, 0u) << "a tag without counters: zeros";
+  EXPECT_FALSE(ParseNftCountersByTag("[").ok());
   // Every sandbox's at once (the metrics' one nft run per table); a counter
   // of no sandbox (a bare prefix) and other objects are skipped.
   auto all = ParseNftCountersByTag(

@@ -375,6 +375,14 @@ Result<void> SandboxNetwork::Finish(pid_t pid) {
     if (r < 0) return Errno("poll", "slirp4netns ready fd");
     if (r == 0 || (pf[0].revents & POLLIN) == 0 || ::read(helper_ready_.get(), &c, 1) != 1) {
       // Not ready (timed out or exited): its words, and its exit if it exited.
+      // A helper that closed its ready fd without "1" is exiting, but the
+      // kernel closes a dying task's files before its exit is visible on the
+      // pidfd: await that (bounded) so the error names the exit.
+      if (r > 0) {
+        pollfd pid_pf{helper_.pidfd(), POLLIN, 0};
+        while (::poll(&pid_pf, 1, 1000) < 0 && errno == EINTR) {
+        }
+      }
       return HelperFailed(helper_, helper_log_.get(), "slirp4netns", helper_ns_,
                           "not configured after 5 s");
     }

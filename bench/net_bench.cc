@@ -8,10 +8,16 @@
 //    --network egress (through slirp4netns and the policy's rules);
 //  - connection setup: --conns sequential HTTP/1.0 requests to I (a
 //    connection each, nc started each time), both ways: time per connection;
-//  - creation: NsDriver::Create with --network none and egress, interleaved
-//    (--runs each); Destroy is not timed.
+//  - creation: NsDriver::Create with --network none, with egress whose
+//    network is made at the create, and with egress whose network was made
+//    ahead (a second driver with NsDriverOptions::spare_network, as the
+//    daemon's: each Destroy leaves a settled network for the same policy),
+//    interleaved (--runs each), each --gap-ms (100) after the last Destroy
+//    returned, and back to back; Destroy is not timed;
+//  - attach: Sandbox::AttachNetwork on a running sandbox (what a pool's
+//    claim with a network does), network made at the attach or ahead.
 //
-// Usage (root): net_bench [--bytes N] [--conns N] [--runs N] [--uid-base B]
+// Usage (root): net_bench [--bytes N] [--conns N] [--runs N] [--gap-ms N] [--uid-base B]
 //   --uid-base defaults to net_test's range (tests/uid_ranges.h: its ids
 //   above the slots are the network helpers' groups): run it under the
 //   root-tests lock, never beside that test.
@@ -30,6 +36,7 @@
 #include "image/store.h"
 #include "sandbox/cgroup.h"
 #include "sandbox/ns/ns_driver.h"
+#include "sandbox/ns/uid_slots.h"
 #include "tests/net_internet.h"
 #include "tests/test_util.h"
 
@@ -60,7 +67,7 @@ std::string LoadAvg() {
 
 int main(int argc, char** argv) {
   uint64_t bytes = 1ull << 30;
-  int conns = 50, runs = 40;
+  int conns = 50, runs = 40, gap = 100;
   uint32_t base = 1810000000;
   for (int i = 1; i < argc; ++i) {
     std::string a = argv[i];
@@ -71,13 +78,16 @@ int main(int argc, char** argv) {
       conns = std::atoi(argv[++i]);
     } else if (a == "--runs") {
       runs = std::atoi(argv[++i]);
+    } else if (a == "--gap-ms") {
+      gap = std::atoi(argv[++i]);
     } else if (a == "--uid-base") {
       base = static_cast<uint32_t>(std::strtoul(argv[++i], nullptr, 10));
     } else {
       Die("unknown argument " + a);
     }
   }
-  if (bytes == 0 || conns < 1 || runs < 1) Die("--bytes, --conns and --runs must be positive");
+  if (bytes == 0 || conns < 1 || runs < 1 || gap < 0)
+    Die("--bytes, --conns and --runs must be positive, --gap-ms not negative");
   if (::geteuid() != 0) Die("must run as root");
   for (const char* tool :
        {"/usr/bin/slirp4netns", "/usr/sbin/nft", "/usr/sbin/dnsmasq", "/bin/busybox"}) {
@@ -104,6 +114,13 @@ int main(int argc, char** argv) {
   o.net.dns_upstreams = {"198.51.100.53"};
   auto driver = wb::NsDriver::Open(o, &store);
   if (!driver.ok()) Die(driver.error().ToString());
+  // The daemon's kind: its own table and helper groups (above the first's).
+  wb::NsDriverOptions ahead_o = o;
+  ahead_o.spare_network = true;
+  ahead_o.net.table = "warmbox_bench_ahead";
+  ahead_o.net_gid_base = wb::SlotBase(base, o.uid_slots + 1) + 4096;
+  auto ahead = wb::NsDriver::Open(ahead_o, &store);
+  if (!ahead.ok()) Die(ahead.error().ToString());
   wb::SandboxSpec egress;
   egress.network.mode = wb::NetworkMode::kEgress;
   // The documentation ranges are among the default denies: allow the
@@ -158,26 +175,78 @@ int main(int argc, char** argv) {
   if (auto r = (*sb)->Destroy(); !r.ok()) Die(r.error().ToString());
   sb->reset();
 
-  std::vector<double> t_none, t_egress;
-  auto once = [&](const wb::SandboxSpec& spec, std::vector<double>* out) {
+  // Creation. What a create costs the kernel depends on how long ago the
+  // previous one moved a process between cgroups (a v1 cgroup.procs write
+  // waits for an RCU grace period unless another ran within about one), and
+  // an egress Destroy takes longer than a plain one: creates back to back
+  // would time the Destroy before them as much as themselves. So each timed
+  // create starts --gap-ms after the previous Destroy returned (every one
+  // finds the kernel in the same state); back to back is printed too.
+  using Series = std::vector<double>;
+  auto once = [&](wb::NsDriver& d, const wb::SandboxSpec& spec, Series* out, int gap_ms) {
     auto t0 = Clock::now();
-    auto s = (*driver)->Create(spec);
+    auto s = d.Create(spec);
     double ms = Seconds(t0) * 1000;
     if (!s.ok()) Die(s.error().ToString());
     if (out) out->push_back(ms);
     if (auto r = (*s)->Destroy(); !r.ok()) Die(r.error().ToString());
+    if (gap_ms > 0) ::usleep(static_cast<useconds_t>(gap_ms) * 1000);
   };
-  once(wb::SandboxSpec{}, nullptr);  // warm-up
-  once(egress, nullptr);
+  // A pool's claim: a running sandbox without a network gets one.
+  auto attach = [&](wb::NsDriver& d, Series* out, int gap_ms) {
+    auto s = d.Create(wb::SandboxSpec{});
+    if (!s.ok()) Die(s.error().ToString());
+    if (gap_ms > 0) ::usleep(static_cast<useconds_t>(gap_ms) * 1000);
+    auto t0 = Clock::now();
+    if (auto r = (*s)->AttachNetwork(egress.network); !r.ok()) Die(r.error().ToString());
+    out->push_back(Seconds(t0) * 1000);
+    if (auto r = (*s)->Destroy(); !r.ok()) Die(r.error().ToString());
+    if (gap_ms > 0) ::usleep(static_cast<useconds_t>(gap_ms) * 1000);
+  };
+  once(**driver, wb::SandboxSpec{}, nullptr, gap);  // warm-up
+  once(**driver, egress, nullptr, gap);
+  once(**ahead, egress, nullptr, gap);  // leaves the first network made ahead
+  Series t_none, t_egress, t_ahead, a_at, a_ahead;
+  // Rotated, so that none of them always follows the same other.
   for (int i = 0; i < runs; ++i) {
-    if (i % 2) {
-      once(wb::SandboxSpec{}, &t_none);
-      once(egress, &t_egress);
-    } else {
-      once(egress, &t_egress);
-      once(wb::SandboxSpec{}, &t_none);
+    for (int k = 0; k < 5; ++k) {
+      switch ((i + k) % 5) {
+        case 0:
+          once(**driver, wb::SandboxSpec{}, &t_none, gap);
+          break;
+        case 1:
+          once(**driver, egress, &t_egress, gap);
+          break;
+        case 2:
+          once(**ahead, egress, &t_ahead, gap);
+          break;
+        case 3:
+          attach(**driver, &a_at, gap);
+          break;
+        default:
+          attach(**ahead, &a_ahead, gap);
+      }
     }
   }
+  // Back to back: runs/2 of one kind in a row, each kind twice.
+  Series b_none, b_egress, b_ahead;
+  for (int rep = 0; rep < 2; ++rep) {
+    for (int k = 0; k < 3; ++k) {
+      for (int i = 0; i < std::max(1, runs / 2); ++i) {
+        switch ((k + rep) % 3) {
+          case 0:
+            once(**driver, wb::SandboxSpec{}, &b_none, 0);
+            break;
+          case 1:
+            once(**driver, egress, &b_egress, 0);
+            break;
+          default:
+            once(**ahead, egress, &b_ahead, 0);
+        }
+      }
+    }
+  }
+  ahead->reset();
   driver->reset();
   internet->reset();
   (void)wb::RemoveTree(state);
@@ -187,7 +256,8 @@ int main(int argc, char** argv) {
     }
   }
   const double td = Median(mb_direct), te = Median(mb_egress);
-  const double cn = Median(t_none), ce = Median(t_egress);
+  const double cn = Median(t_none), ce = Median(t_egress), ca = Median(t_ahead);
+  const double bn = Median(b_none), be = Median(b_egress), ba = Median(b_ahead);
   std::printf("net_bench (load average at start: %s; at end: %s)\n", load_start.c_str(),
               LoadAvg().c_str());
   std::printf(
@@ -199,8 +269,17 @@ int main(int argc, char** argv) {
       "egress %.2f, egress/direct %.2f\n",
       conns, lat_direct, lat_egress, lat_egress / lat_direct);
   std::printf(
-      "create, ms (median of %d, interleaved): none %.1f, egress %.1f, egress/none "
-      "%.2f (target <= 2)\n",
-      runs, cn, ce, ce / cn);
+      "create, ms (median of %d, each %d ms after the last): none %.1f, egress %.1f (network "
+      "made at the create, egress/none %.2f), egress %.1f (network made ahead, as the "
+      "daemon does, egress/none %.2f; target <= 2)\n",
+      runs, gap, cn, ce, ce / cn, ca, ca / cn);
+  std::printf(
+      "create back to back, ms (median of %zu): none %.1f, egress %.1f (made at the create, "
+      "%.2f), egress %.1f (made ahead, %.2f)\n",
+      b_none.size(), bn, be, be / bn, ba, ba / bn);
+  std::printf(
+      "attach to a running sandbox (a pool's claim), ms (median of %d): network made at the "
+      "attach %.1f, made ahead %.1f\n",
+      runs, Median(a_at), Median(a_ahead));
   return 0;
 }

@@ -178,6 +178,18 @@ std::vector<pid_t> ProcessesMentioning(const std::string& text) {
   return out;
 }
 
+std::vector<pid_t> ChildrenMentioning(pid_t parent, const std::string& text) {
+  std::vector<pid_t> out;
+  for (pid_t p : ProcessesMentioning(text)) {
+    auto st = ReadFile("/proc/" + std::to_string(p) + "/stat");
+    if (!st.ok() || st->rfind(')') == std::string::npos) continue;
+    // After "(comm) ": the state, then the parent's pid.
+    const auto fields = Split(st->substr(st->rfind(')') + 1), ' ');
+    if (fields.size() > 2 && fields[2] == std::to_string(parent)) out.push_back(p);
+  }
+  return out;
+}
+
 std::string SandboxProbe() {
   if (::geteuid() != 0) return "needs root (uid maps of a 65536-id range, cgroups)";
   auto fs = ReadFile("/proc/filesystems");

@@ -42,6 +42,9 @@ std::set<std::string> DirsBelow(const std::string& root);
 std::vector<std::string> Entries(const std::string& dir);
 // Processes whose command line mentions text (e.g. a test's own state dir).
 std::vector<pid_t> ProcessesMentioning(const std::string& text);
+// Those of them whose parent is parent (dnsmasq serves each TCP connection in
+// a short-lived child of its own, which mentions the same).
+std::vector<pid_t> ChildrenMentioning(pid_t parent, const std::string& text);
 // What every driver and path (warmbox run, pool run) prints on stderr for a
 // program that does not exist (exit 127), and the refusal of a run with no
 // command at all in the default image (no Cmd or Entrypoint).

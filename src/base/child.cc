@@ -482,9 +482,9 @@ Result<ChildProcess> ChildProcess::Spawn(const SpawnOptions& opts) {
   args.flags = opts.clone_flags | CLONE_PIDFD;
   args.pidfd = reinterpret_cast<uint64_t>(&pidfd);
   args.exit_signal = SIGCHLD;
-  if (opts.userns_owner != 0 && (opts.cgroup_fd >= 0 || !(opts.clone_flags & CLONE_NEWUSER))) {
+  if (opts.userns_owner != 0 && !(opts.clone_flags & CLONE_NEWUSER)) {
     return Fail(ErrorCode::kInvalidArgument, "spawn", opts.path,
-                "userns_owner needs CLONE_NEWUSER and no cgroup_fd");
+                "userns_owner needs CLONE_NEWUSER");
   }
   // A jail is built in the child's own mount namespace, never the host's.
   if (opts.jail) args.flags |= CLONE_NEWNS;
@@ -498,15 +498,50 @@ Result<ChildProcess> ChildProcess::Spawn(const SpawnOptions& opts) {
   sigset_t all, old;
   sigfillset(&all);
   pthread_sigmask(SIG_SETMASK, &all, &old);
+  // Into the child's v1 cgroups, this thread alone (as root: a write to
+  // "tasks" checks the writer's euid), and out again below. Nothing from
+  // here to the way out allocates (the thread is charged to their memory).
+  auto go_back = [&opts] {
+    for (int fd : opts.clone_out_tasks_fds) {
+      // Left in a sandbox's cgroups, this thread would share its limits
+      // and keep its cgroups from being removed: nothing sane can follow.
+      if (::write(fd, "0", 1) != 1) std::abort();
+    }
+  };
+  for (int fd : opts.clone_in_tasks_fds) {
+    if (::write(fd, "0", 1) != 1) {
+      int e = errno;
+      go_back();
+      pthread_sigmask(SIG_SETMASK, &old, nullptr);
+      return ErrnoValue(e, "enter the child's cgroups (write tasks)", opts.path);
+    }
+  }
   // The owner of a user namespace is the euid of the thread that creates it.
   // Credentials are per thread and the raw syscall (unlike glibc's wrapper,
   // which broadcasts to every thread) changes only this one's, for the clone
   // alone: the real and saved uids stay 0, so the euid can come back.
-  if (opts.userns_owner != 0 &&
-      ::syscall(SYS_setresuid, -1, static_cast<uid_t>(opts.userns_owner), -1) != 0) {
-    int e = errno;
-    pthread_sigmask(SIG_SETMASK, &old, nullptr);
-    return ErrnoValue(e, "setresuid(euid " + std::to_string(opts.userns_owner) + ")", opts.path);
+  // setresuid also sets the fsuid and drops the effective capabilities; a
+  // CLONE_INTO_CGROUP is checked as a write to cgroup.procs files owned by
+  // root, so fsuid 0 comes back for it (which raises the file capabilities
+  // again). The child inherits it only until its exec (or its own
+  // setresuid, become_userns_root), both of which set fsuid to euid; only
+  // our code runs in between.
+  if (opts.userns_owner != 0) {
+    if (::syscall(SYS_setresuid, -1, static_cast<uid_t>(opts.userns_owner), -1) != 0) {
+      int e = errno;
+      go_back();
+      pthread_sigmask(SIG_SETMASK, &old, nullptr);
+      return ErrnoValue(e, "setresuid(euid " + std::to_string(opts.userns_owner) + ")", opts.path);
+    }
+    // setfsuid answers the previous fsuid, never an error: ask again.
+    if (opts.cgroup_fd >= 0 &&
+        (::syscall(SYS_setfsuid, 0), ::syscall(SYS_setfsuid, static_cast<uid_t>(-1)) != 0)) {
+      int e = errno;
+      if (::syscall(SYS_setresuid, -1, 0, -1) != 0) std::abort();
+      go_back();
+      pthread_sigmask(SIG_SETMASK, &old, nullptr);
+      return ErrnoValue(e ? e : EPERM, "setfsuid(0)", opts.path);
+    }
   }
   long pid = ::syscall(SYS_clone3, &args, sizeof args);
   if (pid == 0) ChildMain(plan);
@@ -515,6 +550,7 @@ Result<ChildProcess> ChildProcess::Spawn(const SpawnOptions& opts) {
     // This thread would go on without root: nothing sane can follow.
     std::abort();
   }
+  go_back();
   pthread_sigmask(SIG_SETMASK, &old, nullptr);
   if (pid < 0) {
     return ErrnoValue(clone_errno, "clone3", opts.path);

@@ -84,10 +84,19 @@ struct SpawnOptions {
   // With CLONE_NEWUSER: the host euid that creates the new user namespace,
   // so becomes its owner, whom the kernel charges the namespace's counts to
   // in the parent namespace (kernel/ucount.c: inotify instances and watches,
-  // mqueue bytes, namespaces, processes). 0 = our own euid. Needs euid 0;
-  // the clone then runs without capabilities, so cgroup_fd must be -1
-  // (attach the held child from the parent instead).
+  // mqueue bytes, namespaces, processes). 0 = our own euid. Needs euid 0.
+  // With cgroup_fd, the clone keeps fsuid 0 (and with it the file
+  // capabilities) for the kernel's write check on the cgroup; the child's
+  // fsuid becomes its euid at exec (or when it sets its ids before).
   uint32_t userns_owner = 0;
+  // v1 cgroups to be born in: fds of their "tasks" files (open for writing),
+  // and of the spawning thread's own, to go back to. The thread writes "0"
+  // (itself) to each before the clone and to each of its own after: a
+  // thread that moves itself takes no global lock, where writing another
+  // process's pid to cgroup.procs waits for an RCU grace period (about
+  // 8 ms here) unless another such move ran just before. Between the two,
+  // nothing allocates: the thread is charged to the sandbox's memory.
+  std::vector<int> clone_in_tasks_fds, clone_out_tasks_fds;
   // RLIMIT_FSIZE of the program, with SIGXFSZ ignored: writes beyond it fail
   // (EFBIG) instead of killing it. 0 = inherited. Caps files that an
   // untrusted party fills through the program (a VM's console log).

@@ -349,6 +349,22 @@ TEST(ChildProcessTest, UnconfirmedSpawnRunsAndConfirmsOnce) {
   EXPECT_EQ(run.status.code, 0);
 }
 
+// A cgroup that cannot be entered (here an fd not open for writing) fails the
+// spawn before any clone, naming the step, and the thread's way back is taken.
+TEST(ChildProcessTest, ACgroupThatCannotBeEnteredFailsTheSpawn) {
+  UniqueFd in(::open("/dev/null", O_RDONLY | O_CLOEXEC));
+  UniqueFd out(::open("/dev/null", O_WRONLY | O_CLOEXEC));
+  ASSERT_TRUE(in && out);
+  SpawnOptions o = Shell("exit 0");
+  o.clone_in_tasks_fds = {in.get()};
+  o.clone_out_tasks_fds = {out.get()};
+  auto child = ChildProcess::Spawn(o);
+  ASSERT_FALSE(child.ok());
+  EXPECT_NE(child.error().call.find("enter the child's cgroups"), std::string::npos)
+      << child.error().ToString();
+  EXPECT_EQ(child.error().err, EBADF);
+}
+
 TEST(ChildProcessTest, ConfirmExecOfAHeldChildFails) {
   SpawnOptions o = Shell("exit 0");
   o.hold_until_released = true;

@@ -17,8 +17,12 @@ namespace wb::daemon {
 
 class DriverSet {
  public:
+  // A daemon's ns driver makes networks ahead (NsDriverOptions::spare_network):
+  // it serves many sandboxes, often with the same policy.
   DriverSet(NsDriverOptions ns, vm::VmDriverOptions vm, ImageStore* store)
-      : opts_{DriverKind::kNs, std::move(ns), std::move(vm)}, store_(store) {}
+      : opts_{DriverKind::kNs, std::move(ns), std::move(vm)}, store_(store) {
+    opts_.ns.spare_network = true;
+  }
   // Thread-safe (the pool's creation threads call it).
   [[nodiscard]] Result<Driver*> Get(const std::string& name);
   // The driver's own status added to a pool's stats (Driver::AnnotateStat),

@@ -152,6 +152,7 @@ CgroupPlan PlanSandboxCgroup(const CgroupLayout& l, const std::string& id, const
     std::string dir = JoinPath(parent, id);
     p.dirs.push_back(dir);
     p.attach.push_back(JoinPath(dir, "cgroup.procs"));
+    p.thread_moves.emplace_back(JoinPath(dir, "tasks"), JoinPath(self_dir, "tasks"));
     if (ctl == "memory") {
       p.writes.push_back(
           {JoinPath(dir, "memory.limit_in_bytes"), std::to_string(lim.memory_bytes), false});
@@ -173,6 +174,7 @@ CgroupPlan PlanSandboxCgroup(const CgroupLayout& l, const std::string& id, const
     std::string dir = JoinPath(parent, id);
     p.dirs.push_back(dir);
     p.attach.push_back(JoinPath(dir, "cgroup.procs"));
+    p.thread_moves.emplace_back(JoinPath(dir, "tasks"), JoinPath(l.v1_freezer_self, "tasks"));
   }
   return p;
 }
@@ -243,6 +245,17 @@ Result<Cgroup> Cgroup::Apply(const CgroupPlan& plan) {
 Result<void> Cgroup::Attach(pid_t pid) {
   for (const auto& f : plan_.attach) WB_RETURN_IF_ERROR(WriteFile(f, std::to_string(pid)));
   return Ok();
+}
+
+Result<Cgroup::CloneMoves> Cgroup::OpenCloneMoves() const {
+  CloneMoves m;
+  for (const auto& [in, out] : plan_.thread_moves) {
+    m.in.emplace_back(::open(in.c_str(), O_WRONLY | O_CLOEXEC));
+    if (!m.in.back()) return Errno("open", in);
+    m.out.emplace_back(::open(out.c_str(), O_WRONLY | O_CLOEXEC));
+    if (!m.out.back()) return Errno("open", out);
+  }
+  return m;
 }
 
 Result<void> Cgroup::AttachV2(pid_t pid) {

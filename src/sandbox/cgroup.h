@@ -51,6 +51,10 @@ struct CgroupPlan {
   std::vector<CgroupWrite> writes;   // in order
   std::string v2_dir;                // clone target and cgroup.kill, "" if no cgroup2
   std::vector<std::string> attach;   // cgroup.procs files to write the pid into (v1)
+  // v1, one per attach: {the sandbox's "tasks" file, ours in that hierarchy}.
+  // A process spawned by a thread that sits in the sandbox's v1 cgroups is
+  // born there (Cgroup::OpenCloneMoves).
+  std::vector<std::pair<std::string, std::string>> thread_moves;
 };
 
 // parent_override: a delegated parent path relative to each hierarchy root
@@ -71,6 +75,13 @@ class Cgroup {
   // The clone is done: the directory fd is not needed any more.
   void CloseCloneFd() { v2_fd_.reset(); }
   [[nodiscard]] Result<void> Attach(pid_t pid);
+  // For a child born in the v1 cgroups instead (SpawnOptions::
+  // clone_in_tasks_fds, clone_out_tasks_fds): the sandbox's "tasks" files and
+  // ours, open for writing. Empty when there is no v1 hierarchy.
+  struct CloneMoves {
+    std::vector<UniqueFd> in, out;
+  };
+  [[nodiscard]] Result<CloneMoves> OpenCloneMoves() const;
   // Moves pid into the cgroup2 dir (when the clone could not target it:
   // SpawnOptions::userns_owner). No-op without cgroup2.
   [[nodiscard]] Result<void> AttachV2(pid_t pid);

@@ -320,6 +320,14 @@ TEST(PlanSandboxCgroupTest, HybridAttachesToEveryV1Dir) {
   EXPECT_EQ(Sorted(p.attach), Sorted({std::string(kMemSelf) + "/warmbox/abc/cgroup.procs",
                                       "/sys/fs/cgroup/pids/warmbox/abc/cgroup.procs",
                                       "/sys/fs/cgroup/cpu/warmbox/abc/cgroup.procs"}));
+  // The spawning thread's way in and back, per v1 dir: the sandbox's tasks
+  // file and ours in the same hierarchy.
+  std::vector<std::string> moves;
+  for (const auto& [in, out] : p.thread_moves) moves.push_back(in + " <- " + out);
+  EXPECT_EQ(Sorted(moves),
+            Sorted({std::string(kMemSelf) + "/warmbox/abc/tasks <- " + kMemSelf + "/tasks",
+                    "/sys/fs/cgroup/pids/warmbox/abc/tasks <- /sys/fs/cgroup/pids/tasks",
+                    "/sys/fs/cgroup/cpu/warmbox/abc/tasks <- /sys/fs/cgroup/cpu/tasks"}));
 }
 
 TEST(PlanSandboxCgroupTest, HybridWritesNoV2LimitFiles) {
@@ -424,6 +432,7 @@ TEST(PlanSandboxCgroupTest, V2EnablesControllersOnParentFirst) {
 TEST(PlanSandboxCgroupTest, V2HasNoAttachEntries) {
   CgroupPlan p = PlanSandboxCgroup(V2Layout(), "abc", TestLimits(), "");
   EXPECT_TRUE(p.attach.empty());
+  EXPECT_TRUE(p.thread_moves.empty());  // born there by CLONE_INTO_CGROUP alone
   EXPECT_FALSE(HasWriteEndingWith(p, "memory.limit_in_bytes"));
 }
 

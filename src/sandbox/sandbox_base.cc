@@ -7,6 +7,7 @@
 
 #include <cerrno>
 #include <cstring>
+#include <optional>
 
 #include "base/fs.h"
 #include "base/log.h"
@@ -55,8 +56,10 @@ Result<void> SandboxBase::Destroy() {
   }
   spdlog::debug("{}: process gone", id_);
   Result<void> result = Ok();
+  std::optional<NetworkSpec> gone;
   if (net_) {
     result = net_->Destroy();
+    if (result.ok() && net_->attached()) gone = net_->spec();
     net_.reset();
     spdlog::debug("{}: network removed", id_);
   }
@@ -66,10 +69,12 @@ Result<void> SandboxBase::Destroy() {
     auto r = release_hook_();
     if (result.ok() && !r.ok()) result = r.error();
   }
-  if (dir_.empty()) return result;
-  auto rm = RemoveTree(dir_);
-  spdlog::debug("{}: dir removed", id_);
-  if (result.ok() && !rm.ok()) result = rm.error();
+  if (!dir_.empty()) {
+    auto rm = RemoveTree(dir_);
+    spdlog::debug("{}: dir removed", id_);
+    if (result.ok() && !rm.ok()) result = rm.error();
+  }
+  if (gone && result.ok() && network_gone_hook_) network_gone_hook_(*gone);
   return result;
 }
 

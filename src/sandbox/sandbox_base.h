@@ -86,6 +86,10 @@ class SandboxBase : public Sandbox {
   // Called by Destroy once the process is gone and the cgroups removed,
   // before the dir goes (the ns driver gives back the sandbox's uid slot).
   std::function<Result<void>()> release_hook_;
+  // Called by Destroy at its end, with the policy of the network the
+  // sandbox had, when it had one that served it and was removed cleanly (the
+  // ns driver makes a network for that policy ahead, for its next sandbox).
+  std::function<void(const NetworkSpec&)> network_gone_hook_;
   // Egress networking (nullptr: none), and what reserved its group id
   // (released when the sandbox object goes).
   std::unique_ptr<SandboxNetwork> net_;

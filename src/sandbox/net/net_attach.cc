@@ -397,7 +397,20 @@ Result<void> SandboxNetwork::Finish(pid_t pid) {
       std::string("# warmbox: the sandbox's resolver\nnameserver ") + kSandboxResolver + "\n"));
   spdlog::debug("{}: network egress (slirp4netns {}, dnsmasq {} on port {})", opts_.tag,
                 helper_.pid(), dnsmasq_.pid(), ids_.dns_port);
+  attached_ = true;
   return Ok();
+}
+
+Result<void> SandboxNetwork::Settle() {
+  WB_RETURN_IF_ERROR(AwaitRules());
+  return AwaitDnsmasq();
+}
+
+bool SandboxNetwork::CanServe(const NetworkSpec& spec) {
+  if (destroyed_ || attached_ || helper_.running() || pending_nft_ || spec_ != spec) return false;
+  // Reaps it if it died (then this network is only good for Destroy).
+  auto done = dnsmasq_.TryWait();
+  return done.ok() && !done->has_value() && dnsmasq_.running();
 }
 
 Result<std::unique_ptr<SandboxNetwork>> SandboxNetwork::Attach(const NetAttachOptions& o,
@@ -450,6 +463,7 @@ Result<VmNetwork> SandboxNetwork::AttachVm(const NetAttachOptions& o, const Netw
   WB_RETURN_IF_ERROR(n->AwaitDnsmasq());
   spdlog::debug("{}: network egress (passt {}, dnsmasq {} on port {})", o.tag, n->helper_.pid(),
                 n->dnsmasq_.pid(), n->ids_.dns_port);
+  n->attached_ = true;
   return VmNetwork{std::move(n), std::move(conn)};
 }
 
@@ -495,16 +509,22 @@ Result<void> SandboxNetwork::SpawnDnsmasq() {
   so.await_exec = false;  // AwaitDnsmasq confirms it
   dnsmasq_ = WB_TRY(ChildProcess::Spawn(so));
   dnsmasq_err_ = std::move(err.read);
+  dnsmasq_listening_ = false;
   return Ok();
 }
 
 Result<void> SandboxNetwork::AwaitDnsmasq() {
   WB_RETURN_IF_ERROR(dnsmasq_.ConfirmExec());
+  // Settled ahead (a spare): not probed again (each probe is a TCP
+  // connection, which dnsmasq serves in a process of its own); alive is
+  // what CanServe checked.
+  if (dnsmasq_listening_) return Ok();
   // Ready once it accepts TCP on its port (it binds UDP first). Bounded: 5 s.
   WB_RETURN_IF_ERROR(AwaitHelper(
       dnsmasq_, dnsmasq_err_.get(), [port = ids_.dns_port] { return TcpListening(port); },
       "dnsmasq", "127.0.0.1:" + std::to_string(ids_.dns_port), "not listening after 5 s"));
   dnsmasq_err_.reset();
+  dnsmasq_listening_ = true;
   return Ok();
 }
 

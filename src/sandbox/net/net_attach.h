@@ -98,6 +98,17 @@ class SandboxNetwork {
   // kVmGateway, kSandboxResolver). On failure whatever was made is removed.
   [[nodiscard]] static Result<VmNetwork> AttachVm(const NetAttachOptions& o,
                                                   const NetworkSpec& spec);
+  // A network made ahead (Begin alone, for a sandbox not known yet; the ns
+  // driver's spare): Settle awaits what Begin started (the rules, the
+  // resolver listening), so that nothing of it runs when it is handed out;
+  // CanServe says whether it can be handed to a sandbox asking for spec (the
+  // same policy, no helper yet, its resolver still running); Hand gives it
+  // that sandbox's root uid (the owner of resolv.conf), before StartHelper.
+  [[nodiscard]] Result<void> Settle();
+  [[nodiscard]] bool CanServe(const NetworkSpec& spec);
+  void Hand(uint32_t root_uid) { opts_.root_uid = root_uid; }
+  // Whether Finish (or AttachVm) completed: the network served a sandbox.
+  bool attached() const { return attached_; }
   ~SandboxNetwork();  // Destroy(), errors logged
   SandboxNetwork(const SandboxNetwork&) = delete;
   SandboxNetwork& operator=(const SandboxNetwork&) = delete;
@@ -137,8 +148,9 @@ class SandboxNetwork {
   NetPolicy policy_;
   NetTableIds ids_;
   std::vector<std::string> upstreams_;
-  ChildProcess helper_, dnsmasq_;  // helper_: slirp4netns or passt
-  UniqueFd dnsmasq_err_;           // its stderr until it listens
+  ChildProcess helper_, dnsmasq_;   // helper_: slirp4netns or passt
+  UniqueFd dnsmasq_err_;            // its stderr until it listens
+  bool dnsmasq_listening_ = false;  // AwaitDnsmasq saw it listen
   std::optional<RunningTool> pending_nft_;
   // slirp4netns's exit fd, the other end: it quits when this closes (the
   // daemon's death included).
@@ -148,7 +160,7 @@ class SandboxNetwork {
   UniqueFd helper_ready_, helper_log_;
   std::string helper_ns_;
   std::string socket_path_;  // passt's, removed by Destroy
-  bool rules_added_ = false, counted_ = false, destroyed_ = false;
+  bool rules_added_ = false, counted_ = false, destroyed_ = false, attached_ = false;
 };
 
 // A dead daemon's resolver of the sandbox in dir, if one still runs: dnsmasq

@@ -11,6 +11,8 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
+
 #include "base/child.h"
 #include "base/fd.h"
 #include "base/fs.h"
@@ -234,6 +236,91 @@ TEST_F(NetTest, AHelperThatFailsLeavesNothing) {
   auto ok = Egress({"allowed.test"}, {});
   ASSERT_TRUE(ok);
   EXPECT_EQ(Get(*ok, "http://allowed.test/"), "hello from 198.51.100.10\n");
+}
+
+// The daemon's driver makes a network ahead when an egress sandbox goes
+// (NsDriverOptions::spare_network): the next sandbox with that policy gets
+// it (its resolver and rules were made before its create), one with another
+// policy makes its own, a spare whose resolver died is not handed out, and
+// the driver's end takes the spare with it.
+TEST_F(NetTest, ANetworkMadeAheadServesTheNextSandboxOfItsPolicy) {
+  driver_.reset();
+  NsDriverOptions o = Options();
+  o.spare_network = true;
+  auto drv = NsDriver::Open(o, store_.get());
+  ASSERT_OK(drv);
+  driver_ = std::move(*drv);
+  // Our children only: dnsmasq serves each TCP connection (the driver's
+  // probe of it included) in a child of its own.
+  auto resolvers = [] {
+    return wb::testing::ChildrenMentioning(::getpid(), "--listen-address=127.0.0.1");
+  };
+  const auto before = resolvers();
+
+  auto a = Egress({"allowed.test"}, {"denied.test"});
+  ASSERT_TRUE(a);
+  const auto a_resolver = resolvers();
+  ASSERT_EQ(a_resolver.size(), before.size() + 1);
+  ASSERT_OK(a->Destroy());
+  a.reset();
+  // One network made ahead: a fresh resolver of its own, a dir with an owner
+  // record (for gc, if this process dies), a chain.
+  auto spare = resolvers();
+  ASSERT_EQ(spare.size(), before.size() + 1);
+  EXPECT_NE(spare, a_resolver);
+  EXPECT_EQ(wb::testing::Entries(SandboxesDir(state_)).size(), 1u);
+
+  // Same policy: handed out (no resolver started), and it works as made at
+  // the create: the allowed name resolves and connects, the denied does not.
+  auto b = Egress({"allowed.test"}, {"denied.test"});
+  ASSERT_TRUE(b);
+  EXPECT_EQ(resolvers(), spare);
+  EXPECT_EQ(Get(*b, "http://allowed.test/"), "hello from 198.51.100.10\n");
+  EXPECT_FALSE(Resolves(*b, "denied.test"));
+  EXPECT_EQ(Get(*b, "http://198.51.100.11/"), "");
+  EXPECT_NE(Sh(*b, "cat /etc/resolv.conf").stdout_data.find("nameserver 169.254.0.53"),
+            std::string::npos);
+  auto ctr = b->NetworkCounters();
+  ASSERT_OK(ctr);
+  EXPECT_GT(ctr->bytes_out, 0u);
+
+  // Another policy, while b lives: a network of its own.
+  auto c = Egress({"203.0.113.0/24"}, {});
+  ASSERT_TRUE(c);
+  EXPECT_EQ(resolvers().size(), before.size() + 2);
+  EXPECT_EQ(Get(*c, "http://203.0.113.66/"), "hello from 203.0.113.66\n");
+  EXPECT_EQ(Get(*c, "http://198.51.100.10/"), "");
+  ASSERT_OK(c->Destroy());  // leaves a spare for c's policy
+  c.reset();
+  ASSERT_OK(b->Destroy());  // replaces it with one for b's
+  b.reset();
+  spare = resolvers();
+  ASSERT_EQ(spare.size(), before.size() + 1);
+
+  // A spare whose resolver died is not handed out: the create makes its own.
+  pid_t dead = 0;
+  for (pid_t p : spare) {
+    if (std::find(before.begin(), before.end(), p) == before.end()) dead = p;
+  }
+  ASSERT_GT(dead, 0);
+  ASSERT_EQ(::kill(dead, SIGKILL), 0);
+  ASSERT_TRUE(Eventually(
+      [&] {
+        auto st = ReadFile("/proc/" + std::to_string(dead) + "/stat");
+        return !st.ok() || st->find(") Z") != std::string::npos;
+      },
+      5000));
+  auto d = Egress({"allowed.test"}, {"denied.test"});
+  ASSERT_TRUE(d);
+  EXPECT_EQ(Get(*d, "http://allowed.test/"), "hello from 198.51.100.10\n");
+  ASSERT_OK(d->Destroy());
+  d.reset();
+
+  // The driver's end: no resolver, dir, chain or table is left.
+  driver_.reset();
+  EXPECT_EQ(resolvers(), before);
+  EXPECT_TRUE(wb::testing::Entries(SandboxesDir(state_)).empty());
+  EXPECT_EQ(Tables().find(kTable), std::string::npos) << Tables();
 }
 
 TEST_F(NetTest, OpenPolicyStillRefusesDefaultsAndDeniedNames) {

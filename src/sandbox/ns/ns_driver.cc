@@ -35,10 +35,14 @@ struct NsDriver::CgroupLayoutHolder {
 
 // The group ids of the slirp4netns processes of this driver's sandboxes: a slot
 // is taken per egress sandbox and given back when the sandbox object goes.
+// And the network made ahead (NsDriverOptions::spare_network), with its slot.
 struct NsDriver::NetSlots {
   static constexpr uint32_t kSlots = 4096;
   std::mutex mu;
   std::vector<bool> used = std::vector<bool>(kSlots, false);
+  bool open = true;  // false once the driver goes: no spare is made then
+  std::unique_ptr<SandboxNetwork> spare;
+  std::shared_ptr<void> spare_slot;
 };
 
 namespace {
@@ -49,11 +53,90 @@ struct NetSlot {
   NetSlot& operator=(const NetSlot&) = delete;
   std::shared_ptr<NsDriver::NetSlots> slots;
   uint32_t index;
+  // A spare's own dir (its resolver's pid file), removed with the slot:
+  // after the network's Destroy, which killed that resolver.
+  std::string dir;
   ~NetSlot() {
+    if (!dir.empty()) (void)RemoveTree(dir);
     std::lock_guard<std::mutex> lock(slots->mu);
     slots->used[index] = false;
   }
 };
+
+// A free slot, or nullptr when all are taken.
+std::shared_ptr<NetSlot> TakeNetSlot(const std::shared_ptr<NsDriver::NetSlots>& slots) {
+  std::lock_guard<std::mutex> lock(slots->mu);
+  for (uint32_t i = 0; i < NsDriver::NetSlots::kSlots; ++i) {
+    if (slots->used[i]) continue;
+    slots->used[i] = true;
+    return std::make_shared<NetSlot>(slots, i);
+  }
+  return nullptr;
+}
+
+// The network made ahead, if it can serve spec: taken out of the driver's.
+std::pair<std::unique_ptr<SandboxNetwork>, std::shared_ptr<void>> TakeSpare(
+    NsDriver::NetSlots& slots, const NetworkSpec& spec) {
+  std::lock_guard<std::mutex> lock(slots.mu);
+  if (!slots.spare || !slots.spare->CanServe(spec)) return {};
+  return {std::move(slots.spare), std::move(slots.spare_slot)};
+}
+
+// Makes the driver's spare network for spec, settled, unless it has one for
+// it already: the previous spare (another policy) goes first. Called when a
+// sandbox with that policy went (SandboxBase::network_gone_hook_), on the
+// destroying thread, so that nothing of it runs once Destroy returns. Best
+// effort: a failure leaves no spare (the next create makes its own
+// network) and nothing else.
+void MakeSpareNetwork(const std::shared_ptr<NsDriver::NetSlots>& slots, const NetHostOptions& host,
+                      uint32_t gid_base, const std::string& state_dir, const NetworkSpec& spec) {
+  std::unique_ptr<SandboxNetwork> old;
+  std::shared_ptr<void> old_slot;
+  {
+    std::lock_guard<std::mutex> lock(slots->mu);
+    if (!slots->open) return;
+    if (slots->spare && slots->spare->CanServe(spec)) return;
+    old = std::move(slots->spare);
+    old_slot = std::move(slots->spare_slot);
+  }
+  if (old) (void)old->Destroy();
+  old.reset();
+  old_slot.reset();  // after its network: the slot's dir held its resolver's pid file
+  auto made = [&]() -> Result<std::pair<std::unique_ptr<SandboxNetwork>, std::shared_ptr<void>>> {
+    std::shared_ptr<NetSlot> slot = TakeNetSlot(slots);
+    if (!slot) return Fail(ErrorCode::kBusy, "spare network", "slots", "every slot is taken");
+    // Its own dir among the sandboxes' (an owner record, so that gc removes
+    // it and kills its resolver if this process dies), named by its tag.
+    const std::string tag = WB_TRY(RandomHex(6));
+    const std::string dir = SandboxesDir(state_dir) + "/" + tag;
+    if (::mkdir(dir.c_str(), 0700) != 0) return Errno("mkdir", dir);
+    slot->dir = dir;
+    WB_RETURN_IF_ERROR(
+        WriteSandboxRecord(dir, SandboxRecord{tag, ::getpid(), ProcessStartTime(::getpid()), {}}));
+    NetAttachOptions no;
+    no.host = host;
+    no.dir = dir;
+    no.tag = tag;
+    no.gid = gid_base + slot->index;
+    auto n = WB_TRY(SandboxNetwork::Begin(no, spec));
+    WB_RETURN_IF_ERROR(n->Settle());
+    return std::make_pair(std::move(n), std::shared_ptr<void>(std::move(slot)));
+  }();
+  if (!made.ok()) {
+    spdlog::debug("spare network: {}", made.error().ToString());
+    return;
+  }
+  {
+    std::lock_guard<std::mutex> lock(slots->mu);
+    if (slots->open && !slots->spare) {
+      slots->spare = std::move(made->first);
+      slots->spare_slot = std::move(made->second);
+      return;
+    }
+  }
+  // The driver went, or another sandbox's spare came first.
+  (void)made->first->Destroy();
+}
 
 }  // namespace
 
@@ -70,6 +153,10 @@ class NsSandbox : public SandboxBase {
   uint32_t net_gid_base_ = 0, uid_base_ = 0;
   std::shared_ptr<NsDriver::NetSlots> net_slots_;
 
+  void OnNetworkGone(std::function<void(const NetworkSpec&)> f) {
+    network_gone_hook_ = std::move(f);
+  }
+
   Result<void> AttachNetwork(const NetworkSpec& spec) override {
     if (spec.mode == NetworkMode::kNone) return Ok();
     if (!process_.running())
@@ -85,16 +172,17 @@ class NsSandbox : public SandboxBase {
     if (net_) {
       return Fail(ErrorCode::kFailedPrecondition, "attach network", id_, "already attached");
     }
-    // The slot's object lives as long as the sandbox's; its gid is slirp4netns's.
-    std::shared_ptr<NetSlot> slot;
-    {
-      std::lock_guard<std::mutex> lock(net_slots_->mu);
-      for (uint32_t i = 0; i < NsDriver::NetSlots::kSlots && !slot; ++i) {
-        if (net_slots_->used[i]) continue;
-        net_slots_->used[i] = true;
-        slot = std::make_shared<NetSlot>(net_slots_, i);
-      }
+    // A network made ahead for this policy: its rules and resolver are in
+    // place, this sandbox's helper is all that is left to start.
+    if (auto [spare, spare_slot] = TakeSpare(*net_slots_, spec); spare) {
+      spare->Hand(uid_base_);
+      net_ = std::move(spare);
+      net_slot_ = std::move(spare_slot);
+      spdlog::debug("{}: network made ahead", id_);
+      return Ok();
     }
+    // The slot's object lives as long as the sandbox's; its gid is slirp4netns's.
+    std::shared_ptr<NetSlot> slot = TakeNetSlot(net_slots_);
     if (!slot) {
       return Fail(
           ErrorCode::kBusy, "attach network", id_,
@@ -207,13 +295,35 @@ void SetNetworkContext(NsSandbox& sb, const NsDriverOptions& o, uint32_t uid_bas
   sb.net_host_.helper_gid_first = sb.net_gid_base_;
   sb.net_host_.helper_gid_last = sb.net_gid_base_ + NsDriver::NetSlots::kSlots - 1;
   sb.net_slots_ = std::move(slots);
+  if (o.spare_network) {
+    sb.OnNetworkGone([slots = sb.net_slots_, host = sb.net_host_, base = sb.net_gid_base_,
+                      state = o.state_dir](const NetworkSpec& spec) {
+      MakeSpareNetwork(slots, host, base, state, spec);
+    });
+  }
 }
 
 }  // namespace
 
 NsDriver::~NsDriver() {
-  // The nft table its sandboxes shared goes with it (kept between them).
-  if (net_slots_) ReleaseNetTable(opts_.net);
+  if (!net_slots_) return;
+  // Its spare network goes (and none is made after), then the nft table its
+  // sandboxes shared (kept between them).
+  std::unique_ptr<SandboxNetwork> spare;
+  std::shared_ptr<void> spare_slot;
+  {
+    std::lock_guard<std::mutex> lock(net_slots_->mu);
+    net_slots_->open = false;
+    spare = std::move(net_slots_->spare);
+    spare_slot = std::move(net_slots_->spare_slot);
+  }
+  if (spare) {
+    if (auto r = spare->Destroy(); !r.ok())
+      spdlog::debug("spare network: {}", r.error().ToString());
+  }
+  spare.reset();
+  spare_slot.reset();
+  ReleaseNetTable(opts_.net);
 }
 
 Result<std::unique_ptr<Sandbox>> NsDriver::Adopt(const AdoptSpec& spec) {
@@ -325,11 +435,18 @@ Result<std::unique_ptr<Sandbox>> NsDriver::Create(const SandboxSpec& spec) {
     // The slot's root creates (owns) the user namespace, so the kernel
     // charges the sandbox's inotify, mqueue, namespace and process counts to
     // it, not to host root whom every sandbox would share (kernel/ucount.c).
-    // That clone has no capabilities: it cannot enter the cgroup itself.
     o.userns_owner = base;
-  } else {
-    o.cgroup_fd = sb->cgroup_.clone_fd();
   }
+  // The agent is born in its cgroups: the cgroup2 one by CLONE_INTO_CGROUP,
+  // the v1 ones (limits, on hybrid hosts) by this thread sitting in them for
+  // the clone. Moving it there after the clone (writing its pid to
+  // cgroup.procs) takes the kernel's global threadgroup lock, which waits
+  // for an RCU grace period whenever no other move ran just before: about
+  // 8 ms of a create that takes 4 (bench/net_bench.cc, docs/architecture.md).
+  o.cgroup_fd = sb->cgroup_.clone_fd();
+  Cgroup::CloneMoves moves = WB_TRY(sb->cgroup_.OpenCloneMoves());
+  for (const auto& fd : moves.in) o.clone_in_tasks_fds.push_back(fd.get());
+  for (const auto& fd : moves.out) o.clone_out_tasks_fds.push_back(fd.get());
   o.pdeath_signal = SIGKILL;  // the sandbox dies with its host process
   o.hold_until_released = true;
   o.become_userns_root = true;
@@ -346,10 +463,11 @@ Result<std::unique_ptr<Sandbox>> NsDriver::Create(const SandboxSpec& spec) {
   }
   listener.reset();  // the agent's copy is the only one: connects fail once it dies
   sb->cgroup_.CloseCloneFd();
+  moves = {};
   errpipe.write.reset();
   layer_fds.clear();  // the agent's copies are the ones it attaches
 
-  // The child waits until its uid/gid maps and v1 cgroups are in place.
+  // The child waits until its uid/gid maps are in place.
   // Writing the maps as host root allows a 65536-id range and setgroups.
   const std::string proc = "/proc/" + std::to_string(sb->process_.pid());
   const std::string map = "0 " + std::to_string(base) + " " + std::to_string(kUidCount) + "\n";
@@ -362,9 +480,6 @@ Result<std::unique_ptr<Sandbox>> NsDriver::Create(const SandboxSpec& spec) {
     spdlog::debug("{}: {}", sb->id_, r.error().ToString());
   }
   spdlog::debug("{}: id maps written", sb->id_);
-  if (slot != 0) WB_RETURN_IF_ERROR(sb->cgroup_.AttachV2(sb->process_.pid()));
-  WB_RETURN_IF_ERROR(sb->cgroup_.Attach(sb->process_.pid()));
-  spdlog::debug("{}: attached to v1 cgroups", sb->id_);
   WB_RETURN_IF_ERROR(sb->process_.Release());
   spdlog::debug("{}: agent exec'd", sb->id_);
 

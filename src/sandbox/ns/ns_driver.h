@@ -33,6 +33,12 @@ struct NsDriverOptions {
   // per sandbox (0: just above every sandbox range, slot uid_slots + 1).
   NetHostOptions net;
   uint32_t net_gid_base = 0;
+  // When an egress sandbox goes, make a network for its policy ahead (rules,
+  // resolver: SandboxNetwork::Begin, settled), handed to the next sandbox
+  // that asks for the same policy, so that its create starts no resolver
+  // and runs no nft (docs/network.md, "A network made ahead"). The daemon's
+  // driver does; a one-shot `warmbox run` would only waste it.
+  bool spare_network = false;
 };
 
 class NsDriver : public Driver {

@@ -223,8 +223,12 @@ TEST_F(NsDriverTest, CgroupLimitsAreApplied) {
   SandboxSpec spec;
   spec.limits.memory_bytes = 64 << 20;
   spec.limits.pids = 32;
+  const std::string own_before = ReadFile("/proc/thread-self/cgroup").value();
   auto sb = NewSandbox(spec);
   ASSERT_TRUE(sb);
+  // The agent is born in its cgroups by the creating thread sitting in the
+  // v1 ones for the clone: that thread is back in its own.
+  EXPECT_EQ(ReadFile("/proc/thread-self/cgroup").value(), own_before);
   auto rec = ReadSandboxRecord(SandboxDir(*sb));
   ASSERT_TRUE(rec.ok());
   bool saw_memory = false, saw_pids = false;
@@ -241,8 +245,8 @@ TEST_F(NsDriverTest, CgroupLimitsAreApplied) {
       EXPECT_EQ(Trim(ReadFile(d + "/pids.max").value()), "32");
       saw_pids = true;
     }
-    // The agent lives in every one of its cgroups.
-    EXPECT_NE(Trim(ReadFile(d + "/cgroup.procs").value()), "") << d;
+    // The agent lives in every one of its cgroups, and nothing else does.
+    EXPECT_EQ(Trim(ReadFile(d + "/cgroup.procs").value()), std::to_string(sb->host_pid())) << d;
   }
   EXPECT_TRUE(saw_memory);
   EXPECT_TRUE(saw_pids);

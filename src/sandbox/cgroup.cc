@@ -258,11 +258,6 @@ Result<Cgroup::CloneMoves> Cgroup::OpenCloneMoves() const {
   return m;
 }
 
-Result<void> Cgroup::AttachV2(pid_t pid) {
-  if (plan_.v2_dir.empty()) return Ok();
-  return WriteFile(plan_.v2_dir + "/cgroup.procs", std::to_string(pid));
-}
-
 uint64_t Cgroup::OomKills() const {
   uint64_t n = 0;
   for (const auto& d : plan_.dirs) {

@@ -82,9 +82,6 @@ class Cgroup {
     std::vector<UniqueFd> in, out;
   };
   [[nodiscard]] Result<CloneMoves> OpenCloneMoves() const;
-  // Moves pid into the cgroup2 dir (when the clone could not target it:
-  // SpawnOptions::userns_owner). No-op without cgroup2.
-  [[nodiscard]] Result<void> AttachV2(pid_t pid);
   [[nodiscard]] Result<void> Remove();
   const std::vector<std::string>& dirs() const { return plan_.dirs; }
   // OOM kills counted in the memory cgroup so far (v1 memory.oom_control,

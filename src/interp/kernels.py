@@ -80,8 +80,13 @@ class PythonKernel:
             raise KernelError("python kernel: cannot start: %s" % e)
 
     async def _run(self, code, emit, silent):
+        # stop_on_error=False: after an error (an interrupt's KeyboardInterrupt
+        # included) ipykernel would abort the requests that reach it while it
+        # flushes its queue, and the next execution, sent as soon as this one
+        # is idle, came back "aborted", with no result, on a busy machine.
+        # Executions of a context are one at a time here: none is queued.
         msg_id = self.kc.execute(code, silent=silent, store_history=not silent,
-                                 allow_stdin=False, stop_on_error=True)
+                                 allow_stdin=False, stop_on_error=False)
         while True:
             try:
                 msg = await self.kc.get_iopub_msg(timeout=1)

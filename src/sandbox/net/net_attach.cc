@@ -389,8 +389,7 @@ Result<void> SandboxNetwork::Finish(pid_t pid) {
   }
   helper_ready_.reset();
   helper_log_.reset();
-  WB_RETURN_IF_ERROR(AwaitRules());
-  WB_RETURN_IF_ERROR(AwaitDnsmasq());
+  WB_RETURN_IF_ERROR(Settle());
   // In the root the agent has made (pid's): Finish runs once it answers.
   WB_RETURN_IF_ERROR(WriteResolvConf(
       pid, opts_.root_uid,
@@ -459,8 +458,7 @@ Result<VmNetwork> SandboxNetwork::AttachVm(const NetAttachOptions& o, const Netw
         return c.ok();
       },
       "passt", sock, "not accepting after 5 s"));
-  WB_RETURN_IF_ERROR(n->AwaitRules());
-  WB_RETURN_IF_ERROR(n->AwaitDnsmasq());
+  WB_RETURN_IF_ERROR(n->Settle());
   spdlog::debug("{}: network egress (passt {}, dnsmasq {} on port {})", o.tag, n->helper_.pid(),
                 n->dnsmasq_.pid(), n->ids_.dns_port);
   n->attached_ = true;

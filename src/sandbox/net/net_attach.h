@@ -98,9 +98,10 @@ class SandboxNetwork {
   // kVmGateway, kSandboxResolver). On failure whatever was made is removed.
   [[nodiscard]] static Result<VmNetwork> AttachVm(const NetAttachOptions& o,
                                                   const NetworkSpec& spec);
-  // A network made ahead (Begin alone, for a sandbox not known yet; the ns
-  // driver's spare): Settle awaits what Begin started (the rules, the
-  // resolver listening), so that nothing of it runs when it is handed out;
+  // Settle awaits what Begin started (the rules, the resolver listening):
+  // Finish and AttachVm end with it, and a network made ahead (Begin alone,
+  // for a sandbox not known yet; the ns driver's spare) is settled before it
+  // is handed out, so that nothing of it runs then;
   // CanServe says whether it can be handed to a sandbox asking for spec (the
   // same policy, no helper yet, its resolver still running); Hand gives it
   // that sandbox's root uid (the owner of resolv.conf), before StartHelper.

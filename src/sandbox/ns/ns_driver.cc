@@ -13,6 +13,7 @@
 
 #include <cstring>
 #include <mutex>
+#include <utility>
 #include <vector>
 
 #include "base/child.h"
@@ -41,8 +42,13 @@ struct NsDriver::NetSlots {
   std::mutex mu;
   std::vector<bool> used = std::vector<bool>(kSlots, false);
   bool open = true;  // false once the driver goes: no spare is made then
-  std::unique_ptr<SandboxNetwork> spare;
-  std::shared_ptr<void> spare_slot;
+  struct Spare {
+    // Members go in reverse order: the network (which kills its resolver)
+    // before the slot (which removes the spare's dir, its pid file's).
+    std::shared_ptr<void> slot;
+    std::unique_ptr<SandboxNetwork> net;
+  };
+  Spare spare;
 };
 
 namespace {
@@ -75,11 +81,17 @@ std::shared_ptr<NetSlot> TakeNetSlot(const std::shared_ptr<NsDriver::NetSlots>& 
 }
 
 // The network made ahead, if it can serve spec: taken out of the driver's.
-std::pair<std::unique_ptr<SandboxNetwork>, std::shared_ptr<void>> TakeSpare(
-    NsDriver::NetSlots& slots, const NetworkSpec& spec) {
+NsDriver::NetSlots::Spare TakeSpare(NsDriver::NetSlots& slots, const NetworkSpec& spec) {
   std::lock_guard<std::mutex> lock(slots.mu);
-  if (!slots.spare || !slots.spare->CanServe(spec)) return {};
-  return {std::move(slots.spare), std::move(slots.spare_slot)};
+  if (!slots.spare.net || !slots.spare.net->CanServe(spec)) return {};
+  return std::exchange(slots.spare, {});
+}
+
+// A spare that goes unused: its network removed, then its slot and dir.
+void DropSpare(NsDriver::NetSlots::Spare spare) {
+  if (!spare.net) return;
+  if (auto r = spare.net->Destroy(); !r.ok())
+    spdlog::debug("spare network: {}", r.error().ToString());
 }
 
 // Makes the driver's spare network for spec, settled, unless it has one for
@@ -90,19 +102,15 @@ std::pair<std::unique_ptr<SandboxNetwork>, std::shared_ptr<void>> TakeSpare(
 // network) and nothing else.
 void MakeSpareNetwork(const std::shared_ptr<NsDriver::NetSlots>& slots, const NetHostOptions& host,
                       uint32_t gid_base, const std::string& state_dir, const NetworkSpec& spec) {
-  std::unique_ptr<SandboxNetwork> old;
-  std::shared_ptr<void> old_slot;
+  NsDriver::NetSlots::Spare old;
   {
     std::lock_guard<std::mutex> lock(slots->mu);
     if (!slots->open) return;
-    if (slots->spare && slots->spare->CanServe(spec)) return;
-    old = std::move(slots->spare);
-    old_slot = std::move(slots->spare_slot);
+    if (slots->spare.net && slots->spare.net->CanServe(spec)) return;
+    old = std::exchange(slots->spare, {});
   }
-  if (old) (void)old->Destroy();
-  old.reset();
-  old_slot.reset();  // after its network: the slot's dir held its resolver's pid file
-  auto made = [&]() -> Result<std::pair<std::unique_ptr<SandboxNetwork>, std::shared_ptr<void>>> {
+  DropSpare(std::move(old));
+  auto made = [&]() -> Result<NsDriver::NetSlots::Spare> {
     std::shared_ptr<NetSlot> slot = TakeNetSlot(slots);
     if (!slot) return Fail(ErrorCode::kBusy, "spare network", "slots", "every slot is taken");
     // Its own dir among the sandboxes' (an owner record, so that gc removes
@@ -120,7 +128,7 @@ void MakeSpareNetwork(const std::shared_ptr<NsDriver::NetSlots>& slots, const Ne
     no.gid = gid_base + slot->index;
     auto n = WB_TRY(SandboxNetwork::Begin(no, spec));
     WB_RETURN_IF_ERROR(n->Settle());
-    return std::make_pair(std::move(n), std::shared_ptr<void>(std::move(slot)));
+    return NsDriver::NetSlots::Spare{std::move(slot), std::move(n)};
   }();
   if (!made.ok()) {
     spdlog::debug("spare network: {}", made.error().ToString());
@@ -128,14 +136,13 @@ void MakeSpareNetwork(const std::shared_ptr<NsDriver::NetSlots>& slots, const Ne
   }
   {
     std::lock_guard<std::mutex> lock(slots->mu);
-    if (slots->open && !slots->spare) {
-      slots->spare = std::move(made->first);
-      slots->spare_slot = std::move(made->second);
+    if (slots->open && !slots->spare.net) {
+      slots->spare = std::move(*made);
       return;
     }
   }
   // The driver went, or another sandbox's spare came first.
-  (void)made->first->Destroy();
+  DropSpare(std::move(*made));
 }
 
 }  // namespace
@@ -174,10 +181,10 @@ class NsSandbox : public SandboxBase {
     }
     // A network made ahead for this policy: its rules and resolver are in
     // place, this sandbox's helper is all that is left to start.
-    if (auto [spare, spare_slot] = TakeSpare(*net_slots_, spec); spare) {
-      spare->Hand(uid_base_);
-      net_ = std::move(spare);
-      net_slot_ = std::move(spare_slot);
+    if (auto spare = TakeSpare(*net_slots_, spec); spare.net) {
+      spare.net->Hand(uid_base_);
+      net_ = std::move(spare.net);
+      net_slot_ = std::move(spare.slot);
       spdlog::debug("{}: network made ahead", id_);
       return Ok();
     }
@@ -309,20 +316,13 @@ NsDriver::~NsDriver() {
   if (!net_slots_) return;
   // Its spare network goes (and none is made after), then the nft table its
   // sandboxes shared (kept between them).
-  std::unique_ptr<SandboxNetwork> spare;
-  std::shared_ptr<void> spare_slot;
+  NsDriver::NetSlots::Spare spare;
   {
     std::lock_guard<std::mutex> lock(net_slots_->mu);
     net_slots_->open = false;
-    spare = std::move(net_slots_->spare);
-    spare_slot = std::move(net_slots_->spare_slot);
+    spare = std::exchange(net_slots_->spare, {});
   }
-  if (spare) {
-    if (auto r = spare->Destroy(); !r.ok())
-      spdlog::debug("spare network: {}", r.error().ToString());
-  }
-  spare.reset();
-  spare_slot.reset();
+  DropSpare(std::move(spare));
   ReleaseNetTable(opts_.net);
 }
 

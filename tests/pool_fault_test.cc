@@ -26,20 +26,9 @@ namespace {
 
 using daemon::PoolClient;
 using wb::testing::Eventually;
+using wb::testing::ParentOf;
 
 constexpr uint32_t kBase = wb::testing::UidBase(wb::testing::UidUser::kPoolFaultTest);
-
-pid_t ParentOf(pid_t pid) {
-  auto st = ReadFile("/proc/" + std::to_string(pid) + "/status");
-  if (!st.ok()) return 0;
-  for (const auto& line : Split(*st, '\n')) {
-    if (StartsWith(line, "PPid:")) {
-      auto v = ParseUint(Trim(std::string_view(line).substr(5)), "ppid");
-      return v.ok() ? static_cast<pid_t>(*v) : 0;
-    }
-  }
-  return 0;
-}
 
 class PoolFaultTest : public wb::testing::DaemonFixture {
  protected:

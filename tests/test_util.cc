@@ -178,14 +178,22 @@ std::vector<pid_t> ProcessesMentioning(const std::string& text) {
   return out;
 }
 
+pid_t ParentOf(pid_t pid) {
+  auto st = ReadFile("/proc/" + std::to_string(pid) + "/status");
+  if (!st.ok()) return 0;
+  for (const auto& line : Split(*st, '\n')) {
+    if (StartsWith(line, "PPid:")) {
+      auto v = ParseUint(Trim(std::string_view(line).substr(5)), "ppid");
+      return v.ok() ? static_cast<pid_t>(*v) : 0;
+    }
+  }
+  return 0;
+}
+
 std::vector<pid_t> ChildrenMentioning(pid_t parent, const std::string& text) {
   std::vector<pid_t> out;
   for (pid_t p : ProcessesMentioning(text)) {
-    auto st = ReadFile("/proc/" + std::to_string(p) + "/stat");
-    if (!st.ok() || st->rfind(')') == std::string::npos) continue;
-    // After "(comm) ": the state, then the parent's pid.
-    const auto fields = Split(st->substr(st->rfind(')') + 1), ' ');
-    if (fields.size() > 2 && fields[2] == std::to_string(parent)) out.push_back(p);
+    if (ParentOf(p) == parent) out.push_back(p);
   }
   return out;
 }

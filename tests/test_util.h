@@ -42,6 +42,8 @@ std::set<std::string> DirsBelow(const std::string& root);
 std::vector<std::string> Entries(const std::string& dir);
 // Processes whose command line mentions text (e.g. a test's own state dir).
 std::vector<pid_t> ProcessesMentioning(const std::string& text);
+// The parent of pid (/proc/<pid>/status), 0 if it is gone.
+pid_t ParentOf(pid_t pid);
 // Those of them whose parent is parent (dnsmasq serves each TCP connection in
 // a short-lived child of its own, which mentions the same).
 std::vector<pid_t> ChildrenMentioning(pid_t parent, const std::string& text);
